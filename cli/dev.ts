@@ -1,0 +1,76 @@
+// `ambit dev ...`: the local sandbox commands.
+import type { Argv } from "yargs";
+import * as sandbox from "../sandbox/index.ts";
+
+function printStatus(s: sandbox.SandboxStatus): void {
+  if (!s.running) {
+    console.log("The sandbox is not running. Start it with `npx ambit dev up`.");
+    return;
+  }
+  console.log(`API server: ${s.apiUrl}   kubeconfig: ${s.kubeconfig}\n`);
+  const table = (rows: string[][]) => {
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+    for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join("   ").trimEnd());
+  };
+  table([["NODE", "IP", "INTERFACE", "POD CIDR", "NETNS"], ...s.nodes.map((n) => [n.name, n.ip, n.interface, n.podCidr, n.netns])]);
+  console.log();
+  table([
+    ["NAMESPACE", "POD", "NODE", "IP", "PHASE", "READY", "NETNS"],
+    ...s.pods.map((p) => [p.namespace, p.name, p.node, p.ip, p.phase, String(p.ready), p.netns]),
+  ]);
+}
+
+export function devCommands(yargs: Argv): Argv {
+  return yargs
+    .command(
+      "up",
+      "start a real multi-node cluster on this machine (network namespaces, CNI, iptables) with the demo application",
+      (y) =>
+        y
+          .option("nodes", { type: "number", default: 2, describe: "number of nodes" })
+          .option("demo", { type: "boolean", default: true, describe: "deploy the demo application (--no-demo to skip)" }),
+      async (argv) => {
+        if (!Number.isInteger(argv.nodes) || argv.nodes < 1 || argv.nodes > 50) throw new sandbox.SandboxError("AMBIT_E_USAGE", "--nodes must be an integer from 1 to 50");
+        await sandbox.up({ nodes: argv.nodes, demo: argv.demo });
+      },
+    )
+    .command("down", "remove every namespace, process, interface, rule and file of the sandbox", {}, async () => {
+      await sandbox.down();
+    })
+    .command(
+      "status",
+      "show nodes and pods of the sandbox",
+      (y) => y.option("output", { alias: "o", choices: ["table", "json"] as const, default: "table" as const }),
+      async (argv) => {
+        const s = await sandbox.status();
+        if (argv.output === "json") console.log(JSON.stringify(s, null, 2));
+        else printStatus(s);
+      },
+    )
+    .command(
+      "exec <pod> [command..]",
+      "run a command inside a pod's network namespace and environment: ambit dev exec demo/client -- curl -s http://orders.demo/",
+      (y) => y.positional("pod", { type: "string", demandOption: true, describe: "<namespace>/<pod>, or <namespace>/<deployment>" }).positional("command", { type: "string", array: true }),
+      async (argv) => {
+        const command = (argv.command ?? []).map(String);
+        if (command.length === 0) throw new sandbox.SandboxError("AMBIT_E_USAGE", "no command given; e.g. ambit dev exec demo/client -- curl -s http://orders.demo/");
+        process.exitCode = await sandbox.exec(argv.pod, command);
+      },
+    )
+    .command(
+      "logs <pod>",
+      "print a pod's container log",
+      (y) =>
+        y
+          .positional("pod", { type: "string", demandOption: true })
+          .option("container", { alias: "c", type: "string" })
+          .option("follow", { alias: "f", type: "boolean", default: false }),
+      async (argv) => {
+        await sandbox.logs(argv.pod, { ...(argv.container ? { container: argv.container } : {}), follow: argv.follow });
+      },
+    )
+    .command("kubeconfig", "print the path of the sandbox's kubeconfig", {}, () => {
+      console.log(sandbox.kubeconfigPath());
+    })
+    .demandCommand(1, "name a dev command: up, down, status, exec, logs, kubeconfig");
+}

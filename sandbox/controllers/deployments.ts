@@ -1,0 +1,129 @@
+// Deployment controller: keeps `replicas` pods of the current template, replaces pods of older templates, reports status.
+import { createHash, randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../kube/client.ts";
+import { type SharedInformers, keyOf, splitKey } from "../kube/informers.ts";
+import { WorkQueue } from "../kube/queue.ts";
+import { isControlledBy, isPodReady, isPodTerminal } from "./pods.ts";
+
+/**
+ * Pods are owned by the Deployment directly. Real Kubernetes puts a ReplicaSet in between; the sandbox
+ * skips it because nothing in Ambit depends on ReplicaSets, and the pod-template-hash label is kept.
+ */
+export function templateHash(template: unknown): string {
+  return createHash("sha256").update(JSON.stringify(template ?? {})).digest("hex").slice(0, 10);
+}
+
+const randomSuffix = (): string => {
+  const alphabet = "bcdfghjklmnpqrstvwxz2456789";
+  return [...randomBytes(5)].map((b) => alphabet[b % alphabet.length]).join("");
+};
+
+export class DeploymentController {
+  readonly #client: KubeClient;
+  readonly #informers: SharedInformers;
+  readonly #log: Logger;
+  readonly #queue: WorkQueue;
+
+  constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
+    this.#client = client;
+    this.#informers = informers;
+    this.#log = log.child({ component: "deployment-controller" });
+    this.#queue = new WorkQueue((key) => this.#reconcile(key), {
+      onError: (key, err) => this.#log.warn({ deployment: key, err: String(err) }, "reconcile failed, will retry"),
+    });
+    informers.on("deployments", (event, d) => {
+      if (event !== "delete") this.#queue.add(keyOf(d));
+    });
+    informers.on("pods", (_event, pod) => {
+      const owner = (pod.metadata.ownerReferences ?? []).find((r) => r.kind === "Deployment" && r.controller);
+      if (owner && pod.metadata.namespace) this.#queue.add(`${pod.metadata.namespace}/${owner.name}`);
+    });
+  }
+
+  async #reconcile(key: string): Promise<void> {
+    const { namespace, name } = splitKey(key);
+    const deployment = this.#informers.get("deployments", name, namespace);
+    if (!deployment || deployment.metadata.deletionTimestamp || !namespace) return;
+    const hash = templateHash(deployment.spec?.template);
+    const owned = this.#informers
+      .list("pods", namespace)
+      .filter((p) => isControlledBy(p, deployment.metadata.uid) && !p.metadata.deletionTimestamp && !isPodTerminal(p));
+    const current = owned.filter((p) => p.metadata.labels?.["pod-template-hash"] === hash);
+    const old = owned.filter((p) => p.metadata.labels?.["pod-template-hash"] !== hash);
+    const desired = Number(deployment.spec?.replicas ?? 1);
+
+    for (let i = current.length; i < desired; i++) await this.#createPod(deployment, hash);
+    const surplus = current
+      .slice()
+      .sort((a, b) => String(b.metadata.creationTimestamp).localeCompare(String(a.metadata.creationTimestamp)))
+      .slice(0, Math.max(0, current.length - desired));
+    for (const pod of surplus) await this.#deletePod(pod);
+    // Old pods go once the new template has enough ready pods, so a template change never drops to zero.
+    const readyCurrent = current.filter(isPodReady).length;
+    if (readyCurrent >= desired || desired === 0) for (const pod of old) await this.#deletePod(pod);
+
+    const ready = owned.filter(isPodReady).length;
+    const status = {
+      observedGeneration: deployment.metadata.generation,
+      replicas: owned.length,
+      updatedReplicas: current.length,
+      readyReplicas: ready,
+      availableReplicas: ready,
+      unavailableReplicas: Math.max(0, desired - ready),
+      conditions: [
+        {
+          type: "Available",
+          status: ready >= desired ? "True" : "False",
+          reason: ready >= desired ? "MinimumReplicasAvailable" : "MinimumReplicasUnavailable",
+          message: ready >= desired ? "Deployment has minimum availability." : "Deployment does not have minimum availability.",
+        },
+      ],
+    };
+    if (JSON.stringify(pickStatus(deployment.status)) !== JSON.stringify(pickStatus(status))) {
+      const now = new Date().toISOString();
+      status.conditions = status.conditions.map((c) => ({ ...c, lastUpdateTime: now, lastTransitionTime: now }));
+      await this.#client.mergePatch(pathFor("apps/v1", "deployments", namespace, name, "status"), { status });
+    }
+  }
+
+  async #createPod(deployment: KubeObject, hash: string): Promise<void> {
+    const template = deployment.spec?.template ?? {};
+    const namespace = deployment.metadata.namespace as string;
+    const pod = {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: {
+        name: `${deployment.metadata.name}-${hash}-${randomSuffix()}`,
+        namespace,
+        labels: { ...(template.metadata?.labels ?? {}), "pod-template-hash": hash },
+        annotations: { ...(template.metadata?.annotations ?? {}) },
+        ownerReferences: [
+          { apiVersion: "apps/v1", kind: "Deployment", name: deployment.metadata.name, uid: deployment.metadata.uid, controller: true, blockOwnerDeletion: true },
+        ],
+      },
+      spec: template.spec ?? {},
+    };
+    await this.#client.create(pathFor("v1", "pods", namespace), pod);
+    this.#log.info({ deployment: keyOf(deployment), pod: pod.metadata.name }, "pod created");
+  }
+
+  async #deletePod(pod: KubeObject): Promise<void> {
+    try {
+      await this.#client.delete(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  stop(): void {
+    this.#queue.stop();
+  }
+}
+
+// Conditions carry timestamps; compare only what decides whether status changed.
+const pickStatus = (s: Record<string, unknown> | undefined) => {
+  if (!s) return {};
+  const conditions = (s.conditions as Array<{ type: string; status: string }> | undefined)?.map((c) => `${c.type}=${c.status}`);
+  return { ...s, conditions };
+};

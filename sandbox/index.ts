@@ -1,0 +1,283 @@
+// Public surface of the local sandbox: `ambit dev up/down/status/exec/logs/kubeconfig`.
+import fs from "node:fs/promises";
+import { fork } from "node:child_process";
+import path from "node:path";
+import { execa } from "execa";
+import { KubeConfig } from "@kubernetes/client-node";
+import { type SandboxConfig, REPO_ROOT, loadSandboxConfig, sandboxPaths } from "./config.ts";
+import { findMissingPrerequisites, PrerequisiteError } from "./prerequisites.ts";
+import { isSupervisorAlive, readState } from "./state.ts";
+import { listSandboxNetns, teardownAllNetworks } from "./network/index.ts";
+import { KubeClient, type KubeObject } from "./kube/client.ts";
+import { applyObjects, readManifestDir } from "./manifests.ts";
+import { NETNS_ANNOTATION } from "./kubelet/kubelet.ts";
+import { SERVICE_ACCOUNT_MOUNT, podCommand, readLaunchSpec } from "./kubelet/launcher.ts";
+import type { ProgressMessage } from "./supervisor/progress.ts";
+
+export { loadSandboxConfig, PrerequisiteError };
+export type { SandboxConfig };
+
+export const DEMO_MANIFESTS = path.join(REPO_ROOT, "demo", "manifests");
+
+export class SandboxError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "SandboxError";
+    this.code = code;
+  }
+}
+
+export type Output = (line: string) => void;
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
+
+async function timed<T>(out: Output, label: string, fn: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  const result = await fn();
+  out(`  ✓ ${label} (${seconds(performance.now() - started)})`);
+  return result;
+}
+
+export interface UpOptions {
+  nodes?: number;
+  demo?: boolean;
+  out?: Output;
+}
+
+export async function up(opts: UpOptions = {}): Promise<void> {
+  const out = opts.out ?? console.log;
+  const cfg = loadSandboxConfig(process.env, opts.nodes ? { nodes: opts.nodes } : {});
+  const total = performance.now();
+  const state = await readState(cfg.stateDir);
+  if (state && (await isSupervisorAlive(state))) {
+    throw new SandboxError("AMBIT_E_SANDBOX_RUNNING", `the sandbox is already running (supervisor pid ${state.supervisorPid}); run \`ambit dev down\` first`);
+  }
+  const problems = await findMissingPrerequisites(cfg);
+  if (problems.length > 0) throw new PrerequisiteError(`cannot start the sandbox:\n  - ${problems.join("\n  - ")}`);
+  if (state || (await listSandboxNetns().catch(() => [])).length > 0) {
+    await timed(out, "clean up a sandbox that did not shut down", () => down({ out: () => {} }));
+  }
+  out(`Starting the Ambit sandbox with ${cfg.nodes} nodes`);
+  await startSupervisor(cfg, out);
+  if (opts.demo !== false) {
+    const kc = new KubeConfig();
+    kc.loadFromFile(sandboxPaths(cfg.stateDir).kubeconfig);
+    await timed(out, "apply demo manifests (demo/manifests)", async () => applyObjects(kc, await readManifestDir(DEMO_MANIFESTS)));
+    await timed(out, "wait for demo deployments to be available", () => waitForDeployments(cfg, ["demo", "legacy"], 90_000));
+    const trace = await timed(out, "check the demo chain (client -> orders -> payments -> fraud)", () => checkDemoChain(cfg));
+    out(`    ${trace}`);
+  }
+  const paths = sandboxPaths(cfg.stateDir);
+  out(`Sandbox ready in ${seconds(performance.now() - total)}.`);
+  out(`  export KUBECONFIG=${paths.kubeconfig}`);
+  out("  kubectl get pods -A -o wide");
+  if (opts.demo !== false) out("  npx ambit dev exec demo/client -- curl -s http://orders.demo/");
+  out("  npx ambit dev down    # removes everything");
+}
+
+function startSupervisor(cfg: SandboxConfig, out: Output): Promise<void> {
+  const paths = sandboxPaths(cfg.stateDir);
+  return new Promise((resolve, reject) => {
+    const child = fork(path.join(REPO_ROOT, "sandbox", "supervisor", "main.ts"), [], {
+      detached: true,
+      stdio: ["ignore", "ignore", "ignore", "ipc"],
+      env: { ...process.env, AMBIT_DEV_NODES: String(cfg.nodes), AMBIT_DEV_STATE_DIR: cfg.stateDir, AMBIT_DEV_API_PORT: String(cfg.apiPort) },
+    });
+    let settled = false;
+    child.on("message", (msg: ProgressMessage) => {
+      if (msg.type === "step") out(`  ✓ ${msg.step} (${seconds(msg.ms)})`);
+      if (msg.type === "ready") {
+        settled = true;
+        child.unref();
+        child.disconnect();
+        resolve();
+      }
+      if (msg.type === "failed") {
+        settled = true;
+        reject(new SandboxError(msg.code ?? "AMBIT_E_SANDBOX_START", `sandbox failed to start: ${msg.error} (details in ${paths.supervisorLog}; it has cleaned up after itself)`));
+      }
+    });
+    child.on("exit", (code) => {
+      if (!settled) reject(new SandboxError("AMBIT_E_SANDBOX_START", `sandbox supervisor exited with code ${code} while starting; see ${paths.supervisorLog}`));
+    });
+  });
+}
+
+async function client(cfg: SandboxConfig): Promise<KubeClient> {
+  const state = await readState(cfg.stateDir);
+  if (!state || !(await isSupervisorAlive(state))) {
+    throw new SandboxError("AMBIT_E_SANDBOX_NOT_RUNNING", "the sandbox is not running; start it with `npx ambit dev up`");
+  }
+  return KubeClient.fromFile(state.kubeconfig);
+}
+
+async function waitForDeployments(cfg: SandboxConfig, namespaces: string[], timeoutMs: number): Promise<void> {
+  const kube = await client(cfg);
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const pending: string[] = [];
+      for (const ns of namespaces) {
+        for (const d of await kube.list(`/apis/apps/v1/namespaces/${ns}/deployments`)) {
+          if ((d.status?.availableReplicas ?? 0) < (d.spec?.replicas ?? 1)) pending.push(`${ns}/${d.metadata.name}`);
+        }
+      }
+      if (pending.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new SandboxError("AMBIT_E_SANDBOX_TIMEOUT", `deployments not available after ${timeoutMs / 1000}s: ${pending.join(", ")}; see \`npx ambit dev logs <ns>/<pod>\``);
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    kube.close();
+  }
+}
+
+interface Hop {
+  service: string;
+  pod: string;
+  node: string;
+  next?: Hop | { error: string };
+}
+
+async function checkDemoChain(cfg: SandboxConfig): Promise<string> {
+  let last = "";
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const { exitCode, stdout, stderr } = await execCapture(cfg, "demo/client", ["curl", "-s", "--max-time", "5", "http://orders.demo/"]);
+    last = `${stdout}${stderr}`.trim();
+    if (exitCode === 0) {
+      try {
+        const hops: string[] = [];
+        for (let hop: Hop | { error: string } | undefined = JSON.parse(stdout) as Hop; hop; hop = "next" in hop ? hop.next : undefined) {
+          if ("error" in hop) break;
+          hops.push(`${hop.service}@${hop.node}`);
+        }
+        if (hops.join(" ").startsWith("orders@") && hops.length === 3) return hops.join(" -> ");
+      } catch {
+        // not JSON yet: a hop is still starting
+      }
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new SandboxError("AMBIT_E_SANDBOX_DEMO", `the demo chain does not answer correctly: ${last.slice(0, 500)}`);
+}
+
+export interface SandboxStatus {
+  running: boolean;
+  apiUrl?: string;
+  kubeconfig?: string;
+  nodes: Array<{ name: string; netns: string; ip: string; interface: string; podCidr: string }>;
+  pods: Array<{ namespace: string; name: string; node: string; ip: string; netns: string; phase: string; ready: boolean }>;
+}
+
+export async function status(): Promise<SandboxStatus> {
+  const cfg = loadSandboxConfig();
+  const state = await readState(cfg.stateDir);
+  if (!state || !(await isSupervisorAlive(state))) return { running: false, nodes: [], pods: [] };
+  const kube = KubeClient.fromFile(state.kubeconfig);
+  try {
+    const pods = await kube.list("/api/v1/pods");
+    return {
+      running: true,
+      apiUrl: state.apiUrl,
+      kubeconfig: state.kubeconfig,
+      nodes: state.nodes.map(({ name, netns, ip, interface: iface, podCidr }) => ({ name, netns, ip, interface: iface, podCidr })),
+      pods: pods.map((p) => ({
+        namespace: p.metadata.namespace ?? "",
+        name: p.metadata.name,
+        node: p.spec?.nodeName ?? "",
+        ip: p.status?.podIP ?? "",
+        netns: p.metadata.annotations?.[NETNS_ANNOTATION] ?? "",
+        phase: p.status?.phase ?? "Unknown",
+        ready: (p.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === "Ready" && c.status === "True"),
+      })),
+    };
+  } finally {
+    kube.close();
+  }
+}
+
+/**
+ * Finds the pod meant by `<ns>/<name>`: the pod of that name, or else a running pod of the Deployment
+ * (or `app` label) of that name, so `demo/client` works without knowing the generated pod name.
+ */
+export async function resolvePod(cfg: SandboxConfig, ref: string): Promise<KubeObject> {
+  const match = /^([a-z0-9-]+)\/([a-z0-9.-]+)$/.exec(ref);
+  if (!match) throw new SandboxError("AMBIT_E_SANDBOX_POD_REF", `"${ref}" is not a pod reference; use <namespace>/<pod>, e.g. demo/client`);
+  const [, namespace, name] = match as unknown as [string, string, string];
+  const kube = await client(cfg);
+  try {
+    const pods = await kube.list(`/api/v1/namespaces/${namespace}/pods`);
+    const live = pods.filter((p) => !p.metadata.deletionTimestamp && p.metadata.annotations?.[NETNS_ANNOTATION]);
+    const found =
+      live.find((p) => p.metadata.name === name) ??
+      live.find((p) => p.metadata.ownerReferences?.some((o) => o.kind === "Deployment" && o.name === name) && p.status?.phase === "Running") ??
+      live.find((p) => p.metadata.labels?.app === name && p.status?.phase === "Running");
+    if (!found) throw new SandboxError("AMBIT_E_SANDBOX_POD_NOT_FOUND", `no running pod "${name}" in namespace "${namespace}" (see \`kubectl get pods -n ${namespace}\`)`);
+    return found;
+  } finally {
+    kube.close();
+  }
+}
+
+async function launchFor(cfg: SandboxConfig, ref: string) {
+  const pod = await resolvePod(cfg, ref);
+  try {
+    return await readLaunchSpec(path.join(sandboxPaths(cfg.stateDir).pods, pod.metadata.uid as string));
+  } catch {
+    throw new SandboxError("AMBIT_E_SANDBOX_POD_NOT_READY", `pod ${ref} has not started yet; try again in a moment`);
+  }
+}
+
+/** Runs a command inside a pod's netns and environment with the terminal attached; resolves to its exit code. */
+export async function exec(ref: string, command: string[]): Promise<number> {
+  const cfg = loadSandboxConfig();
+  const spec = await launchFor(cfg, ref);
+  const [program, ...args] = podCommand(spec, command);
+  const result = await execa(program!, args, { env: spec.env, extendEnv: false, stdio: "inherit", reject: false });
+  return result.exitCode ?? 1;
+}
+
+async function execCapture(cfg: SandboxConfig, ref: string, command: string[]) {
+  const spec = await launchFor(cfg, ref);
+  const [program, ...args] = podCommand(spec, command);
+  return execa(program!, args, { env: spec.env, extendEnv: false, reject: false, timeout: 15_000 });
+}
+
+export async function logs(ref: string, opts: { container?: string; follow?: boolean } = {}): Promise<void> {
+  const cfg = loadSandboxConfig();
+  const spec = await launchFor(cfg, ref);
+  const files = (await fs.readdir(spec.logDir)).filter((f) => f.endsWith(".log"));
+  const file = opts.container ? `${opts.container}.log` : files[0];
+  if (!file || !files.includes(file)) {
+    throw new SandboxError("AMBIT_E_SANDBOX_NO_LOGS", `no logs for container "${opts.container ?? ""}" of ${ref}; containers: ${files.map((f) => f.replace(/\.log$/, "")).join(", ")}`);
+  }
+  await execa("tail", [opts.follow ? "-f" : "-n+1", path.join(spec.logDir, file)], { stdio: "inherit", reject: false });
+}
+
+export function kubeconfigPath(): string {
+  return sandboxPaths(loadSandboxConfig().stateDir).kubeconfig;
+}
+
+/** Stops the supervisor and removes every netns, process and file of the sandbox; safe to run twice and after a crash. */
+export async function down(opts: { out?: Output } = {}): Promise<void> {
+  const out = opts.out ?? console.log;
+  const cfg = loadSandboxConfig();
+  const started = performance.now();
+  const state = await readState(cfg.stateDir);
+  if (state && (await isSupervisorAlive(state))) {
+    process.kill(state.supervisorPid, "SIGTERM");
+    const deadline = Date.now() + 15_000;
+    while ((await isSupervisorAlive(state)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    if (await isSupervisorAlive(state)) process.kill(state.supervisorPid, "SIGKILL");
+    out("  ✓ stopped the sandbox supervisor and its pods");
+  }
+  // Whatever a crashed supervisor left: processes inside sandbox netns, the netns themselves, files.
+  await teardownAllNetworks(cfg);
+  await fs.rm(cfg.stateDir, { recursive: true, force: true });
+  for (let dir = SERVICE_ACCOUNT_MOUNT; dir !== "/run"; dir = path.dirname(dir)) {
+    await fs.rmdir(dir).catch(() => {});
+  }
+  out(`Sandbox removed (${seconds(performance.now() - started)}).`);
+}

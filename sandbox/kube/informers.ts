@@ -1,0 +1,91 @@
+// Shared client-node informers for the sandbox's controllers: one list+watch per resource, many handlers.
+import { makeInformer, type Informer, type ObjectCache, type KubernetesObject, type KubernetesListObject } from "@kubernetes/client-node";
+import type { KubeClient, KubeObject } from "./client.ts";
+
+export const RESOURCE_PATHS = {
+  pods: "/api/v1/pods",
+  services: "/api/v1/services",
+  endpointslices: "/apis/discovery.k8s.io/v1/endpointslices",
+  deployments: "/apis/apps/v1/deployments",
+  nodes: "/api/v1/nodes",
+  namespaces: "/api/v1/namespaces",
+} as const;
+
+export type Resource = keyof typeof RESOURCE_PATHS;
+export type InformerEvent = "add" | "update" | "delete";
+export type InformerHandler = (event: InformerEvent, obj: KubeObject) => void;
+
+export class SharedInformers {
+  readonly #client: KubeClient;
+  readonly #informers = new Map<Resource, Informer<KubernetesObject> & ObjectCache<KubernetesObject>>();
+  readonly #handlers = new Map<Resource, InformerHandler[]>();
+  readonly #restartTimers = new Set<NodeJS.Timeout>();
+  readonly #onError: (resource: Resource, err: unknown) => void;
+  #stopped = false;
+
+  constructor(client: KubeClient, resources: Resource[], onError: (resource: Resource, err: unknown) => void = () => {}) {
+    this.#client = client;
+    this.#onError = onError;
+    for (const resource of resources) {
+      const path = RESOURCE_PATHS[resource];
+      const informer = makeInformer<KubernetesObject>(client.kubeConfig, path, () =>
+        this.#client.request<KubernetesListObject<KubernetesObject>>("GET", path),
+      );
+      for (const event of ["add", "update", "delete"] as const) {
+        informer.on(event, (obj) => {
+          for (const handler of this.#handlers.get(resource) ?? []) handler(event, obj as KubeObject);
+        });
+      }
+      // client-node informers stop on error; restarting relists (which also covers 410 Gone).
+      informer.on("error", (err) => {
+        if (this.#stopped) return;
+        this.#onError(resource, err);
+        const timer = setTimeout(() => {
+          this.#restartTimers.delete(timer);
+          if (!this.#stopped) void informer.start().catch((e: unknown) => this.#onError(resource, e));
+        }, 1000);
+        this.#restartTimers.add(timer);
+      });
+      this.#informers.set(resource, informer);
+    }
+  }
+
+  on(resource: Resource, handler: InformerHandler): void {
+    const list = this.#handlers.get(resource) ?? [];
+    list.push(handler);
+    this.#handlers.set(resource, list);
+  }
+
+  list(resource: Resource, namespace?: string): KubeObject[] {
+    return (this.#informer(resource).list(namespace) ?? []) as KubeObject[];
+  }
+
+  get(resource: Resource, name: string, namespace?: string): KubeObject | undefined {
+    return this.#informer(resource).get(name, namespace) as KubeObject | undefined;
+  }
+
+  #informer(resource: Resource) {
+    const informer = this.#informers.get(resource);
+    if (!informer) throw new Error(`informer for ${resource} was not started`);
+    return informer;
+  }
+
+  /** Lists every resource once; resolves when all caches hold their first snapshot. */
+  async start(): Promise<void> {
+    await Promise.all([...this.#informers.values()].map((i) => i.start()));
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const t of this.#restartTimers) clearTimeout(t);
+    await Promise.all([...this.#informers.values()].map((i) => i.stop()));
+  }
+}
+
+export const keyOf = (obj: KubeObject): string =>
+  obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
+
+export function splitKey(key: string): { namespace?: string; name: string } {
+  const slash = key.indexOf("/");
+  return slash < 0 ? { name: key } : { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
+}

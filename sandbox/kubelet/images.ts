@@ -1,0 +1,38 @@
+// The sandbox's "images": names a Pod may use in `image:` and the local program each one runs.
+import path from "node:path";
+import { REPO_ROOT } from "../config.ts";
+
+/**
+ * No container engine runs here, so the kubelet maps image names to programs of this checkout or of the
+ * host. A container's `command`/`args` override the entrypoint/arguments as in Kubernetes.
+ */
+const IMAGES: Record<string, { entrypoint: string[]; description: string }> = {
+  "ambit.dev/demo-service": {
+    entrypoint: [process.execPath, path.join(REPO_ROOT, "demo", "app", "service.ts")],
+    description: "demo HTTP service that calls NEXT_URL and returns the chain as JSON",
+  },
+  "ambit.dev/toolbox": {
+    entrypoint: ["sleep", "infinity"],
+    description: "idle pod with the host's tools (curl, sh) to exec into",
+  },
+};
+
+export class UnknownImageError extends Error {
+  readonly code = "AMBIT_E_SANDBOX_IMAGE";
+  constructor(image: string) {
+    super(
+      `image "${image}" is not available in the sandbox; use one of ${Object.keys(IMAGES).join(", ")} ` +
+        `or set the container's command to a program installed on this machine`,
+    );
+    this.name = "UnknownImageError";
+  }
+}
+
+/** Returns the argv a container runs, following Kubernetes' command/args rules. */
+export function containerArgv(container: { image?: string; command?: string[]; args?: string[] }): string[] {
+  const repo = (container.image ?? "").replace(/[:@].*$/, "");
+  const image = IMAGES[repo];
+  if (container.command && container.command.length > 0) return [...container.command, ...(container.args ?? [])];
+  if (!image) throw new UnknownImageError(container.image ?? "");
+  return [...image.entrypoint, ...(container.args ?? [])];
+}

@@ -1,0 +1,446 @@
+// Minimal kubelet for one sandbox node: runs its pods' processes inside pod netns wired by CNI, probes them, reports status.
+import fs from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import path from "node:path";
+import { execa, type ResultPromise } from "execa";
+import type { Logger } from "pino";
+import { type SandboxConfig, netnsNames, sandboxPaths } from "../config.ts";
+import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../kube/client.ts";
+import { type SharedInformers, keyOf, splitKey } from "../kube/informers.ts";
+import { WorkQueue } from "../kube/queue.ts";
+import { type NodeNetwork, addPodNetwork, createPodNetns, deleteNetns, pidsInNetns, removePodNetwork } from "../network/index.ts";
+import { renderHostsFile } from "../kubeproxy/index.ts";
+import { containerArgv } from "./images.ts";
+import { containerEnv } from "./env.ts";
+import { type PodLaunchSpec, podCommand, writeLaunchSpec } from "./launcher.ts";
+import { type Probe, runProbe } from "./probes.ts";
+
+/** Annotation telling tools (ambit dev status/exec) which netns holds the pod. */
+export const NETNS_ANNOTATION = "sandbox.ambit.dev/netns";
+const TOKEN_EXPIRATION_SECONDS = 3607;
+
+interface ContainerRuntime {
+  name: string;
+  argv: string[];
+  env: Record<string, string>;
+  process?: ResultPromise;
+  restartCount: number;
+  ready: boolean;
+  startedAt?: string;
+  lastTermination?: { exitCode: number; finishedAt: string; reason: string };
+  waitingReason?: string;
+  backoffTimer?: NodeJS.Timeout;
+  probeTimer?: NodeJS.Timeout;
+  consecutive: { success: number; failure: number };
+  liveFailures: number;
+  livenessTimer?: NodeJS.Timeout;
+}
+
+interface PodRuntime {
+  uid: string;
+  key: string;
+  podDir: string;
+  spec: PodLaunchSpec;
+  ip: string;
+  hostNetwork: boolean;
+  containers: ContainerRuntime[];
+  tokenTimer?: NodeJS.Timeout;
+  stopping: boolean;
+  phase: "Running" | "Succeeded" | "Failed";
+}
+
+export class Kubelet {
+  readonly node: NodeNetwork;
+  readonly #cfg: SandboxConfig;
+  readonly #client: KubeClient;
+  readonly #informers: SharedInformers;
+  readonly #log: Logger;
+  readonly #queue: WorkQueue;
+  readonly #pods = new Map<string, PodRuntime>();
+  readonly #caPem: string;
+  #stopped = false;
+
+  constructor(cfg: SandboxConfig, node: NodeNetwork, client: KubeClient, informers: SharedInformers, caPem: string, log: Logger) {
+    this.#cfg = cfg;
+    this.node = node;
+    this.#client = client;
+    this.#informers = informers;
+    this.#caPem = caPem;
+    this.#log = log.child({ component: "kubelet", node: node.name });
+    this.#queue = new WorkQueue((key) => this.#sync(key), {
+      onError: (key, err) => this.#log.warn({ pod: key, err: String(err) }, "pod sync failed, will retry"),
+    });
+    informers.on("pods", (_event, pod) => {
+      if (pod.spec?.nodeName === node.name || this.#pods.has(keyOf(pod))) this.#queue.add(keyOf(pod));
+    });
+    // Hosts files follow Services, as cluster DNS would.
+    informers.on("services", () => void this.#refreshHostsFiles());
+  }
+
+  async #sync(key: string): Promise<void> {
+    if (this.#stopped) return;
+    const { namespace, name } = splitKey(key);
+    const pod = this.#informers.get("pods", name, namespace);
+    const running = this.#pods.get(key);
+    if (running && (!pod || pod.metadata.uid !== running.uid)) {
+      await this.#teardown(running);
+      if (pod) this.#queue.add(key);
+      return;
+    }
+    if (!pod || pod.spec?.nodeName !== this.node.name) return;
+    if (pod.metadata.deletionTimestamp) {
+      if (running) await this.#teardown(running);
+      await this.#finalizeDeletion(pod);
+      return;
+    }
+    if (!running && pod.status?.phase !== "Succeeded" && pod.status?.phase !== "Failed") await this.#start(pod);
+  }
+
+  async #start(pod: KubeObject): Promise<void> {
+    const key = keyOf(pod);
+    const uid = pod.metadata.uid as string;
+    const namespace = pod.metadata.namespace as string;
+    const hostNetwork = pod.spec?.hostNetwork === true;
+    const paths = sandboxPaths(this.#cfg.stateDir);
+    const podDir = path.join(paths.pods, uid);
+    const logDir = path.join(paths.logs, "pods", `${namespace}_${pod.metadata.name}_${uid}`);
+    await fs.mkdir(path.join(podDir, "serviceaccount"), { recursive: true, mode: 0o700 });
+    await fs.mkdir(logDir, { recursive: true });
+    const startedAt = new Date().toISOString();
+
+    await this.#patchStatus(pod, {
+      phase: "Pending",
+      hostIP: this.node.ip,
+      hostIPs: [{ ip: this.node.ip }],
+      conditions: [condition("PodScheduled", true, startedAt)],
+      containerStatuses: (pod.spec?.containers ?? []).map((c: { name: string; image?: string }) => ({
+        name: c.name,
+        image: c.image ?? "",
+        imageID: "",
+        ready: false,
+        started: false,
+        restartCount: 0,
+        state: { waiting: { reason: "ContainerCreating" } },
+      })),
+    });
+
+    const netns = hostNetwork ? this.node.netns : netnsNames.pod(uid);
+    let ip = this.node.ip;
+    if (!hostNetwork) {
+      await createPodNetns(netns);
+      const req = { node: this.node, podUid: uid, namespace, name: pod.metadata.name, netns };
+      try {
+        ip = (await addPodNetwork(this.#cfg, req)).ip;
+      } catch (err) {
+        await deleteNetns(netns).catch(() => {});
+        throw err;
+      }
+    }
+    await this.#client.mergePatch(pathFor("v1", "pods", namespace, pod.metadata.name), {
+      metadata: { annotations: { [NETNS_ANNOTATION]: netns } },
+    });
+
+    const withIp: KubeObject = { ...pod, status: { ...(pod.status ?? {}), podIP: ip, hostIP: this.node.ip } };
+    const spec: PodLaunchSpec = {
+      namespace,
+      name: pod.metadata.name,
+      uid,
+      netns,
+      hostname: hostNetwork ? this.node.name : pod.metadata.name.slice(0, 63),
+      hostsFile: path.join(podDir, "hosts"),
+      resolvFile: path.join(podDir, "resolv.conf"),
+      serviceAccountDir: path.join(podDir, "serviceaccount"),
+      env: {},
+      logDir,
+    };
+    await fs.writeFile(spec.hostsFile, this.#hostsFor(namespace));
+    await fs.writeFile(spec.resolvFile, `search ${namespace}.svc.${this.#cfg.clusterDomain} svc.${this.#cfg.clusterDomain} ${this.#cfg.clusterDomain}\nnameserver 127.0.0.1\noptions ndots:1 attempts:1 timeout:1\n`);
+    await fs.writeFile(path.join(spec.serviceAccountDir, "ca.crt"), this.#caPem);
+    await fs.writeFile(path.join(spec.serviceAccountDir, "namespace"), namespace);
+
+    const runtime: PodRuntime = { uid, key, podDir, spec, ip, hostNetwork, containers: [], stopping: false, phase: "Running" };
+    this.#pods.set(key, runtime);
+    try {
+      await this.#refreshToken(runtime, withIp);
+      const kubernetesService = this.#informers.get("services", "kubernetes", "default");
+      const services = this.#informers.list("services", namespace);
+      const sources = {
+        services,
+        ...(kubernetesService ? { kubernetesService } : {}),
+        configMap: (ns: string, n: string) => this.#getOptional(pathFor("v1", "configmaps", ns, n)),
+        secret: (ns: string, n: string) => this.#getOptional(pathFor("v1", "secrets", ns, n)),
+      };
+      for (const c of pod.spec?.containers ?? []) {
+        const env = await containerEnv(withIp, c, sources);
+        runtime.spec.env = { ...runtime.spec.env, ...env };
+        runtime.containers.push({ name: c.name, argv: containerArgv(c), env, restartCount: 0, ready: false, consecutive: { success: 0, failure: 0 }, liveFailures: 0 });
+      }
+    } catch (err) {
+      // A pod that cannot start reports why, like CreateContainerConfigError on a real node.
+      this.#log.warn({ pod: key, err: String(err) }, "pod cannot start");
+      await this.#patchStatus(pod, {
+        phase: "Pending",
+        podIP: ip,
+        podIPs: [{ ip }],
+        containerStatuses: (pod.spec?.containers ?? []).map((c: { name: string; image?: string }) => ({
+          name: c.name, image: c.image ?? "", imageID: "", ready: false, started: false, restartCount: 0,
+          state: { waiting: { reason: "CreateContainerConfigError", message: String(err instanceof Error ? err.message : err) } },
+        })),
+      });
+      await this.#teardown(runtime);
+      throw err;
+    }
+    await writeLaunchSpec(podDir, spec);
+    for (const c of runtime.containers) this.#startContainer(runtime, c, pod);
+    await this.#reportStatus(runtime);
+    this.#log.info({ pod: key, ip, netns }, "pod started");
+  }
+
+  #startContainer(runtime: PodRuntime, c: ContainerRuntime, pod: KubeObject): void {
+    if (runtime.stopping || this.#stopped) return;
+    const [program, ...args] = podCommand(runtime.spec, c.argv);
+    const log = createWriteStream(path.join(runtime.spec.logDir, `${c.name}.log`), { flags: "a" });
+    const child = execa(program!, args, { env: c.env, extendEnv: false, detached: true, reject: false, stdin: "ignore", stdout: "pipe", stderr: "pipe", buffer: false });
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    c.process = child;
+    c.startedAt = new Date().toISOString();
+    c.waitingReason = undefined;
+    c.ready = false;
+    c.consecutive = { success: 0, failure: 0 };
+    const containerSpec = (pod.spec?.containers ?? []).find((s: { name: string }) => s.name === c.name) ?? {};
+    this.#scheduleProbes(runtime, c, containerSpec);
+    void child.then((result) => {
+      log.end();
+      clearTimeout(c.probeTimer);
+      clearTimeout(c.livenessTimer);
+      c.process = undefined;
+      c.ready = false;
+      const exitCode = result.exitCode ?? (result.signal ? 128 : 1);
+      c.lastTermination = { exitCode, finishedAt: new Date().toISOString(), reason: exitCode === 0 ? "Completed" : "Error" };
+      if (runtime.stopping || this.#stopped) return;
+      this.#log.info({ pod: runtime.key, container: c.name, exitCode, signal: result.signal }, "container exited");
+      const policy = pod.spec?.restartPolicy ?? "Always";
+      if (policy === "Always" || (policy === "OnFailure" && exitCode !== 0)) {
+        c.restartCount++;
+        c.waitingReason = "CrashLoopBackOff";
+        const delay = Math.min(1000 * 2 ** Math.min(c.restartCount - 1, 5), 30_000);
+        c.backoffTimer = setTimeout(() => this.#startContainer(runtime, c, pod), delay);
+      } else if (runtime.containers.every((x) => !x.process && !x.backoffTimer)) {
+        runtime.phase = runtime.containers.every((x) => x.lastTermination?.exitCode === 0) ? "Succeeded" : "Failed";
+      }
+      void this.#reportStatus(runtime).catch(() => {});
+    });
+  }
+
+  #scheduleProbes(runtime: PodRuntime, c: ContainerRuntime, containerSpec: { ports?: Array<{ name?: string; containerPort: number }>; readinessProbe?: Probe; livenessProbe?: Probe }): void {
+    const namedPorts = Object.fromEntries((containerSpec.ports ?? []).filter((p) => p.name).map((p) => [p.name as string, p.containerPort]));
+    const target = {
+      nodeNetns: this.node.netns,
+      podIP: runtime.ip,
+      namedPorts,
+      execInPod: async (command: string[], timeoutMs: number) => {
+        const [program, ...args] = podCommand(runtime.spec, command);
+        const r = await execa(program!, args, { env: runtime.spec.env, extendEnv: false, reject: false, timeout: timeoutMs });
+        return r.exitCode ?? 1;
+      },
+    };
+    const readiness = containerSpec.readinessProbe;
+    if (!readiness) {
+      c.ready = true;
+    } else {
+      const tick = async () => {
+        if (!c.process || runtime.stopping) return;
+        const ok = await runProbe(readiness, target);
+        if (ok) {
+          c.consecutive = { success: c.consecutive.success + 1, failure: 0 };
+        } else {
+          c.consecutive = { success: 0, failure: c.consecutive.failure + 1 };
+        }
+        const wasReady = c.ready;
+        if (!c.ready && c.consecutive.success >= (readiness.successThreshold ?? 1)) c.ready = true;
+        if (c.ready && c.consecutive.failure >= (readiness.failureThreshold ?? 3)) c.ready = false;
+        if (wasReady !== c.ready) await this.#reportStatus(runtime).catch(() => {});
+        if (c.process && !runtime.stopping) c.probeTimer = setTimeout(() => void tick(), (readiness.periodSeconds ?? 10) * 1000);
+      };
+      c.probeTimer = setTimeout(() => void tick(), Math.max(200, (readiness.initialDelaySeconds ?? 0) * 1000));
+    }
+    const liveness = containerSpec.livenessProbe;
+    if (liveness) {
+      const tick = async () => {
+        if (!c.process || runtime.stopping) return;
+        c.liveFailures = (await runProbe(liveness, target)) ? 0 : c.liveFailures + 1;
+        if (c.liveFailures >= (liveness.failureThreshold ?? 3)) {
+          this.#log.info({ pod: runtime.key, container: c.name }, "liveness probe failed, restarting container");
+          c.liveFailures = 0;
+          killGroup(c.process, "SIGKILL");
+          return;
+        }
+        c.livenessTimer = setTimeout(() => void tick(), (liveness.periodSeconds ?? 10) * 1000);
+      };
+      c.livenessTimer = setTimeout(() => void tick(), (liveness.initialDelaySeconds ?? 0) * 1000 + 1000);
+    }
+  }
+
+  async #reportStatus(runtime: PodRuntime): Promise<void> {
+    const { namespace, name } = splitKey(runtime.key);
+    const pod = this.#informers.get("pods", name, namespace);
+    if (!pod || pod.metadata.uid !== runtime.uid) return;
+    const now = new Date().toISOString();
+    const allReady = runtime.containers.length > 0 && runtime.containers.every((c) => c.ready && c.process);
+    const prev: Array<{ type: string; status: string; lastTransitionTime?: string }> = pod.status?.conditions ?? [];
+    const cond = (type: string, value: boolean) => {
+      const old = prev.find((c) => c.type === type);
+      const status = value ? "True" : "False";
+      return { type, status, lastProbeTime: null, lastTransitionTime: old?.status === status ? old.lastTransitionTime : now };
+    };
+    await this.#patchStatus(pod, {
+      phase: runtime.phase,
+      podIP: runtime.ip,
+      podIPs: [{ ip: runtime.ip }],
+      hostIP: this.node.ip,
+      hostIPs: [{ ip: this.node.ip }],
+      startTime: pod.status?.startTime ?? now,
+      conditions: [cond("PodReadyToStartContainers", true), cond("Initialized", true), cond("Ready", allReady), cond("ContainersReady", allReady), cond("PodScheduled", true)],
+      containerStatuses: runtime.containers.map((c) => ({
+        name: c.name,
+        image: (pod.spec?.containers ?? []).find((s: { name: string }) => s.name === c.name)?.image ?? "",
+        imageID: "",
+        containerID: c.process?.pid ? `sandbox://${c.process.pid}` : undefined,
+        ready: c.ready && !!c.process,
+        started: !!c.process,
+        restartCount: c.restartCount,
+        state: c.process
+          ? { running: { startedAt: c.startedAt } }
+          : c.waitingReason
+            ? { waiting: { reason: c.waitingReason } }
+            : { terminated: { exitCode: c.lastTermination?.exitCode ?? 0, reason: c.lastTermination?.reason ?? "Completed", finishedAt: c.lastTermination?.finishedAt } },
+        ...(c.lastTermination && c.process ? { lastState: { terminated: c.lastTermination } } : {}),
+      })),
+    });
+  }
+
+  async #patchStatus(pod: KubeObject, status: Record<string, unknown>): Promise<void> {
+    try {
+      await this.#client.mergePatch(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name, "status"), { status });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  async #refreshToken(runtime: PodRuntime, pod: KubeObject): Promise<void> {
+    const sa = pod.spec?.serviceAccountName ?? "default";
+    const res = await this.#client.create(pathFor("v1", "serviceaccounts", pod.metadata.namespace, sa, "token"), {
+      apiVersion: "authentication.k8s.io/v1",
+      kind: "TokenRequest",
+      spec: { expirationSeconds: TOKEN_EXPIRATION_SECONDS, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod.metadata.name, uid: pod.metadata.uid } },
+    });
+    const token = (res.status as { token: string }).token;
+    // Write-then-rename keeps readers from ever seeing a half-written token.
+    const file = path.join(runtime.spec.serviceAccountDir, "token");
+    await fs.writeFile(`${file}.tmp`, token, { mode: 0o600 });
+    await fs.rename(`${file}.tmp`, file);
+    // Refresh at 80% of the lifetime, as the kubelet does for projected tokens.
+    runtime.tokenTimer = setTimeout(() => void this.#refreshToken(runtime, pod).catch((err: unknown) => this.#log.warn({ pod: runtime.key, err: String(err) }, "token refresh failed")), TOKEN_EXPIRATION_SECONDS * 800);
+    runtime.tokenTimer.unref();
+  }
+
+  #hostsFor(namespace: string): string {
+    return renderHostsFile(this.#informers.list("services") as never, namespace, this.#cfg.clusterDomain);
+  }
+
+  async #refreshHostsFiles(): Promise<void> {
+    for (const runtime of this.#pods.values()) {
+      const content = this.#hostsFor(runtime.spec.namespace);
+      const current = await fs.readFile(runtime.spec.hostsFile, "utf8").catch(() => "");
+      // Rewrite in place (same inode): the file is bind-mounted into the pod's processes.
+      if (current !== content) await fs.writeFile(runtime.spec.hostsFile, content).catch(() => {});
+    }
+  }
+
+  async #getOptional(p: string): Promise<KubeObject | undefined> {
+    try {
+      return await this.#client.get(p);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Stops the pod's processes (SIGTERM, then SIGKILL after the grace period), releases its network and files. */
+  async #teardown(runtime: PodRuntime, graceMs = 10_000): Promise<void> {
+    runtime.stopping = true;
+    clearTimeout(runtime.tokenTimer);
+    const exits: Array<Promise<unknown>> = [];
+    for (const c of runtime.containers) {
+      clearTimeout(c.backoffTimer);
+      clearTimeout(c.probeTimer);
+      clearTimeout(c.livenessTimer);
+      if (c.process) {
+        exits.push(c.process.catch(() => {}));
+        killGroup(c.process, "SIGTERM");
+      }
+    }
+    const deadline = setTimeout(() => {
+      for (const c of runtime.containers) if (c.process) killGroup(c.process, "SIGKILL");
+    }, graceMs);
+    await Promise.all(exits);
+    clearTimeout(deadline);
+    if (!runtime.hostNetwork) {
+      // Anything else left in the pod's netns (e.g. an `ambit dev exec` session) goes with the pod.
+      for (const pid of await pidsInNetns(runtime.spec.netns).catch(() => [])) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+      const { namespace, name } = splitKey(runtime.key);
+      await removePodNetwork(this.#cfg, { node: this.node, podUid: runtime.uid, namespace: namespace ?? "", name, netns: runtime.spec.netns }).catch((err: unknown) =>
+        this.#log.warn({ pod: runtime.key, err: String(err) }, "CNI DEL failed"),
+      );
+      await deleteNetns(runtime.spec.netns);
+    }
+    await fs.rm(runtime.podDir, { recursive: true, force: true });
+    this.#pods.delete(runtime.key);
+    this.#log.info({ pod: runtime.key }, "pod stopped");
+  }
+
+  async #finalizeDeletion(pod: KubeObject): Promise<void> {
+    try {
+      await this.#client.delete(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name), { gracePeriodSeconds: 0 });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  /** Pods currently run by this kubelet (for status output and tests). */
+  get podCount(): number {
+    return this.#pods.size;
+  }
+
+  /** Stops every pod quickly; API objects are left alone (the sandbox is going away). */
+  async stop(graceMs = 2000): Promise<void> {
+    this.#queue.stop();
+    await Promise.all([...this.#pods.values()].map((r) => this.#teardown(r, graceMs).catch(() => {})));
+    this.#stopped = true;
+  }
+}
+
+function condition(type: string, value: boolean, at: string) {
+  return { type, status: value ? "True" : "False", lastProbeTime: null, lastTransitionTime: at };
+}
+
+/** Signals the container's process group: the container process was started as a group leader (detached). */
+function killGroup(child: ResultPromise, signal: NodeJS.Signals): void {
+  if (!child.pid) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      // already exited
+    }
+  }
+}

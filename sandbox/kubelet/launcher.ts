@@ -1,0 +1,65 @@
+// Builds the command line that runs a process inside a pod: its netns, its /etc/hosts, token and hostname.
+import fs from "node:fs/promises";
+import path from "node:path";
+
+/** Where Kubernetes mounts the service-account token; bind-mounted per pod in a private mount namespace. */
+export const SERVICE_ACCOUNT_MOUNT = "/run/secrets/kubernetes.io/serviceaccount";
+
+/** Everything needed to run a process as part of a pod; written to the pod directory for `ambit dev exec`. */
+export interface PodLaunchSpec {
+  namespace: string;
+  name: string;
+  uid: string;
+  netns: string;
+  hostname: string;
+  hostsFile: string;
+  resolvFile: string;
+  serviceAccountDir: string;
+  env: Record<string, string>;
+  logDir: string;
+}
+
+// $0 is a label; $1..$4 are files and the hostname; the rest is the command, exec'd so its PID is ours to signal.
+const POD_SHELL = [
+  "set -e",
+  'mount --bind "$1" /etc/hosts',
+  'mount --bind "$2" /etc/resolv.conf',
+  `mount --bind "$3" ${SERVICE_ACCOUNT_MOUNT}`,
+  'hostname "$4"',
+  "shift 4",
+  'exec "$@"',
+].join("; ");
+
+/** argv (program first) that runs `command` inside the pod described by `spec`. */
+export function podCommand(spec: PodLaunchSpec, command: string[]): string[] {
+  return [
+    "nsenter",
+    `--net=/run/netns/${spec.netns}`,
+    "--",
+    "unshare",
+    "--mount",
+    "--uts",
+    "--propagation",
+    "private",
+    "--",
+    "/bin/sh",
+    "-c",
+    POD_SHELL,
+    "ambit-pod",
+    spec.hostsFile,
+    spec.resolvFile,
+    spec.serviceAccountDir,
+    spec.hostname,
+    ...command,
+  ];
+}
+
+export const launchSpecPath = (podDir: string): string => path.join(podDir, "launch.json");
+
+export async function writeLaunchSpec(podDir: string, spec: PodLaunchSpec): Promise<void> {
+  await fs.writeFile(launchSpecPath(podDir), JSON.stringify(spec, null, 2) + "\n", { mode: 0o600 });
+}
+
+export async function readLaunchSpec(podDir: string): Promise<PodLaunchSpec> {
+  return JSON.parse(await fs.readFile(launchSpecPath(podDir), "utf8")) as PodLaunchSpec;
+}

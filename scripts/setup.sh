@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what Ambit needs on a fresh Debian machine (as root): missing Debian packages, then the npm packages
+# (which include the pinned Node 24 runtime). Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+declare -A wanted=(
+  [ip]=iproute2
+  [iptables-restore]=iptables
+  [nsenter]=util-linux
+  [unshare]=util-linux
+  [curl]=curl
+  [tcpdump]=tcpdump
+  [kubectl]=kubernetes-client
+)
+missing=()
+for cmd in "${!wanted[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
+done
+[ -x /usr/lib/cni/ptp ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]}; run this script as root (or: apt-get install -y ${missing[*]})" >&2
+    exit 2
+  fi
+  mapfile -t unique < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "setup: installing Debian packages: ${unique[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${unique[@]}" >/dev/null
+fi
+
+if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm packages (including Node 24)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+echo "setup: ready (node $(node_modules/.bin/node --version))"

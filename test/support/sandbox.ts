@@ -1,0 +1,47 @@
+// Helpers for sandbox end-to-end tests: run the real `ambit` CLI and kubectl against a sandbox of the test's own.
+import path from "node:path";
+import { execa, type Options } from "execa";
+import { REPO_ROOT } from "../../sandbox/config.ts";
+
+export const isRoot = process.getuid?.() === 0;
+export const ROOT_REQUIRED = "sandbox tests need root (network namespaces, iptables); run the suite as root, as CI does";
+
+/** A sandbox separate from a developer's own: its own name prefix, state directory and API port. */
+export const TEST_SANDBOX_ENV = {
+  AMBIT_DEV_NAME_PREFIX: "ambit-e2e",
+  AMBIT_DEV_STATE_DIR: "/run/ambit-e2e",
+  AMBIT_DEV_API_PORT: "16445",
+};
+
+export function ambit(args: string[], opts: Options = {}) {
+  return execa(process.execPath, [path.join(REPO_ROOT, "bin", "ambit.ts"), ...args], {
+    reject: false,
+    timeout: 180_000,
+    ...opts,
+    env: { ...TEST_SANDBOX_ENV, ...(opts.env ?? {}) },
+  });
+}
+
+export const kubeconfig = `${TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR}/kubeconfig`;
+
+export function kubectl(args: string[], opts: Options = {}) {
+  return execa("kubectl", args, { reject: false, timeout: 60_000, ...opts, env: { KUBECONFIG: kubeconfig, ...(opts.env ?? {}) } });
+}
+
+/** What the sandbox must never change: links, routes and iptables rules of the root network namespace. */
+export async function rootNamespaceSnapshot(): Promise<string> {
+  const parts = await Promise.all([
+    execa("ip", ["-o", "link", "show"]).then((r) => r.stdout.replace(/ +link\/.*$/gm, "")),
+    execa("ip", ["route", "show", "table", "all"]).then((r) => r.stdout),
+    execa("iptables-save", [], { reject: false }).then((r) => r.stdout.replace(/^#.*$/gm, "").replace(/\[\d+:\d+\]/g, "")),
+  ]);
+  return parts.join("\n---\n");
+}
+
+export async function sandboxNetns(prefix = TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREFIX): Promise<string[]> {
+  const { stdout } = await execa("ip", ["netns", "list"], { reject: false });
+  return stdout
+    .split("\n")
+    .map((l) => l.split(" ")[0] ?? "")
+    .filter((n) => n.startsWith(`${prefix}-`));
+}
