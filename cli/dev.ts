@@ -20,7 +20,7 @@ function printStatus(s: sandbox.SandboxStatus): void {
   ]);
 }
 
-export function devCommands(yargs: Argv): Argv {
+export function devCommands(yargs: Argv, execCommand: string[]): Argv {
   return yargs
     .command(
       "up",
@@ -48,11 +48,11 @@ export function devCommands(yargs: Argv): Argv {
       },
     )
     .command(
-      "exec <pod> [command..]",
-      "run a command inside a pod's network namespace and environment: ambit dev exec demo/client -- curl -s http://orders.demo/",
-      (y) => y.positional("pod", { type: "string", demandOption: true, describe: "<namespace>/<pod>, or <namespace>/<deployment>" }).positional("command", { type: "string", array: true }),
+      "exec <pod>",
+      "run a command inside a pod's netns and environment: ambit dev exec <pod> -- <command...>",
+      (y) => y.positional("pod", { type: "string", demandOption: true, describe: "<namespace>/<pod>, or <namespace>/<deployment>" }),
       async (argv) => {
-        const command = (argv.command ?? []).map(String);
+        const command = execCommand;
         if (command.length === 0) throw new sandbox.SandboxError("AMBIT_E_USAGE", "no command given; e.g. ambit dev exec demo/client -- curl -s http://orders.demo/");
         process.exitCode = await sandbox.exec(argv.pod, command);
       },

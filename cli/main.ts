@@ -11,11 +11,24 @@ function report(err: unknown): void {
   if (code === "AMBIT_E_INTERNAL" && e.stack) console.error(e.stack);
 }
 
-export async function main(argv: string[] = hideBin(process.argv)): Promise<void> {
+/**
+ * `ambit dev exec <pod> -- <cmd...>`: everything after the pod belongs to the command, options included.
+ * Split it off before yargs sees it (npx may already have eaten the `--`).
+ */
+function splitExec(argv: string[]): { argv: string[]; command?: string[] } {
+  if (argv[0] !== "dev" || argv[1] !== "exec") return { argv };
+  const podIndex = argv.findIndex((a, i) => i >= 2 && !a.startsWith("-"));
+  if (podIndex < 0) return { argv };
+  const rest = argv.slice(podIndex + 1);
+  return { argv: argv.slice(0, podIndex + 1), command: rest[0] === "--" ? rest.slice(1) : rest };
+}
+
+export async function main(rawArgv: string[] = hideBin(process.argv)): Promise<void> {
+  const { argv, command } = splitExec(rawArgv);
   try {
     await yargs(argv)
       .scriptName("ambit")
-      .command("dev", "run Ambit on a local sandbox cluster made of network namespaces", devCommands)
+      .command("dev", "run Ambit on a local sandbox cluster made of network namespaces", (y) => devCommands(y, command ?? []))
       .demandCommand(1, "name a command, e.g. `ambit dev up`")
       .strict()
       .help()

@@ -261,7 +261,7 @@ export class Kubelet {
         if (!c.ready && c.consecutive.success >= (readiness.successThreshold ?? 1)) c.ready = true;
         if (c.ready && c.consecutive.failure >= (readiness.failureThreshold ?? 3)) c.ready = false;
         if (wasReady !== c.ready) await this.#reportStatus(runtime).catch(() => {});
-        if (c.process && !runtime.stopping) c.probeTimer = setTimeout(() => void tick(), (readiness.periodSeconds ?? 10) * 1000);
+        if (c.process !== undefined && !runtime.stopping) c.probeTimer = setTimeout(() => void tick(), (readiness.periodSeconds ?? 10) * 1000);
       };
       c.probeTimer = setTimeout(() => void tick(), Math.max(200, (readiness.initialDelaySeconds ?? 0) * 1000));
     }

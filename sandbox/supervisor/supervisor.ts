@@ -1,11 +1,11 @@
 // The sandbox supervisor: one long-running process holding the API server, controllers, kubelets and kube-proxies.
 import fs from "node:fs/promises";
 import path from "node:path";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
 import type { Logger } from "pino";
 import { KubeConfig } from "@kubernetes/client-node";
-import { type SandboxConfig, REPO_ROOT, nodeName, sandboxPaths } from "../config.ts";
-import { type ApiServer, startApiServer } from "../apiserver/index.ts";
+import { type SandboxConfig, REPO_ROOT, sandboxPaths } from "../config.ts";
+import { type ApiServer, startApiServer } from "../apiserver-lead/index.ts";
 import { type NodeNetwork, createNodeNetwork, createUnderlay, routeBetweenNodes, teardownAllNetworks, writeNodeConflist } from "../network/index.ts";
 import { KubeProxy } from "../kubeproxy/index.ts";
 import { KubeClient, pathFor } from "../kube/client.ts";
@@ -27,7 +27,7 @@ export class Supervisor {
   #client: KubeClient | undefined;
   #informers: SharedInformers | undefined;
   #nodes: NodeNetwork[] = [];
-  readonly #forwarders: ResultPromise[] = [];
+  readonly #forwarders: Array<{ kill(signal?: NodeJS.Signals): boolean }> = [];
   readonly #stoppers: Array<() => void | Promise<void>> = [];
   #proxySyncTimer: NodeJS.Timeout | undefined;
 
@@ -188,5 +188,3 @@ export class Supervisor {
     await teardownAllNetworks(this.#cfg);
   }
 }
-
-export const nodeNames = (cfg: SandboxConfig): string[] => Array.from({ length: cfg.nodes }, (_, i) => nodeName(i + 1));

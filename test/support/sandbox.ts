@@ -13,9 +13,20 @@ export const TEST_SANDBOX_ENV = {
   AMBIT_DEV_API_PORT: "16445",
 };
 
-export function ambit(args: string[], opts: Options = {}) {
-  return execa(process.execPath, [path.join(REPO_ROOT, "bin", "ambit.ts"), ...args], {
-    reject: false,
+export interface CommandResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(program: string, args: string[], opts: Options): Promise<CommandResult> {
+  const r = await execa(program, args, { reject: false, ...opts });
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout ?? ""), stderr: String(r.stderr ?? "") };
+}
+
+/** Runs the real `ambit` CLI (bin/ambit.ts) against the test's own sandbox. */
+export function ambit(args: string[], opts: Options = {}): Promise<CommandResult> {
+  return run(process.execPath, [path.join(REPO_ROOT, "bin", "ambit.ts"), ...args], {
     timeout: 180_000,
     ...opts,
     env: { ...TEST_SANDBOX_ENV, ...(opts.env ?? {}) },
@@ -24,8 +35,8 @@ export function ambit(args: string[], opts: Options = {}) {
 
 export const kubeconfig = `${TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR}/kubeconfig`;
 
-export function kubectl(args: string[], opts: Options = {}) {
-  return execa("kubectl", args, { reject: false, timeout: 60_000, ...opts, env: { KUBECONFIG: kubeconfig, ...(opts.env ?? {}) } });
+export function kubectl(args: string[], opts: Options = {}): Promise<CommandResult> {
+  return run("kubectl", args, { timeout: 60_000, ...opts, env: { KUBECONFIG: kubeconfig, ...(opts.env ?? {}) } });
 }
 
 /** What the sandbox must never change: links, routes and iptables rules of the root network namespace. */
