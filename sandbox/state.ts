@@ -28,12 +28,17 @@ export async function writeState(stateDir: string, state: SandboxState): Promise
   await fs.rename(`${file}.tmp`, file);
 }
 
-/** Start time of a process in clock ticks since boot, or undefined when it does not exist. */
+/**
+ * Start time of a live process in clock ticks since boot, or undefined when it does not exist or has
+ * exited (a zombie waiting for whichever ancestor adopted it counts as gone).
+ */
 export async function processStartTicks(pid: number): Promise<string | undefined> {
   try {
     const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8");
-    // Field 2 (comm) may contain spaces; fields after the last ")" are fixed.
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    // Field 2 (comm) may contain spaces; fields after the last ")" are fixed: state first, start time 20th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (fields[0] === "Z" || fields[0] === "X") return undefined;
+    return fields[19];
   } catch {
     return undefined;
   }

@@ -24,7 +24,7 @@ export function openApiV3Root(resources: ResourceType[]): object {
 }
 
 export function openApiV3GroupVersion(resources: ResourceType[], gv: string): object | undefined {
-  const members = resources.filter((r) => gvPath(r) === gv && !r.createOnly);
+  const members = resources.filter((r) => gvPath(r) === gv);
   if (members.length === 0) return undefined;
   const paths: Record<string, object> = {};
   for (const r of members) {

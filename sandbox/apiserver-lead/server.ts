@@ -242,7 +242,7 @@ export class ApiCore {
     if (seg[1] === "v2") {
       // An empty document: kubectl 1.20-1.23 then skip client-side validation instead of failing.
       if (/protobuf/.test(req.headers.accept ?? "")) {
-        res.writeHead(200, { "content-type": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf", "content-length": 0 });
+        res.writeHead(200, { "content-type": "application/octet-stream", "content-length": 0 });
         res.end();
         return;
       }
