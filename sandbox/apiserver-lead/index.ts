@@ -37,6 +37,8 @@ export interface ApiServer {
   compactHistory(): void;
   /** Test aid: close every open watch connection (clients then re-watch from their last resourceVersion). */
   dropWatches(): void;
+  /** Test aid: new watch requests wait until the returned function is called. */
+  holdWatches(): () => void;
   close(): Promise<void>;
 }
 
@@ -89,6 +91,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     },
     compactHistory: () => core.store.compact(),
     dropWatches: () => core.dropWatches(),
+    holdWatches: () => core.holdWatches(),
     close: () => listeners.close(),
   };
 }

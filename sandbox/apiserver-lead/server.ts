@@ -61,6 +61,8 @@ export class ApiCore {
   readonly #ips: ClusterIpAllocator;
   readonly #watchResponses = new Set<ServerResponse>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** While set, new watch requests wait (test aid: lets a test change state before clients re-watch). */
+  #watchGate: { promise: Promise<void>; release: () => void } | undefined;
 
   constructor(opts: ApiCoreOptions) {
     this.#opts = opts;
@@ -198,7 +200,10 @@ export class ApiCore {
 
     if (!route.name) {
       if (method === "GET") {
-        if (isTrue(url.searchParams.get("watch"))) return this.#watch(req, res, url, route);
+        if (isTrue(url.searchParams.get("watch"))) {
+          if (this.#watchGate) await this.#watchGate.promise;
+          return this.#watch(req, res, url, route);
+        }
         return this.#list(req, res, url, route);
       }
       if (method === "POST") {
@@ -383,6 +388,7 @@ export class ApiCore {
       const from = Number(rvParam);
       if (!Number.isFinite(from) || !this.store.watch(watcher, from)) {
         const oldest = this.store.compactedResourceVersion + 1;
+        this.#opts.logger?.info({ resource: route.key, resourceVersion: rvParam, oldest }, "watch resourceVersion is too old; the client must relist");
         write(JSON.stringify({ type: "ERROR", object: { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message: `too old resource version: ${rvParam} (${oldest})`, reason: "Expired", code: 410 } }) + "\n");
         this.#watchResponses.delete(res);
         res.end();
@@ -399,6 +405,17 @@ export class ApiCore {
     };
     res.on("close", cleanup);
     req.on("close", cleanup);
+  }
+
+  /** Holds new watch requests until the returned function is called (test aid). */
+  holdWatches(): () => void {
+    let release = () => {};
+    const promise = new Promise<void>((resolve) => (release = resolve));
+    this.#watchGate = { promise, release };
+    return () => {
+      this.#watchGate = undefined;
+      release();
+    };
   }
 
   /** Closes every open watch (test aid and shutdown). */

@@ -1,0 +1,133 @@
+// The real kubectl against the sandbox API server: the commands users run, without extra flags.
+import fs from "node:fs/promises";
+import path from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts";
+
+const hasKubectl = (await execa("sh", ["-c", "command -v kubectl"], { reject: false })).exitCode === 0;
+
+describe.skipIf(!hasKubectl)(`kubectl against the sandbox API server${hasKubectl ? "" : " (kubectl not installed: run scripts/setup.sh)"}`, () => {
+  let t: TestApiServer;
+  const kubectl = async (args: string[], input?: string) => {
+    const r = await execa("kubectl", args, { env: { KUBECONFIG: t.kubeconfigPath }, reject: false, timeout: 30_000, ...(input !== undefined ? { input } : {}) });
+    return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  };
+  const manifest = (value: string) => `
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {mode: "${value}"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: ambit.dev/demo-service:0.1
+        env: [{name: MODE, value: "${value}"}]
+`;
+
+  beforeAll(async () => {
+    t = await startTestApiServer();
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("create -f, then apply -f of a changed manifest updates the objects", async () => {
+    const file = path.join(t.dir, "app.yaml");
+    await fs.writeFile(file, manifest("fast"));
+    const created = await kubectl(["create", "-f", file]);
+    expect(created.exitCode, created.stderr).toBe(0);
+    expect(created.stdout).toContain("deployment.apps/web created");
+    await fs.writeFile(file, manifest("safe"));
+    const applied = await kubectl(["apply", "-f", file]);
+    expect(applied.exitCode, applied.stderr).toBe(0);
+    const cm = JSON.parse((await kubectl(["get", "configmap", "-n", "shop", "settings", "-o", "json"])).stdout);
+    expect(cm.data.mode).toBe("safe");
+    const deploy = JSON.parse((await kubectl(["get", "deploy", "-n", "shop", "web", "-o", "json"])).stdout);
+    expect(deploy.spec.template.spec.containers[0].env).toEqual([{ name: "MODE", value: "safe" }]);
+    expect(deploy.metadata.generation).toBe(2);
+    // A second apply of the same file changes nothing.
+    const again = await kubectl(["apply", "-f", file]);
+    expect(again.stdout).toContain("configmap/settings unchanged");
+  });
+
+  it("get -A -o wide prints the server-side table with wide columns", async () => {
+    const pod = { apiVersion: "v1", kind: "Pod", metadata: { name: "p1", namespace: "shop" }, spec: { nodeName: "node-1", containers: [{ name: "c", image: "x" }] } };
+    expect((await kubectl(["create", "-f", "-"], JSON.stringify(pod))).exitCode).toBe(0);
+    await t.client.mergePatch("/api/v1/namespaces/shop/pods/p1/status", { status: { phase: "Running", podIP: "10.244.1.9" } });
+    const { stdout, exitCode } = await kubectl(["get", "pods", "-A", "-o", "wide"]);
+    expect(exitCode).toBe(0);
+    const [header, row] = stdout.trim().split("\n");
+    expect(header).toMatch(/^NAMESPACE\s+NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s+IP\s+NODE\s+NOMINATED NODE\s+READINESS GATES$/);
+    expect(row!.split(/\s+/)).toEqual(expect.arrayContaining(["shop", "p1", "0/1", "Running", "10.244.1.9", "node-1"]));
+  });
+
+  it("label adds and removes labels, and selectors see them", async () => {
+    expect((await kubectl(["label", "configmap", "-n", "shop", "settings", "tier=gold"])).exitCode).toBe(0);
+    expect((await kubectl(["get", "cm", "-n", "shop", "-l", "tier=gold", "-o", "name"])).stdout.trim()).toBe("configmap/settings");
+    expect((await kubectl(["label", "configmap", "-n", "shop", "settings", "tier-"])).exitCode).toBe(0);
+    expect((await kubectl(["get", "cm", "-n", "shop", "-l", "tier", "-o", "name"])).stdout.trim()).toBe("");
+  });
+
+  it("get -w prints ADDED and MODIFIED events as they happen", async () => {
+    const watch = execa("kubectl", ["get", "configmaps", "-n", "shop", "-w", "--output-watch-events"], { env: { KUBECONFIG: t.kubeconfigPath }, reject: false, timeout: 20_000 });
+    let out = "";
+    watch.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+    try {
+      await expect.poll(() => out, { timeout: 10_000 }).toMatch(/ADDED\s+settings/);
+      await t.client.mergePatch("/api/v1/namespaces/shop/configmaps/settings", { data: { extra: "1" } });
+      await expect.poll(() => out, { timeout: 10_000 }).toMatch(/MODIFIED\s+settings\s+2/);
+    } finally {
+      watch.kill("SIGTERM");
+    }
+  });
+
+  it("registers a CRD and serves its objects, with printer columns", async () => {
+    const crd = {
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "widgets.example.com" },
+      spec: {
+        group: "example.com",
+        scope: "Namespaced",
+        names: { kind: "Widget", plural: "widgets", singular: "widget", shortNames: ["wd"] },
+        versions: [{ name: "v1", served: true, storage: true, schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } }, additionalPrinterColumns: [{ name: "Size", type: "integer", jsonPath: ".spec.size" }] }],
+      },
+    };
+    expect((await kubectl(["apply", "-f", "-"], JSON.stringify(crd))).exitCode).toBe(0);
+    const widget = { apiVersion: "example.com/v1", kind: "Widget", metadata: { name: "w1", namespace: "shop" }, spec: { size: 3 } };
+    const applied = await kubectl(["apply", "-f", "-"], JSON.stringify(widget));
+    expect(applied.exitCode, applied.stderr).toBe(0);
+    const table = await kubectl(["get", "wd", "-n", "shop"]);
+    expect(table.stdout).toMatch(/NAME\s+SIZE\s+AGE\nw1\s+3\s+/);
+    widget.spec.size = 5;
+    expect((await kubectl(["apply", "-f", "-"], JSON.stringify(widget))).exitCode).toBe(0);
+    expect((await kubectl(["get", "widget", "-n", "shop", "w1", "-o", "jsonpath={.spec.size}"])).stdout).toBe("5");
+  });
+
+  it("delete removes the object and a missing object is NotFound", async () => {
+    const deleted = await kubectl(["delete", "configmap", "-n", "shop", "settings"]);
+    expect(deleted.exitCode, deleted.stderr).toBe(0);
+    const missing = await kubectl(["get", "configmap", "-n", "shop", "settings"]);
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toContain('Error from server (NotFound): configmaps "settings" not found');
+  });
+
+  it("refuses kubectl's protobuf generators with an actionable message", async () => {
+    const r = await kubectl(["create", "namespace", "from-generator"]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain("use `kubectl create -f`/`kubectl apply -f`");
+  });
+});
