@@ -6,7 +6,7 @@ import path from "node:path";
 import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { KubeConfig } from "@kubernetes/client-node";
-import { startApiServer } from "../sandbox/apiserver-lead/index.ts";
+import { startApiServer } from "../sandbox/apiserver/index.ts";
 import { KubeClient } from "../sandbox/kube/client.ts";
 
 const WATCHERS = Number(process.env.WATCHERS ?? 1000);

@@ -5,7 +5,7 @@ import { execa } from "execa";
 import type { Logger } from "pino";
 import { KubeConfig } from "@kubernetes/client-node";
 import { type SandboxConfig, REPO_ROOT, sandboxPaths } from "../config.ts";
-import { type ApiServer, startApiServer } from "../apiserver-lead/index.ts";
+import { type ApiServer, startApiServer } from "../apiserver/index.ts";
 import { type NodeNetwork, createNodeNetwork, createUnderlay, routeBetweenNodes, teardownAllNetworks, writeNodeConflist } from "../network/index.ts";
 import { KubeProxy } from "../kubeproxy/index.ts";
 import { KubeClient, pathFor } from "../kube/client.ts";

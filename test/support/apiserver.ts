@@ -3,7 +3,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
-import { type ApiServer, type ApiServerOptions, startApiServer } from "../../sandbox/apiserver-lead/index.ts";
+import { type ApiServer, type ApiServerOptions, startApiServer } from "../../sandbox/apiserver/index.ts";
 import { KubeClient } from "../../sandbox/kube/client.ts";
 
 export interface TestApiServer {

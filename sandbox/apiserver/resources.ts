@@ -1,5 +1,5 @@
 // Registry of the resource types the sandbox API server serves: built-in kinds plus CRDs registered at run time.
-import type { PrinterColumn } from "../apiserver/tables.ts";
+import type { PrinterColumn } from "./tables.ts";
 
 export interface ResourceType {
   group: string;

@@ -1,6 +1,6 @@
 // Defaulting and validation per kind, as the real API server applies them on create and update.
-import { ApiError, type KubeObject } from "../apiserver/types.ts";
-import { labelSelectorMatches } from "../apiserver/selectors.ts";
+import { ApiError, type KubeObject } from "./types.ts";
+import { labelSelectorMatches } from "./selectors.ts";
 
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

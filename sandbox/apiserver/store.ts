@@ -1,5 +1,5 @@
 // In-memory object store: one global resourceVersion, a bounded event history for watch resumption, watch fan-out.
-import type { KubeObject } from "../apiserver/types.ts";
+import type { KubeObject } from "./types.ts";
 
 export type EventType = "ADDED" | "MODIFIED" | "DELETED";
 

@@ -4,7 +4,7 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { stringify } from "yaml";
-import { ServiceAccountTokenSigner } from "../apiserver/tokens.ts";
+import { ServiceAccountTokenSigner } from "./tokens.ts";
 import { loadOrCreateServingPki } from "./pki.ts";
 import { ApiCore, listen } from "./server.ts";
 
