@@ -1,7 +1,6 @@
 // ClusterIP Services through the sandbox kube-proxy: DNAT same-node and cross-node, hairpin, balancing, rejects, UDP.
 import { randomUUID } from "node:crypto";
 import fs from "node:fs/promises";
-import { type ResultPromise, execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadSandboxConfig } from "../../sandbox/config.ts";
 import { type KubeEndpointSlice, type KubeService, KubeProxy } from "../../sandbox/kubeproxy/index.ts";
@@ -17,6 +16,7 @@ import {
   teardownAllNetworks,
   writeNodeConflist,
 } from "../../sandbox/network/index.ts";
+import { startInNetns } from "../support/netns.ts";
 import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
 
 // A prefix and state directory of this run's own: a developer's running sandbox is never touched.
@@ -51,17 +51,8 @@ const once = () => new Promise((resolve) => {
 (async () => { for (let i = 0; i < Number(count); i++) console.log(await once()); })();
 `;
 
-async function startServer(netns: string, name: string, port: number): Promise<number> {
-  const child: ResultPromise = execa("nsenter", [`--net=/run/netns/${netns}`, "--", process.execPath, "-e", SERVER, name, String(port)], { reject: false });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server ${name} did not start`)), 10_000);
-    child.stdout?.once("data", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-  if (child.pid === undefined) throw new Error(`server ${name} has no pid`);
-  return child.pid;
+function startServer(netns: string, name: string, port: number): Promise<number> {
+  return startInNetns(netns, SERVER, [name, String(port)], `server ${name}`);
 }
 
 async function request(netns: string, host: string, port: number, opts: { proto?: "tcp" | "udp"; count?: number } = {}): Promise<string[]> {

@@ -2,7 +2,6 @@
 import { randomUUID } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { type ResultPromise, execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadSandboxConfig, sandboxPaths } from "../../sandbox/config.ts";
 import {
@@ -22,6 +21,7 @@ import {
   teardownAllNetworks,
   writeNodeConflist,
 } from "../../sandbox/network/index.ts";
+import { startInNetns } from "../support/netns.ts";
 import { ROOT_REQUIRED, isRoot, rootNamespaceSnapshot } from "../support/sandbox.ts";
 
 // A prefix and state directory of this run's own: a developer's running sandbox is never touched.
@@ -40,18 +40,8 @@ s.setTimeout(3000, () => { console.log("ERR:timeout"); process.exit(0); });
 s.on("data", (d) => (data += d)).on("end", () => console.log(data.trim())).on("error", (e) => console.log("ERR:" + e.code));
 `;
 
-/** Starts a TCP server in a netns and resolves to its PID once it listens (nsenter execs, so the PID is the server's). */
-async function startServer(netns: string, name: string, port: number): Promise<number> {
-  const child: ResultPromise = execa("nsenter", [`--net=/run/netns/${netns}`, "--", process.execPath, "-e", SERVER, name, String(port)], { reject: false });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server ${name} did not start`)), 10_000);
-    child.stdout?.once("data", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-  if (child.pid === undefined) throw new Error(`server ${name} has no pid`);
-  return child.pid;
+function startServer(netns: string, name: string, port: number): Promise<number> {
+  return startInNetns(netns, SERVER, [name, String(port)], `server ${name}`);
 }
 
 async function tcpRequest(netns: string, host: string, port: number): Promise<string> {

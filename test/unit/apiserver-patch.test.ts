@@ -1,5 +1,6 @@
 // PATCH handling of the sandbox API server: media types, JSON Patch, merge patch and kubectl's strategic merge patches.
 import { describe, expect, it } from "vitest";
+import { apiErrorOf } from "../support/api-errors.ts";
 import { applyPatch, isBuiltinKind, patchTypeFromContentType } from "../../sandbox/apiserver/patch.ts";
 import type { PatchType } from "../../sandbox/apiserver/patch.ts";
 import { ApiError, statusBody } from "../../sandbox/apiserver/types.ts";
@@ -32,16 +33,6 @@ const pod = (): KubeObject => ({
   status: { conditions: [{ type: "Ready", status: "False" }, { type: "PodScheduled", status: "True" }] },
 });
 
-/** Runs `fn` and returns the ApiError it throws, failing the test when it throws nothing or something else. */
-function apiErrorOf(fn: () => unknown): ApiError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ApiError);
-    return err as ApiError;
-  }
-  throw new Error("expected an ApiError");
-}
 
 const hasDirective = (value: unknown) => JSON.stringify(value).includes('"$');
 const containers = (obj: KubeObject) => obj.spec.containers as Array<Record<string, unknown>>;

@@ -1,18 +1,10 @@
 // Label and field selectors of the sandbox API server: query-string grammar, LabelSelector and Service selector semantics.
 import { describe, expect, it } from "vitest";
+import { apiErrorOf } from "../support/api-errors.ts";
 import { labelSelectorMatches, parseFieldSelector, parseLabelSelector, selectorFromMap } from "../../sandbox/apiserver/selectors.ts";
-import { ApiError } from "../../sandbox/apiserver/types.ts";
+
 import type { KubeObject } from "../../sandbox/apiserver/types.ts";
 
-function apiErrorOf(fn: () => unknown): ApiError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ApiError);
-    return err as ApiError;
-  }
-  throw new Error("expected an ApiError");
-}
 
 const orders = { app: "orders", tier: "backend", "app.kubernetes.io/version": "2" };
 const web = { app: "web", tier: "frontend" };
