@@ -14,7 +14,8 @@ export function templateHash(template: unknown): string {
   return createHash("sha256").update(JSON.stringify(template ?? {})).digest("hex").slice(0, 10);
 }
 
-const randomSuffix = (): string => {
+/** Five characters from the alphabet Kubernetes uses for generated name suffixes. */
+export const randomSuffix = (): string => {
   const alphabet = "bcdfghjklmnpqrstvwxz2456789";
   return [...randomBytes(5)].map((b) => alphabet[b % alphabet.length]).join("");
 };

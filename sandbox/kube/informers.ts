@@ -7,6 +7,7 @@ export const RESOURCE_PATHS = {
   services: "/api/v1/services",
   endpointslices: "/apis/discovery.k8s.io/v1/endpointslices",
   deployments: "/apis/apps/v1/deployments",
+  daemonsets: "/apis/apps/v1/daemonsets",
   nodes: "/api/v1/nodes",
   namespaces: "/api/v1/namespaces",
 } as const;

@@ -13,6 +13,7 @@ import { SharedInformers } from "../kube/informers.ts";
 import { Scheduler } from "../controllers/scheduler.ts";
 import { DeploymentController } from "../controllers/deployments.ts";
 import { EndpointSliceController } from "../controllers/endpointslices.ts";
+import { DaemonSetController } from "../controllers/daemonsets.ts";
 import { Kubelet } from "../kubelet/kubelet.ts";
 import { SERVICE_ACCOUNT_MOUNT } from "../kubelet/launcher.ts";
 import { processStartTicks, writeState } from "../state.ts";
@@ -93,13 +94,14 @@ export class Supervisor {
     });
 
     await step("start scheduler, controllers, kubelets and kube-proxies", async () => {
-      const informers = new SharedInformers(client, ["pods", "services", "endpointslices", "deployments", "nodes"], (resource, err) =>
+      const informers = new SharedInformers(client, ["pods", "services", "endpointslices", "deployments", "daemonsets", "nodes"], (resource, err) =>
         this.#log.warn({ resource, err: String(err) }, "informer error; restarting"),
       );
       this.#informers = informers;
       const scheduler = new Scheduler(client, informers, this.#log);
       const deployments = new DeploymentController(client, informers, this.#log);
       const slices = new EndpointSliceController(client, informers, this.#log);
+      const daemonsets = new DaemonSetController(client, informers, this.#log);
       const kubelets = this.#nodes.map((n) => new Kubelet(cfg, n, client, informers, this.#api!.caPem, this.#log));
       const proxies = this.#nodes.map((n) => new KubeProxy(n));
       const syncProxies = () => {
@@ -119,6 +121,7 @@ export class Supervisor {
         () => scheduler.stop(),
         () => deployments.stop(),
         () => slices.stop(),
+        () => daemonsets.stop(),
         () => clearTimeout(this.#proxySyncTimer),
         async () => {
           await Promise.all(kubelets.map((k) => k.stop()));

@@ -138,6 +138,30 @@ describe.skipIf(!isRoot)(`ambit dev (${isRoot ? "root" : ROOT_REQUIRED})`, () =>
     }
   });
 
+  it("runs a hostNetwork DaemonSet pod on every node, in the node's network namespace", async () => {
+    const ds = {
+      apiVersion: "apps/v1",
+      kind: "DaemonSet",
+      metadata: { name: "node-tool", namespace: "default" },
+      spec: {
+        selector: { matchLabels: { app: "node-tool" } },
+        template: { metadata: { labels: { app: "node-tool" } }, spec: { hostNetwork: true, containers: [{ name: "tool", image: "ambit.dev/toolbox:0.1" }] } },
+      },
+    };
+    expect((await kubectl(["apply", "-f", "-"], { input: JSON.stringify(ds) })).exitCode).toBe(0);
+    const ready = await kubectl(["wait", "--for=condition=Ready", "pod", "-l", "app=node-tool", "--timeout=60s"]);
+    expect(ready.exitCode, ready.stderr).toBe(0);
+    const pods = JSON.parse((await kubectl(["get", "pods", "-l", "app=node-tool", "-o", "json"])).stdout).items as Array<{ spec: { nodeName: string }; status: { podIP: string; hostIP: string } }>;
+    expect(pods.map((p) => p.spec.nodeName).sort()).toEqual(["node-1", "node-2"]);
+    for (const p of pods) expect(p.status.podIP).toBe(p.status.hostIP);
+    const addr = await ambit(["dev", "exec", "default/node-tool", "--", "ip", "-4", "-o", "addr", "show", "eth0"]);
+    expect(addr.stdout).toMatch(/inet 172\.31\.250\.1\d\//);
+    const status = JSON.parse((await kubectl(["get", "ds", "node-tool", "-o", "json"])).stdout).status;
+    expect(status).toMatchObject({ desiredNumberScheduled: 2, numberReady: 2 });
+    expect((await kubectl(["delete", "ds", "node-tool"])).exitCode).toBe(0);
+    await expect.poll(async () => (await kubectl(["get", "pods", "-l", "app=node-tool", "-o", "name"])).stdout.trim(), { timeout: 30_000 }).toBe("");
+  });
+
   it("touches nothing in the root network namespace while running", async () => {
     expect(await rootNamespaceSnapshot()).toBe(before);
   });
