@@ -12,6 +12,10 @@ declare -A wanted=(
   [curl]=curl
   [tcpdump]=tcpdump
   [kubectl]=kubernetes-client
+  # node-gyp builds the agent's native addon (agent/native) during npm ci.
+  [g++]=g++
+  [make]=make
+  [python3]=python3
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

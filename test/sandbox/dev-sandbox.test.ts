@@ -168,10 +168,18 @@ describe.skipIf(!isRoot)(`ambit dev (${isRoot ? "root" : ROOT_REQUIRED})`, () =>
 
   it("down removes every namespace, process and file, and is safe to run twice", async () => {
     const state = JSON.parse(await fs.readFile(`${TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR}/state.json`, "utf8"));
+    // Every process of the sandbox: pod processes and the API forwarders inside its namespaces.
+    const pids: number[] = [];
+    for (const ns of await sandboxNetns()) {
+      const { stdout } = await execa("ip", ["netns", "pids", ns], { reject: false });
+      pids.push(...stdout.split("\n").filter(Boolean).map(Number));
+    }
+    expect(pids.length).toBeGreaterThan(6);
     const first = await ambit(["dev", "down"]);
     expect(first.exitCode, first.stderr).toBe(0);
     expect(await sandboxNetns()).toEqual([]);
     expect(await processStartTicks(state.supervisorPid)).toBeUndefined();
+    for (const pid of pids) expect(await processStartTicks(pid), `pid ${pid} survived down`).toBeUndefined();
     await expect(fs.access(TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR)).rejects.toThrow();
     expect(await rootNamespaceSnapshot()).toBe(before);
     const second = await ambit(["dev", "down"]);
