@@ -7,7 +7,7 @@ import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { KubeConfig } from "@kubernetes/client-node";
 import { startApiServer } from "../sandbox/apiserver/index.ts";
-import { KubeClient } from "../sandbox/kube/client.ts";
+import { KubeClient } from "../kube/client.ts";
 
 const WATCHERS = Number(process.env.WATCHERS ?? 1000);
 const WRITES_PER_SECOND = Number(process.env.WRITES_PER_SECOND ?? 100);

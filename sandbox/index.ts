@@ -8,7 +8,7 @@ import { type SandboxConfig, REPO_ROOT, loadSandboxConfig, sandboxPaths } from "
 import { findMissingPrerequisites, PrerequisiteError } from "./prerequisites.ts";
 import { isSupervisorAlive, readState } from "./state.ts";
 import { listSandboxNetns, teardownAllNetworks } from "./network/index.ts";
-import { KubeClient, type KubeObject } from "./kube/client.ts";
+import { KubeClient, type KubeObject } from "../kube/client.ts";
 import { applyObjects, readManifestDir } from "./manifests.ts";
 import { NETNS_ANNOTATION } from "./kubelet/kubelet.ts";
 import { SERVICE_ACCOUNT_MOUNT, podCommand, readLaunchSpec } from "./kubelet/launcher.ts";

@@ -1,8 +1,8 @@
 // DaemonSet controller: one pod of the current template on every ready node the DaemonSet selects.
 import type { Logger } from "pino";
-import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../kube/client.ts";
-import { type SharedInformers, keyOf, splitKey } from "../kube/informers.ts";
-import { WorkQueue } from "../kube/queue.ts";
+import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kube/client.ts";
+import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
+import { WorkQueue } from "../../kube/queue.ts";
 import { randomSuffix, templateHash } from "./deployments.ts";
 import { isControlledBy, isNodeReady, isPodReady, isPodTerminal } from "./pods.ts";
 

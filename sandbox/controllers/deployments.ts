@@ -1,9 +1,9 @@
 // Deployment controller: keeps `replicas` pods of the current template, replaces pods of older templates, reports status.
 import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../kube/client.ts";
-import { type SharedInformers, keyOf, splitKey } from "../kube/informers.ts";
-import { WorkQueue } from "../kube/queue.ts";
+import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kube/client.ts";
+import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
+import { WorkQueue } from "../../kube/queue.ts";
 import { isControlledBy, isPodReady, isPodTerminal } from "./pods.ts";
 
 /**

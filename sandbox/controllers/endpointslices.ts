@@ -1,8 +1,8 @@
 // EndpointSlice controller: one slice per selector-based Service listing its pods' IPs, readiness and ports.
 import type { Logger } from "pino";
-import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../kube/client.ts";
-import { type SharedInformers, keyOf, splitKey } from "../kube/informers.ts";
-import { WorkQueue } from "../kube/queue.ts";
+import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kube/client.ts";
+import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
+import { WorkQueue } from "../../kube/queue.ts";
 import { isPodReady, isPodTerminal } from "./pods.ts";
 
 export const MANAGED_BY = "endpointslice-controller.sandbox.ambit.dev";

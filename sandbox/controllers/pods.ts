@@ -1,5 +1,5 @@
 // Small predicates over Pod and Node objects shared by the sandbox controllers and kubelet.
-import type { KubeObject } from "../kube/client.ts";
+import type { KubeObject } from "../../kube/client.ts";
 
 export const isPodTerminal = (pod: KubeObject): boolean =>
   pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed";

@@ -1,8 +1,8 @@
 // Scheduler: binds each unscheduled pod to the ready node with the fewest pods that matches its nodeSelector.
 import type { Logger } from "pino";
-import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../kube/client.ts";
-import { type SharedInformers, keyOf, splitKey } from "../kube/informers.ts";
-import { WorkQueue } from "../kube/queue.ts";
+import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kube/client.ts";
+import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
+import { WorkQueue } from "../../kube/queue.ts";
 import { isNodeReady, isPodTerminal } from "./pods.ts";
 
 export class Scheduler {

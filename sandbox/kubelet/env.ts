@@ -1,6 +1,6 @@
 // Container environment as Kubernetes builds it: service links, downward API, ConfigMap/Secret refs, $(VAR) expansion.
 import path from "node:path";
-import type { KubeObject } from "../kube/client.ts";
+import type { KubeObject } from "../../kube/client.ts";
 
 export interface EnvSources {
   /** Services of the pod's namespace (for service links) and the `kubernetes` service in `default`. */

@@ -1,7 +1,7 @@
 // Kubernetes API semantics of the sandbox API server that controllers and agents rely on.
 import https from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KubeRequestError, type KubeObject } from "../../sandbox/kube/client.ts";
+import { KubeRequestError, type KubeObject } from "../../kube/client.ts";
 import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts";
 
 const status = async (p: Promise<unknown>): Promise<number> => {

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { type ApiServer, type ApiServerOptions, startApiServer } from "../../sandbox/apiserver/index.ts";
-import { KubeClient } from "../../sandbox/kube/client.ts";
+import { KubeClient } from "../../kube/client.ts";
 
 export interface TestApiServer {
   api: ApiServer;

@@ -1,7 +1,7 @@
 // EndpointSlice construction: selection, readiness, terminating pods and named target ports.
 import { describe, expect, it } from "vitest";
 import { desiredSlice } from "../../sandbox/controllers/endpointslices.ts";
-import type { KubeObject } from "../../sandbox/kube/client.ts";
+import type { KubeObject } from "../../kube/client.ts";
 
 const service: KubeObject = {
   apiVersion: "v1",

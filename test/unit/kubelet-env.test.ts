@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { containerEnv, expandVars, fieldRef } from "../../sandbox/kubelet/env.ts";
 import { containerArgv } from "../../sandbox/kubelet/images.ts";
-import type { KubeObject } from "../../sandbox/kube/client.ts";
+import type { KubeObject } from "../../kube/client.ts";
 
 const pod: KubeObject = {
   apiVersion: "v1",

@@ -1,7 +1,8 @@
-// Shared client-node informers for the sandbox's controllers: one list+watch per resource, many handlers.
+// Shared client-node informers: one list+watch per resource, many handlers (sandbox controllers, agent, controller).
 import { makeInformer, type Informer, type ObjectCache, type KubernetesObject, type KubernetesListObject } from "@kubernetes/client-node";
 import type { KubeClient, KubeObject } from "./client.ts";
 
+/** Collection paths of the resources programs watch; a path may carry a fieldSelector (e.g. pods of one node). */
 export const RESOURCE_PATHS = {
   pods: "/api/v1/pods",
   services: "/api/v1/services",
@@ -13,6 +14,9 @@ export const RESOURCE_PATHS = {
 } as const;
 
 export type Resource = keyof typeof RESOURCE_PATHS;
+
+/** Pods bound to one node, as a node agent watches them. */
+export const podsOnNodePath = (nodeName: string): string => `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${nodeName}`)}`;
 export type InformerEvent = "add" | "update" | "delete";
 export type InformerHandler = (event: InformerEvent, obj: KubeObject) => void;
 
@@ -24,11 +28,12 @@ export class SharedInformers {
   readonly #onError: (resource: Resource, err: unknown) => void;
   #stopped = false;
 
-  constructor(client: KubeClient, resources: Resource[], onError: (resource: Resource, err: unknown) => void = () => {}) {
+  /** `paths` overrides the collection path of a resource (e.g. `{ pods: podsOnNodePath("node-1") }`). */
+  constructor(client: KubeClient, resources: Resource[], onError: (resource: Resource, err: unknown) => void = () => {}, paths: Partial<Record<Resource, string>> = {}) {
     this.#client = client;
     this.#onError = onError;
     for (const resource of resources) {
-      const path = RESOURCE_PATHS[resource];
+      const path = paths[resource] ?? RESOURCE_PATHS[resource];
       const informer = makeInformer<KubernetesObject>(client.kubeConfig, path, () =>
         this.#client.request<KubernetesListObject<KubernetesObject>>("GET", path),
       );
