@@ -1,0 +1,165 @@
+// Enrollment: keeps every pod of this node captured or released as its labels say, from CNI events and informers.
+import type { Logger } from "pino";
+import { type KubeClient, type KubeObject, isNotFound, pathFor } from "../../kube/client.ts";
+import { SharedInformers, keyOf, podsOnNodePath, splitKey } from "../../kube/informers.ts";
+import { WorkQueue } from "../../kube/queue.ts";
+import { type CaptureIntent, REDIRECTION_ANNOTATION, captureIntent } from "./intent.ts";
+
+/** A pod as the capture machinery needs it. */
+export interface PodRef {
+  uid: string;
+  namespace: string;
+  name: string;
+  /** Path of the pod's network namespace, e.g. /run/netns/<name> or /proc/<pid>/ns/net. */
+  netnsPath: string;
+  ips: string[];
+}
+
+/** What enrollment drives: install or remove capture (iptables rules, listeners) for one pod. Both idempotent. */
+export interface CaptureDriver {
+  capture(pod: PodRef): Promise<void>;
+  release(pod: PodRef): Promise<void>;
+}
+
+export interface EnrollmentOptions {
+  client: KubeClient;
+  nodeName: string;
+  driver: CaptureDriver;
+  /** Finds the netns of a pod the agent did not hear about from CNI (pods running before the agent started). */
+  resolveNetns(pod: KubeObject): Promise<string | undefined>;
+  log: Logger;
+}
+
+export interface PodEnrollment {
+  namespace: string;
+  name: string;
+  uid: string;
+  captured: boolean;
+  reason: string;
+  netnsPath?: string;
+}
+
+interface Tracked {
+  uid: string;
+  netnsPath?: string;
+  captured: boolean;
+  reason: string;
+  ips: string[];
+}
+
+export class EnrollmentController {
+  readonly #opts: EnrollmentOptions;
+  readonly #informers: SharedInformers;
+  readonly #queue: WorkQueue;
+  /** Pods of this node by namespace/name. */
+  readonly #pods = new Map<string, Tracked>();
+  readonly #log: Logger;
+
+  constructor(opts: EnrollmentOptions) {
+    this.#opts = opts;
+    this.#log = opts.log.child({ component: "enrollment" });
+    this.#informers = new SharedInformers(opts.client, ["pods", "namespaces"], (resource, err) => this.#log.warn({ resource, err: String(err) }, "watch failed; restarting"), {
+      pods: podsOnNodePath(opts.nodeName),
+    });
+    this.#queue = new WorkQueue((key) => this.#reconcile(key), {
+      onError: (key, err) => this.#log.warn({ pod: key, err: String(err) }, "enrollment failed; will retry"),
+    });
+    this.#informers.on("pods", (_event, pod) => this.#queue.add(keyOf(pod)));
+    this.#informers.on("namespaces", (_event, ns) => {
+      for (const pod of this.#informers.list("pods", ns.metadata.name)) this.#queue.add(keyOf(pod));
+    });
+  }
+
+  /** Lists pods and namespaces, then reconciles every pod of the node (start-up reconciliation). */
+  async start(): Promise<void> {
+    await this.#informers.start();
+    for (const pod of this.#informers.list("pods")) this.#queue.add(keyOf(pod));
+  }
+
+  async stop(): Promise<void> {
+    this.#queue.stop();
+    await this.#informers.stop();
+  }
+
+  /**
+   * A pod being created (CNI ADD): decide and capture before the pod's containers start. Reads the pod
+   * from the API rather than the cache: CNI runs right after the pod was bound, before the watch event.
+   */
+  async podAdded(req: { namespace: string; name: string; uid: string; netnsPath: string; ips: string[] }): Promise<CaptureIntent> {
+    const key = `${req.namespace}/${req.name}`;
+    const pod = await this.#opts.client.get(pathFor("v1", "pods", req.namespace, req.name));
+    const namespace = this.#informers.get("namespaces", req.namespace) ?? (await this.#opts.client.get(pathFor("v1", "namespaces", undefined, req.namespace)));
+    this.#pods.set(key, { uid: req.uid, netnsPath: req.netnsPath, captured: false, reason: "", ips: req.ips });
+    return this.#apply(key, pod, namespace);
+  }
+
+  /** A pod going away (CNI DEL): release whatever was set up for it. */
+  async podDeleted(req: { namespace: string; name: string }): Promise<void> {
+    const key = `${req.namespace}/${req.name}`;
+    const tracked = this.#pods.get(key);
+    if (tracked?.captured && tracked.netnsPath) await this.#opts.driver.release({ uid: tracked.uid, namespace: req.namespace, name: req.name, netnsPath: tracked.netnsPath, ips: tracked.ips });
+    this.#pods.delete(key);
+  }
+
+  /** Every pod of the node with its state, for the admin API and tests. */
+  snapshot(): PodEnrollment[] {
+    return [...this.#pods.entries()].map(([key, t]) => {
+      const { namespace, name } = splitKey(key);
+      return { namespace: namespace ?? "", name, uid: t.uid, captured: t.captured, reason: t.reason, ...(t.netnsPath ? { netnsPath: t.netnsPath } : {}) };
+    });
+  }
+
+  get capturedCount(): number {
+    let n = 0;
+    for (const t of this.#pods.values()) if (t.captured) n++;
+    return n;
+  }
+
+  async #reconcile(key: string): Promise<void> {
+    const { namespace, name } = splitKey(key);
+    const pod = this.#informers.get("pods", name, namespace);
+    const tracked = this.#pods.get(key);
+    if (!pod || (tracked && pod.metadata.uid !== tracked.uid)) {
+      if (tracked) await this.podDeleted({ namespace: namespace ?? "", name });
+      if (!pod) return;
+    }
+    await this.#apply(key, pod, this.#informers.get("namespaces", namespace ?? ""));
+  }
+
+  async #apply(key: string, pod: KubeObject, namespace: KubeObject | undefined): Promise<CaptureIntent> {
+    const intent = captureIntent(namespace, pod);
+    let tracked = this.#pods.get(key);
+    if (!tracked || tracked.uid !== pod.metadata.uid) {
+      tracked = { uid: pod.metadata.uid as string, captured: false, reason: "", ips: [] };
+      this.#pods.set(key, tracked);
+    }
+    tracked.ips = (pod.status?.podIPs ?? []).map((p: { ip: string }) => p.ip);
+    if (tracked.ips.length === 0 && pod.status?.podIP) tracked.ips = [pod.status.podIP];
+    tracked.reason = intent.reason;
+    if (intent.capture !== tracked.captured) {
+      tracked.netnsPath ??= await this.#opts.resolveNetns(pod);
+      if (!tracked.netnsPath) {
+        // Not networked yet (or gone): CNI ADD or a later pod update brings us back here.
+        tracked.reason = `${intent.reason}; waiting for the pod's network namespace`;
+        return intent;
+      }
+      const ref: PodRef = { uid: tracked.uid, namespace: pod.metadata.namespace ?? "", name: pod.metadata.name, netnsPath: tracked.netnsPath, ips: tracked.ips };
+      if (intent.capture) await this.#opts.driver.capture(ref);
+      else await this.#opts.driver.release(ref);
+      tracked.captured = intent.capture;
+      this.#log.info({ pod: key, captured: intent.capture, reason: intent.reason }, intent.capture ? "pod captured" : "pod released");
+    }
+    await this.#annotate(pod, tracked.captured);
+    return intent;
+  }
+
+  async #annotate(pod: KubeObject, captured: boolean): Promise<void> {
+    const value = captured ? "enabled" : "disabled";
+    if (pod.metadata.annotations?.[REDIRECTION_ANNOTATION] === value) return;
+    try {
+      await this.#opts.client.mergePatch(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name), { metadata: { annotations: { [REDIRECTION_ANNOTATION]: value } } });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+}

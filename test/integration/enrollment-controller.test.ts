@@ -1,0 +1,91 @@
+// Enrollment against a real API server: label changes capture and release running pods; CNI ADD decides at once.
+import pino from "pino";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type CaptureDriver, EnrollmentController, type PodRef } from "../../agent/enrollment/index.ts";
+import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts";
+
+/** Records what enrollment asked for; stands in for iptables and listeners, which have their own tests. */
+class RecordingDriver implements CaptureDriver {
+  readonly calls: string[] = [];
+  readonly captured = new Set<string>();
+  async capture(pod: PodRef) {
+    this.calls.push(`capture ${pod.namespace}/${pod.name} ${pod.netnsPath}`);
+    this.captured.add(`${pod.namespace}/${pod.name}`);
+  }
+  async release(pod: PodRef) {
+    this.calls.push(`release ${pod.namespace}/${pod.name}`);
+    this.captured.delete(`${pod.namespace}/${pod.name}`);
+  }
+}
+
+describe("EnrollmentController", () => {
+  let t: TestApiServer;
+  let driver: RecordingDriver;
+  let controller: EnrollmentController;
+
+  const createPod = async (namespace: string, name: string, node: string, labels: Record<string, string> = {}) => {
+    await t.client.create(`/api/v1/namespaces/${namespace}/pods`, { apiVersion: "v1", kind: "Pod", metadata: { name, labels }, spec: { nodeName: node, containers: [{ name: "c", image: "i" }] } });
+    await t.client.mergePatch(`/api/v1/namespaces/${namespace}/pods/${name}/status`, { status: { phase: "Running", podIP: `10.244.1.${name.length}` } });
+  };
+  const label = (namespace: string, value: string | null) => t.client.mergePatch(`/api/v1/namespaces/${namespace}`, { metadata: { labels: { "ambit.dev/dataplane-mode": value } } });
+  const annotation = async (namespace: string, name: string) => (await t.client.get(`/api/v1/namespaces/${namespace}/pods/${name}`)).metadata.annotations?.["ambit.dev/redirection"];
+
+  beforeEach(async () => {
+    t = await startTestApiServer();
+    driver = new RecordingDriver();
+    await t.client.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "demo" } });
+    controller = new EnrollmentController({
+      client: t.client,
+      nodeName: "node-1",
+      driver,
+      resolveNetns: async (pod) => `/run/netns/test-${pod.metadata.name}`,
+      log: pino({ level: "silent" }),
+    });
+  });
+  afterEach(async () => {
+    await controller.stop();
+    await t.close();
+  });
+
+  it("captures running pods when the namespace is labelled and releases them when the label goes", async () => {
+    await createPod("demo", "orders", "node-1");
+    await createPod("demo", "elsewhere", "node-2");
+    await controller.start();
+    await expect.poll(() => annotation("demo", "orders")).toBe("disabled");
+    expect(driver.calls).toEqual([]);
+
+    await label("demo", "ambient");
+    await expect.poll(() => [...driver.captured]).toEqual(["demo/orders"]);
+    await expect.poll(() => annotation("demo", "orders")).toBe("enabled");
+    expect(driver.calls).toEqual(["capture demo/orders /run/netns/test-orders"]);
+    // Pods of other nodes belong to their own agents.
+    expect(await annotation("demo", "elsewhere")).toBeUndefined();
+
+    await label("demo", null);
+    await expect.poll(() => [...driver.captured]).toEqual([]);
+    await expect.poll(() => annotation("demo", "orders")).toBe("disabled");
+  });
+
+  it("respects the pod opt-out label, also when added later", async () => {
+    await label("demo", "ambient");
+    await createPod("demo", "a", "node-1");
+    await createPod("demo", "b", "node-1", { "ambit.dev/dataplane-mode": "none" });
+    await controller.start();
+    await expect.poll(() => [...driver.captured].sort()).toEqual(["demo/a"]);
+    await t.client.mergePatch("/api/v1/namespaces/demo/pods/a", { metadata: { labels: { "ambit.dev/dataplane-mode": "none" } } });
+    await expect.poll(() => [...driver.captured]).toEqual([]);
+    expect(controller.snapshot().find((p) => p.name === "a")?.reason).toContain("opted out");
+  });
+
+  it("decides at CNI ADD time, before any watch event, and releases on CNI DEL", async () => {
+    await label("demo", "ambient");
+    await controller.start();
+    await t.client.create("/api/v1/namespaces/demo/pods", { apiVersion: "v1", kind: "Pod", metadata: { name: "fresh" }, spec: { nodeName: "node-1", containers: [{ name: "c", image: "i" }] } });
+    const pod = await t.client.get("/api/v1/namespaces/demo/pods/fresh");
+    const intent = await controller.podAdded({ namespace: "demo", name: "fresh", uid: pod.metadata.uid as string, netnsPath: "/run/netns/from-cni", ips: ["10.244.1.7"] });
+    expect(intent.capture).toBe(true);
+    expect(driver.calls).toContain("capture demo/fresh /run/netns/from-cni");
+    await controller.podDeleted({ namespace: "demo", name: "fresh" });
+    expect(driver.calls.at(-1)).toBe("release demo/fresh");
+  });
+});
