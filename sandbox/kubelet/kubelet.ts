@@ -14,15 +14,19 @@ import { containerArgv } from "./images.ts";
 import { containerEnv } from "./env.ts";
 import { type PodLaunchSpec, podCommand, writeLaunchSpec } from "./launcher.ts";
 import { type Probe, runProbe } from "./probes.ts";
+import { type VolumeMount, containerMounts, materializeVolumes } from "./volumes.ts";
 
 /** Annotation telling tools (ambit dev status/exec) which netns holds the pod. */
 export const NETNS_ANNOTATION = "sandbox.ambit.dev/netns";
 const TOKEN_EXPIRATION_SECONDS = 3607;
+/** File in the state directory listing mount points created on the host, one per line. */
+export const MOUNTPOINTS_FILE = "mountpoints";
 
 interface ContainerRuntime {
   name: string;
   argv: string[];
   env: Record<string, string>;
+  mounts: VolumeMount[];
   process?: ResultPromise;
   restartCount: number;
   ready: boolean;
@@ -44,7 +48,8 @@ interface PodRuntime {
   ip: string;
   hostNetwork: boolean;
   containers: ContainerRuntime[];
-  tokenTimer?: NodeJS.Timeout;
+  /** Token refreshes (default token and projected tokens). */
+  timers: NodeJS.Timeout[];
   stopping: boolean;
   phase: "Running" | "Succeeded" | "Failed";
 }
@@ -152,28 +157,37 @@ export class Kubelet {
       serviceAccountDir: path.join(podDir, "serviceaccount"),
       env: {},
       logDir,
+      mounts: [],
     };
     await fs.writeFile(spec.hostsFile, this.#hostsFor(namespace));
     await fs.writeFile(spec.resolvFile, `search ${namespace}.svc.${this.#cfg.clusterDomain} svc.${this.#cfg.clusterDomain} ${this.#cfg.clusterDomain}\nnameserver 127.0.0.1\noptions ndots:1 attempts:1 timeout:1\n`);
     await fs.writeFile(path.join(spec.serviceAccountDir, "ca.crt"), this.#caPem);
     await fs.writeFile(path.join(spec.serviceAccountDir, "namespace"), namespace);
 
-    const runtime: PodRuntime = { uid, key, podDir, spec, ip, hostNetwork, containers: [], stopping: false, phase: "Running" };
+    const runtime: PodRuntime = { uid, key, podDir, spec, ip, hostNetwork, containers: [], timers: [], stopping: false, phase: "Running" };
     this.#pods.set(key, runtime);
     try {
-      await this.#refreshToken(runtime, withIp);
+      const configMap = (ns: string, n: string) => this.#getOptional(pathFor("v1", "configmaps", ns, n));
+      const secret = (ns: string, n: string) => this.#getOptional(pathFor("v1", "secrets", ns, n));
+      const token = (audience: string | undefined, expirationSeconds: number) => this.#requestToken(withIp, audience, expirationSeconds);
+      const defaultToken = path.join(spec.serviceAccountDir, "token");
+      await this.#keepFresh(runtime, { refreshAfterMs: TOKEN_EXPIRATION_SECONDS * 800, refresh: async () => writeSecretFile(defaultToken, await token(undefined, TOKEN_EXPIRATION_SECONDS)) });
+      const volumes = await materializeVolumes(withIp, podDir, { configMap, secret, token });
+      for (const file of volumes.refreshing) await this.#keepFresh(runtime, file, false);
       const kubernetesService = this.#informers.get("services", "kubernetes", "default");
       const services = this.#informers.list("services", namespace);
       const sources = {
         services,
         ...(kubernetesService ? { kubernetesService } : {}),
-        configMap: (ns: string, n: string) => this.#getOptional(pathFor("v1", "configmaps", ns, n)),
-        secret: (ns: string, n: string) => this.#getOptional(pathFor("v1", "secrets", ns, n)),
+        configMap,
+        secret,
       };
       for (const c of pod.spec?.containers ?? []) {
         const env = await containerEnv(withIp, c, sources);
         runtime.spec.env = { ...runtime.spec.env, ...env };
-        runtime.containers.push({ name: c.name, argv: containerArgv(c), env, restartCount: 0, ready: false, consecutive: { success: 0, failure: 0 }, liveFailures: 0 });
+        const mounts = await containerMounts(c, volumes.dirs, (dir) => void this.#recordMountPoint(dir));
+        if (runtime.containers.length === 0) spec.mounts = mounts;
+        runtime.containers.push({ name: c.name, argv: containerArgv(c), env, mounts, restartCount: 0, ready: false, consecutive: { success: 0, failure: 0 }, liveFailures: 0 });
       }
     } catch (err) {
       // A pod that cannot start reports why, like CreateContainerConfigError on a real node.
@@ -198,7 +212,7 @@ export class Kubelet {
 
   #startContainer(runtime: PodRuntime, c: ContainerRuntime, pod: KubeObject): void {
     if (runtime.stopping || this.#stopped) return;
-    const [program, ...args] = podCommand(runtime.spec, c.argv);
+    const [program, ...args] = podCommand(runtime.spec, c.argv, c.mounts);
     const log = createWriteStream(path.join(runtime.spec.logDir, `${c.name}.log`), { flags: "a" });
     const child = execa(program!, args, { env: c.env, extendEnv: false, detached: true, reject: false, stdin: "ignore", stdout: "pipe", stderr: "pipe", buffer: false });
     child.stdout?.pipe(log, { end: false });
@@ -328,21 +342,34 @@ export class Kubelet {
     }
   }
 
-  async #refreshToken(runtime: PodRuntime, pod: KubeObject): Promise<void> {
+  /** A TokenRequest for the pod's service account, bound to the pod (default audience when none given). */
+  async #requestToken(pod: KubeObject, audience: string | undefined, expirationSeconds: number): Promise<string> {
     const sa = pod.spec?.serviceAccountName ?? "default";
     const res = await this.#client.create(pathFor("v1", "serviceaccounts", pod.metadata.namespace, sa, "token"), {
       apiVersion: "authentication.k8s.io/v1",
       kind: "TokenRequest",
-      spec: { expirationSeconds: TOKEN_EXPIRATION_SECONDS, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod.metadata.name, uid: pod.metadata.uid } },
+      spec: {
+        ...(audience ? { audiences: [audience] } : {}),
+        expirationSeconds,
+        boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod.metadata.name, uid: pod.metadata.uid },
+      },
     });
-    const token = (res.status as { token: string }).token;
-    // Write-then-rename keeps readers from ever seeing a half-written token.
-    const file = path.join(runtime.spec.serviceAccountDir, "token");
-    await fs.writeFile(`${file}.tmp`, token, { mode: 0o600 });
-    await fs.rename(`${file}.tmp`, file);
-    // Refresh at 80% of the lifetime, as the kubelet does for projected tokens.
-    runtime.tokenTimer = setTimeout(() => void this.#refreshToken(runtime, pod).catch((err: unknown) => this.#log.warn({ pod: runtime.key, err: String(err) }, "token refresh failed")), TOKEN_EXPIRATION_SECONDS * 800);
-    runtime.tokenTimer.unref();
+    return (res.status as { token: string }).token;
+  }
+
+  /** Writes a file now (unless `now` is false: already written) and again every `refreshAfterMs` while the pod runs. */
+  async #keepFresh(runtime: PodRuntime, file: { refreshAfterMs: number; refresh(): Promise<void> }, now = true): Promise<void> {
+    if (now) await file.refresh();
+    const timer = setInterval(() => {
+      void file.refresh().catch((err: unknown) => this.#log.warn({ pod: runtime.key, err: String(err) }, "token refresh failed"));
+    }, file.refreshAfterMs);
+    timer.unref();
+    runtime.timers.push(timer);
+  }
+
+  /** Mount points the kubelet had to create on the host (under /run); `ambit dev down` removes them. */
+  async #recordMountPoint(dir: string): Promise<void> {
+    await fs.appendFile(path.join(this.#cfg.stateDir, MOUNTPOINTS_FILE), `${dir}\n`);
   }
 
   #hostsFor(namespace: string): string {
@@ -370,7 +397,7 @@ export class Kubelet {
   /** Stops the pod's processes (SIGTERM, then SIGKILL after the grace period), releases its network and files. */
   async #teardown(runtime: PodRuntime, graceMs = 10_000): Promise<void> {
     runtime.stopping = true;
-    clearTimeout(runtime.tokenTimer);
+    for (const t of runtime.timers) clearInterval(t);
     const exits: Array<Promise<unknown>> = [];
     for (const c of runtime.containers) {
       clearTimeout(c.backoffTimer);
@@ -425,6 +452,12 @@ export class Kubelet {
     await Promise.all([...this.#pods.values()].map((r) => this.#teardown(r, graceMs).catch(() => {})));
     this.#stopped = true;
   }
+}
+
+/** Write-then-rename with mode 0600: readers never see half a token. */
+async function writeSecretFile(file: string, content: string): Promise<void> {
+  await fs.writeFile(`${file}.tmp`, content, { mode: 0o600 });
+  await fs.rename(`${file}.tmp`, file);
 }
 
 function condition(type: string, value: boolean, at: string) {

@@ -1,6 +1,7 @@
 // Builds the command line that runs a process inside a pod: its netns, its /etc/hosts, token and hostname.
 import fs from "node:fs/promises";
 import path from "node:path";
+import type { VolumeMount } from "./volumes.ts";
 
 /** Where Kubernetes mounts the service-account token; bind-mounted per pod in a private mount namespace. */
 export const SERVICE_ACCOUNT_MOUNT = "/run/secrets/kubernetes.io/serviceaccount";
@@ -17,9 +18,12 @@ export interface PodLaunchSpec {
   serviceAccountDir: string;
   env: Record<string, string>;
   logDir: string;
+  /** Volume mounts of the pod's first container: what `ambit dev exec` sees. */
+  mounts: VolumeMount[];
 }
 
-// $0 is a label; $1..$4 are files and the hostname; the rest is the command, exec'd so its PID is ours to signal.
+// $0 is a label; $1..$4 are files and the hostname; then (source, target, rw|ro) triples up to "--"; then the
+// command, exec'd so its PID is ours to signal. Runs in a private mount namespace: nothing leaks to the host.
 const POD_SHELL = [
   "set -e",
   'mount --bind "$1" /etc/hosts',
@@ -27,11 +31,13 @@ const POD_SHELL = [
   `mount --bind "$3" ${SERVICE_ACCOUNT_MOUNT}`,
   'hostname "$4"',
   "shift 4",
+  'while [ "$1" != "--" ]; do mount --bind "$1" "$2"; if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi; shift 3; done',
+  "shift",
   'exec "$@"',
 ].join("; ");
 
-/** argv (program first) that runs `command` inside the pod described by `spec`. */
-export function podCommand(spec: PodLaunchSpec, command: string[]): string[] {
+/** argv (program first) that runs `command` inside the pod described by `spec`, with `mounts` bound. */
+export function podCommand(spec: PodLaunchSpec, command: string[], mounts: VolumeMount[] = spec.mounts ?? []): string[] {
   return [
     "nsenter",
     `--net=/run/netns/${spec.netns}`,
@@ -50,6 +56,8 @@ export function podCommand(spec: PodLaunchSpec, command: string[]): string[] {
     spec.resolvFile,
     spec.serviceAccountDir,
     spec.hostname,
+    ...mounts.flatMap((m) => [m.source, m.target, m.readOnly ? "ro" : "rw"]),
+    "--",
     ...command,
   ];
 }

@@ -162,6 +162,42 @@ describe.skipIf(!isRoot)(`ambit dev (${isRoot ? "root" : ROOT_REQUIRED})`, () =>
     await expect.poll(async () => (await kubectl(["get", "pods", "-l", "app=node-tool", "-o", "name"])).stdout.trim(), { timeout: 30_000 }).toBe("");
   });
 
+  it("mounts ConfigMap and projected token volumes, and reports a mount it cannot make", async () => {
+    const objects = [
+      { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "vol-settings", namespace: "demo" }, data: { mode: "fast" } },
+      {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "vols", namespace: "demo" },
+        spec: {
+          serviceAccountName: "client",
+          containers: [{ name: "c", image: "ambit.dev/toolbox:0.1", volumeMounts: [{ name: "settings", mountPath: "/var/run/ambit-e2e-config" }, { name: "tokens", mountPath: "/var/run/secrets/ambit-e2e-tokens", readOnly: true }] }],
+          volumes: [
+            { name: "settings", configMap: { name: "vol-settings" } },
+            { name: "tokens", projected: { sources: [{ serviceAccountToken: { audience: "ambit-ca", expirationSeconds: 3600, path: "ca-token" } }] } },
+          ],
+        },
+      },
+      { apiVersion: "v1", kind: "Pod", metadata: { name: "badmount", namespace: "demo" }, spec: { containers: [{ name: "c", image: "ambit.dev/toolbox:0.1", volumeMounts: [{ name: "e", mountPath: "/opt/ambit-e2e-nowhere" }] }], volumes: [{ name: "e", emptyDir: {} }] } },
+    ];
+    expect((await kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }) })).exitCode).toBe(0);
+    expect((await kubectl(["wait", "-n", "demo", "--for=condition=Ready", "pod/vols", "--timeout=60s"])).exitCode).toBe(0);
+    const mode = await ambit(["dev", "exec", "demo/vols", "--", "cat", "/var/run/ambit-e2e-config/mode"]);
+    expect(mode.stdout).toBe("fast");
+    const token = await ambit(["dev", "exec", "demo/vols", "--", "cat", "/var/run/secrets/ambit-e2e-tokens/ca-token"]);
+    const review = await kubectl(["create", "-o", "json", "-f", "-"], {
+      input: JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token: token.stdout.trim(), audiences: ["ambit-ca"] } }),
+    });
+    expect(JSON.parse(review.stdout).status).toMatchObject({ authenticated: true, audiences: ["ambit-ca"], user: { username: "system:serviceaccount:demo:client" } });
+    // Read-only mounts are read-only inside the pod.
+    const write = await ambit(["dev", "exec", "demo/vols", "--", "sh", "-c", "echo x > /var/run/secrets/ambit-e2e-tokens/other"]);
+    expect(write.exitCode).not.toBe(0);
+    await expect
+      .poll(async () => (await kubectl(["get", "pod", "-n", "demo", "badmount", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"])).stdout, { timeout: 20_000 })
+      .toContain('mountPath "/opt/ambit-e2e-nowhere" does not exist on this machine');
+    await kubectl(["delete", "-n", "demo", "pod/vols", "pod/badmount", "configmap/vol-settings", "--wait=false"]);
+  });
+
   it("touches nothing in the root network namespace while running", async () => {
     expect(await rootNamespaceSnapshot()).toBe(before);
   });
@@ -181,6 +217,9 @@ describe.skipIf(!isRoot)(`ambit dev (${isRoot ? "root" : ROOT_REQUIRED})`, () =>
     expect(await processStartTicks(state.supervisorPid)).toBeUndefined();
     for (const pid of pids) expect(await processStartTicks(pid), `pid ${pid} survived down`).toBeUndefined();
     await expect(fs.access(TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR)).rejects.toThrow();
+    // Mount points the kubelet created on the host are gone too.
+    await expect(fs.access("/run/ambit-e2e-config")).rejects.toThrow();
+    await expect(fs.access("/run/secrets/ambit-e2e-tokens")).rejects.toThrow();
     expect(await rootNamespaceSnapshot()).toBe(before);
     const second = await ambit(["dev", "down"]);
     expect(second.exitCode, second.stderr).toBe(0);
