@@ -34,6 +34,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${unique[@]}" >/dev/null
 fi
 
+# promtool (checks the agent's /metrics in tests) ships in Debian's prometheus package; take just that
+# binary instead of installing a Prometheus server and its service.
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x .tools/promtool ]; then
+  echo "setup: extracting promtool from Debian's prometheus package into .tools/"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download -qq prometheus; }) 
+  dpkg -x "$tmp"/prometheus_*.deb "$tmp/root"
+  mkdir -p .tools && cp "$tmp/root/usr/bin/promtool" .tools/promtool
+  rm -rf "$tmp"
+fi
+
 if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm packages (including Node 24)"
   npm ci --no-audit --no-fund --loglevel=error
