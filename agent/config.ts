@@ -1,0 +1,82 @@
+// Every configuration knob of the node agent, read from the environment once, with defaults and validation.
+
+/** Ports fixed by the design (the numbers Istio users know). */
+export const PORTS = {
+  /** In each captured pod's netns: outbound capture. */
+  outbound: 15001,
+  /** In each captured pod's netns: inbound plaintext capture. */
+  inboundPlaintext: 15006,
+  /** In each captured pod's netns: HBONE (mTLS HTTP/2 CONNECT). */
+  hbone: 15008,
+  /** In the agent's netns. */
+  admin: 15000,
+  metrics: 15020,
+  readiness: 15021,
+} as const;
+
+/** SO_MARK on the agent's own sockets, so the pod's capture rules let them through (0x539 = 1337). */
+export const AGENT_SOCKET_MARK = 0x539;
+
+export interface AgentConfig {
+  /** NODE_NAME (required, from the downward API): the node whose pods this agent serves. */
+  nodeName: string;
+  /** TRUST_DOMAIN: SPIFFE trust domain. */
+  trustDomain: string;
+  /** AMBIT_CNI_SOCKET: unix socket the chained CNI plugin talks to. */
+  cniSocket: string;
+  /** AMBIT_NETNS_DIR: where named network namespaces live on the node. */
+  netnsDir: string;
+  /** AMBIT_HBONE_MAX_STREAMS: concurrent streams per pooled HBONE connection (ztunnel: 100). */
+  hboneMaxStreamsPerConnection: number;
+  /** AMBIT_HBONE_IDLE_TIMEOUT_MS: pooled HBONE connections with no stream close after this (ztunnel: 5 min). */
+  hboneIdleTimeoutMs: number;
+  /** AMBIT_DRAIN_DEADLINE_MS: on shutdown, in-flight connections get this long to finish. */
+  drainDeadlineMs: number;
+  /** AMBIT_CNI_TIMEOUT_MS: how long the agent may take to set up a pod for CNI ADD. */
+  cniTimeoutMs: number;
+  /** AMBIT_LOG_LEVEL: pino level. */
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = "AMBIT_E_CONFIG";
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const problems: string[] = [];
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name}="${raw}" must be an integer from ${min} to ${max}`);
+      return fallback;
+    }
+    return value;
+  };
+  const nodeName = env.NODE_NAME ?? "";
+  if (!nodeName) problems.push("NODE_NAME is required (set it from the downward API: fieldRef spec.nodeName)");
+  const trustDomain = env.TRUST_DOMAIN ?? "cluster.local";
+  if (!/^[a-z0-9._-]+$/.test(trustDomain)) problems.push(`TRUST_DOMAIN="${trustDomain}" is not a valid SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')`);
+  const logLevel = env.AMBIT_LOG_LEVEL ?? "info";
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`AMBIT_LOG_LEVEL="${logLevel}" must be one of ${LOG_LEVELS.join(", ")}`);
+  const config: AgentConfig = {
+    nodeName,
+    trustDomain,
+    cniSocket: env.AMBIT_CNI_SOCKET ?? "/var/run/ambit/cni.sock",
+    netnsDir: env.AMBIT_NETNS_DIR ?? "/var/run/netns",
+    hboneMaxStreamsPerConnection: int("AMBIT_HBONE_MAX_STREAMS", 100, 1, 10_000),
+    hboneIdleTimeoutMs: int("AMBIT_HBONE_IDLE_TIMEOUT_MS", 5 * 60_000, 1_000, 24 * 3600_000),
+    drainDeadlineMs: int("AMBIT_DRAIN_DEADLINE_MS", 30_000, 0, 3600_000),
+    cniTimeoutMs: int("AMBIT_CNI_TIMEOUT_MS", 10_000, 100, 120_000),
+    logLevel,
+  };
+  if (problems.length > 0) throw new ConfigError(`invalid agent configuration:\n  - ${problems.join("\n  - ")}`);
+  return config;
+}
