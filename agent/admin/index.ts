@@ -1,0 +1,95 @@
+// The agent's HTTP endpoints: Prometheus metrics (:15020), readiness (:15021) and the localhost admin API (:15000).
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "pino";
+import type { AgentMetrics } from "../metrics/index.ts";
+
+export interface AdminSources {
+  metrics: AgentMetrics;
+  /** Ready only when certificates and configuration are in place; the reason is shown when not. */
+  readiness(): { ready: true } | { ready: false; reason: string };
+  /** Everything the agent knows, without private keys: workloads, services, policies, certificates, tunnels. */
+  configDump(): unknown;
+  log: Logger;
+}
+
+export interface AdminPorts {
+  admin: number;
+  metrics: number;
+  readiness: number;
+  /** Address of the metrics and readiness listeners (the node's, so Prometheus and the kubelet reach them). */
+  host: string;
+}
+
+export interface AdminServers {
+  ports: { admin: number; metrics: number; readiness: number };
+  close(): Promise<void>;
+}
+
+const json = (res: http.ServerResponse, status: number, body: unknown) => {
+  const text = JSON.stringify(body, null, 2) + "\n";
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+};
+
+function listen(server: http.Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
+  });
+}
+
+export async function startAdminServers(sources: AdminSources, ports: AdminPorts): Promise<AdminServers> {
+  const metrics = http.createServer((req, res) => {
+    if (req.method === "GET" && (req.url === "/metrics" || req.url === "/stats/prometheus")) {
+      void sources.metrics.text().then((text) => {
+        res.writeHead(200, { "content-type": sources.metrics.contentType });
+        res.end(text);
+      });
+      return;
+    }
+    json(res, 404, { error: "not found: use /metrics" });
+  });
+  const readiness = http.createServer((req, res) => {
+    if (req.url !== "/healthz/ready") return json(res, 404, { error: "not found: use /healthz/ready" });
+    const state = sources.readiness();
+    if (state.ready) {
+      res.writeHead(200, { "content-type": "text/plain" }).end("ready\n");
+    } else {
+      res.writeHead(503, { "content-type": "text/plain" }).end(`not ready: ${state.reason}\n`);
+    }
+  });
+  // The admin API can change log levels and shows the whole configuration: localhost only, never the node's address.
+  const admin = http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (req.method === "GET" && url.pathname === "/config_dump") return json(res, 200, sources.configDump());
+    if (req.method === "GET" && url.pathname === "/healthz") return json(res, 200, sources.readiness());
+    if (req.method === "POST" && url.pathname === "/logging") {
+      const level = url.searchParams.get("level") ?? "";
+      if (!sources.log.levels.values[level] && level !== "silent") return json(res, 400, { error: `unknown level "${level}"; use one of ${Object.keys(sources.log.levels.values).join(", ")}` });
+      sources.log.level = level;
+      return json(res, 200, { level });
+    }
+    json(res, 404, { error: "not found", endpoints: ["GET /config_dump", "GET /healthz", "POST /logging?level=debug"] });
+  });
+  const servers = [admin, metrics, readiness];
+  const bound = {
+    admin: await listen(admin, ports.admin, "127.0.0.1"),
+    metrics: await listen(metrics, ports.metrics, ports.host),
+    readiness: await listen(readiness, ports.readiness, ports.host),
+  };
+  return {
+    ports: bound,
+    close: async () => {
+      await Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.close(() => resolve());
+              s.closeAllConnections();
+            }),
+        ),
+      );
+    },
+  };
+}

@@ -1,0 +1,41 @@
+// The agent's metrics, readiness and admin endpoints over real HTTP on loopback.
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { type AdminServers, startAdminServers } from "../../agent/admin/index.ts";
+import { AgentMetrics } from "../../agent/metrics/index.ts";
+
+describe("agent admin servers", () => {
+  let servers: AdminServers | undefined;
+  afterEach(async () => {
+    await servers?.close();
+  });
+
+  it("serves metrics, readiness that follows state, and a config dump without keys", async () => {
+    const metrics = new AgentMetrics();
+    metrics.podsCaptured.set(2);
+    let ready: { ready: true } | { ready: false; reason: string } = { ready: false, reason: "no certificate for spiffe://cluster.local/ns/demo/sa/orders yet" };
+    const log = pino({ level: "info" }, pino.destination("/dev/null"));
+    servers = await startAdminServers(
+      { metrics, readiness: () => ready, configDump: () => ({ workloads: [{ name: "orders" }], certificates: [{ identity: "spiffe://cluster.local/ns/demo/sa/orders", expires: "2026-11-23T00:00:00Z" }] }), log },
+      { admin: 0, metrics: 0, readiness: 0, host: "127.0.0.1" },
+    );
+    const base = (port: number) => `http://127.0.0.1:${port}`;
+    const m = await fetch(`${base(servers.ports.metrics)}/metrics`);
+    expect(m.status).toBe(200);
+    expect(await m.text()).toMatch(/^ambit_pods_captured 2$/m);
+
+    const notReady = await fetch(`${base(servers.ports.readiness)}/healthz/ready`);
+    expect(notReady.status).toBe(503);
+    expect(await notReady.text()).toContain("no certificate for spiffe://cluster.local/ns/demo/sa/orders");
+    ready = { ready: true };
+    expect((await fetch(`${base(servers.ports.readiness)}/healthz/ready`)).status).toBe(200);
+
+    const dump = await (await fetch(`${base(servers.ports.admin)}/config_dump`)).text();
+    expect(JSON.parse(dump).workloads).toEqual([{ name: "orders" }]);
+    expect(dump).not.toMatch(/PRIVATE KEY/);
+
+    expect((await fetch(`${base(servers.ports.admin)}/logging?level=debug`, { method: "POST" })).status).toBe(200);
+    expect(log.level).toBe("debug");
+    expect((await fetch(`${base(servers.ports.admin)}/logging?level=loud`, { method: "POST" })).status).toBe(400);
+  });
+});
