@@ -1,47 +1,38 @@
 // DaemonSet controller: one pod of the current template on every ready node the DaemonSet selects.
 import type { Logger } from "pino";
-import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kube/client.ts";
+import { type KubeClient, type KubeObject, pathFor } from "../../kube/client.ts";
 import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
-import { WorkQueue } from "../../kube/queue.ts";
+import { QueueController } from "../../kube/controller.ts";
 import { randomSuffix, templateHash } from "./deployments.ts";
 import { isControlledBy, isNodeReady, isPodReady, isPodTerminal } from "./pods.ts";
 
-export class DaemonSetController {
-  readonly #client: KubeClient;
-  readonly #informers: SharedInformers;
-  readonly #log: Logger;
-  readonly #queue: WorkQueue;
+export class DaemonSetController extends QueueController {
 
   constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
-    this.#client = client;
-    this.#informers = informers;
-    this.#log = log.child({ component: "daemonset-controller" });
-    this.#queue = new WorkQueue((key) => this.#reconcile(key), {
-      onError: (key, err) => this.#log.warn({ daemonset: key, err: String(err) }, "reconcile failed, will retry"),
-    });
+    super(client, informers, log, "daemonset-controller", "daemonset");
     informers.on("daemonsets", (event, ds) => {
-      if (event !== "delete") this.#queue.add(keyOf(ds));
+      if (event !== "delete") this.queue.add(keyOf(ds));
     });
     informers.on("pods", (_event, pod) => {
       const owner = (pod.metadata.ownerReferences ?? []).find((r) => r.kind === "DaemonSet" && r.controller);
-      if (owner && pod.metadata.namespace) this.#queue.add(`${pod.metadata.namespace}/${owner.name}`);
+      if (owner && pod.metadata.namespace) this.queue.add(`${pod.metadata.namespace}/${owner.name}`);
     });
     informers.on("nodes", () => {
-      for (const ds of informers.list("daemonsets")) this.#queue.add(keyOf(ds));
+      for (const ds of informers.list("daemonsets")) this.queue.add(keyOf(ds));
     });
   }
 
-  async #reconcile(key: string): Promise<void> {
+  protected async reconcile(key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
-    const ds = this.#informers.get("daemonsets", name, namespace);
+    const ds = this.informers.get("daemonsets", name, namespace);
     if (!ds || ds.metadata.deletionTimestamp || !namespace) return;
     const hash = templateHash(ds.spec?.template);
     const selector: Record<string, string> = ds.spec?.template?.spec?.nodeSelector ?? {};
-    const nodes = this.#informers
+    const nodes = this.informers
       .list("nodes")
       .filter((n) => isNodeReady(n) && Object.entries(selector).every(([k, v]) => n.metadata.labels?.[k] === v))
       .map((n) => n.metadata.name);
-    const owned = this.#informers
+    const owned = this.informers
       .list("pods", namespace)
       .filter((p) => isControlledBy(p, ds.metadata.uid) && !p.metadata.deletionTimestamp && !isPodTerminal(p));
     for (const node of nodes) {
@@ -66,14 +57,14 @@ export class DaemonSetController {
       numberMisscheduled: 0,
     };
     if (JSON.stringify({ ...ds.status, ...status }) !== JSON.stringify(ds.status ?? {})) {
-      await this.#client.mergePatch(pathFor("apps/v1", "daemonsets", namespace, name, "status"), { status });
+      await this.client.mergePatch(pathFor("apps/v1", "daemonsets", namespace, name, "status"), { status });
     }
   }
 
   async #createPod(ds: KubeObject, node: string, hash: string): Promise<void> {
     const template = ds.spec?.template ?? {};
     const namespace = ds.metadata.namespace as string;
-    await this.#client.create(pathFor("v1", "pods", namespace), {
+    await this.client.create(pathFor("v1", "pods", namespace), {
       apiVersion: "v1",
       kind: "Pod",
       metadata: {
@@ -86,18 +77,11 @@ export class DaemonSetController {
       // Bound directly, as the real DaemonSet controller does through node affinity.
       spec: { ...(template.spec ?? {}), nodeName: node },
     });
-    this.#log.info({ daemonset: keyOf(ds), node }, "pod created");
+    this.log.info({ daemonset: keyOf(ds), node }, "pod created");
   }
 
-  async #deletePod(pod: KubeObject): Promise<void> {
-    try {
-      await this.#client.delete(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+  #deletePod(pod: KubeObject): Promise<void> {
+    return this.deleteIfPresent(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
   }
 
-  stop(): void {
-    this.#queue.stop();
-  }
 }

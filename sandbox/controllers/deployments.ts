@@ -1,9 +1,9 @@
 // Deployment controller: keeps `replicas` pods of the current template, replaces pods of older templates, reports status.
 import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kube/client.ts";
+import { type KubeClient, type KubeObject, pathFor } from "../../kube/client.ts";
 import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
-import { WorkQueue } from "../../kube/queue.ts";
+import { QueueController } from "../../kube/controller.ts";
 import { isControlledBy, isPodReady, isPodTerminal } from "./pods.ts";
 
 /**
@@ -20,34 +20,25 @@ export const randomSuffix = (): string => {
   return [...randomBytes(5)].map((b) => alphabet[b % alphabet.length]).join("");
 };
 
-export class DeploymentController {
-  readonly #client: KubeClient;
-  readonly #informers: SharedInformers;
-  readonly #log: Logger;
-  readonly #queue: WorkQueue;
+export class DeploymentController extends QueueController {
 
   constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
-    this.#client = client;
-    this.#informers = informers;
-    this.#log = log.child({ component: "deployment-controller" });
-    this.#queue = new WorkQueue((key) => this.#reconcile(key), {
-      onError: (key, err) => this.#log.warn({ deployment: key, err: String(err) }, "reconcile failed, will retry"),
-    });
+    super(client, informers, log, "deployment-controller", "deployment");
     informers.on("deployments", (event, d) => {
-      if (event !== "delete") this.#queue.add(keyOf(d));
+      if (event !== "delete") this.queue.add(keyOf(d));
     });
     informers.on("pods", (_event, pod) => {
       const owner = (pod.metadata.ownerReferences ?? []).find((r) => r.kind === "Deployment" && r.controller);
-      if (owner && pod.metadata.namespace) this.#queue.add(`${pod.metadata.namespace}/${owner.name}`);
+      if (owner && pod.metadata.namespace) this.queue.add(`${pod.metadata.namespace}/${owner.name}`);
     });
   }
 
-  async #reconcile(key: string): Promise<void> {
+  protected async reconcile(key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
-    const deployment = this.#informers.get("deployments", name, namespace);
+    const deployment = this.informers.get("deployments", name, namespace);
     if (!deployment || deployment.metadata.deletionTimestamp || !namespace) return;
     const hash = templateHash(deployment.spec?.template);
-    const owned = this.#informers
+    const owned = this.informers
       .list("pods", namespace)
       .filter((p) => isControlledBy(p, deployment.metadata.uid) && !p.metadata.deletionTimestamp && !isPodTerminal(p));
     const current = owned.filter((p) => p.metadata.labels?.["pod-template-hash"] === hash);
@@ -84,7 +75,7 @@ export class DeploymentController {
     if (JSON.stringify(pickStatus(deployment.status)) !== JSON.stringify(pickStatus(status))) {
       const now = new Date().toISOString();
       status.conditions = status.conditions.map((c) => ({ ...c, lastUpdateTime: now, lastTransitionTime: now }));
-      await this.#client.mergePatch(pathFor("apps/v1", "deployments", namespace, name, "status"), { status });
+      await this.client.mergePatch(pathFor("apps/v1", "deployments", namespace, name, "status"), { status });
     }
   }
 
@@ -105,21 +96,14 @@ export class DeploymentController {
       },
       spec: template.spec ?? {},
     };
-    await this.#client.create(pathFor("v1", "pods", namespace), pod);
-    this.#log.info({ deployment: keyOf(deployment), pod: pod.metadata.name }, "pod created");
+    await this.client.create(pathFor("v1", "pods", namespace), pod);
+    this.log.info({ deployment: keyOf(deployment), pod: pod.metadata.name }, "pod created");
   }
 
-  async #deletePod(pod: KubeObject): Promise<void> {
-    try {
-      await this.#client.delete(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+  #deletePod(pod: KubeObject): Promise<void> {
+    return this.deleteIfPresent(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
   }
 
-  stop(): void {
-    this.#queue.stop();
-  }
 }
 
 // Conditions carry timestamps; compare only what decides whether status changed.

@@ -2,7 +2,7 @@
 import type { Logger } from "pino";
 import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kube/client.ts";
 import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
-import { WorkQueue } from "../../kube/queue.ts";
+import { QueueController } from "../../kube/controller.ts";
 import { isPodReady, isPodTerminal } from "./pods.ts";
 
 export const MANAGED_BY = "endpointslice-controller.sandbox.ambit.dev";
@@ -68,45 +68,36 @@ export function desiredSlice(service: KubeObject, pods: KubeObject[]): KubeObjec
   };
 }
 
-export class EndpointSliceController {
-  readonly #client: KubeClient;
-  readonly #informers: SharedInformers;
-  readonly #log: Logger;
-  readonly #queue: WorkQueue;
+export class EndpointSliceController extends QueueController {
 
   constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
-    this.#client = client;
-    this.#informers = informers;
-    this.#log = log.child({ component: "endpointslice-controller" });
-    this.#queue = new WorkQueue((key) => this.#reconcile(key), {
-      onError: (key, err) => this.#log.warn({ service: key, err: String(err) }, "reconcile failed, will retry"),
-    });
+    super(client, informers, log, "endpointslice-controller", "service");
     informers.on("services", (event, svc) => {
-      if (event !== "delete") this.#queue.add(keyOf(svc));
+      if (event !== "delete") this.queue.add(keyOf(svc));
     });
     informers.on("pods", (_event, pod) => {
       for (const svc of informers.list("services", pod.metadata.namespace)) {
-        if (selects(svc.spec?.selector, pod.metadata.labels)) this.#queue.add(keyOf(svc));
+        if (selects(svc.spec?.selector, pod.metadata.labels)) this.queue.add(keyOf(svc));
       }
     });
     informers.on("endpointslices", (event, slice) => {
       const svc = slice.metadata.labels?.["kubernetes.io/service-name"];
       if (svc && slice.metadata.labels?.["endpointslice.kubernetes.io/managed-by"] === MANAGED_BY && event !== "add") {
-        this.#queue.add(`${slice.metadata.namespace}/${svc}`);
+        this.queue.add(`${slice.metadata.namespace}/${svc}`);
       }
     });
   }
 
-  async #reconcile(key: string): Promise<void> {
+  protected async reconcile(key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
-    const service = this.#informers.get("services", name, namespace);
+    const service = this.informers.get("services", name, namespace);
     if (!service || !namespace || service.metadata.deletionTimestamp) return;
     if (!service.spec?.selector || Object.keys(service.spec.selector).length === 0) return;
-    const desired = desiredSlice(service, this.#informers.list("pods", namespace));
-    const existing = this.#informers.get("endpointslices", desired.metadata.name, namespace);
+    const desired = desiredSlice(service, this.informers.list("pods", namespace));
+    const existing = this.informers.get("endpointslices", desired.metadata.name, namespace);
     if (!existing) {
       try {
-        await this.#client.create(pathFor("discovery.k8s.io/v1", "endpointslices", namespace), desired);
+        await this.client.create(pathFor("discovery.k8s.io/v1", "endpointslices", namespace), desired);
       } catch (err) {
         // Created by an earlier pass not yet seen by the informer: the update event will requeue.
         if (!(err instanceof Error && "status" in err && err.status === 409)) throw err;
@@ -115,7 +106,7 @@ export class EndpointSliceController {
     }
     if (JSON.stringify([existing.endpoints, existing.ports]) === JSON.stringify([desired.endpoints, desired.ports])) return;
     try {
-      await this.#client.mergePatch(pathFor("discovery.k8s.io/v1", "endpointslices", namespace, desired.metadata.name), {
+      await this.client.mergePatch(pathFor("discovery.k8s.io/v1", "endpointslices", namespace, desired.metadata.name), {
         endpoints: desired.endpoints,
         ports: desired.ports,
       });
@@ -124,7 +115,4 @@ export class EndpointSliceController {
     }
   }
 
-  stop(): void {
-    this.#queue.stop();
-  }
 }

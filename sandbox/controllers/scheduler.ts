@@ -2,63 +2,54 @@
 import type { Logger } from "pino";
 import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kube/client.ts";
 import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
-import { WorkQueue } from "../../kube/queue.ts";
+import { QueueController } from "../../kube/controller.ts";
 import { isNodeReady, isPodTerminal } from "./pods.ts";
 
-export class Scheduler {
-  readonly #client: KubeClient;
-  readonly #informers: SharedInformers;
-  readonly #log: Logger;
-  readonly #queue: WorkQueue;
+export class Scheduler extends QueueController {
   /** Binds not yet visible in the informer cache, so bursts of pods still spread (pod uid -> node). */
   readonly #assumed = new Map<string, string>();
 
   constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
-    this.#client = client;
-    this.#informers = informers;
-    this.#log = log.child({ component: "scheduler" });
-    this.#queue = new WorkQueue((key) => this.#schedule(key), {
-      onError: (key, err) => this.#log.warn({ pod: key, err: String(err) }, "scheduling failed, will retry"),
-    });
+    super(client, informers, log, "scheduler", "pod");
     informers.on("pods", (event, pod) => {
       if (pod.metadata.uid && (event === "delete" || pod.spec?.nodeName)) this.#assumed.delete(pod.metadata.uid);
-      if (event !== "delete" && !pod.spec?.nodeName && !pod.metadata.deletionTimestamp) this.#queue.add(keyOf(pod));
+      if (event !== "delete" && !pod.spec?.nodeName && !pod.metadata.deletionTimestamp) this.queue.add(keyOf(pod));
     });
     // A node becoming ready may unblock pods that found no node.
     informers.on("nodes", () => {
-      for (const pod of informers.list("pods")) if (!pod.spec?.nodeName) this.#queue.add(keyOf(pod));
+      for (const pod of informers.list("pods")) if (!pod.spec?.nodeName) this.queue.add(keyOf(pod));
     });
   }
 
-  async #schedule(key: string): Promise<void> {
+  protected async reconcile(key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
-    const pod = this.#informers.get("pods", name, namespace);
+    const pod = this.informers.get("pods", name, namespace);
     if (!pod || pod.spec?.nodeName || pod.metadata.deletionTimestamp) return;
     const node = this.#pickNode(pod);
     if (!node) {
-      this.#log.info({ pod: key }, "no ready node matches the pod's nodeSelector; waiting");
+      this.log.info({ pod: key }, "no ready node matches the pod's nodeSelector; waiting");
       return;
     }
     try {
-      await this.#client.mergePatch(pathFor("v1", "pods", namespace, name), { spec: { nodeName: node } });
+      await this.client.mergePatch(pathFor("v1", "pods", namespace, name), { spec: { nodeName: node } });
     } catch (err) {
       if (isNotFound(err)) return;
       throw err;
     }
     if (pod.metadata.uid) this.#assumed.set(pod.metadata.uid, node);
-    this.#log.info({ pod: key, node }, "pod scheduled");
+    this.log.info({ pod: key, node }, "pod scheduled");
   }
 
   #pickNode(pod: KubeObject): string | undefined {
     const selector: Record<string, string> = pod.spec?.nodeSelector ?? {};
-    const candidates = this.#informers
+    const candidates = this.informers
       .list("nodes")
       .filter((n) => isNodeReady(n) && !n.spec?.unschedulable)
       .filter((n) => Object.entries(selector).every(([k, v]) => n.metadata.labels?.[k] === v))
       .map((n) => n.metadata.name);
     if (candidates.length === 0) return undefined;
     const load = new Map(candidates.map((n) => [n, 0]));
-    for (const p of this.#informers.list("pods")) {
+    for (const p of this.informers.list("pods")) {
       const node = p.spec?.nodeName as string | undefined;
       if (node && load.has(node) && !isPodTerminal(p)) load.set(node, (load.get(node) ?? 0) + 1);
     }
@@ -66,7 +57,4 @@ export class Scheduler {
     return [...load.entries()].sort((a, b) => a[1] - b[1] || a[0].localeCompare(b[0]))[0]?.[0];
   }
 
-  stop(): void {
-    this.#queue.stop();
-  }
 }

@@ -22,6 +22,7 @@ import {
   writeNodeConflist,
 } from "../../sandbox/network/index.ts";
 import { startInNetns } from "../support/netns.ts";
+import { killAll } from "../support/teardown.ts";
 import { ROOT_REQUIRED, isRoot, rootNamespaceSnapshot } from "../support/sandbox.ts";
 
 // A prefix and state directory of this run's own: a developer's running sandbox is never touched.
@@ -72,13 +73,7 @@ describe.skipIf(!isRoot)(`sandbox network: nodes and pods through real CNI plugi
   });
 
   afterAll(async () => {
-    for (const pid of serverPids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone with its netns
-      }
-    }
+    killAll(serverPids);
     await teardownAllNetworks(cfg, naming);
     await fs.rm(cfg.stateDir, { recursive: true, force: true });
   });
