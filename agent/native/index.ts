@@ -1,0 +1,99 @@
+// Typed access to the agent's native addon: listeners inside pod netns, original destinations, marked sockets.
+import net from "node:net";
+import { createRequire } from "node:module";
+
+interface Binding {
+  listenInNetns(netnsPath: string, host: string, port: number, reusePort: boolean, transparent: boolean, backlog: number): number;
+  originalDst(fd: number): { address: string; port: number };
+  createMarkedSocket(mark: number, netnsPath: string): number;
+  closeFd(fd: number): void;
+}
+
+export class NativeNetError extends Error {
+  readonly code: string;
+  readonly errno: number | undefined;
+  readonly syscall: string | undefined;
+  constructor(code: string, message: string, errno?: number, syscall?: string) {
+    super(message);
+    this.name = "NativeNetError";
+    this.code = code;
+    this.errno = errno;
+    this.syscall = syscall;
+  }
+}
+
+let binding: Binding | undefined;
+
+function load(): Binding {
+  if (binding) return binding;
+  try {
+    binding = createRequire(import.meta.url)("./build/Release/ambit_net.node") as Binding;
+    return binding;
+  } catch (err) {
+    throw new NativeNetError(
+      "AMBIT_E_NATIVE_MISSING",
+      `the agent's native addon is not built (${(err as Error).message}); run \`npm ci\`, which builds agent/native with node-gyp (needs g++, make and python3)`,
+    );
+  }
+}
+
+/** Calls into the addon, turning its errors (which carry code, errno, syscall) into NativeNetError. */
+function call<T>(fn: (b: Binding) => T): T {
+  const b = load();
+  try {
+    return fn(b);
+  } catch (err) {
+    const e = err as Error & { code?: string; errno?: number; syscall?: string };
+    throw new NativeNetError(e.code ?? "AMBIT_E_NATIVE_SOCKET", e.message, e.errno, e.syscall);
+  }
+}
+
+export interface ListenOptions {
+  reusePort?: boolean;
+  backlog?: number;
+  transparent?: boolean;
+}
+
+/**
+ * Creates, binds and listens a TCP socket inside the network namespace at `netnsPath` (e.g. /run/netns/x),
+ * returning to the caller's namespace before it returns. Serve the fd with `net.createServer().listen({ fd })`.
+ * Needs CAP_SYS_ADMIN (setns).
+ */
+export function listenInNetns(netnsPath: string, host: string, port: number, opts: ListenOptions = {}): number {
+  return call((b) => b.listenInNetns(netnsPath, host, port, opts.reusePort ?? false, opts.transparent ?? false, opts.backlog ?? 511));
+}
+
+/** Where a REDIRECTed connection was going (SO_ORIGINAL_DST, IPv4). */
+export function originalDst(fd: number): { address: string; port: number } {
+  return call((b) => b.originalDst(fd));
+}
+
+/** A new unconnected TCP socket carrying SO_MARK, created inside `netnsPath` when given. Needs CAP_NET_ADMIN. */
+export function createMarkedSocket(mark: number, netnsPath?: string): number {
+  return call((b) => b.createMarkedSocket(mark, netnsPath ?? ""));
+}
+
+/** Closes an fd the addon returned that was never handed to Node. */
+export function closeFd(fd: number): void {
+  call((b) => b.closeFd(fd));
+}
+
+/** The fd behind a connected socket or a listening server (Node's semi-internal `_handle.fd`; pinned Node version, tested). */
+export function socketFd(handleOwner: net.Socket | net.Server): number {
+  const fd = (handleOwner as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== "number" || fd < 0) throw new NativeNetError("AMBIT_E_NATIVE_NO_FD", "the socket has no file descriptor (closed, or not a TCP socket)");
+  return fd;
+}
+
+/** Connects a marked socket (so the pod's capture rules let it through) to host:port. */
+export function connectMarked(host: string, port: number, mark: number, netnsPath?: string): Promise<net.Socket> {
+  const fd = createMarkedSocket(mark, netnsPath);
+  const socket = new net.Socket({ fd, readable: true, writable: true });
+  return new Promise((resolve, reject) => {
+    socket.once("error", reject);
+    socket.connect(port, host, () => {
+      socket.off("error", reject);
+      resolve(socket);
+    });
+  });
+}
