@@ -1,7 +1,7 @@
 // A CNI runtime with libcni's semantics: runs a network list's plugins (ADD in order, CHECK, DEL in reverse) and caches results.
 import fs from "node:fs/promises";
 import path from "node:path";
-import { SandboxCommandError, run } from "./exec.ts";
+import { SandboxCommandError, run } from "../../host/exec.ts";
 
 /** One entry of a conflist's `plugins`: `type` names the binary, the rest is the plugin's own config. */
 export interface CniPluginConfig {

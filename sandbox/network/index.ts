@@ -1,5 +1,5 @@
 // Public surface of the sandbox network: underlay, nodes, pod attachments through real CNI plugins, teardown.
-export { type RunOptions, type RunResult, SandboxCommandError, run } from "./exec.ts";
+export { type RunOptions, type RunResult, SandboxCommandError, run } from "../../host/exec.ts";
 export { type NetnsNaming, createPodNetns, defaultNetnsNaming, deleteNetns, listSandboxNetns, netnsNamingWithPrefix, pidsInNetns } from "./netns.ts";
 export { type NodeNetwork, createNodeNetwork, createUnderlay, routeBetweenNodes } from "./topology.ts";
 export { type CniPluginConfig, type CniResult, CniError } from "./cni.ts";

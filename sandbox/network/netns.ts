@@ -1,7 +1,7 @@
 // Named network namespaces: create, delete, list the sandbox's own, and find the processes inside one.
 import fs from "node:fs/promises";
 import { NAME_PREFIX, netnsNames } from "../config.ts";
-import { NETNS_DIR, netnsPath, run } from "./exec.ts";
+import { NETNS_DIR, netnsPath, run } from "../../host/exec.ts";
 
 /**
  * How the sandbox names its namespaces. The default is config.ts's; tests pass another prefix so a

@@ -3,7 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { type SandboxConfig, sandboxPaths } from "../config.ts";
 import { type CniNetworkList, type CniPluginConfig, type CniResult, type CniRuntimeConf, CniError, CniRunner, readNetworkList } from "./cni.ts";
-import { netnsPath } from "./exec.ts";
+import { netnsPath } from "../../host/exec.ts";
 import type { NodeNetwork } from "./topology.ts";
 
 export const POD_NETWORK_NAME = "ambit-sandbox";

@@ -1,6 +1,6 @@
 // The cluster's wiring: an underlay bridge in its own netns, and one netns per node attached to it by a veth pair.
 import { type SandboxConfig, nodeName } from "../config.ts";
-import { run } from "./exec.ts";
+import { run } from "../../host/exec.ts";
 import { type NetnsNaming, createNetns, defaultNetnsNaming } from "./netns.ts";
 
 /** A node as the rest of the sandbox sees it; stored in state.json. */

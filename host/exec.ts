@@ -1,4 +1,4 @@
-// Runs external commands (ip, iptables-restore, CNI plugins), optionally inside a sandbox network namespace.
+// Runs host commands (ip, iptables-restore, CNI plugins) as plain child processes, optionally inside a network namespace.
 import path from "node:path";
 import { execa } from "execa";
 

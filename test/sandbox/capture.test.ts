@@ -1,0 +1,97 @@
+// Capture rules in a real pod netns: outbound to 15001, inbound to 15006, HBONE and probes untouched, clean removal.
+import net from "node:net";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyCaptureRules, captureState, removeCaptureRules } from "../../agent/capture/index.ts";
+import { connectMarked, listenInNetns, originalDst, socketFd } from "../../agent/native/index.ts";
+import { run } from "../../host/exec.ts";
+import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
+
+const POD = `ambit-capture-pod-${process.pid}`;
+const NODE = `ambit-capture-node-${process.pid}`;
+const POD_IP = "10.124.0.2";
+const NODE_IP = "10.124.0.1";
+const OTHER_IP = "10.124.0.3";
+const path = (ns: string) => `/run/netns/${ns}`;
+
+/** One TCP request from `netns`, optionally from a given source address; resolves to the reply. */
+async function request(netns: string, host: string, port: number, localAddress?: string): Promise<string> {
+  const script = `const s = require("net").connect({ host: ${JSON.stringify(host)}, port: ${port}${localAddress ? `, localAddress: ${JSON.stringify(localAddress)}` : ""} });
+let d = ""; s.on("data", (c) => (d += c)).on("end", () => console.log(d)).on("error", (e) => console.log("ERR:" + e.code));`;
+  return (await run(process.execPath, ["-e", script], { netns, timeoutMs: 10_000 })).stdout.trim();
+}
+
+function read(socket: net.Socket): Promise<string> {
+  return new Promise((resolve) => {
+    let d = "";
+    socket.on("data", (c) => (d += c)).on("end", () => resolve(d)).on("error", (e: NodeJS.ErrnoException) => resolve(`ERR:${e.code}`));
+  });
+}
+
+const natRules = async () => (await run("iptables-save", ["-t", "nat"], { netns: POD })).stdout.replace(/^#.*$/gm, "").replace(/\[\d+:\d+\]/g, "").trim();
+
+describe.skipIf(!isRoot)(`in-pod capture rules (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
+  const servers: net.Server[] = [];
+  let original = "";
+
+  beforeAll(async () => {
+    await execa("ip", ["netns", "add", POD]);
+    await execa("ip", ["netns", "add", NODE]);
+    await execa("ip", ["link", "add", "cap0", "netns", POD, "type", "veth", "peer", "name", "cap1", "netns", NODE]);
+    await run("ip", ["-batch", "-"], { netns: POD, input: `link set lo up\naddr add ${POD_IP}/24 dev cap0\nlink set cap0 up\n` });
+    await run("ip", ["-batch", "-"], { netns: NODE, input: `link set lo up\naddr add ${NODE_IP}/24 dev cap1\naddr add ${OTHER_IP}/24 dev cap1\nlink set cap1 up\n` });
+    // A pod rule of the application's own, which capture must leave alone.
+    await run("iptables-restore", ["--noflush"], { netns: POD, input: "*nat\n-A OUTPUT -p udp --dport 9 -j RETURN\nCOMMIT\n" });
+    original = await natRules();
+    // The agent's listeners inside the pod (as the agent creates them) and the pod's app; a server on the node.
+    const listen = (ns: string, host: string, port: number, reply: (s: net.Socket) => string) => {
+      const server = net.createServer((s) => s.end(reply(s)));
+      server.listen({ fd: listenInNetns(path(ns), host, port) });
+      servers.push(server);
+    };
+    const dst = (s: net.Socket) => {
+      const d = originalDst(socketFd(s));
+      return `${d.address}:${d.port}`;
+    };
+    listen(POD, "127.0.0.1", 15001, (s) => `outbound ${dst(s)}`);
+    listen(POD, "0.0.0.0", 15006, (s) => `inbound ${dst(s)} from ${s.remoteAddress}`);
+    listen(POD, "0.0.0.0", 15008, () => "hbone");
+    listen(POD, "0.0.0.0", 8080, () => "app");
+    listen(NODE, NODE_IP, 9000, () => "node-server");
+  });
+
+  afterAll(async () => {
+    for (const s of servers) s.close();
+    await execa("ip", ["netns", "del", POD], { reject: false });
+    await execa("ip", ["netns", "del", NODE], { reject: false });
+  });
+
+  it("sends the pod's traffic to the agent and leaves the agent's own, HBONE and probes alone", async () => {
+    // Before capture everything goes where it is addressed.
+    expect(await request(NODE, POD_IP, 8080, OTHER_IP)).toBe("app");
+    await applyCaptureRules(path(POD), { probeSourceIps: [NODE_IP] });
+    expect(await captureState(path(POD))).toBe("captured");
+
+    expect(await read(await connectMarked(NODE_IP, 9000, 0, path(POD)))).toBe(`outbound ${NODE_IP}:9000`);
+    expect(await read(await connectMarked(NODE_IP, 9000, 0x539, path(POD)))).toBe("node-server");
+    expect(await request(NODE, POD_IP, 8080, OTHER_IP)).toBe(`inbound ${POD_IP}:8080 from ${OTHER_IP}`);
+    expect(await request(NODE, POD_IP, 15008, OTHER_IP)).toBe("hbone");
+    expect(await request(NODE, POD_IP, 8080, NODE_IP)).toBe("app");
+    // The pod reaching its own loopback is not mesh traffic.
+    expect(await request(POD, "127.0.0.1", 8080)).toBe("app");
+  });
+
+  it("is idempotent and removes exactly what it added", async () => {
+    await applyCaptureRules(path(POD), { probeSourceIps: [NODE_IP] });
+    const once = await natRules();
+    await applyCaptureRules(path(POD), { probeSourceIps: [NODE_IP] });
+    expect(await natRules()).toBe(once);
+    expect(once.match(/-A OUTPUT -j AMBIT-OUTPUT/g)).toHaveLength(1);
+
+    await removeCaptureRules(path(POD));
+    expect(await captureState(path(POD))).toBe("released");
+    expect(await natRules()).toBe(original);
+    await removeCaptureRules(path(POD));
+    expect(await request(NODE, POD_IP, 8080, OTHER_IP)).toBe("app");
+  });
+});
