@@ -1,0 +1,139 @@
+// Ambit's chained CNI plugin (spec 1.1): tells the node agent about pod add/delete and waits, so no pod starts uncaptured.
+import type { CniProtocolError} from "./protocol.ts";
+import { type CniRequest, sendCniRequest } from "./protocol.ts";
+
+export const PLUGIN_TYPE = "ambit-cni";
+export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+const DEFAULT_SOCKET = "/var/run/ambit/cni.sock";
+
+/** Error codes from the CNI specification, plus Ambit's own (100+). */
+const CODES = {
+  incompatibleVersion: 1,
+  invalidEnvironment: 4,
+  decodeFailure: 6,
+  invalidConfig: 7,
+  tryAgainLater: 11,
+  pluginNotAvailable: 50,
+  agentRefused: 100,
+} as const;
+
+export class PluginFailure extends Error {
+  readonly cniCode: number;
+  readonly details: string;
+  constructor(cniCode: number, msg: string, details = "") {
+    super(msg);
+    this.cniCode = cniCode;
+    this.details = details;
+  }
+}
+
+export interface NetConf {
+  cniVersion?: string;
+  name?: string;
+  type?: string;
+  agentSocket?: string;
+  timeoutMs?: number;
+  prevResult?: { ips?: Array<{ address: string }> } & Record<string, unknown>;
+  "cni.dev/valid-attachments"?: Array<{ containerID: string; ifname: string }>;
+}
+
+export function log(level: string, msg: string, fields: Record<string, unknown> = {}): void {
+  process.stderr.write(JSON.stringify({ level, time: new Date().toISOString(), plugin: PLUGIN_TYPE, msg, ...fields }) + "\n");
+}
+
+function parseConfig(stdin: string): NetConf {
+  let conf: NetConf;
+  try {
+    conf = JSON.parse(stdin) as NetConf;
+  } catch (err) {
+    throw new PluginFailure(CODES.decodeFailure, "failed to decode the network configuration on stdin", (err as Error).message);
+  }
+  if (!conf || typeof conf !== "object" || Array.isArray(conf)) throw new PluginFailure(CODES.decodeFailure, "the network configuration must be a JSON object");
+  if (conf.type !== PLUGIN_TYPE) throw new PluginFailure(CODES.invalidConfig, `invalid network configuration: type must be "${PLUGIN_TYPE}", got ${JSON.stringify(conf.type)}`);
+  if (!conf.cniVersion || !SUPPORTED_VERSIONS.includes(conf.cniVersion)) {
+    throw new PluginFailure(CODES.incompatibleVersion, `incompatible CNI version ${JSON.stringify(conf.cniVersion)}`, `supported versions: ${SUPPORTED_VERSIONS.join(", ")}`);
+  }
+  if (conf.timeoutMs !== undefined && (!Number.isInteger(conf.timeoutMs) || conf.timeoutMs <= 0)) {
+    throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: timeoutMs must be a positive integer");
+  }
+  return conf;
+}
+
+function required(env: NodeJS.ProcessEnv, name: string): string {
+  const value = env[name];
+  if (!value) throw new PluginFailure(CODES.invalidEnvironment, `${name} is not set`);
+  return value;
+}
+
+/** K8S_POD_* from CNI_ARGS ("IgnoreUnknown=1;K8S_POD_NAMESPACE=demo;..."). */
+function podArgs(env: NodeJS.ProcessEnv): { namespace?: string; name?: string; uid?: string } {
+  const args = new Map<string, string>();
+  for (const pair of (env.CNI_ARGS ?? "").split(";")) {
+    const eq = pair.indexOf("=");
+    if (eq > 0) args.set(pair.slice(0, eq), pair.slice(eq + 1));
+  }
+  return { namespace: args.get("K8S_POD_NAMESPACE"), name: args.get("K8S_POD_NAME"), uid: args.get("K8S_POD_UID") };
+}
+
+async function ask(conf: NetConf, request: CniRequest, timeoutMs?: number) {
+  return sendCniRequest(conf.agentSocket ?? DEFAULT_SOCKET, request, timeoutMs ?? conf.timeoutMs ?? 10_000);
+}
+
+/** Runs one plugin invocation; returns what to print on stdout (or nothing). Throws PluginFailure. */
+export async function runPlugin(env: NodeJS.ProcessEnv, stdin: string): Promise<string | undefined> {
+  const command = env.CNI_COMMAND;
+  if (!command) throw new PluginFailure(CODES.invalidEnvironment, "CNI_COMMAND is not set");
+  if (command === "VERSION") return JSON.stringify({ cniVersion: "1.1.0", supportedVersions: SUPPORTED_VERSIONS });
+  if (!["ADD", "DEL", "CHECK", "STATUS", "GC"].includes(command)) throw new PluginFailure(CODES.invalidEnvironment, `unknown CNI_COMMAND "${command}"`);
+  const conf = parseConfig(stdin);
+
+  if (command === "STATUS") {
+    try {
+      const r = await ask(conf, { command: "STATUS" }, 2000);
+      if (r.ok) return undefined;
+      throw new PluginFailure(CODES.pluginNotAvailable, "the Ambit agent is not ready", r.message);
+    } catch (err) {
+      if (err instanceof PluginFailure) throw err;
+      throw new PluginFailure(CODES.pluginNotAvailable, "the Ambit agent is not available", (err as Error).message);
+    }
+  }
+  if (command === "GC") {
+    // Best effort: leftovers are also cleaned by the agent's own reconciliation.
+    await ask(conf, { command: "GC", validAttachments: conf["cni.dev/valid-attachments"] ?? [] }, 2000).catch((err: Error) => log("warn", "GC not delivered to the agent", { err: err.message }));
+    return undefined;
+  }
+
+  const containerId = required(env, "CNI_CONTAINERID");
+  const pod = podArgs(env);
+  if (command === "DEL") {
+    // DEL must succeed even when the agent or the pod's state is already gone: the runtime retries forever otherwise.
+    if (pod.namespace && pod.name) {
+      await ask(conf, { command: "DEL", containerId, netns: env.CNI_NETNS ?? "", podNamespace: pod.namespace, podName: pod.name, podUid: pod.uid ?? "" }, 2000).catch((err: Error) =>
+        log("warn", "pod deletion not delivered to the agent; it will reconcile", { containerId, err: err.message }),
+      );
+    }
+    return undefined;
+  }
+
+  const netns = required(env, "CNI_NETNS");
+  const ifName = required(env, "CNI_IFNAME");
+  if (!conf.prevResult) throw new PluginFailure(CODES.invalidConfig, `invalid network configuration: ${PLUGIN_TYPE} is a chained plugin and needs prevResult (list it after the main plugin)`);
+  const passthrough = JSON.stringify(conf.prevResult);
+  if (!pod.namespace || !pod.name || !pod.uid) {
+    // Not a Kubernetes pod (no K8S_POD_* args): nothing for the mesh to do.
+    log("info", "not a Kubernetes pod; passing through", { containerId });
+    return command === "ADD" ? passthrough : undefined;
+  }
+  const ips = (conf.prevResult.ips ?? []).map((ip) => ip.address.split("/")[0] ?? "");
+  const request: CniRequest = { command: command as "ADD" | "CHECK", containerId, netns, ifName, podNamespace: pod.namespace, podName: pod.name, podUid: pod.uid, ips };
+  let response;
+  try {
+    response = await ask(conf, request);
+  } catch (err) {
+    const e = err as CniProtocolError;
+    throw new PluginFailure(CODES.tryAgainLater, `cannot set up pod ${pod.namespace}/${pod.name} for the mesh: ${e.message}`, e.code ?? "");
+  }
+  if (!response.ok) throw new PluginFailure(CODES.agentRefused, `the Ambit agent could not set up pod ${pod.namespace}/${pod.name}: ${response.message}`, response.code);
+  log("info", command === "ADD" ? "pod handed to the agent" : "pod checked", { pod: `${pod.namespace}/${pod.name}`, captured: response.captured ?? false });
+  return command === "ADD" ? passthrough : undefined;
+}

@@ -1,0 +1,99 @@
+// The CNI plugin <-> node agent protocol: one newline-delimited JSON request and one answer per unix-socket connection.
+import fs from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+
+export type CniRequest =
+  | { command: "ADD" | "CHECK"; containerId: string; netns: string; ifName: string; podNamespace: string; podName: string; podUid: string; ips: string[] }
+  | { command: "DEL"; containerId: string; netns: string; podNamespace: string; podName: string; podUid: string }
+  | { command: "STATUS" }
+  | { command: "GC"; validAttachments: Array<{ containerID: string; ifname: string }> };
+
+export type CniResponse = { ok: true; captured?: boolean } | { ok: false; code: string; message: string };
+
+export class CniProtocolError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "CniProtocolError";
+    this.code = code;
+  }
+}
+
+const MAX_MESSAGE_BYTES = 64 * 1024;
+
+/** Sends one request to the agent and waits for its answer, at most `timeoutMs`. */
+export function sendCniRequest(socketPath: string, request: CniRequest, timeoutMs: number): Promise<CniResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(socketPath);
+    let data = "";
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new CniProtocolError("AMBIT_E_CNI_TIMEOUT", `the Ambit agent did not answer on ${socketPath} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.setEncoding("utf8");
+    socket.on("connect", () => socket.write(JSON.stringify(request) + "\n"));
+    socket.on("data", (chunk: string) => {
+      data += chunk;
+      const nl = data.indexOf("\n");
+      if (nl < 0) return;
+      clearTimeout(timer);
+      socket.end();
+      try {
+        resolve(JSON.parse(data.slice(0, nl)) as CniResponse);
+      } catch {
+        reject(new CniProtocolError("AMBIT_E_CNI_PROTOCOL", "the Ambit agent sent an answer that is not JSON"));
+      }
+    });
+    socket.on("error", (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new CniProtocolError("AMBIT_E_CNI_AGENT_UNREACHABLE", `cannot reach the Ambit agent on ${socketPath} (${err.code ?? err.message}); is the ambit agent running on this node?`));
+    });
+  });
+}
+
+export interface CniEventServer {
+  close(): Promise<void>;
+}
+
+/**
+ * Serves plugin requests for the agent. The socket is created with mode 0600 (only root may ask the agent
+ * to capture pods); a stale socket file from a previous agent is replaced. Malformed requests get an error
+ * answer; handler errors become `{ ok: false }` answers, never a crash.
+ */
+export async function startCniEventServer(socketPath: string, handler: (request: CniRequest) => Promise<CniResponse>): Promise<CniEventServer> {
+  await fs.rm(socketPath, { force: true });
+  const server = net.createServer((socket) => {
+    let data = "";
+    socket.setEncoding("utf8");
+    const answer = (response: CniResponse) => socket.end(JSON.stringify(response) + "\n");
+    socket.on("error", () => socket.destroy());
+    socket.on("data", (chunk: string) => {
+      data += chunk;
+      if (data.length > MAX_MESSAGE_BYTES) return answer({ ok: false, code: "AMBIT_E_CNI_PROTOCOL", message: "request too large" });
+      const nl = data.indexOf("\n");
+      if (nl < 0) return;
+      let request: CniRequest;
+      try {
+        request = JSON.parse(data.slice(0, nl)) as CniRequest;
+        if (!request || typeof request.command !== "string") throw new Error("no command");
+      } catch {
+        return answer({ ok: false, code: "AMBIT_E_CNI_PROTOCOL", message: "malformed request: expected one JSON object with a command, then a newline" });
+      }
+      handler(request).then(answer, (err: Error & { code?: string }) => answer({ ok: false, code: err.code ?? "AMBIT_E_CNI_HANDLER", message: err.message }));
+    });
+  });
+  await fs.mkdir(path.dirname(socketPath), { recursive: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(socketPath, () => resolve());
+  });
+  await fs.chmod(socketPath, 0o600);
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        void fs.rm(socketPath, { force: true });
+      }),
+  };
+}
