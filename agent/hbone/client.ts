@@ -1,0 +1,204 @@
+// HBONE client: pooled mTLS HTTP/2 connections per (source identity, destination identity, address), one stream per TCP connection.
+import { X509Certificate } from "node:crypto";
+import http2 from "node:http2";
+import net from "node:net";
+import tls from "node:tls";
+import type { Duplex } from "node:stream";
+import { type Credentials, type SpiffeId, formatSpiffeId, sameIdentity, spiffeIdFromCertificate } from "../identity/index.ts";
+import { HBONE_SETTINGS } from "./protocol.ts";
+
+export class HboneError extends Error {
+  readonly code: string;
+  readonly status: number | undefined;
+  constructor(code: string, message: string, status?: number) {
+    super(message);
+    this.name = "HboneError";
+    this.code = code;
+    this.status = status;
+  }
+}
+
+export interface HboneClientOptions {
+  /** Certificate of the source workload; asked again for every new connection, so rotation needs nothing else. */
+  getClientCredentials(source: SpiffeId): Credentials;
+  trustBundlePem: string;
+  maxStreamsPerConnection?: number;
+  idleTimeoutMs?: number;
+  /** How to open the TCP connection (the agent uses marked sockets from the source pod's netns). */
+  connect?(host: string, port: number): Promise<net.Socket>;
+  connectTimeoutMs?: number;
+}
+
+export interface OpenStreamRequest {
+  source: SpiffeId;
+  destination: { ip: string; port: number };
+  /** Where to dial: the destination pod's IP and 15008 (or a waypoint). */
+  dial: { host: string; port: number };
+  /** The identity the control plane says the destination has; the server must present exactly this one. */
+  expectedIdentity: SpiffeId;
+  forwardedFor?: string;
+}
+
+interface PooledConnection {
+  key: string;
+  session: http2.ClientHttp2Session;
+  streams: number;
+  idleTimer?: NodeJS.Timeout;
+}
+
+const defaultConnect = (host: string, port: number, timeoutMs: number) =>
+  new Promise<net.Socket>((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    const timer = setTimeout(() => socket.destroy(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`)), timeoutMs);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    socket.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+
+export class HboneConnectionPool {
+  readonly #opts: Required<Omit<HboneClientOptions, "connect">> & Pick<HboneClientOptions, "connect">;
+  readonly #pool = new Map<string, PooledConnection[]>();
+  /** Connections being opened, so concurrent first streams share one handshake. */
+  readonly #opening = new Map<string, Promise<PooledConnection>>();
+
+  constructor(opts: HboneClientOptions) {
+    this.#opts = { maxStreamsPerConnection: 100, idleTimeoutMs: 5 * 60_000, connectTimeoutMs: 5_000, ...opts };
+  }
+
+  async openStream(req: OpenStreamRequest): Promise<Duplex> {
+    const conn = await this.#connection(req);
+    conn.streams++;
+    clearTimeout(conn.idleTimer);
+    const headers: http2.OutgoingHttpHeaders = { ":method": "CONNECT", ":authority": `${req.destination.ip}:${req.destination.port}` };
+    if (req.forwardedFor) headers.forwarded = `for=${req.forwardedFor}`;
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = conn.session.request(headers, { endStream: false });
+    } catch (err) {
+      this.#release(conn);
+      throw new HboneError("AMBIT_E_HBONE_CONNECT", `cannot open a stream to ${req.dial.host}:${req.dial.port}: ${(err as Error).message}`);
+    }
+    stream.once("close", () => this.#release(conn));
+    return new Promise<Duplex>((resolve, reject) => {
+      stream.once("response", (h) => {
+        const status = Number(h[":status"]);
+        if (status === 200) return resolve(stream);
+        const reason = String(h["x-ambit-reason"] ?? "");
+        stream.close();
+        reject(new HboneError("AMBIT_E_HBONE_REJECTED", `HBONE server at ${req.dial.host}:${req.dial.port} answered ${status}${reason ? `: ${reason}` : ""}`, status));
+      });
+      stream.once("error", (err) => reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE stream to ${req.dial.host}:${req.dial.port} failed: ${err.message}`)));
+      // With TLS 1.3 the server checks the client certificate after the client considers the handshake done:
+      // a refused client sees its connection close with no answer.
+      stream.once("close", () => reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${req.dial.host}:${req.dial.port} closed the stream without answering (is this agent's certificate trusted there?)`)));
+    });
+  }
+
+  #release(conn: PooledConnection): void {
+    conn.streams--;
+    if (conn.streams > 0 || conn.session.destroyed) return;
+    conn.idleTimer = setTimeout(() => {
+      this.#forget(conn);
+      conn.session.close();
+    }, this.#opts.idleTimeoutMs);
+    conn.idleTimer.unref();
+  }
+
+  #forget(conn: PooledConnection): void {
+    const list = this.#pool.get(conn.key)?.filter((c) => c !== conn) ?? [];
+    if (list.length > 0) this.#pool.set(conn.key, list);
+    else this.#pool.delete(conn.key);
+  }
+
+  async #connection(req: OpenStreamRequest): Promise<PooledConnection> {
+    // The expected identity is part of the key: after a pod IP is reused by another workload, the old
+    // connection (to the old identity) is never picked for the new one.
+    const key = `${formatSpiffeId(req.source)}|${formatSpiffeId(req.expectedIdentity)}|${req.dial.host}:${req.dial.port}`;
+    const usable = this.#pool.get(key)?.find((c) => c.streams < this.#opts.maxStreamsPerConnection && !c.session.destroyed && !c.session.closed);
+    if (usable) return usable;
+    const inFlight = this.#opening.get(key);
+    if (inFlight) {
+      const conn = await inFlight;
+      if (conn.streams < this.#opts.maxStreamsPerConnection) return conn;
+    }
+    const opening = this.#dial(key, req).finally(() => this.#opening.delete(key));
+    this.#opening.set(key, opening);
+    return opening;
+  }
+
+  async #dial(key: string, req: OpenStreamRequest): Promise<PooledConnection> {
+    let tcp: net.Socket;
+    try {
+      tcp = this.#opts.connect ? await this.#opts.connect(req.dial.host, req.dial.port) : await defaultConnect(req.dial.host, req.dial.port, this.#opts.connectTimeoutMs);
+    } catch (err) {
+      throw new HboneError("AMBIT_E_HBONE_CONNECT", `cannot connect to ${req.dial.host}:${req.dial.port} (${(err as Error).message}); is a NetworkPolicy blocking HBONE port ${req.dial.port}?`);
+    }
+    const credentials = this.#opts.getClientCredentials(req.source);
+    const expected = formatSpiffeId(req.expectedIdentity);
+    const secured = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const socket = tls.connect({
+        socket: tcp,
+        secureContext: tls.createSecureContext({ cert: credentials.certChainPem, key: credentials.keyPem, ca: this.#opts.trustBundlePem, minVersion: "TLSv1.3" }),
+        ALPNProtocols: ["h2"],
+        rejectUnauthorized: true,
+        // The server is identified by its SPIFFE ID, not a host name.
+        checkServerIdentity: (_host, peer) => {
+          try {
+            const id = spiffeIdFromCertificate(new X509Certificate(peer.raw));
+            if (sameIdentity(id, req.expectedIdentity)) return undefined;
+            return new HboneError("AMBIT_E_HBONE_IDENTITY", `HBONE server at ${req.dial.host}:${req.dial.port} is ${formatSpiffeId(id)}, expected ${expected}`);
+          } catch (err) {
+            return new HboneError("AMBIT_E_HBONE_IDENTITY", `HBONE server at ${req.dial.host}:${req.dial.port} has no valid SPIFFE identity: ${(err as Error).message}`);
+          }
+        },
+      });
+      socket.once("secureConnect", () => resolve(socket));
+      socket.once("error", (err) => {
+        tcp.destroy();
+        reject(err instanceof HboneError ? err : new HboneError("AMBIT_E_HBONE_CONNECT", `TLS with ${req.dial.host}:${req.dial.port} failed: ${err.message}`));
+      });
+    });
+    const session = http2.connect(`https://${req.dial.host}:${req.dial.port}`, { createConnection: () => secured, settings: HBONE_SETTINGS.settings });
+    session.on("error", () => session.destroy());
+    const conn: PooledConnection = { key, session, streams: 0 };
+    session.once("close", () => this.#forget(conn));
+    session.once("goaway", () => this.#forget(conn));
+    await new Promise<void>((resolve, reject) => {
+      session.once("connect", () => {
+        session.setLocalWindowSize(HBONE_SETTINGS.connectionWindow);
+        resolve();
+      });
+      session.once("error", reject);
+      session.once("close", () => reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${req.dial.host}:${req.dial.port} closed the connection during setup`)));
+    });
+    const list = this.#pool.get(key) ?? [];
+    list.push(conn);
+    this.#pool.set(key, list);
+    return conn;
+  }
+
+  stats(): { connections: number; streams: number } {
+    let connections = 0;
+    let streams = 0;
+    for (const list of this.#pool.values()) {
+      connections += list.length;
+      for (const c of list) streams += c.streams;
+    }
+    return { connections, streams };
+  }
+
+  close(): void {
+    for (const list of this.#pool.values()) {
+      for (const c of list) {
+        clearTimeout(c.idleTimer);
+        c.session.destroy();
+      }
+    }
+    this.#pool.clear();
+  }
+}

@@ -1,0 +1,177 @@
+// HBONE server: terminates mTLS for a destination workload, answers CONNECT streams like ztunnel, pipes bytes.
+import http2 from "node:http2";
+import type net from "node:net";
+import type tls from "node:tls";
+import type { Logger } from "pino";
+import { type Credentials, type SpiffeId, formatSpiffeId, spiffeIdFromCertificate } from "../identity/index.ts";
+import { HBONE_SETTINGS, parseAuthority } from "./protocol.ts";
+
+export interface StreamTarget {
+  ip: string;
+  port: number;
+}
+
+export type Authorization = { allow: true } | { allow: false; reason: string };
+
+/** One tunnelled connection, reported when it opens and when it closes (bytes are from the client's view). */
+export interface StreamEvent {
+  phase: "open" | "close";
+  source: SpiffeId;
+  destination: StreamTarget;
+  forwardedFor?: string;
+  status: number;
+  bytesSent: number;
+  bytesReceived: number;
+  durationMs: number;
+  error?: string;
+}
+
+export interface HboneServerOptions {
+  trustBundlePem: string;
+  /** L4 policy of the destination: decides on every new stream. */
+  authorize(request: { source: SpiffeId; destination: StreamTarget; forwardedFor?: string }): Authorization;
+  /** Opens the connection to the destination application (the agent decides how: marked socket in the pod's netns). */
+  connectUpstream(destination: StreamTarget): Promise<net.Socket>;
+  onStream?(event: StreamEvent): void;
+  log: Logger;
+}
+
+export class HboneServer {
+  readonly #opts: HboneServerOptions;
+  /** One TLS+h2 server per set of credentials (a workload's certificate); rotation makes a new one. */
+  readonly #servers = new WeakMap<Credentials, http2.Http2SecureServer>();
+  readonly #all = new Set<http2.Http2SecureServer>();
+  readonly #sockets = new Set<tls.TLSSocket>();
+  readonly #peers = new WeakMap<http2.Http2Session, SpiffeId>();
+
+  constructor(opts: HboneServerOptions) {
+    this.#opts = opts;
+  }
+
+  #serverFor(credentials: Credentials): http2.Http2SecureServer {
+    let server = this.#servers.get(credentials);
+    if (server) return server;
+    server = http2.createSecureServer({
+      cert: credentials.certChainPem,
+      key: credentials.keyPem,
+      ca: this.#opts.trustBundlePem,
+      minVersion: "TLSv1.3",
+      requestCert: true,
+      rejectUnauthorized: true,
+      settings: HBONE_SETTINGS.settings,
+      maxSessionMemory: 64,
+    });
+    server.on("secureConnection", (socket: tls.TLSSocket) => {
+      this.#sockets.add(socket);
+      socket.on("close", () => this.#sockets.delete(socket));
+    });
+    server.on("tlsClientError", (err, socket) => {
+      this.#opts.log.debug({ remote: socket.remoteAddress, reason: err.message }, "HBONE connection refused");
+      socket.destroy();
+    });
+    server.on("session", (session) => {
+      session.on("connect", () => session.setLocalWindowSize(HBONE_SETTINGS.connectionWindow));
+      session.on("error", () => session.destroy());
+    });
+    server.on("stream", (stream, headers) => void this.#onStream(stream, headers));
+    this.#servers.set(credentials, server);
+    this.#all.add(server);
+    return server;
+  }
+
+  /**
+   * Serves one accepted TCP connection, presenting `credentials`: the certificate of the destination
+   * workload, chosen by the listener the connection arrived on (each captured pod has its own). Clients
+   * need a certificate of the trust bundle (checked by TLS) carrying a SPIFFE ID (checked per session).
+   */
+  acceptConnection(socket: net.Socket, credentials: Credentials): void {
+    this.#serverFor(credentials).emit("connection", socket);
+  }
+
+  /** The client's SPIFFE ID for a session, read once from its certificate; undefined when it has none. */
+  #peerOf(session: http2.ServerHttp2Session): SpiffeId | undefined {
+    let peer = this.#peers.get(session);
+    if (peer) return peer;
+    try {
+      const cert = (session.socket as tls.TLSSocket).getPeerX509Certificate();
+      if (!cert) return undefined;
+      peer = spiffeIdFromCertificate(cert);
+    } catch (err) {
+      this.#opts.log.debug({ reason: (err as Error).message }, "HBONE client certificate has no valid SPIFFE ID");
+      return undefined;
+    }
+    this.#peers.set(session, peer);
+    return peer;
+  }
+
+  async #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+    const started = performance.now();
+    const source = this.#peerOf(stream.session as http2.ServerHttp2Session);
+    const reply = (status: number, reason?: string) => {
+      if (stream.destroyed) return;
+      stream.respond({ ":status": status, ...(reason ? { "x-ambit-reason": reason } : {}) }, { endStream: true });
+    };
+    if (!source) return reply(401, "unauthenticated peer");
+    if (headers[":method"] !== "CONNECT") return reply(400, "HBONE accepts only CONNECT");
+    const destination = parseAuthority(headers[":authority"]);
+    if (!destination) return reply(400, "authority must be <ipv4>:<port>");
+    const forwardedFor = /for="?([^";,]+)"?/.exec(String(headers.forwarded ?? ""))?.[1];
+    const event = (phase: "open" | "close", status: number, bytes: { sent: number; received: number }, error?: string) =>
+      this.#opts.onStream?.({ phase, source, destination, ...(forwardedFor ? { forwardedFor } : {}), status, bytesSent: bytes.sent, bytesReceived: bytes.received, durationMs: performance.now() - started, ...(error ? { error } : {}) });
+
+    const decision = this.#opts.authorize({ source, destination, ...(forwardedFor ? { forwardedFor } : {}) });
+    if (!decision.allow) {
+      this.#opts.log.info({ source: formatSpiffeId(source), destination, reason: decision.reason }, "connection denied by policy");
+      event("close", 401, { sent: 0, received: 0 }, decision.reason);
+      return reply(401, decision.reason);
+    }
+    let upstream: net.Socket;
+    try {
+      upstream = await this.#opts.connectUpstream(destination);
+    } catch (err) {
+      event("close", 503, { sent: 0, received: 0 }, (err as Error).message);
+      return reply(503, `upstream ${destination.ip}:${destination.port} unreachable: ${(err as Error).message}`);
+    }
+    if (stream.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    stream.respond({ ":status": 200 });
+    event("open", 200, { sent: 0, received: 0 });
+    const bytes = { sent: 0, received: 0 };
+    stream.on("data", (c: Buffer) => (bytes.received += c.length));
+    upstream.on("data", (c: Buffer) => (bytes.sent += c.length));
+    // pipe() propagates half-close both ways: the client's END_STREAM ends the upstream write side and vice versa.
+    stream.pipe(upstream);
+    upstream.pipe(stream);
+    let closed = false;
+    const finish = (error?: string) => {
+      if (closed) return;
+      closed = true;
+      event("close", 200, bytes, error);
+    };
+    upstream.on("error", (err) => {
+      stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+      finish(err.message);
+    });
+    stream.on("error", (err) => {
+      upstream.destroy();
+      finish(err.message);
+    });
+    stream.on("close", () => {
+      if (!upstream.destroyed && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) upstream.destroy();
+      finish();
+    });
+  }
+
+  /** Live TLS connections (for metrics). */
+  get connectionCount(): number {
+    return this.#sockets.size;
+  }
+
+  close(): void {
+    for (const s of this.#sockets) s.destroy();
+    for (const server of this.#all) server.close();
+    this.#all.clear();
+  }
+}

@@ -1,0 +1,184 @@
+// HBONE between two in-process agents on loopback: mTLS identities, CONNECT semantics, pooling, refusals.
+import net from "node:net";
+import tls from "node:tls";
+import http2 from "node:http2";
+import pino from "pino";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type Authorization, HboneConnectionPool, HboneServer, type StreamEvent } from "../../agent/hbone/index.ts";
+import type { Credentials, SpiffeId } from "../../agent/identity/index.ts";
+import { TestCa } from "../support/test-ca.ts";
+
+const id = (ns: string, sa: string): SpiffeId => ({ trustDomain: "cluster.local", namespace: ns, serviceAccount: sa });
+const ORDERS = id("demo", "orders");
+const PAYMENTS = id("demo", "payments");
+const log = pino({ level: "silent" });
+
+describe("HBONE", () => {
+  let ca: TestCa;
+  let otherCa: TestCa;
+  let orders: Credentials;
+  let payments: Credentials;
+  const cleanups: Array<() => void | Promise<void>> = [];
+
+  beforeAll(async () => {
+    ca = await TestCa.create();
+    otherCa = await TestCa.create("another-root");
+    orders = await ca.issue(ORDERS);
+    payments = await ca.issue(PAYMENTS);
+  });
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  /** An app server (echo with a prefix, half-close aware) and an HBONE server in front of it, presenting `identity`. */
+  async function destination(opts: { identity?: Credentials; authorize?: () => Authorization; upstreamPort?: number } = {}) {
+    const app = net.createServer({ allowHalfOpen: true }, (s) => {
+      let got = "";
+      s.on("data", (d) => (got += d));
+      s.on("end", () => s.end(`echo:${got}`));
+    });
+    await new Promise<void>((r) => app.listen(0, "127.0.0.1", r));
+    const appPort = (app.address() as net.AddressInfo).port;
+    const events: StreamEvent[] = [];
+    const authorizeCalls: unknown[] = [];
+    const hbone = new HboneServer({
+      trustBundlePem: ca.rootPem,
+      authorize: (req) => {
+        authorizeCalls.push(req);
+        return opts.authorize ? opts.authorize() : { allow: true };
+      },
+      connectUpstream: (dst) =>
+        new Promise((resolve, reject) => {
+          const s = net.connect({ host: "127.0.0.1", port: opts.upstreamPort ?? dst.port, allowHalfOpen: true });
+          s.once("connect", () => resolve(s)).once("error", reject);
+        }),
+      onStream: (e) => events.push(e),
+      log,
+    });
+    let identity = opts.identity ?? payments;
+    const listener = net.createServer((socket) => hbone.acceptConnection(socket, identity));
+    await new Promise<void>((r) => listener.listen(0, "127.0.0.1", r));
+    const port = (listener.address() as net.AddressInfo).port;
+    cleanups.push(() => {
+      hbone.close();
+      listener.close();
+      app.close();
+    });
+    return { port, appPort, events, authorizeCalls, hbone, setIdentity: (c: Credentials) => (identity = c) };
+  }
+
+  function pool(opts: { maxStreamsPerConnection?: number; idleTimeoutMs?: number; credentials?: Credentials } = {}) {
+    const p = new HboneConnectionPool({ getClientCredentials: () => opts.credentials ?? orders, trustBundlePem: ca.rootPem, ...opts });
+    cleanups.push(() => p.close());
+    return p;
+  }
+
+  const roundTrip = async (stream: NodeJS.ReadWriteStream & { end(d?: string): void }, payload: string) => {
+    let reply = "";
+    stream.on("data", (d: Buffer) => (reply += d));
+    const ended = new Promise((r) => stream.on("end", r));
+    stream.end(payload);
+    await ended;
+    return reply;
+  };
+
+  it("tunnels bytes both ways with half-close, and the server sees the client's identity", async () => {
+    const dst = await destination();
+    const p = pool();
+    const stream = await p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS, forwardedFor: "10.244.1.5" });
+    // The app only answers after the client's half-close arrives: this proves END_STREAM -> FIN.
+    expect(await roundTrip(stream, "marker-1234")).toBe("echo:marker-1234");
+    expect(dst.authorizeCalls).toEqual([{ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, forwardedFor: "10.244.1.5" }]);
+    await expect.poll(() => dst.events.find((e) => e.phase === "close")).toMatchObject({ source: ORDERS, status: 200, bytesReceived: 11, bytesSent: 16 });
+  });
+
+  it("carries many streams on one pooled connection, opens another past the stream limit, and closes idle ones", async () => {
+    const dst = await destination();
+    const p = pool({ maxStreamsPerConnection: 5, idleTimeoutMs: 200 });
+    const open = () => p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS });
+    const first = await Promise.all(Array.from({ length: 5 }, open));
+    expect(p.stats()).toEqual({ connections: 1, streams: 5 });
+    expect(dst.hbone.connectionCount).toBe(1);
+    const sixth = await open();
+    expect(p.stats().connections).toBe(2);
+    await Promise.all([...first, sixth].map((s, i) => roundTrip(s as never, `s${i}`)));
+    await expect.poll(() => p.stats().connections, { timeout: 3000 }).toBe(0);
+  });
+
+  it("refuses a server whose identity is not the expected one, before any stream", async () => {
+    const dst = await destination({ identity: orders });
+    const p = pool();
+    await expect(p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })).rejects.toMatchObject({
+      code: "AMBIT_E_HBONE_IDENTITY",
+      message: expect.stringContaining("is spiffe://cluster.local/ns/demo/sa/orders, expected spiffe://cluster.local/ns/demo/sa/payments"),
+    });
+    expect(dst.authorizeCalls).toEqual([]);
+  });
+
+  it("answers 401 when policy denies and 503 when the upstream is unreachable", async () => {
+    const denied = await destination({ authorize: () => ({ allow: false, reason: "no ALLOW policy matches" }) });
+    const p = pool();
+    const req = (port: number) => ({ source: ORDERS, destination: { ip: "10.244.2.2", port: 1 }, dial: { host: "127.0.0.1", port }, expectedIdentity: PAYMENTS });
+    await expect(p.openStream(req(denied.port))).rejects.toMatchObject({ code: "AMBIT_E_HBONE_REJECTED", status: 401, message: expect.stringContaining("no ALLOW policy matches") });
+    const closed = await new Promise<number>((r) => {
+      const s = net.createServer().listen(0, "127.0.0.1", () => {
+        const port = (s.address() as net.AddressInfo).port;
+        s.close(() => r(port));
+      });
+    });
+    const unreachable = await destination({ upstreamPort: closed });
+    await expect(p.openStream(req(unreachable.port))).rejects.toMatchObject({ status: 503 });
+  });
+
+  it("answers 400 to a non-CONNECT request and to a bad authority", async () => {
+    const dst = await destination();
+    const secured = tls.connect({ host: "127.0.0.1", port: dst.port, ca: ca.rootPem, cert: orders.certChainPem, key: orders.keyPem, ALPNProtocols: ["h2"], checkServerIdentity: () => undefined });
+    const session = http2.connect(`https://127.0.0.1:${dst.port}`, { createConnection: () => secured });
+    cleanups.push(() => void session.destroy());
+    const status = (headers: http2.OutgoingHttpHeaders) =>
+      new Promise<number>((resolve) => {
+        const s = session.request(headers);
+        s.on("response", (h) => resolve(Number(h[":status"])));
+        s.on("error", () => resolve(-1));
+        s.end();
+      });
+    expect(await status({ ":method": "GET", ":path": "/" })).toBe(400);
+    expect(await status({ ":method": "CONNECT", ":authority": "payments.demo:80" })).toBe(400);
+  });
+
+  it("lets no one in without a certificate of the trust bundle, and survives garbage", async () => {
+    const dst = await destination();
+    const noCert = new HboneConnectionPool({ getClientCredentials: () => ({ certChainPem: "", keyPem: "" }), trustBundlePem: ca.rootPem });
+    cleanups.push(() => noCert.close());
+    await expect(noCert.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })).rejects.toMatchObject({ code: "AMBIT_E_HBONE_CONNECT" });
+    const foreign = await otherCa.issue(ORDERS);
+    const wrongCa = new HboneConnectionPool({ getClientCredentials: () => foreign, trustBundlePem: ca.rootPem });
+    cleanups.push(() => wrongCa.close());
+    await expect(wrongCa.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })).rejects.toMatchObject({ code: "AMBIT_E_HBONE_CONNECT" });
+    for (const garbage of ["GET / HTTP/1.1\r\nHost: x\r\n\r\n", Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 256))]) {
+      await new Promise<void>((resolve) => {
+        const s = net.connect(dst.port, "127.0.0.1", () => s.end(garbage));
+        s.on("close", () => resolve()).on("error", () => resolve());
+        s.resume();
+      });
+    }
+    expect(dst.authorizeCalls).toEqual([]);
+    // Still serving good clients.
+    const stream = await pool().openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS });
+    expect(await roundTrip(stream, "after-garbage")).toBe("echo:after-garbage");
+  });
+
+  it("rotates the server certificate for new connections while live tunnels continue", async () => {
+    const dst = await destination();
+    const p = pool({ idleTimeoutMs: 60_000 });
+    const req = { source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS };
+    const live = await p.openStream(req);
+    const renewed = await ca.issue(PAYMENTS);
+    dst.setIdentity(renewed);
+    const fresh = new HboneConnectionPool({ getClientCredentials: () => orders, trustBundlePem: ca.rootPem });
+    cleanups.push(() => fresh.close());
+    const second = await fresh.openStream(req);
+    expect(await roundTrip(second, "new")).toBe("echo:new");
+    expect(await roundTrip(live, "old")).toBe("echo:old");
+  });
+});
