@@ -1,0 +1,97 @@
+// In-pod capture driver: for each captured pod, its iptables rules plus the agent's three listeners inside its netns.
+import net from "node:net";
+import type { Logger } from "pino";
+import { applyCaptureRules, removeCaptureRules } from "../capture/index.ts";
+import { PORTS } from "../config.ts";
+import type { CaptureDriver, PodRef } from "../enrollment/index.ts";
+import { listenInNetns, originalDst, socketFd } from "../native/index.ts";
+
+/** Where a captured connection was going, and which pod it belongs to. */
+export interface CapturedConnection {
+  pod: PodRef;
+  socket: net.Socket;
+  originalDestination: { address: string; port: number };
+}
+
+export interface InPodHandlers {
+  /** A connection the pod opened (captured on 15001). */
+  outbound(conn: CapturedConnection): void;
+  /** A plaintext connection to the pod (captured on 15006), e.g. from outside the mesh. */
+  inboundPlaintext(conn: CapturedConnection): void;
+  /** A connection to the pod's HBONE port 15008 (mTLS from another agent). */
+  hbone(pod: PodRef, socket: net.Socket): void;
+}
+
+export interface InPodDriverOptions {
+  handlers: InPodHandlers;
+  /** Sources never captured inbound: the node's address, so kubelet probes reach the app. */
+  probeSourceIps: string[];
+  log: Logger;
+}
+
+interface PodListeners {
+  servers: net.Server[];
+}
+
+export class InPodCaptureDriver implements CaptureDriver {
+  readonly #opts: InPodDriverOptions;
+  readonly #pods = new Map<string, PodListeners>();
+
+  constructor(opts: InPodDriverOptions) {
+    this.#opts = opts;
+  }
+
+  /**
+   * Listeners first, rules second: traffic is only redirected once something listens. On any failure the
+   * pod is released again, so it is never left half captured.
+   */
+  async capture(pod: PodRef): Promise<void> {
+    if (this.#pods.has(pod.uid)) {
+      await applyCaptureRules(pod.netnsPath, { probeSourceIps: this.#opts.probeSourceIps });
+      return;
+    }
+    const servers: net.Server[] = [];
+    this.#pods.set(pod.uid, { servers });
+    try {
+      const serve = (host: string, port: number, onConnection: (socket: net.Socket) => void) => {
+        const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => {
+          try {
+            onConnection(socket);
+          } catch (err) {
+            this.#opts.log.warn({ pod: `${pod.namespace}/${pod.name}`, port, err: String(err) }, "captured connection dropped");
+            socket.destroy();
+          }
+        });
+        server.on("error", (err) => this.#opts.log.warn({ pod: `${pod.namespace}/${pod.name}`, port, err: String(err) }, "in-pod listener failed"));
+        // SO_REUSEPORT so a new agent can open its listeners before the old one stops accepting.
+        server.listen({ fd: listenInNetns(pod.netnsPath, host, port, { reusePort: true }) });
+        servers.push(server);
+      };
+      const captured = (socket: net.Socket): CapturedConnection => ({ pod, socket, originalDestination: originalDst(socketFd(socket)) });
+      serve("127.0.0.1", PORTS.outbound, (s) => this.#opts.handlers.outbound(captured(s)));
+      serve("0.0.0.0", PORTS.inboundPlaintext, (s) => this.#opts.handlers.inboundPlaintext(captured(s)));
+      serve("0.0.0.0", PORTS.hbone, (s) => this.#opts.handlers.hbone(pod, s));
+      await applyCaptureRules(pod.netnsPath, { probeSourceIps: this.#opts.probeSourceIps });
+    } catch (err) {
+      await this.release(pod).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Removes the rules, then closes the listeners (which also lets the pod's netns go away). */
+  async release(pod: PodRef): Promise<void> {
+    await removeCaptureRules(pod.netnsPath).catch((err: unknown) => this.#opts.log.warn({ pod: `${pod.namespace}/${pod.name}`, err: String(err) }, "removing capture rules failed (netns gone?)"));
+    const entry = this.#pods.get(pod.uid);
+    this.#pods.delete(pod.uid);
+    for (const server of entry?.servers ?? []) server.close();
+  }
+
+  get capturedPods(): number {
+    return this.#pods.size;
+  }
+
+  /** Stops accepting on every pod's listeners (shutdown); rules stay so traffic waits for the next agent. */
+  closeListeners(): void {
+    for (const entry of this.#pods.values()) for (const server of entry.servers) server.close();
+  }
+}
