@@ -1,0 +1,143 @@
+// Two captured pods behind one node netns: their traffic crosses the node only inside mTLS (HBONE), with identities.
+import net from "node:net";
+import pino from "pino";
+import { execa, type ResultPromise } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Dataplane } from "../../agent/dataplane/index.ts";
+import { InPodCaptureDriver } from "../../agent/inpod/index.ts";
+import type { Credentials, SpiffeId } from "../../agent/identity/index.ts";
+import { AgentMetrics } from "../../agent/metrics/index.ts";
+import { connectMarked, listenInNetns } from "../../agent/native/index.ts";
+import { WorkloadIndex } from "../../agent/state/index.ts";
+import { run } from "../../host/exec.ts";
+import type { KubeObject } from "../../kube/client.ts";
+import { TestCa } from "../support/test-ca.ts";
+import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
+
+const tag = process.pid;
+const NODE = `ambit-dp-node-${tag}`;
+const PODS = { orders: { netns: `ambit-dp-orders-${tag}`, ip: "10.126.0.2" }, payments: { netns: `ambit-dp-payments-${tag}`, ip: "10.126.0.3" } };
+const NODE_IP = "10.126.0.1";
+const nsPath = (n: string) => `/run/netns/${n}`;
+const MARKER = "MARKER-7f3a9c-plaintext";
+
+const podObject = (name: "orders" | "payments", captured: boolean): KubeObject => ({
+  apiVersion: "v1",
+  kind: "Pod",
+  metadata: { name: `${name}-1`, namespace: "demo", uid: `uid-${name}`, labels: { app: name }, annotations: { "ambit.dev/redirection": captured ? "enabled" : "disabled" } },
+  spec: { serviceAccountName: name, nodeName: "node-1" },
+  status: { podIP: PODS[name].ip },
+});
+
+/** Captures the node bridge's traffic to payments:8080 and :15008 while `fn` runs; returns the ASCII dump. */
+async function sniff(fn: () => Promise<void>): Promise<string> {
+  const dump: ResultPromise = execa("nsenter", [`--net=${nsPath(NODE)}`, "--", "tcpdump", "-i", "br0", "-A", "-l", "-n", "-U", "tcp and host 10.126.0.3"], { reject: false });
+  let out = "";
+  dump.stdout?.on("data", (d: Buffer) => (out += d.toString("latin1")));
+  await new Promise<void>((resolve) => {
+    dump.stderr?.on("data", (d: Buffer) => d.toString().includes("listening on") && resolve());
+    setTimeout(resolve, 3000);
+  });
+  try {
+    await fn();
+    await new Promise((r) => setTimeout(r, 300));
+  } finally {
+    dump.kill("SIGINT");
+    await dump;
+  }
+  return out;
+}
+
+describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
+  const servers: net.Server[] = [];
+  const received: string[] = [];
+  const index = new WorkloadIndex();
+  const metrics = new AgentMetrics();
+  let dataplane: Dataplane;
+  let driver: InPodCaptureDriver;
+
+  beforeAll(async () => {
+    await execa("ip", ["netns", "add", NODE]);
+    await run("ip", ["-batch", "-"], { netns: NODE, input: `link set lo up\nlink add br0 type bridge\naddr add ${NODE_IP}/24 dev br0\nlink set br0 up\n` });
+    for (const [name, pod] of Object.entries(PODS)) {
+      await execa("ip", ["netns", "add", pod.netns]);
+      await execa("ip", ["link", "add", "eth0", "netns", pod.netns, "type", "veth", "peer", "name", `v-${name}`, "netns", NODE]);
+      await run("ip", ["-batch", "-"], { netns: pod.netns, input: `link set lo up\naddr add ${pod.ip}/24 dev eth0\nlink set eth0 up\n` });
+      await run("ip", ["-batch", "-"], { netns: NODE, input: `link set v-${name} master br0\nlink set v-${name} up\n` });
+    }
+    // The payments app: records what it receives, answers with its name.
+    const app = net.createServer({ allowHalfOpen: true }, (s) => {
+      let got = "";
+      s.on("data", (d) => (got += d)).on("end", () => {
+        received.push(`${got} from ${s.remoteAddress}`);
+        s.end(`payments got ${got}`);
+      });
+    });
+    app.listen({ fd: listenInNetns(nsPath(PODS.payments.netns), "0.0.0.0", 8080) });
+    servers.push(app);
+
+    const ca = await TestCa.create();
+    const certs = new Map<string, Credentials>();
+    for (const sa of ["orders", "payments"]) certs.set(sa, await ca.issue({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: sa }));
+    dataplane = new Dataplane({
+      index,
+      trustDomain: "cluster.local",
+      trustBundlePem: ca.rootPem,
+      credentialsFor: (id: SpiffeId) => certs.get(id.serviceAccount)!,
+      localPodNetns: (ip) => Object.values(PODS).find((p) => p.ip === ip)?.netns.replace(/^/, "/run/netns/"),
+      metrics,
+      log: pino({ level: "silent" }),
+      // This test's "agent" lives in the root netns; it dials HBONE from the node's netns, which reaches the pods.
+      hboneConnect: (host, port) => connectMarked(host, port, 0x539, nsPath(NODE)),
+    });
+    driver = new InPodCaptureDriver({ handlers: dataplane, probeSourceIps: [], log: pino({ level: "silent" }) });
+  });
+
+  afterAll(async () => {
+    for (const [name, pod] of Object.entries(PODS)) await driver?.release({ uid: `uid-${name}`, namespace: "demo", name, netnsPath: nsPath(pod.netns), ips: [pod.ip] }).catch(() => {});
+    dataplane?.close();
+    for (const s of servers) s.close();
+    for (const ns of [NODE, PODS.orders.netns, PODS.payments.netns]) await execa("ip", ["netns", "del", ns], { reject: false });
+  });
+
+  const send = async (payload: string) => {
+    const socket = await connectMarked(PODS.payments.ip, 8080, 0, nsPath(PODS.orders.netns));
+    return new Promise<string>((resolve) => {
+      let reply = "";
+      socket.on("data", (d) => (reply += d)).on("end", () => resolve(reply)).on("error", (e: NodeJS.ErrnoException) => resolve(`ERR:${e.code}`));
+      socket.end(payload);
+    });
+  };
+
+  it("before capture the application's bytes cross the node in plaintext (so the check below can fail)", async () => {
+    index.rebuild([podObject("orders", false), podObject("payments", false)], [], []);
+    let reply = "";
+    const dump = await sniff(async () => {
+      reply = await send(MARKER);
+    });
+    expect(reply).toBe(`payments got ${MARKER}`);
+    expect(dump).toContain(MARKER);
+  });
+
+  it("once both pods are captured the same bytes travel only inside TLS, attributed to the source identity", async () => {
+    for (const name of ["orders", "payments"] as const) {
+      await driver.capture({ uid: `uid-${name}`, namespace: "demo", name, netnsPath: nsPath(PODS[name].netns), ips: [PODS[name].ip] });
+    }
+    index.rebuild([podObject("orders", true), podObject("payments", true)], [], []);
+    let reply = "";
+    const dump = await sniff(async () => {
+      reply = await send(`${MARKER}-2`);
+    });
+    expect(reply).toBe(`payments got ${MARKER}-2`);
+    expect(dump).not.toContain(MARKER);
+    // TLS 1.3 application data records (0x17 0x03 0x03) on the HBONE port.
+    expect(dump).toMatch(/10\.126\.0\.3\.15008/);
+    expect(dataplane.stats().hbone.connections).toBe(1);
+    const text = await metrics.text();
+    const line = text.split("\n").find((l) => l.startsWith("istio_tcp_connections_opened_total{") && l.includes('reporter="destination"'));
+    expect(line).toContain('source_principal="spiffe://cluster.local/ns/demo/sa/orders"');
+    expect(line).toContain('destination_principal="spiffe://cluster.local/ns/demo/sa/payments"');
+    expect(line).toContain('connection_security_policy="mutual_tls"');
+    expect(line).toContain('source_workload="orders-1"');
+  });
+});
