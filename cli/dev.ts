@@ -28,10 +28,11 @@ export function devCommands(yargs: Argv, execCommand: string[]): Argv {
       (y) =>
         y
           .option("nodes", { type: "number", default: 2, describe: "number of nodes" })
-          .option("demo", { type: "boolean", default: true, describe: "deploy the demo application (--no-demo to skip)" }),
+          .option("demo", { type: "boolean", default: true, describe: "deploy the demo application (--no-demo to skip)" })
+          .option("mesh", { type: "boolean", default: false, describe: "deploy the Ambit agent and enroll the demo namespace" }),
       async (argv) => {
         if (!Number.isInteger(argv.nodes) || argv.nodes < 1 || argv.nodes > 50) throw new sandbox.SandboxError("AMBIT_E_USAGE", "--nodes must be an integer from 1 to 50");
-        await sandbox.up({ nodes: argv.nodes, demo: argv.demo });
+        await sandbox.up({ nodes: argv.nodes, demo: argv.demo, mesh: argv.mesh });
       },
     )
     .command("down", "remove every namespace, process, interface, rule and file of the sandbox", {}, async () => {

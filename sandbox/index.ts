@@ -42,8 +42,12 @@ async function timed<T>(out: Output, label: string, fn: () => Promise<T>): Promi
 export interface UpOptions {
   nodes?: number;
   demo?: boolean;
+  /** Deploy the Ambit agent and enroll the demo namespace. */
+  mesh?: boolean;
   out?: Output;
 }
+
+export const AGENT_MANIFESTS = path.join(REPO_ROOT, "daemonset", "manifests");
 
 export async function up(opts: UpOptions = {}): Promise<void> {
   const out = opts.out ?? console.log;
@@ -65,6 +69,7 @@ export async function up(opts: UpOptions = {}): Promise<void> {
     kc.loadFromFile(sandboxPaths(cfg.stateDir).kubeconfig);
     await timed(out, "apply demo manifests (demo/manifests)", async () => applyObjects(kc, await readManifestDir(DEMO_MANIFESTS)));
     await timed(out, "wait for demo deployments to be available", () => waitForDeployments(cfg, ["demo", "legacy"], 90_000));
+    if (opts.mesh) await meshDemo(cfg, kc, out);
     const trace = await timed(out, "check the demo chain (client -> orders -> payments -> fraud)", () => checkDemoChain(cfg));
     out(`    ${trace}`);
   }
@@ -74,6 +79,34 @@ export async function up(opts: UpOptions = {}): Promise<void> {
   out("  kubectl get pods -A -o wide");
   if (opts.demo !== false) out("  npx ambit dev exec demo/client -- curl -s http://orders.demo/");
   out("  npx ambit dev down    # removes everything");
+}
+
+/** Deploys the agent DaemonSet, waits for it, and enrolls the demo namespace (its pods are captured in place). */
+async function meshDemo(cfg: SandboxConfig, kc: KubeConfig, out: Output): Promise<void> {
+  await timed(out, "deploy the Ambit agent DaemonSet (daemonset/manifests)", async () => applyObjects(kc, await readManifestDir(AGENT_MANIFESTS)));
+  const kube = await client(cfg);
+  try {
+    await timed(out, "wait for an agent on every node", () =>
+      waitFor(async () => {
+        const ds = await kube.get("/apis/apps/v1/namespaces/ambit-system/daemonsets/ambit-agent");
+        return ds.status?.desiredNumberScheduled > 0 && ds.status?.numberReady === ds.status?.desiredNumberScheduled;
+      }, 60_000, "the ambit agents did not become ready; see `npx ambit dev logs ambit-system/ambit-agent`"),
+    );
+    await timed(out, "enroll namespace demo (ambit.dev/dataplane-mode=ambient)", async () => {
+      await kube.mergePatch("/api/v1/namespaces/demo", { metadata: { labels: { "ambit.dev/dataplane-mode": "ambient" } } });
+      await waitFor(async () => (await kube.list("/api/v1/namespaces/demo/pods")).every((p) => p.metadata.annotations?.["ambit.dev/redirection"] === "enabled"), 30_000, "demo pods were not captured in time; see the agent logs");
+    });
+  } finally {
+    kube.close();
+  }
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number, message: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new SandboxError("AMBIT_E_SANDBOX_TIMEOUT", message);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 function startSupervisor(cfg: SandboxConfig, out: Output): Promise<void> {

@@ -36,6 +36,7 @@ export interface PodEnrollment {
   uid: string;
   captured: boolean;
   reason: string;
+  ips: string[];
   netnsPath?: string;
 }
 
@@ -105,7 +106,7 @@ export class EnrollmentController {
   snapshot(): PodEnrollment[] {
     return [...this.#pods.entries()].map(([key, t]) => {
       const { namespace, name } = splitKey(key);
-      return { namespace: namespace ?? "", name, uid: t.uid, captured: t.captured, reason: t.reason, ...(t.netnsPath ? { netnsPath: t.netnsPath } : {}) };
+      return { namespace: namespace ?? "", name, uid: t.uid, captured: t.captured, reason: t.reason, ips: t.ips, ...(t.netnsPath ? { netnsPath: t.netnsPath } : {}) };
     });
   }
 

@@ -11,6 +11,10 @@ const IMAGES: Record<string, { entrypoint: string[]; description: string }> = {
     entrypoint: [process.execPath, path.join(REPO_ROOT, "demo", "app", "service.ts")],
     description: "demo HTTP service that calls NEXT_URL and returns the chain as JSON",
   },
+  "ambit.dev/agent": {
+    entrypoint: [process.execPath, path.join(REPO_ROOT, "agent", "main.ts")],
+    description: "the Ambit node agent (DaemonSet, host network)",
+  },
   "ambit.dev/toolbox": {
     entrypoint: ["sleep", "infinity"],
     description: "idle pod with the host's tools (curl, sh) to exec into",

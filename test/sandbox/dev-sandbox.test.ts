@@ -20,7 +20,7 @@ describe.skipIf(!isRoot)(`ambit dev (${isRoot ? "root" : ROOT_REQUIRED})`, () =>
   beforeAll(async () => {
     await ambit(["dev", "down"]);
     before = await rootNamespaceSnapshot();
-    const result = await ambit(["dev", "up"]);
+    const result = await ambit(["dev", "up", "--mesh"]);
     upOutput = `${result.stdout}\n${result.stderr}`;
     if (result.exitCode !== 0) throw new Error(`ambit dev up failed (${result.exitCode}):\n${upOutput}`);
   }, 200_000);
@@ -32,6 +32,7 @@ describe.skipIf(!isRoot)(`ambit dev (${isRoot ? "root" : ROOT_REQUIRED})`, () =>
   it("reports each start-up step with its duration", () => {
     expect(upOutput).toMatch(/✓ create underlay and 2 node network namespaces \(\d+\.\d+s\)/);
     expect(upOutput).toMatch(/✓ start API server \(\d+\.\d+s\)/);
+    expect(upOutput).toMatch(/✓ enroll namespace demo \(ambit.dev\/dataplane-mode=ambient\) \(\d+\.\d+s\)/);
     expect(upOutput).toMatch(/Sandbox ready in \d+\.\d+s/);
   });
 
@@ -46,6 +47,12 @@ describe.skipIf(!isRoot)(`ambit dev (${isRoot ? "root" : ROOT_REQUIRED})`, () =>
       expect(row[6]).toMatch(/^10\.244\.\d+\.\d+$/);
     }
     expect(new Set(demo.map((r) => r[7]))).toEqual(new Set(["node-1", "node-2"]));
+    // --mesh: an agent per node, and the demo namespace's pods captured (legacy stays outside).
+    const agents = (await kubectl(["get", "pods", "-n", "ambit-system", "-o", "jsonpath={.items[*].status.phase}"])).stdout.split(" ");
+    expect(agents).toEqual(["Running", "Running"]);
+    const redirection = (await kubectl(["get", "pods", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace}={.metadata.annotations.ambit\\.dev/redirection}{\"\\n\"}{end}"])).stdout.trim().split("\n");
+    expect(redirection.filter((l) => l.startsWith("demo="))).toEqual(Array(5).fill("demo=enabled"));
+    expect(redirection.filter((l) => l.startsWith("legacy="))).toEqual(["legacy=disabled"]);
   });
 
   it("the demo chain answers through Service names from the client pod", async () => {

@@ -1,0 +1,104 @@
+// End to end on the sandbox: the agent DaemonSet captures a labelled namespace's running pods and carries their
+// traffic between nodes only inside mutual TLS, attributed to the right identities.
+import path from "node:path";
+import { execa, type ResultPromise } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { REPO_ROOT } from "../../sandbox/config.ts";
+import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, isRoot, kubectl } from "../support/sandbox.ts";
+
+const NODE1 = `${TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREFIX}-node-1`;
+
+/** tcpdump on node-1's link to the other nodes while `fn` runs; returns the ASCII dump. */
+async function sniffUnderlay(fn: () => Promise<unknown>): Promise<string> {
+  const dump: ResultPromise = execa("nsenter", [`--net=/run/netns/${NODE1}`, "--", "tcpdump", "-i", "eth0", "-A", "-l", "-n", "-U", "tcp"], { reject: false });
+  let out = "";
+  dump.stdout?.on("data", (d: Buffer) => (out += d.toString("latin1")));
+  await new Promise<void>((resolve) => {
+    dump.stderr?.on("data", (d: Buffer) => d.toString().includes("listening on") && resolve());
+    setTimeout(resolve, 3000);
+  });
+  try {
+    await fn();
+    await new Promise((r) => setTimeout(r, 500));
+  } finally {
+    dump.kill("SIGINT");
+    await dump;
+  }
+  return out;
+}
+
+const chain = (marker: string) => ambit(["dev", "exec", "demo/client", "--", "curl", "-s", "--max-time", "5", `http://orders.demo/${marker}`]);
+const redirection = async () =>
+  JSON.parse((await kubectl(["get", "pods", "-n", "demo", "-o", "json"])).stdout).items.map((p: { metadata: { name: string; annotations?: Record<string, string> } }) => `${p.metadata.name.split("-")[0]}=${p.metadata.annotations?.["ambit.dev/redirection"] ?? ""}`);
+const containerIds = async () => (await kubectl(["get", "pods", "-n", "demo", "-o", "jsonpath={.items[*].status.containerStatuses[0].containerID}"])).stdout;
+
+describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
+  beforeAll(async () => {
+    await ambit(["dev", "down"]);
+    const up = await ambit(["dev", "up"]);
+    if (up.exitCode !== 0) throw new Error(`ambit dev up failed:\n${up.stdout}\n${up.stderr}`);
+    const applied = await kubectl(["apply", "-f", path.join(REPO_ROOT, "daemonset", "manifests", "ambit-agent.yaml")]);
+    if (applied.exitCode !== 0) throw new Error(applied.stderr);
+    const ready = await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-agent", "--timeout=60s"]);
+    if (ready.exitCode !== 0) throw new Error(`agents not ready: ${ready.stderr}`);
+  }, 180_000);
+
+  afterAll(async () => {
+    await ambit(["dev", "down"]);
+  }, 60_000);
+
+  it("before enrolling, the application's bytes cross the node link in plaintext", async () => {
+    let answer = "";
+    const dump = await sniffUnderlay(async () => (answer = (await chain("MARKER-before-7c1")).stdout));
+    expect(answer).toContain('"service":"fraud"');
+    expect(dump).toContain("MARKER-before-7c1");
+  });
+
+  it("labelling the namespace captures its running pods without restarting them; traffic is then only TLS", async () => {
+    const before = await containerIds();
+    expect((await kubectl(["label", "ns", "demo", "ambit.dev/dataplane-mode=ambient"])).exitCode).toBe(0);
+    await expect.poll(redirection, { timeout: 15_000 }).toEqual(["client=enabled", "fraud=enabled", "orders=enabled", "payments=enabled", "payments=enabled"]);
+    expect(await containerIds()).toBe(before);
+
+    let answer = "";
+    const dump = await sniffUnderlay(async () => (answer = (await chain("MARKER-after-9d2")).stdout));
+    const trace = JSON.parse(answer);
+    expect([trace.service, trace.next.service, trace.next.next.service]).toEqual(["orders", "payments", "fraud"]);
+    expect(dump).not.toContain("MARKER-after-9d2");
+    expect(dump).toMatch(/\.15008: Flags/);
+  });
+
+  it("the destination agent attributes the connection to the source identity", async () => {
+    // Ask the agent of the node whose payments pod answered.
+    const trace = JSON.parse((await chain("attribution")).stdout);
+    const node = JSON.parse((await ambit(["dev", "status", "-o", "json"])).stdout).nodes.find((n: { name: string }) => n.name === trace.next.node);
+    const { stdout } = await execa("nsenter", [`--net=/run/netns/${node.netns}`, "--", "curl", "-s", `http://${node.ip}:15020/metrics`]);
+    const line = stdout.split("\n").find((l) => l.startsWith("istio_tcp_connections_opened_total{") && l.includes('reporter="destination"') && l.includes('destination_workload="payments"'));
+    expect(line, stdout.split("\n").filter((l) => l.startsWith("istio_tcp_connections_opened")).join("\n")).toBeDefined();
+    expect(line).toContain('source_principal="spiffe://cluster.local/ns/demo/sa/orders"');
+    expect(line).toContain('destination_principal="spiffe://cluster.local/ns/demo/sa/payments"');
+    expect(line).toContain('connection_security_policy="mutual_tls"');
+  });
+
+  it("lets the legacy client in (PERMISSIVE), and nobody without a mesh certificate onto 15008", async () => {
+    const legacy = await ambit(["dev", "exec", "legacy/client", "--", "curl", "-s", "--max-time", "5", "http://orders.demo/"]);
+    expect(legacy.stdout).toContain('"service":"orders"');
+    const paymentsIp = (await kubectl(["get", "pods", "-n", "demo", "-l", "app=payments", "-o", "jsonpath={.items[0].status.podIP}"])).stdout;
+    const noCert = await ambit(["dev", "exec", "legacy/client", "--", "curl", "-sk", "--http2", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", `https://${paymentsIp}:15008/`]);
+    expect(noCert.exitCode).not.toBe(0);
+    expect(noCert.stdout).not.toMatch(/^[1-5]\d\d$/);
+  });
+
+  it("respects the pod opt-out label and releases everything when the namespace label goes", async () => {
+    const fraud = (await kubectl(["get", "pods", "-n", "demo", "-l", "app=fraud", "-o", "jsonpath={.items[0].metadata.name}"])).stdout;
+    expect((await kubectl(["label", "pod", "-n", "demo", fraud, "ambit.dev/dataplane-mode=none"])).exitCode).toBe(0);
+    await expect.poll(redirection, { timeout: 15_000 }).toContain("fraud=disabled");
+    await expect.poll(async () => JSON.parse((await chain("opt-out")).stdout).next?.next?.service, { timeout: 10_000 }).toBe("fraud");
+
+    expect((await kubectl(["label", "ns", "demo", "ambit.dev/dataplane-mode-"])).exitCode).toBe(0);
+    await expect.poll(redirection, { timeout: 15_000 }).toEqual(["client=disabled", "fraud=disabled", "orders=disabled", "payments=disabled", "payments=disabled"]);
+    // A keep-alive connection that was inside a tunnel when its pod was released may be reset once (see the
+    // issue note: draining released pods' connections is the next step); the chain must answer right after.
+    await expect.poll(async () => JSON.parse((await chain("released")).stdout).next?.next?.service, { timeout: 10_000 }).toBe("fraud");
+  });
+});
