@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyCaptureRules, captureState, removeCaptureRules } from "../../agent/capture/index.ts";
 import { connectMarked, listenInNetns, originalDst, socketFd } from "../../agent/native/index.ts";
 import { run } from "../../host/exec.ts";
+import { requestFrom } from "../support/netns.ts";
 import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
 
 const POD = `ambit-capture-pod-${process.pid}`;
@@ -14,12 +15,6 @@ const NODE_IP = "10.124.0.1";
 const OTHER_IP = "10.124.0.3";
 const path = (ns: string) => `/run/netns/${ns}`;
 
-/** One TCP request from `netns`, optionally from a given source address; resolves to the reply. */
-async function request(netns: string, host: string, port: number, localAddress?: string): Promise<string> {
-  const script = `const s = require("net").connect({ host: ${JSON.stringify(host)}, port: ${port}${localAddress ? `, localAddress: ${JSON.stringify(localAddress)}` : ""} });
-let d = ""; s.on("data", (c) => (d += c)).on("end", () => console.log(d)).on("error", (e) => console.log("ERR:" + e.code));`;
-  return (await run(process.execPath, ["-e", script], { netns, timeoutMs: 10_000 })).stdout.trim();
-}
 
 function read(socket: net.Socket): Promise<string> {
   return new Promise((resolve) => {
@@ -68,17 +63,17 @@ describe.skipIf(!isRoot)(`in-pod capture rules (${isRoot ? "root" : ROOT_REQUIRE
 
   it("sends the pod's traffic to the agent and leaves the agent's own, HBONE and probes alone", async () => {
     // Before capture everything goes where it is addressed.
-    expect(await request(NODE, POD_IP, 8080, OTHER_IP)).toBe("app");
+    expect(await requestFrom(NODE, POD_IP, 8080, OTHER_IP)).toBe("app");
     await applyCaptureRules(path(POD), { probeSourceIps: [NODE_IP] });
     expect(await captureState(path(POD))).toBe("captured");
 
     expect(await read(await connectMarked(NODE_IP, 9000, 0, path(POD)))).toBe(`outbound ${NODE_IP}:9000`);
     expect(await read(await connectMarked(NODE_IP, 9000, 0x539, path(POD)))).toBe("node-server");
-    expect(await request(NODE, POD_IP, 8080, OTHER_IP)).toBe(`inbound ${POD_IP}:8080 from ${OTHER_IP}`);
-    expect(await request(NODE, POD_IP, 15008, OTHER_IP)).toBe("hbone");
-    expect(await request(NODE, POD_IP, 8080, NODE_IP)).toBe("app");
+    expect(await requestFrom(NODE, POD_IP, 8080, OTHER_IP)).toBe(`inbound ${POD_IP}:8080 from ${OTHER_IP}`);
+    expect(await requestFrom(NODE, POD_IP, 15008, OTHER_IP)).toBe("hbone");
+    expect(await requestFrom(NODE, POD_IP, 8080, NODE_IP)).toBe("app");
     // The pod reaching its own loopback is not mesh traffic.
-    expect(await request(POD, "127.0.0.1", 8080)).toBe("app");
+    expect(await requestFrom(POD, "127.0.0.1", 8080)).toBe("app");
   });
 
   it("is idempotent and removes exactly what it added", async () => {
@@ -92,6 +87,6 @@ describe.skipIf(!isRoot)(`in-pod capture rules (${isRoot ? "root" : ROOT_REQUIRE
     expect(await captureState(path(POD))).toBe("released");
     expect(await natRules()).toBe(original);
     await removeCaptureRules(path(POD));
-    expect(await request(NODE, POD_IP, 8080, OTHER_IP)).toBe("app");
+    expect(await requestFrom(NODE, POD_IP, 8080, OTHER_IP)).toBe("app");
   });
 });

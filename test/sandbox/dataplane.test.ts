@@ -1,7 +1,7 @@
 // Two captured pods behind one node netns: their traffic crosses the node only inside mTLS (HBONE), with identities.
 import net from "node:net";
 import pino from "pino";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Dataplane } from "../../agent/dataplane/index.ts";
 import { InPodCaptureDriver } from "../../agent/inpod/index.ts";
@@ -12,6 +12,7 @@ import { WorkloadIndex } from "../../agent/state/index.ts";
 import { run } from "../../host/exec.ts";
 import type { KubeObject } from "../../kube/client.ts";
 import { TestCa } from "../support/test-ca.ts";
+import { sniff } from "../support/netns.ts";
 import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
 
 const tag = process.pid;
@@ -29,24 +30,6 @@ const podObject = (name: "orders" | "payments", captured: boolean): KubeObject =
   status: { podIP: PODS[name].ip },
 });
 
-/** Captures the node bridge's traffic to payments:8080 and :15008 while `fn` runs; returns the ASCII dump. */
-async function sniff(fn: () => Promise<void>): Promise<string> {
-  const dump: ResultPromise = execa("nsenter", [`--net=${nsPath(NODE)}`, "--", "tcpdump", "-i", "br0", "-A", "-l", "-n", "-U", "tcp and host 10.126.0.3"], { reject: false });
-  let out = "";
-  dump.stdout?.on("data", (d: Buffer) => (out += d.toString("latin1")));
-  await new Promise<void>((resolve) => {
-    dump.stderr?.on("data", (d: Buffer) => d.toString().includes("listening on") && resolve());
-    setTimeout(resolve, 3000);
-  });
-  try {
-    await fn();
-    await new Promise((r) => setTimeout(r, 300));
-  } finally {
-    dump.kill("SIGINT");
-    await dump;
-  }
-  return out;
-}
 
 describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
   const servers: net.Server[] = [];
@@ -112,7 +95,7 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
   it("before capture the application's bytes cross the node in plaintext (so the check below can fail)", async () => {
     index.rebuild([podObject("orders", false), podObject("payments", false)], [], []);
     let reply = "";
-    const dump = await sniff(async () => {
+    const dump = await sniff(NODE, "br0", "tcp and host 10.126.0.3", async () => {
       reply = await send(MARKER);
     });
     expect(reply).toBe(`payments got ${MARKER}`);
@@ -125,7 +108,7 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
     }
     index.rebuild([podObject("orders", true), podObject("payments", true)], [], []);
     let reply = "";
-    const dump = await sniff(async () => {
+    const dump = await sniff(NODE, "br0", "tcp and host 10.126.0.3", async () => {
       reply = await send(`${MARKER}-2`);
     });
     expect(reply).toBe(`payments got ${MARKER}-2`);

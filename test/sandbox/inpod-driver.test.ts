@@ -7,6 +7,7 @@ import { InPodCaptureDriver } from "../../agent/inpod/index.ts";
 import { captureState } from "../../agent/capture/index.ts";
 import { connectMarked, listenInNetns } from "../../agent/native/index.ts";
 import { run } from "../../host/exec.ts";
+import { requestFrom } from "../support/netns.ts";
 import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
 
 const POD = `ambit-inpod-pod-${process.pid}`;
@@ -16,11 +17,6 @@ const NODE_IP = "10.125.0.1";
 const CLIENT_IP = "10.125.0.3";
 const pod = { uid: "uid-inpod", namespace: "demo", name: "orders-1", netnsPath: `/run/netns/${POD}`, ips: [POD_IP] };
 
-async function request(netns: string, host: string, port: number, localAddress?: string): Promise<string> {
-  const script = `const s = require("net").connect({ host: ${JSON.stringify(host)}, port: ${port}${localAddress ? `, localAddress: ${JSON.stringify(localAddress)}` : ""} });
-let d = ""; s.on("data", (c) => (d += c)).on("end", () => console.log(d)).on("error", (e) => console.log("ERR:" + e.code));`;
-  return (await run(process.execPath, ["-e", script], { netns, timeoutMs: 10_000 })).stdout.trim();
-}
 
 const read = (s: net.Socket) =>
   new Promise<string>((resolve) => {
@@ -67,9 +63,9 @@ describe.skipIf(!isRoot)(`in-pod capture driver (${isRoot ? "root" : ROOT_REQUIR
     await driver.capture(pod);
     expect(driver.capturedPods).toBe(1);
     expect(await read(await connectMarked(NODE_IP, 9000, 0, pod.netnsPath))).toBe(`outbound orders-1 -> ${NODE_IP}:9000`);
-    expect(await request(NODE, POD_IP, 8080, CLIENT_IP)).toBe(`inbound ${POD_IP}:8080 from ${CLIENT_IP}`);
-    expect(await request(NODE, POD_IP, 15008, CLIENT_IP)).toBe("hbone for orders-1");
-    expect(await request(NODE, POD_IP, 8080, NODE_IP)).toBe("app");
+    expect(await requestFrom(NODE, POD_IP, 8080, CLIENT_IP)).toBe(`inbound ${POD_IP}:8080 from ${CLIENT_IP}`);
+    expect(await requestFrom(NODE, POD_IP, 15008, CLIENT_IP)).toBe("hbone for orders-1");
+    expect(await requestFrom(NODE, POD_IP, 8080, NODE_IP)).toBe("app");
     // Capturing again (e.g. a reconcile) keeps one set of listeners and rules.
     await driver.capture(pod);
     expect(driver.capturedPods).toBe(1);
@@ -77,9 +73,9 @@ describe.skipIf(!isRoot)(`in-pod capture driver (${isRoot ? "root" : ROOT_REQUIR
     await driver.release(pod);
     expect(await captureState(pod.netnsPath)).toBe("released");
     expect(await read(await connectMarked(NODE_IP, 9000, 0, pod.netnsPath))).toBe("node-server");
-    expect(await request(NODE, POD_IP, 8080, CLIENT_IP)).toBe("app");
+    expect(await requestFrom(NODE, POD_IP, 8080, CLIENT_IP)).toBe("app");
     // The agent's listeners are gone from the pod.
-    expect(await request(POD, "127.0.0.1", 15001)).toBe("ERR:ECONNREFUSED");
+    expect(await requestFrom(POD, "127.0.0.1", 15001)).toBe("ERR:ECONNREFUSED");
   });
 
   it("leaves nothing behind when a pod cannot be captured", async () => {

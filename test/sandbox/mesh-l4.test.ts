@@ -1,31 +1,14 @@
 // End to end on the sandbox: the agent DaemonSet captures a labelled namespace's running pods and carries their
 // traffic between nodes only inside mutual TLS, attributed to the right identities.
 import path from "node:path";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
+import { sniff } from "../support/netns.ts";
 import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, isRoot, kubectl } from "../support/sandbox.ts";
 
 const NODE1 = `${TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREFIX}-node-1`;
 
-/** tcpdump on node-1's link to the other nodes while `fn` runs; returns the ASCII dump. */
-async function sniffUnderlay(fn: () => Promise<unknown>): Promise<string> {
-  const dump: ResultPromise = execa("nsenter", [`--net=/run/netns/${NODE1}`, "--", "tcpdump", "-i", "eth0", "-A", "-l", "-n", "-U", "tcp"], { reject: false });
-  let out = "";
-  dump.stdout?.on("data", (d: Buffer) => (out += d.toString("latin1")));
-  await new Promise<void>((resolve) => {
-    dump.stderr?.on("data", (d: Buffer) => d.toString().includes("listening on") && resolve());
-    setTimeout(resolve, 3000);
-  });
-  try {
-    await fn();
-    await new Promise((r) => setTimeout(r, 500));
-  } finally {
-    dump.kill("SIGINT");
-    await dump;
-  }
-  return out;
-}
 
 const chain = (marker: string) => ambit(["dev", "exec", "demo/client", "--", "curl", "-s", "--max-time", "5", `http://orders.demo/${marker}`]);
 const redirection = async () =>
@@ -49,7 +32,7 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
 
   it("before enrolling, the application's bytes cross the node link in plaintext", async () => {
     let answer = "";
-    const dump = await sniffUnderlay(async () => (answer = (await chain("MARKER-before-7c1")).stdout));
+    const dump = await sniff(NODE1, "eth0", "tcp", async () => (answer = (await chain("MARKER-before-7c1")).stdout));
     expect(answer).toContain('"service":"fraud"');
     expect(dump).toContain("MARKER-before-7c1");
   });
@@ -61,7 +44,7 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
     expect(await containerIds()).toBe(before);
 
     let answer = "";
-    const dump = await sniffUnderlay(async () => (answer = (await chain("MARKER-after-9d2")).stdout));
+    const dump = await sniff(NODE1, "eth0", "tcp", async () => (answer = (await chain("MARKER-after-9d2")).stdout));
     const trace = JSON.parse(answer);
     expect([trace.service, trace.next.service, trace.next.next.service]).toEqual(["orders", "payments", "fraud"]);
     expect(dump).not.toContain("MARKER-after-9d2");
