@@ -45,6 +45,7 @@ await cluster.start();
 index.rebuild(cluster.list("pods"), cluster.list("services"), cluster.list("endpointslices"));
 
 const dataplane = new Dataplane({
+  nodeName: config.nodeName,
   index,
   trustDomain: config.trustDomain,
   trustBundlePem: ca.rootPem,

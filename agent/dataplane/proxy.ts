@@ -2,7 +2,7 @@
 import type net from "node:net";
 import type { Logger } from "pino";
 import { AGENT_SOCKET_MARK, PORTS } from "../config.ts";
-import { HboneConnectionPool, type HboneError, HboneServer } from "../hbone/index.ts";
+import { type Authorization, HboneConnectionPool, type HboneError, HboneServer } from "../hbone/index.ts";
 import type { Credentials, SpiffeId } from "../identity/index.ts";
 import { formatSpiffeId } from "../identity/index.ts";
 import type { CapturedConnection, InPodHandlers } from "../inpod/index.ts";
@@ -12,6 +12,8 @@ import { connectMarked } from "../native/index.ts";
 import { type Workload, type WorkloadIndex, resolveDestination } from "../state/index.ts";
 
 export interface DataplaneOptions {
+  /** This agent's node: destinations on it take the same-node fast path (no TLS, same policy). */
+  nodeName: string;
   index: WorkloadIndex;
   trustDomain: string;
   trustBundlePem: string;
@@ -70,7 +72,7 @@ export class Dataplane implements InPodHandlers {
     this.#server = new HboneServer({
       trustBundlePem: opts.trustBundlePem,
       // L4 policy arrives with the control plane (issue #4); until then every authenticated peer is allowed.
-      authorize: () => ({ allow: true }),
+      authorize: (req) => this.#authorize(req.source, req.destination),
       connectUpstream: (dst) => this.#deliver(dst.ip, dst.port),
       onStream: (e) => {
         const dstWorkload = this.#opts.index.workloadByIp(e.destination.ip);
@@ -93,6 +95,11 @@ export class Dataplane implements InPodHandlers {
       },
       log: opts.log,
     });
+  }
+
+  /** L4 policy of a local destination; the control plane brings real policies (issue #4): allow all until then. */
+  #authorize(_source: SpiffeId, _destination: { ip: string; port: number }): Authorization {
+    return { allow: true };
   }
 
   #destinationLabels(w: Workload): TcpLabels {
@@ -128,7 +135,13 @@ export class Dataplane implements InPodHandlers {
     try {
       if (dst.kind === "no-endpoint") throw new Error(`service ${dst.service.namespace}/${dst.service.name} has no ready endpoint for port ${dst.port}`);
       let upstream: NodeJS.ReadWriteStream & { destroy(e?: Error): void };
-      if (dst.kind === "workload" && dst.workload.captured && source) {
+      if (dst.kind === "workload" && dst.workload.captured && source && dst.workload.node === this.#opts.nodeName && this.#opts.localPodNetns(dst.workload.ip)) {
+        // Same node: both ends are this agent's, so no TLS; the destination's policy still decides.
+        Object.assign(labels, this.#destinationLabels(dst.workload), { connection_security_policy: "mutual_tls" });
+        const decision = this.#authorize(identityOf(source, this.#opts.trustDomain), { ip: dst.workload.ip, port: dst.port });
+        if (!decision.allow) throw Object.assign(new Error(`denied by policy: ${decision.reason}`), { code: "AMBIT_E_POLICY_DENIED", status: 401 });
+        upstream = await this.#deliver(dst.workload.ip, dst.port);
+      } else if (dst.kind === "workload" && dst.workload.captured && source) {
         Object.assign(labels, this.#destinationLabels(dst.workload), { connection_security_policy: "mutual_tls" });
         // Dial the destination pod's HBONE port from the source pod's netns, so it leaves with the pod's address.
         upstream = await this.#pool.openStream({

@@ -22,11 +22,11 @@ const NODE_IP = "10.126.0.1";
 const nsPath = (n: string) => `/run/netns/${n}`;
 const MARKER = "MARKER-7f3a9c-plaintext";
 
-const podObject = (name: "orders" | "payments", captured: boolean): KubeObject => ({
+const podObject = (name: "orders" | "payments", captured: boolean, node = name === "orders" ? "node-1" : "node-2"): KubeObject => ({
   apiVersion: "v1",
   kind: "Pod",
   metadata: { name: `${name}-1`, namespace: "demo", uid: `uid-${name}`, labels: { app: name }, annotations: { "ambit.dev/redirection": captured ? "enabled" : "disabled" } },
-  spec: { serviceAccountName: name, nodeName: "node-1" },
+  spec: { serviceAccountName: name, nodeName: node },
   status: { podIP: PODS[name].ip },
 });
 
@@ -63,6 +63,8 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
     const certs = new Map<string, Credentials>();
     for (const sa of ["orders", "payments"]) certs.set(sa, await ca.issue({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: sa }));
     dataplane = new Dataplane({
+      // The test's single agent plays node-1; payments counts as remote unless a test puts it on node-1.
+      nodeName: "node-1",
       index,
       trustDomain: "cluster.local",
       trustBundlePem: ca.rootPem,
@@ -122,5 +124,16 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
     expect(line).toContain('destination_principal="spiffe://cluster.local/ns/demo/sa/payments"');
     expect(line).toContain('connection_security_policy="mutual_tls"');
     expect(line).toContain('source_workload="orders-1"');
+  });
+
+  it("takes the same-node fast path without TLS when both pods are on this agent's node", async () => {
+    index.rebuild([podObject("orders", true), podObject("payments", true, "node-1")], [], []);
+    const before = received.length;
+    expect(await send("same-node")).toBe("payments got same-node");
+    expect(received.length).toBe(before + 1);
+    // No new HBONE stream: the pooled connection from the previous test carries nothing new.
+    expect(dataplane.stats().hbone.streams).toBe(0);
+    const text = await metrics.text();
+    expect(text).toMatch(/istio_tcp_connections_opened_total\{reporter="source",source_workload="orders-1"[^}]*destination_workload="payments-1"[^}]*\} [1-9]/);
   });
 });
