@@ -87,12 +87,21 @@ export function socketFd(handleOwner: net.Socket | net.Server): number {
 
 /** Connects a marked socket (so the pod's capture rules let it through) to host:port. */
 export function connectMarked(host: string, port: number, mark: number, netnsPath?: string): Promise<net.Socket> {
-  const fd = createMarkedSocket(mark, netnsPath);
+  let fd: number;
+  try {
+    fd = createMarkedSocket(mark, netnsPath);
+  } catch (err) {
+    // Always a rejected promise, never a synchronous throw: callers chain .then() on it.
+    return Promise.reject(err);
+  }
   const socket = new net.Socket({ fd, readable: true, writable: true });
   return new Promise((resolve, reject) => {
-    socket.once("error", reject);
+    socket.once("error", (err) => {
+      socket.destroy();
+      reject(err);
+    });
     socket.connect(port, host, () => {
-      socket.off("error", reject);
+      socket.removeAllListeners("error");
       resolve(socket);
     });
   });

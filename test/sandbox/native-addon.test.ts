@@ -104,6 +104,12 @@ describe.skipIf(!isRoot)(`native addon (${isRoot ? "root" : ROOT_REQUIRED})`, ()
     expect(() => originalDst(-1)).toThrow(NativeNetError);
   });
 
+  it("connectMarked reports failures as a rejected promise, never a synchronous throw", async () => {
+    const pending = connectMarked("127.0.0.1", 1, MARK, "/run/netns/does-not-exist");
+    await expect(pending).rejects.toMatchObject({ code: "AMBIT_E_NATIVE_NETNS" });
+    await expect(connectMarked(TARGET, 1, MARK, NETNS_PATH)).rejects.toMatchObject({ code: "ECONNREFUSED" });
+  });
+
   it("reads the original destination of a REDIRECTed connection, and marked sockets bypass the redirect", async () => {
     const capture = listenInNetns(NETNS_PATH, "127.0.0.1", 0);
     const captureServer = serve(capture, (s) => {
