@@ -21,7 +21,9 @@ export interface CaptureOptions {
  *   loopback destinations and connections from the agent's own (marked) sockets;
  * - inbound: new TCP connections to the pod go to 15006 (plaintext), except HBONE on 15008 (the agent's
  *   listener there terminates mTLS itself), excluded ports and probe sources.
- * Only NEW connections traverse nat chains, so replies on captured connections are never captured again.
+ * Only NEW connections traverse nat chains, so replies on captured connections are never captured again. The
+ * REDIRECTs also require SYN: a pod netns that had no rules may not have been tracking its connections, and
+ * without it the next packet of a connection open before capture would look new and be reset.
  */
 export function renderCaptureChains(opts: CaptureOptions = {}): { prerouting: string[]; output: string[] } {
   const outbound = opts.outboundPort ?? PORTS.outbound;
@@ -34,14 +36,14 @@ export function renderCaptureChains(opts: CaptureOptions = {}): { prerouting: st
     `-A ${pre} -p tcp --dport ${hbone} -j RETURN`,
     ...[...new Set(opts.excludeInboundPorts ?? [])].sort((a, b) => a - b).map((p) => `-A ${pre} -p tcp --dport ${p} -j RETURN`),
     `-A ${pre} -p tcp -m mark --mark ${mark} -j RETURN`,
-    `-A ${pre} -p tcp -j REDIRECT --to-ports ${inbound}`,
+    `-A ${pre} -p tcp --syn -j REDIRECT --to-ports ${inbound}`,
   ];
   const output = [
     `-A ${out} -p tcp -m mark --mark ${mark} -j RETURN`,
     `-A ${out} -p tcp -d 127.0.0.0/8 -j RETURN`,
     // The pod talking to itself through its own address (loopback device): not mesh traffic.
     `-A ${out} -p tcp -o lo -j RETURN`,
-    `-A ${out} -p tcp -j REDIRECT --to-ports ${outbound}`,
+    `-A ${out} -p tcp --syn -j REDIRECT --to-ports ${outbound}`,
   ];
   return { prerouting, output };
 }

@@ -53,12 +53,41 @@ describe.skipIf(!isRoot)(`in-pod capture rules (${isRoot ? "root" : ROOT_REQUIRE
     listen(POD, "0.0.0.0", 15008, () => "hbone");
     listen(POD, "0.0.0.0", 8080, () => "app");
     listen(NODE, NODE_IP, 9000, () => "node-server");
+    // Echo servers for connections that stay open across the capture being installed.
+    for (const [ns, host, port] of [[POD, "0.0.0.0", 8081], [NODE, NODE_IP, 9001]] as const) {
+      const echo = net.createServer((s) => s.on("data", (d) => s.write(d)).on("error", () => {}));
+      echo.listen({ fd: listenInNetns(path(ns), host, port) });
+      servers.push(echo);
+    }
   });
 
   afterAll(async () => {
     for (const s of servers) s.close();
     await execa("ip", ["netns", "del", POD], { reject: false });
     await execa("ip", ["netns", "del", NODE], { reject: false });
+  });
+
+  it("leaves connections that were open before capture working, both ways", async () => {
+    await removeCaptureRules(path(POD));
+    const echo = (socket: net.Socket, text: string) =>
+      new Promise<string>((resolve) => {
+        socket.once("data", (d) => resolve(String(d)));
+        socket.once("error", (e: NodeJS.ErrnoException) => resolve(`ERR:${e.code}`));
+        socket.write(text);
+      });
+    const inbound = await connectMarked(POD_IP, 8081, 0, path(NODE));
+    const outbound = await connectMarked(NODE_IP, 9001, 0, path(POD));
+    try {
+      expect(await echo(inbound, "in-1")).toBe("in-1");
+      expect(await echo(outbound, "out-1")).toBe("out-1");
+      await applyCaptureRules(path(POD), { probeSourceIps: [NODE_IP] });
+      expect(await echo(inbound, "in-2")).toBe("in-2");
+      expect(await echo(outbound, "out-2")).toBe("out-2");
+    } finally {
+      inbound.destroy();
+      outbound.destroy();
+      await removeCaptureRules(path(POD));
+    }
   });
 
   it("sends the pod's traffic to the agent and leaves the agent's own, HBONE and probes alone", async () => {

@@ -12,13 +12,13 @@ describe("capture rules", () => {
       "-A AMBIT-PREROUTING -p tcp --dport 22 -j RETURN",
       "-A AMBIT-PREROUTING -p tcp --dport 9090 -j RETURN",
       "-A AMBIT-PREROUTING -p tcp -m mark --mark 0x539/0xfff -j RETURN",
-      "-A AMBIT-PREROUTING -p tcp -j REDIRECT --to-ports 15006",
+      "-A AMBIT-PREROUTING -p tcp --syn -j REDIRECT --to-ports 15006",
     ]);
     expect(output).toEqual([
       "-A AMBIT-OUTPUT -p tcp -m mark --mark 0x539/0xfff -j RETURN",
       "-A AMBIT-OUTPUT -p tcp -d 127.0.0.0/8 -j RETURN",
       "-A AMBIT-OUTPUT -p tcp -o lo -j RETURN",
-      "-A AMBIT-OUTPUT -p tcp -j REDIRECT --to-ports 15001",
+      "-A AMBIT-OUTPUT -p tcp --syn -j REDIRECT --to-ports 15001",
     ]);
   });
 
