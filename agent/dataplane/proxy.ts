@@ -135,12 +135,15 @@ export class Dataplane implements InPodHandlers {
     try {
       if (dst.kind === "no-endpoint") throw new Error(`service ${dst.service.namespace}/${dst.service.name} has no ready endpoint for port ${dst.port}`);
       let upstream: NodeJS.ReadWriteStream & { destroy(e?: Error): void };
+      // Same-node connections never reach an HBONE server: this agent also reports them as the destination.
+      let alsoDestination = false;
       if (dst.kind === "workload" && dst.workload.captured && source && dst.workload.node === this.#opts.nodeName && this.#opts.localPodNetns(dst.workload.ip)) {
         // Same node: both ends are this agent's, so no TLS; the destination's policy still decides.
         Object.assign(labels, this.#destinationLabels(dst.workload), { connection_security_policy: "mutual_tls" });
         const decision = this.#authorize(identityOf(source, this.#opts.trustDomain), { ip: dst.workload.ip, port: dst.port });
         if (!decision.allow) throw Object.assign(new Error(`denied by policy: ${decision.reason}`), { code: "AMBIT_E_POLICY_DENIED", status: 401 });
         upstream = await this.#deliver(dst.workload.ip, dst.port);
+        alsoDestination = true;
       } else if (dst.kind === "workload" && dst.workload.captured && source) {
         Object.assign(labels, this.#destinationLabels(dst.workload), { connection_security_policy: "mutual_tls" });
         // Dial the destination pod's HBONE port from the source pod's netns, so it leaves with the pod's address.
@@ -157,10 +160,11 @@ export class Dataplane implements InPodHandlers {
         labels.connection_security_policy = "none";
         upstream = await connectMarked(target.ip, target.port, AGENT_SOCKET_MARK, pod.netnsPath);
       }
-      this.#opts.metrics.connectionOpened(labels);
+      const reported = alsoDestination ? [labels, { ...labels, reporter: "destination" }] : [labels];
+      for (const l of reported) this.#opts.metrics.connectionOpened(l);
       socket.resume();
       const result = await splice(socket, upstream);
-      this.#opts.metrics.connectionClosed(labels, { sent: result.bToA, received: result.aToB });
+      for (const l of reported) this.#opts.metrics.connectionClosed(l, { sent: result.bToA, received: result.aToB });
     } catch (err) {
       const e = err as HboneError;
       labels.response_flags = e.status === 401 ? "DENIED" : "UF";

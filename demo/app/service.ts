@@ -33,7 +33,9 @@ function self(): Hop {
 function callNext(path: string): Promise<Hop | { error: string; url: string }> {
   const url = new URL(path, nextUrl).toString();
   return new Promise((resolve) => {
-    const req = http.get(url, { timeout: callTimeoutMs }, (res) => {
+    // A new connection per call: connections open before a namespace is enrolled stay outside the mesh
+    // (as in Istio ambient), so the demo shows enrollment on the very next request.
+    const req = http.get(url, { timeout: callTimeoutMs, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {

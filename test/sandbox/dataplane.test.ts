@@ -135,5 +135,7 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
     expect(dataplane.stats().hbone.streams).toBe(0);
     const text = await metrics.text();
     expect(text).toMatch(/istio_tcp_connections_opened_total\{reporter="source",source_workload="orders-1"[^}]*destination_workload="payments-1"[^}]*\} [1-9]/);
+    // Reported as the destination too, with the source identity, since no HBONE server sees it.
+    expect(text).toMatch(/istio_tcp_connections_opened_total\{reporter="destination",source_workload="orders-1",[^}]*source_principal="spiffe:\/\/cluster.local\/ns\/demo\/sa\/orders"[^}]*destination_workload="payments-1"[^}]*\} [1-9]/);
   });
 });
