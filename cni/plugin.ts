@@ -1,10 +1,13 @@
 // Ambit's chained CNI plugin (spec 1.1): tells the node agent about pod add/delete and waits, so no pod starts uncaptured.
 import type { CniProtocolError} from "./protocol.ts";
 import { type CniRequest, sendCniRequest } from "./protocol.ts";
+import { lookupCaptureIntent } from "./enrollment-lookup.ts";
 
 export const PLUGIN_TYPE = "ambit-cni";
 export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 const DEFAULT_SOCKET = "/var/run/ambit/cni.sock";
+/** Namespaces whose pods are never captured and never wait for the agent (the cluster's own plumbing). */
+const DEFAULT_EXCLUDED_NAMESPACES = ["kube-system"];
 
 /** Error codes from the CNI specification, plus Ambit's own (100+). */
 const CODES = {
@@ -33,6 +36,9 @@ export interface NetConf {
   type?: string;
   agentSocket?: string;
   timeoutMs?: number;
+  /** Read when the agent is unreachable, to let pods of namespaces that are not enrolled start anyway. */
+  kubeconfig?: string;
+  excludeNamespaces?: string[];
   prevResult?: { ips?: Array<{ address: string }> } & Record<string, unknown>;
   "cni.dev/valid-attachments"?: Array<{ containerID: string; ifname: string }>;
 }
@@ -55,6 +61,10 @@ function parseConfig(stdin: string): NetConf {
   }
   if (conf.timeoutMs !== undefined && (!Number.isInteger(conf.timeoutMs) || conf.timeoutMs <= 0)) {
     throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: timeoutMs must be a positive integer");
+  }
+  if (conf.kubeconfig !== undefined && typeof conf.kubeconfig !== "string") throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: kubeconfig must be a file path");
+  if (conf.excludeNamespaces !== undefined && !(Array.isArray(conf.excludeNamespaces) && conf.excludeNamespaces.every((n) => typeof n === "string"))) {
+    throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: excludeNamespaces must be a list of namespace names");
   }
   return conf;
 }
@@ -124,6 +134,10 @@ export async function runPlugin(env: NodeJS.ProcessEnv, stdin: string): Promise<
     log("info", "not a Kubernetes pod; passing through", { containerId });
     return command === "ADD" ? passthrough : undefined;
   }
+  if ((conf.excludeNamespaces ?? DEFAULT_EXCLUDED_NAMESPACES).includes(pod.namespace)) {
+    log("info", "namespace excluded from the mesh; passing through", { pod: `${pod.namespace}/${pod.name}` });
+    return command === "ADD" ? passthrough : undefined;
+  }
   const ips = (conf.prevResult.ips ?? []).map((ip) => ip.address.split("/")[0] ?? "");
   const request: CniRequest = { command: command as "ADD" | "CHECK", containerId, netns, ifName, podNamespace: pod.namespace, podName: pod.name, podUid: pod.uid, ips };
   let response;
@@ -131,9 +145,27 @@ export async function runPlugin(env: NodeJS.ProcessEnv, stdin: string): Promise<
     response = await ask(conf, request);
   } catch (err) {
     const e = err as CniProtocolError;
+    if (e.code === "AMBIT_E_CNI_AGENT_UNREACHABLE" && (await notEnrolled(conf, pod.namespace, pod.name))) return command === "ADD" ? passthrough : undefined;
     throw new PluginFailure(CODES.tryAgainLater, `cannot set up pod ${pod.namespace}/${pod.name} for the mesh: ${e.message}`, e.code ?? "");
   }
   if (!response.ok) throw new PluginFailure(CODES.agentRefused, `the Ambit agent could not set up pod ${pod.namespace}/${pod.name}: ${response.message}`, response.code);
   log("info", command === "ADD" ? "pod handed to the agent" : "pod checked", { pod: `${pod.namespace}/${pod.name}`, captured: response.captured ?? false });
   return command === "ADD" ? passthrough : undefined;
+}
+
+/**
+ * With the agent down (restarting, not yet scheduled), a pod the mesh does not capture may start; one that must be
+ * captured, or one the API cannot vouch for, may not: failing closed is what keeps "no pod starts uncaptured" true.
+ */
+async function notEnrolled(conf: NetConf, namespace: string, name: string): Promise<boolean> {
+  if (!conf.kubeconfig) return false;
+  try {
+    const intent = await lookupCaptureIntent(conf.kubeconfig, namespace, name, 2000);
+    if (intent.capture) return false;
+    log("warn", "the Ambit agent is unreachable; the pod is not enrolled, passing through", { pod: `${namespace}/${name}`, reason: intent.reason });
+    return true;
+  } catch (err) {
+    log("warn", "the Ambit agent is unreachable and the API cannot tell whether the pod is enrolled; failing closed", { pod: `${namespace}/${name}`, err: (err as Error).message });
+    return false;
+  }
 }

@@ -89,11 +89,19 @@ export async function startCniEventServer(socketPath: string, handler: (request:
     server.listen(socketPath, () => resolve());
   });
   await fs.chmod(socketPath, 0o600);
+  const ours = (await fs.stat(socketPath)).ino;
   return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        void fs.rm(socketPath, { force: true });
-      }),
+    close: async () => {
+      // During an agent restart the new agent has already bound a fresh socket at this path. Closing a bound
+      // unix server unlinks its path (libuv does), which would remove the new agent's socket: only stop
+      // listening then, and let the fd go with the process.
+      const current = await fs.stat(socketPath).catch(() => undefined);
+      if (current && current.ino !== ours) {
+        server.unref();
+        return;
+      }
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await fs.rm(socketPath, { force: true });
+    },
   };
 }

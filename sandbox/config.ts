@@ -71,8 +71,20 @@ export function sandboxPaths(stateDir: string) {
     cniConfDir: path.join(stateDir, "cni", "net.d"),
     cniIpamDir: path.join(stateDir, "cni", "ipam"),
     pods: path.join(stateDir, "pods"),
+    nodeRoots: path.join(stateDir, "nodes"),
   };
 }
+
+/**
+ * A node's own filesystem root: nodes share the machine's filesystem, so hostPath volumes and node-local files
+ * (the agent's CNI socket, the CNI plugin's kubeconfig) live under it to keep nodes apart, as separate machines are.
+ */
+export const nodeRootDir = (stateDir: string, node: string): string => path.join(sandboxPaths(stateDir).nodeRoots, node);
+
+/** Where the node agent's CNI socket appears on a node (hostPath /var/run/ambit in the agent's DaemonSet). */
+export const AGENT_CNI_SOCKET_HOST_PATH = "/var/run/ambit/cni.sock";
+/** The kubeconfig the chained ambit-cni plugin reads when the agent is unreachable, relative to the node root. */
+export const CNI_KUBECONFIG_HOST_PATH = "/etc/cni/net.d/ambit-cni.kubeconfig";
 
 /** Network namespace names. Kept short: they appear in `ip netns list` and error messages. */
 export const netnsNames = {

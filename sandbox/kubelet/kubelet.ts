@@ -4,7 +4,7 @@ import { createWriteStream } from "node:fs";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
 import type { Logger } from "pino";
-import { type SandboxConfig, netnsNames, sandboxPaths } from "../config.ts";
+import { type SandboxConfig, netnsNames, nodeRootDir, sandboxPaths } from "../config.ts";
 import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kube/client.ts";
 import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
 import { WorkQueue } from "../../kube/queue.ts";
@@ -172,7 +172,7 @@ export class Kubelet {
       const token = (audience: string | undefined, expirationSeconds: number) => this.#requestToken(withIp, audience, expirationSeconds);
       const defaultToken = path.join(spec.serviceAccountDir, "token");
       await this.#keepFresh(runtime, { refreshAfterMs: TOKEN_EXPIRATION_SECONDS * 800, refresh: async () => writeSecretFile(defaultToken, await token(undefined, TOKEN_EXPIRATION_SECONDS)) });
-      const volumes = await materializeVolumes(withIp, podDir, { configMap, secret, token });
+      const volumes = await materializeVolumes(withIp, podDir, { configMap, secret, token, nodeRoot: nodeRootDir(this.#cfg.stateDir, this.node.name) });
       for (const file of volumes.refreshing) await this.#keepFresh(runtime, file, false);
       const kubernetesService = this.#informers.get("services", "kubernetes", "default");
       const services = this.#informers.list("services", namespace);

@@ -23,7 +23,9 @@ export interface PodLaunchSpec {
 }
 
 // $0 is a label; $1..$4 are files and the hostname; then (source, target, rw|ro) triples up to "--"; then the
-// command, exec'd so its PID is ours to signal. Runs in a private mount namespace: nothing leaks to the host.
+// command, exec'd so its PID is ours to signal. Runs in its own mount namespace as a slave of the host's
+// (Kubernetes' HostToContainer): the pod's bind mounts never leak to the host, while mounts the host makes
+// later (a new pod's netns under /run/netns) do reach the pod, as the node agent needs.
 const POD_SHELL = [
   "set -e",
   'mount --bind "$1" /etc/hosts',
@@ -46,7 +48,7 @@ export function podCommand(spec: PodLaunchSpec, command: string[], mounts: Volum
     "--mount",
     "--uts",
     "--propagation",
-    "private",
+    "slave",
     "--",
     "/bin/sh",
     "-c",

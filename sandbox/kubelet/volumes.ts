@@ -23,6 +23,8 @@ export interface VolumeSources {
   secret(namespace: string, name: string): Promise<KubeObject | undefined>;
   /** A TokenRequest for the pod's service account, bound to the pod. */
   token(audience: string | undefined, expirationSeconds: number): Promise<string>;
+  /** The node's own filesystem root: hostPath volumes resolve under it. */
+  nodeRoot: string;
 }
 
 interface KeyToPath {
@@ -63,7 +65,7 @@ const secretData = (obj: KubeObject): Record<string, Buffer> =>
   Object.fromEntries(Object.entries((obj.data as Record<string, string> | undefined) ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64")]));
 
 /**
- * Writes each volume's content under `<podDir>/volumes/<name>` (hostPath volumes point at the host path)
+ * Writes each volume's content under `<podDir>/volumes/<name>` (hostPath volumes point into the node's root)
  * and returns the directory of each volume plus the files that need refreshing (projected tokens).
  */
 export async function materializeVolumes(pod: KubeObject, podDir: string, sources: VolumeSources): Promise<{ dirs: Map<string, string>; refreshing: RefreshingFile[] }> {
@@ -72,8 +74,11 @@ export async function materializeVolumes(pod: KubeObject, podDir: string, source
   const refreshing: RefreshingFile[] = [];
   for (const volume of (pod.spec?.volumes ?? []) as Array<Record<string, unknown> & { name: string }>) {
     if (volume.hostPath) {
-      const hostPath = (volume.hostPath as { path: string; type?: string }).path;
-      if ((volume.hostPath as { type?: string }).type === "DirectoryOrCreate") await fs.mkdir(hostPath, { recursive: true });
+      const requested = (volume.hostPath as { path: string; type?: string }).path;
+      if (!path.isAbsolute(requested)) throw new VolumeError(`volume "${volume.name}": hostPath.path must be absolute, got "${requested}"`);
+      // Each sandbox node has its own root, so two nodes' agents do not share /var/run/ambit.
+      const hostPath = path.join(sources.nodeRoot, path.normalize(requested));
+      if ((volume.hostPath as { type?: string }).type === "DirectoryOrCreate") await fs.mkdir(hostPath, { recursive: true, mode: 0o755 });
       dirs.set(volume.name, hostPath);
       continue;
     }

@@ -1,7 +1,7 @@
 // Pod networking as a container runtime does it: a conflist per node on disk, run through the CNI runner into the pod's netns.
 import fs from "node:fs/promises";
 import path from "node:path";
-import { type SandboxConfig, sandboxPaths } from "../config.ts";
+import { AGENT_CNI_SOCKET_HOST_PATH, CNI_KUBECONFIG_HOST_PATH, REPO_ROOT, type SandboxConfig, nodeRootDir, sandboxPaths } from "../config.ts";
 import { type CniNetworkList, type CniPluginConfig, type CniResult, type CniRuntimeConf, CniError, CniRunner, readNetworkList } from "./cni.ts";
 import { netnsPath } from "../../host/exec.ts";
 import type { NodeNetwork } from "./topology.ts";
@@ -23,8 +23,14 @@ export interface PodNetworkRequest {
 }
 
 export interface PodNetworkOptions {
-  /** Plugin directories; default `[cfg.cniBinDir]`. Add Ambit's plugin directory here once its plugin is chained. */
+  /** Plugin directories; default the reference plugins' directory plus Ambit's (cni/bin). */
   binDirs?: string[];
+}
+
+/** Ambit's plugin as a cluster with Ambit installed chains it: after the main plugin, talking to this node's agent. */
+export function ambitCniPlugin(cfg: SandboxConfig, node: NodeNetwork): CniPluginConfig {
+  const root = nodeRootDir(cfg.stateDir, node.name);
+  return { type: "ambit-cni", agentSocket: path.join(root, AGENT_CNI_SOCKET_HOST_PATH), kubeconfig: path.join(root, CNI_KUBECONFIG_HOST_PATH), timeoutMs: 10_000 };
 }
 
 export function nodeConflistPath(cfg: SandboxConfig, node: NodeNetwork): string {
@@ -69,7 +75,7 @@ export async function writeNodeConflist(cfg: SandboxConfig, node: NodeNetwork, e
 
 function runnerFor(cfg: SandboxConfig, req: PodNetworkRequest, opts: PodNetworkOptions): CniRunner {
   // Plugins run in the node netns, as a runtime runs them on the host: ptp puts the host end of the veth and its routes there.
-  return new CniRunner({ binDirs: opts.binDirs ?? [cfg.cniBinDir], cacheDir: cniResultCacheDir(cfg), pluginNetns: req.node.netns });
+  return new CniRunner({ binDirs: opts.binDirs ?? [cfg.cniBinDir, path.join(REPO_ROOT, "cni", "bin")], cacheDir: cniResultCacheDir(cfg), pluginNetns: req.node.netns });
 }
 
 export function podRuntimeConf(req: PodNetworkRequest, ifName: string): CniRuntimeConf {

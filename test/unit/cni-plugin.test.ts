@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type CniEventServer, type CniRequest, type CniResponse, startCniEventServer } from "../../cni/index.ts";
 import { CniRunner } from "../../sandbox/network/cni.ts";
 import { REPO_ROOT } from "../../sandbox/config.ts";
+import { startTestApiServer } from "../support/apiserver.ts";
 
 const PLUGIN = path.join(REPO_ROOT, "cni", "bin", "ambit-cni");
 const prevResult = { cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: "/run/netns/p" }], ips: [{ address: "10.244.1.7/24", interface: 0, gateway: "10.244.1.1" }], routes: [{ dst: "0.0.0.0/0" }], dns: {} };
@@ -116,5 +117,61 @@ describe("ambit-cni plugin", () => {
     expect(requests.map((r) => r.command)).toEqual(["ADD"]);
     await runner.del(list, rt);
     expect(requests.map((r) => r.command)).toEqual(["ADD", "DEL"]);
+  });
+
+  it("with the agent down, lets pods the API says are not enrolled start and holds enrolled or unknown ones back", async () => {
+    await agent?.close();
+    agent = undefined;
+    const api = await startTestApiServer();
+    try {
+      await api.client.request("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "plain" } });
+      await api.client.request("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "demo", labels: { "ambit.dev/dataplane-mode": "ambient" } } });
+      const pod = (ns: string, name: string, labels: Record<string, string> = {}) =>
+        api.client.request("POST", `/api/v1/namespaces/${ns}/pods`, { apiVersion: "v1", kind: "Pod", metadata: { name, namespace: ns, labels }, spec: { containers: [{ name: "c", image: "i" }] } });
+      await pod("plain", "web-1");
+      await pod("demo", "orders-1");
+      await pod("demo", "batch-1", { "ambit.dev/dataplane-mode": "none" });
+      const args = (ns: string, name: string) => ({ CNI_ARGS: `K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${name};K8S_POD_UID=u-${name}` });
+      const withApi = JSON.stringify(conf({ kubeconfig: api.kubeconfigPath }));
+
+      const plain = await exec(env("ADD", args("plain", "web-1")), withApi);
+      expect(plain.exitCode, plain.stdout + plain.stderr).toBe(0);
+      expect(JSON.parse(plain.stdout)).toEqual(prevResult);
+      expect(plain.stderr).toContain("not enrolled");
+
+      const optedOut = await exec(env("ADD", args("demo", "batch-1")), withApi);
+      expect(optedOut.exitCode, optedOut.stdout + optedOut.stderr).toBe(0);
+
+      const enrolled = await exec(env("ADD", args("demo", "orders-1")), withApi);
+      expect(enrolled.exitCode).toBe(1);
+      expect(JSON.parse(enrolled.stdout)).toMatchObject({ code: 11, details: "AMBIT_E_CNI_AGENT_UNREACHABLE" });
+
+      // Without a kubeconfig, or when the API cannot answer, nobody can vouch for the pod: fail closed.
+      expect((await exec(env("ADD", args("plain", "web-1")), JSON.stringify(conf()))).exitCode).toBe(1);
+      const badApi = await exec(env("ADD", args("plain", "web-1")), JSON.stringify(conf({ kubeconfig: path.join(dir, "missing-kubeconfig") })));
+      expect(badApi.exitCode).toBe(1);
+      expect(badApi.stderr).toContain("failing closed");
+
+      // Excluded namespaces never wait for the agent.
+      const system = await exec(env("ADD", args("kube-system", "coredns-1")), JSON.stringify(conf()));
+      expect(system.exitCode, system.stdout + system.stderr).toBe(0);
+      expect(JSON.parse((await exec(env("ADD"), JSON.stringify(conf({ excludeNamespaces: "demo" })))).stdout)).toMatchObject({ code: 7 });
+    } finally {
+      await api.close();
+    }
+  });
+
+  it("a restarting agent's new socket survives the old agent closing its own", async () => {
+    const next = await startCniEventServer(socket, async () => ({ ok: true, captured: false }));
+    try {
+      await agent?.close();
+      agent = undefined;
+      const r = await exec(env("ADD"), JSON.stringify(conf()));
+      expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+      expect(requests).toEqual([]);
+    } finally {
+      await next.close();
+    }
+    await expect(fs.access(socket)).rejects.toThrow();
   });
 });

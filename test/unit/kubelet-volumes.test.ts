@@ -16,6 +16,9 @@ describe("pod volumes", () => {
       tokens.push([audience, expirationSeconds]);
       return `token-for-${audience}`;
     },
+    get nodeRoot() {
+      return path.join(dir, "node-root");
+    },
   };
   const pod = (volumes: object[]): KubeObject => ({ apiVersion: "v1", kind: "Pod", metadata: { name: "p", namespace: "demo", labels: { app: "x" } }, spec: { volumes } });
 
@@ -25,6 +28,12 @@ describe("pod volumes", () => {
   });
   afterEach(async () => {
     await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it("resolves hostPath volumes inside the node's own root, so nodes do not share host directories", async () => {
+    const { dirs } = await materializeVolumes(pod([{ name: "sock", hostPath: { path: "/var/run/ambit/../ambit", type: "DirectoryOrCreate" } }]), dir, sources);
+    expect(dirs.get("sock")).toBe(path.join(dir, "node-root", "var/run/ambit"));
+    expect((await fs.stat(dirs.get("sock")!)).isDirectory()).toBe(true);
   });
 
   it("writes configMap, secret, downwardAPI and projected token contents", async () => {
@@ -53,6 +62,7 @@ describe("pod volumes", () => {
     await expect(materializeVolumes(pod([{ name: "cm", configMap: { name: "nope" } }]), dir, sources)).rejects.toThrow(/configmap "demo\/nope" .* not found/);
     await expect(materializeVolumes(pod([{ name: "cm", configMap: { name: "nope", optional: true } }]), dir, sources)).resolves.toBeTruthy();
     await expect(materializeVolumes(pod([{ name: "x", nfs: {} }]), dir, sources)).rejects.toThrow(/only emptyDir, configMap/);
+    await expect(materializeVolumes(pod([{ name: "h", hostPath: { path: "var/run" } }]), dir, sources)).rejects.toThrow(/must be absolute/);
   });
 
   it("only creates missing mount points under /run", async () => {
