@@ -36,6 +36,12 @@ export interface AgentConfig {
   cniTimeoutMs: number;
   /** AMBIT_LOG_LEVEL: pino level. */
   logLevel: string;
+  /**
+   * AMBIT_READY_FILE: a file in this agent's own (per-pod) directory that exists exactly while it is ready. The
+   * readiness probe checks it: on the host network two agents share :15021 during a surge rollout, so an HTTP
+   * probe could be answered by the old one.
+   */
+  readyFile: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -76,6 +82,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     drainDeadlineMs: int("AMBIT_DRAIN_DEADLINE_MS", 30_000, 0, 3600_000),
     cniTimeoutMs: int("AMBIT_CNI_TIMEOUT_MS", 10_000, 100, 120_000),
     logLevel,
+    readyFile: env.AMBIT_READY_FILE || undefined,
   };
   if (problems.length > 0) throw new ConfigError(`invalid agent configuration:\n  - ${problems.join("\n  - ")}`);
   return config;

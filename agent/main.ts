@@ -1,4 +1,6 @@
 // The node agent program: wires enrollment, in-pod capture, HBONE, certificates, metrics and the admin API.
+import fs from "node:fs/promises";
+import path from "node:path";
 import pino from "pino";
 import { KubeConfig } from "@kubernetes/client-node";
 import { KubeClient, pathFor } from "../kube/client.ts";
@@ -96,23 +98,41 @@ const cni = await startCniEventServer(config.cniSocket, async (req) => {
 const admin = await startAdminServers(
   {
     metrics,
-    readiness: () => ({ ready: true }),
+    // Ready only once every pod present at start-up is captured or released: a DaemonSet rollout with maxSurge
+    // replaces the previous agent only then, so its pods never lack a listener.
+    readiness: () => (enrollment.synced ? { ready: true } : { ready: false, reason: "start-up reconciliation of this node's pods is not finished" }),
     configDump: () => ({ node: config.nodeName, workloads: index.workloads, services: index.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports) })), enrollment: enrollment.snapshot(), certificates: certificates.summary(), tunnels: dataplane.stats() }),
     log,
   },
   { admin: PORTS.admin, metrics: PORTS.metrics, readiness: PORTS.readiness, host: nodeIp },
 );
-log.info({ nodeIp, probeSourceIps }, "agent ready");
+log.info({ nodeIp, probeSourceIps }, "agent started");
+const readyFile = config.readyFile;
+const readyMarker = readyFile ? setInterval(() => void markReady(readyFile), 250) : undefined;
+async function markReady(file: string): Promise<void> {
+  if (!enrollment.synced) return;
+  clearInterval(readyMarker);
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await fs.writeFile(file, `${process.pid}\n`);
+  log.info({ capturedPods: inpod.capturedPods }, "agent ready");
+}
 
 let stopping = false;
 const shutdown = async (signal: string) => {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, "agent stopping; capture rules stay so traffic waits for the next agent");
+  clearInterval(readyMarker);
+  if (readyFile) await fs.rm(readyFile, { force: true });
+  // Closing the pod listeners first hands new connections (and those queued in accept backlogs) to the next
+  // agent's listeners in the same SO_REUSEPORT groups; then in-flight connections drain up to the deadline.
   inpod.closeListeners();
+  await cni.close();
   await enrollment.stop();
   await cluster.stop();
-  await cni.close();
+  const active = dataplane.activeConnections;
+  const left = await dataplane.drain(config.drainDeadlineMs);
+  log.info({ drained: active - left, cutAtDeadline: left, deadlineMs: config.drainDeadlineMs }, "connections drained");
   await admin.close();
   dataplane.close();
   certificates.stop();

@@ -35,7 +35,8 @@ const json = (res: http.ServerResponse, status: number, body: unknown) => {
 function listen(server: http.Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
+    // reusePort: during a restart the new agent binds these ports while the old one is still draining.
+    server.listen({ port, host, reusePort: true }, () => resolve((server.address() as AddressInfo).port));
   });
 }
 

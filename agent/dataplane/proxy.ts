@@ -59,6 +59,8 @@ export class Dataplane implements InPodHandlers {
   readonly #opts: DataplaneOptions;
   readonly #pool: HboneConnectionPool;
   readonly #server: HboneServer;
+  /** Captured connections (outbound and plaintext inbound) still being proxied. */
+  #activeCaptured = 0;
 
   constructor(opts: DataplaneOptions) {
     this.#opts = opts;
@@ -123,6 +125,15 @@ export class Dataplane implements InPodHandlers {
   }
 
   async #outbound(conn: CapturedConnection): Promise<void> {
+    this.#activeCaptured++;
+    try {
+      await this.#proxyOutbound(conn);
+    } finally {
+      this.#activeCaptured--;
+    }
+  }
+
+  async #proxyOutbound(conn: CapturedConnection): Promise<void> {
     const { pod, socket, originalDestination } = conn;
     socket.pause();
     const source = this.#opts.index.workloadByIp(pod.ips[0] ?? "");
@@ -177,10 +188,13 @@ export class Dataplane implements InPodHandlers {
 
   inboundPlaintext(conn: CapturedConnection): void {
     // PERMISSIVE: plaintext from outside the mesh is delivered (PeerAuthentication STRICT arrives with #4).
-    void this.#deliver(conn.originalDestination.address, conn.originalDestination.port).then(
-      (upstream) => void splice(conn.socket, upstream),
-      () => conn.socket.destroy(),
-    );
+    this.#activeCaptured++;
+    void this.#deliver(conn.originalDestination.address, conn.originalDestination.port)
+      .then(
+        (upstream) => splice(conn.socket, upstream),
+        () => conn.socket.destroy(),
+      )
+      .finally(() => this.#activeCaptured--);
   }
 
   hbone(pod: PodRef, socket: net.Socket): void {
@@ -193,7 +207,24 @@ export class Dataplane implements InPodHandlers {
   }
 
   stats() {
-    return { hbone: this.#pool.stats(), inboundConnections: this.#server.connectionCount };
+    return { hbone: this.#pool.stats(), inboundConnections: this.#server.connectionCount, activeConnections: this.activeConnections };
+  }
+
+  /** Connections this agent is carrying right now, in either direction. */
+  get activeConnections(): number {
+    return this.#activeCaptured + this.#server.activeStreams;
+  }
+
+  /**
+   * Restart without loss, once the pod listeners are closed: peers are told to go elsewhere, and the
+   * connections in flight get until the deadline to finish. Resolves with how many were still open then.
+   */
+  async drain(deadlineMs: number): Promise<number> {
+    this.#server.drain();
+    this.#pool.drain();
+    const deadline = Date.now() + deadlineMs;
+    while (this.activeConnections > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    return this.activeConnections;
   }
 
   close(): void {

@@ -55,6 +55,9 @@ export class EnrollmentController {
   /** Pods of this node by namespace/name. */
   readonly #pods = new Map<string, Tracked>();
   readonly #log: Logger;
+  /** Pods listed at start-up not yet reconciled: the agent is not ready (and must not replace its predecessor) before. */
+  readonly #unsynced = new Set<string>();
+  #started = false;
 
   constructor(opts: EnrollmentOptions) {
     this.#opts = opts;
@@ -74,7 +77,14 @@ export class EnrollmentController {
   /** Lists pods and namespaces, then reconciles every pod of the node (start-up reconciliation). */
   async start(): Promise<void> {
     await this.#informers.start();
-    for (const pod of this.#informers.list("pods")) this.#queue.add(keyOf(pod));
+    for (const pod of this.#informers.list("pods")) this.#unsynced.add(keyOf(pod));
+    this.#started = true;
+    for (const key of [...this.#unsynced]) this.#queue.add(key);
+  }
+
+  /** True once every pod that existed at start-up has been captured or released as its labels say. */
+  get synced(): boolean {
+    return this.#started && this.#unsynced.size === 0;
   }
 
   async stop(): Promise<void> {
@@ -117,6 +127,11 @@ export class EnrollmentController {
   }
 
   async #reconcile(key: string): Promise<void> {
+    await this.#reconcileOnce(key);
+    this.#unsynced.delete(key);
+  }
+
+  async #reconcileOnce(key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
     const pod = this.#informers.get("pods", name, namespace);
     const tracked = this.#pods.get(key);

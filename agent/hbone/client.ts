@@ -10,11 +10,14 @@ import { HBONE_SETTINGS } from "./protocol.ts";
 export class HboneError extends Error {
   readonly code: string;
   readonly status: number | undefined;
-  constructor(code: string, message: string, status?: number) {
+  /** The peer never processed the request (connection going away): sending it again is safe. */
+  readonly retryable: boolean;
+  constructor(code: string, message: string, status?: number, retryable = false) {
     super(message);
     this.name = "HboneError";
     this.code = code;
     this.status = status;
+    this.retryable = retryable;
   }
 }
 
@@ -70,7 +73,20 @@ export class HboneConnectionPool {
     this.#opts = { maxStreamsPerConnection: 100, idleTimeoutMs: 5 * 60_000, connectTimeoutMs: 5_000, ...opts };
   }
 
+  /**
+   * Opens a CONNECT stream on a pooled connection. A stream refused because its connection is going away (the
+   * peer agent is restarting and sent GOAWAY) was never processed, so it is retried once on a fresh connection.
+   */
   async openStream(req: OpenStreamRequest): Promise<Duplex> {
+    try {
+      return await this.#openStreamOnce(req);
+    } catch (err) {
+      if (!(err instanceof HboneError) || !err.retryable) throw err;
+      return this.#openStreamOnce(req);
+    }
+  }
+
+  async #openStreamOnce(req: OpenStreamRequest): Promise<Duplex> {
     const conn = await this.#connection(req);
     conn.streams++;
     clearTimeout(conn.idleTimer);
@@ -81,7 +97,9 @@ export class HboneConnectionPool {
       stream = conn.session.request(headers, { endStream: false });
     } catch (err) {
       this.#release(conn);
-      throw new HboneError("AMBIT_E_HBONE_CONNECT", `cannot open a stream to ${req.dial.host}:${req.dial.port}: ${(err as Error).message}`);
+      this.#forget(conn);
+      const goingAway = (err as { code?: string }).code === "ERR_HTTP2_GOAWAY_SESSION" || conn.session.closed || conn.session.destroyed;
+      throw new HboneError("AMBIT_E_HBONE_CONNECT", `cannot open a stream to ${req.dial.host}:${req.dial.port}: ${(err as Error).message}`, undefined, goingAway);
     }
     stream.once("close", () => this.#release(conn));
     return new Promise<Duplex>((resolve, reject) => {
@@ -92,10 +110,20 @@ export class HboneConnectionPool {
         stream.close();
         reject(new HboneError("AMBIT_E_HBONE_REJECTED", `HBONE server at ${req.dial.host}:${req.dial.port} answered ${status}${reason ? `: ${reason}` : ""}`, status));
       });
-      stream.once("error", (err) => reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE stream to ${req.dial.host}:${req.dial.port} failed: ${err.message}`)));
+      stream.once("error", (err) => {
+        // REFUSED_STREAM: the peer did not process it (stream above its GOAWAY's last id), safe to send again.
+        const refused = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM || (err as { code?: string }).code === "ERR_HTTP2_GOAWAY_SESSION";
+        reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE stream to ${req.dial.host}:${req.dial.port} failed: ${err.message}`, undefined, refused));
+      });
       // With TLS 1.3 the server checks the client certificate after the client considers the handshake done:
       // a refused client sees its connection close with no answer.
-      stream.once("close", () => reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${req.dial.host}:${req.dial.port} closed the stream without answering (is this agent's certificate trusted there?)`)));
+      stream.once("close", () =>
+        reject(
+          stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM
+            ? new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${req.dial.host}:${req.dial.port} refused the stream (going away)`, undefined, true)
+            : new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${req.dial.host}:${req.dial.port} closed the stream without answering (is this agent's certificate trusted there?)`),
+        ),
+      );
     });
   }
 
@@ -190,6 +218,12 @@ export class HboneConnectionPool {
       for (const c of list) streams += c.streams;
     }
     return { connections, streams };
+  }
+
+  /** Restart: no new streams on these connections; each closes once its streams in flight end. */
+  drain(): void {
+    for (const list of this.#pool.values()) for (const c of list) c.session.close();
+    this.#pool.clear();
   }
 
   close(): void {

@@ -43,6 +43,9 @@ export class HboneServer {
   readonly #all = new Set<http2.Http2SecureServer>();
   readonly #sockets = new Set<tls.TLSSocket>();
   readonly #peers = new WeakMap<http2.Http2Session, SpiffeId>();
+  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  #activeStreams = 0;
+  #draining = false;
 
   constructor(opts: HboneServerOptions) {
     this.#opts = opts;
@@ -70,6 +73,12 @@ export class HboneServer {
       socket.destroy();
     });
     server.on("session", (session) => {
+      if (this.#draining) {
+        session.close();
+        return;
+      }
+      this.#sessions.add(session);
+      session.once("close", () => this.#sessions.delete(session));
       session.on("connect", () => session.setLocalWindowSize(HBONE_SETTINGS.connectionWindow));
       session.on("error", () => session.destroy());
     });
@@ -106,6 +115,8 @@ export class HboneServer {
 
   async #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
     const started = performance.now();
+    this.#activeStreams++;
+    stream.once("close", () => this.#activeStreams--);
     const source = this.#peerOf(stream.session as http2.ServerHttp2Session);
     const reply = (status: number, reason?: string) => {
       if (stream.destroyed) return;
@@ -167,6 +178,20 @@ export class HboneServer {
   /** Live TLS connections (for metrics). */
   get connectionCount(): number {
     return this.#sockets.size;
+  }
+
+  /** Tunnelled connections in flight. */
+  get activeStreams(): number {
+    return this.#activeStreams;
+  }
+
+  /**
+   * Restart: GOAWAY on every session, so peers open their next streams elsewhere (the new agent), while the
+   * streams in flight run to completion. Sessions close by themselves once their last stream ends.
+   */
+  drain(): void {
+    this.#draining = true;
+    for (const session of this.#sessions) session.close();
   }
 
   close(): void {

@@ -2,6 +2,7 @@
 import net from "node:net";
 import type { Logger } from "pino";
 import { applyCaptureRules, removeCaptureRules } from "../capture/index.ts";
+import { run } from "../../host/exec.ts";
 import { PORTS } from "../config.ts";
 import type { CaptureDriver, PodRef } from "../enrollment/index.ts";
 import { listenInNetns, originalDst, socketFd } from "../native/index.ts";
@@ -53,6 +54,9 @@ export class InPodCaptureDriver implements CaptureDriver {
     const servers: net.Server[] = [];
     this.#pods.set(pod.uid, { servers });
     try {
+      // When an agent closes its listeners on restart, connections waiting in their accept queues move to the
+      // new agent's listeners of the same SO_REUSEPORT group instead of being reset (Linux 5.14+, per netns).
+      await run("sh", ["-c", "echo 1 > /proc/sys/net/ipv4/tcp_migrate_req"], { netns: pod.netnsPath });
       const serve = (host: string, port: number, onConnection: (socket: net.Socket) => void) => {
         const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => {
           try {

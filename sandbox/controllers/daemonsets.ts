@@ -35,22 +35,39 @@ export class DaemonSetController extends QueueController {
     const owned = this.informers
       .list("pods", namespace)
       .filter((p) => isControlledBy(p, ds.metadata.uid) && !p.metadata.deletionTimestamp && !isPodTerminal(p));
+    const maxSurge = maxSurgeOf(ds, nodes.length);
+    const onNodeOf = (node: string) => owned.filter((p) => p.spec?.nodeName === node);
+    const isCurrent = (p: KubeObject) => p.metadata.labels?.["controller-revision-hash"] === hash;
+    let surging = nodes.filter((n) => onNodeOf(n).some(isCurrent) && onNodeOf(n).some((p) => !isCurrent(p))).length;
     for (const node of nodes) {
-      const onNode = owned.filter((p) => p.spec?.nodeName === node);
-      const current = onNode.filter((p) => p.metadata.labels?.["controller-revision-hash"] === hash);
+      const onNode = onNodeOf(node);
+      const current = onNode.filter(isCurrent);
+      const old = onNode.filter((p) => !isCurrent(p));
+      if (maxSurge > 0 && old.length > 0) {
+        // Surge: the new pod starts next to the old one, which goes only once the new one is Ready (a node agent
+        // takes its listeners over without a gap this way).
+        if (current.length === 0 && surging < maxSurge) {
+          await this.#createPod(ds, node, hash);
+          surging++;
+        } else if (current.some(isPodReady)) {
+          for (const p of old) await this.#deletePod(p);
+        }
+        continue;
+      }
       // Replace one node's pod at a time: delete the old one, the next pass creates the new one.
-      for (const old of onNode.filter((p) => !current.includes(p))) await this.#deletePod(old);
+      for (const p of old) await this.#deletePod(p);
       if (onNode.length === 0) await this.#createPod(ds, node, hash);
     }
     for (const stray of owned.filter((p) => !nodes.includes(p.spec?.nodeName))) await this.#deletePod(stray);
 
-    const scheduled = owned.filter((p) => nodes.includes(p.spec?.nodeName));
-    const ready = scheduled.filter(isPodReady).length;
+    // Counted per node, as Kubernetes does: during a surge a node runs two pods but counts once.
+    const scheduledNodes = nodes.filter((n) => onNodeOf(n).length > 0);
+    const ready = nodes.filter((n) => onNodeOf(n).some(isPodReady)).length;
     const status = {
       observedGeneration: ds.metadata.generation,
       desiredNumberScheduled: nodes.length,
-      currentNumberScheduled: scheduled.length,
-      updatedNumberScheduled: scheduled.filter((p) => p.metadata.labels?.["controller-revision-hash"] === hash).length,
+      currentNumberScheduled: scheduledNodes.length,
+      updatedNumberScheduled: nodes.filter((n) => onNodeOf(n).some(isCurrent)).length,
       numberReady: ready,
       numberAvailable: ready,
       numberUnavailable: Math.max(0, nodes.length - ready),
@@ -84,4 +101,15 @@ export class DaemonSetController extends QueueController {
     return this.deleteIfPresent(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
   }
 
+}
+
+/** spec.updateStrategy.rollingUpdate.maxSurge as a node count (an integer or a percentage rounded up); 0 when unset. */
+export function maxSurgeOf(ds: KubeObject, nodeCount: number): number {
+  const strategy = ds.spec?.updateStrategy as { type?: string; rollingUpdate?: { maxSurge?: number | string } } | undefined;
+  if ((strategy?.type ?? "RollingUpdate") !== "RollingUpdate") return 0;
+  const raw = strategy?.rollingUpdate?.maxSurge;
+  if (typeof raw === "number") return Math.max(0, Math.floor(raw));
+  const percent = typeof raw === "string" ? /^(\d+)%$/.exec(raw) : null;
+  if (percent) return Math.ceil((Number(percent[1]) / 100) * nodeCount);
+  return 0;
 }

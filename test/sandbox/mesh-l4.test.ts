@@ -72,6 +72,53 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
     expect(noCert.stdout).not.toMatch(/^[1-5]\d\d$/);
   });
 
+  it("restarts the agents under steady new-connection load without a refused or reset connection", async () => {
+    // 40 new client connections a second for 14 s, each crossing three captured hops (two of them cross-node),
+    // while both agents are replaced: the new agent opens its listeners next to the old one's (SO_REUSEPORT),
+    // becomes Ready, then the old one closes its listeners (queued connections migrate) and drains.
+    const node = path.join(REPO_ROOT, "node_modules", "node", "bin", "node");
+    const load = ambit(["dev", "exec", "demo/client", "--", node, path.join(REPO_ROOT, "bench", "tools", "connection-load.ts"), "http://orders.demo/restart", "40", "14", '"service":"fraud"']);
+    await new Promise((r) => setTimeout(r, 2000));
+    const before = (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "jsonpath={.items[*].metadata.uid}"])).stdout.split(" ");
+    expect((await kubectl(["rollout", "restart", "daemonset/ambit-agent", "-n", "ambit-system"])).exitCode).toBe(0);
+    await expect
+      .poll(async () => {
+        const pods = JSON.parse((await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "json"])).stdout).items as Array<{ metadata: { uid: string } }>;
+        return pods.length === 2 && pods.every((p) => !before.includes(p.metadata.uid));
+      }, { timeout: 20_000, interval: 500 })
+      .toBe(true);
+    const result = await load;
+    const tally = JSON.parse(result.stdout);
+    console.log(`agent restart under load: ${JSON.stringify(tally)}`);
+    expect(tally.sent).toBe(560);
+    expect({ refused: tally.refused, reset: tally.reset, timeout: tally.timeout, badAnswer: tally.badAnswer, other: tally.other, errors: tally.errors }).toEqual({ refused: 0, reset: 0, timeout: 0, badAnswer: 0, other: 0, errors: {} });
+    expect(tally.ok).toBe(560);
+  });
+
+  it("captures a new pod of an enrolled namespace through the chained CNI plugin, and holds it back while no agent runs", async () => {
+    const pod = (ns: string, name: string) => ({ apiVersion: "v1", kind: "Pod", metadata: { name, namespace: ns }, spec: { containers: [{ name: "c", image: "ambit.dev/toolbox:0.1" }] } });
+    const apply = (items: object[]) => kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items }) });
+    const state = async (ns: string, name: string) => {
+      const p = JSON.parse((await kubectl(["get", "pod", "-n", ns, name, "-o", "json"])).stdout);
+      return `${p.status?.phase}/${p.metadata.annotations?.["ambit.dev/redirection"] ?? "-"}`;
+    };
+    expect((await apply([{ apiVersion: "v1", kind: "Namespace", metadata: { name: "meshed", labels: { "ambit.dev/dataplane-mode": "ambient" } } }, { apiVersion: "v1", kind: "Namespace", metadata: { name: "plain" } }, pod("meshed", "first")])).exitCode).toBe(0);
+    // Captured by the CNI ADD, before its container ran: the annotation is there as soon as it is Running.
+    await expect.poll(() => state("meshed", "first"), { timeout: 20_000 }).toBe("Running/enabled");
+
+    const manifest = path.join(REPO_ROOT, "daemonset", "manifests", "ambit-agent.yaml");
+    expect((await kubectl(["delete", "daemonset", "-n", "ambit-system", "ambit-agent", "--wait=true", "--timeout=60s"])).exitCode).toBe(0);
+    await expect.poll(async () => (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "name"])).stdout, { timeout: 60_000 }).toBe("");
+    expect((await apply([pod("meshed", "second"), pod("plain", "other")])).exitCode).toBe(0);
+    // Not enrolled: the plugin asks the API and lets it start. Enrolled: it must not start uncaptured.
+    await expect.poll(() => state("plain", "other"), { timeout: 20_000 }).toBe("Running/-");
+    expect(await state("meshed", "second")).toBe("Pending/-");
+
+    expect((await kubectl(["apply", "-f", manifest])).exitCode).toBe(0);
+    await expect.poll(() => state("meshed", "second"), { timeout: 60_000 }).toBe("Running/enabled");
+    await expect.poll(async () => (await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-agent", "--timeout=30s"])).exitCode, { timeout: 60_000 }).toBe(0);
+  });
+
   it("respects the pod opt-out label and releases everything when the namespace label goes", async () => {
     const fraud = (await kubectl(["get", "pods", "-n", "demo", "-l", "app=fraud", "-o", "jsonpath={.items[0].metadata.name}"])).stdout;
     expect((await kubectl(["label", "pod", "-n", "demo", fraud, "ambit.dev/dataplane-mode=none"])).exitCode).toBe(0);

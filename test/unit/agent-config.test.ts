@@ -14,6 +14,7 @@ describe("loadAgentConfig", () => {
       drainDeadlineMs: 30_000,
       cniTimeoutMs: 10_000,
       logLevel: "info",
+      readyFile: undefined,
     });
   });
 
