@@ -13,6 +13,7 @@ import { EnrollmentController, type CaptureDriver, type PodRef } from "./enrollm
 import { CertificateManager } from "./identity/certificates.ts";
 import { LocalCa } from "./identity/local-ca.ts";
 import { InPodCaptureDriver } from "./inpod/index.ts";
+import { captureState } from "./capture/index.ts";
 import { AgentMetrics } from "./metrics/index.ts";
 import { WorkloadIndex } from "./state/index.ts";
 
@@ -91,6 +92,7 @@ const cni = await startCniEventServer(config.cniSocket, async (req) => {
     await enrollment.podDeleted({ namespace: req.podNamespace, name: req.podName });
     return { ok: true };
   }
+  if (req.command === "CHECK") return enrollment.podCheck({ namespace: req.podNamespace, name: req.podName }, async (netns) => (await captureState(netns)) === "captured");
   const intent = await enrollment.podAdded({ namespace: req.podNamespace, name: req.podName, uid: req.podUid, netnsPath: req.netns, ips: req.ips });
   return { ok: true, captured: intent.capture };
 });

@@ -88,8 +88,10 @@ export class Dataplane implements InPodHandlers {
         };
         const src = e.forwardedFor ? this.#opts.index.workloadByIp(e.forwardedFor) : undefined;
         if (src) labels.source_workload = src.workloadName;
-        if (e.phase === "open") this.#opts.metrics.connectionOpened(labels);
-        else {
+        if (e.phase === "open") {
+          this.#opts.metrics.connectionOpened(labels);
+          this.#opts.log.info({ event: "connection", reporter: "destination", src: { identity: formatSpiffeId(e.source), ip: e.forwardedFor }, dst: e.destination }, "connection opened");
+        } else {
           if (e.status !== 200) this.#opts.metrics.connectionOpened(labels);
           this.#opts.metrics.connectionClosed(labels, { sent: e.bytesSent, received: e.bytesReceived });
           this.#opts.log.info({ event: "connection", reporter: "destination", src: { identity: formatSpiffeId(e.source), ip: e.forwardedFor }, dst: e.destination, bytesSent: e.bytesSent, bytesReceived: e.bytesReceived, durationMs: Math.round(e.durationMs), status: e.status, error: e.error }, "connection closed");
@@ -173,9 +175,19 @@ export class Dataplane implements InPodHandlers {
       }
       const reported = alsoDestination ? [labels, { ...labels, reporter: "destination" }] : [labels];
       for (const l of reported) this.#opts.metrics.connectionOpened(l);
+      const access = {
+        event: "connection",
+        reporter: "source",
+        src: { workload: labels.source_workload, namespace: labels.source_workload_namespace, identity: labels.source_principal, ip: pod.ips[0] },
+        dst: { workload: labels.destination_workload, namespace: labels.destination_workload_namespace, identity: labels.destination_principal, ip: originalDestination.address, port: originalDestination.port },
+        security: labels.connection_security_policy,
+      };
+      log.info(access, "connection opened");
+      const opened = performance.now();
       socket.resume();
       const result = await splice(socket, upstream);
       for (const l of reported) this.#opts.metrics.connectionClosed(l, { sent: result.bToA, received: result.aToB });
+      log.info({ ...access, bytesSent: result.aToB, bytesReceived: result.bToA, durationMs: Math.round(performance.now() - opened), ...(result.error ? { error: result.error } : {}) }, "connection closed");
     } catch (err) {
       const e = err as HboneError;
       labels.response_flags = e.status === 401 ? "DENIED" : "UF";

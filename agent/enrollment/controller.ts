@@ -104,6 +104,22 @@ export class EnrollmentController {
     return this.#apply(key, pod, namespace);
   }
 
+  /**
+   * CNI CHECK, read-only: the pod is in the state its labels ask for. `verifyCaptured` inspects the pod's netns
+   * (rules present); a captured pod whose rules went missing is reported, not silently repaired.
+   */
+  async podCheck(req: { namespace: string; name: string }, verifyCaptured: (netnsPath: string) => Promise<boolean>): Promise<{ ok: true; captured: boolean } | { ok: false; code: string; message: string }> {
+    const key = `${req.namespace}/${req.name}`;
+    const pod = await this.#opts.client.get(pathFor("v1", "pods", req.namespace, req.name));
+    const namespace = this.#informers.get("namespaces", req.namespace) ?? (await this.#opts.client.get(pathFor("v1", "namespaces", undefined, req.namespace)));
+    const intent = captureIntent(namespace, pod);
+    const tracked = this.#pods.get(key);
+    if (!intent.capture) return { ok: true, captured: false };
+    if (!tracked?.captured || !tracked.netnsPath) return { ok: false, code: "AMBIT_E_CNI_CHECK", message: `pod ${key} should be captured (${intent.reason}) but this agent has not captured it` };
+    if (!(await verifyCaptured(tracked.netnsPath))) return { ok: false, code: "AMBIT_E_CNI_CHECK", message: `pod ${key} is captured but its capture rules are missing or partial in ${tracked.netnsPath}` };
+    return { ok: true, captured: true };
+  }
+
   /** A pod going away (CNI DEL): release whatever was set up for it. */
   async podDeleted(req: { namespace: string; name: string }): Promise<void> {
     const key = `${req.namespace}/${req.name}`;

@@ -9,6 +9,9 @@ export interface CertificateIssuer {
   issue(id: SpiffeId): Promise<IssuedCertificate>;
 }
 
+/** How soon a failed renewal is tried again (sooner when the held certificate is about to expire). */
+const RENEWAL_RETRY_MS = 30_000;
+
 export class CertificateManager {
   readonly #issuer: CertificateIssuer;
   readonly #log: Logger;
@@ -35,18 +38,40 @@ export class CertificateManager {
     this.#certs.set(key, cert);
     this.#onChange([...this.#certs.values()]);
     // Renewed at half life; live connections keep the context they were made with.
-    const halfLife = Math.max(1000, (cert.notAfter.getTime() - Date.now()) / 2);
+    this.#schedule(id, Math.max(1000, (cert.notAfter.getTime() - Date.now()) / 2));
+    this.#log.info({ identity: key, notAfter: cert.notAfter.toISOString() }, "certificate issued");
+  }
+
+  #schedule(id: SpiffeId, delayMs: number): void {
+    const key = formatSpiffeId(id);
     clearTimeout(this.#timers.get(key));
-    const timer = setTimeout(() => void this.#renew(id).catch((err: unknown) => this.#log.error({ identity: key, err: String(err) }, "certificate renewal failed; retrying in 30 s")), halfLife);
+    const timer = setTimeout(
+      () =>
+        void this.#renew(id).catch((err: unknown) => {
+          // The current certificate stays in use meanwhile; retry well before it expires.
+          const held = this.#certs.get(key);
+          const retryMs = Math.min(RENEWAL_RETRY_MS, Math.max(1000, held ? (held.notAfter.getTime() - Date.now()) / 4 : RENEWAL_RETRY_MS));
+          this.#log.error({ identity: key, err: String(err), retryMs }, "certificate renewal failed; retrying");
+          this.#schedule(id, retryMs);
+        }),
+      delayMs,
+    );
     timer.unref();
     this.#timers.set(key, timer);
-    this.#log.info({ identity: key, notAfter: cert.notAfter.toISOString() }, "certificate issued");
   }
 
   credentialsFor(id: SpiffeId): Credentials {
     const cert = this.#certs.get(formatSpiffeId(id));
     if (!cert) throw Object.assign(new Error(`no certificate held for ${formatSpiffeId(id)}`), { code: "AMBIT_E_IDENTITY_MISSING" });
     return cert;
+  }
+
+  /** Stops renewing an identity no pod of this node uses any more. */
+  forget(id: SpiffeId): void {
+    const key = formatSpiffeId(id);
+    clearTimeout(this.#timers.get(key));
+    this.#timers.delete(key);
+    if (this.#certs.delete(key)) this.#onChange([...this.#certs.values()]);
   }
 
   /** For the admin API: identities and expiry, never keys. */

@@ -61,6 +61,21 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
     expect(line).toContain('source_principal="spiffe://cluster.local/ns/demo/sa/orders"');
     expect(line).toContain('destination_principal="spiffe://cluster.local/ns/demo/sa/payments"');
     expect(line).toContain('connection_security_policy="mutual_tls"');
+
+    // Access logs: the source agent (orders' node) and the destination agent (payments' node) each log the close.
+    const agentOn = async (nodeName: string) =>
+      (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "--field-selector", `spec.nodeName=${nodeName}`, "-o", "jsonpath={.items[0].metadata.name}"])).stdout;
+    const closes = async (nodeName: string) =>
+      (await ambit(["dev", "logs", `ambit-system/${await agentOn(nodeName)}`])).stdout
+        .split("\n")
+        .filter((l) => l.includes('"msg":"connection closed"'))
+        .map((l) => JSON.parse(l));
+    const sourceLines = (await closes(trace.node)).filter((l) => l.reporter === "source" && l.dst.identity === "spiffe://cluster.local/ns/demo/sa/payments");
+    expect(sourceLines.at(-1)).toMatchObject({ src: { workload: "orders", identity: "spiffe://cluster.local/ns/demo/sa/orders" }, dst: { workload: "payments" }, security: "mutual_tls" });
+    expect(sourceLines.at(-1).bytesReceived).toBeGreaterThan(0);
+    const destinationLines = (await closes(trace.next.node)).filter((l) => l.reporter === "destination" && l.src.identity === "spiffe://cluster.local/ns/demo/sa/orders");
+    expect(destinationLines.at(-1)).toMatchObject({ status: 200 });
+    expect(destinationLines.at(-1).bytesSent).toBeGreaterThan(0);
   });
 
   it("lets the legacy client in (PERMISSIVE), and nobody without a mesh certificate onto 15008", async () => {
@@ -105,6 +120,28 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
     expect((await apply([{ apiVersion: "v1", kind: "Namespace", metadata: { name: "meshed", labels: { "ambit.dev/dataplane-mode": "ambient" } } }, { apiVersion: "v1", kind: "Namespace", metadata: { name: "plain" } }, pod("meshed", "first")])).exitCode).toBe(0);
     // Captured by the CNI ADD, before its container ran: the annotation is there as soon as it is Running.
     await expect.poll(() => state("meshed", "first"), { timeout: 20_000 }).toBe("Running/enabled");
+
+    // CNI CHECK, run as a runtime runs it, reports a captured pod whose rules were removed behind the agent's back.
+    const first = JSON.parse((await kubectl(["get", "pod", "-n", "meshed", "first", "-o", "json"])).stdout);
+    const check = () =>
+      execa(path.join(REPO_ROOT, "cni", "bin", "ambit-cni"), [], {
+        reject: false,
+        extendEnv: false,
+        env: { CNI_COMMAND: "CHECK", CNI_CONTAINERID: first.metadata.uid, CNI_NETNS: "/dev/null", CNI_IFNAME: "eth0", CNI_PATH: "/usr/lib/cni", CNI_ARGS: `K8S_POD_NAMESPACE=meshed;K8S_POD_NAME=first;K8S_POD_UID=${first.metadata.uid}` },
+        input: JSON.stringify({
+          cniVersion: "1.0.0",
+          name: "ambit-sandbox",
+          type: "ambit-cni",
+          agentSocket: `${TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR}/nodes/${first.spec.nodeName}/var/run/ambit/cni.sock`,
+          prevResult: { cniVersion: "1.0.0", ips: [{ address: `${first.status.podIP}/24` }] },
+        }),
+      });
+    expect((await check()).exitCode).toBe(0);
+    const netns = `/run/netns/${first.metadata.annotations["sandbox.ambit.dev/netns"]}`;
+    await execa("nsenter", [`--net=${netns}`, "--", "iptables", "-t", "nat", "-D", "OUTPUT", "-j", "AMBIT-OUTPUT"]);
+    const broken = await check();
+    expect(broken.exitCode).toBe(1);
+    expect(JSON.parse(broken.stdout)).toMatchObject({ code: 100, details: "AMBIT_E_CNI_CHECK", msg: expect.stringContaining("capture rules are missing or partial") });
 
     const manifest = path.join(REPO_ROOT, "daemonset", "manifests", "ambit-agent.yaml");
     expect((await kubectl(["delete", "daemonset", "-n", "ambit-system", "ambit-agent", "--wait=true", "--timeout=60s"])).exitCode).toBe(0);

@@ -1,0 +1,191 @@
+// Issue 3 targets on the sandbox: cross-node latency at a fixed rate, max req/s, new connections/s, agent CPU and memory — direct vs through the mesh.
+import fs from "node:fs/promises";
+import path from "node:path";
+import { execa } from "execa";
+import { REPO_ROOT } from "../sandbox/config.ts";
+
+const ROUNDS = Number(process.env.ROUNDS ?? 2);
+const RATE = Number(process.env.RATE ?? 1000);
+const SECONDS = Number(process.env.SECONDS ?? 10);
+const IDLE_PODS = Number(process.env.IDLE_PODS ?? 100);
+const HELD_CONNECTIONS = Number(process.env.HELD_CONNECTIONS ?? 10_000);
+const ENV = { AMBIT_DEV_NAME_PREFIX: "ambit-bench", AMBIT_DEV_STATE_DIR: "/run/ambit-bench", AMBIT_DEV_API_PORT: "16446" };
+const KUBECONFIG = `${ENV.AMBIT_DEV_STATE_DIR}/kubeconfig`;
+const NODE = path.join(REPO_ROOT, "node_modules", "node", "bin", "node");
+const LOAD = path.join(REPO_ROOT, "bench", "tools", "http-load.ts");
+
+const ambit = (args: string[]) => execa(NODE, [path.join(REPO_ROOT, "bin", "ambit.ts"), ...args], { env: ENV, timeout: 300_000 });
+const kubectl = (args: string[], input?: string) => execa("kubectl", args, { env: { KUBECONFIG }, timeout: 120_000, ...(input ? { input } : {}) });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(300);
+  }
+}
+
+const pod = (name: string, node: string, container: Record<string, unknown>, labels: Record<string, string> = {}) => ({
+  apiVersion: "v1",
+  kind: "Pod",
+  metadata: { name, namespace: "bench", labels: { app: name, ...labels } },
+  spec: { nodeName: node, containers: [{ name: "c", ...container }] },
+});
+
+async function agentPids(): Promise<Record<string, number>> {
+  const pods = JSON.parse((await kubectl(["get", "pods", "-n", "ambit-system", "-o", "json"])).stdout).items as Array<{ spec: { nodeName: string }; status: { containerStatuses?: Array<{ containerID?: string }> } }>;
+  return Object.fromEntries(pods.map((p) => [p.spec.nodeName, Number(p.status.containerStatuses?.[0]?.containerID?.replace("sandbox://", ""))]));
+}
+
+async function cpuSeconds(pid: number): Promise<number> {
+  const fields = (await fs.readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 10 ms
+}
+
+async function rssKiB(pid: number): Promise<number> {
+  return Number(/VmRSS:\s+(\d+)/.exec(await fs.readFile(`/proc/${pid}/status`, "utf8"))?.[1]);
+}
+
+async function load(mode: string, extra: string[]): Promise<Record<string, number>> {
+  const { stdout } = await ambit(["dev", "exec", "bench/client", "--", NODE, LOAD, "--mode", mode, "--target", "server.bench:8080", ...extra]);
+  return JSON.parse(stdout.trim().split("\n").at(-1)!) as Record<string, number>;
+}
+
+async function setEnrolled(enrolled: boolean): Promise<void> {
+  await kubectl(["label", "ns", "bench", enrolled ? "ambit.dev/dataplane-mode=ambient" : "ambit.dev/dataplane-mode-", "--overwrite"]);
+  const want = enrolled ? "enabled" : "disabled";
+  await waitFor(`bench pods ${want}`, async () => {
+    const items = JSON.parse((await kubectl(["get", "pods", "-n", "bench", "-l", "role=measured", "-o", "json"])).stdout).items as Array<{ metadata: { annotations?: Record<string, string> } }>;
+    return items.length === 2 && items.every((p) => (p.metadata.annotations?.["ambit.dev/redirection"] ?? "disabled") === want);
+  });
+  await sleep(1000);
+}
+
+interface Scenario {
+  latency: Record<string, number>;
+  max: Record<string, number>;
+  connect: Record<string, number>;
+  agentCpuPer1kRps?: Record<string, number>;
+}
+
+async function measure(mesh: boolean): Promise<Scenario> {
+  const pids = await agentPids();
+  const before = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([n, pid]) => [n, await cpuSeconds(pid)] as const)));
+  const started = performance.now();
+  const latency = await load("rate", ["--rate", String(RATE), "--seconds", String(SECONDS), "--connections", "16"]);
+  const wall = (performance.now() - started) / 1000;
+  const after = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([n, pid]) => [n, await cpuSeconds(pid)] as const)));
+  const agentCpuPer1kRps = Object.fromEntries(Object.keys(pids).map((n) => [n, Number(((after[n]! - before[n]!) / wall / (latency.achievedRate! / 1000)).toFixed(4))]));
+  const max = await load("max", ["--seconds", "8", "--connections", "32"]);
+  const connect = await load("connect", ["--seconds", "6", "--connections", "16"]);
+  return { latency, max, connect, ...(mesh ? { agentCpuPer1kRps } : {}) };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+async function main(): Promise<void> {
+  await ambit(["dev", "down"]).catch(() => {});
+  console.log("starting a bench sandbox (2 nodes, agent DaemonSet)...");
+  await ambit(["dev", "up", "--no-demo"]);
+  try {
+    await kubectl(["apply", "-f", path.join(REPO_ROOT, "daemonset", "manifests", "ambit-agent.yaml")]);
+    await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-agent", "--timeout=90s"]);
+    const objects = [
+      { apiVersion: "v1", kind: "Namespace", metadata: { name: "bench" } },
+      pod("server", "node-2", { image: "bench", command: [NODE, path.join(REPO_ROOT, "bench", "tools", "http-server.ts")], ports: [{ containerPort: 8080 }] }, { role: "measured" }),
+      pod("client", "node-1", { image: "ambit.dev/toolbox:0.1" }, { role: "measured" }),
+      { apiVersion: "v1", kind: "Service", metadata: { name: "server", namespace: "bench" }, spec: { selector: { app: "server" }, ports: [{ port: 8080, targetPort: 8080 }] } },
+    ];
+    await kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }));
+    await kubectl(["wait", "-n", "bench", "--for=condition=Ready", "pod", "--all", "--timeout=90s"]);
+    // ECONNREFUSED until the server listens; the kubelet has no probe here.
+    await waitFor("the bench server", async () => (await load("max", ["--seconds", "0.2", "--connections", "1"])).requests! > 0, 30_000);
+
+    // Idle figures first: after load, V8 keeps the heap it grew, so later readings are not "idle" any more.
+    const idlePids = await agentPids();
+    const idle = Object.fromEntries(await Promise.all(Object.entries(idlePids).map(async ([n, pid]) => [n, await rssKiB(pid)] as const)));
+    const cpuBefore = await Promise.all(Object.values(idlePids).map(cpuSeconds));
+    await sleep(5000);
+    const cpuAfter = await Promise.all(Object.values(idlePids).map(cpuSeconds));
+    const idleCpu = Object.fromEntries(Object.keys(idlePids).map((n, i) => [n, Number(((cpuAfter[i]! - cpuBefore[i]!) / 5).toFixed(4))]));
+
+    const rounds: Array<{ direct: Scenario; mesh: Scenario }> = [];
+    for (let r = 1; r <= ROUNDS; r++) {
+      await setEnrolled(false);
+      const direct = await measure(false);
+      await setEnrolled(true);
+      const mesh = await measure(true);
+      rounds.push({ direct, mesh });
+      console.log(`round ${r}: direct p50/p99 ${direct.latency.p50Ms}/${direct.latency.p99Ms} ms, mesh ${mesh.latency.p50Ms}/${mesh.latency.p99Ms} ms; max ${direct.max.requestsPerSecond} vs ${mesh.max.requestsPerSecond} req/s`);
+    }
+
+    // Memory: idle agents, then with IDLE_PODS more enrolled pods, then with HELD_CONNECTIONS open tunneled connections.
+    const pids = await agentPids();
+    const rss = async () => Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([n, pid]) => [n, await rssKiB(pid)] as const)));
+    const sumRss = async () => Object.values(await rss()).reduce((a, b) => a + b, 0);
+    const beforePods = await rss();
+    await kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: Array.from({ length: IDLE_PODS }, (_, i) => pod(`idle-${i}`, i % 2 ? "node-2" : "node-1", { image: "ambit.dev/toolbox:0.1" })) }));
+    await waitFor(`${IDLE_PODS} idle pods captured`, async () => {
+      const items = JSON.parse((await kubectl(["get", "pods", "-n", "bench", "-o", "json"])).stdout).items as Array<{ metadata: { name: string; annotations?: Record<string, string> } }>;
+      return items.filter((p) => p.metadata.name.startsWith("idle-") && p.metadata.annotations?.["ambit.dev/redirection"] === "enabled").length === IDLE_PODS;
+    }, 600_000);
+    await sleep(3000);
+    const withPods = await rss();
+    const beforeHeld = await sumRss();
+    const held = execa(NODE, [path.join(REPO_ROOT, "bin", "ambit.ts"), "dev", "exec", "bench/client", "--", "sh", "-c", `ulimit -n 65536; exec ${NODE} ${LOAD} --mode hold --target server.bench:8080 --connections ${HELD_CONNECTIONS}`], { env: ENV, stdin: "pipe", reject: false });
+    let heldReport = "";
+    held.stdout?.on("data", (d: Buffer) => (heldReport += d.toString()));
+    await waitFor(`${HELD_CONNECTIONS} held connections`, async () => heldReport.includes('"mode":"hold"'), 300_000);
+    await sleep(3000);
+    const withConnections = await rss();
+    const afterHeld = await sumRss();
+    held.stdin?.end();
+    await held;
+
+    const meshLat = rounds.map((r) => r.mesh.latency);
+    const directLat = rounds.map((r) => r.direct.latency);
+    const summary = {
+      rounds: ROUNDS,
+      rate: RATE,
+      latency: {
+        directP50Ms: median(directLat.map((l) => l.p50Ms!)),
+        directP99Ms: median(directLat.map((l) => l.p99Ms!)),
+        meshP50Ms: median(meshLat.map((l) => l.p50Ms!)),
+        meshP99Ms: median(meshLat.map((l) => l.p99Ms!)),
+        addedP50Ms: Number((median(meshLat.map((l) => l.p50Ms!)) - median(directLat.map((l) => l.p50Ms!))).toFixed(3)),
+        addedP99Ms: Number((median(meshLat.map((l) => l.p99Ms!)) - median(directLat.map((l) => l.p99Ms!))).toFixed(3)),
+      },
+      maxRps: { direct: median(rounds.map((r) => r.direct.max.requestsPerSecond!)), mesh: median(rounds.map((r) => r.mesh.max.requestsPerSecond!)) },
+      newConnectionsPerSecond: { direct: median(rounds.map((r) => r.direct.connect.connectionsPerSecond!)), mesh: median(rounds.map((r) => r.mesh.connect.connectionsPerSecond!)) },
+      agentCpuPer1kRps: Object.fromEntries(Object.keys(pids).map((n) => [n, median(rounds.map((r) => r.mesh.agentCpuPer1kRps![n]!))])),
+      agentIdleVcpu: idleCpu,
+      agentRssKiB: { idle, afterLoad: beforePods, withPods, withConnections },
+      perPodKiB: Number(((Object.values(withPods).reduce((a, b) => a + b, 0) - Object.values(beforePods).reduce((a, b) => a + b, 0)) / IDLE_PODS).toFixed(1)),
+      perConnectionKiB: Number(((afterHeld - beforeHeld) / HELD_CONNECTIONS).toFixed(2)),
+      heldConnections: JSON.parse(heldReport.trim().split("\n").find((l) => l.includes('"mode":"hold"'))!),
+      raw: rounds,
+    };
+    console.log("\n| measure | direct | mesh | goal |\n|---|---|---|---|");
+    console.log(`| p50 latency @${RATE} req/s (ms) | ${summary.latency.directP50Ms} | ${summary.latency.meshP50Ms} (+${summary.latency.addedP50Ms}) | |`);
+    console.log(`| p99 latency @${RATE} req/s (ms) | ${summary.latency.directP99Ms} | ${summary.latency.meshP99Ms} (+${summary.latency.addedP99Ms}) | |`);
+    console.log(`| max keep-alive req/s (32 conns) | ${summary.maxRps.direct} | ${summary.maxRps.mesh} (${((100 * summary.maxRps.mesh) / summary.maxRps.direct).toFixed(0)}%) | >= 40% |`);
+    console.log(`| new connections/s (16 workers) | ${summary.newConnectionsPerSecond.direct} | ${summary.newConnectionsPerSecond.mesh} | |`);
+    console.log(`| agent vCPU per 1,000 req/s | | ${Object.entries(summary.agentCpuPer1kRps).map(([n, v]) => `${n} ${v}`).join(", ")} | <= 0.06 |`);
+    console.log(`| agent vCPU idle | | ${Object.entries(idleCpu).map(([n, v]) => `${n} ${v}`).join(", ")} | |`);
+    console.log(`| agent RSS idle (KiB) | | ${Object.entries(idle).map(([n, v]) => `${n} ${v}`).join(", ")} | |`);
+    console.log(`| RSS per enrolled pod (KiB) | | ${summary.perPodKiB} | <= 64 |`);
+    console.log(`| RSS per open tunneled connection (KiB) | | ${summary.perConnectionKiB} | <= 8 |`);
+    const out = path.join(REPO_ROOT, "bench", "results", "dataplane-l4.json");
+    await fs.mkdir(path.dirname(out), { recursive: true });
+    await fs.writeFile(out, JSON.stringify(summary, null, 2) + "\n");
+    console.log(`\nwrote ${out}`);
+  } finally {
+    await ambit(["dev", "down"]).catch(() => {});
+  }
+}
+
+await main();
