@@ -87,13 +87,17 @@ const enrollment = new EnrollmentController({
 await enrollment.start();
 
 const cni = await startCniEventServer(config.cniSocket, async (req) => {
-  if (req.command === "STATUS" || req.command === "GC") return { ok: true };
+  if (req.command === "STATUS") return { ok: true };
+  if (req.command === "GC") {
+    await enrollment.garbageCollect(req.validAttachments);
+    return { ok: true };
+  }
   if (req.command === "DEL") {
     await enrollment.podDeleted({ namespace: req.podNamespace, name: req.podName });
     return { ok: true };
   }
   if (req.command === "CHECK") return enrollment.podCheck({ namespace: req.podNamespace, name: req.podName }, async (netns) => (await captureState(netns)) === "captured");
-  const intent = await enrollment.podAdded({ namespace: req.podNamespace, name: req.podName, uid: req.podUid, netnsPath: req.netns, ips: req.ips });
+  const intent = await enrollment.podAdded({ namespace: req.podNamespace, name: req.podName, uid: req.podUid, netnsPath: req.netns, ips: req.ips, containerId: req.containerId });
   return { ok: true, captured: intent.capture };
 });
 

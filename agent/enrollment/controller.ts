@@ -42,6 +42,8 @@ export interface PodEnrollment {
 
 interface Tracked {
   uid: string;
+  /** Set when the pod came through CNI ADD: what CNI GC's valid-attachments name. */
+  containerId?: string;
   netnsPath?: string;
   captured: boolean;
   reason: string;
@@ -96,11 +98,11 @@ export class EnrollmentController {
    * A pod being created (CNI ADD): decide and capture before the pod's containers start. Reads the pod
    * from the API rather than the cache: CNI runs right after the pod was bound, before the watch event.
    */
-  async podAdded(req: { namespace: string; name: string; uid: string; netnsPath: string; ips: string[] }): Promise<CaptureIntent> {
+  async podAdded(req: { namespace: string; name: string; uid: string; netnsPath: string; ips: string[]; containerId?: string }): Promise<CaptureIntent> {
     const key = `${req.namespace}/${req.name}`;
     const pod = await this.#opts.client.get(pathFor("v1", "pods", req.namespace, req.name));
     const namespace = this.#informers.get("namespaces", req.namespace) ?? (await this.#opts.client.get(pathFor("v1", "namespaces", undefined, req.namespace)));
-    this.#pods.set(key, { uid: req.uid, netnsPath: req.netnsPath, captured: false, reason: "", ips: req.ips });
+    this.#pods.set(key, { uid: req.uid, netnsPath: req.netnsPath, captured: false, reason: "", ips: req.ips, ...(req.containerId ? { containerId: req.containerId } : {}) });
     return this.#apply(key, pod, namespace);
   }
 
@@ -118,6 +120,25 @@ export class EnrollmentController {
     if (!tracked?.captured || !tracked.netnsPath) return { ok: false, code: "AMBIT_E_CNI_CHECK", message: `pod ${key} should be captured (${intent.reason}) but this agent has not captured it` };
     if (!(await verifyCaptured(tracked.netnsPath))) return { ok: false, code: "AMBIT_E_CNI_CHECK", message: `pod ${key} is captured but its capture rules are missing or partial in ${tracked.netnsPath}` };
     return { ok: true, captured: true };
+  }
+
+  /**
+   * CNI GC: pods set up through CNI ADD whose attachment the runtime no longer has are released, unless the API
+   * still shows the same pod (uid) on this node: a missed or racing GC must never uncapture a live pod.
+   */
+  async garbageCollect(validAttachments: Array<{ containerID: string }>): Promise<string[]> {
+    const valid = new Set(validAttachments.map((a) => a.containerID));
+    const released: string[] = [];
+    for (const [key, tracked] of [...this.#pods.entries()]) {
+      if (!tracked.containerId || valid.has(tracked.containerId)) continue;
+      const { namespace, name } = splitKey(key);
+      const live = await this.#opts.client.get(pathFor("v1", "pods", namespace, name)).catch(() => undefined);
+      if (live && live.metadata.uid === tracked.uid && !live.metadata.deletionTimestamp) continue;
+      await this.podDeleted({ namespace: namespace ?? "", name });
+      released.push(key);
+    }
+    if (released.length > 0) this.#log.info({ released }, "CNI GC released stale pods");
+    return released;
   }
 
   /** A pod going away (CNI DEL): release whatever was set up for it. */

@@ -88,4 +88,25 @@ describe("EnrollmentController", () => {
     await controller.podDeleted({ namespace: "demo", name: "fresh" });
     expect(driver.calls.at(-1)).toBe("release demo/fresh");
   });
+
+  it("CNI GC releases only pods whose attachment is gone and whose pod the API no longer shows", async () => {
+    await label("demo", "ambient");
+    await controller.start();
+    // "stale" is bound to a node this agent's informer does not watch, so only GC can notice it is gone.
+    const add = async (name: string, node = "node-1") => {
+      await t.client.create("/api/v1/namespaces/demo/pods", { apiVersion: "v1", kind: "Pod", metadata: { name }, spec: { nodeName: node, containers: [{ name: "c", image: "i" }] } });
+      const pod = await t.client.get(`/api/v1/namespaces/demo/pods/${name}`);
+      await controller.podAdded({ namespace: "demo", name, uid: pod.metadata.uid as string, netnsPath: `/run/netns/${name}`, ips: ["10.244.1.9"], containerId: `ctr-${name}` });
+    };
+    await add("kept");
+    await add("stale", "node-9");
+    await add("live");
+    // "stale" vanished without a CNI DEL reaching the agent; "live" is missing from the list but still exists.
+    await t.client.delete("/api/v1/namespaces/demo/pods/stale", { gracePeriodSeconds: 0 });
+    const released = await controller.garbageCollect([{ containerID: "ctr-kept" }]);
+    expect(released).toEqual(["demo/stale"]);
+    expect(driver.captured.has("demo/stale")).toBe(false);
+    expect(driver.captured.has("demo/kept")).toBe(true);
+    expect(driver.captured.has("demo/live")).toBe(true);
+  });
 });
