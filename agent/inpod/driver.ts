@@ -54,9 +54,6 @@ export class InPodCaptureDriver implements CaptureDriver {
     const servers: net.Server[] = [];
     this.#pods.set(pod.uid, { servers });
     try {
-      // When an agent closes its listeners on restart, connections waiting in their accept queues move to the
-      // new agent's listeners of the same SO_REUSEPORT group instead of being reset (Linux 5.14+, per netns).
-      await run("sh", ["-c", "echo 1 > /proc/sys/net/ipv4/tcp_migrate_req"], { netns: pod.netnsPath });
       const serve = (host: string, port: number, onConnection: (socket: net.Socket) => void) => {
         const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => {
           try {
@@ -75,6 +72,9 @@ export class InPodCaptureDriver implements CaptureDriver {
       serve("127.0.0.1", PORTS.outbound, (s) => this.#opts.handlers.outbound(captured(s)));
       serve("0.0.0.0", PORTS.inboundPlaintext, (s) => this.#opts.handlers.inboundPlaintext(captured(s)));
       serve("0.0.0.0", PORTS.hbone, (s) => this.#opts.handlers.hbone(pod, s));
+      // When an agent closes its listeners on restart, connections waiting in their accept queues move to the
+      // new agent's listeners of the same SO_REUSEPORT group instead of being reset (Linux 5.14+, per netns).
+      await run("sh", ["-c", "echo 1 > /proc/sys/net/ipv4/tcp_migrate_req"], { netns: pod.netnsPath });
       await applyCaptureRules(pod.netnsPath, { probeSourceIps: this.#opts.probeSourceIps });
     } catch (err) {
       await this.release(pod).catch(() => {});

@@ -62,6 +62,8 @@ describe.skipIf(!isRoot)(`in-pod capture driver (${isRoot ? "root" : ROOT_REQUIR
     expect(await read(await connectMarked(NODE_IP, 9000, 0, pod.netnsPath))).toBe("node-server");
     await driver.capture(pod);
     expect(driver.capturedPods).toBe(1);
+    // Accept queues migrate to a new agent's listeners on restart.
+    expect((await execa("ip", ["netns", "exec", POD, "cat", "/proc/sys/net/ipv4/tcp_migrate_req"])).stdout).toBe("1");
     expect(await read(await connectMarked(NODE_IP, 9000, 0, pod.netnsPath))).toBe(`outbound orders-1 -> ${NODE_IP}:9000`);
     expect(await requestFrom(NODE, POD_IP, 8080, CLIENT_IP)).toBe(`inbound ${POD_IP}:8080 from ${CLIENT_IP}`);
     expect(await requestFrom(NODE, POD_IP, 15008, CLIENT_IP)).toBe("hbone for orders-1");
