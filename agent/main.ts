@@ -2,6 +2,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import pino from "pino";
+import { execa } from "execa";
 import { KubeConfig } from "@kubernetes/client-node";
 import { KubeClient, pathFor } from "../kube/client.ts";
 import { SharedInformers } from "../kube/informers.ts";
@@ -18,6 +19,9 @@ import { AgentMetrics } from "./metrics/index.ts";
 import { WorkloadIndex } from "./state/index.ts";
 
 const config = loadAgentConfig();
+
+// Two descriptors per proxied connection: use the whole hard limit the runtime grants (ztunnel does the same).
+await raiseOpenFileLimit();
 const log = pino({ level: config.logLevel, base: { component: "agent", node: config.nodeName } });
 const kc = new KubeConfig();
 kc.loadFromCluster();
@@ -147,3 +151,12 @@ const shutdown = async (signal: string) => {
 };
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
+
+async function raiseOpenFileLimit(): Promise<void> {
+  const limits = await fs.readFile("/proc/self/limits", "utf8");
+  const [, soft, hard] = /Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/.exec(limits) ?? [];
+  if (!soft || !hard || soft === hard) return;
+  await execa("prlimit", ["--pid", String(process.pid), `--nofile=${hard}:${hard}`]).catch((err: Error) =>
+    console.error(JSON.stringify({ level: 40, msg: "could not raise the open-file limit", soft, hard, err: err.message })),
+  );
+}

@@ -70,12 +70,16 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
         .split("\n")
         .filter((l) => l.includes('"msg":"connection closed"'))
         .map((l) => JSON.parse(l));
-    const sourceLines = (await closes(trace.node)).filter((l) => l.reporter === "source" && l.dst.identity === "spiffe://cluster.local/ns/demo/sa/payments");
-    expect(sourceLines.at(-1)).toMatchObject({ src: { workload: "orders", identity: "spiffe://cluster.local/ns/demo/sa/orders" }, dst: { workload: "payments" }, security: "mutual_tls" });
-    expect(sourceLines.at(-1).bytesReceived).toBeGreaterThan(0);
-    const destinationLines = (await closes(trace.next.node)).filter((l) => l.reporter === "destination" && l.src.identity === "spiffe://cluster.local/ns/demo/sa/orders");
-    expect(destinationLines.at(-1)).toMatchObject({ status: 200 });
-    expect(destinationLines.at(-1).bytesSent).toBeGreaterThan(0);
+    // The close lines are written when each agent sees its side finish, which can be just after curl has its
+    // answer, so poll for them rather than reading the log once.
+    const lastSourceClose = async () =>
+      (await closes(trace.node)).filter((l) => l.reporter === "source" && l.dst.identity === "spiffe://cluster.local/ns/demo/sa/payments").at(-1);
+    await expect.poll(lastSourceClose, { timeout: 5_000 }).toMatchObject({ src: { workload: "orders", identity: "spiffe://cluster.local/ns/demo/sa/orders" }, dst: { workload: "payments" }, security: "mutual_tls" });
+    expect((await lastSourceClose()).bytesReceived).toBeGreaterThan(0);
+    const lastDestinationClose = async () =>
+      (await closes(trace.next.node)).filter((l) => l.reporter === "destination" && l.src.identity === "spiffe://cluster.local/ns/demo/sa/orders").at(-1);
+    await expect.poll(lastDestinationClose, { timeout: 5_000 }).toMatchObject({ status: 200 });
+    expect((await lastDestinationClose()).bytesSent).toBeGreaterThan(0);
   });
 
   it("lets the legacy client in (PERMISSIVE), and nobody without a mesh certificate onto 15008", async () => {
