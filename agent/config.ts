@@ -42,6 +42,18 @@ export interface AgentConfig {
    * probe could be answered by the old one.
    */
   readyFile: string | undefined;
+  /** AMBIT_CONTROLLER_ADDRESS: DNS name of the controller Service; also the name its certificate must carry. */
+  controllerAddress: string;
+  /** AMBIT_CONFIG_STREAM_PORT: the controller's config stream (mutual TLS). */
+  configStreamPort: number;
+  /** AMBIT_CA_PORT: the controller's CSR endpoint. */
+  caPort: number;
+  /** AMBIT_CA_TOKEN_FILE: projected service-account token with audience `ambit-ca`, re-read for every request. */
+  caTokenFile: string;
+  /** AMBIT_SYSTEM_NAMESPACE: the agent's own namespace, where the controller publishes the trust bundle (ConfigMap ambit-ca-root); also the policy root namespace. */
+  systemNamespace: string;
+  /** SERVICE_ACCOUNT (downward API spec.serviceAccountName): the agent's own identity towards the controller. */
+  serviceAccount: string;
 }
 
 export class ConfigError extends Error {
@@ -83,6 +95,12 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     cniTimeoutMs: int("AMBIT_CNI_TIMEOUT_MS", 10_000, 100, 120_000),
     logLevel,
     readyFile: env.AMBIT_READY_FILE || undefined,
+    controllerAddress: env.AMBIT_CONTROLLER_ADDRESS ?? "ambit-controller.ambit-system.svc",
+    configStreamPort: int("AMBIT_CONFIG_STREAM_PORT", 15010, 1, 65535),
+    caPort: int("AMBIT_CA_PORT", 15012, 1, 65535),
+    caTokenFile: env.AMBIT_CA_TOKEN_FILE ?? "/var/run/secrets/tokens/ambit-ca/token",
+    systemNamespace: env.AMBIT_SYSTEM_NAMESPACE ?? "ambit-system",
+    serviceAccount: env.SERVICE_ACCOUNT ?? "ambit-agent",
   };
   if (problems.length > 0) throw new ConfigError(`invalid agent configuration:\n  - ${problems.join("\n  - ")}`);
   return config;

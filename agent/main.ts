@@ -5,14 +5,16 @@ import pino from "pino";
 import { execa } from "execa";
 import { KubeConfig } from "@kubernetes/client-node";
 import { KubeClient, pathFor } from "../kube/client.ts";
-import { SharedInformers } from "../kube/informers.ts";
 import { startCniEventServer } from "../cni/index.ts";
 import { startAdminServers } from "./admin/index.ts";
 import { PORTS, loadAgentConfig } from "./config.ts";
 import { Dataplane } from "./dataplane/index.ts";
 import { EnrollmentController, type CaptureDriver, type PodRef } from "./enrollment/index.ts";
 import { CertificateManager } from "./identity/certificates.ts";
-import { LocalCa } from "./identity/local-ca.ts";
+import { ControllerCaClient } from "./identity/controller-ca.ts";
+import { PolicyStore } from "./authorization/index.ts";
+import { ConfigStreamClient } from "./config-client/index.ts";
+import { meshConfigFromView } from "./config-client/mesh-config.ts";
 import { InPodCaptureDriver } from "./inpod/index.ts";
 import { captureState } from "./capture/index.ts";
 import { AgentMetrics } from "./metrics/index.ts";
@@ -35,27 +37,45 @@ const podCidr = String(node.spec?.podCIDR ?? "");
 const gateway = podCidr ? podCidr.replace(/\.0\/\d+$/, ".1") : undefined;
 const probeSourceIps = [nodeIp, ...(gateway ? [gateway] : [])].filter(Boolean);
 
-const ca = await LocalCa.loadOrCreate(client);
-const certificates = new CertificateManager(ca, log, (certs) => {
+// Trust: the roots the controller publishes, then whatever bundle the config stream carries (root rotation).
+let trustBundlePem = await waitForTrustBundle();
+const caClient = new ControllerCaClient({ host: config.controllerAddress, port: config.caPort, serverName: config.controllerAddress, trustBundlePem: () => trustBundlePem, tokenFile: config.caTokenFile });
+const certificates = new CertificateManager(caClient, log, (certs) => {
   for (const c of certs) metrics.certificateExpiry.set({ identity: c.identity }, c.notAfter.getTime() / 1000);
 });
+// The agent's own identity authenticates it to the config stream (with its node-bound token).
+const agentIdentity = { trustDomain: config.trustDomain, namespace: config.systemNamespace, serviceAccount: config.serviceAccount };
+await retryUntil("the agent's own certificate from the controller's CA", () => certificates.ensure(agentIdentity));
 
 const index = new WorkloadIndex();
-const cluster = new SharedInformers(client, ["pods", "services", "endpointslices"], (resource, err) => log.warn({ resource, err: String(err) }, "watch failed; restarting"));
-let rebuildTimer: NodeJS.Timeout | undefined;
-const rebuild = () => {
-  clearTimeout(rebuildTimer);
-  rebuildTimer = setTimeout(() => index.rebuild(cluster.list("pods"), cluster.list("services"), cluster.list("endpointslices")), 20);
-};
-for (const r of ["pods", "services", "endpointslices"] as const) cluster.on(r, rebuild);
-await cluster.start();
-index.rebuild(cluster.list("pods"), cluster.list("services"), cluster.list("endpointslices"));
+const policy = new PolicyStore({ rootNamespace: config.systemNamespace });
+let configApplied = false;
+const configClient = new ConfigStreamClient({
+  url: `https://${config.controllerAddress}:${config.configStreamPort}`,
+  ca: () => trustBundlePem,
+  credentials: () => certificates.credentialsFor(agentIdentity),
+  token: async () => (await fs.readFile(config.caTokenFile, "utf8")).trim(),
+  node: config.nodeName,
+  log,
+  registry: metrics.registry,
+  // A version applies whole or not at all: any malformed record rejects it (nack) and the previous one stays.
+  onUpdate: (view) => {
+    const mesh = meshConfigFromView(view);
+    policy.replace(mesh.authorizations, mesh.peerAuthentications);
+    index.replace(mesh.workloads, mesh.services);
+    trustBundlePem = mesh.trustBundle.rootsPem.join("");
+    configApplied = true;
+    // Live connections the new policy denies are closed now, not when they end.
+    dataplane.revalidate();
+  },
+});
 
 const dataplane = new Dataplane({
   nodeName: config.nodeName,
   index,
   trustDomain: config.trustDomain,
-  trustBundlePem: ca.rootPem,
+  trustBundlePem: () => trustBundlePem,
+  policy,
   credentialsFor: (id) => certificates.credentialsFor(id),
   localPodNetns: (ip) => enrollment.snapshot().find((p) => p.ips.includes(ip))?.netnsPath,
   metrics,
@@ -67,8 +87,7 @@ const inpod = new InPodCaptureDriver({ handlers: dataplane, probeSourceIps, log 
 // A pod is captured only once this agent holds its identity's certificate.
 const driver: CaptureDriver = {
   capture: async (pod: PodRef) => {
-    const p = cluster.get("pods", pod.name, pod.namespace);
-    await certificates.ensure({ trustDomain: config.trustDomain, namespace: pod.namespace, serviceAccount: p?.spec?.serviceAccountName ?? "default" });
+    await certificates.ensure({ trustDomain: config.trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount });
     await inpod.capture(pod);
     metrics.podsCaptured.set(inpod.capturedPods);
   },
@@ -88,6 +107,7 @@ const enrollment = new EnrollmentController({
   },
   log,
 });
+configClient.start();
 await enrollment.start();
 
 const cni = await startCniEventServer(config.cniSocket, async (req) => {
@@ -110,8 +130,18 @@ const admin = await startAdminServers(
     metrics,
     // Ready only once every pod present at start-up is captured or released: a DaemonSet rollout with maxSurge
     // replaces the previous agent only then, so its pods never lack a listener.
-    readiness: () => (enrollment.synced ? { ready: true } : { ready: false, reason: "start-up reconciliation of this node's pods is not finished" }),
-    configDump: () => ({ node: config.nodeName, workloads: index.workloads, services: index.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports) })), enrollment: enrollment.snapshot(), certificates: certificates.summary(), tunnels: dataplane.stats() }),
+    readiness: () => readiness(),
+    configDump: () => ({
+      node: config.nodeName,
+      controller: configClient.staleness(),
+      workloads: index.workloads,
+      services: index.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports) })),
+      policies: policy.dump(),
+      trustBundle: { roots: trustBundlePem.match(/BEGIN CERTIFICATE/g)?.length ?? 0 },
+      enrollment: enrollment.snapshot(),
+      certificates: certificates.summary(),
+      tunnels: dataplane.stats(),
+    }),
     log,
   },
   { admin: PORTS.admin, metrics: PORTS.metrics, readiness: PORTS.readiness, host: nodeIp },
@@ -119,8 +149,14 @@ const admin = await startAdminServers(
 log.info({ nodeIp, probeSourceIps }, "agent started");
 const readyFile = config.readyFile;
 const readyMarker = readyFile ? setInterval(() => void markReady(readyFile), 250) : undefined;
+/** Ready once the controller's config is applied and every pod present at start-up is captured or released. */
+function readiness(): { ready: true } | { ready: false; reason: string } {
+  if (!configApplied) return { ready: false, reason: "no configuration from the controller yet" };
+  if (!enrollment.synced) return { ready: false, reason: "start-up reconciliation of this node's pods is not finished" };
+  return { ready: true };
+}
 async function markReady(file: string): Promise<void> {
-  if (!enrollment.synced) return;
+  if (!readiness().ready) return;
   clearInterval(readyMarker);
   await fs.mkdir(path.dirname(file), { recursive: true });
   await fs.writeFile(file, `${process.pid}\n`);
@@ -139,7 +175,7 @@ const shutdown = async (signal: string) => {
   inpod.closeListeners();
   await cni.close();
   await enrollment.stop();
-  await cluster.stop();
+  configClient.close();
   const active = dataplane.activeConnections;
   const left = await dataplane.drain(config.drainDeadlineMs);
   log.info({ drained: active - left, cutAtDeadline: left, deadlineMs: config.drainDeadlineMs }, "connections drained");
@@ -151,6 +187,30 @@ const shutdown = async (signal: string) => {
 };
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
+
+/** Reads the trust bundle the controller publishes; waits for it (the controller may start after the agents). */
+async function waitForTrustBundle(): Promise<string> {
+  let pem = "";
+  await retryUntil("the trust bundle (configmap ambit-ca-root)", async () => {
+    const cm = await client.get(pathFor("v1", "configmaps", config.systemNamespace, "ambit-ca-root"));
+    pem = (cm.data as Record<string, string> | undefined)?.["root-cert.pem"] ?? "";
+    if (!pem.includes("BEGIN CERTIFICATE")) throw new Error("configmap ambit-ca-root has no root-cert.pem yet");
+  });
+  return pem;
+}
+
+/** Retries with backoff (0.5 s doubling to 15 s) until `step` succeeds, logging each failure with what is awaited. */
+async function retryUntil(what: string, step: () => Promise<void>): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      const delayMs = Math.min(15_000, 500 * 2 ** attempt);
+      log.warn({ err: (err as Error).message, retryMs: delayMs }, `waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
+  }
+}
 
 async function raiseOpenFileLimit(): Promise<void> {
   const limits = await fs.readFile("/proc/self/limits", "utf8");

@@ -92,7 +92,9 @@ async function main(): Promise<void> {
   console.log("starting a bench sandbox (2 nodes, agent DaemonSet)...");
   await ambit(["dev", "up", "--no-demo"]);
   try {
-    await kubectl(["apply", "-f", path.join(REPO_ROOT, "daemonset", "manifests", "ambit-agent.yaml")]);
+    await kubectl(["apply", "-f", path.join(REPO_ROOT, "daemonset", "manifests", "crds")]);
+    await kubectl(["apply", "-f", path.join(REPO_ROOT, "daemonset", "manifests")]);
+    await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-controller", "--timeout=90s"]);
     await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-agent", "--timeout=90s"]);
     const objects = [
       { apiVersion: "v1", kind: "Namespace", metadata: { name: "bench" } },

@@ -11,12 +11,19 @@ export const RESOURCE_PATHS = {
   daemonsets: "/apis/apps/v1/daemonsets",
   nodes: "/api/v1/nodes",
   namespaces: "/api/v1/namespaces",
+  serviceaccounts: "/api/v1/serviceaccounts",
+  authorizationpolicies: "/apis/security.ambit.dev/v1/authorizationpolicies",
+  peerauthentications: "/apis/security.ambit.dev/v1/peerauthentications",
 } as const;
 
 export type Resource = keyof typeof RESOURCE_PATHS;
 
 /** Pods bound to one node, as a node agent watches them. */
 export const podsOnNodePath = (nodeName: string): string => `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${nodeName}`)}`;
+/** Backoff of informer restarts after errors: doubling from 1 s up to 30 s. */
+const RESTART_INITIAL_MS = 1000;
+const RESTART_MAX_MS = 30_000;
+
 export type InformerEvent = "add" | "update" | "delete";
 export type InformerHandler = (event: InformerEvent, obj: KubeObject) => void;
 
@@ -42,14 +49,18 @@ export class SharedInformers {
           for (const handler of this.#handlers.get(resource) ?? []) handler(event, obj as KubeObject);
         });
       }
-      // client-node informers stop on error; restarting relists (which also covers 410 Gone).
+      // client-node informers stop on error; restarting relists (which also covers 410 Gone). Failures in a row
+      // back off exponentially so an API server that is down is not hammered; a successful list resets it.
+      let failures = 0;
+      informer.on("connect", () => (failures = 0));
       informer.on("error", (err) => {
         if (this.#stopped) return;
         this.#onError(resource, err);
+        const delayMs = Math.min(RESTART_MAX_MS, RESTART_INITIAL_MS * 2 ** Math.min(failures++, 10));
         const timer = setTimeout(() => {
           this.#restartTimers.delete(timer);
           if (!this.#stopped) void informer.start().catch((e: unknown) => this.#onError(resource, e));
-        }, 1000);
+        }, delayMs);
         this.#restartTimers.add(timer);
       });
       this.#informers.set(resource, informer);

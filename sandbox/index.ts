@@ -81,11 +81,13 @@ export async function up(opts: UpOptions = {}): Promise<void> {
   out("  npx ambit dev down    # removes everything");
 }
 
-/** Deploys the agent DaemonSet, waits for it, and enrolls the demo namespace (its pods are captured in place). */
+/** Deploys the mesh (CRDs, controller, agent DaemonSet), waits for it, and enrolls the demo namespace (its pods are captured in place). */
 async function meshDemo(cfg: SandboxConfig, kc: KubeConfig, out: Output): Promise<void> {
-  await timed(out, "deploy the Ambit agent DaemonSet (daemonset/manifests)", async () => applyObjects(kc, await readManifestDir(AGENT_MANIFESTS)));
+  await timed(out, "install the policy CRDs (daemonset/manifests/crds)", async () => applyObjects(kc, await readManifestDir(path.join(AGENT_MANIFESTS, "crds"))));
+  await timed(out, "deploy the Ambit controller and agent DaemonSet (daemonset/manifests)", async () => applyObjects(kc, await readManifestDir(AGENT_MANIFESTS)));
   const kube = await client(cfg);
   try {
+    await timed(out, "wait for the controller", () => waitForDeployments(cfg, ["ambit-system"], 90_000));
     await timed(out, "wait for an agent on every node", () =>
       waitFor(async () => {
         const ds = await kube.get("/apis/apps/v1/namespaces/ambit-system/daemonsets/ambit-agent");

@@ -49,7 +49,7 @@ export interface ConfigStreamClientOptions {
   /** https://host:port of the controller. */
   url: string;
   /** CA bundle (PEM) the controller's certificate must chain to. */
-  ca: string;
+  ca: string | (() => string);
   /** The agent's client certificate; asked again on every connection, so rotation needs nothing else. */
   credentials(): Credentials;
   /** Bearer token (the agent's service-account token); asked again on every connection. */
@@ -195,7 +195,7 @@ export class ConfigStreamClient {
     const expected = this.#opts.serverIdentity;
     const servername = this.#opts.serverName ?? (net.isIP(url.hostname) ? undefined : url.hostname);
     const session = http2.connect(url, {
-      ca: this.#opts.ca,
+      ca: typeof this.#opts.ca === "function" ? this.#opts.ca() : this.#opts.ca,
       cert: creds.certChainPem,
       key: creds.keyPem,
       minVersion: "TLSv1.3",

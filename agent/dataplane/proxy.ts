@@ -16,7 +16,8 @@ export interface DataplaneOptions {
   nodeName: string;
   index: WorkloadIndex;
   trustDomain: string;
-  trustBundlePem: string;
+  /** Roots peers must chain to; asked again for each new TLS context (root rotation). */
+  trustBundlePem: string | (() => string);
   /** Certificate of a workload identity this agent holds (pods on its node). */
   credentialsFor(id: SpiffeId): Credentials;
   /** The netns of a local pod by IP, for delivering inbound traffic from inside it. */
@@ -27,6 +28,30 @@ export interface DataplaneOptions {
   hboneIdleTimeoutMs?: number;
   /** How HBONE connections are dialed (default: from the agent's netns, which routes to pod IPs). */
   hboneConnect?(host: string, port: number): Promise<net.Socket>;
+  /** L4 policy and peer authentication of local destinations; without one every authenticated peer is allowed. */
+  policy?: InboundPolicy;
+}
+
+/** What the destination side knows about a new inbound connection when it decides on it. */
+export interface InboundAttributes {
+  /** The peer's proven identity; absent for plaintext (non-mesh) clients. */
+  source?: SpiffeId;
+  /** The client's address: the forwarded-for of an HBONE stream, the peer address of plaintext. */
+  sourceIp?: string;
+  destination: Workload;
+  destinationIp: string;
+  destinationPort: number;
+}
+
+export interface InboundPolicy {
+  /** AuthorizationPolicy and PeerAuthentication together: may this connection reach its destination? */
+  check(conn: InboundAttributes): { allowed: boolean; reason: string };
+}
+
+/** An inbound connection this agent delivers itself (same-node fast path or plaintext), closable on a policy change. */
+interface LiveInbound {
+  attributes: InboundAttributes;
+  close(reason: string): void;
 }
 
 const identityOf = (w: Workload, trustDomain: string): SpiffeId => ({ trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount });
@@ -61,6 +86,7 @@ export class Dataplane implements InPodHandlers {
   readonly #server: HboneServer;
   /** Captured connections (outbound and plaintext inbound) still being proxied. */
   #activeCaptured = 0;
+  readonly #liveInbound = new Set<LiveInbound>();
 
   constructor(opts: DataplaneOptions) {
     this.#opts = opts;
@@ -73,8 +99,7 @@ export class Dataplane implements InPodHandlers {
     });
     this.#server = new HboneServer({
       trustBundlePem: opts.trustBundlePem,
-      // L4 policy arrives with the control plane (issue #4); until then every authenticated peer is allowed.
-      authorize: (req) => this.#authorize(req.source, req.destination),
+      authorize: (req) => this.#authorize({ source: req.source, ...(req.forwardedFor ? { sourceIp: req.forwardedFor } : {}) }, req.destination),
       connectUpstream: (dst) => this.#deliver(dst.ip, dst.port),
       onStream: (e) => {
         const dstWorkload = this.#opts.index.workloadByIp(e.destination.ip);
@@ -101,9 +126,39 @@ export class Dataplane implements InPodHandlers {
     });
   }
 
-  /** L4 policy of a local destination; the control plane brings real policies (issue #4): allow all until then. */
-  #authorize(_source: SpiffeId, _destination: { ip: string; port: number }): Authorization {
-    return { allow: true };
+  /**
+   * L4 policy of a local destination. An address the controller does not know as a workload is refused (fail
+   * closed: its policy cannot be known); delivery itself only reaches pods whose netns this agent holds.
+   */
+  #authorize(source: Pick<InboundAttributes, "source" | "sourceIp">, destination: { ip: string; port: number }): Authorization {
+    const workload = this.#opts.index.workloadByIp(destination.ip);
+    if (!workload) return { allow: false, reason: `${destination.ip} is not a known workload, so its policy cannot be checked` };
+    if (!this.#opts.policy) return { allow: true };
+    const decision = this.#opts.policy.check({ ...source, destination: workload, destinationIp: destination.ip, destinationPort: destination.port });
+    return decision.allowed ? { allow: true } : { allow: false, reason: decision.reason };
+  }
+
+  /**
+   * Policy changed: every live inbound connection is checked again and the ones now denied are closed, logged
+   * and counted (response_flags DENIED). Returns how many were closed.
+   */
+  revalidate(): number {
+    const reasonFor = (source: Pick<InboundAttributes, "source" | "sourceIp">, destination: { ip: string; port: number }) => {
+      const d = this.#authorize(source, destination);
+      return d.allow ? undefined : d.reason;
+    };
+    let closed = this.#server.revoke((t) => reasonFor({ source: t.source, ...(t.forwardedFor ? { sourceIp: t.forwardedFor } : {}) }, t.destination));
+    for (const live of [...this.#liveInbound]) {
+      const reason = reasonFor(live.attributes, { ip: live.attributes.destinationIp, port: live.attributes.destinationPort });
+      if (reason === undefined) continue;
+      live.close(reason);
+      closed++;
+    }
+    if (closed > 0) {
+      this.#opts.metrics.connectionsRevoked.inc(closed);
+      this.#opts.log.warn({ closed }, "closed live connections that a policy change now denies");
+    }
+    return closed;
   }
 
   #destinationLabels(w: Workload): TcpLabels {
@@ -138,26 +193,43 @@ export class Dataplane implements InPodHandlers {
   async #proxyOutbound(conn: CapturedConnection): Promise<void> {
     const { pod, socket, originalDestination } = conn;
     socket.pause();
-    const source = this.#opts.index.workloadByIp(pod.ips[0] ?? "");
+    // The pod itself says who the source is: a pod captured a moment ago may not be in the controller's view yet,
+    // and its traffic must still leave inside mTLS.
+    const source: Workload = this.#opts.index.workloadByIp(pod.ips[0] ?? "") ?? {
+      uid: pod.uid,
+      namespace: pod.namespace,
+      name: pod.name,
+      workloadName: pod.name,
+      serviceAccount: pod.serviceAccount,
+      node: this.#opts.nodeName,
+      ip: pod.ips[0] ?? "",
+      captured: true,
+      labels: {},
+    };
     const dst = resolveDestination(this.#opts.index, originalDestination.address, originalDestination.port);
     const log = this.#opts.log.child({ pod: `${pod.namespace}/${pod.name}` });
     const labels: TcpLabels = {
       reporter: "source",
-      ...(source ? { source_workload: source.workloadName, source_workload_namespace: source.namespace, source_principal: formatSpiffeId(identityOf(source, this.#opts.trustDomain)) } : {}),
+      source_workload: source.workloadName,
+      source_workload_namespace: source.namespace,
+      source_principal: formatSpiffeId(identityOf(source, this.#opts.trustDomain)),
     };
     try {
       if (dst.kind === "no-endpoint") throw new Error(`service ${dst.service.namespace}/${dst.service.name} has no ready endpoint for port ${dst.port}`);
       let upstream: NodeJS.ReadWriteStream & { destroy(e?: Error): void };
       // Same-node connections never reach an HBONE server: this agent also reports them as the destination.
       let alsoDestination = false;
-      if (dst.kind === "workload" && dst.workload.captured && source && dst.workload.node === this.#opts.nodeName && this.#opts.localPodNetns(dst.workload.ip)) {
+      let untrack = () => {};
+      if (dst.kind === "workload" && dst.workload.captured && dst.workload.node === this.#opts.nodeName && this.#opts.localPodNetns(dst.workload.ip)) {
         // Same node: both ends are this agent's, so no TLS; the destination's policy still decides.
         Object.assign(labels, this.#destinationLabels(dst.workload), { connection_security_policy: "mutual_tls" });
-        const decision = this.#authorize(identityOf(source, this.#opts.trustDomain), { ip: dst.workload.ip, port: dst.port });
+        const attributes: InboundAttributes = { source: identityOf(source, this.#opts.trustDomain), sourceIp: source.ip, destination: dst.workload, destinationIp: dst.workload.ip, destinationPort: dst.port };
+        const decision = this.#authorize(attributes, { ip: dst.workload.ip, port: dst.port });
         if (!decision.allow) throw Object.assign(new Error(`denied by policy: ${decision.reason}`), { code: "AMBIT_E_POLICY_DENIED", status: 401 });
         upstream = await this.#deliver(dst.workload.ip, dst.port);
+        untrack = this.#trackInbound(attributes, socket, upstream as net.Socket);
         alsoDestination = true;
-      } else if (dst.kind === "workload" && dst.workload.captured && source) {
+      } else if (dst.kind === "workload" && dst.workload.captured) {
         Object.assign(labels, this.#destinationLabels(dst.workload), { connection_security_policy: "mutual_tls" });
         // Dial the destination pod's HBONE port from the source pod's netns, so it leaves with the pod's address.
         upstream = await this.#pool.openStream({
@@ -186,6 +258,7 @@ export class Dataplane implements InPodHandlers {
       const opened = performance.now();
       socket.resume();
       const result = await splice(socket, upstream);
+      untrack();
       for (const l of reported) this.#opts.metrics.connectionClosed(l, { sent: result.bToA, received: result.aToB });
       log.info({ ...access, bytesSent: result.aToB, bytesReceived: result.bToA, durationMs: Math.round(performance.now() - opened), ...(result.error ? { error: result.error } : {}) }, "connection closed");
     } catch (err) {
@@ -198,24 +271,51 @@ export class Dataplane implements InPodHandlers {
     }
   }
 
+  /** Plaintext from outside the mesh: delivered unless policy (STRICT peer authentication, or a rule) refuses it. */
   inboundPlaintext(conn: CapturedConnection): void {
-    // PERMISSIVE: plaintext from outside the mesh is delivered (PeerAuthentication STRICT arrives with #4).
+    const destination = { ip: conn.originalDestination.address, port: conn.originalDestination.port };
+    const sourceIp = conn.socket.remoteAddress?.replace(/^::ffff:/, "");
+    const decision = this.#authorize(sourceIp ? { sourceIp } : {}, destination);
+    if (!decision.allow) {
+      const workload = this.#opts.index.workloadByIp(destination.ip);
+      const labels: TcpLabels = { reporter: "destination", ...(workload ? this.#destinationLabels(workload) : {}), connection_security_policy: "none", response_flags: "DENIED" };
+      this.#opts.metrics.connectionOpened(labels);
+      this.#opts.metrics.connectionClosed(labels, { sent: 0, received: 0 });
+      this.#opts.log.info({ event: "connection", reporter: "destination", src: { ip: sourceIp }, dst: destination, security: "none", reason: decision.reason }, "connection denied by policy");
+      conn.socket.destroy();
+      return;
+    }
     this.#activeCaptured++;
-    void this.#deliver(conn.originalDestination.address, conn.originalDestination.port)
+    void this.#deliver(destination.ip, destination.port)
       .then(
-        (upstream) => splice(conn.socket, upstream),
+        (upstream) => {
+          const workload = this.#opts.index.workloadByIp(destination.ip);
+          const untrack = workload ? this.#trackInbound({ ...(sourceIp ? { sourceIp } : {}), destination: workload, destinationIp: destination.ip, destinationPort: destination.port }, conn.socket, upstream) : () => {};
+          return splice(conn.socket, upstream).finally(untrack);
+        },
         () => conn.socket.destroy(),
       )
       .finally(() => this.#activeCaptured--);
   }
 
+  /** Remembers a connection this agent delivers itself, so `revalidate` can close it; returns the forget function. */
+  #trackInbound(attributes: InboundAttributes, client: net.Socket, upstream: net.Socket): () => void {
+    const live: LiveInbound = {
+      attributes,
+      close: (reason) => {
+        this.#liveInbound.delete(live);
+        this.#opts.log.warn({ event: "connection", reporter: "destination", src: { identity: attributes.source ? formatSpiffeId(attributes.source) : undefined, ip: attributes.sourceIp }, dst: { ip: attributes.destinationIp, port: attributes.destinationPort }, reason }, "live connection closed: policy now denies it");
+        upstream.destroy();
+        client.destroy();
+      },
+    };
+    this.#liveInbound.add(live);
+    return () => this.#liveInbound.delete(live);
+  }
+
+  /** The listener a connection arrived on names the pod, and so the identity this agent presents for it. */
   hbone(pod: PodRef, socket: net.Socket): void {
-    const workload = this.#opts.index.workloadByIp(pod.ips[0] ?? "");
-    if (!workload) {
-      socket.destroy();
-      return;
-    }
-    this.#server.acceptConnection(socket, this.#opts.credentialsFor(identityOf(workload, this.#opts.trustDomain)));
+    this.#server.acceptConnection(socket, this.#opts.credentialsFor({ trustDomain: this.#opts.trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount }));
   }
 
   stats() {

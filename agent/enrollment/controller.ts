@@ -13,6 +13,8 @@ export interface PodRef {
   /** Path of the pod's network namespace, e.g. /run/netns/<name> or /proc/<pid>/ns/net. */
   netnsPath: string;
   ips: string[];
+  /** The pod's service account: its identity, whose certificate must be held before it is captured. */
+  serviceAccount: string;
 }
 
 /** What enrollment drives: install or remove capture (iptables rules, listeners) for one pod. Both idempotent. */
@@ -48,6 +50,7 @@ interface Tracked {
   captured: boolean;
   reason: string;
   ips: string[];
+  serviceAccount: string;
 }
 
 export class EnrollmentController {
@@ -102,7 +105,7 @@ export class EnrollmentController {
     const key = `${req.namespace}/${req.name}`;
     const pod = await this.#opts.client.get(pathFor("v1", "pods", req.namespace, req.name));
     const namespace = this.#informers.get("namespaces", req.namespace) ?? (await this.#opts.client.get(pathFor("v1", "namespaces", undefined, req.namespace)));
-    this.#pods.set(key, { uid: req.uid, netnsPath: req.netnsPath, captured: false, reason: "", ips: req.ips, ...(req.containerId ? { containerId: req.containerId } : {}) });
+    this.#pods.set(key, { uid: req.uid, netnsPath: req.netnsPath, captured: false, reason: "", ips: req.ips, serviceAccount: "default", ...(req.containerId ? { containerId: req.containerId } : {}) });
     return this.#apply(key, pod, namespace);
   }
 
@@ -145,7 +148,7 @@ export class EnrollmentController {
   async podDeleted(req: { namespace: string; name: string }): Promise<void> {
     const key = `${req.namespace}/${req.name}`;
     const tracked = this.#pods.get(key);
-    if (tracked?.captured && tracked.netnsPath) await this.#opts.driver.release({ uid: tracked.uid, namespace: req.namespace, name: req.name, netnsPath: tracked.netnsPath, ips: tracked.ips });
+    if (tracked?.captured && tracked.netnsPath) await this.#opts.driver.release({ uid: tracked.uid, namespace: req.namespace, name: req.name, netnsPath: tracked.netnsPath, ips: tracked.ips, serviceAccount: tracked.serviceAccount });
     this.#pods.delete(key);
   }
 
@@ -183,12 +186,13 @@ export class EnrollmentController {
     const intent = captureIntent(namespace, pod);
     let tracked = this.#pods.get(key);
     if (!tracked || tracked.uid !== pod.metadata.uid) {
-      tracked = { uid: pod.metadata.uid as string, captured: false, reason: "", ips: [] };
+      tracked = { uid: pod.metadata.uid as string, captured: false, reason: "", ips: [], serviceAccount: "default" };
       this.#pods.set(key, tracked);
     }
     tracked.ips = (pod.status?.podIPs ?? []).map((p: { ip: string }) => p.ip);
     if (tracked.ips.length === 0 && pod.status?.podIP) tracked.ips = [pod.status.podIP];
     tracked.reason = intent.reason;
+    tracked.serviceAccount = pod.spec?.serviceAccountName ?? "default";
     if (intent.capture !== tracked.captured) {
       tracked.netnsPath ??= await this.#opts.resolveNetns(pod);
       if (!tracked.netnsPath) {
@@ -196,7 +200,7 @@ export class EnrollmentController {
         tracked.reason = `${intent.reason}; waiting for the pod's network namespace`;
         return intent;
       }
-      const ref: PodRef = { uid: tracked.uid, namespace: pod.metadata.namespace ?? "", name: pod.metadata.name, netnsPath: tracked.netnsPath, ips: tracked.ips };
+      const ref: PodRef = { uid: tracked.uid, namespace: pod.metadata.namespace ?? "", name: pod.metadata.name, netnsPath: tracked.netnsPath, ips: tracked.ips, serviceAccount: tracked.serviceAccount };
       if (intent.capture) await this.#opts.driver.capture(ref);
       else await this.#opts.driver.release(ref);
       tracked.captured = intent.capture;

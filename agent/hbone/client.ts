@@ -24,7 +24,8 @@ export class HboneError extends Error {
 export interface HboneClientOptions {
   /** Certificate of the source workload; asked again for every new connection, so rotation needs nothing else. */
   getClientCredentials(source: SpiffeId): Credentials;
-  trustBundlePem: string;
+  /** Roots peers must chain to; a function is asked again for every new connection (root rotation). */
+  trustBundlePem: string | (() => string);
   maxStreamsPerConnection?: number;
   idleTimeoutMs?: number;
   /** How to open the TCP connection (the agent uses marked sockets from the source pod's netns). */
@@ -171,7 +172,7 @@ export class HboneConnectionPool {
     const secured = await new Promise<tls.TLSSocket>((resolve, reject) => {
       const socket = tls.connect({
         socket: tcp,
-        secureContext: tls.createSecureContext({ cert: credentials.certChainPem, key: credentials.keyPem, ca: this.#opts.trustBundlePem, minVersion: "TLSv1.3" }),
+        secureContext: tls.createSecureContext({ cert: credentials.certChainPem, key: credentials.keyPem, ca: typeof this.#opts.trustBundlePem === "function" ? this.#opts.trustBundlePem() : this.#opts.trustBundlePem, minVersion: "TLSv1.3" }),
         ALPNProtocols: ["h2"],
         rejectUnauthorized: true,
         // The server is identified by its SPIFFE ID, not a host name.

@@ -27,7 +27,8 @@ export interface StreamEvent {
 }
 
 export interface HboneServerOptions {
-  trustBundlePem: string;
+  /** Roots clients must chain to; a function is asked again whenever a TLS server is set up (root rotation). */
+  trustBundlePem: string | (() => string);
   /** L4 policy of the destination: decides on every new stream. */
   authorize(request: { source: SpiffeId; destination: StreamTarget; forwardedFor?: string }): Authorization;
   /** Opens the connection to the destination application (the agent decides how: marked socket in the pod's netns). */
@@ -36,14 +37,23 @@ export interface HboneServerOptions {
   log: Logger;
 }
 
+interface LiveTunnel {
+  source: SpiffeId;
+  destination: StreamTarget;
+  forwardedFor?: string;
+  close(reason: string): void;
+}
+
 export class HboneServer {
   readonly #opts: HboneServerOptions;
-  /** One TLS+h2 server per set of credentials (a workload's certificate); rotation makes a new one. */
-  readonly #servers = new WeakMap<Credentials, http2.Http2SecureServer>();
+  /** One TLS+h2 server per set of credentials (a workload's certificate) and trust bundle; rotation makes a new one. */
+  readonly #servers = new WeakMap<Credentials, { server: http2.Http2SecureServer; bundle: string }>();
   readonly #all = new Set<http2.Http2SecureServer>();
   readonly #sockets = new Set<tls.TLSSocket>();
   readonly #peers = new WeakMap<http2.Http2Session, SpiffeId>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
+  /** Established tunnels, so a policy change can close the ones it newly denies. */
+  readonly #tunnels = new Set<LiveTunnel>();
   #activeStreams = 0;
   #draining = false;
 
@@ -52,12 +62,13 @@ export class HboneServer {
   }
 
   #serverFor(credentials: Credentials): http2.Http2SecureServer {
-    let server = this.#servers.get(credentials);
-    if (server) return server;
-    server = http2.createSecureServer({
+    const bundle = typeof this.#opts.trustBundlePem === "function" ? this.#opts.trustBundlePem() : this.#opts.trustBundlePem;
+    const existing = this.#servers.get(credentials);
+    if (existing?.bundle === bundle) return existing.server;
+    const server = http2.createSecureServer({
       cert: credentials.certChainPem,
       key: credentials.keyPem,
-      ca: this.#opts.trustBundlePem,
+      ca: bundle,
       minVersion: "TLSv1.3",
       requestCert: true,
       rejectUnauthorized: true,
@@ -83,7 +94,7 @@ export class HboneServer {
       session.on("error", () => session.destroy());
     });
     server.on("stream", (stream, headers) => void this.#onStream(stream, headers));
-    this.#servers.set(credentials, server);
+    this.#servers.set(credentials, { server, bundle });
     this.#all.add(server);
     return server;
   }
@@ -156,9 +167,24 @@ export class HboneServer {
     stream.pipe(upstream);
     upstream.pipe(stream);
     let closed = false;
+    const tunnel: LiveTunnel = {
+      source,
+      destination,
+      ...(forwardedFor ? { forwardedFor } : {}),
+      close: (reason: string) => {
+        if (closed) return;
+        closed = true;
+        this.#tunnels.delete(tunnel);
+        event("close", 401, bytes, reason);
+        upstream.destroy();
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      },
+    };
+    this.#tunnels.add(tunnel);
     const finish = (error?: string) => {
       if (closed) return;
       closed = true;
+      this.#tunnels.delete(tunnel);
       event("close", 200, bytes, error);
     };
     upstream.on("error", (err) => {
@@ -173,6 +199,21 @@ export class HboneServer {
       if (!upstream.destroyed && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) upstream.destroy();
       finish();
     });
+  }
+
+  /**
+   * Closes every established tunnel for which `deniedReason` names a reason (a policy change now denies it);
+   * its close event carries status 401 and that reason. Returns how many were closed.
+   */
+  revoke(deniedReason: (tunnel: Pick<LiveTunnel, "source" | "destination" | "forwardedFor">) => string | undefined): number {
+    let closed = 0;
+    for (const tunnel of [...this.#tunnels]) {
+      const reason = deniedReason(tunnel);
+      if (reason === undefined) continue;
+      tunnel.close(reason);
+      closed++;
+    }
+    return closed;
   }
 
   /** Live TLS connections (for metrics). */

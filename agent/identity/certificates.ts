@@ -2,10 +2,14 @@
 import type { Logger } from "pino";
 import { type SpiffeId, formatSpiffeId } from "./spiffe.ts";
 import type { Credentials } from "./index.ts";
-import type { IssuedCertificate } from "./local-ca.ts";
 
+export interface IssuedCertificate extends Credentials {
+  identity: string;
+  notAfter: Date;
+}
+
+/** Who signs the agent's certificates: the controller's CA (tests may use a local one). */
 export interface CertificateIssuer {
-  rootPem: string;
   issue(id: SpiffeId): Promise<IssuedCertificate>;
 }
 

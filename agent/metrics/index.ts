@@ -44,6 +44,7 @@ export class AgentMetrics {
   readonly hboneConnections: Gauge<"direction">;
   readonly hboneStreams: Gauge<"direction">;
   readonly certificateExpiry: Gauge<"identity">;
+  readonly connectionsRevoked: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -56,6 +57,7 @@ export class AgentMetrics {
     this.hboneConnections = new Gauge({ name: "ambit_hbone_connections", help: "Open HBONE (mTLS HTTP/2) connections", labelNames: ["direction"], registers });
     this.hboneStreams = new Gauge({ name: "ambit_hbone_streams", help: "Open HBONE streams (one per proxied TCP connection)", labelNames: ["direction"], registers });
     this.certificateExpiry = new Gauge({ name: "ambit_certificate_expiration_timestamp_seconds", help: "Expiry of the workload certificate the agent holds for an identity", labelNames: ["identity"], registers });
+    this.connectionsRevoked = new Counter({ name: "ambit_policy_revoked_connections_total", help: "Live connections closed because a policy change denies them", registers });
     collectDefaultMetrics({ register: this.registry, prefix: "ambit_agent_" });
     // prom-client names these gauges *_total, which Prometheus' own lint (promtool) rejects.
     for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {

@@ -1,2 +1,2 @@
 // Public surface of agent state: the workload and service index the data path resolves destinations with.
-export { type Destination, type ServiceEndpoint, type ServiceEntry, type Workload, WorkloadIndex, resolveDestination, workloadFromPod, workloadNameOf } from "./workloads.ts";
+export { type Destination, type ServiceEndpoint, type ServiceEntry, type Workload, WorkloadIndex, resolveDestination } from "./workloads.ts";

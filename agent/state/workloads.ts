@@ -1,26 +1,7 @@
 // What the agent knows about workloads and services, indexed for the data path: pod by IP, service by ClusterIP:port.
-import type { KubeObject } from "../../kube/client.ts";
-import { REDIRECTION_ANNOTATION } from "../enrollment/intent.ts";
+import type { ServiceEndpoint, ServiceSpec, Workload } from "../../contract/mesh.ts";
 
-export interface Workload {
-  uid: string;
-  namespace: string;
-  name: string;
-  /** The workload name metrics report (the owning Deployment/DaemonSet, else the pod name). */
-  workloadName: string;
-  serviceAccount: string;
-  node: string;
-  ip: string;
-  /** The destination agent will terminate HBONE for it (its pod is captured). */
-  captured: boolean;
-  labels: Record<string, string>;
-}
-
-export interface ServiceEndpoint {
-  ip: string;
-  port: number;
-  ready: boolean;
-}
+export type { ServiceEndpoint, Workload };
 
 export interface ServiceEntry {
   namespace: string;
@@ -30,62 +11,17 @@ export interface ServiceEntry {
   ports: Map<number, ServiceEndpoint[]>;
 }
 
-/** The owning workload's name, as Istio derives `source_workload`: Deployment pods drop their two hash suffixes. */
-export function workloadNameOf(pod: KubeObject): string {
-  const owner = pod.metadata.ownerReferences?.find((r) => r.controller);
-  if (!owner) return pod.metadata.name;
-  if (owner.kind === "ReplicaSet") return owner.name.replace(/-[a-z0-9]{6,10}$/, "");
-  if (owner.kind === "Deployment" || owner.kind === "DaemonSet" || owner.kind === "StatefulSet") return owner.name;
-  return owner.name;
-}
-
-export function workloadFromPod(pod: KubeObject): Workload | undefined {
-  const ip = pod.status?.podIP as string | undefined;
-  if (!ip || pod.spec?.hostNetwork) return undefined;
-  return {
-    uid: pod.metadata.uid ?? "",
-    namespace: pod.metadata.namespace ?? "",
-    name: pod.metadata.name,
-    workloadName: workloadNameOf(pod),
-    serviceAccount: pod.spec?.serviceAccountName ?? "default",
-    node: pod.spec?.nodeName ?? "",
-    ip,
-    captured: pod.metadata.annotations?.[REDIRECTION_ANNOTATION] === "enabled",
-    labels: pod.metadata.labels ?? {},
-  };
-}
-
-/** Pure index rebuilt from informer caches; small enough to rebuild on every change at sandbox scale. */
+/** Replaced wholesale from the controller's view of this node; lookups on the data path are map reads. */
 export class WorkloadIndex {
   #byIp = new Map<string, Workload>();
   #services = new Map<string, ServiceEntry>();
 
-  rebuild(pods: KubeObject[], services: KubeObject[], slices: KubeObject[]): void {
+  replace(workloads: Iterable<Workload>, services: Iterable<ServiceSpec>): void {
     const byIp = new Map<string, Workload>();
-    for (const pod of pods) {
-      if (pod.metadata.deletionTimestamp) continue;
-      const w = workloadFromPod(pod);
-      if (w) byIp.set(w.ip, w);
-    }
+    for (const w of workloads) byIp.set(w.ip, w);
     const svcs = new Map<string, ServiceEntry>();
-    for (const svc of services) {
-      const clusterIP = svc.spec?.clusterIP as string | undefined;
-      if (!clusterIP || clusterIP === "None") continue;
-      const entry: ServiceEntry = { namespace: svc.metadata.namespace ?? "", name: svc.metadata.name, clusterIP, ports: new Map() };
-      const mine = slices.filter((s) => s.metadata.namespace === entry.namespace && s.metadata.labels?.["kubernetes.io/service-name"] === entry.name);
-      for (const sp of (svc.spec?.ports ?? []) as Array<{ name?: string; port: number; protocol?: string }>) {
-        if ((sp.protocol ?? "TCP") !== "TCP") continue;
-        const endpoints: ServiceEndpoint[] = [];
-        for (const slice of mine) {
-          const port = ((slice.ports ?? []) as Array<{ name?: string; port?: number }>).find((p) => (p.name ?? "") === (sp.name ?? ""))?.port;
-          if (port === undefined) continue;
-          for (const ep of (slice.endpoints ?? []) as Array<{ addresses: string[]; conditions?: { ready?: boolean } }>) {
-            for (const ip of ep.addresses) endpoints.push({ ip, port, ready: ep.conditions?.ready !== false });
-          }
-        }
-        entry.ports.set(sp.port, endpoints);
-      }
-      svcs.set(clusterIP, entry);
+    for (const s of services) {
+      svcs.set(s.clusterIP, { namespace: s.namespace, name: s.name, clusterIP: s.clusterIP, ports: new Map(s.ports.map((p) => [p.port, p.endpoints])) });
     }
     this.#byIp = byIp;
     this.#services = svcs;

@@ -131,6 +131,11 @@ export class ConfigStreamServer {
     this.#server.on("stream", (stream, headers) => void this.#accept(stream, headers));
   }
 
+  /** New serving certificate or trust bundle (root rotation): used for new connections; open streams continue. */
+  setCredentials(credentials: { certChainPem: string; keyPem: string }, trustBundlePem: string): void {
+    this.#server.setSecureContext({ cert: credentials.certChainPem, key: credentials.keyPem, ca: trustBundlePem, minVersion: "TLSv1.3" });
+  }
+
   async listen(port: number, host = "0.0.0.0"): Promise<net.AddressInfo> {
     await new Promise<void>((resolve, reject) => {
       this.#server.once("error", reject);

@@ -16,8 +16,22 @@ export function stableStringify(value: unknown): string {
   return `{${fields.join(",")}}`;
 }
 
-/** A hash, not the serialised text, is kept per resource and node: views repeat shared resources on every node. */
-export const contentHash = (value: unknown): string => createHash("sha256").update(stableStringify(value)).digest("base64url");
+const hashes = new WeakMap<object, string>();
+
+/**
+ * A hash, not the serialised text, is kept per resource and node: views repeat shared resources on every node.
+ * Object values are hashed once (values handed to a view are never mutated afterwards), so a view builder that
+ * reuses the same value object for every node and every recomputation pays for it once.
+ */
+export function contentHash(value: unknown): string {
+  if (value === null || typeof value !== "object") return createHash("sha256").update(stableStringify(value)).digest("base64url");
+  let hash = hashes.get(value);
+  if (hash === undefined) {
+    hash = createHash("sha256").update(stableStringify(value)).digest("base64url");
+    hashes.set(value, hash);
+  }
+  return hash;
+}
 
 interface Entry {
   resource: Resource;

@@ -15,6 +15,10 @@ const IMAGES: Record<string, { entrypoint: string[]; description: string }> = {
     entrypoint: [process.execPath, path.join(REPO_ROOT, "agent", "main.ts")],
     description: "the Ambit node agent (DaemonSet, host network)",
   },
+  "ambit.dev/controller": {
+    entrypoint: [process.execPath, path.join(REPO_ROOT, "controller", "main.ts")],
+    description: "the Ambit controller (Deployment): CA, policy, per-node config stream",
+  },
   "ambit.dev/toolbox": {
     entrypoint: ["sleep", "infinity"],
     description: "idle pod with the host's tools (curl, sh) to exec into",

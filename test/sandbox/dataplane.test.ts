@@ -9,6 +9,7 @@ import type { Credentials, SpiffeId } from "../../agent/identity/index.ts";
 import { AgentMetrics } from "../../agent/metrics/index.ts";
 import { connectMarked, listenInNetns } from "../../agent/native/index.ts";
 import { WorkloadIndex } from "../../agent/state/index.ts";
+import { meshRecords } from "../../controller/state/index.ts";
 import { run } from "../../host/exec.ts";
 import type { KubeObject } from "../../kube/client.ts";
 import { TestCa } from "../support/test-ca.ts";
@@ -79,7 +80,7 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
   });
 
   afterAll(async () => {
-    for (const [name, pod] of Object.entries(PODS)) await driver?.release({ uid: `uid-${name}`, namespace: "demo", name, netnsPath: nsPath(pod.netns), ips: [pod.ip] }).catch(() => {});
+    for (const [name, pod] of Object.entries(PODS)) await driver?.release({ uid: `uid-${name}`, namespace: "demo", name, netnsPath: nsPath(pod.netns), ips: [pod.ip], serviceAccount: name }).catch(() => {});
     dataplane?.close();
     for (const s of servers) s.close();
     for (const ns of [NODE, PODS.orders.netns, PODS.payments.netns]) await execa("ip", ["netns", "del", ns], { reject: false });
@@ -95,7 +96,7 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
   };
 
   it("before capture the application's bytes cross the node in plaintext (so the check below can fail)", async () => {
-    index.rebuild([podObject("orders", false), podObject("payments", false)], [], []);
+    index.replace(meshRecords([podObject("orders", false), podObject("payments", false)], [], []).workloads, []);
     let reply = "";
     const dump = await sniff(NODE, "br0", "tcp and host 10.126.0.3", async () => {
       reply = await send(MARKER);
@@ -106,9 +107,9 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
 
   it("once both pods are captured the same bytes travel only inside TLS, attributed to the source identity", async () => {
     for (const name of ["orders", "payments"] as const) {
-      await driver.capture({ uid: `uid-${name}`, namespace: "demo", name, netnsPath: nsPath(PODS[name].netns), ips: [PODS[name].ip] });
+      await driver.capture({ uid: `uid-${name}`, namespace: "demo", name, netnsPath: nsPath(PODS[name].netns), ips: [PODS[name].ip], serviceAccount: name });
     }
-    index.rebuild([podObject("orders", true), podObject("payments", true)], [], []);
+    index.replace(meshRecords([podObject("orders", true), podObject("payments", true)], [], []).workloads, []);
     let reply = "";
     const dump = await sniff(NODE, "br0", "tcp and host 10.126.0.3", async () => {
       reply = await send(`${MARKER}-2`);
@@ -127,7 +128,7 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
   });
 
   it("takes the same-node fast path without TLS when both pods are on this agent's node", async () => {
-    index.rebuild([podObject("orders", true), podObject("payments", true, "node-1")], [], []);
+    index.replace(meshRecords([podObject("orders", true), podObject("payments", true, "node-1")], [], []).workloads, []);
     const before = received.length;
     expect(await send("same-node")).toBe("payments got same-node");
     expect(received.length).toBe(before + 1);

@@ -47,9 +47,10 @@ describe.skipIf(!isRoot)(`ambit dev (${isRoot ? "root" : ROOT_REQUIRED})`, () =>
       expect(row[6]).toMatch(/^10\.244\.\d+\.\d+$/);
     }
     expect(new Set(demo.map((r) => r[7]))).toEqual(new Set(["node-1", "node-2"]));
-    // --mesh: an agent per node, and the demo namespace's pods captured (legacy stays outside).
-    const agents = (await kubectl(["get", "pods", "-n", "ambit-system", "-o", "jsonpath={.items[*].status.phase}"])).stdout.split(" ");
-    expect(agents).toEqual(["Running", "Running"]);
+    // --mesh: an agent per node, two controller replicas, and the demo namespace's pods captured (legacy stays outside).
+    const phases = async (app: string) => (await kubectl(["get", "pods", "-n", "ambit-system", "-l", `app=${app}`, "-o", "jsonpath={.items[*].status.phase}"])).stdout.split(" ");
+    expect(await phases("ambit-agent")).toEqual(["Running", "Running"]);
+    expect(await phases("ambit-controller")).toEqual(["Running", "Running"]);
     const redirection = (await kubectl(["get", "pods", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace}={.metadata.annotations.ambit\\.dev/redirection}{\"\\n\"}{end}"])).stdout.trim().split("\n");
     expect(redirection.filter((l) => l.startsWith("demo="))).toEqual(Array(5).fill("demo=enabled"));
     expect(redirection.filter((l) => l.startsWith("legacy="))).toEqual(["legacy=disabled"]);

@@ -15,7 +15,7 @@ const NODE = `ambit-inpod-node-${process.pid}`;
 const POD_IP = "10.125.0.2";
 const NODE_IP = "10.125.0.1";
 const CLIENT_IP = "10.125.0.3";
-const pod = { uid: "uid-inpod", namespace: "demo", name: "orders-1", netnsPath: `/run/netns/${POD}`, ips: [POD_IP] };
+const pod = { uid: "uid-inpod", namespace: "demo", name: "orders-1", netnsPath: `/run/netns/${POD}`, ips: [POD_IP], serviceAccount: "orders" };
 
 
 const read = (s: net.Socket) =>

@@ -5,7 +5,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 import { sniff } from "../support/netns.ts";
-import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, isRoot, kubectl } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, deployMesh, isRoot, kubectl } from "../support/sandbox.ts";
 
 const NODE1 = `${TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREFIX}-node-1`;
 
@@ -20,10 +20,7 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
     await ambit(["dev", "down"]);
     const up = await ambit(["dev", "up"]);
     if (up.exitCode !== 0) throw new Error(`ambit dev up failed:\n${up.stdout}\n${up.stderr}`);
-    const applied = await kubectl(["apply", "-f", path.join(REPO_ROOT, "daemonset", "manifests", "ambit-agent.yaml")]);
-    if (applied.exitCode !== 0) throw new Error(applied.stderr);
-    const ready = await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-agent", "--timeout=60s"]);
-    if (ready.exitCode !== 0) throw new Error(`agents not ready: ${ready.stderr}`);
+    await deployMesh();
   }, 180_000);
 
   afterAll(async () => {

@@ -39,6 +39,20 @@ export function kubectl(args: string[], opts: Options = {}): Promise<CommandResu
   return run("kubectl", args, { timeout: 60_000, ...opts, env: { KUBECONFIG: kubeconfig, ...(opts.env ?? {}) } });
 }
 
+const MANIFESTS = path.join(REPO_ROOT, "daemonset", "manifests");
+
+/** Installs the mesh as a user would (CRDs, controller, agent DaemonSet) and waits until every part is ready. */
+export async function deployMesh(): Promise<void> {
+  for (const dir of [path.join(MANIFESTS, "crds"), MANIFESTS]) {
+    const applied = await kubectl(["apply", "-f", dir]);
+    if (applied.exitCode !== 0) throw new Error(`kubectl apply -f ${dir}: ${applied.stderr}`);
+  }
+  for (const app of ["ambit-controller", "ambit-agent"]) {
+    const ready = await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", `app=${app}`, "--timeout=90s"]);
+    if (ready.exitCode !== 0) throw new Error(`${app} not ready: ${ready.stderr}`);
+  }
+}
+
 /** What the sandbox must never change: links, routes and iptables rules of the root network namespace. */
 export async function rootNamespaceSnapshot(): Promise<string> {
   const parts = await Promise.all([

@@ -15,6 +15,12 @@ describe("loadAgentConfig", () => {
       cniTimeoutMs: 10_000,
       logLevel: "info",
       readyFile: undefined,
+      controllerAddress: "ambit-controller.ambit-system.svc",
+      configStreamPort: 15010,
+      caPort: 15012,
+      caTokenFile: "/var/run/secrets/tokens/ambit-ca/token",
+      systemNamespace: "ambit-system",
+      serviceAccount: "ambit-agent",
     });
   });
 

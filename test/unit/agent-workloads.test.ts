@@ -1,6 +1,7 @@
 // Destination resolution: ClusterIP to a ready endpoint's workload, pod IPs, passthrough, empty services.
 import { describe, expect, it } from "vitest";
-import { WorkloadIndex, resolveDestination, workloadNameOf } from "../../agent/state/index.ts";
+import { WorkloadIndex, resolveDestination } from "../../agent/state/index.ts";
+import { meshRecords, workloadNameOf } from "../../controller/state/index.ts";
 import type { KubeObject } from "../../kube/client.ts";
 
 const pod = (name: string, ip: string, opts: { captured?: boolean; owner?: string; node?: string } = {}): KubeObject => ({
@@ -28,14 +29,16 @@ const slice = (ready: boolean[]): KubeObject => ({
 describe("resolveDestination", () => {
   it("maps a ClusterIP to a ready endpoint's workload and target port", () => {
     const index = new WorkloadIndex();
-    index.rebuild([pod("payments-a", "10.244.2.2", { captured: true, owner: "payments" }), pod("payments-b", "10.244.2.3", { captured: true })], [service], [slice([false, true])]);
+    const r = meshRecords([pod("payments-a", "10.244.2.2", { captured: true, owner: "payments" }), pod("payments-b", "10.244.2.3", { captured: true })], [service], [slice([false, true])]);
+    index.replace(r.workloads, r.services);
     const d = resolveDestination(index, "10.96.0.12", 80, () => 0);
     expect(d).toMatchObject({ kind: "workload", port: 8080, workload: { name: "payments-b", serviceAccount: "payments", captured: true } });
   });
 
   it("resolves pod IPs directly, passes unknown addresses through, and reports services without endpoints", () => {
     const index = new WorkloadIndex();
-    index.rebuild([pod("payments-a", "10.244.2.2")], [service], [slice([false])]);
+    const r = meshRecords([pod("payments-a", "10.244.2.2")], [service], [slice([false])]);
+    index.replace(r.workloads, r.services);
     expect(resolveDestination(index, "10.244.2.2", 8080)).toMatchObject({ kind: "workload", workload: { captured: false } });
     expect(resolveDestination(index, "192.0.2.1", 443)).toMatchObject({ kind: "passthrough", reason: "destination is outside the mesh" });
     expect(resolveDestination(index, "10.96.0.12", 80)).toMatchObject({ kind: "no-endpoint" });

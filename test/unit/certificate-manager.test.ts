@@ -2,7 +2,7 @@
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { CertificateManager, type CertificateIssuer } from "../../agent/identity/certificates.ts";
-import type { IssuedCertificate } from "../../agent/identity/local-ca.ts";
+import type { IssuedCertificate } from "../../agent/identity/certificates.ts";
 import { formatSpiffeId, type SpiffeId } from "../../agent/identity/spiffe.ts";
 
 const HOUR = 3600_000;
@@ -12,7 +12,6 @@ describe("CertificateManager", () => {
   let issued: IssuedCertificate[];
   let failNext: number;
   const issuer: CertificateIssuer = {
-    rootPem: "root",
     issue: async (id) => {
       if (failNext > 0) {
         failNext--;

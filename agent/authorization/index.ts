@@ -1,0 +1,2 @@
+// Public surface of L4 authorization in the agent: the policy store the data path asks on every inbound connection.
+export { PolicyError, PolicyStore, matchesPattern } from "./policy-store.ts";

@@ -1,0 +1,80 @@
+// Turns the controller's view of this node into typed records, refusing the whole update if any record is malformed.
+import { RESOURCE_TYPES, type ServiceSpec, type TrustBundle, type Workload } from "../../contract/mesh.ts";
+import type { Resource } from "../../contract/stream.ts";
+
+/** What one config version holds for this node. Policies stay raw here: the policy store validates them. */
+export interface MeshConfig {
+  workloads: Workload[];
+  services: ServiceSpec[];
+  authorizations: unknown[];
+  peerAuthentications: unknown[];
+  trustBundle: TrustBundle;
+}
+
+export class MeshConfigError extends Error {
+  readonly code = "AMBIT_E_CONFIG_INVALID";
+  constructor(message: string) {
+    super(message);
+    this.name = "MeshConfigError";
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const isString = (v: unknown): v is string => typeof v === "string";
+const isPort = (v: unknown): v is number => Number.isInteger(v) && (v as number) > 0 && (v as number) < 65536;
+
+function checkWorkload(key: string, v: unknown): Workload {
+  const ok =
+    isObject(v) &&
+    ["uid", "namespace", "name", "workloadName", "serviceAccount", "node", "ip"].every((f) => isString(v[f])) &&
+    typeof v.captured === "boolean" &&
+    isObject(v.labels) &&
+    Object.values(v.labels).every(isString);
+  if (!ok) throw new MeshConfigError(`workload ${key} is malformed`);
+  return v as unknown as Workload;
+}
+
+function checkService(key: string, v: unknown): ServiceSpec {
+  const ok =
+    isObject(v) &&
+    isString(v.namespace) &&
+    isString(v.name) &&
+    isString(v.clusterIP) &&
+    Array.isArray(v.ports) &&
+    v.ports.every((p) => isObject(p) && isPort(p.port) && Array.isArray(p.endpoints) && p.endpoints.every((e) => isObject(e) && isString(e.ip) && isPort(e.port) && typeof e.ready === "boolean"));
+  if (!ok) throw new MeshConfigError(`service ${key} is malformed`);
+  return v as unknown as ServiceSpec;
+}
+
+function checkTrustBundle(v: unknown): TrustBundle {
+  if (!isObject(v) || !Array.isArray(v.rootsPem) || v.rootsPem.length === 0 || !v.rootsPem.every((p) => isString(p) && p.includes("-----BEGIN CERTIFICATE-----"))) {
+    throw new MeshConfigError("the trust bundle must hold at least one PEM certificate");
+  }
+  return v as unknown as TrustBundle;
+}
+
+/** Every resource checked; an unknown type is ignored (a newer controller may send more than this agent knows). */
+export function meshConfigFromView(view: ReadonlyMap<string, Resource>): MeshConfig {
+  const config: Omit<MeshConfig, "trustBundle"> & { trustBundle?: TrustBundle } = { workloads: [], services: [], authorizations: [], peerAuthentications: [] };
+  for (const r of view.values()) {
+    switch (r.type) {
+      case RESOURCE_TYPES.workload:
+        config.workloads.push(checkWorkload(r.key, r.value));
+        break;
+      case RESOURCE_TYPES.service:
+        config.services.push(checkService(r.key, r.value));
+        break;
+      case RESOURCE_TYPES.authorization:
+        config.authorizations.push(r.value);
+        break;
+      case RESOURCE_TYPES.peerAuthentication:
+        config.peerAuthentications.push(r.value);
+        break;
+      case RESOURCE_TYPES.trustBundle:
+        config.trustBundle = checkTrustBundle(r.value);
+        break;
+    }
+  }
+  if (!config.trustBundle) throw new MeshConfigError("the controller sent no trust bundle");
+  return config as MeshConfig;
+}

@@ -1,0 +1,49 @@
+// Wire contract of the mesh's own resources in the config stream: workloads, services and the trust bundle.
+
+/** Resource `type`s of the config stream (the `key` of each is described next to its value type). */
+export const RESOURCE_TYPES = {
+  /** key: pod uid. */
+  workload: "workload",
+  /** key: namespace/name. */
+  service: "service",
+  /** key: namespace/name of the AuthorizationPolicy. */
+  authorization: "authorization",
+  /** key: namespace/name of the PeerAuthentication. */
+  peerAuthentication: "peerauthentication",
+  /** key: "default". */
+  trustBundle: "trustbundle",
+} as const;
+
+export interface Workload {
+  uid: string;
+  namespace: string;
+  name: string;
+  /** The workload name metrics report (the owning Deployment/DaemonSet, else the pod name). */
+  workloadName: string;
+  serviceAccount: string;
+  node: string;
+  ip: string;
+  /** The destination agent will terminate HBONE for it (its pod is captured). */
+  captured: boolean;
+  /** Only sent for workloads on the receiving agent's node: policy selectors are matched where they are enforced. */
+  labels: Record<string, string>;
+}
+
+export interface ServiceEndpoint {
+  ip: string;
+  port: number;
+  ready: boolean;
+}
+
+/** A Service as the data path needs it: ClusterIP, and per service port the endpoints with resolved target ports. */
+export interface ServiceSpec {
+  namespace: string;
+  name: string;
+  clusterIP: string;
+  ports: Array<{ port: number; endpoints: ServiceEndpoint[] }>;
+}
+
+/** Every root the mesh trusts; during a root rotation both the old and the new root. */
+export interface TrustBundle {
+  rootsPem: string[];
+}

@@ -1,0 +1,147 @@
+// The CSR endpoint: signs a workload certificate for an agent only for identities of pods on that agent's own node.
+import https from "node:https";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type net from "node:net";
+import type { Logger } from "pino";
+import { Counter, Histogram, type Registry } from "prom-client";
+import { CSR_PATH, type CaErrorBody, CaRefusalCode, type CsrRequest, type CsrResponse, MAX_CSR_REQUEST_BYTES } from "../../contract/certificates.ts";
+import { DerError, pemToDer } from "../../pki/der.ts";
+import { CsrError, parseCsr } from "../../pki/workload-certs.ts";
+import type { AgentAuthenticator } from "./agent-auth.ts";
+import type { MeshCa } from "./authority.ts";
+
+export interface CsrServerOptions {
+  ca: MeshCa;
+  authenticator: AgentAuthenticator;
+  trustDomain: string;
+  /** Whether a non-terminated pod with service account `ns/sa` runs on `node` (the informer cache, then the API). */
+  hasPodOnNode(node: string, namespace: string, serviceAccount: string): Promise<boolean>;
+  defaultTtlSeconds: number;
+  /** The controller's serving certificate and key (PEM), replaceable for rotation via `setCredentials`. */
+  credentials: { certChainPem: string; keyPem: string };
+  log: Logger;
+  registry: Registry;
+}
+
+class Refusal extends Error {
+  readonly status: number;
+  readonly code: CaRefusalCode;
+  constructor(status: number, code: CaRefusalCode, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const SPIFFE_WORKLOAD = /^spiffe:\/\/([a-z0-9._-]+)\/ns\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/sa\/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/;
+
+export class CsrServer {
+  readonly #opts: CsrServerOptions;
+  readonly #server: https.Server;
+  readonly #requests: Counter<"outcome" | "reason">;
+  readonly #signing: Histogram;
+
+  constructor(opts: CsrServerOptions) {
+    this.#opts = opts;
+    this.#requests = new Counter({ name: "ambit_ca_requests_total", help: "CSR requests by outcome (issued, refused, error) and refusal code", labelNames: ["outcome", "reason"], registers: [opts.registry] });
+    this.#signing = new Histogram({ name: "ambit_ca_signing_seconds", help: "Time to verify a CSR and sign its certificate", buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01], registers: [opts.registry] });
+    this.#server = https.createServer({ cert: opts.credentials.certChainPem, key: opts.credentials.keyPem, minVersion: "TLSv1.3" }, (req, res) => void this.#handle(req, res));
+  }
+
+  setCredentials(credentials: { certChainPem: string; keyPem: string }): void {
+    this.#server.setSecureContext({ cert: credentials.certChainPem, key: credentials.keyPem, minVersion: "TLSv1.3" });
+  }
+
+  async listen(port: number, host = "0.0.0.0"): Promise<net.AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(port, host, () => resolve());
+    });
+    return this.#server.address() as net.AddressInfo;
+  }
+
+  close(): Promise<void> {
+    this.#server.closeAllConnections();
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const reply = (status: number, body: CsrResponse | CaErrorBody) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    try {
+      const answer = await this.#sign(req);
+      this.#requests.inc({ outcome: "issued", reason: "" });
+      reply(200, answer);
+    } catch (err) {
+      if (err instanceof Refusal) {
+        this.#requests.inc({ outcome: "refused", reason: err.code });
+        // The reason, never the token or the CSR: a refusal log must be safe to share.
+        this.#opts.log.warn({ remote: req.socket.remoteAddress, code: err.code, reason: err.message }, "certificate request refused");
+        reply(err.status, { code: err.code, message: err.message });
+        return;
+      }
+      this.#requests.inc({ outcome: "error", reason: CaRefusalCode.internal });
+      this.#opts.log.error({ err: (err as Error).message }, "certificate request failed");
+      reply(500, { code: CaRefusalCode.internal, message: "the CA failed to answer; see the controller log" });
+    }
+  }
+
+  async #sign(req: IncomingMessage): Promise<CsrResponse> {
+    if (req.url !== CSR_PATH) throw new Refusal(404, CaRefusalCode.notFound, `only POST ${CSR_PATH} is served here`);
+    if (req.method !== "POST") throw new Refusal(405, CaRefusalCode.notFound, `use POST ${CSR_PATH}`);
+    if (!this.#opts.ca.ready) throw new Refusal(503, CaRefusalCode.notReady, "the CA has no signing root yet; retry shortly");
+    const body = await readBody(req);
+    const auth = await this.#opts.authenticator.authenticate(req.headers.authorization);
+    if (!auth.ok) throw new Refusal(auth.status, auth.code, auth.reason);
+
+    let request: CsrRequest;
+    try {
+      request = JSON.parse(body) as CsrRequest;
+    } catch {
+      throw new Refusal(400, CaRefusalCode.badRequest, 'the body must be JSON {"csr": "<PEM>"}');
+    }
+    if (typeof request?.csr !== "string") throw new Refusal(400, CaRefusalCode.badRequest, 'the body must be JSON {"csr": "<PEM>"}');
+    const started = performance.now();
+    let csr;
+    try {
+      csr = parseCsr(pemToDer(request.csr, "CERTIFICATE REQUEST"));
+    } catch (err) {
+      if (err instanceof CsrError || err instanceof DerError) throw new Refusal(400, CaRefusalCode.badCsr, err.message);
+      throw err;
+    }
+    if (csr.uris.length !== 1 || csr.otherSans > 0) throw new Refusal(400, CaRefusalCode.badCsr, `the CSR must ask for exactly one SAN, a SPIFFE URI (it asks for ${csr.uris.length} URIs and ${csr.otherSans} other names)`);
+    const uri = csr.uris[0]!;
+    const m = SPIFFE_WORKLOAD.exec(uri);
+    if (!m) throw new Refusal(400, CaRefusalCode.badCsr, `"${uri}" is not a workload SPIFFE ID (spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>)`);
+    const [, trustDomain, namespace, , serviceAccount] = m;
+    if (trustDomain !== this.#opts.trustDomain) throw new Refusal(403, CaRefusalCode.trustDomain, `trust domain ${trustDomain} is not this mesh's (${this.#opts.trustDomain})`);
+    if (!(await this.#opts.hasPodOnNode(auth.node, namespace!, serviceAccount!))) {
+      throw new Refusal(403, CaRefusalCode.notOnNode, `no pod with service account ${namespace}/${serviceAccount} runs on node ${auth.node}; an agent may only obtain identities of its own node's pods`);
+    }
+    const ttl = Math.min(this.#opts.defaultTtlSeconds, request.ttlSeconds && request.ttlSeconds > 0 ? Math.floor(request.ttlSeconds) : this.#opts.defaultTtlSeconds);
+    const issued = this.#opts.ca.issueWorkload(csr.spki, uri, ttl);
+    this.#signing.observe((performance.now() - started) / 1000);
+    this.#opts.log.info({ identity: uri, node: auth.node, notAfter: issued.notAfter.toISOString() }, "certificate issued");
+    return { certChain: issued.certChainPem, trustBundle: this.#opts.ca.trustBundle(), notAfter: issued.notAfter.toISOString() };
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_CSR_REQUEST_BYTES) {
+        reject(new Refusal(413, CaRefusalCode.tooLarge, `request body over ${MAX_CSR_REQUEST_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}

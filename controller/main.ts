@@ -1,0 +1,221 @@
+// The controller program: watches the cluster, runs the CA and its CSR endpoint, compiles policy, streams each node its view.
+import http from "node:http";
+import { X509Certificate, randomBytes } from "node:crypto";
+import pino from "pino";
+import { KubeConfig } from "@kubernetes/client-node";
+import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { KubeClient, type KubeObject, pathFor } from "../kube/client.ts";
+import { SharedInformers } from "../kube/informers.ts";
+import { RESOURCE_TYPES } from "../contract/mesh.ts";
+import { compileAuthorizationPolicy, compilePeerAuthentication, type Condition } from "./authorization/index.ts";
+import { loadControllerConfig } from "./config.ts";
+import { LeaderElector } from "./election/index.ts";
+import { AgentAuthenticator, CsrServer, MeshCa } from "./identity/index.ts";
+import { ConfigStreamServer } from "./stream/index.ts";
+import { MeshViews, type ScopedPolicy } from "./views/index.ts";
+
+const config = loadControllerConfig();
+const log = pino({ level: config.logLevel, base: { component: "controller", pod: config.podName } });
+const kc = new KubeConfig();
+if (process.env.KUBECONFIG) kc.loadFromFile(process.env.KUBECONFIG);
+else kc.loadFromCluster();
+const client = new KubeClient(kc);
+const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: "ambit_controller_" });
+for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(`ambit_controller_${name}`);
+const leaderGauge = new Gauge({ name: "ambit_controller_leader", help: "1 while this replica holds the leader lease", registers: [registry] });
+
+// ---- leader election: the leader creates the CA root, publishes the trust bundle and writes policy status.
+const identity = `${config.podName}_${randomBytes(4).toString("hex")}`;
+const elector = new LeaderElector({
+  client,
+  namespace: config.namespace,
+  name: "ambit-controller",
+  identity,
+  leaseDurationMs: config.leaseDurationMs,
+  renewDeadlineMs: config.renewDeadlineMs,
+  retryPeriodMs: config.retryPeriodMs,
+  log,
+  onStartedLeading: () => {
+    leaderGauge.set(1);
+    void ca.refresh().then(publishTrustBundle).catch((err: unknown) => log.error({ err: String(err) }, "CA set-up as leader failed; retrying"));
+    writeAllStatuses();
+  },
+  onStoppedLeading: () => leaderGauge.set(0),
+});
+elector.start();
+
+// ---- CA: a signing root from the cacerts plug-in secret or the controller's own (created once by the leader).
+const ca = new MeshCa({ client, namespace: config.namespace, trustDomain: config.trustDomain, log, mayWrite: () => elector.isLeader(), maxCertTtlSeconds: config.workloadCertTtlSeconds });
+while (!ca.ready) {
+  await ca.refresh().catch((err: unknown) => log.warn({ err: String(err) }, "CA root not available yet"));
+  if (!ca.ready) await new Promise((r) => setTimeout(r, 1000));
+}
+// Rotation or a new plug-in CA done by the leader (or by the user) reaches every replica within this period.
+setInterval(() => void ca.refresh().catch((err: unknown) => log.warn({ err: String(err) }, "CA refresh failed")), 10_000).unref();
+
+// ---- cluster state and compiled policy.
+const informers = new SharedInformers(client, ["pods", "services", "endpointslices", "namespaces", "authorizationpolicies", "peerauthentications"], (resource, err) => log.warn({ resource, err: String(err) }, "watch failed; restarting with backoff"));
+const compiled = new Map<string, { scoped: ScopedPolicy; condition: Condition; object: KubeObject; plural: string }>();
+function recompilePolicies(): void {
+  compiled.clear();
+  for (const obj of informers.list("authorizationpolicies")) {
+    const r = compileAuthorizationPolicy(obj);
+    const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
+    compiled.set(`a/${key}`, { scoped: { resource: { type: RESOURCE_TYPES.authorization, key, value: r.compiled }, namespace: r.compiled.namespace, selector: r.compiled.selector }, condition: r.condition, object: obj, plural: "authorizationpolicies" });
+  }
+  for (const obj of informers.list("peerauthentications")) {
+    const r = compilePeerAuthentication(obj);
+    const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
+    compiled.set(`p/${key}`, { scoped: { resource: { type: RESOURCE_TYPES.peerAuthentication, key, value: r.compiled }, namespace: r.compiled.namespace, selector: r.compiled.selector }, condition: r.condition, object: obj, plural: "peerauthentications" });
+  }
+}
+
+/** The leader records on each policy what is enforced where (Accepted / PartiallyEnforced / Invalid). */
+function writeAllStatuses(): void {
+  if (!elector.isLeader()) return;
+  for (const entry of compiled.values()) {
+    const current = (entry.object.status?.conditions as Condition[] | undefined)?.find((c) => c.type === "Accepted");
+    const next = entry.condition;
+    if (current && current.status === next.status && current.reason === next.reason && current.message === next.message && current.observedGeneration === next.observedGeneration) continue;
+    const path = pathFor("security.ambit.dev/v1", entry.plural, entry.object.metadata.namespace, entry.object.metadata.name, "status");
+    void client
+      .mergePatch(path, { status: { conditions: [{ ...next, lastTransitionTime: new Date().toISOString() }] } })
+      .catch((err: unknown) => log.warn({ policy: `${entry.object.metadata.namespace}/${entry.object.metadata.name}`, err: String(err) }, "could not write policy status"));
+  }
+}
+
+const views = new MeshViews({
+  pods: () => informers.list("pods"),
+  services: () => informers.list("services"),
+  endpointSlices: () => informers.list("endpointslices"),
+  policies: () => [...compiled.values()].map((c) => c.scoped),
+  trustBundle: () => ({ rootsPem: ca.trustBundle() }),
+  rootNamespace: config.rootNamespace,
+});
+
+// ---- serving certificate of both endpoints, renewed at half life (and whenever the root changes).
+const servingNames = [`ambit-controller.${config.namespace}.svc`, `ambit-controller.${config.namespace}.svc.cluster.local`, ...config.servingNames];
+let serving = ca.issueServing(servingNames, 24 * 3600);
+
+const authenticator = new AgentAuthenticator(client, config.agentServiceAccounts);
+const csrServer = new CsrServer({
+  ca,
+  authenticator,
+  trustDomain: config.trustDomain,
+  defaultTtlSeconds: config.workloadCertTtlSeconds,
+  credentials: serving,
+  log,
+  registry,
+  // The informer cache first; a pod created a moment ago may not be there yet, so ask the API before refusing.
+  hasPodOnNode: async (node, namespace, serviceAccount) => {
+    const matches = (p: KubeObject) => p.spec?.nodeName === node && (p.spec?.serviceAccountName ?? "default") === serviceAccount && !p.metadata.deletionTimestamp && !["Succeeded", "Failed"].includes(p.status?.phase as string);
+    if (informers.list("pods", namespace).some(matches)) return true;
+    const live = await client.list(`${pathFor("v1", "pods", namespace)}?fieldSelector=${encodeURIComponent(`spec.nodeName=${node}`)}`);
+    return live.some(matches);
+  },
+});
+
+const agentIdentities = new Set(config.agentServiceAccounts.map((sa) => `spiffe://${config.trustDomain}/ns/${sa.replace("/", "/sa/")}`));
+const stream = new ConfigStreamServer({
+  credentials: serving,
+  trustBundlePem: ca.trustBundle().join(""),
+  debounceMs: config.debounceMs,
+  log,
+  registry,
+  viewFor: (node) => views.viewFor(node),
+  // Both proofs: a mesh certificate of an agent identity (mTLS) and a node-bound token saying which node.
+  authenticate: async ({ peerCertificate, headers }) => {
+    const uri = peerCertificate ? /URI:([^,\s]+)/.exec(peerCertificate.subjectAltName ?? "")?.[1] : undefined;
+    if (!uri || !agentIdentities.has(uri)) return { error: `client certificate ${uri ?? "(none)"} is not an agent identity`, status: 403 };
+    const auth = await authenticator.authenticate(headers.authorization);
+    return auth.ok ? { node: auth.node } : { error: auth.reason, status: auth.status };
+  },
+});
+
+const refreshServing = () => {
+  serving = ca.issueServing(servingNames, 24 * 3600);
+  csrServer.setCredentials(serving);
+  stream.setCredentials(serving, ca.trustBundle().join(""));
+};
+setInterval(refreshServing, 12 * 3600_000).unref();
+ca.onChange(() => {
+  refreshServing();
+  views.invalidate();
+  stream.changed();
+  void publishTrustBundle();
+});
+
+/** Agents read the roots from this ConfigMap before their first connection (Istio's istio-ca-root-cert). */
+async function publishTrustBundle(): Promise<void> {
+  if (!elector.isLeader() || !ca.ready) return;
+  const data = { "root-cert.pem": ca.trustBundle().join("") };
+  const path = pathFor("v1", "configmaps", config.namespace, "ambit-ca-root");
+  const existing = await client.get(path).catch(() => undefined);
+  if ((existing?.data as Record<string, string> | undefined)?.["root-cert.pem"] === data["root-cert.pem"]) return;
+  if (existing) await client.mergePatch(path, { data });
+  else await client.create(pathFor("v1", "configmaps", config.namespace), { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "ambit-ca-root" }, data });
+  log.info({ roots: ca.trustBundle().length }, "published the trust bundle (configmap ambit-ca-root)");
+}
+
+for (const r of ["pods", "services", "endpointslices", "namespaces"] as const) {
+  informers.on(r, () => {
+    views.invalidate();
+    stream.changed();
+  });
+}
+for (const r of ["authorizationpolicies", "peerauthentications"] as const) {
+  informers.on(r, () => {
+    recompilePolicies();
+    views.invalidate();
+    stream.changed();
+    writeAllStatuses();
+  });
+}
+await informers.start();
+recompilePolicies();
+writeAllStatuses();
+await publishTrustBundle().catch((err: unknown) => log.warn({ err: String(err) }, "could not publish the trust bundle yet"));
+
+const caAddress = await csrServer.listen(config.ports.ca);
+const streamAddress = await stream.listen(config.ports.configStream);
+
+// ---- monitoring: metrics, readiness, and a debug dump of who is connected.
+const monitoring = http.createServer((req, res) => {
+  if (req.url === "/metrics") {
+    void registry.metrics().then((body) => {
+      res.writeHead(200, { "content-type": registry.contentType });
+      res.end(body);
+    });
+    return;
+  }
+  if (req.url === "/ready") {
+    const ready = ca.ready;
+    res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" });
+    res.end(ready ? "ready\n" : "CA root not loaded\n");
+    return;
+  }
+  if (req.url === "/debug/status") {
+    const root = new X509Certificate(ca.trustBundle()[0]!);
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ identity, leader: elector.leader(), isLeader: elector.isLeader(), ca: { source: ca.source, roots: ca.trustBundle().length, rootNotAfter: root.validTo }, agents: stream.status(), policies: [...compiled.values()].map((c) => ({ key: `${c.scoped.namespace}/${c.object.metadata.name}`, kind: c.object.kind, condition: c.condition })) }, null, 2));
+    return;
+  }
+  res.writeHead(404).end();
+});
+await new Promise<void>((resolve) => monitoring.listen(config.ports.monitoring, "0.0.0.0", resolve));
+log.info({ ca: caAddress.port, configStream: streamAddress.port, monitoring: config.ports.monitoring, caSource: ca.source }, "controller started");
+
+let stopping = false;
+const shutdown = async (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, "controller stopping; agents keep their configuration and reconnect to the other replica");
+  await elector.stop();
+  await Promise.allSettled([stream.close(), csrServer.close(), informers.stop()]);
+  monitoring.close();
+  client.close();
+  process.exit(0);
+};
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
