@@ -10,7 +10,7 @@ import { RESOURCE_TYPES } from "../contract/mesh.ts";
 import { compileAuthorizationPolicy, compilePeerAuthentication, type Condition } from "./authorization/index.ts";
 import { loadControllerConfig } from "./config.ts";
 import { LeaderElector } from "./election/index.ts";
-import { AgentAuthenticator, CsrServer, MeshCa } from "./identity/index.ts";
+import { AgentAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "./identity/index.ts";
 import { ConfigStreamServer } from "./stream/index.ts";
 import { MeshViews, type ScopedPolicy } from "./views/index.ts";
 
@@ -107,13 +107,7 @@ const csrServer = new CsrServer({
   credentials: serving,
   log,
   registry,
-  // The informer cache first; a pod created a moment ago may not be there yet, so ask the API before refusing.
-  hasPodOnNode: async (node, namespace, serviceAccount) => {
-    const matches = (p: KubeObject) => p.spec?.nodeName === node && (p.spec?.serviceAccountName ?? "default") === serviceAccount && !p.metadata.deletionTimestamp && !["Succeeded", "Failed"].includes(p.status?.phase as string);
-    if (informers.list("pods", namespace).some(matches)) return true;
-    const live = await client.list(`${pathFor("v1", "pods", namespace)}?fieldSelector=${encodeURIComponent(`spec.nodeName=${node}`)}`);
-    return live.some(matches);
-  },
+  hasPodOnNode: podOnNodeCheck(client, (namespace) => informers.list("pods", namespace)),
 });
 
 const agentIdentities = new Set(config.agentServiceAccounts.map((sa) => `spiffe://${config.trustDomain}/ns/${sa.replace("/", "/sa/")}`));

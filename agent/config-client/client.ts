@@ -27,8 +27,11 @@ export interface BackoffPolicy {
   jitter: number;
 }
 
-/** ztunnel's retry range: 500 ms doubling up to 150 s. */
-export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 150_000, jitter: 0.2 };
+/**
+ * 500 ms doubling up to 15 s (ztunnel goes to 150 s): after a controller outage agents are back in sync within
+ * seconds, and 15 s with jitter still spreads a whole cluster's reconnects.
+ */
+export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 15_000, jitter: 0.2 };
 
 /** Delay before retry number `attempt` (0-based): exponential, capped at `maxMs`, shortened by up to `jitter`. */
 export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () => number = Math.random): number {

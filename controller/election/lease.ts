@@ -47,12 +47,16 @@ export class LeaderElector {
     void this.#tick();
   }
 
-  /** Stops; a leader releases the lease (empty holder) so the other replica takes over at once. */
-  async stop(): Promise<void> {
+  /**
+   * Stops; a leader releases the lease (empty holder) so the other replica takes over at once. Without
+   * `release` the lease is left to expire, as after a crash.
+   */
+  async stop(opts: { release?: boolean } = {}): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     if (!this.#leading) return;
     this.#setLeading(false);
+    if (opts.release === false) return;
     try {
       const lease = await this.#opts.client.get(this.#path());
       if (lease.spec?.holderIdentity === this.#opts.identity) {

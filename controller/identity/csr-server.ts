@@ -135,8 +135,10 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on("data", (c: Buffer) => {
       size += c.length;
       if (size > MAX_CSR_REQUEST_BYTES) {
+        // Answer 413, and read the rest without keeping it, so the client sees the answer rather than a reset.
         reject(new Refusal(413, CaRefusalCode.tooLarge, `request body over ${MAX_CSR_REQUEST_BYTES} bytes`));
-        req.destroy();
+        req.removeAllListeners("data");
+        req.resume();
         return;
       }
       chunks.push(c);

@@ -183,8 +183,14 @@ export class ConfigStreamServer {
 
   /** Ends every stream (agents reconnect, to another replica or to this one restarted) and stops listening. */
   async close(): Promise<void> {
+    // A change still waiting out the debounce is pushed now: agents keep serving from what they hold while no
+    // replica is up, so they must not be left one change behind.
+    if (this.#debounce) {
+      clearTimeout(this.#debounce);
+      this.#debounce = undefined;
+      for (const [node, state] of this.#nodes) if (state.connections.size > 0) this.#recompute(node, state);
+    }
     this.#closing = true;
-    clearTimeout(this.#debounce);
     clearInterval(this.#heartbeat);
     for (const state of this.#nodes.values()) for (const c of state.connections) c.stream.end();
     for (const session of this.#sessions) session.close();

@@ -107,10 +107,12 @@ export class ObjectStore {
 
   /**
    * Registers a watcher from `fromRv` (exclusive): replays retained events after it, then live ones.
-   * Returns false when `fromRv` is older than the retained history (the caller answers 410 Gone).
+   * Returns false when `fromRv` is older than the retained history, or newer than anything this store has seen
+   * (the client watched a previous incarnation of this in-memory server): either way the caller answers 410 Gone
+   * and the client relists.
    */
   watch(w: Watcher, fromRv: number): boolean {
-    if (fromRv < this.#compactedRv) return false;
+    if (fromRv < this.#compactedRv || fromRv > this.resourceVersion) return false;
     for (const event of this.#history) if (event.rv > fromRv) this.#offer(w, event);
     this.#watchers.add(w);
     return true;

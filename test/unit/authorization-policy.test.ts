@@ -1,0 +1,167 @@
+// L4 policy with Istio's semantics: compilation (L7 handling, invalid policies fail closed) and the destination's decision.
+import { describe, expect, it } from "vitest";
+import { PolicyStore, matchesPattern } from "../../agent/authorization/index.ts";
+import type { InboundAttributes } from "../../agent/dataplane/index.ts";
+import type { Workload } from "../../agent/state/index.ts";
+import { compileAuthorizationPolicy, compilePeerAuthentication } from "../../controller/authorization/index.ts";
+import type { KubeObject } from "../../kube/client.ts";
+
+const payments: Workload = { uid: "p", namespace: "demo", name: "payments-1", workloadName: "payments", serviceAccount: "payments", node: "node-2", ip: "10.244.2.3", captured: true, labels: { app: "payments" } };
+const fraud: Workload = { ...payments, uid: "f", name: "fraud-1", workloadName: "fraud", serviceAccount: "fraud", ip: "10.244.2.4", labels: { app: "fraud" } };
+
+const ap = (namespace: string, name: string, spec: Record<string, unknown>, created = "2026-01-01T00:00:00Z"): KubeObject => ({ apiVersion: "security.ambit.dev/v1", kind: "AuthorizationPolicy", metadata: { name, namespace, generation: 3, creationTimestamp: created }, spec });
+const pa = (namespace: string, name: string, spec: Record<string, unknown>, created = "2026-01-01T00:00:00Z"): KubeObject => ({ apiVersion: "security.ambit.dev/v1", kind: "PeerAuthentication", metadata: { name, namespace, creationTimestamp: created }, spec });
+const from = (sa: string, namespace = "demo") => ({ trustDomain: "cluster.local", namespace, serviceAccount: sa });
+
+function store(policies: KubeObject[], peers: KubeObject[] = []): PolicyStore {
+  const s = new PolicyStore({ rootNamespace: "ambit-system" });
+  s.replace(
+    policies.map((p) => compileAuthorizationPolicy(p).compiled),
+    peers.map((p) => compilePeerAuthentication(p).compiled),
+  );
+  return s;
+}
+const conn = (over: Partial<InboundAttributes> = {}): InboundAttributes => ({ source: from("orders"), sourceIp: "10.244.1.5", destination: payments, destinationIp: payments.ip, destinationPort: 8080, ...over });
+const allowed = (s: PolicyStore, c: InboundAttributes) => s.check(c).allowed;
+
+describe("authorization decisions", () => {
+  it("allows everything without policies, and nothing once an allow-nothing policy exists", () => {
+    expect(allowed(store([]), conn())).toBe(true);
+    const s = store([ap("demo", "allow-nothing", {})]);
+    expect(s.check(conn())).toMatchObject({ allowed: false, reason: expect.stringContaining("no ALLOW policy matched") });
+  });
+
+  it("lets a matching ALLOW through next to allow-nothing, only for the selected workload", () => {
+    const s = store([ap("demo", "allow-nothing", {}), ap("demo", "orders-to-payments", { selector: { matchLabels: { app: "payments" } }, action: "ALLOW", rules: [{ from: [{ source: { principals: ["cluster.local/ns/demo/sa/orders"] } }] }] })]);
+    expect(s.check(conn())).toMatchObject({ allowed: true, reason: "allowed by policy demo/orders-to-payments" });
+    expect(allowed(s, conn({ source: from("client") }))).toBe(false);
+    expect(allowed(s, conn({ destination: fraud, destinationIp: fraud.ip }))).toBe(false);
+  });
+
+  it("DENY beats ALLOW, and root-namespace policies apply mesh-wide", () => {
+    const allowAll = ap("demo", "allow-all", { rules: [{}] });
+    const deny = ap("ambit-system", "deny-client", { action: "DENY", rules: [{ from: [{ source: { principals: ["*/sa/client"] } }] }] });
+    const s = store([allowAll, deny]);
+    expect(s.check(conn({ source: from("client") }))).toMatchObject({ allowed: false, reason: "denied by policy ambit-system/deny-client" });
+    expect(allowed(s, conn())).toBe(true);
+    // A root-namespace policy with a selector reaches matching workloads of every namespace.
+    const scoped = store([ap("ambit-system", "deny-fraud", { action: "DENY", selector: { matchLabels: { app: "fraud" } }, rules: [{}] })]);
+    expect(allowed(scoped, conn({ destination: fraud, destinationIp: fraud.ip }))).toBe(false);
+    expect(allowed(scoped, conn())).toBe(true);
+    // A policy of another namespace does not.
+    expect(allowed(store([ap("other", "allow-nothing", {})]), conn())).toBe(true);
+  });
+
+  it("matches principals, namespaces, IP blocks and ports with their not-forms", () => {
+    const rule = (source: Record<string, unknown>, operation?: Record<string, unknown>) => store([ap("demo", "p", { rules: [{ from: [{ source }], ...(operation ? { to: [{ operation }] } : {}) }] })]);
+    expect(allowed(rule({ namespaces: ["demo"] }), conn())).toBe(true);
+    expect(allowed(rule({ namespaces: ["demo"] }), conn({ source: from("orders", "other") }))).toBe(false);
+    expect(allowed(rule({ notNamespaces: ["other"] }), conn({ source: from("orders", "other") }))).toBe(false);
+    expect(allowed(rule({ principals: ["cluster.local/ns/demo/*"] }), conn())).toBe(true);
+    expect(allowed(rule({ notPrincipals: ["*/sa/orders"] }), conn())).toBe(false);
+    expect(allowed(rule({ ipBlocks: ["10.244.1.0/24"] }), conn())).toBe(true);
+    expect(allowed(rule({ ipBlocks: ["10.244.2.0/24"] }), conn())).toBe(false);
+    expect(allowed(rule({ notIpBlocks: ["10.244.1.5"] }), conn())).toBe(false);
+    expect(allowed(rule({ ipBlocks: ["fd00::/8"] }), conn({ sourceIp: "fd00::5" }))).toBe(true);
+    expect(allowed(rule({ namespaces: ["demo"] }, { ports: ["8080"] }), conn())).toBe(true);
+    expect(allowed(rule({ namespaces: ["demo"] }, { ports: ["9090"] }), conn())).toBe(false);
+    expect(allowed(rule({ namespaces: ["demo"] }, { notPorts: ["8080"] }), conn())).toBe(false);
+  });
+
+  it("a plaintext client has no principal: `*` does not match it, notPrincipals does", () => {
+    const star = store([ap("demo", "any-mesh", { rules: [{ from: [{ source: { principals: ["*"] } }] }] })]);
+    expect(allowed(star, conn())).toBe(true);
+    expect(allowed(star, conn({ source: undefined }))).toBe(false);
+    const notMesh = store([ap("demo", "deny-plain", { action: "DENY", rules: [{ from: [{ source: { notPrincipals: ["*"] } }] }] })]);
+    expect(allowed(notMesh, conn({ source: undefined }))).toBe(false);
+    expect(allowed(notMesh, conn())).toBe(true);
+  });
+
+  it("evaluates L4 `when` conditions", () => {
+    const when = (w: Record<string, unknown>) => store([ap("demo", "w", { rules: [{ when: [w] }] })]);
+    expect(allowed(when({ key: "source.namespace", values: ["demo"] }), conn())).toBe(true);
+    expect(allowed(when({ key: "destination.port", values: ["9090"] }), conn())).toBe(false);
+    expect(allowed(when({ key: "source.ip", notValues: ["10.244.1.0/24"] }), conn())).toBe(false);
+    expect(allowed(when({ key: "destination.ip", values: ["10.244.2.0/24"] }), conn())).toBe(true);
+    expect(allowed(when({ key: "source.principal", values: ["cluster.local/ns/demo/sa/orders"] }), conn())).toBe(true);
+  });
+
+  it("the matcher does exact, prefix, suffix and presence", () => {
+    expect(matchesPattern("a/b", "a/b")).toBe(true);
+    expect(matchesPattern("a/*", "a/b")).toBe(true);
+    expect(matchesPattern("*/b", "a/b")).toBe(true);
+    expect(matchesPattern("*", "")).toBe(false);
+    expect(matchesPattern("a/*", "b/a")).toBe(false);
+  });
+});
+
+describe("compilation", () => {
+  it("drops ALLOW rules that need L7 (stricter) and says so on the policy", () => {
+    const r = compileAuthorizationPolicy(ap("demo", "get-only", { rules: [{ to: [{ operation: { methods: ["GET"] } }] }, { from: [{ source: { namespaces: ["demo"] } }] }] }));
+    expect(r.compiled.rules).toEqual([{ from: [{ namespaces: ["demo"] }] }]);
+    expect(r.condition).toMatchObject({ status: "True", reason: "PartiallyEnforced", observedGeneration: 3, message: expect.stringContaining("rule 0 needs L7 (methods)") });
+    // With its only rule dropped it still exists as an ALLOW policy: the workload then allows nothing else.
+    const onlyL7 = store([ap("demo", "get-only", { rules: [{ to: [{ operation: { methods: ["GET"] } }] }] })]);
+    expect(allowed(onlyL7, conn())).toBe(false);
+  });
+
+  it("keeps the L4 parts of DENY rules that need L7 (denies more)", () => {
+    const r = compileAuthorizationPolicy(ap("demo", "no-post", { action: "DENY", rules: [{ from: [{ source: { namespaces: ["legacy"] } }], to: [{ operation: { methods: ["POST"], ports: ["8080"] } }] }] }));
+    expect(r.compiled.rules).toEqual([{ from: [{ namespaces: ["legacy"] }], to: [{ ports: [8080] }] }]);
+    expect(r.condition.reason).toBe("PartiallyEnforced");
+    const s = store([ap("demo", "no-post", { action: "DENY", rules: [{ to: [{ operation: { methods: ["POST"] } }] }] })]);
+    expect(allowed(s, conn())).toBe(false);
+  });
+
+  it("an invalid policy names the field, is never partly applied, and fails closed", () => {
+    const badAllow = compileAuthorizationPolicy(ap("demo", "bad", { selector: { matchLabels: { app: "payments" } }, rules: [{ from: [{ source: { namespaces: ["demo"] } }], to: [{ operation: { ports: ["8080", "http"] } }] }] }));
+    expect(badAllow.condition).toMatchObject({ status: "False", reason: "Invalid", message: expect.stringContaining('spec.rules[0].to[0].operation.ports[1]: "http" is not a port number') });
+    expect(badAllow.compiled).toMatchObject({ action: "ALLOW", rules: [] });
+    expect(allowed(store([ap("demo", "bad", { selector: { matchLabels: { app: "payments" } }, rules: [{ to: [{ operation: { ports: ["http"] } }] }] })]), conn())).toBe(false);
+
+    const badDeny = compileAuthorizationPolicy(ap("demo", "bad-deny", { action: "DENY", rules: [{ from: [{ source: { ipBlocks: ["10.0.0.0/33"] } }] }] }));
+    expect(badDeny.condition.message).toContain('spec.rules[0].from[0].source.ipBlocks[0]: "10.0.0.0/33" is not an IP address or CIDR block');
+    expect(badDeny.compiled).toMatchObject({ action: "DENY", rules: [{}] });
+
+    for (const spec of [{ action: "CUSTOM" }, { rules: [{ from: [{ source: { principals: ["spiffe://cluster.local/ns/a/sa/b"] } }] }] }, { rules: [{ when: [{ key: "bogus.key", values: ["x"] }] }] }, { selector: "app=payments" }]) {
+      expect(compileAuthorizationPolicy(ap("demo", "x", spec)).condition.reason).toBe("Invalid");
+    }
+  });
+});
+
+describe("peer authentication", () => {
+  it("STRICT refuses plaintext, PERMISSIVE (the default) accepts it, mTLS passes either way", () => {
+    expect(allowed(store([]), conn({ source: undefined }))).toBe(true);
+    const strict = store([], [pa("demo", "strict", { mtls: { mode: "STRICT" } })]);
+    expect(strict.check(conn({ source: undefined }))).toMatchObject({ allowed: false, reason: expect.stringContaining("STRICT mTLS") });
+    expect(allowed(strict, conn())).toBe(true);
+  });
+
+  it("workload beats namespace beats mesh; UNSET inherits; port overrides apply to selector policies only", () => {
+    const s = store([], [
+      pa("ambit-system", "mesh", { mtls: { mode: "STRICT" } }),
+      pa("demo", "ns", { mtls: { mode: "UNSET" } }),
+      pa("demo", "payments", { selector: { matchLabels: { app: "payments" } }, mtls: { mode: "PERMISSIVE" }, portLevelMtls: { "9090": { mode: "STRICT" } } }),
+    ]);
+    expect(s.mtlsMode(payments, 8080)).toBe("PERMISSIVE");
+    expect(s.mtlsMode(payments, 9090)).toBe("STRICT");
+    expect(s.mtlsMode(fraud, 8080)).toBe("STRICT");
+    const nsPorts = compilePeerAuthentication(pa("demo", "ns", { mtls: { mode: "STRICT" }, portLevelMtls: { "8080": { mode: "DISABLE" } } }));
+    expect(nsPorts.compiled.portLevel).toEqual({});
+    expect(nsPorts.condition.reason).toBe("PartiallyEnforced");
+    const oldest = store([], [pa("demo", "b", { selector: { matchLabels: { app: "payments" } }, mtls: { mode: "PERMISSIVE" } }, "2026-02-01T00:00:00Z"), pa("demo", "a", { selector: { matchLabels: { app: "payments" } }, mtls: { mode: "STRICT" } }, "2026-01-01T00:00:00Z")]);
+    expect(oldest.mtlsMode(payments, 8080)).toBe("STRICT");
+  });
+
+  it("an invalid mode fails closed to STRICT", () => {
+    const r = compilePeerAuthentication(pa("demo", "typo", { mtls: { mode: "STRICTLY" } }));
+    expect(r.condition.reason).toBe("Invalid");
+    expect(r.compiled.mode).toBe("STRICT");
+  });
+
+  it("refuses a malformed compiled policy whole, keeping the previous set", () => {
+    const s = store([ap("demo", "allow-nothing", {})]);
+    expect(() => s.replace([{ namespace: "demo", name: "x", action: "MAYBE", rules: [] }], [])).toThrow(/no valid action/);
+    expect(allowed(s, conn())).toBe(false);
+  });
+});
