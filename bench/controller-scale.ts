@@ -166,7 +166,7 @@ async function main(): Promise<void> {
     console.log(`| controller RSS with ${PODS} pods (MiB), no agents / ${NODES} agents | ${summary.controllerRssMiB.noAgents} / ${summary.controllerRssMiB.withAgents} | <= 300 |`);
     console.log(`| snapshot per node (bytes) | ${summary.snapshotBytesPerNode} | |`);
     console.log(`| bytes pushed per pod change (all agents / per agent) | ${summary.bytesPerPodChange.allAgents} / ${summary.bytesPerPodChange.perAgent} | |`);
-    const out = path.join(REPO_ROOT, "bench", "results", "controller-scale.json");
+    const out = path.join(REPO_ROOT, "bench", "results", `controller-scale-${PODS}.json`);
     await fs.mkdir(path.dirname(out), { recursive: true });
     await fs.writeFile(out, JSON.stringify(summary, null, 2) + "\n");
     console.log(`\nwrote ${out}`);

@@ -1,15 +1,15 @@
 // The controller program: watches the cluster, runs the CA and its CSR endpoint, compiles policy, streams each node its view.
 import http from "node:http";
-import { X509Certificate, randomBytes } from "node:crypto";
+import { X509Certificate } from "node:crypto";
 import pino from "pino";
 import { KubeConfig } from "@kubernetes/client-node";
-import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Registry, collectDefaultMetrics } from "prom-client";
 import { KubeClient, type KubeObject, pathFor } from "../kube/client.ts";
 import { SharedInformers } from "../kube/informers.ts";
 import { RESOURCE_TYPES } from "../contract/mesh.ts";
 import { compileAuthorizationPolicy, compilePeerAuthentication, type Condition } from "./authorization/index.ts";
 import { loadControllerConfig } from "./config.ts";
-import { LeaderElector } from "./election/index.ts";
+import { LeaderElector, leaderIdentity } from "./leader/index.ts";
 import { AgentAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "./identity/index.ts";
 import { ConfigStreamServer } from "./stream/index.ts";
 import { MeshViews, type ScopedPolicy } from "./views/index.ts";
@@ -23,10 +23,13 @@ const client = new KubeClient(kc);
 const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: "ambit_controller_" });
 for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(`ambit_controller_${name}`);
-const leaderGauge = new Gauge({ name: "ambit_controller_leader", help: "1 while this replica holds the leader lease", registers: [registry] });
+
+// ---- cluster state and compiled policy.
+const informers = new SharedInformers(client, ["pods", "services", "endpointslices", "namespaces", "authorizationpolicies", "peerauthentications"], (resource, err) => log.warn({ resource, err: String(err) }, "watch failed; restarting with backoff"));
+const compiled = new Map<string, { scoped: ScopedPolicy; condition: Condition; object: KubeObject; plural: string }>();
 
 // ---- leader election: the leader creates the CA root, publishes the trust bundle and writes policy status.
-const identity = `${config.podName}_${randomBytes(4).toString("hex")}`;
+const identity = leaderIdentity(config.podName);
 const elector = new LeaderElector({
   client,
   namespace: config.namespace,
@@ -36,12 +39,11 @@ const elector = new LeaderElector({
   renewDeadlineMs: config.renewDeadlineMs,
   retryPeriodMs: config.retryPeriodMs,
   log,
+  registry,
   onStartedLeading: () => {
-    leaderGauge.set(1);
     void ca.refresh().then(publishTrustBundle).catch((err: unknown) => log.error({ err: String(err) }, "CA set-up as leader failed; retrying"));
     writeAllStatuses();
   },
-  onStoppedLeading: () => leaderGauge.set(0),
 });
 elector.start();
 
@@ -54,9 +56,6 @@ while (!ca.ready) {
 // Rotation or a new plug-in CA done by the leader (or by the user) reaches every replica within this period.
 setInterval(() => void ca.refresh().catch((err: unknown) => log.warn({ err: String(err) }, "CA refresh failed")), 10_000).unref();
 
-// ---- cluster state and compiled policy.
-const informers = new SharedInformers(client, ["pods", "services", "endpointslices", "namespaces", "authorizationpolicies", "peerauthentications"], (resource, err) => log.warn({ resource, err: String(err) }, "watch failed; restarting with backoff"));
-const compiled = new Map<string, { scoped: ScopedPolicy; condition: Condition; object: KubeObject; plural: string }>();
 function recompilePolicies(): void {
   compiled.clear();
   for (const obj of informers.list("authorizationpolicies")) {

@@ -326,7 +326,7 @@ export class ConfigStreamServer {
   }
 
   #recompute(node: string, state: NodeState): void {
-    const change = state.view.update(this.#opts.viewFor(node).values());
+    const change = state.view.update(this.#opts.viewFor(node));
     if (!change || state.connections.size === 0) return;
     const { view } = state;
     const line = encodeMessage({ kind: "delta", epoch: this.epoch, version: view.version, fromVersion: view.version - 1, ...change });

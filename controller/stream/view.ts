@@ -34,6 +34,7 @@ export function contentHash(value: unknown): string {
 }
 
 interface Entry {
+  /** Replaced by an equal-content newer object, so the next identity check hits. */
   resource: Resource;
   hash: string;
 }
@@ -70,22 +71,31 @@ export class NodeView {
    * Replaces the view; returns what changed (and bumps the version) or undefined when nothing did. The first
    * update makes version 1 even if the view is empty, so every connected agent has a version to resume from.
    */
-  update(next: Iterable<Resource>): ViewChange | undefined {
-    const entries = new Map<string, Entry>();
-    const upserts: Resource[] = [];
-    for (const resource of next) {
-      const id = resourceId(resource);
-      const hash = contentHash(resource.value);
-      entries.set(id, { resource, hash });
-      if (this.#entries.get(id)?.hash !== hash) upserts.push(resource);
+  update(next: Iterable<Resource> | ReadonlyMap<string, Resource>): ViewChange | undefined {
+    const byId: ReadonlyMap<string, Resource> = next instanceof Map ? next : new Map([...(next as Iterable<Resource>)].map((r) => [resourceId(r), r] as const));
+    // Unchanged resources are usually the very same objects (view builders share them): an identity check
+    // settles most entries without hashing, and nothing is reallocated when nothing changed.
+    const upserts: Array<[string, Resource]> = [];
+    let added = 0;
+    for (const [id, resource] of byId) {
+      const old = this.#entries.get(id);
+      if (old && (old.resource === resource || old.hash === contentHash(resource.value))) {
+        old.resource = resource;
+        continue;
+      }
+      if (!old) added++;
+      upserts.push([id, resource]);
     }
     const removes: ResourceRef[] = [];
-    for (const [id, old] of this.#entries) if (!entries.has(id)) removes.push({ type: old.resource.type, key: old.resource.key });
+    if (this.#entries.size + added > byId.size) {
+      for (const [id, old] of this.#entries) if (!byId.has(id)) removes.push({ type: old.resource.type, key: old.resource.key });
+    }
     if (this.#version > 0 && upserts.length === 0 && removes.length === 0) return undefined;
-    this.#entries = entries;
+    for (const [id, resource] of upserts) this.#entries.set(id, { resource, hash: contentHash(resource.value) });
+    for (const r of removes) this.#entries.delete(resourceId(r));
     this.#version++;
-    this.#record([...upserts.map(({ type, key }) => ({ type, key })), ...removes]);
-    return { upserts, removes };
+    this.#record([...upserts.map(([, { type, key }]) => ({ type, key })), ...removes]);
+    return { upserts: upserts.map(([, r]) => r), removes };
   }
 
   #record(refs: ResourceRef[]): void {
