@@ -145,8 +145,17 @@ export interface IssuerInfo {
 export function issuerInfo(caCertDer: Buffer): IssuerInfo {
   const [tbs] = children(readTlv(caCertDer));
   const fields = children(tbs!);
-  // [0] version, serial, signature, issuer, validity, subject, spki
+  // [0] version, serial, signature, issuer, validity, subject, spki, ..., [3] extensions
   const offset = fields[0]!.tag === TAG.context(0) ? 1 : 0;
+  // The issuer's own subjectKeyIdentifier when it has one: RFC 5280 lets a CA choose it freely, and a leaf
+  // whose authorityKeyIdentifier differs from it does not verify. Computed (method 1) only when absent.
+  const extensions = fields.find((f) => f.tag === TAG.context(3));
+  for (const ext of extensions ? children(children(extensions)[0]!) : []) {
+    const parts = children(ext);
+    if (parts[0]?.tag === TAG.oid && decodeOid(parts[0].content) === OID.subjectKeyIdentifier) {
+      return { subject: fields[offset + 4]!.raw, keyId: readTlv(parts.at(-1)!.content).content };
+    }
+  }
   return { subject: fields[offset + 4]!.raw, keyId: keyIdentifier(fields[offset + 5]!.raw) };
 }
 

@@ -56,7 +56,10 @@ export class ControllerCaClient implements CertificateIssuer {
       const err = (body ?? {}) as Partial<CaErrorBody>;
       throw new CaRequestError(err.code ?? "AMBIT_E_CA_REFUSED", `the CA refused ${identity}: ${status} ${err.message ?? "no reason given"}`, status);
     }
-    const answer = body as CsrResponse;
+    const answer = body as Partial<CsrResponse> | undefined;
+    if (!answer || !Array.isArray(answer.certChain) || !Array.isArray(answer.trustBundle) || typeof answer.notAfter !== "string") {
+      throw new CaRequestError("AMBIT_E_CA_BAD_ANSWER", `the CA answered 200 for ${identity} without a certificate chain, trust bundle and expiry`);
+    }
     this.#latestBundle = answer.trustBundle;
     return { identity, certChainPem: answer.certChain.join(""), keyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string, notAfter: new Date(answer.notAfter) };
   }

@@ -62,6 +62,10 @@ export function loadPluginCa(data: Record<string, string>): SigningMaterial {
   const fromKey = createPublicKey(key).export({ type: "spki", format: "der" });
   if (!fromKey.equals(cert.publicKey.export({ type: "spki", format: "der" }))) throw new CaError("AMBIT_E_CA_PLUGIN", "ca-key.pem is not the key of ca-cert.pem");
   if (!cert.ca) throw new CaError("AMBIT_E_CA_PLUGIN", "ca-cert.pem is not a CA certificate (basicConstraints CA:TRUE is required)");
+  const now = Date.now();
+  for (const [name, c] of [["ca-cert.pem", cert], ...roots.map((r) => ["root-cert.pem", r] as const)] as const) {
+    if (Date.parse(c.validTo) <= now || Date.parse(c.validFrom) > now) throw new CaError("AMBIT_E_CA_PLUGIN", `${name} is not valid now (valid from ${c.validFrom} to ${c.validTo})`);
+  }
   // Walk ca-cert -> intermediates of cert-chain.pem -> one of the roots.
   const chain = chainPem.map((p) => new X509Certificate(p));
   let current = cert;

@@ -36,7 +36,8 @@ describe("mesh CA root", () => {
     await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "int.key"]);
     await openssl(["pkcs8", "-topk8", "-nocrypt", "-in", "int.key", "-out", "int.pk8"]);
     await openssl(["req", "-new", "-key", "int.key", "-subj", "/O=corp/CN=mesh-intermediate", "-out", "int.csr"]);
-    await fs.writeFile(path.join(dir, "ext.cnf"), "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign\nsubjectKeyIdentifier=hash\n");
+    // A subject key identifier of the operator's choosing (RFC 5280 allows any): leaves must name exactly it.
+    await fs.writeFile(path.join(dir, "ext.cnf"), "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign\nsubjectKeyIdentifier=0102030405060708090a0b0c0d0e0f1011121314\n");
     await openssl(["x509", "-req", "-in", "int.csr", "-CA", "root.pem", "-CAkey", "root.key", "-CAcreateserial", "-days", "30", "-extfile", "ext.cnf", "-out", "int.pem"]);
     await openssl(["req", "-x509", "-new", "-key", "int.key", "-subj", "/CN=not-a-ca", "-days", "1", "-out", "leafish.pem", "-addext", "basicConstraints=critical,CA:FALSE"]);
   });
