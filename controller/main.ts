@@ -25,7 +25,11 @@ collectDefaultMetrics({ register: registry, prefix: "ambit_controller_" });
 for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(`ambit_controller_${name}`);
 
 // ---- cluster state and compiled policy.
-const informers = new SharedInformers(client, ["pods", "services", "endpointslices", "namespaces", "authorizationpolicies", "peerauthentications"], (resource, err) => log.warn({ resource, err: String(err) }, "watch failed; restarting with backoff"));
+// Nodes, ServiceAccounts and HTTPRoutes have no consumer yet (waypoints will): they are cached so those can
+// start from a synced view. HTTPRoute only when the Gateway API CRDs are installed.
+const gatewayApi = await client.get("/apis/gateway.networking.k8s.io/v1").then(() => true, () => false);
+const watched = ["pods", "services", "endpointslices", "namespaces", "nodes", "serviceaccounts", "authorizationpolicies", "peerauthentications", ...(gatewayApi ? (["httproutes"] as const) : [])] as const;
+const informers = new SharedInformers(client, [...watched], (resource, err) => log.warn({ resource, err: String(err) }, "watch failed; restarting with backoff"));
 const compiled = new Map<string, { scoped: ScopedPolicy; condition: Condition; object: KubeObject; plural: string }>();
 
 // ---- leader election: the leader creates the CA root, publishes the trust bundle and writes policy status.

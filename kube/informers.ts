@@ -14,6 +14,7 @@ export const RESOURCE_PATHS = {
   serviceaccounts: "/api/v1/serviceaccounts",
   authorizationpolicies: "/apis/security.ambit.dev/v1/authorizationpolicies",
   peerauthentications: "/apis/security.ambit.dev/v1/peerauthentications",
+  httproutes: "/apis/gateway.networking.k8s.io/v1/httproutes",
 } as const;
 
 export type Resource = keyof typeof RESOURCE_PATHS;

@@ -103,6 +103,9 @@ export class HboneConnectionPool {
       throw new HboneError("AMBIT_E_HBONE_CONNECT", `cannot open a stream to ${req.dial.host}:${req.dial.port}: ${(err as Error).message}`, undefined, goingAway);
     }
     stream.once("close", () => this.#release(conn));
+    // Errors can be emitted more than once (a session failure reaches every stream); the handlers below settle
+    // the promise, this one keeps a later emission from becoming an uncaught error that kills the agent.
+    stream.on("error", () => {});
     return new Promise<Duplex>((resolve, reject) => {
       stream.once("response", (h) => {
         const status = Number(h[":status"]);

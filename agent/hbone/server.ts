@@ -128,6 +128,9 @@ export class HboneServer {
     const started = performance.now();
     this.#activeStreams++;
     stream.once("close", () => this.#activeStreams--);
+    // A session-level failure is emitted on every open stream, including ones still waiting for their upstream:
+    // without a listener from the first moment it would be an uncaught error and take the whole agent down.
+    stream.on("error", (err) => this.#opts.log.debug({ err: err.message }, "HBONE stream error"));
     const source = this.#peerOf(stream.session as http2.ServerHttp2Session);
     const reply = (status: number, reason?: string) => {
       if (stream.destroyed) return;
