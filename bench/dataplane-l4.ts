@@ -34,7 +34,7 @@ const pod = (name: string, node: string, container: Record<string, unknown>, lab
 });
 
 async function agentPids(): Promise<Record<string, number>> {
-  const pods = JSON.parse((await kubectl(["get", "pods", "-n", "ambit-system", "-o", "json"])).stdout).items as Array<{ spec: { nodeName: string }; status: { containerStatuses?: Array<{ containerID?: string }> } }>;
+  const pods = JSON.parse((await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "json"])).stdout).items as Array<{ spec: { nodeName: string }; status: { containerStatuses?: Array<{ containerID?: string }> } }>;
   return Object.fromEntries(pods.map((p) => [p.spec.nodeName, Number(p.status.containerStatuses?.[0]?.containerID?.replace("sandbox://", ""))]));
 }
 

@@ -15,6 +15,9 @@ export interface CompiledSource {
   notNamespaces?: string[];
   ipBlocks?: string[];
   notIpBlocks?: string[];
+  /** Matched against the original client address; at L4 the agent sees it directly, so it is the source address too. */
+  remoteIpBlocks?: string[];
+  notRemoteIpBlocks?: string[];
 }
 
 export interface CompiledOperation {

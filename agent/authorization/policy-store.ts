@@ -59,6 +59,9 @@ function sourceMatches(s: CompiledSource, f: Facts): boolean {
   if (s.notNamespaces && any(s.notNamespaces, f.namespace)) return false;
   if (s.ipBlocks && !inBlocks(s.ipBlocks, f.sourceIp)) return false;
   if (s.notIpBlocks && inBlocks(s.notIpBlocks, f.sourceIp)) return false;
+  // No proxy stands between the client and the destination agent: the remote address is the source address.
+  if (s.remoteIpBlocks && !inBlocks(s.remoteIpBlocks, f.sourceIp)) return false;
+  if (s.notRemoteIpBlocks && inBlocks(s.notRemoteIpBlocks, f.sourceIp)) return false;
   return true;
 }
 

@@ -93,7 +93,13 @@ export class HboneServer {
       session.on("connect", () => session.setLocalWindowSize(HBONE_SETTINGS.connectionWindow));
       session.on("error", () => session.destroy());
     });
-    server.on("stream", (stream, headers) => void this.#onStream(stream, headers));
+    server.on("stream", (stream, headers) =>
+      this.#onStream(stream, headers).catch((err: unknown) => {
+        // Nothing a peer sends may take the agent down: answer if still possible, else reset the stream.
+        this.#opts.log.warn({ err: String(err) }, "HBONE stream handler failed");
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      }),
+    );
     this.#servers.set(credentials, { server, bundle });
     this.#all.add(server);
     return server;
@@ -109,7 +115,9 @@ export class HboneServer {
   }
 
   /** The client's SPIFFE ID for a session, read once from its certificate; undefined when it has none. */
-  #peerOf(session: http2.ServerHttp2Session): SpiffeId | undefined {
+  #peerOf(session: http2.ServerHttp2Session | undefined): SpiffeId | undefined {
+    // A session torn down while its streams are still being dispatched has no socket left to ask.
+    if (!session || session.destroyed) return undefined;
     let peer = this.#peers.get(session);
     if (peer) return peer;
     try {
@@ -131,7 +139,7 @@ export class HboneServer {
     // A session-level failure is emitted on every open stream, including ones still waiting for their upstream:
     // without a listener from the first moment it would be an uncaught error and take the whole agent down.
     stream.on("error", (err) => this.#opts.log.debug({ err: err.message }, "HBONE stream error"));
-    const source = this.#peerOf(stream.session as http2.ServerHttp2Session);
+    const source = this.#peerOf(stream.session as http2.ServerHttp2Session | undefined);
     const reply = (status: number, reason?: string) => {
       if (stream.destroyed) return;
       stream.respond({ ":status": status, ...(reason ? { "x-ambit-reason": reason } : {}) }, { endStream: true });

@@ -97,11 +97,10 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
       if (s.notPrincipals !== undefined) out.notPrincipals = principals(s.notPrincipals, `${p}.notPrincipals`);
       if (s.namespaces !== undefined) out.namespaces = stringList(s.namespaces, `${p}.namespaces`);
       if (s.notNamespaces !== undefined) out.notNamespaces = stringList(s.notNamespaces, `${p}.notNamespaces`);
-      // The agent sees the original client address either way (no proxy in front of it), so remote = source.
-      const blocks = [...(s.ipBlocks !== undefined ? cidrList(s.ipBlocks, `${p}.ipBlocks`) : []), ...(s.remoteIpBlocks !== undefined ? cidrList(s.remoteIpBlocks, `${p}.remoteIpBlocks`) : [])];
-      const notBlocks = [...(s.notIpBlocks !== undefined ? cidrList(s.notIpBlocks, `${p}.notIpBlocks`) : []), ...(s.notRemoteIpBlocks !== undefined ? cidrList(s.notRemoteIpBlocks, `${p}.notRemoteIpBlocks`) : [])];
-      if (blocks.length) out.ipBlocks = blocks;
-      if (notBlocks.length) out.notIpBlocks = notBlocks;
+      // Each kept as its own field: fields of one source are ANDed, so merging the lists would widen the rule.
+      for (const field of ["ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"] as const) {
+        if (s[field] !== undefined) out[field] = cidrList(s[field], `${p}.${field}`);
+      }
       return out;
     });
   }

@@ -63,6 +63,10 @@ describe("authorization decisions", () => {
     expect(allowed(rule({ ipBlocks: ["10.244.2.0/24"] }), conn())).toBe(false);
     expect(allowed(rule({ notIpBlocks: ["10.244.1.5"] }), conn())).toBe(false);
     expect(allowed(rule({ ipBlocks: ["fd00::/8"] }), conn({ sourceIp: "fd00::5" }))).toBe(true);
+    // Fields of one source are ANDed: ipBlocks and remoteIpBlocks must both hold.
+    expect(allowed(rule({ ipBlocks: ["10.244.1.0/24"], remoteIpBlocks: ["192.0.2.0/24"] }), conn())).toBe(false);
+    expect(allowed(rule({ ipBlocks: ["10.244.1.0/24"], remoteIpBlocks: ["10.244.0.0/16"] }), conn())).toBe(true);
+    expect(allowed(rule({ notRemoteIpBlocks: ["10.244.1.5"] }), conn())).toBe(false);
     expect(allowed(rule({ namespaces: ["demo"] }, { ports: ["8080"] }), conn())).toBe(true);
     expect(allowed(rule({ namespaces: ["demo"] }, { ports: ["9090"] }), conn())).toBe(false);
     expect(allowed(rule({ namespaces: ["demo"] }, { notPorts: ["8080"] }), conn())).toBe(false);
