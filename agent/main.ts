@@ -50,6 +50,8 @@ await retryUntil("the agent's own certificate from the controller's CA", () => c
 const index = new WorkloadIndex();
 const policy = new PolicyStore({ rootNamespace: config.systemNamespace });
 let configApplied = false;
+let firstConfigApplied: () => void = () => {};
+const firstConfig = new Promise<void>((resolve) => (firstConfigApplied = resolve));
 const configClient = new ConfigStreamClient({
   url: `https://${config.controllerAddress}:${config.configStreamPort}`,
   ca: () => trustBundlePem,
@@ -65,6 +67,7 @@ const configClient = new ConfigStreamClient({
     index.replace(mesh.workloads, mesh.services);
     trustBundlePem = mesh.trustBundle.rootsPem.join("");
     configApplied = true;
+    firstConfigApplied();
     // Live connections the new policy denies are closed now, not when they end.
     dataplane.revalidate();
   },
@@ -108,6 +111,11 @@ const enrollment = new EnrollmentController({
   log,
 });
 configClient.start();
+// No pod is captured before the first config is applied: a captured connection would otherwise meet an empty
+// workload index and policy store (destinations unknown, so refused). During a surge restart the old agent keeps
+// serving meanwhile; at a cold start enrolled pods wait, as their CNI ADD cannot reach this agent yet.
+log.info("waiting for the first configuration from the controller");
+await firstConfig;
 await enrollment.start();
 
 const cni = await startCniEventServer(config.cniSocket, async (req) => {
