@@ -331,11 +331,16 @@ export class Dataplane implements InPodHandlers {
    * Restart without loss, once the pod listeners are closed: peers are told to go elsewhere, and the
    * connections in flight get until the deadline to finish. Resolves with how many were still open then.
    */
-  async drain(deadlineMs: number): Promise<number> {
+  async drain(deadlineMs: number, goawayGraceMs = 2_000): Promise<number> {
     this.#server.drain();
     this.#pool.drain();
-    const deadline = Date.now() + deadlineMs;
-    while (this.activeConnections > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    const deadline = started + deadlineMs;
+    // Peers need time to read the GOAWAY before the sockets close (see HboneServer.drain): keep sessions open
+    // for the grace period, or until the streams in flight end if that is later.
+    const busy = () => this.activeConnections > 0 || (this.#server.sessionCount > 0 && Date.now() - started < goawayGraceMs);
+    while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    this.#server.closeSessions();
     return this.activeConnections;
   }
 

@@ -48,6 +48,8 @@ interface PooledConnection {
   session: http2.ClientHttp2Session;
   streams: number;
   idleTimer?: NodeJS.Timeout;
+  /** Set once the peer sent GOAWAY: streams above this id were not processed by it. */
+  goawayLastStreamId?: number;
 }
 
 const defaultConnect = (host: string, port: number, timeoutMs: number) =>
@@ -88,9 +90,7 @@ export class HboneConnectionPool {
   }
 
   async #openStreamOnce(req: OpenStreamRequest): Promise<Duplex> {
-    const conn = await this.#connection(req);
-    conn.streams++;
-    clearTimeout(conn.idleTimer);
+    const conn = await this.#reserveStream(req);
     const headers: http2.OutgoingHttpHeaders = { ":method": "CONNECT", ":authority": `${req.destination.ip}:${req.destination.port}` };
     if (req.forwardedFor) headers.forwarded = `for=${req.forwardedFor}`;
     let stream: http2.ClientHttp2Stream;
@@ -114,18 +114,24 @@ export class HboneConnectionPool {
         stream.close();
         reject(new HboneError("AMBIT_E_HBONE_REJECTED", `HBONE server at ${req.dial.host}:${req.dial.port} answered ${status}${reason ? `: ${reason}` : ""}`, status));
       });
+      // Not processed by the peer, so safe to send again on a fresh connection: a stream it refused, one above
+      // the last id of its GOAWAY (nghttp2 refuses those locally, or the connection dies with them), or one
+      // that could not start because the session is going away.
+      const notProcessed = (err?: Error) =>
+        stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM ||
+        (err as { code?: string } | undefined)?.code === "ERR_HTTP2_GOAWAY_SESSION" ||
+        (conn.goawayLastStreamId !== undefined && stream.id !== undefined && stream.id > conn.goawayLastStreamId);
+      const where = () => `${req.dial.host}:${req.dial.port} (stream ${stream.id ?? "-"}${conn.goawayLastStreamId !== undefined ? `, peer going away after stream ${conn.goawayLastStreamId}` : ""})`;
       stream.once("error", (err) => {
-        // REFUSED_STREAM: the peer did not process it (stream above its GOAWAY's last id), safe to send again.
-        const refused = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM || (err as { code?: string }).code === "ERR_HTTP2_GOAWAY_SESSION";
-        reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE stream to ${req.dial.host}:${req.dial.port} failed: ${err.message}`, undefined, refused));
+        reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE stream to ${where()} failed: ${err.message}`, undefined, notProcessed(err)));
       });
       // With TLS 1.3 the server checks the client certificate after the client considers the handshake done:
       // a refused client sees its connection close with no answer.
       stream.once("close", () =>
         reject(
-          stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM
-            ? new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${req.dial.host}:${req.dial.port} refused the stream (going away)`, undefined, true)
-            : new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${req.dial.host}:${req.dial.port} closed the stream without answering (is this agent's certificate trusted there?)`),
+          notProcessed()
+            ? new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${where()} did not take the stream (going away)`, undefined, true)
+            : new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${where()} closed the stream without answering (is this agent's certificate trusted there?)`),
         ),
       );
     });
@@ -134,9 +140,15 @@ export class HboneConnectionPool {
   #release(conn: PooledConnection): void {
     conn.streams--;
     if (conn.streams > 0 || conn.session.destroyed) return;
+    // No stream left, so nothing to lose: destroy rather than close, which would wait on a half-closed socket
+    // for the peer to close first.
+    if (conn.goawayLastStreamId !== undefined) {
+      conn.session.destroy();
+      return;
+    }
     conn.idleTimer = setTimeout(() => {
       this.#forget(conn);
-      conn.session.close();
+      conn.session.destroy();
     }, this.#opts.idleTimeoutMs);
     conn.idleTimer.unref();
   }
@@ -147,20 +159,32 @@ export class HboneConnectionPool {
     else this.#pool.delete(conn.key);
   }
 
-  async #connection(req: OpenStreamRequest): Promise<PooledConnection> {
+  /**
+   * Picks a pooled connection with a free stream slot and takes the slot before returning, in the same
+   * synchronous step as the check: a burst of first streams must not all see the same half-empty connection
+   * (10,000 concurrent opens once landed on one connection, past the peer's stream limit). Only one
+   * connection per key is dialled at a time; waiters re-check the pool when it is up.
+   */
+  async #reserveStream(req: OpenStreamRequest): Promise<PooledConnection> {
     // The expected identity is part of the key: after a pod IP is reused by another workload, the old
     // connection (to the old identity) is never picked for the new one.
     const key = `${formatSpiffeId(req.source)}|${formatSpiffeId(req.expectedIdentity)}|${req.dial.host}:${req.dial.port}`;
-    const usable = this.#pool.get(key)?.find((c) => c.streams < this.#opts.maxStreamsPerConnection && !c.session.destroyed && !c.session.closed);
-    if (usable) return usable;
-    const inFlight = this.#opening.get(key);
-    if (inFlight) {
-      const conn = await inFlight;
-      if (conn.streams < this.#opts.maxStreamsPerConnection) return conn;
+    for (;;) {
+      const usable = this.#pool.get(key)?.find((c) => c.streams < this.#opts.maxStreamsPerConnection && !c.session.destroyed && !c.session.closed);
+      if (usable) {
+        usable.streams++;
+        clearTimeout(usable.idleTimer);
+        return usable;
+      }
+      const inFlight = this.#opening.get(key);
+      if (inFlight) {
+        await inFlight;
+        continue;
+      }
+      const opening = this.#dial(key, req).finally(() => this.#opening.delete(key));
+      this.#opening.set(key, opening);
+      return await opening;
     }
-    const opening = this.#dial(key, req).finally(() => this.#opening.delete(key));
-    this.#opening.set(key, opening);
-    return opening;
   }
 
   async #dial(key: string, req: OpenStreamRequest): Promise<PooledConnection> {
@@ -197,9 +221,15 @@ export class HboneConnectionPool {
     });
     const session = http2.connect(`https://${req.dial.host}:${req.dial.port}`, { createConnection: () => secured, settings: HBONE_SETTINGS.settings });
     session.on("error", () => session.destroy());
-    const conn: PooledConnection = { key, session, streams: 0 };
+    // Born with the dialler's stream slot taken, before any waiter can see it in the pool.
+    const conn: PooledConnection = { key, session, streams: 1 };
     session.once("close", () => this.#forget(conn));
-    session.once("goaway", () => this.#forget(conn));
+    session.once("goaway", (_code: number, lastStreamId: number) => {
+      conn.goawayLastStreamId = lastStreamId;
+      this.#forget(conn);
+      // Node does not close an idle session on GOAWAY by itself; the draining peer waits for it to be gone.
+      if (conn.streams === 0) session.destroy();
+    });
     await new Promise<void>((resolve, reject) => {
       session.once("connect", () => {
         session.setLocalWindowSize(HBONE_SETTINGS.connectionWindow);

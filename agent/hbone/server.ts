@@ -52,6 +52,8 @@ export class HboneServer {
   readonly #sockets = new Set<tls.TLSSocket>();
   readonly #peers = new WeakMap<http2.Http2Session, SpiffeId>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
+  /** Highest stream id each session has handed to us: what a draining GOAWAY names as processed. */
+  readonly #lastStreamId = new WeakMap<http2.Http2Session, number>();
   /** Established tunnels, so a policy change can close the ones it newly denies. */
   readonly #tunnels = new Set<LiveTunnel>();
   #activeStreams = 0;
@@ -93,13 +95,15 @@ export class HboneServer {
       session.on("connect", () => session.setLocalWindowSize(HBONE_SETTINGS.connectionWindow));
       session.on("error", () => session.destroy());
     });
-    server.on("stream", (stream, headers) =>
+    server.on("stream", (stream, headers) => {
+      const session = stream.session;
+      if (session && stream.id !== undefined) this.#lastStreamId.set(session, Math.max(stream.id, this.#lastStreamId.get(session) ?? 0));
       this.#onStream(stream, headers).catch((err: unknown) => {
         // Nothing a peer sends may take the agent down: answer if still possible, else reset the stream.
         this.#opts.log.warn({ err: String(err) }, "HBONE stream handler failed");
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-      }),
-    );
+      });
+    });
     this.#servers.set(credentials, { server, bundle });
     this.#all.add(server);
     return server;
@@ -111,6 +115,9 @@ export class HboneServer {
    * need a certificate of the trust bundle (checked by TLS) carrying a SPIFFE ID (checked per session).
    */
   acceptConnection(socket: net.Socket, credentials: Credentials): void {
+    // The in-pod listeners accept half-open sockets (plaintext proxying needs it); under TLS a peer's FIN
+    // means it is gone, and a half-open socket would keep its session (and memory) forever.
+    socket.allowHalfOpen = false;
     this.#serverFor(credentials).emit("connection", socket);
   }
 
@@ -238,12 +245,28 @@ export class HboneServer {
   }
 
   /**
-   * Restart: GOAWAY on every session, so peers open their next streams elsewhere (the new agent), while the
-   * streams in flight run to completion. Sessions close by themselves once their last stream ends.
+   * Restart, first step: GOAWAY on every session naming the last stream this agent took, so peers open their
+   * next streams elsewhere (the new agent) while the streams in flight run to completion. A stream crossing
+   * the GOAWAY on the wire is above that id: the peer refuses it itself and sends it again elsewhere. The
+   * sockets stay open until `closeSessions()`: an agent that exits at once resets them, and a peer that has
+   * not read the GOAWAY yet then loses the crossing stream (one failed request per restart under load).
+   * (Node stops reading a session that sent GOAWAY and has no stream left, so the peer's own close is not seen.)
    */
   drain(): void {
     this.#draining = true;
+    for (const session of this.#sessions) {
+      if (!session.closed && !session.destroyed) session.goaway(http2.constants.NGHTTP2_NO_ERROR, this.#lastStreamId.get(session) ?? 0);
+    }
+  }
+
+  /** Restart, last step: closes the sessions peers have not closed themselves, once their streams end. */
+  closeSessions(): void {
     for (const session of this.#sessions) session.close();
+  }
+
+  /** Sessions still open. */
+  get sessionCount(): number {
+    return this.#sessions.size;
   }
 
   close(): void {

@@ -23,6 +23,18 @@ interface Tally {
 }
 const tally: Tally = { sent: 0, ok: 0, refused: 0, reset: 0, timeout: 0, badAnswer: 0, other: 0, errors: {}, latencyMs: [] };
 
+/** For a demo-chain reply, the hop that failed and why (the `error` of the innermost hop); else the body's start. */
+function whatFailed(body: string): string {
+  try {
+    let hop = JSON.parse(body) as { service?: string; pod?: string; next?: { error?: string; url?: string } & Record<string, unknown> };
+    while (hop.next && !("error" in hop.next)) hop = hop.next as typeof hop;
+    if (hop.next?.error) return `${hop.service}/${hop.pod} -> ${hop.next.url}: ${hop.next.error}`;
+  } catch {
+    // Not the demo's JSON: fall through.
+  }
+  return body.slice(0, 120);
+}
+
 function one(): Promise<void> {
   const started = performance.now();
   tally.sent++;
@@ -37,7 +49,7 @@ function one(): Promise<void> {
       res.setEncoding("utf8");
       res.on("data", (c: string) => (body += c));
       res.on("end", () => {
-        if (res.statusCode !== 200 || (expectArg && !body.includes(expectArg))) return fail("badAnswer", `HTTP ${res.statusCode}: ${body.slice(0, 120)}`);
+        if (res.statusCode !== 200 || (expectArg && !body.includes(expectArg))) return fail("badAnswer", `HTTP ${res.statusCode}: ${whatFailed(body)}`);
         tally.ok++;
         tally.latencyMs.push(performance.now() - started);
         resolve();

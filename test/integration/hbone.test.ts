@@ -56,7 +56,10 @@ describe("HBONE", () => {
       log,
     });
     let identity = opts.identity ?? payments;
-    const listener = net.createServer((socket) => hbone.acceptConnection(socket, identity));
+    // Half-open like the agent's in-pod listeners. Which HBONE server new connections go to: a restart hands
+    // the listener over to the next agent's.
+    let serving = hbone;
+    const listener = net.createServer({ allowHalfOpen: true }, (socket) => serving.acceptConnection(socket, identity));
     await new Promise<void>((r) => listener.listen(0, "127.0.0.1", r));
     const port = (listener.address() as net.AddressInfo).port;
     cleanups.push(() => {
@@ -64,7 +67,7 @@ describe("HBONE", () => {
       listener.close();
       app.close();
     });
-    return { port, appPort, events, authorizeCalls, hbone, setIdentity: (c: Credentials) => (identity = c) };
+    return { port, appPort, events, authorizeCalls, hbone, setIdentity: (c: Credentials) => (identity = c), takeOver: (next: HboneServer) => (serving = next) };
   }
 
   function pool(opts: { maxStreamsPerConnection?: number; idleTimeoutMs?: number; credentials?: Credentials } = {}) {
@@ -103,6 +106,58 @@ describe("HBONE", () => {
     expect(p.stats().connections).toBe(2);
     await Promise.all([...first, sixth].map((s, i) => roundTrip(s as never, `s${i}`)));
     await expect.poll(() => p.stats().connections, { timeout: 3000 }).toBe(0);
+  });
+
+  it("spreads a burst of first streams over connections without passing the stream limit", async () => {
+    // All 300 opens start before the first connection is up: each must take its own slot, so exactly 10
+    // connections of 30 streams carry them (a racy pool once stacked a whole burst on one connection).
+    const dst = await destination();
+    const p = pool({ maxStreamsPerConnection: 30 });
+    const streams = await Promise.all(Array.from({ length: 300 }, () => p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })));
+    expect(p.stats()).toEqual({ connections: 10, streams: 300 });
+    expect(dst.hbone.connectionCount).toBe(10);
+    const replies = await Promise.all(streams.map((s, i) => roundTrip(s as never, `b${i}`)));
+    expect(replies.filter((r, i) => r === `echo:b${i}`)).toHaveLength(300);
+  });
+
+  it("moves a stream that crosses a draining agent's GOAWAY to the next agent, and leaves the old one", async () => {
+    // An agent being replaced drains while the listener already hands new connections to its successor. Its
+    // GOAWAY and a stream the peer sends at that moment cross on the wire: that stream must be sent again on a
+    // connection to the new agent, a stream in flight on the old one must finish, and the client must close
+    // the old connection by itself so the old agent can exit before its deadline.
+    const dst = await destination();
+    const successor = await destination();
+    const p = pool();
+    const open = () => p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS });
+    expect(await roundTrip((await open()) as never, "before")).toBe("echo:before");
+    const inFlight = await open();
+    expect(dst.hbone.sessionCount).toBe(1);
+    dst.takeOver(successor.hbone);
+    dst.hbone.drain();
+    const crossing = await open();
+    expect(await roundTrip(crossing as never, "crossing")).toBe("echo:crossing");
+    expect(successor.hbone.sessionCount).toBe(1);
+    expect(await roundTrip(inFlight as never, "in-flight")).toBe("echo:in-flight");
+    // The client left the old connection (only the successor's is pooled); the old agent closes what is left.
+    expect(p.stats().connections).toBe(1);
+    dst.hbone.closeSessions();
+    await expect.poll(() => dst.hbone.connectionCount, { timeout: 3000 }).toBe(0);
+  });
+
+  it("forgets a client connection once the client is gone (the listener accepts half-open sockets)", async () => {
+    const dst = await destination();
+    const sockets: net.Socket[] = [];
+    const p = new HboneConnectionPool({
+      getClientCredentials: () => orders,
+      trustBundlePem: ca.rootPem,
+      connect: (host, port) => new Promise((resolve) => sockets.push(net.connect({ host, port }, () => resolve(sockets.at(-1)!)))),
+    });
+    cleanups.push(() => p.close());
+    expect(await roundTrip((await p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })) as never, "x")).toBe("echo:x");
+    expect([dst.hbone.sessionCount, dst.hbone.connectionCount]).toEqual([1, 1]);
+    // The peer agent's process ends: its kernel closes the socket (a FIN, no TLS close_notify).
+    sockets[0]!.destroy();
+    await expect.poll(() => [dst.hbone.sessionCount, dst.hbone.connectionCount], { timeout: 3000 }).toEqual([0, 0]);
   });
 
   it("refuses a server whose identity is not the expected one, before any stream", async () => {
