@@ -41,6 +41,8 @@ const probeSourceIps = [nodeIp, ...(gateway ? [gateway] : [])].filter(Boolean);
 let trustBundlePem = await waitForTrustBundle();
 const caClient = new ControllerCaClient({ host: config.controllerAddress, port: config.caPort, serverName: config.controllerAddress, trustBundlePem: () => trustBundlePem, tokenFile: config.caTokenFile });
 const certificates = new CertificateManager(caClient, log, (certs) => {
+  // Whole set each time, so a dropped identity's expiry series goes too.
+  metrics.certificateExpiry.reset();
   for (const c of certs) metrics.certificateExpiry.set({ identity: c.identity }, c.notAfter.getTime() / 1000);
 });
 // The agent's own identity authenticates it to the config stream (with its node-bound token).
@@ -90,12 +92,18 @@ const inpod = new InPodCaptureDriver({ handlers: dataplane, probeSourceIps, log 
 // A pod is captured only once this agent holds its identity's certificate.
 const driver: CaptureDriver = {
   capture: async (pod: PodRef) => {
-    await certificates.ensure({ trustDomain: config.trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount });
-    await inpod.capture(pod);
+    await certificates.acquire({ trustDomain: config.trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount }, pod.uid);
+    try {
+      await inpod.capture(pod);
+    } catch (err) {
+      if (!inpod.has(pod.uid)) certificates.release(pod.uid);
+      throw err;
+    }
     metrics.podsCaptured.set(inpod.capturedPods);
   },
   release: async (pod: PodRef) => {
     await inpod.release(pod);
+    certificates.release(pod.uid);
     metrics.podsCaptured.set(inpod.capturedPods);
   },
 };

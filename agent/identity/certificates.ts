@@ -21,6 +21,11 @@ export class CertificateManager {
   readonly #log: Logger;
   readonly #certs = new Map<string, IssuedCertificate>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
+  /** The captured pods (uids) using each identity, and each pod's identity. */
+  readonly #users = new Map<string, Set<string>>();
+  readonly #podIdentity = new Map<string, string>();
+  /** Identities held whatever the pods (the agent's own). */
+  readonly #pinned = new Set<string>();
   readonly #onChange: (certs: IssuedCertificate[]) => void;
 
   constructor(issuer: CertificateIssuer, log: Logger, onChange: (certs: IssuedCertificate[]) => void = () => {}) {
@@ -29,16 +34,66 @@ export class CertificateManager {
     this.#onChange = onChange;
   }
 
-  /** Makes sure a certificate for `id` is held (issues one if not). */
+  /** Makes sure a certificate for `id` is held (issues one if not) and keeps it for good (the agent's own). */
   async ensure(id: SpiffeId): Promise<void> {
     const key = formatSpiffeId(id);
+    this.#pinned.add(key);
     if (this.#certs.has(key)) return;
     await this.#renew(id);
+  }
+
+  /**
+   * Local pod `podUid` of identity `id` is being captured: holds that identity's certificate (issuing one if
+   * needed) for as long as some pod uses it. Idempotent per pod. Fails, taking nothing, when the certificate
+   * cannot be had.
+   */
+  async acquire(id: SpiffeId, podUid: string): Promise<void> {
+    const key = formatSpiffeId(id);
+    const previous = this.#podIdentity.get(podUid);
+    if (previous !== undefined && previous !== key) this.release(podUid);
+    this.#podIdentity.set(podUid, key);
+    const users = this.#users.get(key) ?? new Set<string>();
+    users.add(podUid);
+    this.#users.set(key, users);
+    try {
+      if (!this.#certs.has(key)) await this.#renew(id);
+    } catch (err) {
+      this.release(podUid);
+      throw err;
+    }
+  }
+
+  /**
+   * Pod `podUid` was released or deleted. The last pod of an identity takes its certificate with it: the node
+   * stops holding (and renewing) an identity it no longer runs. Live connections keep the TLS context they
+   * were made with.
+   */
+  release(podUid: string): void {
+    const key = this.#podIdentity.get(podUid);
+    if (key === undefined) return;
+    this.#podIdentity.delete(podUid);
+    const users = this.#users.get(key);
+    users?.delete(podUid);
+    if (users && users.size > 0) return;
+    this.#users.delete(key);
+    if (this.#pinned.has(key)) return;
+    clearTimeout(this.#timers.get(key));
+    this.#timers.delete(key);
+    if (this.#certs.delete(key)) {
+      this.#onChange([...this.#certs.values()]);
+      this.#log.info({ identity: key }, "certificate dropped: no local pod has this identity any more");
+    }
+  }
+
+  #wanted(key: string): boolean {
+    return this.#pinned.has(key) || (this.#users.get(key)?.size ?? 0) > 0;
   }
 
   async #renew(id: SpiffeId): Promise<void> {
     const key = formatSpiffeId(id);
     const cert = await this.#issuer.issue(id);
+    // Its last pod went away while the CA was answering.
+    if (!this.#wanted(key)) return;
     this.#certs.set(key, cert);
     this.#onChange([...this.#certs.values()]);
     // Renewed at half life; live connections keep the context they were made with.
@@ -68,14 +123,6 @@ export class CertificateManager {
     const cert = this.#certs.get(formatSpiffeId(id));
     if (!cert) throw Object.assign(new Error(`no certificate held for ${formatSpiffeId(id)}`), { code: "AMBIT_E_IDENTITY_MISSING" });
     return cert;
-  }
-
-  /** Stops renewing an identity no pod of this node uses any more. */
-  forget(id: SpiffeId): void {
-    const key = formatSpiffeId(id);
-    clearTimeout(this.#timers.get(key));
-    this.#timers.delete(key);
-    if (this.#certs.delete(key)) this.#onChange([...this.#certs.values()]);
   }
 
   /** For the admin API: identities and expiry, never keys. */

@@ -90,6 +90,11 @@ export class InPodCaptureDriver implements CaptureDriver {
     for (const server of entry?.servers ?? []) server.close();
   }
 
+  /** Whether this pod has listeners here (a failed re-capture of a captured pod leaves it captured). */
+  has(uid: string): boolean {
+    return this.#pods.has(uid);
+  }
+
   get capturedPods(): number {
     return this.#pods.size;
   }

@@ -4,7 +4,7 @@ import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
-import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, deployMesh, isRoot, kubectl } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, deployMesh, fromAgent, isRoot, kubectl } from "../support/sandbox.ts";
 
 const NODE = path.join(REPO_ROOT, "node_modules", "node", "bin", "node");
 
@@ -15,13 +15,6 @@ async function reach(from: string, url: string): Promise<string> {
   return /"service":"([a-z]+)"/.exec(r.stdout)?.[1] ?? r.stdout.slice(0, 80);
 }
 const applyYaml = (yaml: string) => kubectl(["apply", "-f", "-"], { input: yaml });
-const nodes = async () => JSON.parse((await ambit(["dev", "status", "-o", "json"])).stdout).nodes as Array<{ name: string; netns: string; ip: string }>;
-/** An agent's endpoints are on its node's network (admin on the node's loopback). */
-async function fromAgent(node: string, url: (ip: string) => string): Promise<string> {
-  const n = (await nodes()).find((x) => x.name === node)!;
-  return (await execa("nsenter", [`--net=/run/netns/${n.netns}`, "--", "curl", "-s", "--max-time", "4", url(n.ip)])).stdout;
-}
-const configDump = async (node: string) => JSON.parse(await fromAgent(node, () => "http://127.0.0.1:15000/config_dump"));
 const podState = async (ns: string, name: string) => (await kubectl(["get", "pod", "-n", ns, name, "-o", "jsonpath={.status.phase}/{.metadata.annotations.ambit\\.dev/redirection}"])).stdout;
 const nodeOf = async (app: string) => (await kubectl(["get", "pods", "-n", "demo", "-l", `app=${app}`, "-o", "jsonpath={.items[0].spec.nodeName}"])).stdout;
 

@@ -5,7 +5,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 import { sniff } from "../support/netns.ts";
-import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, deployMesh, isRoot, kubectl } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, deployMesh, isRoot, kubectl } from "../support/sandbox.ts";
 
 const NODE1 = `${TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREFIX}-node-1`;
 
@@ -168,5 +168,12 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
     // A keep-alive connection that was inside a tunnel when its pod was released may be reset once (see the
     // issue note: draining released pods' connections is the next step); the chain must answer right after.
     await expect.poll(async () => JSON.parse((await chain("released")).stdout).next?.next?.service, { timeout: 10_000 }).toBe("fraud");
+    // With their last pods released, the nodes no longer hold (or renew) the demo identities; they keep their
+    // own, and those of pods still captured (the "meshed" namespace of the test above).
+    for (const node of ["node-1", "node-2"]) {
+      const identities = async () => ((await configDump(node)).certificates as Array<{ identity: string }>).map((c) => c.identity);
+      await expect.poll(async () => (await identities()).filter((id) => id.includes("/ns/demo/")), { timeout: 10_000 }).toEqual([]);
+      expect(await identities()).toContain("spiffe://cluster.local/ns/ambit-system/sa/ambit-agent");
+    }
   });
 });

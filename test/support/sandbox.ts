@@ -70,3 +70,14 @@ export async function sandboxNetns(prefix = TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREF
     .map((l) => l.split(" ")[0] ?? "")
     .filter((n) => n.startsWith(`${prefix}-`));
 }
+
+export const sandboxNodes = async () => JSON.parse((await ambit(["dev", "status", "-o", "json"])).stdout).nodes as Array<{ name: string; netns: string; ip: string }>;
+
+/** Fetches `url(nodeIp)` from inside a node's network, where an agent's endpoints are (admin on its loopback). */
+export async function fromAgent(node: string, url: (ip: string) => string): Promise<string> {
+  const n = (await sandboxNodes()).find((x) => x.name === node)!;
+  return (await execa("nsenter", [`--net=/run/netns/${n.netns}`, "--", "curl", "-s", "--max-time", "4", url(n.ip)])).stdout;
+}
+
+/** The agent's admin config dump on `node` (no private keys in it). */
+export const configDump = async (node: string) => JSON.parse(await fromAgent(node, () => "http://127.0.0.1:15000/config_dump"));

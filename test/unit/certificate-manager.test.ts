@@ -65,13 +65,54 @@ describe("CertificateManager", () => {
     manager.stop();
   });
 
-  it("forgets an identity: no key kept, no renewal scheduled", async () => {
-    const manager = new CertificateManager(issuer, pino({ level: "silent" }));
-    await manager.ensure(orders);
-    manager.forget(orders);
+  it("holds an identity while a local pod uses it, and drops it (key and renewal) with the last such pod", async () => {
+    const changes: number[] = [];
+    const manager = new CertificateManager(issuer, pino({ level: "silent" }), (certs) => changes.push(certs.length));
+    await manager.acquire(orders, "pod-a");
+    await manager.acquire(orders, "pod-b");
+    await manager.acquire(orders, "pod-a"); // captured again (reconcile): still one user
+    expect(issued).toHaveLength(1);
+    manager.release("pod-a");
+    expect(manager.credentialsFor(orders).certChainPem).toBe("cert-0");
+    manager.release("pod-a"); // released twice: nothing more
+    expect(manager.credentialsFor(orders).certChainPem).toBe("cert-0");
+    manager.release("pod-b");
     expect(() => manager.credentialsFor(orders)).toThrow(/no certificate held/);
     expect(manager.summary()).toEqual([]);
+    expect(changes).toEqual([1, 0]);
     await vi.advanceTimersByTimeAsync(48 * HOUR);
     expect(issued).toHaveLength(1);
+  });
+
+  it("never drops the agent's own (pinned) identity, and takes nothing when issuance fails", async () => {
+    const manager = new CertificateManager(issuer, pino({ level: "silent" }));
+    await manager.ensure(orders);
+    await manager.acquire(orders, "pod-a");
+    manager.release("pod-a");
+    expect(manager.credentialsFor(orders).certChainPem).toBe("cert-0");
+
+    const payments: SpiffeId = { ...orders, serviceAccount: "payments" };
+    failNext = 1;
+    await expect(manager.acquire(payments, "pod-p")).rejects.toThrow(/CA unreachable/);
+    expect(() => manager.credentialsFor(payments)).toThrow(/no certificate held/);
+    // The failed pod holds nothing: a later pod of the same identity gets a fresh certificate, and releasing
+    // it drops the identity again.
+    await manager.acquire(payments, "pod-q");
+    manager.release("pod-q");
+    expect(manager.summary().map((c) => c.identity)).toEqual([formatSpiffeId(orders)]);
+    manager.stop();
+  });
+
+  it("does not keep a certificate that arrives after its last pod went away", async () => {
+    let answer: (() => void) | undefined;
+    const slow: CertificateIssuer = { issue: (id) => new Promise((resolve) => (answer = () => resolve({ identity: formatSpiffeId(id), notAfter: new Date(Date.now() + HOUR), certChainPem: "late", keyPem: "late" }))) };
+    const manager = new CertificateManager(slow, pino({ level: "silent" }));
+    const acquiring = manager.acquire(orders, "pod-a");
+    manager.release("pod-a");
+    answer!();
+    await acquiring;
+    expect(manager.summary()).toEqual([]);
+    await vi.advanceTimersByTimeAsync(2 * HOUR);
+    expect(manager.summary()).toEqual([]);
   });
 });
