@@ -177,6 +177,11 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
       throw new Invalid(`spec.action: "${String(action)}" is not enforced by Ambit (use ALLOW or DENY; AUDIT and CUSTOM need a component Ambit does not have)`);
     }
     selectorOf(spec);
+    // A policy bound by targetRefs is meant for a waypoint. Reading it as namespace-wide would widen ALLOWs of
+    // workloads that have other ALLOW policies, so it is refused (fail closed) until waypoints enforce it.
+    for (const field of ["targetRef", "targetRefs"]) {
+      if (spec[field] !== undefined) throw new Invalid(`spec.${field}: binds the policy to a waypoint, which Ambit does not enforce yet; use spec.selector for enforcement by the node agents`);
+    }
     if (spec.rules !== undefined && !Array.isArray(spec.rules)) throw new Invalid("spec.rules: must be a list");
     const outcomes = ((spec.rules as unknown[] | undefined) ?? []).map((r, i) => compileRule(r, `spec.rules[${i}]`));
     const notes: string[] = [];

@@ -131,6 +131,16 @@ describe("compilation", () => {
       expect(compileAuthorizationPolicy(ap("demo", "x", spec)).condition.reason).toBe("Invalid");
     }
   });
+
+  it("refuses a policy bound to a waypoint by targetRefs instead of widening it to the whole namespace", () => {
+    // payments already has an ALLOW for orders only; a waypoint-bound ALLOW for legacy must not let legacy in.
+    const onlyOrders = ap("demo", "orders-only", { selector: { matchLabels: { app: "payments" } }, rules: [{ from: [{ source: { principals: ["cluster.local/ns/demo/sa/orders"] } }] }] });
+    const forWaypoint = ap("demo", "via-waypoint", { targetRefs: [{ kind: "Service", group: "", name: "payments" }], rules: [{ from: [{ source: { namespaces: ["legacy"] } }] }] });
+    const legacy = conn({ source: { trustDomain: "cluster.local", namespace: "legacy", serviceAccount: "client" } });
+    expect(allowed(store([onlyOrders]), legacy)).toBe(false);
+    expect(allowed(store([onlyOrders, forWaypoint]), legacy)).toBe(false);
+    expect(compileAuthorizationPolicy(forWaypoint).condition).toMatchObject({ reason: "Invalid", message: expect.stringContaining("spec.targetRefs: binds the policy to a waypoint") });
+  });
 });
 
 describe("peer authentication", () => {
