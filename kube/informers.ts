@@ -24,6 +24,8 @@ export const podsOnNodePath = (nodeName: string): string => `/api/v1/pods?fieldS
 /** Backoff of informer restarts after errors: doubling from 1 s up to 30 s. */
 const RESTART_INITIAL_MS = 1000;
 const RESTART_MAX_MS = 30_000;
+/** How long stop() waits for starts in flight before giving up on them. */
+const STOP_WAIT_MS = 5_000;
 
 export type InformerEvent = "add" | "update" | "delete";
 export type InformerHandler = (event: InformerEvent, obj: KubeObject) => void;
@@ -35,6 +37,8 @@ export class SharedInformers {
   readonly #restartTimers = new Set<NodeJS.Timeout>();
   readonly #onError: (resource: Resource, err: unknown) => void;
   #stopped = false;
+  /** Informer starts (list, then watch) not settled yet. */
+  readonly #starting = new Set<Promise<unknown>>();
 
   /** `paths` overrides the collection path of a resource (e.g. `{ pods: podsOnNodePath("node-1") }`). */
   constructor(client: KubeClient, resources: Resource[], onError: (resource: Resource, err: unknown) => void = () => {}, paths: Partial<Record<Resource, string>> = {}) {
@@ -42,9 +46,13 @@ export class SharedInformers {
     this.#onError = onError;
     for (const resource of resources) {
       const path = paths[resource] ?? RESOURCE_PATHS[resource];
-      const informer = makeInformer<KubernetesObject>(client.kubeConfig, path, () =>
-        this.#client.request<KubernetesListObject<KubernetesObject>>("GET", path),
-      );
+      // client-node goes on to open a watch after a list that was in flight when stop() was called; failing
+      // that list keeps a stopped informer from watching again.
+      const informer = makeInformer<KubernetesObject>(client.kubeConfig, path, async () => {
+        const list = await this.#client.request<KubernetesListObject<KubernetesObject>>("GET", path);
+        if (this.#stopped) throw new Error(`informer for ${resource} stopped`);
+        return list;
+      });
       for (const event of ["add", "update", "delete"] as const) {
         informer.on(event, (obj) => {
           for (const handler of this.#handlers.get(resource) ?? []) handler(event, obj as KubeObject);
@@ -60,7 +68,7 @@ export class SharedInformers {
         const delayMs = Math.min(RESTART_MAX_MS, RESTART_INITIAL_MS * 2 ** Math.min(failures++, 10));
         const timer = setTimeout(() => {
           this.#restartTimers.delete(timer);
-          if (!this.#stopped) void informer.start().catch((e: unknown) => this.#onError(resource, e));
+          if (!this.#stopped) this.#track(informer.start().catch((e: unknown) => this.#onError(resource, e)));
         }, delayMs);
         this.#restartTimers.add(timer);
       });
@@ -90,13 +98,25 @@ export class SharedInformers {
 
   /** Lists every resource once; resolves when all caches hold their first snapshot. */
   async start(): Promise<void> {
-    await Promise.all([...this.#informers.values()].map((i) => i.start()));
+    await Promise.all([...this.#informers.values()].map((i) => this.#track(i.start())));
   }
 
+  /**
+   * Stops every informer, including one caught between its list and its watch: client-node only aborts the
+   * watch it already holds, so starts still in flight are awaited (bounded) and the informers stopped again.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     for (const t of this.#restartTimers) clearTimeout(t);
     await Promise.all([...this.#informers.values()].map((i) => i.stop()));
+    await Promise.race([Promise.allSettled(this.#starting), new Promise((r) => setTimeout(r, STOP_WAIT_MS).unref())]);
+    await Promise.all([...this.#informers.values()].map((i) => i.stop()));
+  }
+
+  #track<T>(start: Promise<T>): Promise<T> {
+    this.#starting.add(start);
+    void start.finally(() => this.#starting.delete(start)).catch(() => {});
+    return start;
   }
 }
 

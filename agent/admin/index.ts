@@ -1,6 +1,8 @@
 // The agent's HTTP endpoints: Prometheus metrics (:15020), readiness (:15021) and the localhost admin API (:15000).
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import v8 from "node:v8";
+import vm from "node:vm";
 import type { Logger } from "pino";
 import type { AgentMetrics } from "../metrics/index.ts";
 
@@ -11,6 +13,23 @@ export interface AdminSources {
   /** Everything the agent knows, without private keys: workloads, services, policies, certificates, tunnels. */
   configDump(): unknown;
   log: Logger;
+}
+
+/** Process memory in KiB (RSS, V8 heap used and total, off-heap buffers). */
+function memory(): Record<string, number> {
+  const m = process.memoryUsage();
+  const kib = (n: number) => Math.round(n / 1024);
+  return { rssKiB: kib(m.rss), heapUsedKiB: kib(m.heapUsed), heapTotalKiB: kib(m.heapTotal), externalKiB: kib(m.external), arrayBuffersKiB: kib(m.arrayBuffers) };
+}
+
+let gcFunction: (() => void) | undefined;
+/** V8's full collection, reachable without starting the process with --expose-gc. */
+function fullGc(): () => void {
+  if (!gcFunction) {
+    v8.setFlagsFromString("--expose-gc");
+    gcFunction = vm.runInNewContext("gc") as () => void;
+  }
+  return gcFunction;
 }
 
 export interface AdminPorts {
@@ -71,7 +90,14 @@ export async function startAdminServers(sources: AdminSources, ports: AdminPorts
       sources.log.level = level;
       return json(res, 200, { level });
     }
-    json(res, 404, { error: "not found", endpoints: ["GET /config_dump", "GET /healthz", "POST /logging?level=debug"] });
+    if (req.method === "GET" && url.pathname === "/memory") return json(res, 200, memory());
+    // A full collection first, so what remains is what the agent really holds (benchmarks measure per pod and
+    // per connection this way); it pauses the agent for tens of milliseconds.
+    if (req.method === "POST" && url.pathname === "/memory/gc") {
+      fullGc()();
+      return json(res, 200, memory());
+    }
+    json(res, 404, { error: "not found", endpoints: ["GET /config_dump", "GET /healthz", "GET /memory", "POST /memory/gc", "POST /logging?level=debug"] });
   });
   const servers = [admin, metrics, readiness];
   const bound = {

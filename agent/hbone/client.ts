@@ -227,7 +227,7 @@ export class HboneConnectionPool {
     session.once("goaway", (_code: number, lastStreamId: number) => {
       conn.goawayLastStreamId = lastStreamId;
       this.#forget(conn);
-      // Node does not close an idle session on GOAWAY by itself; the draining peer waits for it to be gone.
+      // Node leaves an idle session open after a GOAWAY: close it here so its socket goes now.
       if (conn.streams === 0) session.destroy();
     });
     await new Promise<void>((resolve, reject) => {

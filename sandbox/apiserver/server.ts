@@ -3,6 +3,7 @@ import https from "node:https";
 import fs from "node:fs/promises";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import { parse as parseYaml } from "yaml";
 import { ApiError, type KubeObject, statusBody } from "./types.ts";
@@ -870,6 +871,15 @@ export async function listen(core: ApiCore, tls: { certPem: string; keyPem: stri
     });
     await fs.chmod(unixSocketPath, 0o600);
   }
+  // Every accepted socket, including ones still in their TLS handshake: closeAllConnections() only knows the
+  // ones that reached HTTP, and close() would wait forever for a client that is still connecting.
+  const sockets = new Set<Socket>();
+  for (const s of servers) {
+    s.on("connection", (socket: Socket) => {
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+    });
+  }
   const address = tcp.address();
   const actualPort = typeof address === "object" && address ? address.port : port;
   return {
@@ -882,6 +892,7 @@ export async function listen(core: ApiCore, tls: { certPem: string; keyPem: stri
             new Promise<void>((resolve) => {
               s.close(() => resolve());
               s.closeAllConnections();
+              for (const socket of sockets) socket.destroy();
             }),
         ),
       );

@@ -38,4 +38,22 @@ describe("agent admin servers", () => {
     expect(log.level).toBe("debug");
     expect((await fetch(`${base(servers.ports.admin)}/logging?level=loud`, { method: "POST" })).status).toBe(400);
   });
+
+  it("reports memory, and after a full collection the garbage is gone from the heap figure", async () => {
+    const log = pino({ level: "silent" });
+    servers = await startAdminServers({ metrics: new AgentMetrics(), readiness: () => ({ ready: true }), configDump: () => ({}), log }, { admin: 0, metrics: 0, readiness: 0, host: "127.0.0.1" });
+    const admin = `http://127.0.0.1:${servers.ports.admin}`;
+    const gc = async () => (await (await fetch(`${admin}/memory/gc`, { method: "POST" })).json()) as Record<string, number>;
+    const before = await gc();
+    expect(before.rssKiB).toBeGreaterThan(before.heapUsedKiB!);
+    // ~40 MiB of short-lived objects that nothing references any more.
+    let garbage: unknown[] | undefined = Array.from({ length: 400_000 }, (_, i) => ({ i, s: `x${i}`.repeat(8) }));
+    const withGarbage = (await (await fetch(`${admin}/memory`)).json()) as Record<string, number>;
+    expect(withGarbage.heapUsedKiB! - before.heapUsedKiB!).toBeGreaterThan(20_000);
+    expect((garbage as unknown[]).length).toBe(400_000);
+    garbage = undefined;
+    const after = await gc();
+    expect(after.heapUsedKiB! - before.heapUsedKiB!).toBeLessThan(10_000);
+    expect((await fetch(`${admin}/memory/gc`)).status).toBe(404);
+  });
 });
