@@ -3,36 +3,12 @@ import { X509Certificate } from "node:crypto";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { MeshCa } from "../../controller/identity/index.ts";
-import { type KubeClient, type KubeObject, KubeRequestError } from "../../kube/client.ts";
+import { fakeSecretsClient } from "../support/fake-secrets-client.ts";
 import { type Tlv, TAG, children, decodeOid, pemToDer, readTlv } from "../../pki/der.ts";
 import { generateP256 } from "../../pki/workload-certs.ts";
 
 const URI = "spiffe://cluster.local/ns/demo/sa/orders";
 const log = pino({ level: "silent" });
-
-/** Just enough of a KubeClient for MeshCa: Secrets in a map, 404 and 409 as the API answers them. */
-function fakeClient(): KubeClient {
-  const objects = new Map<string, KubeObject>();
-  const fake = {
-    get: async (path: string) => {
-      const o = objects.get(path);
-      if (!o) throw new KubeRequestError(404, "NotFound", `${path} not found`);
-      return structuredClone(o);
-    },
-    create: async (path: string, body: KubeObject) => {
-      const key = `${path}/${body.metadata.name}`;
-      if (objects.has(key)) throw new KubeRequestError(409, "AlreadyExists", `${key} exists`);
-      objects.set(key, structuredClone(body));
-      return structuredClone(body);
-    },
-    mergePatch: async (path: string, patch: { data: Record<string, string> }) => {
-      const o = objects.get(path)!;
-      o.data = { ...(o.data as object), ...patch.data };
-      return structuredClone(o);
-    },
-  };
-  return fake as unknown as KubeClient;
-}
 
 interface Extension {
   critical: boolean;
@@ -55,7 +31,7 @@ function dissect(pem: string) {
 const OID = { san: "2.5.29.17", bc: "2.5.29.19", ku: "2.5.29.15", eku: "2.5.29.37", ski: "2.5.29.14", aki: "2.5.29.35" };
 
 async function readyCa(now: () => Date = () => new Date()) {
-  const ca = new MeshCa({ client: fakeClient(), namespace: "ambit-system", trustDomain: "cluster.local", log, mayWrite: () => true, maxCertTtlSeconds: 86400, now });
+  const ca = new MeshCa({ client: fakeSecretsClient(), namespace: "ambit-system", trustDomain: "cluster.local", log, mayWrite: () => true, maxCertTtlSeconds: 86400, now });
   await ca.refresh();
   return ca;
 }

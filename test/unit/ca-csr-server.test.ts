@@ -5,7 +5,7 @@ import pino from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentAuthenticator, CsrServer, MeshCa } from "../../controller/identity/index.ts";
-import { type KubeClient, type KubeObject, KubeRequestError } from "../../kube/client.ts";
+import { fakeSecretsClient } from "../support/fake-secrets-client.ts";
 import { TAG, bitString, boolean, derToPem, octetString, oid, sequence, set, smallInteger, tlv } from "../../pki/der.ts";
 import { buildCsr, generateP256 } from "../../pki/workload-certs.ts";
 
@@ -14,27 +14,15 @@ const TOKEN = "agent-token-that-must-never-be-logged";
 const DAY = 86400;
 
 /** Secrets in a map, and a TokenReview that knows one agent token bound to node-1. */
-function fakeClient(): KubeClient {
-  const objects = new Map<string, KubeObject>();
-  const fake = {
-    get: async (path: string) => {
-      const o = objects.get(path);
-      if (!o) throw new KubeRequestError(404, "NotFound", `${path} not found`);
-      return o;
-    },
-    create: async (path: string, body: KubeObject) => {
-      objects.set(`${path}/${body.metadata.name}`, body);
-      return body;
-    },
+const fakeClient = () =>
+  fakeSecretsClient({
     request: async (_method: string, _path: string, body: { spec: { token: string } }) => ({
       status:
         body.spec.token === TOKEN
           ? { authenticated: true, audiences: ["ambit-ca"], user: { username: "system:serviceaccount:ambit-system:ambit-agent", extra: { "authentication.kubernetes.io/node-name": ["node-1"] } } }
           : { authenticated: false, error: "invalid bearer token" },
     }),
-  };
-  return fake as unknown as KubeClient;
-}
+  });
 
 const csrPem = (uri: string) => derToPem(buildCsr(generateP256().privateKey, uri), "CERTIFICATE REQUEST");
 
