@@ -1,4 +1,4 @@
-// X.509 with P-256 over WebCrypto (@peculiar/x509), shared by the sandbox API server, the agent's interim CA and tests.
+// X.509 with P-256 over WebCrypto (@peculiar/x509), for the sandbox API server and tests (the mesh CA uses der.ts + workload-certs.ts).
 import "reflect-metadata";
 import { webcrypto } from "node:crypto";
 import net from "node:net";
