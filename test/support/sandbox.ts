@@ -81,3 +81,9 @@ export async function fromAgent(node: string, url: (ip: string) => string): Prom
 
 /** The agent's admin config dump on `node` (no private keys in it). */
 export const configDump = async (node: string) => JSON.parse(await fromAgent(node, () => "http://127.0.0.1:15000/config_dump"));
+
+/** Like `configDump`, with the node's netns looked up once: for polling, where each check should cost little. */
+export async function configDumpOf(node: string): Promise<() => Promise<{ policies: { authorizations: Array<{ name: string }> } } & Record<string, unknown>>> {
+  const n = (await sandboxNodes()).find((x) => x.name === node)!;
+  return async () => JSON.parse((await execa("nsenter", [`--net=/run/netns/${n.netns}`, "--", "curl", "-s", "--max-time", "4", "http://127.0.0.1:15000/config_dump"])).stdout);
+}
