@@ -125,6 +125,13 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
     expect(line).toContain('destination_principal="spiffe://cluster.local/ns/demo/sa/payments"');
     expect(line).toContain('connection_security_policy="mutual_tls"');
     expect(line).toContain('source_workload="orders-1"');
+    // Byte counts, in Istio's sense (received = request bytes, sent = response bytes), on both agents' sides,
+    // once the connection has closed: 25 bytes asked, 38 answered.
+    const bytes = async (name: string, reporter: string) => Number(new RegExp(`^${name}\\{reporter="${reporter}"[^}]*\\} (\\d+)$`, "m").exec(await metrics.text())?.[1]);
+    await expect.poll(() => bytes("istio_tcp_received_bytes_total", "source"), { timeout: 5000 }).toBe(`${MARKER}-2`.length);
+    await expect.poll(() => bytes("istio_tcp_received_bytes_total", "destination"), { timeout: 5000 }).toBe(`${MARKER}-2`.length);
+    expect(await bytes("istio_tcp_sent_bytes_total", "source")).toBe(`payments got ${MARKER}-2`.length);
+    expect(await bytes("istio_tcp_sent_bytes_total", "destination")).toBe(`payments got ${MARKER}-2`.length);
   });
 
   it("takes the same-node fast path without TLS when both pods are on this agent's node", async () => {
