@@ -65,8 +65,7 @@ function splice(a: NodeJS.ReadWriteStream & { destroy(e?: Error): void }, b: Nod
     const done = () => {
       if (++closed === 2) resolve({ ...counts, ...(error ? { error } : {}) });
     };
-    // Besides counting, these keep both sides flowing after pipe() unpipes, so each reaches its end and closes
-    // (see the same listeners in hbone/server.ts).
+    // Needed beyond counting (see the same listeners in hbone/server.ts): without them tunnels could stay open.
     a.on("data", (d: Buffer) => (counts.aToB += d.length));
     b.on("data", (d: Buffer) => (counts.bToA += d.length));
     a.pipe(b);
