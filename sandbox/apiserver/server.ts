@@ -886,16 +886,17 @@ export async function listen(core: ApiCore, tls: { certPem: string; keyPem: stri
     url: `https://${host}:${actualPort}`,
     close: async () => {
       core.close();
-      await Promise.all(
+      const closed = Promise.all(
         servers.map(
           (s) =>
             new Promise<void>((resolve) => {
               s.close(() => resolve());
               s.closeAllConnections();
-              for (const socket of sockets) socket.destroy();
             }),
         ),
       );
+      for (const socket of sockets) socket.destroy();
+      await closed;
       if (unixSocketPath) await fs.rm(unixSocketPath, { force: true });
     },
   };

@@ -139,7 +139,7 @@ describe.skipIf(!isRoot)(`control plane on the sandbox (${isRoot ? "root" : ROOT
     expect(checks).toBeGreaterThanOrEqual(8);
     const dump = await configDump(await nodeOf("orders"));
     expect(dump.controller.connected).toBe(false);
-    expect(Date.now() - Date.parse(dump.controller.disconnectedSince)).toBeGreaterThan(50_000);
+    expect(Date.now() - Date.parse(dump.controller.disconnectedSince!)).toBeGreaterThan(50_000);
     expect(Number(/^ambit_config_stale_seconds ([\d.]+)/m.exec(await fromAgent(await nodeOf("orders"), (ip) => `http://${ip}:15020/metrics`))?.[1])).toBeGreaterThan(50);
     // No CA, no certificate: the enrolled pod must not start uncaptured.
     expect(await podState("demo", "late")).not.toBe("Running/enabled");
@@ -156,11 +156,11 @@ describe.skipIf(!isRoot)(`control plane on the sandbox (${isRoot ? "root" : ROOT
     // Restarted agents ask the controller (now issuing 60 s certificates) for every identity again.
     expect((await kubectl(["rollout", "restart", "daemonset/ambit-agent", "-n", "ambit-system"])).exitCode).toBe(0);
     await expect.poll(async () => {
-      const certs = (await configDump(await nodeOf("orders"))).certificates as Array<{ identity: string; notAfter: string }>;
+      const certs = (await configDump(await nodeOf("orders"))).certificates;
       const orders = certs.find((c) => c.identity === "spiffe://cluster.local/ns/demo/sa/orders");
       return orders ? Date.parse(orders.notAfter) - Date.now() < 61_000 : false;
     }, { timeout: 90_000 }).toBe(true);
-    const expiryOf = async () => ((await configDump(await nodeOf("orders"))).certificates as Array<{ identity: string; notAfter: string }>).find((c) => c.identity === "spiffe://cluster.local/ns/demo/sa/orders")!.notAfter;
+    const expiryOf = async () => (await configDump(await nodeOf("orders"))).certificates.find((c) => c.identity === "spiffe://cluster.local/ns/demo/sa/orders")!.notAfter;
     const first = await expiryOf();
     // 40 s of 20 new connections a second through three captured hops: it spans at least one renewal (at 30 s).
     const load = await ambit(["dev", "exec", "demo/client", "--", NODE, path.join(REPO_ROOT, "bench", "tools", "connection-load.ts"), "http://orders.demo/rotation", "20", "40", '"service":"fraud"'], { timeout: 120_000 });

@@ -5,7 +5,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 import { sniff } from "../support/netns.ts";
-import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, deployMesh, isRoot, kubectl } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, deployMesh, fromAgent, isRoot, kubectl } from "../support/sandbox.ts";
 
 const NODE1 = `${TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREFIX}-node-1`;
 
@@ -51,8 +51,7 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
   it("the destination agent attributes the connection to the source identity", async () => {
     // Ask the agent of the node whose payments pod answered.
     const trace = JSON.parse((await chain("attribution")).stdout);
-    const node = JSON.parse((await ambit(["dev", "status", "-o", "json"])).stdout).nodes.find((n: { name: string }) => n.name === trace.next.node);
-    const { stdout } = await execa("nsenter", [`--net=/run/netns/${node.netns}`, "--", "curl", "-s", `http://${node.ip}:15020/metrics`]);
+    const stdout = await fromAgent(trace.next.node, (ip) => `http://${ip}:15020/metrics`);
     const line = stdout.split("\n").find((l) => l.startsWith("istio_tcp_connections_opened_total{") && l.includes('reporter="destination"') && l.includes('destination_workload="payments"'));
     expect(line, stdout.split("\n").filter((l) => l.startsWith("istio_tcp_connections_opened")).join("\n")).toBeDefined();
     expect(line).toContain('source_principal="spiffe://cluster.local/ns/demo/sa/orders"');
@@ -171,7 +170,7 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
     // With their last pods released, the nodes no longer hold (or renew) the demo identities; they keep their
     // own, and those of pods still captured (the "meshed" namespace of the test above).
     for (const node of ["node-1", "node-2"]) {
-      const identities = async () => ((await configDump(node)).certificates as Array<{ identity: string }>).map((c) => c.identity);
+      const identities = async () => (await configDump(node)).certificates.map((c) => c.identity);
       await expect.poll(async () => (await identities()).filter((id) => id.includes("/ns/demo/")), { timeout: 10_000 }).toEqual([]);
       expect(await identities()).toContain("spiffe://cluster.local/ns/ambit-system/sa/ambit-agent");
     }

@@ -73,17 +73,30 @@ export async function sandboxNetns(prefix = TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREF
 
 export const sandboxNodes = async () => JSON.parse((await ambit(["dev", "status", "-o", "json"])).stdout).nodes as Array<{ name: string; netns: string; ip: string }>;
 
-/** Fetches `url(nodeIp)` from inside a node's network, where an agent's endpoints are (admin on its loopback). */
-export async function fromAgent(node: string, url: (ip: string) => string): Promise<string> {
+/**
+ * A fetcher running inside `node`'s network, where an agent's endpoints are (admin on its loopback); the node
+ * is looked up once, so polling with it costs one curl per check.
+ */
+export async function agentOn(node: string): Promise<(url: (ip: string) => string) => Promise<string>> {
   const n = (await sandboxNodes()).find((x) => x.name === node)!;
-  return (await execa("nsenter", [`--net=/run/netns/${n.netns}`, "--", "curl", "-s", "--max-time", "4", url(n.ip)])).stdout;
+  return async (url) => (await execa("nsenter", [`--net=/run/netns/${n.netns}`, "--", "curl", "-s", "--max-time", "4", url(n.ip)])).stdout;
+}
+
+/** Fetches `url(nodeIp)` from inside a node's network, once. */
+export const fromAgent = async (node: string, url: (ip: string) => string): Promise<string> => (await agentOn(node))(url);
+
+/** The parts of an agent's `/config_dump` the tests read (JSON: dates are strings). */
+interface ConfigDump {
+  controller: { connected: boolean; disconnectedSince?: string };
+  policies: { authorizations: Array<{ name: string }> };
+  certificates: Array<{ identity: string; notAfter: string }>;
+}
+
+/** Like `configDump`, with the node looked up once: for polling. */
+export async function configDumpOf(node: string): Promise<() => Promise<ConfigDump>> {
+  const fetchFromAgent = await agentOn(node);
+  return async () => JSON.parse(await fetchFromAgent(() => "http://127.0.0.1:15000/config_dump")) as ConfigDump;
 }
 
 /** The agent's admin config dump on `node` (no private keys in it). */
-export const configDump = async (node: string) => JSON.parse(await fromAgent(node, () => "http://127.0.0.1:15000/config_dump"));
-
-/** Like `configDump`, with the node's netns looked up once: for polling, where each check should cost little. */
-export async function configDumpOf(node: string): Promise<() => Promise<{ policies: { authorizations: Array<{ name: string }> } } & Record<string, unknown>>> {
-  const n = (await sandboxNodes()).find((x) => x.name === node)!;
-  return async () => JSON.parse((await execa("nsenter", [`--net=/run/netns/${n.netns}`, "--", "curl", "-s", "--max-time", "4", "http://127.0.0.1:15000/config_dump"])).stdout);
-}
+export const configDump = async (node: string) => (await configDumpOf(node))();
