@@ -56,6 +56,20 @@ interface LiveInbound {
 
 const identityOf = (w: Workload, trustDomain: string): SpiffeId => ({ trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount });
 
+/**
+ * The fields every access log line carries, whichever side reports it: both ends' workload, namespace, identity
+ * and address, and the transport security, so source and destination lines can be read the same way.
+ */
+function accessRecord(labels: TcpLabels, srcIp: string | undefined, dst: { ip: string; port: number }) {
+  return {
+    event: "connection",
+    reporter: labels.reporter,
+    src: { workload: labels.source_workload, namespace: labels.source_workload_namespace, identity: labels.source_principal, ip: srcIp },
+    dst: { workload: labels.destination_workload, namespace: labels.destination_workload_namespace, identity: labels.destination_principal, ip: dst.ip, port: dst.port },
+    security: labels.connection_security_policy,
+  };
+}
+
 /** Copies bytes both ways, propagating half-close, and resolves with the byte counts once both sides are done. */
 function splice(a: NodeJS.ReadWriteStream & { destroy(e?: Error): void }, b: NodeJS.ReadWriteStream & { destroy(e?: Error): void }): Promise<{ aToB: number; bToA: number; error?: string }> {
   return new Promise((resolve) => {
@@ -114,13 +128,14 @@ export class Dataplane implements InPodHandlers {
         };
         const src = e.forwardedFor ? this.#opts.index.workloadByIp(e.forwardedFor) : undefined;
         if (src) labels.source_workload = src.workloadName;
+        const access = { ...(dstWorkload ? { pod: `${dstWorkload.namespace}/${dstWorkload.name}` } : {}), ...accessRecord(labels, e.forwardedFor, e.destination) };
         if (e.phase === "open") {
           this.#opts.metrics.connectionOpened(labels);
-          this.#opts.log.info({ event: "connection", reporter: "destination", src: { identity: formatSpiffeId(e.source), ip: e.forwardedFor }, dst: e.destination }, "connection opened");
+          this.#opts.log.info(access, "connection opened");
         } else {
           if (e.status !== 200) this.#opts.metrics.connectionOpened(labels);
           this.#opts.metrics.connectionClosed(labels, { sent: e.bytesSent, received: e.bytesReceived });
-          this.#opts.log.info({ event: "connection", reporter: "destination", src: { identity: formatSpiffeId(e.source), ip: e.forwardedFor }, dst: e.destination, bytesSent: e.bytesSent, bytesReceived: e.bytesReceived, durationMs: Math.round(e.durationMs), status: e.status, error: e.error }, "connection closed");
+          this.#opts.log.info({ ...access, bytesSent: e.bytesSent, bytesReceived: e.bytesReceived, durationMs: Math.round(e.durationMs), status: e.status, ...(e.error ? { error: e.error } : {}) }, "connection closed");
         }
       },
       log: opts.log,
@@ -250,21 +265,22 @@ export class Dataplane implements InPodHandlers {
       }
       const reported = alsoDestination ? [labels, { ...labels, reporter: "destination" }] : [labels];
       for (const l of reported) this.#opts.metrics.connectionOpened(l);
-      const access = {
-        pod: podName,
-        event: "connection",
-        reporter: "source",
-        src: { workload: labels.source_workload, namespace: labels.source_workload_namespace, identity: labels.source_principal, ip: pod.ips[0] },
-        dst: { workload: labels.destination_workload, namespace: labels.destination_workload_namespace, identity: labels.destination_principal, ip: originalDestination.address, port: originalDestination.port },
-        security: labels.connection_security_policy,
-      };
+      const access = { pod: podName, ...accessRecord(labels, pod.ips[0], { ip: originalDestination.address, port: originalDestination.port }) };
+      // Same node: no HBONE server sees the connection, so this agent also writes the destination's lines
+      // (as it reports both in metrics); they name the pod and port actually reached, as an HBONE server would.
+      const asDestination = alsoDestination && dst.kind === "workload" ? { pod: `${dst.workload.namespace}/${dst.workload.name}`, ...accessRecord(reported[1]!, pod.ips[0], { ip: dst.workload.ip, port: dst.port }) } : undefined;
       log.info(access, "connection opened");
+      if (asDestination) log.info(asDestination, "connection opened");
       const opened = performance.now();
       socket.resume();
       const result = await splice(socket, upstream);
       untrack();
       for (const l of reported) this.#opts.metrics.connectionClosed(l, { sent: result.bToA, received: result.aToB });
-      log.info({ ...access, bytesSent: result.aToB, bytesReceived: result.bToA, durationMs: Math.round(performance.now() - opened), ...(result.error ? { error: result.error } : {}) }, "connection closed");
+      const durationMs = Math.round(performance.now() - opened);
+      const failure = result.error ? { error: result.error } : {};
+      log.info({ ...access, bytesSent: result.aToB, bytesReceived: result.bToA, durationMs, ...failure }, "connection closed");
+      // The destination's view, as the HBONE server logs it: sent = answered, received = asked.
+      if (asDestination) log.info({ ...asDestination, bytesSent: result.bToA, bytesReceived: result.aToB, durationMs, status: 200, ...failure }, "connection closed");
     } catch (err) {
       const e = err as HboneError;
       labels.response_flags = e.status === 401 ? "DENIED" : "UF";

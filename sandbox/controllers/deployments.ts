@@ -20,17 +20,39 @@ export const randomSuffix = (): string => {
   return [...randomBytes(5)].map((b) => alphabet[b % alphabet.length]).join("");
 };
 
+/** How long a created pod counts before the informer shows it (Kubernetes uses 5 minutes; the sandbox is local). */
+const EXPECTATION_TTL_MS = 30_000;
+
 export class DeploymentController extends QueueController {
+  /**
+   * Pods this controller created that its informer has not shown yet, per Deployment key (the ReplicaSet
+   * controller's "expectations"): without them a reconcile that runs before the watch event creates the same
+   * replicas again, and the surplus is started and then deleted.
+   */
+  readonly #expected = new Map<string, Map<string, number>>();
 
   constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
     super(client, informers, log, "deployment-controller", "deployment");
     informers.on("deployments", (event, d) => {
-      if (event !== "delete") this.queue.add(keyOf(d));
+      if (event === "delete") this.#expected.delete(keyOf(d));
+      else this.queue.add(keyOf(d));
     });
     informers.on("pods", (_event, pod) => {
       const owner = (pod.metadata.ownerReferences ?? []).find((r) => r.kind === "Deployment" && r.controller);
-      if (owner && pod.metadata.namespace) this.queue.add(`${pod.metadata.namespace}/${owner.name}`);
+      if (!owner || !pod.metadata.namespace) return;
+      const key = `${pod.metadata.namespace}/${owner.name}`;
+      this.#expected.get(key)?.delete(pod.metadata.name);
+      this.queue.add(key);
     });
+  }
+
+  /** Created pods still on their way to the cache; an expectation lapses after a while, as in Kubernetes. */
+  #pending(key: string, seen: KubeObject[]): number {
+    const expected = this.#expected.get(key);
+    if (!expected) return 0;
+    const now = Date.now();
+    for (const [name, at] of expected) if (now - at > EXPECTATION_TTL_MS || seen.some((p) => p.metadata.name === name)) expected.delete(name);
+    return expected.size;
   }
 
   protected async reconcile(key: string): Promise<void> {
@@ -45,7 +67,7 @@ export class DeploymentController extends QueueController {
     const old = owned.filter((p) => p.metadata.labels?.["pod-template-hash"] !== hash);
     const desired = Number(deployment.spec?.replicas ?? 1);
 
-    for (let i = current.length; i < desired; i++) await this.#createPod(deployment, hash);
+    for (let i = current.length + this.#pending(key, owned); i < desired; i++) await this.#createPod(deployment, hash, key);
     const surplus = current
       .slice()
       .sort((a, b) => String(b.metadata.creationTimestamp).localeCompare(String(a.metadata.creationTimestamp)))
@@ -79,7 +101,7 @@ export class DeploymentController extends QueueController {
     }
   }
 
-  async #createPod(deployment: KubeObject, hash: string): Promise<void> {
+  async #createPod(deployment: KubeObject, hash: string, key: string): Promise<void> {
     const template = deployment.spec?.template ?? {};
     const namespace = deployment.metadata.namespace as string;
     const pod = {
@@ -96,7 +118,15 @@ export class DeploymentController extends QueueController {
       },
       spec: template.spec ?? {},
     };
-    await this.client.create(pathFor("v1", "pods", namespace), pod);
+    const expected = this.#expected.get(key) ?? new Map<string, number>();
+    this.#expected.set(key, expected);
+    expected.set(pod.metadata.name, Date.now());
+    try {
+      await this.client.create(pathFor("v1", "pods", namespace), pod);
+    } catch (err) {
+      expected.delete(pod.metadata.name);
+      throw err;
+    }
     this.log.info({ deployment: keyOf(deployment), pod: pod.metadata.name }, "pod created");
   }
 

@@ -1,4 +1,4 @@
-// Scheduler: binds each unscheduled pod to the ready node with the fewest pods that matches its nodeSelector.
+// Scheduler: binds each unscheduled pod to a ready node matching its nodeSelector, spreading replicas, then by load.
 import type { Logger } from "pino";
 import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kube/client.ts";
 import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
@@ -30,13 +30,17 @@ export class Scheduler extends QueueController {
       this.log.info({ pod: key }, "no ready node matches the pod's nodeSelector; waiting");
       return;
     }
+    // Assumed before the bind is sent, as kube-scheduler does: pods are reconciled concurrently, and the next
+    // pick must count this one even while the patch is in flight.
+    const uid = pod.metadata.uid;
+    if (uid) this.#assumed.set(uid, node);
     try {
       await this.client.mergePatch(pathFor("v1", "pods", namespace, name), { spec: { nodeName: node } });
     } catch (err) {
+      if (uid) this.#assumed.delete(uid);
       if (isNotFound(err)) return;
       throw err;
     }
-    if (pod.metadata.uid) this.#assumed.set(pod.metadata.uid, node);
     this.log.info({ pod: key, node }, "pod scheduled");
   }
 
@@ -48,13 +52,33 @@ export class Scheduler extends QueueController {
       .filter((n) => Object.entries(selector).every(([k, v]) => n.metadata.labels?.[k] === v))
       .map((n) => n.metadata.name);
     if (candidates.length === 0) return undefined;
-    const load = new Map(candidates.map((n) => [n, 0]));
+    // Like kube-scheduler's default topology spread: fewest pods of the same owner (replicas of one ReplicaSet
+    // land on different nodes, so a Service always has endpoints on more than one node), then fewest pods.
+    const owner = ownerOf(pod);
+    const load = new Map(candidates.map((n) => [n, { siblings: 0, pods: 0 }]));
+    const count = (node: string | undefined, sibling: boolean) => {
+      const entry = node ? load.get(node) : undefined;
+      if (!entry) return;
+      entry.pods++;
+      if (sibling) entry.siblings++;
+    };
+    const assumed = new Set(this.#assumed.keys());
     for (const p of this.informers.list("pods")) {
-      const node = p.spec?.nodeName as string | undefined;
-      if (node && load.has(node) && !isPodTerminal(p)) load.set(node, (load.get(node) ?? 0) + 1);
+      if (isPodTerminal(p)) continue;
+      const node = (p.spec?.nodeName as string | undefined) ?? this.#assumed.get(p.metadata.uid ?? "");
+      if (p.metadata.uid) assumed.delete(p.metadata.uid);
+      // Terminating replicas do not count toward the spread (as in kube-scheduler's topology spread): their
+      // replacements must not avoid the node they are leaving.
+      count(node, owner !== undefined && !p.metadata.deletionTimestamp && ownerOf(p) === owner);
     }
-    for (const node of this.#assumed.values()) if (load.has(node)) load.set(node, (load.get(node) ?? 0) + 1);
-    return [...load.entries()].sort((a, b) => a[1] - b[1] || a[0].localeCompare(b[0]))[0]?.[0];
+    // Bound pods the cache does not list yet still count, without an owner (their object is not at hand).
+    for (const uid of assumed) count(this.#assumed.get(uid), false);
+    return [...load.entries()].sort((a, b) => a[1].siblings - b[1].siblings || a[1].pods - b[1].pods || a[0].localeCompare(b[0]))[0]?.[0];
   }
+}
 
+/** The controller that owns a pod (its ReplicaSet, DaemonSet...), as `kind/name`. */
+function ownerOf(pod: KubeObject): string | undefined {
+  const ref = pod.metadata.ownerReferences?.find((o) => o.controller) ?? pod.metadata.ownerReferences?.[0];
+  return ref ? `${ref.kind}/${ref.name}` : undefined;
 }

@@ -37,6 +37,9 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
   const received: string[] = [];
   const index = new WorkloadIndex();
   const metrics = new AgentMetrics();
+  /** The agent's access log, parsed. */
+  const logLines: Array<Record<string, unknown> & { msg: string; reporter?: string }> = [];
+  const closes = (reporter: string) => logLines.filter((l) => l.msg === "connection closed" && l.reporter === reporter);
   let dataplane: Dataplane;
   let driver: InPodCaptureDriver;
 
@@ -72,7 +75,7 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
       credentialsFor: (id: SpiffeId) => certs.get(id.serviceAccount)!,
       localPodNetns: (ip) => Object.values(PODS).find((p) => p.ip === ip)?.netns.replace(/^/, "/run/netns/"),
       metrics,
-      log: pino({ level: "silent" }),
+      log: pino({ level: "info" }, { write: (line: string) => logLines.push(JSON.parse(line)) }),
       // This test's "agent" lives in the root netns; it dials HBONE from the node's netns, which reaches the pods.
       hboneConnect: (host, port) => connectMarked(host, port, 0x539, nsPath(NODE)),
     });
@@ -132,6 +135,14 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
     await expect.poll(() => bytes("istio_tcp_received_bytes_total", "destination"), { timeout: 5000 }).toBe(`${MARKER}-2`.length);
     expect(await bytes("istio_tcp_sent_bytes_total", "source")).toBe(`payments got ${MARKER}-2`.length);
     expect(await bytes("istio_tcp_sent_bytes_total", "destination")).toBe(`payments got ${MARKER}-2`.length);
+    // Each side's access log line names both ends the same way.
+    const ends = {
+      src: { workload: "orders-1", namespace: "demo", identity: "spiffe://cluster.local/ns/demo/sa/orders", ip: PODS.orders.ip },
+      dst: { workload: "payments-1", namespace: "demo", identity: "spiffe://cluster.local/ns/demo/sa/payments", ip: PODS.payments.ip, port: 8080 },
+      security: "mutual_tls",
+    };
+    expect(closes("source").at(-1)).toMatchObject({ ...ends, pod: "demo/orders", bytesSent: `${MARKER}-2`.length, bytesReceived: `payments got ${MARKER}-2`.length });
+    expect(closes("destination").at(-1)).toMatchObject({ ...ends, pod: "demo/payments-1", status: 200, bytesSent: `payments got ${MARKER}-2`.length, bytesReceived: `${MARKER}-2`.length });
   });
 
   it("takes the same-node fast path without TLS when both pods are on this agent's node", async () => {
@@ -145,5 +156,9 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
     expect(text).toMatch(/istio_tcp_connections_opened_total\{reporter="source",source_workload="orders-1"[^}]*destination_workload="payments-1"[^}]*\} [1-9]/);
     // Reported as the destination too, with the source identity, since no HBONE server sees it.
     expect(text).toMatch(/istio_tcp_connections_opened_total\{reporter="destination",source_workload="orders-1",[^}]*source_principal="spiffe:\/\/cluster.local\/ns\/demo\/sa\/orders"[^}]*destination_workload="payments-1"[^}]*\} [1-9]/);
+    // And in the access log: a destination line next to the source line, as an HBONE server would write it.
+    const destinationClose = closes("destination").at(-1);
+    expect(destinationClose).toMatchObject({ pod: "demo/payments-1", src: { identity: "spiffe://cluster.local/ns/demo/sa/orders", ip: PODS.orders.ip }, dst: { workload: "payments-1", ip: PODS.payments.ip, port: 8080 }, status: 200, bytesSent: "payments got same-node".length, bytesReceived: "same-node".length });
+    expect(closes("destination").length).toBe(2);
   });
 });

@@ -47,10 +47,14 @@ describe.skipIf(!isRoot)(`ambit dev (${isRoot ? "root" : ROOT_REQUIRED})`, () =>
       expect(row[6]).toMatch(/^10\.244\.\d+\.\d+$/);
     }
     expect(new Set(demo.map((r) => r[7]))).toEqual(new Set(["node-1", "node-2"]));
+    // Replicas are spread like kube-scheduler's default topology spread: payments has one pod on each node, so a
+    // Service always has endpoints on both nodes (cross-node tests rely on it), and both controllers are apart.
+    expect(demo.filter((r) => r[1]?.startsWith("payments-")).map((r) => r[7]).sort()).toEqual(["node-1", "node-2"]);
     // --mesh: an agent per node, two controller replicas, and the demo namespace's pods captured (legacy stays outside).
     const phases = async (app: string) => (await kubectl(["get", "pods", "-n", "ambit-system", "-l", `app=${app}`, "-o", "jsonpath={.items[*].status.phase}"])).stdout.split(" ");
     expect(await phases("ambit-agent")).toEqual(["Running", "Running"]);
     expect(await phases("ambit-controller")).toEqual(["Running", "Running"]);
+    expect(rows.filter((r) => r[1]?.startsWith("ambit-controller-")).map((r) => r[7]).sort()).toEqual(["node-1", "node-2"]);
     const redirection = (await kubectl(["get", "pods", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace}={.metadata.annotations.ambit\\.dev/redirection}{\"\\n\"}{end}"])).stdout.trim().split("\n");
     expect(redirection.filter((l) => l.startsWith("demo="))).toEqual(Array(5).fill("demo=enabled"));
     expect(redirection.filter((l) => l.startsWith("legacy="))).toEqual(["legacy=disabled"]);

@@ -49,9 +49,17 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
   });
 
   it("the destination agent attributes the connection to the source identity", async () => {
-    // Ask the agent of the node whose payments pod answered.
-    const trace = JSON.parse((await chain("attribution")).stdout);
-    const stdout = await fromAgent(trace.next.node, (ip) => `http://${ip}:15020/metrics`);
+    // Cross-node on purpose: orders asks a payments pod on the other node by its address. Through the Service the
+    // agent may pick a payments pod on orders' own node, and that connection never reaches another agent.
+    type Pod = { metadata: { name: string; labels: Record<string, string> }; spec: { nodeName: string }; status: { podIP: string } };
+    const pods = JSON.parse((await kubectl(["get", "pods", "-n", "demo", "-o", "json"])).stdout).items as Pod[];
+    const orders = pods.find((p) => p.metadata.labels.app === "orders")!;
+    const payments = pods.find((p) => p.metadata.labels.app === "payments" && p.spec.nodeName !== orders.spec.nodeName);
+    if (!payments) throw new Error(`the sandbox scheduled every payments pod on orders' node ${orders.spec.nodeName}; this test needs one on the other node`);
+    const answer = await ambit(["dev", "exec", `demo/${orders.metadata.name}`, "--", "curl", "-s", "--max-time", "5", `http://${payments.status.podIP}:8080/attribution`]);
+    expect(JSON.parse(answer.stdout)).toMatchObject({ service: "payments", node: payments.spec.nodeName });
+
+    const stdout = await fromAgent(payments.spec.nodeName, (ip) => `http://${ip}:15020/metrics`);
     const line = stdout.split("\n").find((l) => l.startsWith("istio_tcp_connections_opened_total{") && l.includes('reporter="destination"') && l.includes('destination_workload="payments"'));
     expect(line, stdout.split("\n").filter((l) => l.startsWith("istio_tcp_connections_opened")).join("\n")).toBeDefined();
     expect(line).toContain('source_principal="spiffe://cluster.local/ns/demo/sa/orders"');
@@ -61,21 +69,26 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
     // Access logs: the source agent (orders' node) and the destination agent (payments' node) each log the close.
     const agentOn = async (nodeName: string) =>
       (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "--field-selector", `spec.nodeName=${nodeName}`, "-o", "jsonpath={.items[0].metadata.name}"])).stdout;
-    const closes = async (nodeName: string) =>
+    const lastClose = async (nodeName: string, reporter: string) =>
       (await ambit(["dev", "logs", `ambit-system/${await agentOn(nodeName)}`])).stdout
         .split("\n")
         .filter((l) => l.includes('"msg":"connection closed"'))
-        .map((l) => JSON.parse(l));
+        .map((l) => JSON.parse(l))
+        .filter((l) => l.reporter === reporter && l.src.identity === "spiffe://cluster.local/ns/demo/sa/orders" && l.dst.ip === payments.status.podIP)
+        .at(-1);
+    const ends = {
+      src: { workload: "orders", namespace: "demo", identity: "spiffe://cluster.local/ns/demo/sa/orders", ip: orders.status.podIP },
+      dst: { workload: "payments", namespace: "demo", identity: "spiffe://cluster.local/ns/demo/sa/payments", ip: payments.status.podIP, port: 8080 },
+      security: "mutual_tls",
+    };
     // The close lines are written when each agent sees its side finish, which can be just after curl has its
     // answer, so poll for them rather than reading the log once.
-    const lastSourceClose = async () =>
-      (await closes(trace.node)).filter((l) => l.reporter === "source" && l.dst.identity === "spiffe://cluster.local/ns/demo/sa/payments").at(-1);
-    await expect.poll(lastSourceClose, { timeout: 5_000 }).toMatchObject({ src: { workload: "orders", identity: "spiffe://cluster.local/ns/demo/sa/orders" }, dst: { workload: "payments" }, security: "mutual_tls" });
-    expect((await lastSourceClose()).bytesReceived).toBeGreaterThan(0);
-    const lastDestinationClose = async () =>
-      (await closes(trace.next.node)).filter((l) => l.reporter === "destination" && l.src.identity === "spiffe://cluster.local/ns/demo/sa/orders").at(-1);
-    await expect.poll(lastDestinationClose, { timeout: 5_000 }).toMatchObject({ status: 200 });
-    expect((await lastDestinationClose()).bytesSent).toBeGreaterThan(0);
+    await expect.poll(() => lastClose(orders.spec.nodeName, "source"), { timeout: 5_000 }).toMatchObject({ ...ends, pod: `demo/${orders.metadata.name}` });
+    await expect.poll(() => lastClose(payments.spec.nodeName, "destination"), { timeout: 5_000 }).toMatchObject({ ...ends, pod: `demo/${payments.metadata.name}`, status: 200 });
+    const [source, destination] = [await lastClose(orders.spec.nodeName, "source"), await lastClose(payments.spec.nodeName, "destination")];
+    // Both sides count the same bytes: what orders sent is what payments' side received, and back.
+    expect(source.bytesReceived).toBeGreaterThan(0);
+    expect({ asked: destination.bytesReceived, answered: destination.bytesSent }).toEqual({ asked: source.bytesSent, answered: source.bytesReceived });
   });
 
   it("lets the legacy client in (PERMISSIVE), and nobody without a mesh certificate onto 15008", async () => {
