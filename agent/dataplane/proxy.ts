@@ -1,5 +1,6 @@
 // The agent's data path: captured outbound connections go over HBONE (or straight through), HBONE and plaintext inbound reach the app.
 import type net from "node:net";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { AGENT_SOCKET_MARK, PORTS } from "../config.ts";
 import { type Authorization, HboneConnectionPool, type HboneError, HboneServer } from "../hbone/index.ts";
@@ -9,6 +10,7 @@ import type { CapturedConnection, InPodHandlers } from "../inpod/index.ts";
 import type { PodRef } from "../enrollment/index.ts";
 import type { AgentMetrics, TcpLabels } from "../metrics/index.ts";
 import { connectMarked } from "../native/index.ts";
+import { relayed } from "../relay/index.ts";
 import { type Workload, type WorkloadIndex, resolveDestination } from "../state/index.ts";
 
 export interface DataplaneOptions {
@@ -68,31 +70,6 @@ function accessRecord(labels: TcpLabels, srcIp: string | undefined, dst: { ip: s
     dst: { workload: labels.destination_workload, namespace: labels.destination_workload_namespace, identity: labels.destination_principal, ip: dst.ip, port: dst.port },
     security: labels.connection_security_policy,
   };
-}
-
-/** Copies bytes both ways, propagating half-close, and resolves with the byte counts once both sides are done. */
-function splice(a: NodeJS.ReadWriteStream & { destroy(e?: Error): void }, b: NodeJS.ReadWriteStream & { destroy(e?: Error): void }): Promise<{ aToB: number; bToA: number; error?: string }> {
-  return new Promise((resolve) => {
-    const counts = { aToB: 0, bToA: 0 };
-    let error: string | undefined;
-    let closed = 0;
-    const done = () => {
-      if (++closed === 2) resolve({ ...counts, ...(error ? { error } : {}) });
-    };
-    // Needed beyond counting (see the same listeners in hbone/server.ts): without them tunnels could stay open.
-    a.on("data", (d: Buffer) => (counts.aToB += d.length));
-    b.on("data", (d: Buffer) => (counts.bToA += d.length));
-    a.pipe(b);
-    b.pipe(a);
-    const fail = (other: { destroy(e?: Error): void }) => (err: Error) => {
-      error ??= err.message;
-      other.destroy();
-    };
-    a.on("error", fail(b));
-    b.on("error", fail(a));
-    a.once("close", done);
-    b.once("close", done);
-  });
 }
 
 export class Dataplane implements InPodHandlers {
@@ -234,7 +211,7 @@ export class Dataplane implements InPodHandlers {
     };
     try {
       if (dst.kind === "no-endpoint") throw new Error(`service ${dst.service.namespace}/${dst.service.name} has no ready endpoint for port ${dst.port}`);
-      let upstream: NodeJS.ReadWriteStream & { destroy(e?: Error): void };
+      let upstream: Duplex;
       // Same-node connections never reach an HBONE server: this agent also reports them as the destination.
       let alsoDestination = false;
       let untrack = () => {};
@@ -273,7 +250,7 @@ export class Dataplane implements InPodHandlers {
       if (asDestination) log.info(asDestination, "connection opened");
       const opened = performance.now();
       socket.resume();
-      const result = await splice(socket, upstream);
+      const result = await relayed(socket, upstream);
       untrack();
       for (const l of reported) this.#opts.metrics.connectionClosed(l, { sent: result.bToA, received: result.aToB });
       const durationMs = Math.round(performance.now() - opened);
@@ -311,7 +288,7 @@ export class Dataplane implements InPodHandlers {
         (upstream) => {
           const workload = this.#opts.index.workloadByIp(destination.ip);
           const untrack = workload ? this.#trackInbound({ ...(sourceIp ? { sourceIp } : {}), destination: workload, destinationIp: destination.ip, destinationPort: destination.port }, conn.socket, upstream) : () => {};
-          return splice(conn.socket, upstream).finally(untrack);
+          return relayed(conn.socket, upstream).finally(untrack);
         },
         () => conn.socket.destroy(),
       )

@@ -107,13 +107,6 @@ export class HboneConnectionPool {
     // the promise, this one keeps a later emission from becoming an uncaught error that kills the agent.
     stream.on("error", () => {});
     return new Promise<Duplex>((resolve, reject) => {
-      stream.once("response", (h) => {
-        const status = Number(h[":status"]);
-        if (status === 200) return resolve(stream);
-        const reason = String(h["x-ambit-reason"] ?? "");
-        stream.close();
-        reject(new HboneError("AMBIT_E_HBONE_REJECTED", `HBONE server at ${req.dial.host}:${req.dial.port} answered ${status}${reason ? `: ${reason}` : ""}`, status));
-      });
       // Not processed by the peer, so safe to send again on a fresh connection: a stream it refused, one above
       // the last id of its GOAWAY (nghttp2 refuses those locally, or the connection dies with them), or one
       // that could not start because the session is going away.
@@ -122,18 +115,28 @@ export class HboneConnectionPool {
         (err as { code?: string } | undefined)?.code === "ERR_HTTP2_GOAWAY_SESSION" ||
         (conn.goawayLastStreamId !== undefined && stream.id !== undefined && stream.id > conn.goawayLastStreamId);
       const where = () => `${req.dial.host}:${req.dial.port} (stream ${stream.id ?? "-"}${conn.goawayLastStreamId !== undefined ? `, peer going away after stream ${conn.goawayLastStreamId}` : ""})`;
-      stream.once("error", (err) => {
-        reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE stream to ${where()} failed: ${err.message}`, undefined, notProcessed(err)));
-      });
+      const failed = (err: Error) => reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE stream to ${where()} failed: ${err.message}`, undefined, notProcessed(err)));
       // With TLS 1.3 the server checks the client certificate after the client considers the handshake done:
       // a refused client sees its connection close with no answer.
-      stream.once("close", () =>
+      const closedUnanswered = () =>
         reject(
           notProcessed()
             ? new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${where()} did not take the stream (going away)`, undefined, true)
             : new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${where()} closed the stream without answering (is this agent's certificate trusted there?)`),
-        ),
-      );
+        );
+      stream.once("error", failed);
+      stream.once("close", closedUnanswered);
+      stream.once("response", (h) => {
+        // Answered: these only served the wait, and would otherwise stay on the stream (with what they hold) for
+        // the life of the tunnel.
+        stream.off("error", failed);
+        stream.off("close", closedUnanswered);
+        const status = Number(h[":status"]);
+        if (status === 200) return resolve(stream);
+        const reason = String(h["x-ambit-reason"] ?? "");
+        stream.close();
+        reject(new HboneError("AMBIT_E_HBONE_REJECTED", `HBONE server at ${req.dial.host}:${req.dial.port} answered ${status}${reason ? `: ${reason}` : ""}`, status));
+      });
     });
   }
 

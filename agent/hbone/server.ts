@@ -4,6 +4,7 @@ import type net from "node:net";
 import type tls from "node:tls";
 import type { Logger } from "pino";
 import { type Credentials, type SpiffeId, formatSpiffeId, spiffeIdFromCertificate } from "../identity/index.ts";
+import { type RelayCounts, relay } from "../relay/index.ts";
 import { HBONE_SETTINGS, parseAuthority } from "./protocol.ts";
 
 export interface StreamTarget {
@@ -178,16 +179,16 @@ export class HboneServer {
     }
     stream.respond({ ":status": 200 });
     event("open", 200, { sent: 0, received: 0 });
-    const bytes = { sent: 0, received: 0 };
-    // Keep these listeners even though the upstream socket counts bytes itself: counting from its counters
-    // without them lost the destination's close (and its log line) in 2 of 4 sandbox runs, most likely because
-    // they keep both sides flowing after pipe() unpipes, so each reaches its end.
-    stream.on("data", (c: Buffer) => (bytes.received += c.length));
-    upstream.on("data", (c: Buffer) => (bytes.sent += c.length));
-    // pipe() propagates half-close both ways: the client's END_STREAM ends the upstream write side and vice versa.
-    stream.pipe(upstream);
-    upstream.pipe(stream);
+    // Closing the stream as CONNECT_ERROR tells the client the upstream failed (the relay would only cancel it).
+    upstream.on("error", () => stream.close(http2.constants.NGHTTP2_CONNECT_ERROR));
     let closed = false;
+    const bytesOf = (c: RelayCounts) => ({ sent: c.bToA, received: c.aToB });
+    const counts = relay(stream, upstream, (c) => {
+      if (closed) return;
+      closed = true;
+      this.#tunnels.delete(tunnel);
+      event("close", 200, bytesOf(c), c.error);
+    });
     const tunnel: LiveTunnel = {
       source,
       destination,
@@ -196,30 +197,12 @@ export class HboneServer {
         if (closed) return;
         closed = true;
         this.#tunnels.delete(tunnel);
-        event("close", 401, bytes, reason);
+        event("close", 401, bytesOf(counts), reason);
         upstream.destroy();
         stream.close(http2.constants.NGHTTP2_CANCEL);
       },
     };
     this.#tunnels.add(tunnel);
-    const finish = (error?: string) => {
-      if (closed) return;
-      closed = true;
-      this.#tunnels.delete(tunnel);
-      event("close", 200, bytes, error);
-    };
-    upstream.on("error", (err) => {
-      stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
-      finish(err.message);
-    });
-    stream.on("error", (err) => {
-      upstream.destroy();
-      finish(err.message);
-    });
-    stream.on("close", () => {
-      if (!upstream.destroyed && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) upstream.destroy();
-      finish();
-    });
   }
 
   /**

@@ -94,7 +94,9 @@ export function connectMarked(host: string, port: number, mark: number, netnsPat
     // Always a rejected promise, never a synchronous throw: callers chain .then() on it.
     return Promise.reject(err);
   }
-  const socket = new net.Socket({ fd, readable: true, writable: true });
+  // Half-open allowed: the relay propagates each direction's end on its own, so an app that finishes sending
+  // first still receives the rest of what its client sends.
+  const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
   return new Promise((resolve, reject) => {
     socket.once("error", (err) => {
       socket.destroy();
