@@ -1,7 +1,6 @@
 // The node agent program: wires enrollment, in-pod capture, HBONE, certificates, metrics and the admin API.
 import fs from "node:fs/promises";
 import path from "node:path";
-import pino from "pino";
 import { execa } from "execa";
 import { KubeConfig } from "@kubernetes/client-node";
 import { KubeClient, pathFor } from "../kube/client.ts";
@@ -17,6 +16,7 @@ import { ConfigStreamClient } from "./config-client/index.ts";
 import { meshConfigFromView } from "./config-client/mesh-config.ts";
 import { InPodCaptureDriver } from "./inpod/index.ts";
 import { captureState } from "./capture/index.ts";
+import { createLogger } from "./logging/index.ts";
 import { AgentMetrics } from "./metrics/index.ts";
 import { WorkloadIndex } from "./state/index.ts";
 
@@ -24,7 +24,7 @@ const config = loadAgentConfig();
 
 // Two descriptors per proxied connection: use the whole hard limit the runtime grants (ztunnel does the same).
 await raiseOpenFileLimit();
-const log = pino({ level: config.logLevel, base: { component: "agent", node: config.nodeName } });
+const log = createLogger({ level: config.logLevel, base: { component: "agent", node: config.nodeName } });
 const kc = new KubeConfig();
 kc.loadFromCluster();
 const client = new KubeClient(kc);

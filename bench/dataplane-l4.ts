@@ -113,6 +113,11 @@ async function main(): Promise<void> {
     await kubectl(["wait", "-n", "bench", "--for=condition=Ready", "pod", "--all", "--timeout=90s"]);
     // ECONNREFUSED until the server listens; the kubelet has no probe here.
     await waitFor("the bench server", async () => (await load("max", ["--seconds", "0.2", "--connections", "1"])).requests! > 0, 30_000);
+    // Connection-per-request phases leave tens of thousands of TIME_WAIT sockets; without reuse the next
+    // phase (mesh right after direct) pays for a crowded ephemeral port range (see ../shared/facts.md, traps).
+    // Both pods' own netns, created by the sandbox; nothing is changed outside them.
+    const benchPods = JSON.parse((await ambit(["dev", "status", "-o", "json"])).stdout).pods as Array<{ namespace: string; name: string; netns: string }>;
+    for (const p of benchPods.filter((x) => x.namespace === "bench")) await execa("ip", ["netns", "exec", p.netns, "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1"]);
 
     // Idle figures first: after load, V8 keeps the heap it grew, so later readings are not "idle" any more.
     const idlePids = await agentPids();

@@ -11,6 +11,8 @@ declare -A wanted=(
   [unshare]=util-linux
   [curl]=curl
   [tcpdump]=tcpdump
+  # counts the agent logger's writes in test/integration/agent-logging.test.ts.
+  [strace]=strace
   [kubectl]=kubernetes-client
   # node-gyp builds the agent's native addon (agent/native) during npm ci.
   [g++]=g++

@@ -34,12 +34,18 @@ function complete(labels: TcpLabels): Record<TcpLabelName, string> {
   return out;
 }
 
+type TcpCount = "opened" | "closed" | "sent" | "received";
+
+/** One TCP series: Istio's full label set, what the data path counted, and what was handed to the counters. */
+interface TcpSeries {
+  labels: Record<TcpLabelName, string>;
+  counted: Record<TcpCount, number>;
+  reported: Record<TcpCount, number>;
+}
+
 export class AgentMetrics {
   readonly registry = new Registry();
-  readonly #opened: Counter<TcpLabelName>;
-  readonly #closed: Counter<TcpLabelName>;
-  readonly #sent: Counter<TcpLabelName>;
-  readonly #received: Counter<TcpLabelName>;
+  readonly #series = new Map<string, TcpSeries>();
   readonly podsCaptured: Gauge;
   readonly hboneConnections: Gauge<"direction">;
   readonly hboneStreams: Gauge<"direction">;
@@ -48,11 +54,28 @@ export class AgentMetrics {
 
   constructor() {
     const registers = [this.registry];
-    const tcp = (name: string, help: string) => new Counter({ name, help, labelNames: TCP_LABELS, registers });
-    this.#opened = tcp("istio_tcp_connections_opened_total", "Total TCP connections opened");
-    this.#closed = tcp("istio_tcp_connections_closed_total", "Total TCP connections closed");
-    this.#sent = tcp("istio_tcp_sent_bytes_total", "Total bytes sent during response in case of a TCP connection");
-    this.#received = tcp("istio_tcp_received_bytes_total", "Total bytes received during request in case of a TCP connection");
+    const series = this.#series;
+    // Counted on the data path into plain numbers, handed to prom-client when scraped: its inc() validates and
+    // hashes all 19 labels on every call, up to four calls per connection and reporter.
+    const tcp = (name: string, help: string, count: TcpCount) =>
+      new Counter({
+        name,
+        help,
+        labelNames: TCP_LABELS,
+        registers,
+        collect() {
+          for (const s of series.values()) {
+            const delta = s.counted[count] - s.reported[count];
+            if (delta <= 0) continue;
+            this.inc(s.labels, delta);
+            s.reported[count] = s.counted[count];
+          }
+        },
+      });
+    tcp("istio_tcp_connections_opened_total", "Total TCP connections opened", "opened");
+    tcp("istio_tcp_connections_closed_total", "Total TCP connections closed", "closed");
+    tcp("istio_tcp_sent_bytes_total", "Total bytes sent during response in case of a TCP connection", "sent");
+    tcp("istio_tcp_received_bytes_total", "Total bytes received during request in case of a TCP connection", "received");
     this.podsCaptured = new Gauge({ name: "ambit_pods_captured", help: "Pods on this node whose traffic the agent captures", registers });
     this.hboneConnections = new Gauge({ name: "ambit_hbone_connections", help: "Open HBONE (mTLS HTTP/2) connections", labelNames: ["direction"], registers });
     this.hboneStreams = new Gauge({ name: "ambit_hbone_streams", help: "Open HBONE streams (one per proxied TCP connection)", labelNames: ["direction"], registers });
@@ -66,15 +89,27 @@ export class AgentMetrics {
   }
 
   connectionOpened(labels: TcpLabels): void {
-    this.#opened.inc(complete(labels));
+    this.#seriesOf(labels).counted.opened++;
   }
 
   /** Counts the close and the bytes of the whole connection (sent = towards the client, as Istio reports it). */
   connectionClosed(labels: TcpLabels, bytes: { sent: number; received: number }): void {
+    const counted = this.#seriesOf(labels).counted;
+    counted.closed++;
+    counted.sent += bytes.sent;
+    counted.received += bytes.received;
+  }
+
+  #seriesOf(labels: TcpLabels): TcpSeries {
     const full = complete(labels);
-    this.#closed.inc(full);
-    if (bytes.sent > 0) this.#sent.inc(full, bytes.sent);
-    if (bytes.received > 0) this.#received.inc(full, bytes.received);
+    let key = "";
+    for (const name of TCP_LABELS) key += `${full[name]}\u0000`;
+    let s = this.#series.get(key);
+    if (!s) {
+      s = { labels: full, counted: { opened: 0, closed: 0, sent: 0, received: 0 }, reported: { opened: 0, closed: 0, sent: 0, received: 0 } };
+      this.#series.set(key, s);
+    }
+    return s;
   }
 
   /** Prometheus text exposition format. */

@@ -34,6 +34,30 @@ describe("AgentMetrics", () => {
     expect(text).toMatch(/^istio_tcp_connections_closed_total\{.*\} 1$/m);
     expect(text).toContain("# TYPE ambit_pods_captured gauge");
   });
+
+  it("adds what happened between scrapes exactly once, per label set", async () => {
+    // The data path counts into plain numbers and the counters take the difference at scrape time.
+    const m = new AgentMetrics();
+    const orders = { reporter: "source", source_workload: "orders" };
+    const client = { reporter: "source", source_workload: "client" };
+    const value = (text: string, metric: string, workload: string) =>
+      Number(new RegExp(`^${metric}\\{[^}]*source_workload="${workload}"[^}]*\\} (\\d+)$`, "m").exec(text)?.[1] ?? NaN);
+    m.connectionOpened(orders);
+    m.connectionClosed(orders, { sent: 10, received: 1 });
+    let text = await m.text();
+    expect([value(text, "istio_tcp_connections_opened_total", "orders"), value(text, "istio_tcp_sent_bytes_total", "orders")]).toEqual([1, 10]);
+    expect(text).not.toContain('source_workload="client"');
+    text = await m.text();
+    expect(value(text, "istio_tcp_connections_opened_total", "orders")).toBe(1);
+    m.connectionOpened(orders);
+    m.connectionOpened(client);
+    m.connectionClosed(orders, { sent: 5, received: 0 });
+    text = await m.text();
+    expect([value(text, "istio_tcp_connections_opened_total", "orders"), value(text, "istio_tcp_connections_closed_total", "orders"), value(text, "istio_tcp_sent_bytes_total", "orders")]).toEqual([2, 2, 15]);
+    expect(value(text, "istio_tcp_connections_opened_total", "client")).toBe(1);
+    // Not closed yet: no closed series for it.
+    expect(text).not.toMatch(/^istio_tcp_connections_closed_total\{[^}]*source_workload="client"/m);
+  });
 });
 
 /** promtool from PATH, or the copy scripts/setup.sh extracts from Debian's prometheus package. */
