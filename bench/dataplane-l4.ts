@@ -89,9 +89,11 @@ async function measure(mesh: boolean): Promise<Scenario> {
   return { latency, max, connect, ...(mesh ? { agentCpuPer1kRps } : {}) };
 }
 
+/** Median, rounded to 4 decimals (an even count averages two samples, which prints float noise otherwise). */
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  const m = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return Number(m.toFixed(4));
 };
 
 async function main(): Promise<void> {

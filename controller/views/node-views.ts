@@ -23,6 +23,8 @@ export interface MeshViewSources {
 }
 
 interface CachedWorkload {
+  /** The view key, built once: every node's view of every recomputation reuses this very string. */
+  id: string;
   resourceVersion: string | undefined;
   workload: Workload;
   /** Sent to the pod's own node. */
@@ -32,6 +34,7 @@ interface CachedWorkload {
 }
 
 interface CachedService {
+  id: string;
   version: string;
   resource: Resource;
 }
@@ -78,9 +81,9 @@ export class MeshViews {
     for (const c of this.#workloads.values()) {
       const mine = c.workload.node === node;
       if (mine) local.push(c.workload);
-      view.set(`${RESOURCE_TYPES.workload}/${c.workload.uid}`, mine ? c.local : c.remote);
+      view.set(c.id, mine ? c.local : c.remote);
     }
-    for (const s of this.#services.values()) view.set(`${s.resource.type}/${s.resource.key}`, s.resource);
+    for (const s of this.#services.values()) view.set(s.id, s.resource);
     for (const p of this.#src.policies()) {
       if (local.some((w) => policySelects(p, w, this.#src.rootNamespace))) view.set(`${p.resource.type}/${p.resource.key}`, p.resource);
     }
@@ -103,6 +106,7 @@ export class MeshViews {
       const workload = workloadFromPod(pod);
       if (!workload) continue;
       workloads.set(uid, {
+        id: `${RESOURCE_TYPES.workload}/${workload.uid}`,
         resourceVersion: pod.metadata.resourceVersion,
         workload,
         local: { type: RESOURCE_TYPES.workload, key: uid, value: workload },
@@ -128,7 +132,7 @@ export class MeshViews {
         continue;
       }
       const spec: ServiceSpec | undefined = serviceSpecOf(svc, mine);
-      if (spec) services.set(key, { version, resource: { type: RESOURCE_TYPES.service, key, value: spec } });
+      if (spec) services.set(key, { id: `${RESOURCE_TYPES.service}/${key}`, version, resource: { type: RESOURCE_TYPES.service, key, value: spec } });
     }
     this.#services = services;
 
