@@ -164,7 +164,7 @@ for (const r of ["pods", "services", "endpointslices", "namespaces"] as const) {
 for (const r of ["authorizationpolicies", "peerauthentications"] as const) {
   informers.on(r, () => {
     recompilePolicies();
-    views.invalidate();
+    views.invalidate("policies");
     stream.changed();
     writeAllStatuses();
   });

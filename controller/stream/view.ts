@@ -44,6 +44,10 @@ export interface ViewChange {
   removes: ResourceRef[];
 }
 
+/** A Map or a Map-like view (controller/views builds views that share most of their records). */
+const isMap = (x: Iterable<Resource> | ReadonlyMap<string, Resource>): x is ReadonlyMap<string, Resource> =>
+  typeof (x as ReadonlyMap<string, Resource>).get === "function" && typeof (x as ReadonlyMap<string, Resource>).has === "function";
+
 /** One node's latest view as last computed, with what changed in each of its recent versions. */
 export class NodeView {
   #version = 0;
@@ -72,7 +76,7 @@ export class NodeView {
    * update makes version 1 even if the view is empty, so every connected agent has a version to resume from.
    */
   update(next: Iterable<Resource> | ReadonlyMap<string, Resource>): ViewChange | undefined {
-    const byId: ReadonlyMap<string, Resource> = next instanceof Map ? next : new Map([...(next as Iterable<Resource>)].map((r) => [resourceId(r), r] as const));
+    const byId: ReadonlyMap<string, Resource> = isMap(next) ? next : new Map([...next].map((r) => [resourceId(r), r] as const));
     // Unchanged resources are usually the very same objects (view builders share them): an identity check
     // settles most entries without hashing, and nothing is reallocated when nothing changed.
     const upserts: Array<[string, Resource]> = [];
