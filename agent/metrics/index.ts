@@ -28,9 +28,11 @@ export type TcpLabelName = (typeof TCP_LABELS)[number];
 export type TcpLabels = Partial<Record<TcpLabelName, string>>;
 
 /** Istio fills labels it cannot know with "unknown" (and response_flags with "-"); dashboards rely on it. */
+const labelValue = (labels: TcpLabels, name: TcpLabelName): string => labels[name] || (name === "response_flags" ? "-" : "unknown");
+
 function complete(labels: TcpLabels): Record<TcpLabelName, string> {
   const out = {} as Record<TcpLabelName, string>;
-  for (const name of TCP_LABELS) out[name] = labels[name] || (name === "response_flags" ? "-" : "unknown");
+  for (const name of TCP_LABELS) out[name] = labelValue(labels, name);
   return out;
 }
 
@@ -101,12 +103,12 @@ export class AgentMetrics {
   }
 
   #seriesOf(labels: TcpLabels): TcpSeries {
-    const full = complete(labels);
     let key = "";
-    for (const name of TCP_LABELS) key += `${full[name]}\u0000`;
+    for (const name of TCP_LABELS) key += `${labelValue(labels, name)}\u0000`;
     let s = this.#series.get(key);
     if (!s) {
-      s = { labels: full, counted: { opened: 0, closed: 0, sent: 0, received: 0 }, reported: { opened: 0, closed: 0, sent: 0, received: 0 } };
+      // The full label object only for a new series: the data path looks series up on every open and close.
+      s = { labels: complete(labels), counted: { opened: 0, closed: 0, sent: 0, received: 0 }, reported: { opened: 0, closed: 0, sent: 0, received: 0 } };
       this.#series.set(key, s);
     }
     return s;

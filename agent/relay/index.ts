@@ -46,11 +46,11 @@ export function relay(a: Duplex, b: Duplex, onDone: (counts: RelayCounts) => voi
   b.on("end", () => a.end());
   a.on("error", failOf(b));
   b.on("error", failOf(a));
-  if (!a.closed) a.on("close", closeOf(a, b));
-  if (!b.closed) b.on("close", closeOf(b, a));
   // A side that closed before the relay began will not emit "close" again.
-  if (a.closed) queueMicrotask(closeOf(a, b));
-  if (b.closed) queueMicrotask(closeOf(b, a));
+  for (const [side, other] of [[a, b], [b, a]] as const) {
+    if (side.closed) queueMicrotask(closeOf(side, other));
+    else side.on("close", closeOf(side, other));
+  }
   // A side paused by its owner until now (captured sockets wait for the upstream) starts flowing here.
   a.resume();
   b.resume();

@@ -1,5 +1,5 @@
 // Per-node views for the config stream: every workload (labels only for the node's own), all services, the policies that select the node's workloads, the trust bundle.
-import type { Resource } from "../../contract/stream.ts";
+import { type Resource, resourceId } from "../../contract/stream.ts";
 import { RESOURCE_TYPES, type ServiceSpec, type TrustBundle, type Workload } from "../../contract/mesh.ts";
 import type { KubeObject } from "../../kube/client.ts";
 import { serviceSpecOf, workloadFromPod } from "../state/index.ts";
@@ -142,7 +142,7 @@ export class MeshViews {
     }
     const policies = new Map<string, Resource>();
     for (const p of this.#src.policies()) {
-      if (local.some((w) => policySelects(p, w, this.#src.rootNamespace))) policies.set(`${p.resource.type}/${p.resource.key}`, p.resource);
+      if (local.some((w) => policySelects(p, w, this.#src.rootNamespace))) policies.set(resourceId(p.resource), p.resource);
     }
     return new NodeViewMap(this.#shared, own, policies);
   }
@@ -160,11 +160,12 @@ export class MeshViews {
       }
       const workload = workloadFromPod(pod);
       if (!workload) continue;
+      const local: Resource = { type: RESOURCE_TYPES.workload, key: uid, value: workload };
       workloads.set(uid, {
-        id: `${RESOURCE_TYPES.workload}/${workload.uid}`,
+        id: resourceId(local),
         resourceVersion: pod.metadata.resourceVersion,
         workload,
-        local: { type: RESOURCE_TYPES.workload, key: uid, value: workload },
+        local,
         remote: { type: RESOURCE_TYPES.workload, key: uid, value: { ...workload, labels: {} } },
       });
     }
@@ -187,7 +188,9 @@ export class MeshViews {
         continue;
       }
       const spec: ServiceSpec | undefined = serviceSpecOf(svc, mine);
-      if (spec) services.set(key, { id: `${RESOURCE_TYPES.service}/${key}`, version, resource: { type: RESOURCE_TYPES.service, key, value: spec } });
+      if (!spec) continue;
+      const resource: Resource = { type: RESOURCE_TYPES.service, key, value: spec };
+      services.set(key, { id: resourceId(resource), version, resource });
     }
     this.#services = services;
 
@@ -206,8 +209,7 @@ export class MeshViews {
       else byNode.set(c.workload.node, [c]);
     }
     for (const svc of this.#services.values()) shared.set(svc.id, svc.resource);
-    const b = this.#trustBundle.resource;
-    shared.set(`${b.type}/${b.key}`, b);
+    shared.set(resourceId(this.#trustBundle.resource), this.#trustBundle.resource);
     this.#shared = shared;
     this.#byNode = byNode;
   }

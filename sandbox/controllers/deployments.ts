@@ -46,12 +46,15 @@ export class DeploymentController extends QueueController {
     });
   }
 
-  /** Created pods still on their way to the cache; an expectation lapses after a while, as in Kubernetes. */
-  #pending(key: string, seen: KubeObject[]): number {
+  /**
+   * Created pods still on their way to the cache (the pod handler forgets each one as its first event arrives,
+   * when the cache shows it too); an expectation lapses after a while, as in Kubernetes.
+   */
+  #pending(key: string): number {
     const expected = this.#expected.get(key);
     if (!expected) return 0;
     const now = Date.now();
-    for (const [name, at] of expected) if (now - at > EXPECTATION_TTL_MS || seen.some((p) => p.metadata.name === name)) expected.delete(name);
+    for (const [name, at] of expected) if (now - at > EXPECTATION_TTL_MS) expected.delete(name);
     return expected.size;
   }
 
@@ -67,7 +70,7 @@ export class DeploymentController extends QueueController {
     const old = owned.filter((p) => p.metadata.labels?.["pod-template-hash"] !== hash);
     const desired = Number(deployment.spec?.replicas ?? 1);
 
-    for (let i = current.length + this.#pending(key, owned); i < desired; i++) await this.#createPod(deployment, hash, key);
+    for (let i = current.length + this.#pending(key); i < desired; i++) await this.#createPod(deployment, hash, key);
     const surplus = current
       .slice()
       .sort((a, b) => String(b.metadata.creationTimestamp).localeCompare(String(a.metadata.creationTimestamp)))

@@ -62,17 +62,13 @@ export class Scheduler extends QueueController {
       entry.pods++;
       if (sibling) entry.siblings++;
     };
-    const assumed = new Set(this.#assumed.keys());
     for (const p of this.informers.list("pods")) {
       if (isPodTerminal(p)) continue;
       const node = (p.spec?.nodeName as string | undefined) ?? this.#assumed.get(p.metadata.uid ?? "");
-      if (p.metadata.uid) assumed.delete(p.metadata.uid);
       // Terminating replicas do not count toward the spread (as in kube-scheduler's topology spread): their
       // replacements must not avoid the node they are leaving.
       count(node, owner !== undefined && !p.metadata.deletionTimestamp && ownerOf(p) === owner);
     }
-    // Bound pods the cache does not list yet still count, without an owner (their object is not at hand).
-    for (const uid of assumed) count(this.#assumed.get(uid), false);
     return [...load.entries()].sort((a, b) => a[1].siblings - b[1].siblings || a[1].pods - b[1].pods || a[0].localeCompare(b[0]))[0]?.[0];
   }
 }

@@ -67,10 +67,10 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
     expect(line).toContain('connection_security_policy="mutual_tls"');
 
     // Access logs: the source agent (orders' node) and the destination agent (payments' node) each log the close.
-    const agentOn = async (nodeName: string) =>
+    const agentPodOn = async (nodeName: string) =>
       (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "--field-selector", `spec.nodeName=${nodeName}`, "-o", "jsonpath={.items[0].metadata.name}"])).stdout;
     const lastClose = async (nodeName: string, reporter: string) =>
-      (await ambit(["dev", "logs", `ambit-system/${await agentOn(nodeName)}`])).stdout
+      (await ambit(["dev", "logs", `ambit-system/${await agentPodOn(nodeName)}`])).stdout
         .split("\n")
         .filter((l) => l.includes('"msg":"connection closed"'))
         .map((l) => JSON.parse(l))
