@@ -10,7 +10,7 @@ import type { CapturedConnection, InPodHandlers } from "../inpod/index.ts";
 import type { PodRef } from "../enrollment/index.ts";
 import type { AgentMetrics, TcpLabels } from "../metrics/index.ts";
 import { connectMarked } from "../native/index.ts";
-import { relayed } from "../relay/index.ts";
+import { type RelayCounts, relay, relayed } from "../relay/index.ts";
 import { type Workload, type WorkloadIndex, resolveDestination } from "../state/index.ts";
 
 export interface DataplaneOptions {
@@ -48,6 +48,21 @@ export interface InboundAttributes {
 export interface InboundPolicy {
   /** AuthorizationPolicy and PeerAuthentication together: may this connection reach its destination? */
   check(conn: InboundAttributes): { allowed: boolean; reason: string };
+}
+
+/**
+ * What a carried outbound connection keeps until it closes: enough for its metrics and closing log lines, and
+ * nothing else (held for every open connection, so it is kept small).
+ */
+interface CarriedOutbound {
+  labels: TcpLabels;
+  /** Same node: this agent also reports as the destination, with the pod and address actually reached. */
+  asDestination: { labels: TcpLabels; pod: string; ip: string; port: number } | undefined;
+  pod: string;
+  srcIp: string | undefined;
+  dst: { address: string; port: number };
+  opened: number;
+  untrack: () => void;
 }
 
 /** An inbound connection this agent delivers itself (same-node fast path or plaintext), closable on a policy change. */
@@ -171,16 +186,8 @@ export class Dataplane implements InPodHandlers {
   }
 
   outbound(conn: CapturedConnection): void {
-    void this.#outbound(conn);
-  }
-
-  async #outbound(conn: CapturedConnection): Promise<void> {
     this.#activeCaptured++;
-    try {
-      await this.#proxyOutbound(conn);
-    } finally {
-      this.#activeCaptured--;
-    }
+    void this.#proxyOutbound(conn);
   }
 
   async #proxyOutbound(conn: CapturedConnection): Promise<void> {
@@ -240,24 +247,27 @@ export class Dataplane implements InPodHandlers {
         labels.connection_security_policy = "none";
         upstream = await connectMarked(target.ip, target.port, AGENT_SOCKET_MARK, pod.netnsPath);
       }
-      const reported = alsoDestination ? [labels, { ...labels, reporter: "destination" }] : [labels];
-      for (const l of reported) this.#opts.metrics.connectionOpened(l);
-      const access = { pod: podName, ...accessRecord(labels, pod.ips[0], { ip: originalDestination.address, port: originalDestination.port }) };
+      const carried: CarriedOutbound = {
+        labels,
+        asDestination: alsoDestination && dst.kind === "workload" ? { labels: { ...labels, reporter: "destination" }, pod: `${dst.workload.namespace}/${dst.workload.name}`, ip: dst.workload.ip, port: dst.port } : undefined,
+        pod: podName,
+        srcIp: pod.ips[0],
+        dst: originalDestination,
+        opened: performance.now(),
+        untrack,
+      };
+      this.#opts.metrics.connectionOpened(labels);
+      log.info({ pod: podName, ...accessRecord(labels, carried.srcIp, { ip: originalDestination.address, port: originalDestination.port }) }, "connection opened");
       // Same node: no HBONE server sees the connection, so this agent also writes the destination's lines
       // (as it reports both in metrics); they name the pod and port actually reached, as an HBONE server would.
-      const asDestination = alsoDestination && dst.kind === "workload" ? { pod: `${dst.workload.namespace}/${dst.workload.name}`, ...accessRecord(reported[1]!, pod.ips[0], { ip: dst.workload.ip, port: dst.port }) } : undefined;
-      log.info(access, "connection opened");
-      if (asDestination) log.info(asDestination, "connection opened");
-      const opened = performance.now();
+      const d = carried.asDestination;
+      if (d) {
+        this.#opts.metrics.connectionOpened(d.labels);
+        log.info({ pod: d.pod, ...accessRecord(d.labels, carried.srcIp, d) }, "connection opened");
+      }
       socket.resume();
-      const result = await relayed(socket, upstream);
-      untrack();
-      for (const l of reported) this.#opts.metrics.connectionClosed(l, { sent: result.bToA, received: result.aToB });
-      const durationMs = Math.round(performance.now() - opened);
-      const failure = result.error ? { error: result.error } : {};
-      log.info({ ...access, bytesSent: result.aToB, bytesReceived: result.bToA, durationMs, ...failure }, "connection closed");
-      // The destination's view, as the HBONE server logs it: sent = answered, received = asked.
-      if (asDestination) log.info({ ...asDestination, bytesSent: result.bToA, bytesReceived: result.aToB, durationMs, status: 200, ...failure }, "connection closed");
+      // This function ends here: what the connection needs until it closes is `carried`, not this frame.
+      relay(socket, upstream, (result) => this.#outboundClosed(carried, result));
     } catch (err) {
       const e = err as HboneError;
       labels.response_flags = e.status === 401 ? "DENIED" : "UF";
@@ -265,7 +275,23 @@ export class Dataplane implements InPodHandlers {
       this.#opts.metrics.connectionClosed(labels, { sent: 0, received: 0 });
       log.warn({ pod: podName, dst: originalDestination, err: e.message, code: e.code }, "outbound connection failed");
       socket.destroy();
+      this.#activeCaptured--;
     }
+  }
+
+  /** A carried outbound connection closed: its metrics and closing log lines, from what it kept. */
+  #outboundClosed(c: CarriedOutbound, result: RelayCounts): void {
+    this.#activeCaptured--;
+    c.untrack();
+    const durationMs = Math.round(performance.now() - c.opened);
+    const failure = result.error ? { error: result.error } : {};
+    this.#opts.metrics.connectionClosed(c.labels, { sent: result.bToA, received: result.aToB });
+    this.#opts.log.info({ pod: c.pod, ...accessRecord(c.labels, c.srcIp, { ip: c.dst.address, port: c.dst.port }), bytesSent: result.aToB, bytesReceived: result.bToA, durationMs, ...failure }, "connection closed");
+    const d = c.asDestination;
+    if (!d) return;
+    this.#opts.metrics.connectionClosed(d.labels, { sent: result.bToA, received: result.aToB });
+    // The destination's view, as the HBONE server logs it: sent = answered, received = asked.
+    this.#opts.log.info({ pod: d.pod, ...accessRecord(d.labels, c.srcIp, d), bytesSent: result.bToA, bytesReceived: result.aToB, durationMs, status: 200, ...failure }, "connection closed");
   }
 
   /** Plaintext from outside the mesh: delivered unless policy (STRICT peer authentication, or a rule) refuses it. */

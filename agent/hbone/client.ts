@@ -66,6 +66,8 @@ const defaultConnect = (host: string, port: number, timeoutMs: number) =>
     });
   });
 
+const ignoreError = () => {};
+
 export class HboneConnectionPool {
   readonly #opts: Required<Omit<HboneClientOptions, "connect">> & Pick<HboneClientOptions, "connect">;
   readonly #pool = new Map<string, PooledConnection[]>();
@@ -102,10 +104,10 @@ export class HboneConnectionPool {
       const goingAway = (err as { code?: string }).code === "ERR_HTTP2_GOAWAY_SESSION" || conn.session.closed || conn.session.destroyed;
       throw new HboneError("AMBIT_E_HBONE_CONNECT", `cannot open a stream to ${req.dial.host}:${req.dial.port}: ${(err as Error).message}`, undefined, goingAway);
     }
-    stream.once("close", () => this.#release(conn));
+    this.#releaseOnClose(stream, conn);
     // Errors can be emitted more than once (a session failure reaches every stream); the handlers below settle
     // the promise, this one keeps a later emission from becoming an uncaught error that kills the agent.
-    stream.on("error", () => {});
+    stream.on("error", ignoreError);
     return new Promise<Duplex>((resolve, reject) => {
       // Not processed by the peer, so safe to send again on a fresh connection: a stream it refused, one above
       // the last id of its GOAWAY (nghttp2 refuses those locally, or the connection dies with them), or one
@@ -138,6 +140,14 @@ export class HboneConnectionPool {
         reject(new HboneError("AMBIT_E_HBONE_REJECTED", `HBONE server at ${req.dial.host}:${req.dial.port} answered ${status}${reason ? `: ${reason}` : ""}`, status));
       });
     });
+  }
+
+  /**
+   * Gives the stream's slot back when it closes. A method of its own so the listener's scope holds only the
+   * connection: a closure made in `#openStreamOnce` would keep the whole request alive as long as the tunnel.
+   */
+  #releaseOnClose(stream: http2.ClientHttp2Stream, conn: PooledConnection): void {
+    stream.once("close", () => this.#release(conn));
   }
 
   #release(conn: PooledConnection): void {

@@ -38,11 +38,54 @@ export interface HboneServerOptions {
   log: Logger;
 }
 
-interface LiveTunnel {
+/** Who a tunnel connects, and since when: what revocation matches on and what its events report. */
+interface TunnelEnds {
   source: SpiffeId;
   destination: StreamTarget;
-  forwardedFor?: string;
-  close(reason: string): void;
+  forwardedFor: string | undefined;
+  started: number;
+}
+
+const NO_BYTES = { sent: 0, received: 0 };
+
+/** Closing the stream as CONNECT_ERROR tells the client the upstream failed (the relay would only cancel it). */
+function closeOnUpstreamError(stream: http2.ServerHttp2Stream, upstream: net.Socket): void {
+  upstream.on("error", () => stream.close(http2.constants.NGHTTP2_CONNECT_ERROR));
+}
+
+/**
+ * An established tunnel: its relay, and a close that a policy change can call. Held for every open tunnel,
+ * so it keeps only what its close needs.
+ */
+class Tunnel {
+  readonly ends: TunnelEnds;
+  readonly #stream: http2.ServerHttp2Stream;
+  readonly #upstream: net.Socket;
+  readonly #ended: (tunnel: Tunnel, status: number, counts: RelayCounts, error?: string) => void;
+  readonly #counts: RelayCounts;
+  #closed = false;
+
+  constructor(ends: TunnelEnds, stream: http2.ServerHttp2Stream, upstream: net.Socket, ended: (tunnel: Tunnel, status: number, counts: RelayCounts, error?: string) => void) {
+    this.ends = ends;
+    this.#stream = stream;
+    this.#upstream = upstream;
+    this.#ended = ended;
+    this.#counts = relay(stream, upstream, (c) => this.#end(200, c, c.error));
+  }
+
+  /** Closes the tunnel on the agent's own decision (policy now denies it); reported as 401 with the reason. */
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#end(401, this.#counts, reason);
+    this.#upstream.destroy();
+    this.#stream.close(http2.constants.NGHTTP2_CANCEL);
+  }
+
+  #end(status: number, counts: RelayCounts, error: string | undefined): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ended(this, status, counts, error);
+  }
 }
 
 export class HboneServer {
@@ -56,7 +99,7 @@ export class HboneServer {
   /** Highest stream id each session has handed to us: what a draining GOAWAY names as processed. */
   readonly #lastStreamId = new WeakMap<http2.Http2Session, number>();
   /** Established tunnels, so a policy change can close the ones it newly denies. */
-  readonly #tunnels = new Set<LiveTunnel>();
+  readonly #tunnels = new Set<Tunnel>();
   #activeStreams = 0;
   #draining = false;
 
@@ -142,11 +185,7 @@ export class HboneServer {
 
   async #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
     const started = performance.now();
-    this.#activeStreams++;
-    stream.once("close", () => this.#activeStreams--);
-    // A session-level failure is emitted on every open stream, including ones still waiting for their upstream:
-    // without a listener from the first moment it would be an uncaught error and take the whole agent down.
-    stream.on("error", (err) => this.#opts.log.debug({ err: err.message }, "HBONE stream error"));
+    this.#watchStream(stream);
     const source = this.#peerOf(stream.session as http2.ServerHttp2Session | undefined);
     const reply = (status: number, reason?: string) => {
       if (stream.destroyed) return;
@@ -157,20 +196,19 @@ export class HboneServer {
     const destination = parseAuthority(headers[":authority"]);
     if (!destination) return reply(400, "authority must be <ipv4>:<port>");
     const forwardedFor = /for="?([^";,]+)"?/.exec(String(headers.forwarded ?? ""))?.[1];
-    const event = (phase: "open" | "close", status: number, bytes: { sent: number; received: number }, error?: string) =>
-      this.#opts.onStream?.({ phase, source, destination, ...(forwardedFor ? { forwardedFor } : {}), status, bytesSent: bytes.sent, bytesReceived: bytes.received, durationMs: performance.now() - started, ...(error ? { error } : {}) });
+    const seen: TunnelEnds = { source, destination, forwardedFor, started };
 
     const decision = this.#opts.authorize({ source, destination, ...(forwardedFor ? { forwardedFor } : {}) });
     if (!decision.allow) {
       this.#opts.log.info({ source: formatSpiffeId(source), destination, reason: decision.reason }, "connection denied by policy");
-      event("close", 401, { sent: 0, received: 0 }, decision.reason);
+      this.#report("close", seen, 401, NO_BYTES, decision.reason);
       return reply(401, decision.reason);
     }
     let upstream: net.Socket;
     try {
       upstream = await this.#opts.connectUpstream(destination);
     } catch (err) {
-      event("close", 503, { sent: 0, received: 0 }, (err as Error).message);
+      this.#report("close", seen, 503, NO_BYTES, (err as Error).message);
       return reply(503, `upstream ${destination.ip}:${destination.port} unreachable: ${(err as Error).message}`);
     }
     if (stream.destroyed) {
@@ -178,41 +216,51 @@ export class HboneServer {
       return;
     }
     stream.respond({ ":status": 200 });
-    event("open", 200, { sent: 0, received: 0 });
-    // Closing the stream as CONNECT_ERROR tells the client the upstream failed (the relay would only cancel it).
-    upstream.on("error", () => stream.close(http2.constants.NGHTTP2_CONNECT_ERROR));
-    let closed = false;
-    const bytesOf = (c: RelayCounts) => ({ sent: c.bToA, received: c.aToB });
-    const counts = relay(stream, upstream, (c) => {
-      if (closed) return;
-      closed = true;
-      this.#tunnels.delete(tunnel);
-      event("close", 200, bytesOf(c), c.error);
+    this.#report("open", seen, 200, NO_BYTES);
+    closeOnUpstreamError(stream, upstream);
+    this.#tunnels.add(new Tunnel(seen, stream, upstream, this.#tunnelEnded));
+  }
+
+  /**
+   * Stream bookkeeping, registered from a method of its own so the listeners hold only the server: closures
+   * made in `#onStream` would keep its whole scope (headers, addresses, helpers) for the life of the tunnel.
+   */
+  #watchStream(stream: http2.ServerHttp2Stream): void {
+    this.#activeStreams++;
+    stream.once("close", () => this.#activeStreams--);
+    // A session-level failure is emitted on every open stream, including ones still waiting for their upstream:
+    // without a listener from the first moment it would be an uncaught error and take the whole agent down.
+    stream.on("error", (err) => this.#opts.log.debug({ err: err.message }, "HBONE stream error"));
+  }
+
+  /** Shared by every tunnel (one function, not one per tunnel): forget it and report its close. */
+  readonly #tunnelEnded = (tunnel: Tunnel, status: number, counts: RelayCounts, error?: string): void => {
+    this.#tunnels.delete(tunnel);
+    this.#report("close", tunnel.ends, status, { sent: counts.bToA, received: counts.aToB }, error);
+  };
+
+  #report(phase: "open" | "close", t: TunnelEnds, status: number, bytes: { sent: number; received: number }, error?: string): void {
+    this.#opts.onStream?.({
+      phase,
+      source: t.source,
+      destination: t.destination,
+      ...(t.forwardedFor ? { forwardedFor: t.forwardedFor } : {}),
+      status,
+      bytesSent: bytes.sent,
+      bytesReceived: bytes.received,
+      durationMs: performance.now() - t.started,
+      ...(error ? { error } : {}),
     });
-    const tunnel: LiveTunnel = {
-      source,
-      destination,
-      ...(forwardedFor ? { forwardedFor } : {}),
-      close: (reason: string) => {
-        if (closed) return;
-        closed = true;
-        this.#tunnels.delete(tunnel);
-        event("close", 401, bytesOf(counts), reason);
-        upstream.destroy();
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-      },
-    };
-    this.#tunnels.add(tunnel);
   }
 
   /**
    * Closes every established tunnel for which `deniedReason` names a reason (a policy change now denies it);
    * its close event carries status 401 and that reason. Returns how many were closed.
    */
-  revoke(deniedReason: (tunnel: Pick<LiveTunnel, "source" | "destination" | "forwardedFor">) => string | undefined): number {
+  revoke(deniedReason: (tunnel: Pick<TunnelEnds, "source" | "destination" | "forwardedFor">) => string | undefined): number {
     let closed = 0;
     for (const tunnel of [...this.#tunnels]) {
-      const reason = deniedReason(tunnel);
+      const reason = deniedReason(tunnel.ends);
       if (reason === undefined) continue;
       tunnel.close(reason);
       closed++;

@@ -13,7 +13,20 @@ export const LOG_BATCH_BYTES = 8192;
  * only a SIGKILL can lose it (at most LOG_FLUSH_MS of lines).
  */
 export function createLogger(options: LoggerOptions, fd = 1): Logger {
-  const destination = pino.destination({ dest: fd, sync: true, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS });
-  process.on("exit", () => destination.flushSync());
+  const buffered = pino.destination({ dest: fd, sync: true, minLength: LOG_BATCH_BYTES });
+  process.on("exit", () => buffered.flushSync());
+  // The flush timer runs only while lines wait, not as sonic-boom's periodicFlush interval: that one wakes an
+  // idle agent 40 times a second, and each wake-up writes an empty buffer (a system call for nothing).
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
+    buffered.flush();
+  };
+  const destination = {
+    write(line: string): void {
+      buffered.write(line);
+      timer ??= setTimeout(flush, LOG_FLUSH_MS).unref();
+    },
+  };
   return pino(options, destination);
 }

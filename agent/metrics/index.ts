@@ -83,7 +83,9 @@ export class AgentMetrics {
     this.hboneStreams = new Gauge({ name: "ambit_hbone_streams", help: "Open HBONE streams (one per proxied TCP connection)", labelNames: ["direction"], registers });
     this.certificateExpiry = new Gauge({ name: "ambit_certificate_expiration_timestamp_seconds", help: "Expiry of the workload certificate the agent holds for an identity", labelNames: ["identity"], registers });
     this.connectionsRevoked = new Counter({ name: "ambit_policy_revoked_connections_total", help: "Live connections closed because a policy change denies them", registers });
-    collectDefaultMetrics({ register: this.registry, prefix: "ambit_agent_" });
+    // Event loop delay sampled every 100 ms rather than prom-client's 10 ms: its timer would wake an idle agent
+    // 100 times a second. Stalls that matter (tens of milliseconds) still show in the histogram.
+    collectDefaultMetrics({ register: this.registry, prefix: "ambit_agent_", eventLoopMonitoringPrecision: 100 });
     // prom-client names these gauges *_total, which Prometheus' own lint (promtool) rejects.
     for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
       this.registry.removeSingleMetric(`ambit_agent_${name}`);

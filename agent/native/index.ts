@@ -98,13 +98,19 @@ export function connectMarked(host: string, port: number, mark: number, netnsPat
   // first still receives the rest of what its client sends.
   const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
   return new Promise((resolve, reject) => {
-    socket.once("error", (err) => {
+    // Both listeners stay for the socket's life (the error one does nothing once connected): removing a
+    // listener deletes a key of the socket's listener table, which turns it into a dictionary of ~450 bytes,
+    // for every connection the agent delivers.
+    let connected = false;
+    socket.on("error", (err) => {
+      if (connected) return;
       socket.destroy();
       reject(err);
     });
-    socket.connect(port, host, () => {
-      socket.removeAllListeners("error");
+    socket.on("connect", () => {
+      connected = true;
       resolve(socket);
     });
+    socket.connect(port, host);
   });
 }

@@ -40,20 +40,31 @@ describe("agent logger", () => {
     }
   });
 
-  it("batches a burst of lines into far fewer writes", async () => {
-    // strace counts the child's write(2) calls to stdout: 500 lines must not mean 500 writes.
-    let writesToStdout = 0;
-    const script = `import { createLogger } from ${JSON.stringify(LOGGING)};\nconst log = createLogger({});\nfor (let n = 0; n < 500; n++) log.info({ n }, "connection opened");\nsetTimeout(() => process.exit(0), 100);`;
+  /** Runs `script` under strace and returns its stdout and its write(2) calls to stdout. */
+  async function tracedWrites(script: string): Promise<{ stdout: string; writes: string[] }> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-log-"));
     try {
       const trace = path.join(dir, "strace.txt");
-      const traced = await execa("strace", ["-f", "-e", "trace=write", "-o", trace, process.execPath, "--input-type=module", "-e", script], { reject: false, timeout: 20_000 });
-      expect(lines(traced.stdout)).toHaveLength(500);
-      writesToStdout = (await fs.readFile(trace, "utf8")).split("\n").filter((l) => /write\(1,/.test(l)).length;
+      const traced = await execa("strace", ["-f", "-e", "trace=write", "-o", trace, process.execPath, "--input-type=module", "-e", `import { createLogger } from ${JSON.stringify(LOGGING)};\nconst log = createLogger({});\n${script}`], { reject: false, timeout: 20_000 });
+      return { stdout: traced.stdout, writes: (await fs.readFile(trace, "utf8")).split("\n").filter((l) => /write\(1,/.test(l)) };
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
-    expect(writesToStdout).toBeGreaterThan(0);
-    expect(writesToStdout).toBeLessThan(50);
+  }
+
+  it("batches a burst of lines into far fewer writes", async () => {
+    // 500 lines must not mean 500 writes.
+    const { stdout, writes } = await tracedWrites(`for (let n = 0; n < 500; n++) log.info({ n }, "connection opened");\nsetTimeout(() => process.exit(0), 100);`);
+    expect(lines(stdout)).toHaveLength(500);
+    expect(writes.length).toBeGreaterThan(0);
+    expect(writes.length).toBeLessThan(50);
+  });
+
+  it("makes no writes while there is nothing to log", async () => {
+    // One line, then a second of quiet: its flush is the only write. A periodic flush would write (an empty
+    // buffer) every flush period, waking an idle agent for nothing.
+    const { stdout, writes } = await tracedWrites(`log.info("only line");\nsetTimeout(() => process.exit(0), 1000);`);
+    expect(lines(stdout).map((l) => l.msg)).toEqual(["only line"]);
+    expect(writes).toHaveLength(1);
   });
 });
