@@ -7,6 +7,7 @@ interface Binding {
   originalDst(fd: number): { address: string; port: number };
   createMarkedSocket(mark: number, netnsPath: string): number;
   closeFd(fd: number): void;
+  releaseFreeMemory(): boolean;
 }
 
 export class NativeNetError extends Error {
@@ -71,6 +72,14 @@ export function originalDst(fd: number): { address: string; port: number } {
 /** A new unconnected TCP socket carrying SO_MARK, created inside `netnsPath` when given. Needs CAP_NET_ADMIN. */
 export function createMarkedSocket(mark: number, netnsPath?: string): number {
   return call((b) => b.createMarkedSocket(mark, netnsPath ?? ""));
+}
+
+/**
+ * Gives the C heap's free pages back to the kernel (glibc `malloc_trim`). Sockets, HTTP/2 streams and TLS
+ * state live there, and glibc keeps what a burst of connections freed; returns whether anything was released.
+ */
+export function releaseFreeMemory(): boolean {
+  return call((b) => b.releaseFreeMemory());
 }
 
 /** Closes an fd the addon returned that was never handed to Node. */
