@@ -5,6 +5,7 @@ import path from "node:path";
 import { type ResultPromise, execa } from "execa";
 import { REPO_ROOT } from "../sandbox/config.ts";
 import { TestCa } from "../test/support/test-ca.ts";
+import { cpuTimes, median, rssKiB } from "./tools/process-stats.ts";
 
 /**
  * The same load as bench/dataplane-l4.ts (keep-alive HTTP/1.1, 1 KiB answers, 16 connections at a fixed rate;
@@ -55,16 +56,6 @@ function stop(child: ResultPromise): Promise<unknown> {
   return child;
 }
 
-/** User and kernel CPU time of a process, in seconds (clock ticks of 10 ms). */
-async function cpuSeconds(pid: number): Promise<{ user: number; kernel: number }> {
-  const fields = (await fs.readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
-  return { user: Number(fields[11]) / 100, kernel: Number(fields[12]) / 100 };
-}
-
-async function rssKiB(pid: number): Promise<number> {
-  return Number(/VmRSS:\s+(\d+)/.exec(await fs.readFile(`/proc/${pid}/status`, "utf8"))?.[1]);
-}
-
 async function load(port: number, mode: string, extra: string[]): Promise<Record<string, number>> {
   const { stdout } = await execa(NODE, [path.join(TOOLS, "http-load.ts"), "--mode", mode, "--target", `127.0.0.1:${port}`, ...extra], { timeout: 120_000 });
   return JSON.parse(stdout.trim().split("\n").at(-1)!) as Record<string, number>;
@@ -79,20 +70,20 @@ interface Relays {
   memory(): Promise<Array<{ rssKiB: number; liveKiB?: number }>>;
 }
 
-async function relays(mode: Mode, certs: string): Promise<Relays> {
-  const relay = (args: string[]) => started(NODE, ["--expose-gc", path.join(TOOLS, "floor-relay.ts"), ...args]);
+/** `dir` holds the relays' certificates and the compiled C relay. */
+async function relays(mode: Mode, dir: string): Promise<Relays> {
+  const relay = (args: string[]) => started(NODE, [path.join(TOOLS, "floor-relay.ts"), ...args]);
   let pair: Array<{ child: ResultPromise; output: () => string }> = [];
   if (mode === "direct") return { port: PORTS.server, pids: [], all: [], memory: async () => [] };
   if (mode === "c-tcp") {
-    const binary = path.join(certs, "tcp-relay");
-    await execa("cc", ["-O2", "-o", binary, path.join(TOOLS, "tcp-relay.c")]);
+    const binary = path.join(dir, "tcp-relay");
     pair = [await started(binary, [String(PORTS.destination), "127.0.0.1", String(PORTS.server)]), await started(binary, [String(PORTS.source), "127.0.0.1", String(PORTS.destination)])];
   } else if (mode === "node-tcp") {
     pair = [await relay(["--kind", "tcp", "--listen", String(PORTS.destination), "--to", `127.0.0.1:${PORTS.server}`]), await relay(["--kind", "tcp", "--listen", String(PORTS.source), "--to", `127.0.0.1:${PORTS.destination}`])];
   } else {
     pair = [
-      await relay(["--kind", "hbone", "--role", "dest", "--listen", String(PORTS.destination), "--certs", certs]),
-      await relay(["--kind", "hbone", "--role", "source", "--listen", String(PORTS.source), "--to", `127.0.0.1:${PORTS.destination}`, "--target", `127.0.0.1:${PORTS.server}`, "--certs", certs]),
+      await relay(["--kind", "hbone", "--role", "dest", "--listen", String(PORTS.destination), "--certs", dir]),
+      await relay(["--kind", "hbone", "--role", "source", "--listen", String(PORTS.source), "--to", `127.0.0.1:${PORTS.destination}`, "--target", `127.0.0.1:${PORTS.server}`, "--certs", dir]),
     ];
   }
   const memory = async () => {
@@ -118,29 +109,28 @@ interface ModeResult {
   cpuPer1kRps: number[][];
   /** Per relay process, the share of its CPU time spent in the kernel (system calls, and the network stack they run). */
   kernelShare: number[][];
-  /** Both relays' RSS growth per held connection, after a full collection. */
-  perConnectionKiB?: number;
+  /** Per relay, RSS growth per held connection after a full collection (measured in the first round only). */
   perConnectionKiBPerRelay?: number[];
   /** V8 heap used plus external memory per held connection, per relay (Node relays). */
   perConnectionLiveKiBPerRelay?: number[];
 }
 
-async function measure(mode: Mode, certs: string, result: ModeResult): Promise<void> {
-  const { port, pids, all, memory } = await relays(mode, certs);
+async function measure(mode: Mode, dir: string, result: ModeResult): Promise<void> {
+  const { port, pids, all, memory } = await relays(mode, dir);
   try {
     await load(port, "max", ["--seconds", "1", "--connections", "4"]);
-    const before = await Promise.all(pids.map(cpuSeconds));
+    const before = await Promise.all(pids.map(cpuTimes));
     const t0 = performance.now();
     const latency = await load(port, "rate", ["--rate", String(RATE), "--seconds", String(SECONDS), "--connections", "16"]);
     const wall = (performance.now() - t0) / 1000;
-    const after = await Promise.all(pids.map(cpuSeconds));
+    const after = await Promise.all(pids.map(cpuTimes));
     result.p50Ms.push(latency.p50Ms!);
     result.p99Ms.push(latency.p99Ms!);
     const used = pids.map((_, i) => ({ user: after[i]!.user - before[i]!.user, kernel: after[i]!.kernel - before[i]!.kernel }));
     result.cpuPer1kRps.push(used.map((u) => Number(((u.user + u.kernel) / wall / (latency.achievedRate! / 1000)).toFixed(4))));
     result.kernelShare.push(used.map((u) => Number((u.kernel / (u.user + u.kernel)).toFixed(2))));
     result.maxRps.push((await load(port, "max", ["--seconds", "5", "--connections", "32"])).requestsPerSecond!);
-    if (result.perConnectionKiB === undefined && pids.length > 0) {
+    if (result.perConnectionKiBPerRelay === undefined && pids.length > 0) {
       const m0 = await memory();
       const held = spawn(NODE, [path.join(TOOLS, "http-load.ts"), "--mode", "hold", "--target", `127.0.0.1:${port}`, "--connections", String(HELD_CONNECTIONS)]);
       children.push(held);
@@ -154,7 +144,6 @@ async function measure(mode: Mode, certs: string, result: ModeResult): Promise<v
       if (ok !== HELD_CONNECTIONS) console.warn(`${mode}: only ${ok} of ${HELD_CONNECTIONS} held connections answered`);
       const per = (f: (x: { rssKiB: number; liveKiB?: number }) => number | undefined) => m1.map((x, i) => Number((((f(x) ?? NaN) - (f(m0[i]!) ?? NaN)) / HELD_CONNECTIONS).toFixed(2)));
       result.perConnectionKiBPerRelay = per((x) => x.rssKiB);
-      result.perConnectionKiB = Number(result.perConnectionKiBPerRelay.reduce((a, x) => a + x, 0).toFixed(2));
       if (mode !== "c-tcp") result.perConnectionLiveKiBPerRelay = per((x) => x.liveKiB);
       held.stdin?.end();
       await held;
@@ -163,11 +152,6 @@ async function measure(mode: Mode, certs: string, result: ModeResult): Promise<v
     await Promise.all(all.map(stop));
   }
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : Number((s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2).toFixed(4));
-};
 
 async function main(): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-floor-"));
@@ -178,6 +162,7 @@ async function main(): Promise<void> {
     await fs.writeFile(path.join(dir, "ca.pem"), ca.rootPem);
     await fs.writeFile(path.join(dir, "cert.pem"), creds.certChainPem);
     await fs.writeFile(path.join(dir, "key.pem"), creds.keyPem, { mode: 0o600 });
+    await execa("cc", ["-O2", "-o", path.join(dir, "tcp-relay"), path.join(TOOLS, "tcp-relay.c")]);
     await started(NODE, [path.join(TOOLS, "http-server.ts")], { PORT: String(PORTS.server) });
     const results = Object.fromEntries(MODES.map((m) => [m, { p50Ms: [], p99Ms: [], maxRps: [], cpuPer1kRps: [], kernelShare: [] } as ModeResult])) as Record<Mode, ModeResult>;
     for (let r = 1; r <= ROUNDS; r++) {
@@ -190,7 +175,7 @@ async function main(): Promise<void> {
         const perRelay = (rows: number[][]) => (rows.length && rows[0]!.length ? [0, 1].map((i) => median(rows.map((c) => c[i]!))) : []);
         const cpu = perRelay(x.cpuPer1kRps);
         const kernel = perRelay(x.kernelShare);
-        return [m, { p50Ms: median(x.p50Ms), p99Ms: median(x.p99Ms), maxRps: median(x.maxRps), cpuPer1kRpsPerRelay: { destination: cpu[0], source: cpu[1] }, kernelShareOfCpu: { destination: kernel[0], source: kernel[1] }, perConnectionKiB: { destination: x.perConnectionKiBPerRelay?.[0], source: x.perConnectionKiBPerRelay?.[1], both: x.perConnectionKiB }, perConnectionLiveKiB: { destination: x.perConnectionLiveKiBPerRelay?.[0], source: x.perConnectionLiveKiBPerRelay?.[1] }, raw: x }];
+        return [m, { p50Ms: median(x.p50Ms), p99Ms: median(x.p99Ms), maxRps: median(x.maxRps), cpuPer1kRpsPerRelay: { destination: cpu[0], source: cpu[1] }, kernelShareOfCpu: { destination: kernel[0], source: kernel[1] }, perConnectionKiB: { destination: x.perConnectionKiBPerRelay?.[0], source: x.perConnectionKiBPerRelay?.[1], both: x.perConnectionKiBPerRelay && Number(x.perConnectionKiBPerRelay.reduce((a, v) => a + v, 0).toFixed(2)) }, perConnectionLiveKiB: { destination: x.perConnectionLiveKiBPerRelay?.[0], source: x.perConnectionLiveKiBPerRelay?.[1] }, raw: x }];
       }),
     );
     console.log(`\n| two relays in a row, @${RATE} req/s | p50 ms | p99 ms | max req/s (32 conns) | vCPU per 1k req/s, dest / source relay (kernel share) | RSS per held connection after GC, dest + source = both (KiB) | heap+external per held connection, dest / source (KiB) |\n|---|---|---|---|---|---|---|`);

@@ -3,6 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { REPO_ROOT } from "../sandbox/config.ts";
+import { cpuTimes, median, rssKiB } from "./tools/process-stats.ts";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const RATE = Number(process.env.RATE ?? 1000);
@@ -38,22 +39,16 @@ async function agentPids(): Promise<Record<string, number>> {
   return Object.fromEntries(pods.map((p) => [p.spec.nodeName, Number(p.status.containerStatuses?.[0]?.containerID?.replace("sandbox://", ""))]));
 }
 
-/** CPU time of a process in seconds (utime + stime, clock ticks of 10 ms), and the kernel's part of it. */
-async function cpuTimes(pid: number): Promise<{ total: number; kernel: number }> {
-  const fields = (await fs.readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
-  return { total: (Number(fields[11]) + Number(fields[12])) / 100, kernel: Number(fields[12]) / 100 };
-}
-const cpuSeconds = async (pid: number) => (await cpuTimes(pid)).total;
+const cpuSeconds = async (pid: number) => {
+  const t = await cpuTimes(pid);
+  return t.user + t.kernel;
+};
 
 /** An agent's memory after a full collection (its `POST /memory/gc`), in KiB. */
 interface AgentMemory {
   rssKiB: number;
   heapUsedKiB: number;
   externalKiB: number;
-}
-
-async function rssKiB(pid: number): Promise<number> {
-  return Number(/VmRSS:\s+(\d+)/.exec(await fs.readFile(`/proc/${pid}/status`, "utf8"))?.[1]);
 }
 
 async function load(mode: string, extra: string[]): Promise<Record<string, number>> {
@@ -87,19 +82,13 @@ async function measure(mesh: boolean): Promise<Scenario> {
   const latency = await load("rate", ["--rate", String(RATE), "--seconds", String(SECONDS), "--connections", "16"]);
   const wall = (performance.now() - started) / 1000;
   const after = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([n, pid]) => [n, await cpuTimes(pid)] as const)));
-  const agentCpuPer1kRps = Object.fromEntries(Object.keys(pids).map((n) => [n, Number(((after[n]!.total - before[n]!.total) / wall / (latency.achievedRate! / 1000)).toFixed(4))]));
-  const agentKernelShare = Object.fromEntries(Object.keys(pids).map((n) => [n, Number(((after[n]!.kernel - before[n]!.kernel) / (after[n]!.total - before[n]!.total)).toFixed(2))]));
+  const used = Object.fromEntries(Object.keys(pids).map((n) => [n, { user: after[n]!.user - before[n]!.user, kernel: after[n]!.kernel - before[n]!.kernel }]));
+  const agentCpuPer1kRps = Object.fromEntries(Object.entries(used).map(([n, u]) => [n, Number(((u.user + u.kernel) / wall / (latency.achievedRate! / 1000)).toFixed(4))]));
+  const agentKernelShare = Object.fromEntries(Object.entries(used).map(([n, u]) => [n, Number((u.kernel / (u.user + u.kernel)).toFixed(2))]));
   const max = await load("max", ["--seconds", "8", "--connections", "32"]);
   const connect = await load("connect", ["--seconds", "6", "--connections", "16"]);
   return { latency, max, connect, ...(mesh ? { agentCpuPer1kRps, agentKernelShare } : {}) };
 }
-
-/** Median, rounded to 4 decimals (an even count averages two samples, which prints float noise otherwise). */
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  return Number(m.toFixed(4));
-};
 
 async function main(): Promise<void> {
   await ambit(["dev", "down"]).catch(() => {});

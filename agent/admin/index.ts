@@ -3,9 +3,9 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import v8 from "node:v8";
 import vm from "node:vm";
-import { releaseFreeMemory } from "../native/index.ts";
 import type { Logger } from "pino";
 import type { AgentMetrics } from "../metrics/index.ts";
+import { releaseFreeMemory } from "../native/index.ts";
 
 export interface AdminSources {
   metrics: AgentMetrics;
@@ -23,20 +23,22 @@ function memory(): Record<string, number> {
   return { rssKiB: kib(m.rss), heapUsedKiB: kib(m.heapUsed), heapTotalKiB: kib(m.heapTotal), externalKiB: kib(m.external), arrayBuffersKiB: kib(m.arrayBuffers) };
 }
 
-type GcFunction = (options?: { type: "major"; execution: "sync"; flavor: "last-resort" }) => void;
+type GcFunction = (options: { type: "major"; execution: "sync"; flavor: "last-resort" }) => void;
 let gcFunction: GcFunction | undefined;
 /**
- * V8's most thorough collection, reachable without starting the process with --expose-gc. The "last-resort"
- * flavour (what V8 runs before giving up on memory) also shrinks the heap and gives its free pages back, so
- * RSS afterwards reflects what is live rather than how far the heap grew in the last burst.
+ * Leaves only what is live: V8's most thorough collection (reachable without starting the process with
+ * --expose-gc), whose "last-resort" flavour (what V8 runs before giving up on memory) also shrinks the heap and
+ * gives its free pages back, then a trim of the C heap, where what it freed of native objects (sockets, streams)
+ * is still mapped. RSS afterwards reflects what is held, not how far memory grew in the last burst. It pauses the
+ * process for tens of milliseconds.
  */
-function fullGc(): () => void {
+export function releaseUnusedMemory(): void {
   if (!gcFunction) {
     v8.setFlagsFromString("--expose-gc");
     gcFunction = vm.runInNewContext("gc") as GcFunction;
   }
-  const gc = gcFunction;
-  return () => gc({ type: "major", execution: "sync", flavor: "last-resort" });
+  gcFunction({ type: "major", execution: "sync", flavor: "last-resort" });
+  releaseFreeMemory();
 }
 
 export interface AdminPorts {
@@ -98,12 +100,9 @@ export async function startAdminServers(sources: AdminSources, ports: AdminPorts
       return json(res, 200, { level });
     }
     if (req.method === "GET" && url.pathname === "/memory") return json(res, 200, memory());
-    // A full collection first (and the C heap trimmed), so what remains is what the agent really holds (benchmarks measure per pod and
-    // per connection this way); it pauses the agent for tens of milliseconds.
+    // Benchmarks measure per pod and per connection this way.
     if (req.method === "POST" && url.pathname === "/memory/gc") {
-      fullGc()();
-      // What the collection freed of native objects (sockets, streams) is still mapped until the C heap is trimmed.
-      releaseFreeMemory();
+      releaseUnusedMemory();
       return json(res, 200, memory());
     }
     json(res, 404, { error: "not found", endpoints: ["GET /config_dump", "GET /healthz", "GET /memory", "POST /memory/gc", "POST /logging?level=debug"] });

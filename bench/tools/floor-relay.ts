@@ -3,7 +3,7 @@ import fs from "node:fs";
 import http2 from "node:http2";
 import net from "node:net";
 import { HBONE_SETTINGS } from "../../agent/hbone/protocol.ts";
-import { releaseFreeMemory } from "../../agent/native/index.ts";
+import { releaseUnusedMemory } from "../../agent/admin/index.ts";
 import { relay } from "../../agent/relay/index.ts";
 
 /**
@@ -72,11 +72,9 @@ function ready(): void {
   console.log(JSON.stringify({ msg: "listening", kind, role, port: listenPort }));
 }
 process.on("SIGTERM", () => process.exit(0));
-// The bench reads memory after the same collection as the agent's admin POST /memory/gc: V8's last-resort
-// GC (which also shrinks the heap) and a trim of the C heap.
+// The bench reads memory after the same collection as the agent's admin POST /memory/gc.
 process.on("SIGUSR2", () => {
-  (globalThis as { gc?: (o: object) => void }).gc?.({ type: "major", execution: "sync", flavor: "last-resort" });
-  releaseFreeMemory();
+  releaseUnusedMemory();
   const m = process.memoryUsage();
   console.log(JSON.stringify({ memory: { rssKiB: m.rss / 1024, heapUsedKiB: m.heapUsed / 1024, externalKiB: m.external / 1024 } }));
 });
