@@ -67,6 +67,7 @@ const configClient = new ConfigStreamClient({
     const mesh = meshConfigFromView(view);
     policy.replace(mesh.authorizations, mesh.peerAuthentications);
     index.replace(mesh.workloads, mesh.services);
+    index.setPodNetwork(mesh.network.podCidrs);
     trustBundlePem = mesh.trustBundle.rootsPem.join("");
     configApplied = true;
     firstConfigApplied();
@@ -82,7 +83,8 @@ const dataplane = new Dataplane({
   trustBundlePem: () => trustBundlePem,
   policy,
   credentialsFor: (id) => certificates.credentialsFor(id),
-  localPodNetns: (ip) => enrollment.snapshot().find((p) => p.ips.includes(ip))?.netnsPath,
+  localPodNetns: (ip) => enrollment.netnsOf(ip),
+  localWorkload: (ip) => enrollment.localWorkload(ip),
   metrics,
   log,
   hboneMaxStreamsPerConnection: config.hboneMaxStreamsPerConnection,

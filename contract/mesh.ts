@@ -12,6 +12,8 @@ export const RESOURCE_TYPES = {
   peerAuthentication: "peerauthentication",
   /** key: "default". */
   trustBundle: "trustbundle",
+  /** key: "default". */
+  network: "network",
 } as const;
 
 export interface Workload {
@@ -46,4 +48,9 @@ export interface ServiceSpec {
 /** Every root the mesh trusts; during a root rotation both the old and the new root. */
 export interface TrustBundle {
   rootsPem: string[];
+}
+
+/** The cluster's pod network, from the Nodes' pod CIDRs: an address in it that no workload record names is a pod newer than the config. */
+export interface PodNetwork {
+  podCidrs: string[];
 }

@@ -13,6 +13,7 @@ import { LeaderElector, leaderIdentity } from "./leader/index.ts";
 import { AgentAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "./identity/index.ts";
 import { ConfigStreamServer } from "./stream/index.ts";
 import { MeshViews, type ScopedPolicy } from "./views/index.ts";
+import { podNetworkOf } from "./state/index.ts";
 
 const config = loadControllerConfig();
 const log = pino({ level: config.logLevel, base: { component: "controller", pod: config.podName } });
@@ -25,8 +26,8 @@ collectDefaultMetrics({ register: registry, prefix: "ambit_controller_" });
 for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(`ambit_controller_${name}`);
 
 // ---- cluster state and compiled policy.
-// Nodes, ServiceAccounts and HTTPRoutes have no consumer yet (waypoints will): they are cached so those can
-// start from a synced view. HTTPRoute only when the Gateway API CRDs are installed.
+// Nodes give agents the pod network (pod CIDRs); ServiceAccounts and HTTPRoutes have no consumer yet (waypoints
+// will): they are cached so those can start from a synced view. HTTPRoute only when the Gateway API CRDs are installed.
 const gatewayApi = await client.get("/apis/gateway.networking.k8s.io/v1").then(() => true, () => false);
 const watched = ["pods", "services", "endpointslices", "namespaces", "nodes", "serviceaccounts", "authorizationpolicies", "peerauthentications", ...(gatewayApi ? (["httproutes"] as const) : [])] as const;
 const informers = new SharedInformers(client, [...watched], (resource, err) => log.warn({ resource, err: String(err) }, "watch failed; restarting with backoff"));
@@ -94,6 +95,7 @@ const views = new MeshViews({
   endpointSlices: () => informers.list("endpointslices"),
   policies: () => [...compiled.values()].map((c) => c.scoped),
   trustBundle: () => ({ rootsPem: ca.trustBundle() }),
+  podNetwork: () => podNetworkOf(informers.list("nodes")),
   rootNamespace: config.rootNamespace,
 });
 
@@ -155,7 +157,7 @@ async function publishTrustBundle(): Promise<void> {
   log.info({ roots: ca.trustBundle().length }, "published the trust bundle (configmap ambit-ca-root)");
 }
 
-for (const r of ["pods", "services", "endpointslices", "namespaces"] as const) {
+for (const r of ["pods", "services", "endpointslices", "namespaces", "nodes"] as const) {
   informers.on(r, () => {
     views.invalidate();
     stream.changed();

@@ -1,5 +1,6 @@
 // Turns the controller's view of this node into typed records, refusing the whole update if any record is malformed.
-import { RESOURCE_TYPES, type ServiceSpec, type TrustBundle, type Workload } from "../../contract/mesh.ts";
+import net from "node:net";
+import { type PodNetwork, RESOURCE_TYPES, type ServiceSpec, type TrustBundle, type Workload } from "../../contract/mesh.ts";
 import type { Resource } from "../../contract/stream.ts";
 
 /** What one config version holds for this node. Policies stay raw here: the policy store validates them. */
@@ -9,6 +10,8 @@ export interface MeshConfig {
   authorizations: unknown[];
   peerAuthentications: unknown[];
   trustBundle: TrustBundle;
+  /** Empty when the controller sends none (an older controller): then no address counts as a pod newer than the config. */
+  network: PodNetwork;
 }
 
 export class MeshConfigError extends Error {
@@ -53,9 +56,20 @@ function checkTrustBundle(v: unknown): TrustBundle {
   return v as unknown as TrustBundle;
 }
 
+function checkNetwork(v: unknown): PodNetwork {
+  const cidr = (c: unknown) => {
+    if (typeof c !== "string") return false;
+    const [address, bits, extra] = c.split("/");
+    const family = net.isIP(address ?? "");
+    return family !== 0 && extra === undefined && /^\d+$/.test(bits ?? "") && Number(bits) <= (family === 6 ? 128 : 32);
+  };
+  if (!isObject(v) || !Array.isArray(v.podCidrs) || !v.podCidrs.every(cidr)) throw new MeshConfigError("the pod network must list CIDR blocks");
+  return v as unknown as PodNetwork;
+}
+
 /** Every resource checked; an unknown type is ignored (a newer controller may send more than this agent knows). */
 export function meshConfigFromView(view: ReadonlyMap<string, Resource>): MeshConfig {
-  const config: Omit<MeshConfig, "trustBundle"> & { trustBundle?: TrustBundle } = { workloads: [], services: [], authorizations: [], peerAuthentications: [] };
+  const config: Omit<MeshConfig, "trustBundle"> & { trustBundle?: TrustBundle } = { workloads: [], services: [], authorizations: [], peerAuthentications: [], network: { podCidrs: [] } };
   for (const r of view.values()) {
     switch (r.type) {
       case RESOURCE_TYPES.workload:
@@ -72,6 +86,9 @@ export function meshConfigFromView(view: ReadonlyMap<string, Resource>): MeshCon
         break;
       case RESOURCE_TYPES.trustBundle:
         config.trustBundle = checkTrustBundle(r.value);
+        break;
+      case RESOURCE_TYPES.network:
+        config.network = checkNetwork(r.value);
         break;
     }
   }

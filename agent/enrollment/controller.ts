@@ -3,6 +3,8 @@ import type { Logger } from "pino";
 import { type KubeClient, type KubeObject, isNotFound, pathFor } from "../../kube/client.ts";
 import { SharedInformers, keyOf, podsOnNodePath, splitKey } from "../../kube/informers.ts";
 import { WorkQueue } from "../../kube/queue.ts";
+import type { Workload } from "../../contract/mesh.ts";
+import { workloadFromPod } from "../../contract/pods.ts";
 import { type CaptureIntent, REDIRECTION_ANNOTATION, captureIntent } from "./intent.ts";
 
 /** A pod as the capture machinery needs it. */
@@ -158,6 +160,28 @@ export class EnrollmentController {
       const { namespace, name } = splitKey(key);
       return { namespace: namespace ?? "", name, uid: t.uid, captured: t.captured, reason: t.reason, ips: t.ips, ...(t.netnsPath ? { netnsPath: t.netnsPath } : {}) };
     });
+  }
+
+  /** The netns of this node's pod at `ip`, if the agent holds it. */
+  netnsOf(ip: string): string | undefined {
+    for (const t of this.#pods.values()) if (t.netnsPath && t.ips.includes(ip)) return t.netnsPath;
+    return undefined;
+  }
+
+  /**
+   * This node's pod at `ip` as a workload record, from the agent's own watch: what the destination side enforces
+   * policy on when the controller's config does not name the pod yet (it started while the controller was down).
+   */
+  localWorkload(ip: string): Workload | undefined {
+    for (const [key, t] of this.#pods) {
+      if (!t.ips.includes(ip)) continue;
+      const { namespace, name } = splitKey(key);
+      const pod = this.#informers.get("pods", name, namespace);
+      // The pod's status may not carry its address yet (CNI ADD comes first): the agent knows it from CNI.
+      const workload = pod && pod.metadata.uid === t.uid ? workloadFromPod({ ...pod, status: { ...(pod.status ?? {}), podIP: ip } }) : undefined;
+      return workload ? { ...workload, captured: t.captured } : undefined;
+    }
+    return undefined;
   }
 
   get capturedCount(): number {

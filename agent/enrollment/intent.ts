@@ -5,8 +5,7 @@ import type { KubeObject } from "../../kube/client.ts";
 export const DATAPLANE_MODE_LABEL = "ambit.dev/dataplane-mode";
 export const DATAPLANE_MODE_AMBIENT = "ambient";
 export const DATAPLANE_MODE_NONE = "none";
-/** Annotation the agent sets on every pod of its node: `enabled` while its traffic is captured. */
-export const REDIRECTION_ANNOTATION = "ambit.dev/redirection";
+export { REDIRECTION_ANNOTATION } from "../../contract/pods.ts";
 
 export interface CaptureIntent {
   capture: boolean;

@@ -12,12 +12,15 @@ export class HboneError extends Error {
   readonly status: number | undefined;
   /** The peer never processed the request (connection going away): sending it again is safe. */
   readonly retryable: boolean;
-  constructor(code: string, message: string, status?: number, retryable = false) {
+  /** Nothing listens on the HBONE port (the TCP connect was refused): the destination is not captured. */
+  readonly connectRefused: boolean;
+  constructor(code: string, message: string, status?: number, retryable = false, connectRefused = false) {
     super(message);
     this.name = "HboneError";
     this.code = code;
     this.status = status;
     this.retryable = retryable;
+    this.connectRefused = connectRefused;
   }
 }
 
@@ -28,8 +31,8 @@ export interface HboneClientOptions {
   trustBundlePem: string | (() => string);
   maxStreamsPerConnection?: number;
   idleTimeoutMs?: number;
-  /** How to open the TCP connection (the agent uses marked sockets from the source pod's netns). */
-  connect?(host: string, port: number): Promise<net.Socket>;
+  /** How to open the TCP connection (the agent uses marked sockets from the source pod's netns, so it leaves with the pod's address). */
+  connect?(host: string, port: number, request: OpenStreamRequest): Promise<net.Socket>;
   connectTimeoutMs?: number;
 }
 
@@ -38,14 +41,22 @@ export interface OpenStreamRequest {
   destination: { ip: string; port: number };
   /** Where to dial: the destination pod's IP and 15008 (or a waypoint). */
   dial: { host: string; port: number };
-  /** The identity the control plane says the destination has; the server must present exactly this one. */
-  expectedIdentity: SpiffeId;
+  /**
+   * The identity the control plane says the destination has; the server must present exactly this one. Absent
+   * only for an address the agent does not know yet (a pod newer than its last config): any identity the trust
+   * bundle vouches for is accepted then, and `peerOf` tells which one answered.
+   */
+  expectedIdentity?: SpiffeId;
+  /** The source pod's address: connections are pooled per source pod, whose address the server sees as the peer's. */
+  sourceAddress?: string;
   forwardedFor?: string;
 }
 
 interface PooledConnection {
   key: string;
   session: http2.ClientHttp2Session;
+  /** The identity the server presented. */
+  peer: SpiffeId;
   streams: number;
   idleTimer?: NodeJS.Timeout;
   /** Set once the peer sent GOAWAY: streams above this id were not processed by it. */
@@ -73,6 +84,8 @@ export class HboneConnectionPool {
   readonly #pool = new Map<string, PooledConnection[]>();
   /** Connections being opened, so concurrent first streams share one handshake. */
   readonly #opening = new Map<string, Promise<PooledConnection>>();
+  /** Which identity answered each open stream (for streams opened without an expected identity). */
+  readonly #peers = new WeakMap<Duplex, SpiffeId>();
 
   constructor(opts: HboneClientOptions) {
     this.#opts = { maxStreamsPerConnection: 100, idleTimeoutMs: 5 * 60_000, connectTimeoutMs: 5_000, ...opts };
@@ -134,7 +147,10 @@ export class HboneConnectionPool {
         stream.off("error", failed);
         stream.off("close", closedUnanswered);
         const status = Number(h[":status"]);
-        if (status === 200) return resolve(stream);
+        if (status === 200) {
+          this.#peers.set(stream, conn.peer);
+          return resolve(stream);
+        }
         const reason = String(h["x-ambit-reason"] ?? "");
         stream.close();
         reject(new HboneError("AMBIT_E_HBONE_REJECTED", `HBONE server at ${req.dial.host}:${req.dial.port} answered ${status}${reason ? `: ${reason}` : ""}`, status));
@@ -180,8 +196,9 @@ export class HboneConnectionPool {
    */
   async #reserveStream(req: OpenStreamRequest): Promise<PooledConnection> {
     // The expected identity is part of the key: after a pod IP is reused by another workload, the old
-    // connection (to the old identity) is never picked for the new one.
-    const key = `${formatSpiffeId(req.source)}|${formatSpiffeId(req.expectedIdentity)}|${req.dial.host}:${req.dial.port}`;
+    // connection (to the old identity) is never picked for the new one. So is the source pod's address: the
+    // server reads the client's address from the connection, so pods never share one.
+    const key = `${formatSpiffeId(req.source)}|${req.sourceAddress ?? ""}|${req.expectedIdentity ? formatSpiffeId(req.expectedIdentity) : "*"}|${req.dial.host}:${req.dial.port}`;
     for (;;) {
       const usable = this.#pool.get(key)?.find((c) => c.streams < this.#opts.maxStreamsPerConnection && !c.session.destroyed && !c.session.closed);
       if (usable) {
@@ -203,12 +220,14 @@ export class HboneConnectionPool {
   async #dial(key: string, req: OpenStreamRequest): Promise<PooledConnection> {
     let tcp: net.Socket;
     try {
-      tcp = this.#opts.connect ? await this.#opts.connect(req.dial.host, req.dial.port) : await defaultConnect(req.dial.host, req.dial.port, this.#opts.connectTimeoutMs);
+      tcp = this.#opts.connect ? await this.#opts.connect(req.dial.host, req.dial.port, req) : await defaultConnect(req.dial.host, req.dial.port, this.#opts.connectTimeoutMs);
     } catch (err) {
-      throw new HboneError("AMBIT_E_HBONE_CONNECT", `cannot connect to ${req.dial.host}:${req.dial.port} (${(err as Error).message}); is a NetworkPolicy blocking HBONE port ${req.dial.port}?`);
+      const refused = (err as NodeJS.ErrnoException).code === "ECONNREFUSED";
+      throw new HboneError("AMBIT_E_HBONE_CONNECT", `cannot connect to ${req.dial.host}:${req.dial.port} (${(err as Error).message}); is a NetworkPolicy blocking HBONE port ${req.dial.port}?`, undefined, false, refused);
     }
     const credentials = this.#opts.getClientCredentials(req.source);
-    const expected = formatSpiffeId(req.expectedIdentity);
+    const expected = req.expectedIdentity ? formatSpiffeId(req.expectedIdentity) : "any identity of the trust bundle";
+    let peer: SpiffeId | undefined;
     const secured = await new Promise<tls.TLSSocket>((resolve, reject) => {
       const socket = tls.connect({
         socket: tcp,
@@ -216,11 +235,14 @@ export class HboneConnectionPool {
         ALPNProtocols: ["h2"],
         rejectUnauthorized: true,
         // The server is identified by its SPIFFE ID, not a host name.
-        checkServerIdentity: (_host, peer) => {
+        checkServerIdentity: (_host, cert) => {
           try {
-            const id = spiffeIdFromCertificate(new X509Certificate(peer.raw));
-            if (sameIdentity(id, req.expectedIdentity)) return undefined;
-            return new HboneError("AMBIT_E_HBONE_IDENTITY", `HBONE server at ${req.dial.host}:${req.dial.port} is ${formatSpiffeId(id)}, expected ${expected}`);
+            const id = spiffeIdFromCertificate(new X509Certificate(cert.raw));
+            if (req.expectedIdentity && !sameIdentity(id, req.expectedIdentity)) {
+              return new HboneError("AMBIT_E_HBONE_IDENTITY", `HBONE server at ${req.dial.host}:${req.dial.port} is ${formatSpiffeId(id)}, expected ${expected}`);
+            }
+            peer = id;
+            return undefined;
           } catch (err) {
             return new HboneError("AMBIT_E_HBONE_IDENTITY", `HBONE server at ${req.dial.host}:${req.dial.port} has no valid SPIFFE identity: ${(err as Error).message}`);
           }
@@ -235,7 +257,7 @@ export class HboneConnectionPool {
     const session = http2.connect(`https://${req.dial.host}:${req.dial.port}`, { createConnection: () => secured, settings: HBONE_SETTINGS.settings });
     session.on("error", () => session.destroy());
     // Born with the dialler's stream slot taken, before any waiter can see it in the pool.
-    const conn: PooledConnection = { key, session, streams: 1 };
+    const conn: PooledConnection = { key, session, peer: peer!, streams: 1 };
     session.once("close", () => this.#forget(conn));
     session.once("goaway", (_code: number, lastStreamId: number) => {
       conn.goawayLastStreamId = lastStreamId;
@@ -265,6 +287,11 @@ export class HboneConnectionPool {
       for (const c of list) streams += c.streams;
     }
     return { connections, streams };
+  }
+
+  /** The identity of the server that answered `stream` (one this pool opened). */
+  peerOf(stream: Duplex): SpiffeId | undefined {
+    return this.#peers.get(stream);
   }
 
   /** Restart: no new streams on these connections; each closes once its streams in flight end. */

@@ -19,19 +19,36 @@ export interface StreamEvent {
   phase: "open" | "close";
   source: SpiffeId;
   destination: StreamTarget;
-  forwardedFor?: string;
+  /** The client's address as policy saw it (the connection's peer address; see `sourceAddress`). */
+  sourceAddress?: string;
   status: number;
+  /** Set when the stream was refused before policy ran, saying which check refused it. */
+  refused?: StreamRefusal;
   bytesSent: number;
   bytesReceived: number;
   durationMs: number;
   error?: string;
 }
 
+/** Checks that refuse a stream with 400 before policy runs (counted apart from policy denials). */
+export type StreamRefusal = "source_address" | "agent_port";
+
+/** Where a stream's client is, or why the address it claims cannot be believed. */
+export type SourceAddressResult = { address: string | undefined } | { refused: string };
+
 export interface HboneServerOptions {
   /** Roots clients must chain to; a function is asked again whenever a TLS server is set up (root rotation). */
   trustBundlePem: string | (() => string);
   /** L4 policy of the destination: decides on every new stream. */
-  authorize(request: { source: SpiffeId; destination: StreamTarget; forwardedFor?: string }): Authorization;
+  authorize(request: { source: SpiffeId; destination: StreamTarget; sourceAddress?: string }): Authorization;
+  /**
+   * The client's address for policy (ipBlocks), from the connection's peer address and the address a `forwarded`
+   * header claims. Default: the peer address; a claim of any other address is refused, since a certificate
+   * holder could otherwise pass ipBlocks rules by naming someone else's address.
+   */
+  sourceAddress?(peer: SpiffeId, peerAddress: string | undefined, claimed: string | undefined): SourceAddressResult;
+  /** A destination the server must not connect to (e.g. the agent's own in-pod ports): the reason, answered 400. */
+  refuseDestination?(destination: StreamTarget): string | undefined;
   /** Opens the connection to the destination application (the agent decides how: marked socket in the pod's netns). */
   connectUpstream(destination: StreamTarget): Promise<net.Socket>;
   onStream?(event: StreamEvent): void;
@@ -42,8 +59,14 @@ export interface HboneServerOptions {
 interface TunnelEnds {
   source: SpiffeId;
   destination: StreamTarget;
-  forwardedFor: string | undefined;
+  sourceAddress: string | undefined;
   started: number;
+}
+
+/** The default source-address rule: the peer address, and no claim of another one. */
+export function peerAddressOnly(_peer: SpiffeId, peerAddress: string | undefined, claimed: string | undefined): SourceAddressResult {
+  if (claimed !== undefined && claimed !== peerAddress) return { refused: `the client claims source address ${claimed} but connects from ${peerAddress ?? "an unknown address"}; only a waypoint may forward for another address` };
+  return { address: peerAddress };
 }
 
 const NO_BYTES = { sent: 0, received: 0 };
@@ -186,7 +209,8 @@ export class HboneServer {
   async #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
     const started = performance.now();
     this.#watchStream(stream);
-    const source = this.#peerOf(stream.session as http2.ServerHttp2Session | undefined);
+    const session = stream.session as http2.ServerHttp2Session | undefined;
+    const source = this.#peerOf(session);
     const reply = (status: number, reason?: string) => {
       if (stream.destroyed) return;
       stream.respond({ ":status": status, ...(reason ? { "x-ambit-reason": reason } : {}) }, { endStream: true });
@@ -195,10 +219,23 @@ export class HboneServer {
     if (headers[":method"] !== "CONNECT") return reply(400, "HBONE accepts only CONNECT");
     const destination = parseAuthority(headers[":authority"]);
     if (!destination) return reply(400, "authority must be <ipv4>:<port>");
-    const forwardedFor = /for="?([^";,]+)"?/.exec(String(headers.forwarded ?? ""))?.[1];
-    const seen: TunnelEnds = { source, destination, forwardedFor, started };
+    const claimed = /for="?([^";,]+)"?/.exec(String(headers.forwarded ?? ""))?.[1];
+    const peerAddress = session?.socket?.remoteAddress?.replace(/^::ffff:/, "");
+    const origin = (this.#opts.sourceAddress ?? peerAddressOnly)(source, peerAddress, claimed);
+    let refusal: { kind: StreamRefusal; reason: string } | undefined;
+    if ("refused" in origin) refusal = { kind: "source_address", reason: origin.refused };
+    else {
+      const reason = this.#opts.refuseDestination?.(destination);
+      if (reason) refusal = { kind: "agent_port", reason };
+    }
+    const seen: TunnelEnds = { source, destination, sourceAddress: "address" in origin ? origin.address : peerAddress, started };
+    if (refusal) {
+      this.#opts.log.warn({ source: formatSpiffeId(source), peerAddress, claimed, destination, reason: refusal.reason }, "HBONE stream refused");
+      this.#report("close", seen, 400, NO_BYTES, refusal.reason, refusal.kind);
+      return reply(400, refusal.reason);
+    }
 
-    const decision = this.#opts.authorize({ source, destination, ...(forwardedFor ? { forwardedFor } : {}) });
+    const decision = this.#opts.authorize({ source, destination, ...(seen.sourceAddress ? { sourceAddress: seen.sourceAddress } : {}) });
     if (!decision.allow) {
       this.#opts.log.info({ source: formatSpiffeId(source), destination, reason: decision.reason }, "connection denied by policy");
       this.#report("close", seen, 401, NO_BYTES, decision.reason);
@@ -239,13 +276,14 @@ export class HboneServer {
     this.#report("close", tunnel.ends, status, { sent: counts.bToA, received: counts.aToB }, error);
   };
 
-  #report(phase: "open" | "close", t: TunnelEnds, status: number, bytes: { sent: number; received: number }, error?: string): void {
+  #report(phase: "open" | "close", t: TunnelEnds, status: number, bytes: { sent: number; received: number }, error?: string, refused?: StreamRefusal): void {
     this.#opts.onStream?.({
       phase,
       source: t.source,
       destination: t.destination,
-      ...(t.forwardedFor ? { forwardedFor: t.forwardedFor } : {}),
+      ...(t.sourceAddress ? { sourceAddress: t.sourceAddress } : {}),
       status,
+      ...(refused ? { refused } : {}),
       bytesSent: bytes.sent,
       bytesReceived: bytes.received,
       durationMs: performance.now() - t.started,
@@ -257,7 +295,7 @@ export class HboneServer {
    * Closes every established tunnel for which `deniedReason` names a reason (a policy change now denies it);
    * its close event carries status 401 and that reason. Returns how many were closed.
    */
-  revoke(deniedReason: (tunnel: Pick<TunnelEnds, "source" | "destination" | "forwardedFor">) => string | undefined): number {
+  revoke(deniedReason: (tunnel: Pick<TunnelEnds, "source" | "destination" | "sourceAddress">) => string | undefined): number {
     let closed = 0;
     for (const tunnel of [...this.#tunnels]) {
       const reason = deniedReason(tunnel.ends);

@@ -53,6 +53,7 @@ export class AgentMetrics {
   readonly hboneStreams: Gauge<"direction">;
   readonly certificateExpiry: Gauge<"identity">;
   readonly connectionsRevoked: Counter;
+  readonly connectionsRefused: Counter<"direction" | "reason">;
 
   constructor() {
     const registers = [this.registry];
@@ -83,6 +84,12 @@ export class AgentMetrics {
     this.hboneStreams = new Gauge({ name: "ambit_hbone_streams", help: "Open HBONE streams (one per proxied TCP connection)", labelNames: ["direction"], registers });
     this.certificateExpiry = new Gauge({ name: "ambit_certificate_expiration_timestamp_seconds", help: "Expiry of the workload certificate the agent holds for an identity", labelNames: ["identity"], registers });
     this.connectionsRevoked = new Counter({ name: "ambit_policy_revoked_connections_total", help: "Live connections closed because a policy change denies them", registers });
+    this.connectionsRefused = new Counter({
+      name: "ambit_connections_refused_total",
+      help: "Connections and HBONE streams refused before policy: to the agent's own ports (agent_port, self_connect), a claimed source address that is not the peer's (source_address), a service without endpoints (no_endpoint)",
+      labelNames: ["direction", "reason"],
+      registers,
+    });
     // Event loop delay sampled every 100 ms rather than prom-client's 10 ms: its timer would wake an idle agent
     // 100 times a second. Stalls that matter (tens of milliseconds) still show in the histogram.
     collectDefaultMetrics({ register: this.registry, prefix: "ambit_agent_", eventLoopMonitoringPrecision: 100 });

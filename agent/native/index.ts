@@ -94,8 +94,12 @@ export function socketFd(handleOwner: net.Socket | net.Server): number {
   return fd;
 }
 
-/** Connects a marked socket (so the pod's capture rules let it through) to host:port. */
-export function connectMarked(host: string, port: number, mark: number, netnsPath?: string): Promise<net.Socket> {
+/**
+ * Connects a marked socket (so the pod's capture rules let it through) to host:port, from inside `netnsPath` when
+ * given. With `timeoutMs`, a connect that has not completed by then fails with ETIMEDOUT (the kernel would keep
+ * retrying its SYN for about two minutes).
+ */
+export function connectMarked(host: string, port: number, mark: number, netnsPath?: string, timeoutMs?: number): Promise<net.Socket> {
   let fd: number;
   try {
     fd = createMarkedSocket(mark, netnsPath);
@@ -111,13 +115,16 @@ export function connectMarked(host: string, port: number, mark: number, netnsPat
     // listener deletes a key of the socket's listener table, which turns it into a dictionary of ~450 bytes,
     // for every connection the agent delivers.
     let connected = false;
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => socket.destroy(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: "ETIMEDOUT" })), timeoutMs);
     socket.on("error", (err) => {
       if (connected) return;
+      clearTimeout(timer);
       socket.destroy();
       reject(err);
     });
     socket.on("connect", () => {
       connected = true;
+      clearTimeout(timer);
       resolve(socket);
     });
     socket.connect(port, host);

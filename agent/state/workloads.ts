@@ -1,4 +1,5 @@
 // What the agent knows about workloads and services, indexed for the data path: pod by IP, service by ClusterIP:port.
+import net from "node:net";
 import type { ServiceEndpoint, ServiceSpec, Workload } from "../../contract/mesh.ts";
 
 export type { ServiceEndpoint, Workload };
@@ -15,6 +16,30 @@ export interface ServiceEntry {
 export class WorkloadIndex {
   #byIp = new Map<string, Workload>();
   #services = new Map<string, ServiceEntry>();
+  #podNetwork = new net.BlockList();
+  #podCidrs: string[] = [];
+
+  /** The cluster's pod CIDRs (from the controller; kept while it is away, like everything else here). */
+  setPodNetwork(cidrs: readonly string[]): void {
+    const list = new net.BlockList();
+    for (const cidr of cidrs) {
+      const [address, bits] = cidr.split("/");
+      const family = net.isIP(address ?? "") === 6 ? "ipv6" : "ipv4";
+      if (address && bits !== undefined) list.addSubnet(address, Number(bits), family);
+    }
+    this.#podNetwork = list;
+    this.#podCidrs = [...cidrs];
+  }
+
+  /** Whether `ip` is in the cluster's pod network. */
+  inPodNetwork(ip: string): boolean {
+    const family = net.isIP(ip);
+    return family !== 0 && this.#podNetwork.check(ip, family === 6 ? "ipv6" : "ipv4");
+  }
+
+  get podCidrs(): readonly string[] {
+    return this.#podCidrs;
+  }
 
   replace(workloads: Iterable<Workload>, services: Iterable<ServiceSpec>): void {
     const byIp = new Map<string, Workload>();

@@ -1,34 +1,7 @@
 // Turns Kubernetes Pods, Services and EndpointSlices into the workload and service records agents receive.
 import type { KubeObject } from "../../kube/client.ts";
-import type { ServiceEndpoint, ServiceSpec, Workload } from "../../contract/mesh.ts";
-import { REDIRECTION_ANNOTATION } from "../../agent/enrollment/intent.ts";
-
-/** The owning workload's name, as Istio derives `source_workload`: Deployment pods drop their two hash suffixes. */
-export function workloadNameOf(pod: KubeObject): string {
-  const owner = pod.metadata.ownerReferences?.find((r) => r.controller);
-  if (!owner) return pod.metadata.name;
-  if (owner.kind === "ReplicaSet") return owner.name.replace(/-[a-z0-9]{6,10}$/, "");
-  return owner.name;
-}
-
-/** A running, addressable pod on the pod network; host-network and terminating pods are not workloads. */
-export function workloadFromPod(pod: KubeObject): Workload | undefined {
-  const ip = pod.status?.podIP as string | undefined;
-  if (!ip || pod.spec?.hostNetwork || pod.metadata.deletionTimestamp) return undefined;
-  const phase = pod.status?.phase as string | undefined;
-  if (phase === "Succeeded" || phase === "Failed") return undefined;
-  return {
-    uid: pod.metadata.uid ?? "",
-    namespace: pod.metadata.namespace ?? "",
-    name: pod.metadata.name,
-    workloadName: workloadNameOf(pod),
-    serviceAccount: pod.spec?.serviceAccountName ?? "default",
-    node: pod.spec?.nodeName ?? "",
-    ip,
-    captured: pod.metadata.annotations?.[REDIRECTION_ANNOTATION] === "enabled",
-    labels: pod.metadata.labels ?? {},
-  };
-}
+import type { PodNetwork, ServiceEndpoint, ServiceSpec, Workload } from "../../contract/mesh.ts";
+import { workloadFromPod } from "../../contract/pods.ts";
 
 /** The Service with its TCP ports resolved to endpoints through its EndpointSlices; undefined for headless ones. */
 export function serviceSpecOf(svc: KubeObject, slices: readonly KubeObject[]): ServiceSpec | undefined {
@@ -58,4 +31,14 @@ export function meshRecords(pods: readonly KubeObject[], services: readonly Kube
     workloads: pods.map(workloadFromPod).filter((w): w is Workload => w !== undefined),
     services: services.map((s) => serviceSpecOf(s, slices)).filter((s): s is ServiceSpec => s !== undefined),
   };
+}
+
+/** The pod CIDRs the Nodes were given (spec.podCIDRs, or the older spec.podCIDR), each once. */
+export function podNetworkOf(nodes: readonly KubeObject[]): PodNetwork {
+  const cidrs = new Set<string>();
+  for (const node of nodes) {
+    const list = (node.spec?.podCIDRs as string[] | undefined) ?? (node.spec?.podCIDR ? [node.spec.podCIDR as string] : []);
+    for (const cidr of list) cidrs.add(cidr);
+  }
+  return { podCidrs: [...cidrs].sort() };
 }

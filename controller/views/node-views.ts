@@ -1,6 +1,6 @@
 // Per-node views for the config stream: every workload (labels only for the node's own), all services, the policies that select the node's workloads, the trust bundle.
 import { type Resource, resourceId } from "../../contract/stream.ts";
-import { RESOURCE_TYPES, type ServiceSpec, type TrustBundle, type Workload } from "../../contract/mesh.ts";
+import { type PodNetwork, RESOURCE_TYPES, type ServiceSpec, type TrustBundle, type Workload } from "../../contract/mesh.ts";
 import type { KubeObject } from "../../kube/client.ts";
 import { serviceSpecOf, workloadFromPod } from "../state/index.ts";
 
@@ -18,6 +18,8 @@ export interface MeshViewSources {
   endpointSlices(): readonly KubeObject[];
   policies(): readonly ScopedPolicy[];
   trustBundle(): TrustBundle;
+  /** The Nodes' pod CIDRs: agents treat unknown addresses in them as pods newer than their config. */
+  podNetwork(): PodNetwork;
   /** Policies here without a selector apply mesh-wide; with one, to matching workloads of every namespace. */
   rootNamespace: string;
 }
@@ -109,6 +111,7 @@ export class MeshViews {
   #workloads = new Map<string, CachedWorkload>();
   #services = new Map<string, CachedService>();
   #trustBundle: { pems: string; resource: Resource } | undefined;
+  #network: { cidrs: string; resource: Resource } | undefined;
   /** What every node's view holds alike: all workloads as remote nodes see them, services, the trust bundle. */
   #shared = new Map<string, Resource>();
   #byNode = new Map<string, CachedWorkload[]>();
@@ -197,6 +200,9 @@ export class MeshViews {
     const bundle = this.#src.trustBundle();
     const pems = bundle.rootsPem.join("");
     if (this.#trustBundle?.pems !== pems) this.#trustBundle = { pems, resource: { type: RESOURCE_TYPES.trustBundle, key: "default", value: bundle } };
+    const network = this.#src.podNetwork();
+    const cidrs = network.podCidrs.join(",");
+    if (this.#network?.cidrs !== cidrs) this.#network = { cidrs, resource: { type: RESOURCE_TYPES.network, key: "default", value: network } };
 
     // Once per change, not once per node.
     const shared = new Map<string, Resource>();
@@ -210,6 +216,7 @@ export class MeshViews {
     }
     for (const svc of this.#services.values()) shared.set(svc.id, svc.resource);
     shared.set(resourceId(this.#trustBundle.resource), this.#trustBundle.resource);
+    shared.set(resourceId(this.#network.resource), this.#network.resource);
     this.#shared = shared;
     this.#byNode = byNode;
   }

@@ -54,7 +54,7 @@ describe("controller watches", () => {
     kc.loadFromString(api.kubeconfig());
     client = new KubeClient(kc);
     informers = new SharedInformers(client, ["pods", "services", "endpointslices"], (r, err) => errors.push(`${r}: ${String(err)}`));
-    views = new MeshViews({ pods: () => informers.list("pods"), services: () => informers.list("services"), endpointSlices: () => informers.list("endpointslices"), policies: () => [], trustBundle: () => ({ rootsPem: ["-----BEGIN CERTIFICATE-----\n"] }), rootNamespace: "ambit-system" });
+    views = new MeshViews({ pods: () => informers.list("pods"), services: () => informers.list("services"), endpointSlices: () => informers.list("endpointslices"), policies: () => [], trustBundle: () => ({ rootsPem: ["-----BEGIN CERTIFICATE-----\n"] }), podNetwork: () => ({ podCidrs: [] }), rootNamespace: "ambit-system" });
     informers.on("pods", () => views.invalidate());
     await informers.start();
   });

@@ -1,4 +1,5 @@
 // HBONE between two in-process agents on loopback: mTLS identities, CONNECT semantics, pooling, refusals.
+import { X509Certificate } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
 import http2 from "node:http2";
@@ -31,7 +32,7 @@ describe("HBONE", () => {
   });
 
   /** An app server (echo with a prefix, half-close aware) and an HBONE server in front of it, presenting `identity`. */
-  async function destination(opts: { identity?: Credentials; authorize?: () => Authorization; upstreamPort?: number } = {}) {
+  async function destination(opts: { identity?: Credentials; authorize?: (req: { sourceAddress?: string }) => Authorization; upstreamPort?: number; refuseDestination?: (d: { port: number }) => string | undefined } = {}) {
     const app = net.createServer({ allowHalfOpen: true }, (s) => {
       let got = "";
       s.on("data", (d) => (got += d));
@@ -45,8 +46,9 @@ describe("HBONE", () => {
       trustBundlePem: ca.rootPem,
       authorize: (req) => {
         authorizeCalls.push(req);
-        return opts.authorize ? opts.authorize() : { allow: true };
+        return opts.authorize ? opts.authorize(req) : { allow: true };
       },
+      ...(opts.refuseDestination ? { refuseDestination: opts.refuseDestination } : {}),
       connectUpstream: (dst) =>
         new Promise((resolve, reject) => {
           const s = net.connect({ host: "127.0.0.1", port: opts.upstreamPort ?? dst.port, allowHalfOpen: true });
@@ -88,10 +90,11 @@ describe("HBONE", () => {
   it("tunnels bytes both ways with half-close, and the server sees the client's identity", async () => {
     const dst = await destination();
     const p = pool();
-    const stream = await p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS, forwardedFor: "10.244.1.5" });
+    const stream = await p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS });
     // The app only answers after the client's half-close arrives: this proves END_STREAM -> FIN.
     expect(await roundTrip(stream, "marker-1234")).toBe("echo:marker-1234");
-    expect(dst.authorizeCalls).toEqual([{ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, forwardedFor: "10.244.1.5" }]);
+    // The client's address is the connection's own peer address.
+    expect(dst.authorizeCalls).toEqual([{ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, sourceAddress: "127.0.0.1" }]);
     await expect.poll(() => dst.events.find((e) => e.phase === "close")).toMatchObject({ source: ORDERS, status: 200, bytesReceived: 11, bytesSent: 16 });
   });
 
@@ -185,6 +188,29 @@ describe("HBONE", () => {
     await expect(p.openStream(req(unreachable.port))).rejects.toMatchObject({ status: 503 });
   });
 
+  it("believes no claimed source address but the connection's own: a certificate holder cannot pass an ipBlocks rule by naming another pod", async () => {
+    // The destination allows only 10.244.1.5, as an ALLOW with ipBlocks would. A client with a valid mesh
+    // certificate connecting from 127.0.0.1 claims that address in a forwarded header: refused with 400, counted,
+    // and policy never sees the claim (this stream was answered 200 when claims were believed).
+    const dst = await destination({ authorize: (req) => (req.sourceAddress === "10.244.1.5" ? { allow: true } : { allow: false, reason: "not 10.244.1.5" }) });
+    const p = pool();
+    const req = { source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS };
+    await expect(p.openStream({ ...req, forwardedFor: "10.244.1.5" })).rejects.toMatchObject({ code: "AMBIT_E_HBONE_REJECTED", status: 400, message: expect.stringContaining("claims source address 10.244.1.5 but connects from 127.0.0.1") });
+    expect(dst.authorizeCalls).toEqual([]);
+    await expect.poll(() => dst.events.find((e) => e.status === 400)).toMatchObject({ refused: "source_address", sourceAddress: "127.0.0.1" });
+    // Claiming its own address is fine; policy then decides on that address (and denies it here).
+    await expect(p.openStream({ ...req, forwardedFor: "127.0.0.1" })).rejects.toMatchObject({ status: 401 });
+    expect(dst.authorizeCalls).toEqual([{ source: ORDERS, destination: req.destination, sourceAddress: "127.0.0.1" }]);
+  });
+
+  it("refuses with 400, before policy, a destination the server must never connect to", async () => {
+    const dst = await destination({ refuseDestination: (d) => (d.port === 15006 ? "port 15006 is the agent's own" : undefined) });
+    const p = pool();
+    await expect(p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: 15006 }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })).rejects.toMatchObject({ status: 400, message: expect.stringContaining("agent's own") });
+    expect(dst.authorizeCalls).toEqual([]);
+    expect(dst.events.at(-1)).toMatchObject({ refused: "agent_port", status: 400 });
+  });
+
   it("answers 400 to a non-CONNECT request and to a bad authority", async () => {
     const dst = await destination();
     const secured = tls.connect({ host: "127.0.0.1", port: dst.port, ca: ca.rootPem, cert: orders.certChainPem, key: orders.keyPem, ALPNProtocols: ["h2"], checkServerIdentity: () => undefined });
@@ -227,12 +253,21 @@ describe("HBONE", () => {
     const dst = await destination();
     const p = pool({ idleTimeoutMs: 60_000 });
     const req = { source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS };
+    /** The serial number of the certificate the server presented on the stream's connection. */
+    const servedSerial = (stream: unknown) => ((stream as http2.ClientHttp2Stream).session!.socket as tls.TLSSocket).getPeerX509Certificate()!.serialNumber;
     const live = await p.openStream(req);
+    const original = new X509Certificate(payments.certChainPem).serialNumber;
+    // Read once per connection (Node answers it only once for a socket that HTTP/2 has taken over).
+    expect(servedSerial(live)).toBe(original);
     const renewed = await ca.issue(PAYMENTS);
     dst.setIdentity(renewed);
     const fresh = new HboneConnectionPool({ getClientCredentials: () => orders, trustBundlePem: ca.rootPem });
     cleanups.push(() => fresh.close());
     const second = await fresh.openStream(req);
+    // The new connection got the renewed certificate; the live one kept the one it was set up with (above).
+    const renewedSerial = servedSerial(second);
+    expect(renewedSerial).toBe(new X509Certificate(renewed.certChainPem).serialNumber);
+    expect(renewedSerial).not.toBe(original);
     expect(await roundTrip(second, "new")).toBe("echo:new");
     expect(await roundTrip(live, "old")).toBe("echo:old");
   });

@@ -76,8 +76,6 @@ describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : R
       localPodNetns: (ip) => Object.values(PODS).find((p) => p.ip === ip)?.netns.replace(/^/, "/run/netns/"),
       metrics,
       log: pino({ level: "info" }, { write: (line: string) => logLines.push(JSON.parse(line)) }),
-      // This test's "agent" lives in the root netns; it dials HBONE from the node's netns, which reaches the pods.
-      hboneConnect: (host, port) => connectMarked(host, port, 0x539, nsPath(NODE)),
     });
     driver = new InPodCaptureDriver({ handlers: dataplane, probeSourceIps: [], log: pino({ level: "silent" }) });
   });

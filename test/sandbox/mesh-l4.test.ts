@@ -1,9 +1,11 @@
 // End to end on the sandbox: the agent DaemonSet captures a labelled namespace's running pods and carries their
 // traffic between nodes only inside mutual TLS, attributed to the right identities.
+import fs from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
+import { cpuTimes } from "../../bench/tools/process-stats.ts";
 import { sniff } from "../support/netns.ts";
 import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, deployMesh, fromAgent, isRoot, kubectl } from "../support/sandbox.ts";
 
@@ -46,6 +48,41 @@ describe.skipIf(!isRoot)(`L4 mesh on the sandbox (${isRoot ? "root" : ROOT_REQUI
     expect([trace.service, trace.next.service, trace.next.next.service]).toEqual(["orders", "payments", "fraud"]);
     expect(dump).not.toContain("MARKER-after-9d2");
     expect(dump).toMatch(/\.15008: Flags/);
+  });
+
+  it("refuses connections to a captured pod's own agent ports at once, so no pod can make an agent loop on itself", async () => {
+    // A connect to <captured pod>:15006 used to be delivered to the agent's own listener there, which delivered it
+    // again: 20,000 fds in seconds, a core at 100%, on and on after the client left. Here every such connection is
+    // refused at the first hop, from a pod outside the mesh and from one inside it.
+    type Pod = { metadata: { name: string }; spec: { nodeName: string }; status: { podIP: string; containerStatuses?: Array<{ containerID?: string }> } };
+    const agents = (JSON.parse((await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "json"])).stdout).items as Pod[]).map((p) => Number(p.status.containerStatuses?.[0]?.containerID?.replace("sandbox://", "")));
+    const fds = async () => Promise.all(agents.map(async (pid) => (await fs.readdir(`/proc/${pid}/fd`)).length));
+    const cpu = async () => (await Promise.all(agents.map(cpuTimes))).reduce((sum, t) => sum + t.user + t.kernel, 0);
+    const payments = (await kubectl(["get", "pods", "-n", "demo", "-l", "app=payments", "-o", "jsonpath={.items[0].status.podIP}"])).stdout;
+    const [fdsBefore, cpuBefore] = [await fds(), await cpu()];
+    const attempts: Array<[string, string]> = [
+      ["legacy/client", `http://${payments}:15006/`],
+      ["legacy/client", `http://${payments}:15001/`],
+      ["demo/client", `http://${payments}:15006/`],
+      ["demo/client", `http://${payments}:15001/`],
+      ["demo/client", `http://${payments}:15008/`],
+      // Loopback is not captured: this one reaches the client's own outbound listener unredirected.
+      ["demo/client", "http://127.0.0.1:15001/"],
+    ];
+    for (const [pod, url] of attempts) {
+      const r = await ambit(["dev", "exec", pod, "--", "curl", "-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", url]);
+      // Closed by the agent without an answer (curl 52 empty reply, 56 reset), never left hanging (28).
+      expect({ url, pod, exit: r.exitCode, answered: r.stdout }).toMatchObject({ exit: expect.toBeOneOf([52, 56]), answered: "000" });
+    }
+    // Nothing keeps going after the clients left: the agents' descriptors are back where they were.
+    await expect.poll(async () => (await fds()).map((n, i) => n - fdsBefore[i]!).every((d) => d <= 10), { timeout: 5_000, interval: 250 }).toBe(true);
+    console.log(`self-connect attempts: agent fds before ${JSON.stringify(fdsBefore)}, after ${JSON.stringify(await fds())}; agents' CPU for ${attempts.length} attempts ${(await cpu() - cpuBefore).toFixed(2)} s`);
+    const refused = (await Promise.all(["node-1", "node-2"].map((n) => fromAgent(n, (ip) => `http://${ip}:15020/metrics`))))
+      .join("\n")
+      .split("\n")
+      .filter((l) => l.startsWith("ambit_connections_refused_total{") && /reason="(agent_port|self_connect)"/.test(l))
+      .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+    expect(refused).toBeGreaterThanOrEqual(attempts.length - 1);
   });
 
   it("the destination agent attributes the connection to the source identity", async () => {

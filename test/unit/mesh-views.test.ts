@@ -21,7 +21,7 @@ const policy = (name: string, selector: Record<string, string>): ScopedPolicy =>
 
 function mesh(pods: KubeObject[], policies: ScopedPolicy[]) {
   const state = { pods, policies };
-  const views = new MeshViews({ pods: () => state.pods, services: () => [service], endpointSlices: () => [], policies: () => state.policies, trustBundle: () => ({ rootsPem: ["root"] }), rootNamespace: "ambit-system" });
+  const views = new MeshViews({ pods: () => state.pods, services: () => [service], endpointSlices: () => [], policies: () => state.policies, trustBundle: () => ({ rootsPem: ["root"] }), podNetwork: () => ({ podCidrs: ["10.244.1.0/24", "10.244.2.0/24"] }), rootNamespace: "ambit-system" });
   return { views, state };
 }
 
@@ -37,13 +37,14 @@ describe("MeshViews", () => {
       expect(view.has(id)).toBe(true);
       expect(view.get(id)).toBe(r);
     }
-    expect(entries.map(([id]) => id).sort()).toEqual(["service/demo/payments", "trustbundle/default", "workload/uid-orders", "workload/uid-payments"].sort());
+    expect(entries.map(([id]) => id).sort()).toEqual(["network/default", "service/demo/payments", "trustbundle/default", "workload/uid-orders", "workload/uid-payments"].sort());
+    expect(view.get("network/default")?.value).toEqual({ podCidrs: ["10.244.1.0/24", "10.244.2.0/24"] });
     expect((view.get("workload/uid-orders")!.value as { labels: object }).labels).toEqual({ app: "orders" });
     expect((view.get("workload/uid-payments")!.value as { labels: object }).labels).toEqual({});
     expect(view.has("authorization/demo/payments-only")).toBe(false);
 
     const node2 = views.viewFor("node-2");
-    expect(node2.size).toBe(5);
+    expect(node2.size).toBe(6);
     expect(node2.get("authorization/demo/payments-only")?.value).toEqual({ name: "payments-only" });
     expect((node2.get("workload/uid-payments")!.value as { labels: object }).labels).toEqual({ app: "payments" });
   });
@@ -52,8 +53,8 @@ describe("MeshViews", () => {
     const { views, state } = mesh([pod("orders", "node-1", "10.244.1.2", { app: "orders" }), pod("payments", "node-2", "10.244.2.2", { app: "payments" })], []);
     const node1 = new NodeView({ maxVersions: 10, maxRefs: 100 });
     const node2 = new NodeView({ maxVersions: 10, maxRefs: 100 });
-    expect(node1.update(views.viewFor("node-1"))?.upserts).toHaveLength(4);
-    expect(node2.update(views.viewFor("node-2"))?.upserts).toHaveLength(4);
+    expect(node1.update(views.viewFor("node-1"))?.upserts).toHaveLength(5);
+    expect(node2.update(views.viewFor("node-2"))?.upserts).toHaveLength(5);
 
     state.pods = [state.pods[0]!, pod("payments", "node-2", "10.244.2.2", { app: "payments", version: "v2" }, "2")];
     views.invalidate();
