@@ -1,12 +1,13 @@
 // Capture rules in a real pod netns: outbound to 15001, inbound to 15006, HBONE and probes untouched, clean removal.
 import net from "node:net";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { applyCaptureRules, captureState, removeCaptureRules } from "../../agent/capture/index.ts";
 import { connectMarked, listenInNetns, originalDst, socketFd } from "../../agent/native/index.ts";
 import { run } from "../../host/exec.ts";
 import { requestFrom } from "../support/netns.ts";
 import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
+import { describeTier } from "../support/tiers.ts";
 
 const POD = `ambit-capture-pod-${process.pid}`;
 const NODE = `ambit-capture-node-${process.pid}`;
@@ -25,7 +26,7 @@ function read(socket: net.Socket): Promise<string> {
 
 const natRules = async () => (await run("iptables-save", ["-t", "nat"], { netns: POD })).stdout.replace(/^#.*$/gm, "").replace(/\[\d+:\d+\]/g, "").trim();
 
-describe.skipIf(!isRoot)(`in-pod capture rules (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
+describeTier(isRoot, ROOT_REQUIRED)("in-pod capture rules", () => {
   const servers: net.Server[] = [];
   let original = "";
 

@@ -2,7 +2,7 @@
 import net from "node:net";
 import pino from "pino";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { Dataplane } from "../../agent/dataplane/index.ts";
 import { InPodCaptureDriver } from "../../agent/inpod/index.ts";
 import type { Credentials, SpiffeId } from "../../agent/identity/index.ts";
@@ -15,6 +15,7 @@ import type { KubeObject } from "../../kube/client.ts";
 import { TestCa } from "../support/test-ca.ts";
 import { sniff } from "../support/netns.ts";
 import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
+import { describeTier } from "../support/tiers.ts";
 
 const tag = process.pid;
 const NODE = `ambit-dp-node-${tag}`;
@@ -32,7 +33,7 @@ const podObject = (name: "orders" | "payments", captured: boolean, node = name =
 });
 
 
-describe.skipIf(!isRoot)(`data path between captured pods (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
+describeTier(isRoot, ROOT_REQUIRED)("data path between captured pods", () => {
   const servers: net.Server[] = [];
   const received: string[] = [];
   const index = new WorkloadIndex();

@@ -1,9 +1,10 @@
 // End to end: `ambit dev up` builds a real 2-node cluster with the demo, kubectl drives it, `down` leaves no trace.
 import fs from "node:fs/promises";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { processStartTicks } from "../../sandbox/state.ts";
 import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, isRoot, kubeconfig, kubectl, rootNamespaceSnapshot, sandboxNetns } from "../support/sandbox.ts";
+import { describeTier } from "../support/tiers.ts";
 
 interface Hop {
   service: string;
@@ -13,7 +14,7 @@ interface Hop {
   next?: Hop;
 }
 
-describe.skipIf(!isRoot)(`ambit dev (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
+describeTier(isRoot, ROOT_REQUIRED)("ambit dev", () => {
   let before = "";
   let upOutput = "";
 

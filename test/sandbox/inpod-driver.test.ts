@@ -2,13 +2,14 @@
 import net from "node:net";
 import pino from "pino";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { InPodCaptureDriver } from "../../agent/inpod/index.ts";
 import { captureState } from "../../agent/capture/index.ts";
 import { connectMarked, listenInNetns } from "../../agent/native/index.ts";
 import { run } from "../../host/exec.ts";
 import { requestFrom } from "../support/netns.ts";
 import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
+import { describeTier } from "../support/tiers.ts";
 
 const POD = `ambit-inpod-pod-${process.pid}`;
 const NODE = `ambit-inpod-node-${process.pid}`;
@@ -24,7 +25,7 @@ const read = (s: net.Socket) =>
     s.on("data", (c) => (d += c)).on("end", () => resolve(d)).on("error", (e: NodeJS.ErrnoException) => resolve(`ERR:${e.code}`));
   });
 
-describe.skipIf(!isRoot)(`in-pod capture driver (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
+describeTier(isRoot, ROOT_REQUIRED)("in-pod capture driver", () => {
   const servers: net.Server[] = [];
   const driver = new InPodCaptureDriver({
     probeSourceIps: [NODE_IP],

@@ -1,7 +1,7 @@
 // ClusterIP Services through the sandbox kube-proxy: DNAT same-node and cross-node, hairpin, balancing, rejects, UDP.
 import { randomUUID } from "node:crypto";
 import fs from "node:fs/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadSandboxConfig } from "../../sandbox/config.ts";
 import { type KubeEndpointSlice, type KubeService, KubeProxy } from "../../sandbox/kubeproxy/index.ts";
 import {
@@ -19,6 +19,7 @@ import {
 import { startInNetns } from "../support/netns.ts";
 import { killAll } from "../support/teardown.ts";
 import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
+import { describeTier } from "../support/tiers.ts";
 
 // A prefix and state directory of this run's own: a developer's running sandbox is never touched.
 const naming = netnsNamingWithPrefix(`ambit-dev-k${process.pid}`);
@@ -87,7 +88,7 @@ const slice = (serviceName: string, ports: Array<{ name: string; port: number; p
   ],
 });
 
-describe.skipIf(!isRoot)(`sandbox kube-proxy: ClusterIP Services (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
+describeTier(isRoot, ROOT_REQUIRED)("sandbox kube-proxy: ClusterIP Services", () => {
   const nodes: NodeNetwork[] = [];
   const pods: Record<string, TestPod> = {};
   const serverPids: number[] = [];

@@ -2,10 +2,11 @@
 import fs from "node:fs";
 import net from "node:net";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { NativeNetError, closeFd, connectMarked, listenInNetns, originalDst, socketFd } from "../../agent/native/index.ts";
 import { run } from "../../sandbox/network/index.ts";
 import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
+import { describeTier } from "../support/tiers.ts";
 
 const NETNS = `ambit-native-t${process.pid}`;
 const NETNS_PATH = `/run/netns/${NETNS}`;
@@ -29,7 +30,7 @@ function read(socket: net.Socket): Promise<string> {
   });
 }
 
-describe.skipIf(!isRoot)(`native addon (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
+describeTier(isRoot, ROOT_REQUIRED)("native addon", () => {
   const servers: net.Server[] = [];
 
   beforeAll(async () => {

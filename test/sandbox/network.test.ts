@@ -2,7 +2,7 @@
 import { randomUUID } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadSandboxConfig, sandboxPaths } from "../../sandbox/config.ts";
 import {
   type NodeNetwork,
@@ -24,6 +24,7 @@ import {
 import { startInNetns } from "../support/netns.ts";
 import { killAll } from "../support/teardown.ts";
 import { ROOT_REQUIRED, isRoot, rootNamespaceSnapshot } from "../support/sandbox.ts";
+import { describeTier } from "../support/tiers.ts";
 
 // A prefix and state directory of this run's own: a developer's running sandbox is never touched.
 const naming = netnsNamingWithPrefix(`ambit-dev-t${process.pid}`);
@@ -49,7 +50,7 @@ async function tcpRequest(netns: string, host: string, port: number): Promise<st
   return (await run(process.execPath, ["-e", CLIENT, host, String(port)], { netns, timeoutMs: 10_000 })).stdout.trim();
 }
 
-describe.skipIf(!isRoot)(`sandbox network: nodes and pods through real CNI plugins (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
+describeTier(isRoot, ROOT_REQUIRED)("sandbox network: nodes and pods through real CNI plugins", () => {
   let rootBefore: string;
   const nodes: NodeNetwork[] = [];
   const pods: Array<PodNetworkRequest & { ip: string }> = [];

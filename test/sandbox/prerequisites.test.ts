@@ -1,9 +1,10 @@
 // A missing prerequisite stops `ambit dev up` before it changes anything, with a message that says what to do.
 import net from "node:net";
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { ROOT_REQUIRED, ambit, isRoot, sandboxNetns } from "../support/sandbox.ts";
+import { describeTier } from "../support/tiers.ts";
 
-describe.skipIf(!isRoot)(`ambit dev up prerequisites (${isRoot ? "root" : ROOT_REQUIRED})`, () => {
+describeTier(isRoot, ROOT_REQUIRED)("ambit dev up prerequisites", () => {
   it("names the Debian package when the CNI plugins are missing", async () => {
     const r = await ambit(["dev", "up"], { env: { AMBIT_DEV_CNI_BIN_DIR: "/nonexistent/cni" } });
     expect(r.exitCode).toBe(2);

@@ -1,5 +1,11 @@
 // Vitest reporter that ends the run with one plain line, "vitest: N passed, N failed, N skipped", for CI logs.
-import type { Reporter, TestModule } from "vitest/node";
+import type { Reporter, TestCase, TestModule } from "vitest/node";
+
+/** A test that did not run because a beforeAll (of its suite or any enclosing one) threw did not pass: it failed. */
+function underFailedSuite(test: TestCase): boolean {
+  for (let parent = test.parent; parent.type === "suite"; parent = parent.parent) if (parent.state() === "failed") return true;
+  return test.module.state() === "failed";
+}
 
 export default class SummaryReporter implements Reporter {
   onTestRunEnd(testModules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<unknown> = []): void {
@@ -9,10 +15,10 @@ export default class SummaryReporter implements Reporter {
       for (const test of mod.children.allTests()) {
         const state = test.result().state;
         if (state === "passed") counts.passed++;
-        else if (state === "failed") failedHere++;
+        else if (state === "failed" || underFailedSuite(test)) failedHere++;
         else counts.skipped++;
       }
-      // A file that failed to load, or whose beforeAll failed (its tests then show as skipped), is a failure too.
+      // A file that failed to load (no tests collected) is a failure too.
       if (mod.state() === "failed" && failedHere === 0) failedHere = 1;
       counts.failed += failedHere;
     }

@@ -5,6 +5,7 @@ import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 import { AgentMetrics } from "../../agent/metrics/index.ts";
+import { describeTier } from "../support/tiers.ts";
 
 describe("AgentMetrics", () => {
   it("exposes Istio's TCP counters with every Istio label, unknown ones filled as Istio does", async () => {
@@ -63,7 +64,7 @@ describe("AgentMetrics", () => {
 /** promtool from PATH, or the copy scripts/setup.sh extracts from Debian's prometheus package. */
 const promtool = [path.join(REPO_ROOT, ".tools", "promtool"), ...(process.env.PATH ?? "").split(":").map((d) => path.join(d, "promtool"))].find((p) => fs.existsSync(p));
 
-describe.skipIf(!promtool)(`promtool${promtool ? "" : " (not found: run scripts/setup.sh)"}`, () => {
+describeTier(promtool !== undefined, "promtool not found: run scripts/setup.sh")("promtool", () => {
   it("accepts the agent's metrics exposition", async () => {
     const m = new AgentMetrics();
     m.connectionOpened({ reporter: "source", source_workload: "client" });
