@@ -180,6 +180,8 @@ const caAddress = await csrServer.listen(config.ports.ca);
 const streamAddress = await stream.listen(config.ports.configStream);
 
 // ---- monitoring: metrics, readiness, and a debug dump of who is connected.
+const isLoopback = (address: string | undefined): boolean =>
+  address !== undefined && (address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127."));
 const monitoring = http.createServer((req, res) => {
   if (req.url === "/metrics") {
     void registry.metrics().then((body) => {
@@ -195,6 +197,13 @@ const monitoring = http.createServer((req, res) => {
     return;
   }
   if (req.url === "/debug/status") {
+    // The dump names every agent address and every policy in every namespace: any pod can reach :15014, so only
+    // the controller's own netns (kubectl port-forward, kubectl exec) may read it.
+    if (!isLoopback(req.socket.remoteAddress)) {
+      res.writeHead(403, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: "AMBIT_E_DEBUG_LOCAL_ONLY", message: "/debug/status answers only on localhost: use `kubectl port-forward` to the controller pod and ask http://127.0.0.1:15014/debug/status" }) + "\n");
+      return;
+    }
     const root = new X509Certificate(ca.trustBundle()[0]!);
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify({ identity, leader: elector.leader(), isLeader: elector.isLeader(), ca: { source: ca.source, roots: ca.trustBundle().length, rootNotAfter: root.validTo }, agents: stream.status(), policies: [...compiled.values()].map((c) => ({ key: `${c.scoped.namespace}/${c.object.metadata.name}`, kind: c.object.kind, condition: c.condition })) }, null, 2));
