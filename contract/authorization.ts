@@ -1,6 +1,7 @@
 // Wire contract of compiled L4 policy: AuthorizationPolicy and PeerAuthentication as the destination agent enforces them.
 
-export type AuthorizationAction = "ALLOW" | "DENY";
+/** AUDIT never changes a decision: agents log the connections its rules match, with the policy's name. */
+export type AuthorizationAction = "ALLOW" | "DENY" | "AUDIT";
 export type MtlsMode = "UNSET" | "DISABLE" | "PERMISSIVE" | "STRICT";
 
 /** Attributes an L4 rule may look at; anything else in a `when` is L7 (or unknown, which is invalid). */
@@ -41,8 +42,10 @@ export interface CompiledRule {
 export interface CompiledAuthorization {
   namespace: string;
   name: string;
-  /** `spec.selector.matchLabels`; absent selects the whole scope. */
+  /** `spec.selector.matchLabels`; absent (with no `selectorKeys`) selects the whole scope. */
   selector?: Record<string, string>;
+  /** Labels a selected workload must carry, whatever their value: what an invalid selector could have meant. */
+  selectorKeys?: string[];
   action: AuthorizationAction;
   /** ALLOW with no rules allows nothing; DENY with no rules denies nothing. */
   rules: CompiledRule[];
@@ -52,6 +55,8 @@ export interface CompiledPeerAuthentication {
   namespace: string;
   name: string;
   selector?: Record<string, string>;
+  /** As on CompiledAuthorization: labels that must be present, from an invalid selector. */
+  selectorKeys?: string[];
   mode: MtlsMode;
   /** Target port (as a string) -> mode; only honoured on selector policies, as in Istio. */
   portLevel: Record<string, MtlsMode>;

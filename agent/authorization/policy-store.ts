@@ -1,9 +1,9 @@
 // Enforces compiled L4 policy at the destination: peer authentication first, then DENY, then ALLOW, with Istio's semantics.
-import net from "node:net";
 import type { CompiledAuthorization, CompiledCondition, CompiledPeerAuthentication, CompiledRule, CompiledSource, MtlsMode } from "../../contract/authorization.ts";
-import type { InboundAttributes, InboundPolicy } from "../dataplane/index.ts";
+import type { InboundAttributes, InboundDecision, InboundPolicy } from "../dataplane/index.ts";
 import { formatSpiffeId } from "../identity/index.ts";
 import type { Workload } from "../state/index.ts";
+import { IpSet } from "./ip-set.ts";
 
 export class PolicyError extends Error {
   readonly code = "AMBIT_E_POLICY_INVALID";
@@ -21,24 +21,26 @@ export function matchesPattern(pattern: string, value: string): boolean {
   return pattern === value;
 }
 
-const blockLists = new Map<string, net.BlockList>();
-/** IP or CIDR membership through node's BlockList (IPv4 and IPv6); lists are cached per distinct block set. */
-function inBlocks(blocks: string[], ip: string | undefined): boolean {
-  if (!ip) return false;
-  const key = blocks.join(",");
-  let list = blockLists.get(key);
-  if (!list) {
-    list = new net.BlockList();
-    for (const b of blocks) {
-      const [addr, bits] = b.split("/");
-      const family = net.isIP(addr!) === 6 ? "ipv6" : "ipv4";
-      if (bits === undefined) list.addAddress(addr!, family);
-      else list.addSubnet(addr!, Number(bits), family);
+/** Istio's string patterns, split once: exact values in a set, prefixes and suffixes in lists, `*` as a flag. */
+class PatternSet {
+  readonly #exact = new Set<string>();
+  readonly #prefixes: string[] = [];
+  readonly #suffixes: string[] = [];
+  #presence = false;
+
+  constructor(patterns: readonly string[]) {
+    for (const p of patterns) {
+      if (p === "*") this.#presence = true;
+      else if (p.endsWith("*")) this.#prefixes.push(p.slice(0, -1));
+      else if (p.startsWith("*")) this.#suffixes.push(p.slice(1));
+      else this.#exact.add(p);
     }
-    if (blockLists.size > 10_000) blockLists.clear();
-    blockLists.set(key, list);
   }
-  return list.check(ip, net.isIP(ip) === 6 ? "ipv6" : "ipv4");
+
+  has(value: string): boolean {
+    if (this.#exact.has(value) || (this.#presence && value !== "")) return true;
+    return this.#prefixes.some((p) => value.startsWith(p)) || this.#suffixes.some((s) => value.endsWith(s));
+  }
 }
 
 interface Facts {
@@ -50,51 +52,125 @@ interface Facts {
   destinationPort: number;
 }
 
-const any = (patterns: string[] | undefined, value: string) => patterns !== undefined && patterns.some((p) => matchesPattern(p, value));
-
-function sourceMatches(s: CompiledSource, f: Facts): boolean {
-  if (s.principals && !any(s.principals, f.principal)) return false;
-  if (s.notPrincipals && any(s.notPrincipals, f.principal)) return false;
-  if (s.namespaces && !any(s.namespaces, f.namespace)) return false;
-  if (s.notNamespaces && any(s.notNamespaces, f.namespace)) return false;
-  if (s.ipBlocks && !inBlocks(s.ipBlocks, f.sourceIp)) return false;
-  if (s.notIpBlocks && inBlocks(s.notIpBlocks, f.sourceIp)) return false;
-  // No proxy stands between the client and the destination agent: the remote address is the source address.
-  if (s.remoteIpBlocks && !inBlocks(s.remoteIpBlocks, f.sourceIp)) return false;
-  if (s.notRemoteIpBlocks && inBlocks(s.notRemoteIpBlocks, f.sourceIp)) return false;
-  return true;
+/** A source compiled for lookups; absent fields match anything. */
+interface PreparedSource {
+  principals?: PatternSet;
+  notPrincipals?: PatternSet;
+  namespaces?: PatternSet;
+  notNamespaces?: PatternSet;
+  ipBlocks?: IpSet;
+  notIpBlocks?: IpSet;
+  remoteIpBlocks?: IpSet;
+  notRemoteIpBlocks?: IpSet;
 }
 
-function conditionMatches(c: CompiledCondition, f: Facts): boolean {
-  const test = (values: string[]): boolean => {
+interface PreparedOperation {
+  ports?: Set<number>;
+  notPorts?: Set<number>;
+}
+
+/** A `when` condition's values as the set its key compares against. */
+type ValueSet = IpSet | PatternSet | Set<string>;
+
+interface PreparedCondition {
+  test: (values: ValueSet, f: Facts) => boolean;
+  values?: ValueSet;
+  notValues?: ValueSet;
+}
+
+interface PreparedRule {
+  from?: PreparedSource[];
+  to?: PreparedOperation[];
+  when?: PreparedCondition[];
+}
+
+/** A policy as the store evaluates it: built once per config version, so a lookup's cost does not grow with its values. */
+interface PreparedPolicy {
+  compiled: CompiledAuthorization;
+  rules: PreparedRule[];
+}
+
+const opt = <T, U>(v: T | undefined, f: (v: T) => U): U | undefined => (v === undefined ? undefined : f(v));
+
+function prepareSource(s: CompiledSource): PreparedSource {
+  const out: PreparedSource = {};
+  for (const k of ["principals", "notPrincipals", "namespaces", "notNamespaces"] as const) {
+    const set = opt(s[k], (v) => new PatternSet(v));
+    if (set) out[k] = set;
+  }
+  for (const k of ["ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"] as const) {
+    const set = opt(s[k], (v) => new IpSet(v));
+    if (set) out[k] = set;
+  }
+  return out;
+}
+
+function prepareCondition(c: CompiledCondition): PreparedCondition {
+  const build = (values: string[]): ValueSet => {
     switch (c.key) {
       case "source.ip":
       case "remote.ip":
-        return inBlocks(values, f.sourceIp);
       case "destination.ip":
-        return inBlocks(values, f.destinationIp);
+        return new IpSet(values);
       case "destination.port":
-        return values.includes(String(f.destinationPort));
-      case "source.namespace":
-        return any(values, f.namespace);
-      case "source.principal":
-        return any(values, f.principal);
+        return new Set(values.map((v) => String(Number(v))));
+      default:
+        return new PatternSet(values);
     }
   };
-  if (c.values && !test(c.values)) return false;
-  if (c.notValues && test(c.notValues)) return false;
+  const test = (set: ValueSet, f: Facts): boolean => {
+    switch (c.key) {
+      case "source.ip":
+      case "remote.ip":
+        return (set as IpSet).has(f.sourceIp);
+      case "destination.ip":
+        return (set as IpSet).has(f.destinationIp);
+      case "destination.port":
+        return (set as Set<string>).has(String(f.destinationPort));
+      case "source.namespace":
+        return (set as PatternSet).has(f.namespace);
+      case "source.principal":
+        return (set as PatternSet).has(f.principal);
+    }
+  };
+  return { test, ...(c.values ? { values: build(c.values) } : {}), ...(c.notValues ? { notValues: build(c.notValues) } : {}) };
+}
+
+function prepareRule(r: CompiledRule): PreparedRule {
+  const out: PreparedRule = {};
+  if (r.from) out.from = r.from.map(prepareSource);
+  if (r.to) out.to = r.to.map((o) => ({ ...(o.ports ? { ports: new Set(o.ports.map(Number)) } : {}), ...(o.notPorts ? { notPorts: new Set(o.notPorts.map(Number)) } : {}) }));
+  if (r.when) out.when = r.when.map(prepareCondition);
+  return out;
+}
+
+function sourceMatches(s: PreparedSource, f: Facts): boolean {
+  if (s.principals && !s.principals.has(f.principal)) return false;
+  if (s.notPrincipals?.has(f.principal)) return false;
+  if (s.namespaces && !s.namespaces.has(f.namespace)) return false;
+  if (s.notNamespaces?.has(f.namespace)) return false;
+  if (s.ipBlocks && !s.ipBlocks.has(f.sourceIp)) return false;
+  if (s.notIpBlocks?.has(f.sourceIp)) return false;
+  // No proxy stands between the client and the destination agent: the remote address is the source address.
+  if (s.remoteIpBlocks && !s.remoteIpBlocks.has(f.sourceIp)) return false;
+  if (s.notRemoteIpBlocks?.has(f.sourceIp)) return false;
   return true;
 }
 
-function ruleMatches(r: CompiledRule, f: Facts): boolean {
+function ruleMatches(r: PreparedRule, f: Facts): boolean {
   if (r.from && !r.from.some((s) => sourceMatches(s, f))) return false;
-  if (r.to && !r.to.some((o) => (!o.ports || o.ports.includes(f.destinationPort)) && (!o.notPorts || !o.notPorts.includes(f.destinationPort)))) return false;
-  if (r.when && !r.when.every((c) => conditionMatches(c, f))) return false;
+  if (r.to && !r.to.some((o) => (!o.ports || o.ports.has(f.destinationPort)) && (!o.notPorts || !o.notPorts.has(f.destinationPort)))) return false;
+  if (r.when && !r.when.every((c) => (!c.values || c.test(c.values, f)) && (!c.notValues || !c.test(c.notValues, f)))) return false;
   return true;
 }
 
-const selects = (p: { namespace: string; selector?: Record<string, string> }, w: Workload, rootNamespace: string): boolean =>
-  (p.namespace === rootNamespace || p.namespace === w.namespace) && (!p.selector || Object.entries(p.selector).every(([k, v]) => w.labels[k] === v));
+const selects = (p: { namespace: string; selector?: Record<string, string>; selectorKeys?: string[] }, w: Workload, rootNamespace: string): boolean =>
+  (p.namespace === rootNamespace || p.namespace === w.namespace) &&
+  (!p.selector || Object.entries(p.selector).every(([k, v]) => w.labels[k] === v)) &&
+  (!p.selectorKeys || p.selectorKeys.every((k) => w.labels[k] !== undefined));
+
+/** Namespace- or mesh-wide: no selector of either kind. */
+const scopeWide = (p: { selector?: unknown; selectorKeys?: unknown }) => !p.selector && !p.selectorKeys;
 
 function checkShape(value: unknown, kind: string): void {
   const v = value as Record<string, unknown> | null;
@@ -104,7 +180,7 @@ function checkShape(value: unknown, kind: string): void {
 /** The node's policies, indexed by namespace; replaced whole on every config version. */
 export class PolicyStore implements InboundPolicy {
   readonly #rootNamespace: string;
-  #authz = new Map<string, CompiledAuthorization[]>();
+  #authz = new Map<string, PreparedPolicy[]>();
   #peer = new Map<string, CompiledPeerAuthentication[]>();
 
   constructor(opts: { rootNamespace: string }) {
@@ -113,12 +189,20 @@ export class PolicyStore implements InboundPolicy {
 
   /** Throws (and keeps the previous policies) if any entry is malformed: a config version applies whole or not at all. */
   replace(authorizations: unknown[], peerAuthentications: unknown[]): void {
-    const authz = new Map<string, CompiledAuthorization[]>();
+    const authz = new Map<string, PreparedPolicy[]>();
     for (const a of authorizations) {
       checkShape(a, "authorization policy");
       const p = a as CompiledAuthorization;
-      if ((p.action !== "ALLOW" && p.action !== "DENY") || !Array.isArray(p.rules)) throw new PolicyError(`authorization policy ${p.namespace}/${p.name} has no valid action and rules`);
-      authz.set(p.namespace, [...(authz.get(p.namespace) ?? []), p]);
+      if ((p.action !== "ALLOW" && p.action !== "DENY" && p.action !== "AUDIT") || !Array.isArray(p.rules)) throw new PolicyError(`authorization policy ${p.namespace}/${p.name} has no valid action and rules`);
+      let rules: PreparedRule[];
+      try {
+        rules = p.rules.map(prepareRule);
+      } catch (err) {
+        throw new PolicyError(`authorization policy ${p.namespace}/${p.name}: ${(err as Error).message}`);
+      }
+      let list = authz.get(p.namespace);
+      if (!list) authz.set(p.namespace, (list = []));
+      list.push({ compiled: p, rules });
     }
     const peer = new Map<string, CompiledPeerAuthentication[]>();
     for (const a of peerAuthentications) {
@@ -133,35 +217,39 @@ export class PolicyStore implements InboundPolicy {
   /** Most specific wins: workload selector (oldest first) > namespace > mesh; UNSET inherits; the default is PERMISSIVE. */
   mtlsMode(w: Workload, port: number): Exclude<MtlsMode, "UNSET"> {
     const own = this.#peer.get(w.namespace) ?? [];
-    const workloadLevel = own.filter((p) => p.selector && selects(p, w, "")).sort((a, b) => a.createdAt.localeCompare(b.createdAt))[0];
-    const namespaceLevel = own.find((p) => !p.selector);
-    const meshLevel = (this.#peer.get(this.#rootNamespace) ?? []).find((p) => !p.selector);
+    const workloadLevel = own.filter((p) => !scopeWide(p) && selects(p, w, "")).sort((a, b) => a.createdAt.localeCompare(b.createdAt))[0];
+    const namespaceLevel = own.find(scopeWide);
+    const meshLevel = (this.#peer.get(this.#rootNamespace) ?? []).find(scopeWide);
     for (const mode of [workloadLevel?.portLevel[String(port)], workloadLevel?.mode, namespaceLevel?.mode, meshLevel?.mode]) {
       if (mode && mode !== "UNSET") return mode;
     }
     return "PERMISSIVE";
   }
 
-  check(conn: InboundAttributes): { allowed: boolean; reason: string } {
+  check(conn: InboundAttributes): InboundDecision {
     const w = conn.destination;
     const principal = conn.source ? formatSpiffeId(conn.source).replace(/^spiffe:\/\//, "") : "";
     if (!conn.source && this.mtlsMode(w, conn.destinationPort) === "STRICT") {
       return { allowed: false, reason: `STRICT mTLS for ${w.namespace}/${w.name}:${conn.destinationPort} requires a mesh identity; the client sent plaintext` };
     }
     const facts: Facts = { principal, namespace: conn.source?.namespace ?? "", sourceIp: conn.sourceIp, destinationIp: conn.destinationIp, destinationPort: conn.destinationPort };
-    const applicable = [...(this.#authz.get(w.namespace) ?? []), ...(w.namespace === this.#rootNamespace ? [] : (this.#authz.get(this.#rootNamespace) ?? []))].filter((p) => selects(p, w, this.#rootNamespace));
-    for (const p of applicable) {
-      if (p.action === "DENY" && p.rules.some((r) => ruleMatches(r, facts))) return { allowed: false, reason: `denied by policy ${p.namespace}/${p.name}` };
-    }
-    const allows = applicable.filter((p) => p.action === "ALLOW");
-    if (allows.length === 0) return { allowed: true, reason: "no ALLOW policy selects the workload" };
-    const match = allows.find((p) => p.rules.some((r) => ruleMatches(r, facts)));
-    if (match) return { allowed: true, reason: `allowed by policy ${match.namespace}/${match.name}` };
-    return { allowed: false, reason: `no ALLOW policy matched for ${w.namespace}/${w.name} (from ${principal || conn.sourceIp || "unknown"})` };
+    const applicable = [...(this.#authz.get(w.namespace) ?? []), ...(w.namespace === this.#rootNamespace ? [] : (this.#authz.get(this.#rootNamespace) ?? []))].filter((p) => selects(p.compiled, w, this.#rootNamespace));
+    const matches = (p: PreparedPolicy) => p.rules.some((r) => ruleMatches(r, facts));
+    const named = (p: PreparedPolicy) => `${p.compiled.namespace}/${p.compiled.name}`;
+    // AUDIT never changes the decision (Istio's semantics): its matches are only reported, whatever is decided.
+    const audited = applicable.filter((p) => p.compiled.action === "AUDIT" && matches(p)).map(named);
+    const decide = (allowed: boolean, reason: string): InboundDecision => (audited.length ? { allowed, reason, audit: audited } : { allowed, reason });
+    const deny = applicable.find((p) => p.compiled.action === "DENY" && matches(p));
+    if (deny) return decide(false, `denied by policy ${named(deny)}`);
+    const allows = applicable.filter((p) => p.compiled.action === "ALLOW");
+    if (allows.length === 0) return decide(true, "no ALLOW policy selects the workload");
+    const match = allows.find(matches);
+    if (match) return decide(true, `allowed by policy ${named(match)}`);
+    return decide(false, `no ALLOW policy matched for ${w.namespace}/${w.name} (from ${principal || conn.sourceIp || "unknown"})`);
   }
 
   /** For the admin API. */
   dump(): { authorizations: CompiledAuthorization[]; peerAuthentications: CompiledPeerAuthentication[] } {
-    return { authorizations: [...this.#authz.values()].flat(), peerAuthentications: [...this.#peer.values()].flat() };
+    return { authorizations: [...this.#authz.values()].flat().map((p) => p.compiled), peerAuthentications: [...this.#peer.values()].flat() };
   }
 }

@@ -22,10 +22,27 @@ const L4_SOURCE_FIELDS = ["principals", "notPrincipals", "namespaces", "notNames
 const L7_OPERATION_FIELDS = ["hosts", "notHosts", "methods", "notMethods", "paths", "notPaths"] as const;
 const L4_OPERATION_FIELDS = ["ports", "notPorts"] as const;
 const MODES: MtlsMode[] = ["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
+/** Istio's `security.istio.io/v1` fields: anything else is a typo that would otherwise be silently ignored. */
+const AUTHZ_SPEC_FIELDS = ["selector", "targetRef", "targetRefs", "action", "rules", "provider"];
+const RULE_FIELDS = ["from", "to", "when"];
+const CONDITION_FIELDS = ["key", "values", "notValues"];
+const PEER_SPEC_FIELDS = ["selector", "mtls", "portLevelMtls"];
+/**
+ * Values (principals, namespaces, blocks, ports, condition values) one policy may hold. Agents compile each policy
+ * once per config version into tries and sorted sets, so the per-connection cost does not grow with this number;
+ * the bound keeps one object from costing every agent unbounded memory and compile time (20,000 blocks compile in
+ * about 10 ms, see bench/policy-check.ts).
+ */
+export const MAX_POLICY_VALUES = 50_000;
 
 class Invalid extends Error {}
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Unknown fields are refused, not ignored: `rule:` for `rules:` would otherwise deny nothing, `frm:` allow everyone. */
+function onlyKnown(obj: Record<string, unknown>, known: readonly string[], path: string): void {
+  for (const k of Object.keys(obj)) if (!known.includes(k)) throw new Invalid(`${path}.${k}: unknown field (known: ${known.join(", ")})`);
+}
 
 function stringList(v: unknown, path: string): string[] {
   if (!Array.isArray(v) || !v.every((s) => typeof s === "string" && s !== "")) throw new Invalid(`${path}: must be a list of non-empty strings`);
@@ -55,10 +72,43 @@ function portList(v: unknown, path: string): number[] {
 function selectorOf(spec: Record<string, unknown>): Record<string, string> | undefined {
   if (spec.selector === undefined) return undefined;
   if (!isObject(spec.selector)) throw new Invalid("spec.selector: must be an object with matchLabels");
+  onlyKnown(spec.selector, ["matchLabels"], "spec.selector");
   const labels = spec.selector.matchLabels;
   if (labels === undefined) return undefined;
   if (!isObject(labels) || !Object.values(labels).every((v) => typeof v === "string")) throw new Invalid("spec.selector.matchLabels: must map label names to string values");
   return labels as Record<string, string>;
+}
+
+/** Which workloads a policy applies to, also when its selector is invalid (see `scopeOf`). */
+interface Scope {
+  selector?: Record<string, string>;
+  selectorKeys?: string[];
+}
+
+/**
+ * The workloads an invalid selector could have meant, so an invalid policy fails closed for those and never for
+ * the whole namespace: label values written as numbers or booleans count as the strings a label holds; a label
+ * whose value cannot be read must at least be present; a misspelt `matchLabels` (the selector's only field) is
+ * read as if it were spelt right. Only a selector with nothing readable at all leaves the namespace as the scope.
+ */
+function scopeOf(spec: Record<string, unknown>): Scope {
+  try {
+    const selector = selectorOf(spec);
+    return selector ? { selector } : {};
+  } catch {
+    const sel = spec.selector;
+    if (!isObject(sel)) return {};
+    const keys = Object.keys(sel);
+    const labels = isObject(sel.matchLabels) ? sel.matchLabels : keys.length === 1 && isObject(sel[keys[0]!]) ? (sel[keys[0]!] as Record<string, unknown>) : undefined;
+    if (!labels) return {};
+    const selector: Record<string, string> = {};
+    const selectorKeys: string[] = [];
+    for (const [k, v] of Object.entries(labels)) {
+      if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") selector[k] = String(v);
+      else selectorKeys.push(k);
+    }
+    return { ...(Object.keys(selector).length ? { selector } : {}), ...(selectorKeys.length ? { selectorKeys } : {}) };
+  }
 }
 
 /** Principals are written without the scheme; a pasted `spiffe://` prefix is a common mistake that would never match. */
@@ -78,6 +128,7 @@ interface RuleOutcome {
 
 function compileRule(raw: unknown, path: string): RuleOutcome {
   if (!isObject(raw)) throw new Invalid(`${path}: must be an object`);
+  onlyKnown(raw, RULE_FIELDS, path);
   const l7: string[] = [];
   const rule: CompiledRule = {};
   if (raw.from !== undefined) {
@@ -85,8 +136,9 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
     rule.from = raw.from.map((f, i) => {
       const p = `${path}.from[${i}].source`;
       if (!isObject(f) || !isObject(f.source)) throw new Invalid(`${p}: required`);
+      onlyKnown(f, ["source"], `${path}.from[${i}]`);
       const s = f.source;
-      for (const k of Object.keys(s)) if (![...L4_SOURCE_FIELDS, ...L7_SOURCE_FIELDS].includes(k as never)) throw new Invalid(`${p}.${k}: unknown field`);
+      onlyKnown(s, [...L4_SOURCE_FIELDS, ...L7_SOURCE_FIELDS], p);
       for (const k of L7_SOURCE_FIELDS) {
         if (s[k] === undefined) continue;
         stringList(s[k], `${p}.${k}`);
@@ -109,8 +161,9 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
     rule.to = raw.to.map((t, i) => {
       const p = `${path}.to[${i}].operation`;
       if (!isObject(t) || !isObject(t.operation)) throw new Invalid(`${p}: required`);
+      onlyKnown(t, ["operation"], `${path}.to[${i}]`);
       const o = t.operation;
-      for (const k of Object.keys(o)) if (![...L4_OPERATION_FIELDS, ...L7_OPERATION_FIELDS].includes(k as never)) throw new Invalid(`${p}.${k}: unknown field`);
+      onlyKnown(o, [...L4_OPERATION_FIELDS, ...L7_OPERATION_FIELDS], p);
       for (const k of L7_OPERATION_FIELDS) {
         if (o[k] === undefined) continue;
         stringList(o[k], `${p}.${k}`);
@@ -128,6 +181,7 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
     raw.when.forEach((w, i) => {
       const p = `${path}.when[${i}]`;
       if (!isObject(w) || typeof w.key !== "string") throw new Invalid(`${p}.key: required`);
+      onlyKnown(w, CONDITION_FIELDS, p);
       const values = w.values !== undefined ? stringList(w.values, `${p}.values`) : undefined;
       const notValues = w.notValues !== undefined ? stringList(w.notValues, `${p}.notValues`) : undefined;
       if (!values && !notValues) throw new Invalid(`${p}: needs values or notValues`);
@@ -154,28 +208,36 @@ const condition = (status: Condition["status"], reason: Condition["reason"], mes
   ...(typeof generation === "number" ? { observedGeneration: generation } : {}),
 });
 
+/** How many values a compiled rule holds, for the size bound. */
+function valueCount(rule: CompiledRule): number {
+  let n = 0;
+  for (const source of rule.from ?? []) for (const list of Object.values(source)) n += (list as unknown[]).length;
+  for (const operation of rule.to ?? []) for (const list of Object.values(operation)) n += (list as unknown[]).length;
+  for (const c of rule.when ?? []) n += (c.values?.length ?? 0) + (c.notValues?.length ?? 0);
+  return Math.max(n, 1);
+}
+
 /**
  * Istio's semantics for L4 enforcement. ALLOW rules that need L7 are dropped (the policy allows less), DENY rules
- * keep their L4 parts (they deny more). An invalid policy is never partly applied and fails closed: an invalid
- * ALLOW becomes an ALLOW with no rules (its workloads get only what other ALLOW policies grant), an invalid DENY
- * denies everything in its scope. Either way the condition says why and what to fix.
+ * keep their L4 parts (they deny more), AUDIT rules never change a decision (agents log the connections they
+ * match). An invalid policy is never partly applied and fails closed for the workloads it selects (or could have
+ * selected, when the selector itself is invalid): an invalid ALLOW becomes an ALLOW with no rules (its workloads get
+ * only what other ALLOW policies grant), an invalid DENY denies everything, an invalid AUDIT audits nothing. Either
+ * way the condition says why and what to fix.
  */
 export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<CompiledAuthorization> {
   const namespace = obj.metadata.namespace ?? "";
   const name = obj.metadata.name;
   const spec = isObject(obj.spec) ? obj.spec : {};
   const action = spec.action === undefined ? "ALLOW" : spec.action;
-  let selector: Record<string, string> | undefined;
+  const base = { namespace, name, ...scopeOf(spec) };
   try {
-    selector = selectorOf(spec);
-  } catch {
-    selector = undefined;
-  }
-  const base = { namespace, name, ...(selector ? { selector } : {}) };
-  try {
-    if (action !== "ALLOW" && action !== "DENY") {
-      throw new Invalid(`spec.action: "${String(action)}" is not enforced by Ambit (use ALLOW or DENY; AUDIT and CUSTOM need a component Ambit does not have)`);
+    if (!isObject(obj.spec) && obj.spec !== undefined) throw new Invalid("spec: must be an object");
+    onlyKnown(spec, AUTHZ_SPEC_FIELDS, "spec");
+    if (action !== "ALLOW" && action !== "DENY" && action !== "AUDIT") {
+      throw new Invalid(`spec.action: "${String(action)}" is not enforced by Ambit (use ALLOW, DENY or AUDIT; CUSTOM needs an external authorizer Ambit does not have)`);
     }
+    if (spec.provider !== undefined) throw new Invalid("spec.provider: belongs to action CUSTOM, which Ambit does not enforce");
     selectorOf(spec);
     // A policy bound by targetRefs is meant for a waypoint. Reading it as namespace-wide would widen ALLOWs of
     // workloads that have other ALLOW policies, so it is refused (fail closed) until waypoints enforce it.
@@ -184,6 +246,8 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
     }
     if (spec.rules !== undefined && !Array.isArray(spec.rules)) throw new Invalid("spec.rules: must be a list");
     const outcomes = ((spec.rules as unknown[] | undefined) ?? []).map((r, i) => compileRule(r, `spec.rules[${i}]`));
+    const values = outcomes.reduce((n, o) => n + valueCount(o.rule), 0);
+    if (values > MAX_POLICY_VALUES) throw new Invalid(`spec.rules: ${values} values (principals, namespaces, blocks, ports, conditions) in one policy, more than the ${MAX_POLICY_VALUES} an agent accepts; aggregate IP blocks into wider CIDRs or split the policy`);
     const notes: string[] = [];
     const rules: CompiledRule[] = [];
     outcomes.forEach((o, i) => {
@@ -191,17 +255,20 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
       if (action === "ALLOW") notes.push(`rule ${i} needs L7 (${o.l7.join(", ")}): dropped for L4 enforcement, so it allows nothing until a waypoint enforces it`);
       else {
         rules.push(o.rule);
-        notes.push(`rule ${i} needs L7 (${o.l7.join(", ")}): enforced on its L4 parts only, so it denies more; attach a waypoint to enforce it exactly`);
+        notes.push(`rule ${i} needs L7 (${o.l7.join(", ")}): ${action === "DENY" ? "enforced on its L4 parts only, so it denies more" : "audited on its L4 parts only, so it logs more"}; attach a waypoint to enforce it exactly`);
       }
     });
     const compiled: CompiledAuthorization = { ...base, action, rules };
-    return notes.length ? { compiled, condition: condition("True", "PartiallyEnforced", notes.join("; "), obj.metadata.generation) } : { compiled, condition: condition("True", "Accepted", "enforced at L4 by the destination node agents", obj.metadata.generation) };
+    const accepted = action === "AUDIT" ? "audited at L4 by the destination node agents (logged, never changes a decision)" : "enforced at L4 by the destination node agents";
+    return notes.length ? { compiled, condition: condition("True", "PartiallyEnforced", notes.join("; "), obj.metadata.generation) } : { compiled, condition: condition("True", "Accepted", accepted, obj.metadata.generation) };
   } catch (err) {
     if (!(err instanceof Invalid)) throw err;
-    const denyAll = action === "DENY";
+    const failed: CompiledAuthorization["action"] = action === "DENY" ? "DENY" : action === "AUDIT" ? "AUDIT" : "ALLOW";
+    const scope = base.selector || base.selectorKeys ? "it could have selected" : "it selects";
+    const outcome = failed === "DENY" ? `denying everything ${scope}` : failed === "AUDIT" ? "auditing nothing" : `allowing nothing through it for the workloads ${scope}`;
     return {
-      compiled: { ...base, action: denyAll ? "DENY" : "ALLOW", rules: denyAll ? [{}] : [] },
-      condition: condition("False", "Invalid", `${err.message}; not applied as written: ${denyAll ? "denying everything it selects" : "allowing nothing through it"} until fixed`, obj.metadata.generation),
+      compiled: { ...base, action: failed, rules: failed === "DENY" ? [{}] : [] },
+      condition: condition("False", "Invalid", `${err.message}; not applied as written: ${outcome} until fixed`, obj.metadata.generation),
     };
   }
 }
@@ -211,36 +278,33 @@ export function compilePeerAuthentication(obj: KubeObject): CompileResult<Compil
   const spec = isObject(obj.spec) ? obj.spec : {};
   const createdAt = String(obj.metadata.creationTimestamp ?? "");
   try {
+    onlyKnown(spec, PEER_SPEC_FIELDS, "spec");
     const selector = selectorOf(spec);
     const mtls = spec.mtls === undefined ? {} : spec.mtls;
     if (!isObject(mtls)) throw new Invalid("spec.mtls: must be an object");
+    onlyKnown(mtls, ["mode"], "spec.mtls");
     const mode = (mtls.mode ?? "UNSET") as MtlsMode;
     if (!MODES.includes(mode)) throw new Invalid(`spec.mtls.mode: "${String(mtls.mode)}" must be one of ${MODES.join(", ")}`);
     const portLevel: Record<string, MtlsMode> = {};
-    const notes: string[] = [];
     if (spec.portLevelMtls !== undefined) {
+      // Istio refuses it too ("portLevelMtls requires selector"): target ports are a property of selected workloads.
+      if (!selector) throw new Invalid("spec.portLevelMtls: requires spec.selector (port-level modes apply to the workloads a selector picks)");
       if (!isObject(spec.portLevelMtls)) throw new Invalid("spec.portLevelMtls: must map port numbers to {mode}");
       for (const [port, value] of Object.entries(spec.portLevelMtls)) {
         portList([port], "spec.portLevelMtls");
+        if (isObject(value)) onlyKnown(value, ["mode"], `spec.portLevelMtls.${port}`);
         const m = isObject(value) ? ((value.mode ?? "UNSET") as MtlsMode) : undefined;
         if (!m || !MODES.includes(m)) throw new Invalid(`spec.portLevelMtls.${port}.mode: must be one of ${MODES.join(", ")}`);
         portLevel[port] = m;
       }
-      if (!selector && Object.keys(portLevel).length) notes.push("portLevelMtls is ignored without a workload selector (as in Istio)");
     }
-    const compiled: CompiledPeerAuthentication = { namespace, name: obj.metadata.name, ...(selector ? { selector } : {}), mode, portLevel: selector ? portLevel : {}, createdAt };
-    return { compiled, condition: notes.length ? condition("True", "PartiallyEnforced", notes.join("; "), obj.metadata.generation) : condition("True", "Accepted", "enforced by the destination node agents", obj.metadata.generation) };
+    const compiled: CompiledPeerAuthentication = { namespace, name: obj.metadata.name, ...(selector ? { selector } : {}), mode, portLevel, createdAt };
+    return { compiled, condition: condition("True", "Accepted", "enforced by the destination node agents", obj.metadata.generation) };
   } catch (err) {
     if (!(err instanceof Invalid)) throw err;
-    // Fail closed: an unreadable peer authentication demands mTLS for everything it would have selected.
-    let selector: Record<string, string> | undefined;
-    try {
-      selector = selectorOf(spec);
-    } catch {
-      selector = undefined;
-    }
+    // Fail closed: an unreadable peer authentication demands mTLS for everything it selects or could have selected.
     return {
-      compiled: { namespace, name: obj.metadata.name, ...(selector ? { selector } : {}), mode: "STRICT", portLevel: {}, createdAt },
+      compiled: { namespace, name: obj.metadata.name, ...scopeOf(spec), mode: "STRICT", portLevel: {}, createdAt },
       condition: condition("False", "Invalid", `${err.message}; not applied as written: STRICT until fixed`, obj.metadata.generation),
     };
   }

@@ -1,2 +1,2 @@
 // Public surface of policy compilation: AuthorizationPolicy and PeerAuthentication to L4 rules plus their status condition.
-export { type CompileResult, type Condition, compileAuthorizationPolicy, compilePeerAuthentication } from "./compile.ts";
+export { type CompileResult, type Condition, MAX_POLICY_VALUES, compileAuthorizationPolicy, compilePeerAuthentication } from "./compile.ts";

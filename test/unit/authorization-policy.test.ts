@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { PolicyStore, matchesPattern } from "../../agent/authorization/index.ts";
 import type { InboundAttributes } from "../../agent/dataplane/index.ts";
 import type { Workload } from "../../agent/state/index.ts";
-import { compileAuthorizationPolicy, compilePeerAuthentication } from "../../controller/authorization/index.ts";
+import { MAX_POLICY_VALUES, compileAuthorizationPolicy, compilePeerAuthentication } from "../../controller/authorization/index.ts";
 import type { KubeObject } from "../../kube/client.ts";
 
 const payments: Workload = { uid: "p", namespace: "demo", name: "payments-1", workloadName: "payments", serviceAccount: "payments", node: "node-2", ip: "10.244.2.3", captured: true, labels: { app: "payments" } };
@@ -127,7 +127,7 @@ describe("compilation", () => {
     expect(badDeny.condition.message).toContain('spec.rules[0].from[0].source.ipBlocks[0]: "10.0.0.0/33" is not an IP address or CIDR block');
     expect(badDeny.compiled).toMatchObject({ action: "DENY", rules: [{}] });
 
-    for (const spec of [{ action: "CUSTOM" }, { rules: [{ from: [{ source: { principals: ["spiffe://cluster.local/ns/a/sa/b"] } }] }] }, { rules: [{ when: [{ key: "bogus.key", values: ["x"] }] }] }, { selector: "app=payments" }]) {
+    for (const spec of [{ action: "CUSTOM" }, { action: "DENY", provider: { name: "ext" } }, { rules: [{ from: [{ source: { principals: ["spiffe://cluster.local/ns/a/sa/b"] } }] }] }, { rules: [{ when: [{ key: "bogus.key", values: ["x"] }] }] }, { selector: "app=payments" }]) {
       expect(compileAuthorizationPolicy(ap("demo", "x", spec)).condition.reason).toBe("Invalid");
     }
   });
@@ -160,9 +160,6 @@ describe("peer authentication", () => {
     expect(s.mtlsMode(payments, 8080)).toBe("PERMISSIVE");
     expect(s.mtlsMode(payments, 9090)).toBe("STRICT");
     expect(s.mtlsMode(fraud, 8080)).toBe("STRICT");
-    const nsPorts = compilePeerAuthentication(pa("demo", "ns", { mtls: { mode: "STRICT" }, portLevelMtls: { "8080": { mode: "DISABLE" } } }));
-    expect(nsPorts.compiled.portLevel).toEqual({});
-    expect(nsPorts.condition.reason).toBe("PartiallyEnforced");
     const oldest = store([], [pa("demo", "b", { selector: { matchLabels: { app: "payments" } }, mtls: { mode: "PERMISSIVE" } }, "2026-02-01T00:00:00Z"), pa("demo", "a", { selector: { matchLabels: { app: "payments" } }, mtls: { mode: "STRICT" } }, "2026-01-01T00:00:00Z")]);
     expect(oldest.mtlsMode(payments, 8080)).toBe("STRICT");
   });
@@ -177,5 +174,100 @@ describe("peer authentication", () => {
     const s = store([ap("demo", "allow-nothing", {})]);
     expect(() => s.replace([{ namespace: "demo", name: "x", action: "MAYBE", rules: [] }], [])).toThrow(/no valid action/);
     expect(allowed(s, conn())).toBe(false);
+  });
+});
+
+describe("policies that must not fail open or wide (issue 10)", () => {
+  const invalid = (r: { condition: { reason: string; message: string } }, field: string) => {
+    expect(r.condition.reason).toBe("Invalid");
+    expect(r.condition.message).toContain(field);
+  };
+
+  it("refuses unknown fields at every level instead of ignoring them (item 5)", () => {
+    // `rule:` for `rules:` used to deny nothing; now it denies everything the policy selects.
+    const typoDeny = compileAuthorizationPolicy(ap("demo", "d", { action: "DENY", rule: [{ from: [{ source: { namespaces: ["legacy"] } }] }] }));
+    invalid(typoDeny, "spec.rule: unknown field");
+    expect(allowed(store([ap("demo", "d", { action: "DENY", rule: [{}] })]), conn())).toBe(false);
+    // `frm:` used to allow everyone; now the ALLOW allows nothing.
+    const typoAllow = ap("demo", "a", { rules: [{ frm: [{ source: { namespaces: ["demo"] } }] }] });
+    invalid(compileAuthorizationPolicy(typoAllow), "spec.rules[0].frm: unknown field");
+    expect(allowed(store([typoAllow]), conn({ source: from("anyone", "elsewhere") }))).toBe(false);
+    // `mtl:` used to leave the namespace permissive; now it is STRICT until fixed.
+    const typoPeer = pa("demo", "p", { mtl: { mode: "STRICT" } });
+    invalid(compilePeerAuthentication(typoPeer), "spec.mtl: unknown field");
+    expect(allowed(store([], [typoPeer]), conn({ source: undefined }))).toBe(false);
+    for (const [spec, field] of [
+      [{ rules: [{ from: [{ source: { namespaces: ["a"] }, sourc: {} }] }] }, "spec.rules[0].from[0].sourc"],
+      [{ rules: [{ to: [{ operation: { ports: ["1"] }, extra: 1 }] }] }, "spec.rules[0].to[0].extra"],
+      [{ rules: [{ when: [{ key: "source.ip", values: ["10.0.0.1"], notvalues: ["x"] }] }] }, "spec.rules[0].when[0].notvalues"],
+      [{ selector: { matchLabels: { app: "x" }, matchExpressions: [] } }, "spec.selector.matchExpressions"],
+    ] as const) {
+      invalid(compileAuthorizationPolicy(ap("demo", "x", spec as unknown as Record<string, unknown>)), field);
+    }
+    invalid(compilePeerAuthentication(pa("demo", "p", { mtls: { mode: "STRICT", mod: "DISABLE" } })), "spec.mtls.mod");
+  });
+
+  it("an invalid selector fails closed only for the workloads it could have selected, never the namespace (item 6)", () => {
+    // A number where a label string belongs: read as the label it would have been.
+    const numeric = ap("demo", "deny-payments", { action: "DENY", selector: { matchLabels: { app: "payments", version: 2 } }, rules: [{ from: [{ source: { namespaces: ["legacy"] } }] }] });
+    const r = compileAuthorizationPolicy(numeric);
+    invalid(r, "spec.selector.matchLabels");
+    expect(r.compiled).toMatchObject({ action: "DENY", rules: [{}], selector: { app: "payments", version: "2" } });
+    const v2 = { ...payments, labels: { app: "payments", version: "2" } };
+    const s = store([numeric]);
+    expect(allowed(s, conn({ destination: v2 }))).toBe(false);
+    expect(allowed(s, conn())).toBe(true);
+    expect(allowed(s, conn({ destination: fraud, destinationIp: fraud.ip }))).toBe(true);
+    // A misspelt matchLabels is read as meant; a value that cannot be read keeps its key as a requirement.
+    const misspelt = store([ap("demo", "m", { action: "DENY", selector: { matchLabel: { app: "payments" } } })]);
+    expect(allowed(misspelt, conn())).toBe(false);
+    expect(allowed(misspelt, conn({ destination: fraud, destinationIp: fraud.ip }))).toBe(true);
+    const keyed = compileAuthorizationPolicy(ap("demo", "k", { action: "DENY", selector: { matchLabels: { app: { nested: true } } } }));
+    expect(keyed.compiled).toMatchObject({ selectorKeys: ["app"] });
+    const noApp = { ...fraud, labels: { tier: "x" } };
+    expect(allowed(store([ap("demo", "k", { action: "DENY", selector: { matchLabels: { app: { nested: true } } } })]), conn({ destination: noApp }))).toBe(true);
+    // The same for an invalid ALLOW and an invalid PeerAuthentication: only the selected workloads are closed.
+    const badAllow = store([ap("demo", "a", { selector: { matchLabels: { app: "payments", n: 1 } }, rules: [{ frm: [] }] })]);
+    expect(allowed(badAllow, conn({ destination: { ...payments, labels: { app: "payments", n: "1" } } }))).toBe(false);
+    expect(allowed(badAllow, conn({ destination: fraud, destinationIp: fraud.ip }))).toBe(true);
+    const badPeer = store([], [pa("demo", "p", { selector: { matchLabels: { app: "payments" }, extra: 1 }, mtls: { mode: "PERMISSIVE" } })]);
+    expect(badPeer.mtlsMode(payments, 8080)).toBe("STRICT");
+    expect(badPeer.mtlsMode(fraud, 8080)).toBe("PERMISSIVE");
+  });
+
+  it("AUDIT never changes a decision; the store reports which AUDIT policies matched (item 7)", () => {
+    const audit = ap("demo", "audit-legacy", { action: "AUDIT", rules: [{ from: [{ source: { namespaces: ["legacy"] } }] }] });
+    expect(compileAuthorizationPolicy(audit)).toMatchObject({ compiled: { action: "AUDIT" }, condition: { reason: "Accepted" } });
+    const legacy = conn({ source: from("client", "legacy") });
+    expect(store([audit]).check(legacy)).toEqual({ allowed: true, reason: "no ALLOW policy selects the workload", audit: ["demo/audit-legacy"] });
+    expect(store([audit]).check(conn())).toEqual({ allowed: true, reason: "no ALLOW policy selects the workload" });
+    // Next to allow-nothing it neither allows nor denies: still denied, still reported.
+    expect(store([audit, ap("demo", "allow-nothing", {})]).check(legacy)).toMatchObject({ allowed: false, audit: ["demo/audit-legacy"] });
+    // An AUDIT that cannot be read audits nothing and denies nothing.
+    const bad = compileAuthorizationPolicy(ap("demo", "bad-audit", { action: "AUDIT", rules: [{ frm: [] }] }));
+    expect(bad.compiled).toMatchObject({ action: "AUDIT", rules: [] });
+    expect(allowed(store([ap("demo", "bad-audit", { action: "AUDIT", rules: [{ frm: [] }] })]), legacy)).toBe(true);
+  });
+
+  it("portLevelMtls without a selector is Invalid, as Istio refuses it (item 8)", () => {
+    const r = compilePeerAuthentication(pa("demo", "ns", { mtls: { mode: "STRICT" }, portLevelMtls: { "8080": { mode: "DISABLE" } } }));
+    invalid(r, "spec.portLevelMtls: requires spec.selector");
+    expect(r.compiled).toMatchObject({ mode: "STRICT", portLevel: {} });
+    expect(store([], [pa("demo", "ns", { mtls: { mode: "PERMISSIVE" }, portLevelMtls: { "8080": { mode: "DISABLE" } } })]).mtlsMode(payments, 8080)).toBe("STRICT");
+  });
+
+  it("bounds a policy's size with an Invalid reason that says what to do (item 2)", () => {
+    const blocks = (n: number) => Array.from({ length: n }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+    const big = compileAuthorizationPolicy(ap("demo", "big", { action: "DENY", rules: [{ from: [{ source: { ipBlocks: blocks(MAX_POLICY_VALUES + 1) } }] }] }));
+    invalid(big, `more than the ${MAX_POLICY_VALUES} an agent accepts`);
+    expect(big.condition.message).toContain("aggregate IP blocks");
+    // 20,000 blocks (the issue's case) are accepted and decided right, at both ends of the sorted set.
+    const twenty = ap("demo", "deny-20k", { action: "DENY", rules: [{ from: [{ source: { ipBlocks: blocks(20_000) } }] }] });
+    expect(compileAuthorizationPolicy(twenty).condition.reason).toBe("Accepted");
+    const s = store([twenty]);
+    expect(allowed(s, conn({ sourceIp: "10.0.0.0" }))).toBe(false);
+    expect(allowed(s, conn({ sourceIp: "10.0.78.31" }))).toBe(false);
+    expect(allowed(s, conn({ sourceIp: "10.0.78.32" }))).toBe(true);
+    expect(allowed(s, conn({ sourceIp: "10.244.1.5" }))).toBe(true);
   });
 });
