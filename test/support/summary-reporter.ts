@@ -1,11 +1,11 @@
 // Vitest reporter that ends the run with one plain line, "vitest: N passed, N failed, N skipped", for CI logs.
 import type { Reporter, TestCase, TestModule } from "vitest/node";
 
-/** A test that did not run because a beforeAll (of its suite or any enclosing one) threw did not pass: it failed. */
-function underFailedSuite(test: TestCase): boolean {
-  for (let parent = test.parent; parent.type === "suite"; parent = parent.parent) if (parent.state() === "failed") return true;
-  return test.module.state() === "failed";
-}
+/**
+ * A test that was meant to run (not written as skipped) but did not, because a beforeAll of its suite, an enclosing
+ * suite or the file threw, did not pass: it failed.
+ */
+const meantToRunButDidNot = (test: TestCase): boolean => test.result().state === "skipped" && test.options.mode === "run";
 
 export default class SummaryReporter implements Reporter {
   onTestRunEnd(testModules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<unknown> = []): void {
@@ -15,7 +15,7 @@ export default class SummaryReporter implements Reporter {
       for (const test of mod.children.allTests()) {
         const state = test.result().state;
         if (state === "passed") counts.passed++;
-        else if (state === "failed" || underFailedSuite(test)) failedHere++;
+        else if (state === "failed" || meantToRunButDidNot(test)) failedHere++;
         else counts.skipped++;
       }
       // A file that failed to load (no tests collected) is a failure too.

@@ -17,7 +17,7 @@ describe("test tiers", () => {
     const r = await runFixture(true);
     expect(r.exitCode, r.stdout).not.toBe(0);
     expect(r.stdout).toContain("vitest: 1 passed, 3 failed, 0 skipped");
-    expect(r.stdout).toContain("CI=true and this tier cannot run: the fixture's prerequisite is missing");
+    expect(r.stdout + r.stderr).toContain("CI=true and this tier cannot run: the fixture's prerequisite is missing");
   });
 
   it("outside CI the tier is skipped with the reason in its title; the beforeAll failure still fails", async () => {
