@@ -2,8 +2,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
-import { KubeConfig } from "@kubernetes/client-node";
 import { KubeClient, pathFor } from "../kube/client.ts";
+import { inClusterConfig } from "../kube/credentials.ts";
 import { startCniEventServer } from "../cni/index.ts";
 import { startAdminServers } from "./admin/index.ts";
 import { PORTS, loadAgentConfig } from "./config.ts";
@@ -25,8 +25,7 @@ const config = loadAgentConfig();
 // Two descriptors per proxied connection: use the whole hard limit the runtime grants (ztunnel does the same).
 await raiseOpenFileLimit();
 const log = createLogger({ level: config.logLevel, base: { component: "agent", node: config.nodeName } });
-const kc = new KubeConfig();
-kc.loadFromCluster();
+const kc = inClusterConfig();
 const client = new KubeClient(kc);
 const metrics = new AgentMetrics();
 

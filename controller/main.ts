@@ -5,6 +5,7 @@ import pino from "pino";
 import { KubeConfig } from "@kubernetes/client-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { KubeClient, type KubeObject, pathFor } from "../kube/client.ts";
+import { inClusterConfig } from "../kube/credentials.ts";
 import { SharedInformers } from "../kube/informers.ts";
 import { RESOURCE_TYPES } from "../contract/mesh.ts";
 import { compileAuthorizationPolicy, compilePeerAuthentication, type Condition } from "./authorization/index.ts";
@@ -17,9 +18,11 @@ import { podNetworkOf } from "./state/index.ts";
 
 const config = loadControllerConfig();
 const log = pino({ level: config.logLevel, base: { component: "controller", pod: config.podName } });
-const kc = new KubeConfig();
-if (process.env.KUBECONFIG) kc.loadFromFile(process.env.KUBECONFIG);
-else kc.loadFromCluster();
+let kc: KubeConfig;
+if (process.env.KUBECONFIG) {
+  kc = new KubeConfig();
+  kc.loadFromFile(process.env.KUBECONFIG);
+} else kc = inClusterConfig();
 const client = new KubeClient(kc);
 const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: "ambit_controller_" });

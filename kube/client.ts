@@ -54,7 +54,6 @@ export function pathFor(apiVersion: string, plural: string, namespace?: string, 
 export class KubeClient {
   readonly kubeConfig: KubeConfig;
   readonly #server: URL;
-  #options: https.RequestOptions | undefined;
   readonly #agent = new https.Agent({ keepAlive: true, maxSockets: 16 });
 
   constructor(kubeConfig: KubeConfig) {
@@ -70,13 +69,14 @@ export class KubeClient {
     return new KubeClient(kc);
   }
 
+  /**
+   * Credentials are applied to every request, never cached: projected tokens rotate (about hourly on a real
+   * cluster), and a token kept from the first request turns every later one into a 401.
+   */
   async #baseOptions(): Promise<https.RequestOptions> {
-    if (!this.#options) {
-      const opts: https.RequestOptions = {};
-      await this.kubeConfig.applyToHTTPSOptions(opts);
-      this.#options = opts;
-    }
-    return this.#options;
+    const opts: https.RequestOptions = {};
+    await this.kubeConfig.applyToHTTPSOptions(opts);
+    return opts;
   }
 
   async request<T = unknown>(method: string, path: string, body?: unknown, contentType = "application/json"): Promise<T> {
