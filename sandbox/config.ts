@@ -28,6 +28,12 @@ export interface SandboxConfig {
   serviceCidr: string;
   /** Port on which every node exposes the API server (forwarded to the unix socket), for in-cluster clients. */
   nodeApiPort: number;
+  /**
+   * AMBIT_DEV_MAX_TOKEN_SECONDS: the longest service-account token the API server issues, whatever was asked
+   * (kube-apiserver's --service-account-max-token-expiration). Short values make every projected token rotate
+   * within a test; the kubelet refreshes each at 80% of the lifetime it was issued with.
+   */
+  maxTokenSeconds: number | undefined;
   /** Directory holding the reference CNI plugins (Debian: /usr/lib/cni). */
   cniBinDir: string;
   clusterDomain: string;
@@ -52,6 +58,7 @@ export function loadSandboxConfig(env: NodeJS.ProcessEnv = process.env, override
     podCidrPrefix: "10.244",
     serviceCidr: "10.96.0.0/16",
     nodeApiPort: 6443,
+    maxTokenSeconds: env.AMBIT_DEV_MAX_TOKEN_SECONDS ? num("AMBIT_DEV_MAX_TOKEN_SECONDS", 0) : undefined,
     cniBinDir: env.AMBIT_DEV_CNI_BIN_DIR ?? "/usr/lib/cni",
     clusterDomain: "cluster.local",
     ...overrides,

@@ -24,6 +24,8 @@ export interface ApiServerOptions {
   /** Events kept for watch resumption; older resourceVersions answer 410 Gone. */
   watchHistorySize?: number;
   bookmarkIntervalMs?: number;
+  /** Caps the lifetime of issued service-account tokens (kube-apiserver's --service-account-max-token-expiration). */
+  maxTokenExpirationSeconds?: number;
   logger?: Logger;
 }
 
@@ -67,6 +69,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     signer,
     watchHistorySize: opts.watchHistorySize ?? 5000,
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15_000,
+    maxTokenExpirationSeconds: opts.maxTokenExpirationSeconds,
     logger: opts.logger,
   });
   const listeners = await listen(core, pki, opts.host, opts.port, opts.unixSocketPath);

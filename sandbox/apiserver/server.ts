@@ -53,6 +53,7 @@ export interface ApiCoreOptions {
   signer: ServiceAccountTokenSigner;
   watchHistorySize: number;
   bookmarkIntervalMs: number;
+  maxTokenExpirationSeconds?: number | undefined;
   logger: Logger | undefined;
 }
 
@@ -730,8 +731,8 @@ export class ApiCore {
       expirationSeconds?: number;
       boundObjectRef?: { kind?: string; name?: string; uid?: string };
     };
-    const expirationSeconds = spec.expirationSeconds ?? 3600;
-    if (expirationSeconds < 600) throw invalid("TokenRequest", sa.metadata.name ?? "", "spec.expirationSeconds", "Invalid value: may not specify a duration less than 10 minutes");
+    const requested = spec.expirationSeconds ?? 3600;
+    if (requested < 600) throw invalid("TokenRequest", sa.metadata.name ?? "", "spec.expirationSeconds", "Invalid value: may not specify a duration less than 10 minutes");
     let pod: { name: string; uid: string } | undefined;
     let node: { name: string; uid: string } | undefined;
     const ref = spec.boundObjectRef;
@@ -747,6 +748,8 @@ export class ApiCore {
       const n = nodeName ? this.store.get("v1/nodes", undefined, nodeName) : undefined;
       if (n) node = { name: n.metadata.name!, uid: n.metadata.uid! };
     }
+    // Capped, not refused, as kube-apiserver does: the answer's expirationTimestamp tells the caller what it got.
+    const expirationSeconds = Math.min(requested, this.#opts.maxTokenExpirationSeconds ?? requested);
     const audiences = spec.audiences && spec.audiences.length > 0 ? spec.audiences : [API_SERVER_AUDIENCE];
     const issued = this.#opts.signer.issue({
       namespace: route.namespace!,

@@ -171,9 +171,15 @@ export class Kubelet {
       const secret = (ns: string, n: string) => this.#getOptional(pathFor("v1", "secrets", ns, n));
       const token = (audience: string | undefined, expirationSeconds: number) => this.#requestToken(withIp, audience, expirationSeconds);
       const defaultToken = path.join(spec.serviceAccountDir, "token");
-      await this.#keepFresh(runtime, { refreshAfterMs: TOKEN_EXPIRATION_SECONDS * 800, refresh: async () => writeSecretFile(defaultToken, await token(undefined, TOKEN_EXPIRATION_SECONDS)) });
+      await this.#keepFresh(runtime, {
+        refresh: async () => {
+          const issued = await token(undefined, TOKEN_EXPIRATION_SECONDS);
+          await writeSecretFile(defaultToken, issued.token);
+          return issued;
+        },
+      });
       const volumes = await materializeVolumes(withIp, podDir, { configMap, secret, token, nodeRoot: nodeRootDir(this.#cfg.stateDir, this.node.name) });
-      for (const file of volumes.refreshing) await this.#keepFresh(runtime, file, false);
+      for (const file of volumes.refreshing) await this.#keepFresh(runtime, file, file.lifetimeSeconds);
       const kubernetesService = this.#informers.get("services", "kubernetes", "default");
       const services = this.#informers.list("services", namespace);
       const sources = {
@@ -343,7 +349,7 @@ export class Kubelet {
   }
 
   /** A TokenRequest for the pod's service account, bound to the pod (default audience when none given). */
-  async #requestToken(pod: KubeObject, audience: string | undefined, expirationSeconds: number): Promise<string> {
+  async #requestToken(pod: KubeObject, audience: string | undefined, expirationSeconds: number): Promise<{ token: string; lifetimeSeconds: number }> {
     const sa = pod.spec?.serviceAccountName ?? "default";
     const res = await this.#client.create(pathFor("v1", "serviceaccounts", pod.metadata.namespace, sa, "token"), {
       apiVersion: "authentication.k8s.io/v1",
@@ -354,17 +360,32 @@ export class Kubelet {
         boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod.metadata.name, uid: pod.metadata.uid },
       },
     });
-    return (res.status as { token: string }).token;
+    const status = res.status as { token: string; expirationTimestamp: string };
+    return { token: status.token, lifetimeSeconds: Math.max(1, (Date.parse(status.expirationTimestamp) - Date.now()) / 1000) };
   }
 
-  /** Writes a file now (unless `now` is false: already written) and again every `refreshAfterMs` while the pod runs. */
-  async #keepFresh(runtime: PodRuntime, file: { refreshAfterMs: number; refresh(): Promise<void> }, now = true): Promise<void> {
-    if (now) await file.refresh();
-    const timer = setInterval(() => {
-      void file.refresh().catch((err: unknown) => this.#log.warn({ pod: runtime.key, err: String(err) }, "token refresh failed"));
-    }, file.refreshAfterMs);
-    timer.unref();
-    runtime.timers.push(timer);
+  /**
+   * Writes a token file now (unless `written` gives the lifetime of what it already holds) and again at 80% of the lifetime each token was issued with, as the kubelet does, while
+   * the pod runs. A failed refresh is tried again after a tenth of the last lifetime.
+   */
+  async #keepFresh(runtime: PodRuntime, file: { refresh(): Promise<{ lifetimeSeconds: number }> }, written?: number): Promise<void> {
+    let lifetime = written ?? (await file.refresh()).lifetimeSeconds;
+    const schedule = (afterMs: number) => {
+      if (runtime.stopping) return;
+      const timer = setTimeout(() => {
+        runtime.timers.splice(runtime.timers.indexOf(timer), 1);
+        file.refresh().then(
+          (issued) => schedule((lifetime = issued.lifetimeSeconds) * 800),
+          (err: unknown) => {
+            this.#log.warn({ pod: runtime.key, err: String(err) }, "token refresh failed");
+            schedule(lifetime * 100);
+          },
+        );
+      }, afterMs);
+      timer.unref();
+      runtime.timers.push(timer);
+    };
+    schedule(lifetime * 800);
   }
 
   /** Mount points the kubelet had to create on the host (under /run); `ambit dev down` removes them. */

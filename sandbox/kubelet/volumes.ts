@@ -22,7 +22,8 @@ export interface VolumeSources {
   configMap(namespace: string, name: string): Promise<KubeObject | undefined>;
   secret(namespace: string, name: string): Promise<KubeObject | undefined>;
   /** A TokenRequest for the pod's service account, bound to the pod. */
-  token(audience: string | undefined, expirationSeconds: number): Promise<string>;
+  /** A TokenRequest bound to the pod: the token and the lifetime it was issued with (the API server may cap it). */
+  token(audience: string | undefined, expirationSeconds: number): Promise<{ token: string; lifetimeSeconds: number }>;
   /** The node's own filesystem root: hostPath volumes resolve under it. */
   nodeRoot: string;
 }
@@ -33,10 +34,11 @@ interface KeyToPath {
   mode?: number;
 }
 
-/** A file the kubelet keeps current (projected tokens); `refresh` rewrites it. */
+/** A file the kubelet keeps current (projected tokens); `refresh` rewrites it and says how long the new content lives. */
 export interface RefreshingFile {
-  refreshAfterMs: number;
-  refresh(): Promise<void>;
+  /** Lifetime of what the file holds now (written by materializeVolumes). */
+  lifetimeSeconds: number;
+  refresh(): Promise<{ lifetimeSeconds: number }>;
 }
 
 /** Write-then-rename, so a process reading the file never sees half of it. */
@@ -119,10 +121,12 @@ export async function materializeVolumes(pod: KubeObject, podDir: string, source
           const t = source.serviceAccountToken as { audience?: string; expirationSeconds?: number; path: string };
           const file = safeRelative(dir, t.path);
           const expiration = Math.max(600, t.expirationSeconds ?? 3600);
-          const refresh = async () => writeAtomic(file, await sources.token(t.audience, expiration), 0o600);
-          await refresh();
-          // Refreshed at 80% of its lifetime, as the kubelet does.
-          refreshing.push({ refreshAfterMs: expiration * 800, refresh });
+          const refresh = async () => {
+            const issued = await sources.token(t.audience, expiration);
+            await writeAtomic(file, issued.token, 0o600);
+            return { lifetimeSeconds: issued.lifetimeSeconds };
+          };
+          refreshing.push({ ...(await refresh()), refresh });
         } else if (source.configMap) {
           const ref = source.configMap as { name: string; items?: KeyToPath[]; optional?: boolean };
           const cm = await sources.configMap(namespace, ref.name);

@@ -66,6 +66,7 @@ export class Supervisor {
         serviceCidr: cfg.serviceCidr,
         clusterDomain: cfg.clusterDomain,
         extraSans: this.#nodes.map((n) => n.ip),
+        ...(cfg.maxTokenSeconds ? { maxTokenExpirationSeconds: cfg.maxTokenSeconds } : {}),
         logger: this.#log.child({ component: "apiserver" }),
       });
       await api.writeKubeconfig(paths.kubeconfig);

@@ -15,13 +15,13 @@ describe("in-cluster credentials", () => {
 
   /** A token bound to a pod, as the kubelet projects it: it stops being valid when that pod is gone. */
   const boundToken = async (pod: string) => {
-    const created = await t.client.create<{ metadata: { uid: string } }>("/api/v1/namespaces/default/pods", { apiVersion: "v1", kind: "Pod", metadata: { name: pod }, spec: { serviceAccountName: "agent", containers: [{ name: "c", image: "x" }] } });
-    const res = await t.client.create<{ status: { token: string } }>("/api/v1/namespaces/default/serviceaccounts/agent/token", {
+    const created = await t.client.create("/api/v1/namespaces/default/pods", { apiVersion: "v1", kind: "Pod", metadata: { name: pod }, spec: { serviceAccountName: "agent", containers: [{ name: "c", image: "x" }] } });
+    const res = await t.client.create("/api/v1/namespaces/default/serviceaccounts/agent/token", {
       apiVersion: "authentication.k8s.io/v1",
       kind: "TokenRequest",
       spec: { expirationSeconds: 3600, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod, uid: created.metadata.uid } },
     });
-    return res.status.token;
+    return (res.status as { token: string }).token;
   };
   /** The kubelet's way: a new file renamed over the old one. */
   const project = async (token: string) => {

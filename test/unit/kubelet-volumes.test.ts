@@ -14,7 +14,7 @@ describe("pod volumes", () => {
     secret: async (_ns: string, name: string) => (name === "s" ? ({ apiVersion: "v1", kind: "Secret", metadata: { name }, data: { key: Buffer.from("hush").toString("base64") } } as KubeObject) : undefined),
     token: async (audience: string | undefined, expirationSeconds: number) => {
       tokens.push([audience, expirationSeconds]);
-      return `token-for-${audience}`;
+      return { token: `token-for-${audience}`, lifetimeSeconds: expirationSeconds };
     },
     get nodeRoot() {
       return path.join(dir, "node-root");
@@ -54,7 +54,7 @@ describe("pod volumes", () => {
     expect(await fs.readFile(path.join(dirs.get("down")!, "labels-app"), "utf8")).toBe("x");
     expect(await fs.readFile(path.join(dirs.get("tok")!, "t"), "utf8")).toBe("token-for-ambit-ca");
     expect(tokens).toEqual([["ambit-ca", 1200]]);
-    expect(refreshing.map((r) => r.refreshAfterMs)).toEqual([960_000]);
+    expect(refreshing.map((r) => r.lifetimeSeconds)).toEqual([1200]);
   });
 
   it("refuses item paths that escape the volume and missing non-optional sources", async () => {
