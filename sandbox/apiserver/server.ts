@@ -19,6 +19,8 @@ import { openApiV3GroupVersion, openApiV3Root } from "./openapi.ts";
 
 export const GIT_VERSION = "v1.32.0-ambit-dev";
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
+/** A body this much larger is not read to its end: the connection is cut instead of answering. */
+const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
 /** A watcher whose socket buffers more than this is closed, as the real server drops slow watchers. */
 const MAX_WATCH_BACKLOG_BYTES = 16 * 1024 * 1024;
 /** Events reaching a watcher within this window leave in one write (fewer TLS records under load). */
@@ -814,20 +816,25 @@ function tableRequest(req: IncomingMessage, url: URL): IncludeObject | undefined
   return include === "None" || include === "Object" ? include : "Metadata";
 }
 
+/**
+ * The body, up to MAX_BODY_BYTES. A larger one is read to its end and dropped, then answered 413 as kube-apiserver
+ * does: destroying the request instead resets the connection before the client can read any answer. Past
+ * MAX_DRAIN_BYTES the connection is cut after all.
+ */
 function readRaw(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on("data", (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new ApiError(413, "RequestEntityTooLarge", `the request body is larger than ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
+      if (size > MAX_DRAIN_BYTES) req.destroy();
+      else if (size <= MAX_BODY_BYTES) chunks.push(c);
+      else chunks.length = 0;
     });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("end", () => {
+      if (size > MAX_BODY_BYTES) reject(new ApiError(413, "RequestEntityTooLarge", `Request entity too large: the request body is ${size} bytes, more than the ${MAX_BODY_BYTES} the API server accepts; keep large data out of API objects (Kubernetes limits objects to about 1.5 MiB)`));
+      else resolve(Buffer.concat(chunks));
+    });
     req.on("error", reject);
   });
 }

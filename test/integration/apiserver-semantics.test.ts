@@ -45,6 +45,14 @@ describe("sandbox API server semantics", () => {
     expect(code).toBe(401);
   });
 
+  it("answers 413 to a 4 MB object instead of resetting the connection, and serves the same client after", async () => {
+    const big = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "big", namespace: "app" }, data: { blob: "x".repeat(4 * 1024 * 1024) } };
+    const err = await t.client.create("/api/v1/namespaces/app/configmaps", big).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(KubeRequestError);
+    expect(err).toMatchObject({ status: 413, reason: "RequestEntityTooLarge", message: expect.stringContaining("Request entity too large") });
+    expect(await status(t.client.get("/api/v1/namespaces/app"))).toBe(200);
+  });
+
   it("refuses an update from a stale resourceVersion and bumps generation only on spec changes", async () => {
     const created = await t.client.create<KubeObject>("/apis/apps/v1/namespaces/app/deployments", {
       apiVersion: "apps/v1",
