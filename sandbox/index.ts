@@ -10,8 +10,9 @@ import { isSupervisorAlive, readState } from "./state.ts";
 import { listSandboxNetns, teardownAllNetworks } from "./network/index.ts";
 import { KubeClient, type KubeObject } from "../kube/client.ts";
 import { applyObjects, readManifestDir } from "./manifests.ts";
-import { MOUNTPOINTS_FILE, NETNS_ANNOTATION } from "./kubelet/kubelet.ts";
-import { SERVICE_ACCOUNT_MOUNT, podCommand, readLaunchSpec } from "./kubelet/launcher.ts";
+import { NETNS_ANNOTATION } from "./kubelet/kubelet.ts";
+import { releaseSharedMounts } from "./shared-mounts.ts";
+import { podCommand, readLaunchSpec } from "./kubelet/launcher.ts";
 import type { ProgressMessage } from "./supervisor/progress.ts";
 
 export { loadSandboxConfig, PrerequisiteError };
@@ -310,19 +311,9 @@ export async function down(opts: { out?: Output } = {}): Promise<void> {
   }
   // Whatever a crashed supervisor left: processes inside sandbox netns, the netns themselves, files.
   await teardownAllNetworks(cfg);
-  const created = (await fs.readFile(path.join(cfg.stateDir, MOUNTPOINTS_FILE), "utf8").catch(() => "")).split("\n").filter(Boolean);
   await fs.rm(cfg.stateDir, { recursive: true, force: true });
-  // Mount points the kubelet created under /run, and their parents up to /run, when empty.
-  for (const point of [...created, SERVICE_ACCOUNT_MOUNT]) {
-    for (let dir = point; dir !== "/run" && dir !== "/var/run" && dir !== "/"; dir = path.dirname(dir)) {
-      const removed = await fs.rmdir(dir).then(() => true, async () => {
-        const st = await fs.stat(dir).catch(() => undefined);
-        // An empty file created as a mount point for a single-file volume.
-        if (st?.isFile() && st.size === 0) return fs.rm(dir).then(() => true, () => false);
-        return false;
-      });
-      if (!removed) break;
-    }
-  }
+  // Mount points under /run are shared with every other sandbox on the machine: the last one down removes them.
+  const others = await releaseSharedMounts(cfg.stateDir);
+  if (others.length > 0) out(`  ✓ kept the shared mount points under /run: ${others.length} other sandbox(es) still use them (${others.join(", ")})`);
   out(`Sandbox removed (${seconds(performance.now() - started)}).`);
 }

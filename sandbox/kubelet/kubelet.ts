@@ -15,12 +15,12 @@ import { containerEnv } from "./env.ts";
 import { type PodLaunchSpec, podCommand, writeLaunchSpec } from "./launcher.ts";
 import { type Probe, runProbe } from "./probes.ts";
 import { type VolumeMount, containerMounts, materializeVolumes } from "./volumes.ts";
+import { recordSharedMountPoint } from "../shared-mounts.ts";
 
 /** Annotation telling tools (ambit dev status/exec) which netns holds the pod. */
 export const NETNS_ANNOTATION = "sandbox.ambit.dev/netns";
 const TOKEN_EXPIRATION_SECONDS = 3607;
 /** File in the state directory listing mount points created on the host, one per line. */
-export const MOUNTPOINTS_FILE = "mountpoints";
 
 interface ContainerRuntime {
   name: string;
@@ -390,7 +390,7 @@ export class Kubelet {
 
   /** Mount points the kubelet had to create on the host (under /run); `ambit dev down` removes them. */
   async #recordMountPoint(dir: string): Promise<void> {
-    await fs.appendFile(path.join(this.#cfg.stateDir, MOUNTPOINTS_FILE), `${dir}\n`);
+    await recordSharedMountPoint(dir);
   }
 
   #hostsFor(namespace: string): string {

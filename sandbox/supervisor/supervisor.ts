@@ -15,8 +15,8 @@ import { DeploymentController } from "../controllers/deployments.ts";
 import { EndpointSliceController } from "../controllers/endpointslices.ts";
 import { DaemonSetController } from "../controllers/daemonsets.ts";
 import { Kubelet } from "../kubelet/kubelet.ts";
-import { SERVICE_ACCOUNT_MOUNT } from "../kubelet/launcher.ts";
 import { processStartTicks, writeState } from "../state.ts";
+import { registerSandbox } from "../shared-mounts.ts";
 import { step } from "./progress.ts";
 
 const KUBELET_VERSION = "v1.32.0-ambit-dev";
@@ -44,8 +44,8 @@ export class Supervisor {
       for (const dir of [paths.stateDir, paths.logs, paths.pods, paths.cniConfDir, paths.cniIpamDir, paths.apiTls]) {
         await fs.mkdir(dir, { recursive: true, mode: 0o700 });
       }
-      // Mount point for the per-pod token bind mount; it lives on /run (tmpfs) and `down` removes it.
-      await fs.mkdir(SERVICE_ACCOUNT_MOUNT, { recursive: true });
+      // Mount point for the per-pod token bind mount, shared with other sandboxes: the last `down` removes it.
+      await registerSandbox(cfg.stateDir, process.pid);
     });
 
     this.#nodes = await step(`create underlay and ${cfg.nodes} node network namespaces`, async () => {
