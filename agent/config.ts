@@ -24,8 +24,13 @@ export interface AgentConfig {
   trustDomain: string;
   /** AMBIT_CNI_SOCKET: unix socket the chained CNI plugin talks to. */
   cniSocket: string;
-  /** AMBIT_NETNS_DIR: where named network namespaces live on the node. */
+  /** AMBIT_NETNS_DIR: where the container runtime keeps pods' network namespaces on the node (a hostPath mount). */
   netnsDir: string;
+  /**
+   * AMBIT_PROC_DIR: /proc to search for pods' namespaces when the runtime keeps no netns files; it sees the node's
+   * processes only with hostPID, which the chart does not set (containerd and CRI-O use the netns directory).
+   */
+  procDir: string;
   /** AMBIT_HBONE_MAX_STREAMS: concurrent streams per pooled HBONE connection (ztunnel: 100). */
   hboneMaxStreamsPerConnection: number;
   /** AMBIT_HBONE_IDLE_TIMEOUT_MS: pooled HBONE connections with no stream close after this (ztunnel: 5 min). */
@@ -89,6 +94,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     trustDomain,
     cniSocket: env.AMBIT_CNI_SOCKET ?? "/var/run/ambit/cni.sock",
     netnsDir: env.AMBIT_NETNS_DIR ?? "/var/run/netns",
+    procDir: env.AMBIT_PROC_DIR ?? "/proc",
     hboneMaxStreamsPerConnection: int("AMBIT_HBONE_MAX_STREAMS", 100, 1, 10_000),
     hboneIdleTimeoutMs: int("AMBIT_HBONE_IDLE_TIMEOUT_MS", 5 * 60_000, 1_000, 24 * 3600_000),
     drainDeadlineMs: int("AMBIT_DRAIN_DEADLINE_MS", 30_000, 0, 3600_000),

@@ -14,7 +14,7 @@ import { ControllerCaClient } from "./identity/controller-ca.ts";
 import { PolicyStore } from "./authorization/index.ts";
 import { ConfigStreamClient } from "./config-client/index.ts";
 import { meshConfigFromView } from "./config-client/mesh-config.ts";
-import { InPodCaptureDriver } from "./inpod/index.ts";
+import { InPodCaptureDriver, PodNetnsFinder } from "./inpod/index.ts";
 import { captureState } from "./capture/index.ts";
 import { createLogger } from "./logging/index.ts";
 import { AgentMetrics } from "./metrics/index.ts";
@@ -108,15 +108,13 @@ const driver: CaptureDriver = {
     metrics.podsCaptured.set(inpod.capturedPods);
   },
 };
+const netnsFinder = new PodNetnsFinder({ netnsDir: config.netnsDir, procDir: config.procDir, log });
 const enrollment = new EnrollmentController({
   client,
   nodeName: config.nodeName,
   driver,
-  // Pods that ran before the agent: the sandbox kubelet records the netns name; a real node relies on CNI events.
-  resolveNetns: async (pod) => {
-    const name = pod.metadata.annotations?.["sandbox.ambit.dev/netns"];
-    return name ? `${config.netnsDir}/${name}` : undefined;
-  },
+  // Pods that ran before the agent (no CNI ADD reaches it for them): found by IP among the node's namespaces.
+  resolveNetns: (_pod, ips) => netnsFinder.find(ips),
   log,
 });
 configClient.start();

@@ -1,4 +1,4 @@
-// Minimal typed client for the sandbox's own controllers: JSON requests authenticated from a KubeConfig.
+// Minimal typed Kubernetes client (agent, controller, sandbox controllers): JSON requests authenticated from a KubeConfig.
 import https from "node:https";
 import { KubeConfig } from "@kubernetes/client-node";
 

@@ -12,6 +12,7 @@ import { KubeClient, type KubeObject } from "../kube/client.ts";
 import { applyObjects, readManifestDir } from "./manifests.ts";
 import { NETNS_ANNOTATION } from "./kubelet/kubelet.ts";
 import { releaseSharedMounts } from "./shared-mounts.ts";
+import { unmountAllUnder } from "./kubelet/netns-dir.ts";
 import { podCommand, readLaunchSpec } from "./kubelet/launcher.ts";
 import type { ProgressMessage } from "./supervisor/progress.ts";
 
@@ -311,6 +312,8 @@ export async function down(opts: { out?: Output } = {}): Promise<void> {
   }
   // Whatever a crashed supervisor left: processes inside sandbox netns, the netns themselves, files.
   await teardownAllNetworks(cfg);
+  // Pod netns bound into the nodes' netns directories, and the directories' own shared mounts.
+  await unmountAllUnder(cfg.stateDir);
   await fs.rm(cfg.stateDir, { recursive: true, force: true });
   // Mount points under /run are shared with every other sandbox on the machine: the last one down removes them.
   const others = await releaseSharedMounts(cfg.stateDir);

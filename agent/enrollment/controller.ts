@@ -29,8 +29,8 @@ export interface EnrollmentOptions {
   client: KubeClient;
   nodeName: string;
   driver: CaptureDriver;
-  /** Finds the netns of a pod the agent did not hear about from CNI (pods running before the agent started). */
-  resolveNetns(pod: KubeObject): Promise<string | undefined>;
+  /** Finds the netns of a pod the agent did not hear about from CNI (pods running before the agent started), by its IPs. */
+  resolveNetns(pod: KubeObject, ips: string[]): Promise<string | undefined>;
   log: Logger;
 }
 
@@ -218,7 +218,7 @@ export class EnrollmentController {
     tracked.reason = intent.reason;
     tracked.serviceAccount = pod.spec?.serviceAccountName ?? "default";
     if (intent.capture !== tracked.captured) {
-      tracked.netnsPath ??= await this.#opts.resolveNetns(pod);
+      tracked.netnsPath ??= await this.#opts.resolveNetns(pod, tracked.ips);
       if (!tracked.netnsPath) {
         // Not networked yet (or gone): CNI ADD or a later pod update brings us back here.
         tracked.reason = `${intent.reason}; waiting for the pod's network namespace`;

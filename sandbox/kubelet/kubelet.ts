@@ -16,6 +16,7 @@ import { type PodLaunchSpec, podCommand, writeLaunchSpec } from "./launcher.ts";
 import { type Probe, runProbe } from "./probes.ts";
 import { type VolumeMount, containerMounts, materializeVolumes } from "./volumes.ts";
 import { recordSharedMountPoint } from "../shared-mounts.ts";
+import { exposePodNetns, prepareNodeNetnsDir, unexposePodNetns } from "./netns-dir.ts";
 
 /** Annotation telling tools (ambit dev status/exec) which netns holds the pod. */
 export const NETNS_ANNOTATION = "sandbox.ambit.dev/netns";
@@ -65,8 +66,13 @@ export class Kubelet {
   readonly #caPem: string;
   #stopped = false;
 
+  /** This node's netns directory (the agent's hostPath /var/run/netns), and whether it is mounted shared yet. */
+  readonly #netnsDir: string;
+  #netnsDirReady: Promise<void> | undefined;
+
   constructor(cfg: SandboxConfig, node: NodeNetwork, client: KubeClient, informers: SharedInformers, caPem: string, log: Logger) {
     this.#cfg = cfg;
+    this.#netnsDir = path.join(nodeRootDir(cfg.stateDir, node.name), "var", "run", "netns");
     this.node = node;
     this.#client = client;
     this.#informers = informers;
@@ -135,8 +141,12 @@ export class Kubelet {
       await createPodNetns(netns);
       const req = { node: this.node, podUid: uid, namespace, name: pod.metadata.name, netns };
       try {
+        // In the node's netns directory before CNI ADD, as a runtime does: the agent finds it there after a restart.
+        await (this.#netnsDirReady ??= prepareNodeNetnsDir(this.#netnsDir));
+        await exposePodNetns(this.#netnsDir, netns);
         ip = (await addPodNetwork(this.#cfg, req)).ip;
       } catch (err) {
+        await unexposePodNetns(this.#netnsDir, netns).catch(() => {});
         await deleteNetns(netns).catch(() => {});
         throw err;
       }
@@ -447,6 +457,7 @@ export class Kubelet {
       await removePodNetwork(this.#cfg, { node: this.node, podUid: runtime.uid, namespace: namespace ?? "", name, netns: runtime.spec.netns }).catch((err: unknown) =>
         this.#log.warn({ pod: runtime.key, err: String(err) }, "CNI DEL failed"),
       );
+      await unexposePodNetns(this.#netnsDir, runtime.spec.netns);
       await deleteNetns(runtime.spec.netns);
     }
     await fs.rm(runtime.podDir, { recursive: true, force: true });

@@ -25,7 +25,8 @@ export interface PodLaunchSpec {
 // $0 is a label; $1..$4 are files and the hostname; then (source, target, rw|ro) triples up to "--"; then the
 // command, exec'd so its PID is ours to signal. Runs in its own mount namespace as a slave of the host's
 // (Kubernetes' HostToContainer): the pod's bind mounts never leak to the host, while mounts the host makes
-// later (a new pod's netns under /run/netns) do reach the pod, as the node agent needs.
+// later (a new pod's netns under /run/netns) do reach the pod, as the node agent needs. Volumes are bound
+// recursively, as the kubelet does, so mounts already under a hostPath (the node's netns files) come along.
 const POD_SHELL = [
   "set -e",
   'mount --bind "$1" /etc/hosts',
@@ -33,7 +34,7 @@ const POD_SHELL = [
   `mount --bind "$3" ${SERVICE_ACCOUNT_MOUNT}`,
   'hostname "$4"',
   "shift 4",
-  'while [ "$1" != "--" ]; do mount --bind "$1" "$2"; if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi; shift 3; done',
+  'while [ "$1" != "--" ]; do mount --rbind "$1" "$2"; if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi; shift 3; done',
   "shift",
   'exec "$@"',
 ].join("; ");

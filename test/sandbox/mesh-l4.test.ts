@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 import { cpuTimes } from "../../bench/tools/process-stats.ts";
 import { sniff } from "../support/netns.ts";
-import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, deployMesh, fromAgent, isRoot, kubectl } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, deployMesh, fromAgent, isRoot, kubectl, sandboxNodes } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
 
 const NODE1 = `${TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREFIX}-node-1`;
@@ -98,7 +98,7 @@ describeTier(isRoot, ROOT_REQUIRED)("L4 mesh on the sandbox", () => {
     expect(JSON.parse(answer.stdout)).toMatchObject({ service: "payments", node: payments.spec.nodeName });
 
     const stdout = await fromAgent(payments.spec.nodeName, (ip) => `http://${ip}:15020/metrics`);
-    const line = stdout.split("\n").find((l) => l.startsWith("istio_tcp_connections_opened_total{") && l.includes('reporter="destination"') && l.includes('destination_workload="payments"'));
+    const line = stdout.split("\n").find((l) => l.startsWith("istio_tcp_connections_opened_total{") && l.includes('reporter="destination"') && l.includes('destination_workload="payments"') && l.includes('source_workload="orders"'));
     expect(line, stdout.split("\n").filter((l) => l.startsWith("istio_tcp_connections_opened")).join("\n")).toBeDefined();
     expect(line).toContain('source_principal="spiffe://cluster.local/ns/demo/sa/orders"');
     expect(line).toContain('destination_principal="spiffe://cluster.local/ns/demo/sa/payments"');
@@ -163,6 +163,28 @@ describeTier(isRoot, ROOT_REQUIRED)("L4 mesh on the sandbox", () => {
     expect(tally.sent).toBe(560);
     expect({ refused: tally.refused, reset: tally.reset, timeout: tally.timeout, badAnswer: tally.badAnswer, other: tally.other, errors: tally.errors }).toEqual({ refused: 0, reset: 0, timeout: 0, badAnswer: 0, other: 0, errors: {} });
     expect(tally.ok).toBe(560);
+  });
+
+  it("an agent killed while pods run is replaced by one that finds and captures them all again, with no CNI event", async () => {
+    // Killed at once (no grace): its listeners die with it; the replacement hears no CNI ADD for the running pods,
+    // so it must find each pod's netns itself, by IP in the node's netns directory, as on a real node.
+    const before = (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "jsonpath={.items[*].metadata.name}"])).stdout.split(" ");
+    expect((await kubectl(["delete", "pod", "-n", "ambit-system", ...before, "--grace-period=0", "--force", "--wait=true", "--timeout=60s"])).exitCode).toBe(0);
+    await expect
+      .poll(async () => (await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-agent", "--timeout=30s"])).exitCode, { timeout: 60_000 })
+      .toBe(0);
+    const after = (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "jsonpath={.items[*].metadata.name}"])).stdout.split(" ");
+    expect(after.filter((p) => before.includes(p))).toEqual([]);
+    // Every running demo pod is captured by a new agent: the chain answers, and only TLS crosses the node link.
+    await expect.poll(async () => (await chain("probe")).stdout, { timeout: 30_000 }).toContain('"service":"fraud"');
+    let answer = "";
+    const dump = await sniff(NODE1, "eth0", "tcp", async () => (answer = (await chain("MARKER-recaptured-5e8")).stdout));
+    expect(answer).toContain('"service":"fraud"');
+    expect(dump).not.toContain("MARKER-recaptured-5e8");
+    expect(dump).toMatch(/\.15008: Flags/);
+    // Each found in its node's netns directory (the agent's hostPath), not through anything the sandbox told it.
+    const enrolled = (await Promise.all((await sandboxNodes()).map(async (n) => (await configDump(n.name)).enrollment))).flat().filter((p) => p.namespace === "demo");
+    expect(enrolled.map((p) => `${p.name.split("-")[0]}:${p.captured}:${p.netnsPath?.startsWith("/var/run/netns/")}`).sort()).toEqual(["client", "fraud", "orders", "payments", "payments"].map((n) => `${n}:true:true`));
   });
 
   it("captures a new pod of an enrolled namespace through the chained CNI plugin, and holds it back while no agent runs", async () => {

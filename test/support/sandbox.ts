@@ -88,6 +88,7 @@ export const fromAgent = async (node: string, url: (ip: string) => string): Prom
 /** The parts of an agent's `/config_dump` the tests read (JSON: dates are strings). */
 interface ConfigDump {
   controller: { connected: boolean; disconnectedSince?: string };
+  enrollment: Array<{ namespace: string; name: string; captured: boolean; netnsPath?: string }>;
   policies: { authorizations: Array<{ name: string }> };
   certificates: Array<{ identity: string; notAfter: string }>;
 }
