@@ -37,6 +37,13 @@ export interface AgentConfig {
   hboneIdleTimeoutMs: number;
   /** AMBIT_DRAIN_DEADLINE_MS: on shutdown, in-flight connections get this long to finish. */
   drainDeadlineMs: number;
+  /**
+   * AMBIT_HANDOVER_WAIT_MS: on shutdown, how long the agent keeps serving while it waits for a successor on the node
+   * (a deleted agent pod is replaced only after it was told to stop); then it stops anyway.
+   */
+  handoverWaitMs: number;
+  /** POD_NAME (downward API metadata.name): the agent's own pod, to tell whether its DaemonSet will replace it. */
+  podName: string | undefined;
   /** AMBIT_CNI_TIMEOUT_MS: how long the agent may take to set up a pod for CNI ADD. */
   cniTimeoutMs: number;
   /** AMBIT_LOG_LEVEL: pino level. */
@@ -98,6 +105,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     hboneMaxStreamsPerConnection: int("AMBIT_HBONE_MAX_STREAMS", 100, 1, 10_000),
     hboneIdleTimeoutMs: int("AMBIT_HBONE_IDLE_TIMEOUT_MS", 5 * 60_000, 1_000, 24 * 3600_000),
     drainDeadlineMs: int("AMBIT_DRAIN_DEADLINE_MS", 30_000, 0, 3600_000),
+    handoverWaitMs: int("AMBIT_HANDOVER_WAIT_MS", 20_000, 0, 600_000),
+    podName: env.POD_NAME || undefined,
     cniTimeoutMs: int("AMBIT_CNI_TIMEOUT_MS", 10_000, 100, 120_000),
     logLevel,
     readyFile: env.AMBIT_READY_FILE || undefined,

@@ -1,8 +1,9 @@
 // The node agent program: wires enrollment, in-pod capture, HBONE, certificates, metrics and the admin API.
+import { randomUUID } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
-import { KubeClient, pathFor } from "../kube/client.ts";
+import { KubeClient, isNotFound, pathFor } from "../kube/client.ts";
 import { inClusterConfig } from "../kube/credentials.ts";
 import { startCniEventServer } from "../cni/index.ts";
 import { startAdminServers } from "./admin/index.ts";
@@ -15,12 +16,16 @@ import { PolicyStore } from "./authorization/index.ts";
 import { ConfigStreamClient } from "./config-client/index.ts";
 import { meshConfigFromView } from "./config-client/mesh-config.ts";
 import { InPodCaptureDriver, PodNetnsFinder } from "./inpod/index.ts";
+import { awaitSuccessor } from "./lifecycle/index.ts";
 import { captureState } from "./capture/index.ts";
 import { createLogger } from "./logging/index.ts";
 import { AgentMetrics } from "./metrics/index.ts";
 import { WorkloadIndex } from "./state/index.ts";
 
 const config = loadAgentConfig();
+/** Instance id in STATUS answers on the CNI socket: how an agent told to stop recognises its successor. */
+const instanceId = randomUUID();
+
 
 // Two descriptors per proxied connection: use the whole hard limit the runtime grants (ztunnel does the same).
 await raiseOpenFileLimit();
@@ -126,7 +131,7 @@ await firstConfig;
 await enrollment.start();
 
 const cni = await startCniEventServer(config.cniSocket, async (req) => {
-  if (req.command === "STATUS") return { ok: true };
+  if (req.command === "STATUS") return { ok: true, agent: { instance: instanceId, ready: readiness().ready } };
   if (req.command === "GC") {
     await enrollment.garbageCollect(req.validAttachments);
     return { ok: true };
@@ -178,6 +183,22 @@ async function markReady(file: string): Promise<void> {
   log.info({ capturedPods: inpod.capturedPods }, "agent ready");
 }
 
+/** False when this agent's DaemonSet is gone or being deleted: then no successor will come to hand over to. */
+async function ownDaemonSetStays(): Promise<boolean> {
+  if (!config.podName) return true;
+  const pod = await client.get(pathFor("v1", "pods", config.systemNamespace, config.podName)).catch((err: unknown) => {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  });
+  const owner = pod?.metadata.ownerReferences?.find((o) => o.kind === "DaemonSet");
+  if (!owner) return false;
+  const ds = await client.get(pathFor("apps/v1", "daemonsets", config.systemNamespace, owner.name)).catch((err: unknown) => {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  });
+  return ds !== undefined && !ds.metadata.deletionTimestamp && ds.metadata.uid === owner.uid;
+}
+
 let stopping = false;
 const shutdown = async (signal: string) => {
   if (stopping) return;
@@ -185,6 +206,9 @@ const shutdown = async (signal: string) => {
   log.info({ signal }, "agent stopping; capture rules stay so traffic waits for the next agent");
   clearInterval(readyMarker);
   if (readyFile) await fs.rm(readyFile, { force: true });
+  // Still serving (listeners, capture, CNI) until the next agent on this node has opened its own listeners.
+  const handover = await awaitSuccessor({ socketPath: config.cniSocket, self: instanceId, timeoutMs: config.handoverWaitMs, successorExpected: ownDaemonSetStays, log });
+  log.info({ handover }, handover === "successor-ready" ? "the next agent is ready; handing the node over" : handover === "no-successor" ? "no agent will follow (its DaemonSet is gone); stopping" : "no successor became ready in time; stopping anyway");
   // Closing the pod listeners first hands new connections (and those queued in accept backlogs) to the next
   // agent's listeners in the same SO_REUSEPORT groups; then in-flight connections drain up to the deadline.
   inpod.closeListeners();

@@ -9,7 +9,8 @@ export type CniRequest =
   | { command: "STATUS" }
   | { command: "GC"; validAttachments: Array<{ containerID: string; ifname: string }> };
 
-export type CniResponse = { ok: true; captured?: boolean } | { ok: false; code: string; message: string };
+/** `agent` answers STATUS: which agent instance serves the node's socket and whether it is ready (handover). */
+export type CniResponse = { ok: true; captured?: boolean; agent?: { instance: string; ready: boolean } } | { ok: false; code: string; message: string };
 
 export class CniProtocolError extends Error {
   readonly code: string;
@@ -21,6 +22,51 @@ export class CniProtocolError extends Error {
 }
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
+
+const isText = (v: unknown): v is string => typeof v === "string" && v !== "";
+
+/**
+ * One request line, checked field by field for its command: a request with missing or mistyped fields is refused
+ * with every problem named (AMBIT_E_CNI_BAD_REQUEST), never acted on with `undefined` in place of a pod.
+ */
+export function parseCniRequest(line: string): CniRequest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    throw new CniProtocolError("AMBIT_E_CNI_PROTOCOL", "malformed request: expected one JSON object with a command, then a newline");
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new CniProtocolError("AMBIT_E_CNI_PROTOCOL", "malformed request: expected one JSON object with a command, then a newline");
+  const r = raw as Record<string, unknown>;
+  const problems: string[] = [];
+  const text = (field: string, allowEmpty = false) => {
+    if (allowEmpty ? typeof r[field] !== "string" : !isText(r[field])) problems.push(`${field} must be a${allowEmpty ? "" : " non-empty"} string`);
+  };
+  switch (r.command) {
+    case "STATUS":
+      return { command: "STATUS" };
+    case "ADD":
+    case "CHECK":
+      for (const f of ["containerId", "netns", "ifName", "podNamespace", "podName", "podUid"]) text(f);
+      if (isText(r.netns) && !r.netns.startsWith("/")) problems.push("netns must be an absolute path");
+      if (!Array.isArray(r.ips) || !r.ips.every((ip) => typeof ip === "string" && net.isIP(ip) !== 0)) problems.push("ips must be a list of IP addresses");
+      break;
+    case "DEL":
+      // DEL may come without a netns (the runtime lost it) or a uid (older runtimes): then nothing but the name is known.
+      for (const f of ["containerId", "podNamespace", "podName"]) text(f);
+      for (const f of ["netns", "podUid"]) text(f, true);
+      break;
+    case "GC":
+      if (!Array.isArray(r.validAttachments) || !r.validAttachments.every((a) => typeof a === "object" && a !== null && isText((a as Record<string, unknown>).containerID) && typeof (a as Record<string, unknown>).ifname === "string")) {
+        problems.push("validAttachments must be a list of {containerID, ifname}");
+      }
+      break;
+    default:
+      throw new CniProtocolError("AMBIT_E_CNI_BAD_REQUEST", `unknown command ${JSON.stringify(r.command)}: expected ADD, CHECK, DEL, STATUS or GC`);
+  }
+  if (problems.length) throw new CniProtocolError("AMBIT_E_CNI_BAD_REQUEST", `${String(r.command)} request refused: ${problems.join("; ")}`);
+  return r as unknown as CniRequest;
+}
 
 /** Sends one request to the agent and waits for its answer, at most `timeoutMs`. */
 export function sendCniRequest(socketPath: string, request: CniRequest, timeoutMs: number): Promise<CniResponse> {
@@ -75,10 +121,10 @@ export async function startCniEventServer(socketPath: string, handler: (request:
       if (nl < 0) return;
       let request: CniRequest;
       try {
-        request = JSON.parse(data.slice(0, nl)) as CniRequest;
-        if (!request || typeof request.command !== "string") throw new Error("no command");
-      } catch {
-        return answer({ ok: false, code: "AMBIT_E_CNI_PROTOCOL", message: "malformed request: expected one JSON object with a command, then a newline" });
+        request = parseCniRequest(data.slice(0, nl));
+      } catch (err) {
+        const e = err as CniProtocolError;
+        return answer({ ok: false, code: e.code, message: e.message });
       }
       handler(request).then(answer, (err: Error & { code?: string }) => answer({ ok: false, code: err.code ?? "AMBIT_E_CNI_HANDLER", message: err.message }));
     });

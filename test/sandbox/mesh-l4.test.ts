@@ -142,27 +142,45 @@ describeTier(isRoot, ROOT_REQUIRED)("L4 mesh on the sandbox", () => {
     expect(noCert.stdout).not.toMatch(/^[1-5]\d\d$/);
   });
 
-  it("restarts the agents under steady new-connection load without a refused or reset connection", async () => {
-    // 40 new client connections a second for 14 s, each crossing three captured hops (two of them cross-node),
-    // while both agents are replaced: the new agent opens its listeners next to the old one's (SO_REUSEPORT),
-    // becomes Ready, then the old one closes its listeners (queued connections migrate) and drains.
+  /**
+   * 40 new client connections a second for 14 s, each crossing three captured hops (two of them cross-node), while
+   * `replace` replaces both agents; the tally of what the client saw.
+   */
+  async function replacedUnderLoad(path_: string, replace: () => Promise<void>): Promise<Record<string, unknown>> {
     const node = path.join(REPO_ROOT, "node_modules", "node", "bin", "node");
-    const load = ambit(["dev", "exec", "demo/client", "--", node, path.join(REPO_ROOT, "bench", "tools", "connection-load.ts"), "http://orders.demo/restart", "40", "14", '"service":"fraud"']);
+    const load = ambit(["dev", "exec", "demo/client", "--", node, path.join(REPO_ROOT, "bench", "tools", "connection-load.ts"), `http://orders.demo/${path_}`, "40", "14", '"service":"fraud"']);
     await new Promise((r) => setTimeout(r, 2000));
     const before = (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "jsonpath={.items[*].metadata.uid}"])).stdout.split(" ");
-    expect((await kubectl(["rollout", "restart", "daemonset/ambit-agent", "-n", "ambit-system"])).exitCode).toBe(0);
+    await replace();
     await expect
       .poll(async () => {
         const pods = JSON.parse((await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "json"])).stdout).items as Array<{ metadata: { uid: string } }>;
         return pods.length === 2 && pods.every((p) => !before.includes(p.metadata.uid));
-      }, { timeout: 20_000, interval: 500 })
+      }, { timeout: 40_000, interval: 500 })
       .toBe(true);
-    const result = await load;
-    const tally = JSON.parse(result.stdout);
-    console.log(`agent restart under load: ${JSON.stringify(tally)}`);
-    expect(tally.sent).toBe(560);
-    expect({ refused: tally.refused, reset: tally.reset, timeout: tally.timeout, badAnswer: tally.badAnswer, other: tally.other, errors: tally.errors }).toEqual({ refused: 0, reset: 0, timeout: 0, badAnswer: 0, other: 0, errors: {} });
-    expect(tally.ok).toBe(560);
+    const tally = JSON.parse((await load).stdout);
+    console.log(`agents replaced under load (${path_}): ${JSON.stringify(tally)}`);
+    return tally;
+  }
+  const expectNoFailure = (t: Record<string, unknown>) =>
+    expect({ sent: t.sent, ok: t.ok, refused: t.refused, reset: t.reset, timeout: t.timeout, badAnswer: t.badAnswer, other: t.other, errors: t.errors }).toEqual({ sent: 560, ok: 560, refused: 0, reset: 0, timeout: 0, badAnswer: 0, other: 0, errors: {} });
+
+  it("restarts the agents under steady new-connection load without a refused or reset connection", async () => {
+    // The new agent opens its listeners next to the old one's (SO_REUSEPORT), becomes Ready, then the old one
+    // closes its listeners (queued connections migrate) and drains.
+    const tally = await replacedUnderLoad("restart", async () => {
+      expect((await kubectl(["rollout", "restart", "daemonset/ambit-agent", "-n", "ambit-system"])).exitCode).toBe(0);
+    });
+    expectNoFailure(tally);
+  });
+
+  it("deleting the agent pods under the same load refuses nothing: each keeps serving until its successor is ready", async () => {
+    // Here the DaemonSet starts the successor only after the old agent was told to stop (SIGTERM); an agent that
+    // closed its listeners at once refused connections until the new one had opened its own.
+    const tally = await replacedUnderLoad("delete", async () => {
+      expect((await kubectl(["delete", "pod", "-n", "ambit-system", "-l", "app=ambit-agent", "--wait=false"])).exitCode).toBe(0);
+    });
+    expectNoFailure(tally);
   });
 
   it("an agent killed while pods run is replaced by one that finds and captures them all again, with no CNI event", async () => {
