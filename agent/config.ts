@@ -42,6 +42,8 @@ export interface AgentConfig {
    * (a deleted agent pod is replaced only after it was told to stop); then it stops anyway.
    */
   handoverWaitMs: number;
+  /** AMBIT_VERIFY_INTERVAL_MS: how often every captured pod's rules and listeners are verified and repaired. */
+  verifyIntervalMs: number;
   /** POD_NAME (downward API metadata.name): the agent's own pod, to tell whether its DaemonSet will replace it. */
   podName: string | undefined;
   /** AMBIT_CNI_TIMEOUT_MS: how long the agent may take to set up a pod for CNI ADD. */
@@ -107,6 +109,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     drainDeadlineMs: int("AMBIT_DRAIN_DEADLINE_MS", 30_000, 0, 3600_000),
     handoverWaitMs: int("AMBIT_HANDOVER_WAIT_MS", 20_000, 0, 600_000),
     podName: env.POD_NAME || undefined,
+    verifyIntervalMs: int("AMBIT_VERIFY_INTERVAL_MS", 30_000, 1_000, 3600_000),
     cniTimeoutMs: int("AMBIT_CNI_TIMEOUT_MS", 10_000, 100, 120_000),
     logLevel,
     readyFile: env.AMBIT_READY_FILE || undefined,

@@ -112,6 +112,7 @@ const driver: CaptureDriver = {
     certificates.release(pod.uid);
     metrics.podsCaptured.set(inpod.capturedPods);
   },
+  inspect: (pod: PodRef) => inpod.inspect(pod),
 };
 const netnsFinder = new PodNetnsFinder({ netnsDir: config.netnsDir, procDir: config.procDir, log });
 const enrollment = new EnrollmentController({
@@ -120,6 +121,8 @@ const enrollment = new EnrollmentController({
   driver,
   // Pods that ran before the agent (no CNI ADD reaches it for them): found by IP among the node's namespaces.
   resolveNetns: (_pod, ips) => netnsFinder.find(ips),
+  verifyIntervalMs: config.verifyIntervalMs,
+  onVerified: ({ repaired }) => metrics.captureRepairs.inc(repaired),
   log,
 });
 configClient.start();
@@ -134,14 +137,19 @@ const cni = await startCniEventServer(config.cniSocket, async (req) => {
   if (req.command === "STATUS") return { ok: true, agent: { instance: instanceId, ready: readiness().ready } };
   if (req.command === "GC") {
     await enrollment.garbageCollect(req.validAttachments);
+    enrollment.scheduleVerify();
     return { ok: true };
   }
   if (req.command === "DEL") {
-    await enrollment.podDeleted({ namespace: req.podNamespace, name: req.podName });
+    // Always ok: a runtime retries a failed DEL forever. Whether anything was released is the agent's decision.
+    const outcome = await enrollment.cniDeleted({ namespace: req.podNamespace, name: req.podName, uid: req.podUid, containerId: req.containerId });
+    metrics.cniDeletes.inc({ outcome });
+    enrollment.scheduleVerify();
     return { ok: true };
   }
   if (req.command === "CHECK") return enrollment.podCheck({ namespace: req.podNamespace, name: req.podName }, async (netns) => (await captureState(netns)) === "captured");
   const intent = await enrollment.podAdded({ namespace: req.podNamespace, name: req.podName, uid: req.podUid, netnsPath: req.netns, ips: req.ips, containerId: req.containerId });
+  enrollment.scheduleVerify();
   return { ok: true, captured: intent.capture };
 });
 

@@ -66,6 +66,17 @@ function parseConfig(stdin: string): NetConf {
   if (conf.excludeNamespaces !== undefined && !(Array.isArray(conf.excludeNamespaces) && conf.excludeNamespaces.every((n) => typeof n === "string"))) {
     throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: excludeNamespaces must be a list of namespace names");
   }
+  // prevResult comes from the plugin before us; a broken one must fail with a clear message, not a TypeError.
+  const prev = conf.prevResult as unknown;
+  if (prev !== undefined && (typeof prev !== "object" || prev === null || Array.isArray(prev))) throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: prevResult must be an object (the previous plugin's result)");
+  const ips = (prev as { ips?: unknown } | undefined)?.ips;
+  if (ips !== undefined && !(Array.isArray(ips) && ips.every((ip) => typeof ip === "object" && ip !== null && typeof (ip as { address?: unknown }).address === "string"))) {
+    throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: prevResult.ips must be a list of {address: \"<ip>/<prefix>\"}");
+  }
+  const attachments = conf["cni.dev/valid-attachments"] as unknown;
+  if (attachments !== undefined && !(Array.isArray(attachments) && attachments.every((a) => typeof a === "object" && a !== null && typeof (a as { containerID?: unknown }).containerID === "string"))) {
+    throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: cni.dev/valid-attachments must be a list of {containerID, ifname}");
+  }
   return conf;
 }
 

@@ -23,7 +23,15 @@ export interface PodRef {
 export interface CaptureDriver {
   capture(pod: PodRef): Promise<void>;
   release(pod: PodRef): Promise<void>;
+  /**
+   * A captured pod as it really is: its netns gone, or its rules or listeners not all there (removed behind the
+   * agent's back, a listener that failed). Without it, captured pods are not verified.
+   */
+  inspect?(pod: PodRef): Promise<"captured" | "broken" | "gone">;
 }
+
+/** What a CNI DEL did: released the pod, or kept it because the API shows it still running (or cannot say). */
+export type CniDeleteOutcome = "released" | "not-tracked" | "other-incarnation" | "pod-still-runs" | "api-unavailable";
 
 export interface EnrollmentOptions {
   client: KubeClient;
@@ -31,6 +39,10 @@ export interface EnrollmentOptions {
   driver: CaptureDriver;
   /** Finds the netns of a pod the agent did not hear about from CNI (pods running before the agent started), by its IPs. */
   resolveNetns(pod: KubeObject, ips: string[]): Promise<string | undefined>;
+  /** How often every captured pod's rules and listeners are verified (and repaired); also after every CNI event. */
+  verifyIntervalMs?: number;
+  /** Called with what a verification found, for metrics. */
+  onVerified?(result: { repaired: number; gone: number }): void;
   log: Logger;
 }
 
@@ -65,6 +77,9 @@ export class EnrollmentController {
   /** Pods listed at start-up not yet reconciled: the agent is not ready (and must not replace its predecessor) before. */
   readonly #unsynced = new Set<string>();
   #started = false;
+  #verifyTimer: NodeJS.Timeout | undefined;
+  #verifySoon: NodeJS.Timeout | undefined;
+  #verifying: Promise<unknown> = Promise.resolve();
 
   constructor(opts: EnrollmentOptions) {
     this.#opts = opts;
@@ -87,6 +102,8 @@ export class EnrollmentController {
     for (const pod of this.#informers.list("pods")) this.#unsynced.add(keyOf(pod));
     this.#started = true;
     for (const key of [...this.#unsynced]) this.#queue.add(key);
+    this.#verifyTimer = setInterval(() => this.scheduleVerify(0), this.#opts.verifyIntervalMs ?? 30_000);
+    this.#verifyTimer.unref();
   }
 
   /** True once every pod that existed at start-up has been captured or released as its labels say. */
@@ -95,6 +112,9 @@ export class EnrollmentController {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.#verifyTimer);
+    clearTimeout(this.#verifySoon);
+    await this.#verifying;
     this.#queue.stop();
     await this.#informers.stop();
   }
@@ -146,7 +166,80 @@ export class EnrollmentController {
     return released;
   }
 
-  /** A pod going away (CNI DEL): release whatever was set up for it. */
+  /**
+   * CNI DEL. Released only when it is for the incarnation this agent tracks (uid, container) and the API confirms
+   * the pod is gone, being deleted or finished: a DEL for a pod that still runs (a misfiring runtime, a stale
+   * sandbox, anything that can reach the socket) would otherwise leave it uncaptured, its traffic in plaintext and
+   * STRICT bypassed. When the API cannot say, nothing is released; the informer's view releases it later.
+   */
+  async cniDeleted(req: { namespace: string; name: string; uid: string; containerId: string }): Promise<CniDeleteOutcome> {
+    const key = `${req.namespace}/${req.name}`;
+    const tracked = this.#pods.get(key);
+    if (!tracked) return "not-tracked";
+    if ((req.uid && req.uid !== tracked.uid) || (req.containerId && tracked.containerId && req.containerId !== tracked.containerId)) {
+      this.#log.info({ pod: key, uid: req.uid, containerId: req.containerId }, "CNI DEL for another incarnation of the pod ignored");
+      return "other-incarnation";
+    }
+    let live: KubeObject | undefined;
+    try {
+      live = await this.#opts.client.get(pathFor("v1", "pods", req.namespace, req.name));
+    } catch (err) {
+      if (!isNotFound(err)) {
+        this.#log.warn({ pod: key, err: String(err) }, "CNI DEL: the API cannot confirm the pod is gone; keeping it captured");
+        return "api-unavailable";
+      }
+    }
+    const phase = live?.status?.phase as string | undefined;
+    if (live && live.metadata.uid === tracked.uid && !live.metadata.deletionTimestamp && phase !== "Succeeded" && phase !== "Failed") {
+      this.#log.warn({ pod: key }, "CNI DEL for a pod the API shows running: not released");
+      return "pod-still-runs";
+    }
+    await this.podDeleted({ namespace: req.namespace, name: req.name });
+    return "released";
+  }
+
+  /**
+   * Verifies every captured pod (soon, coalesced): a pod whose netns is gone is forgotten, one whose rules or
+   * listeners are missing is captured again. Runs periodically and after every CNI event.
+   */
+  scheduleVerify(delayMs = 1_000): void {
+    if (this.#verifySoon || !this.#started) return;
+    this.#verifySoon = setTimeout(() => {
+      this.#verifySoon = undefined;
+      this.#verifying = this.verifyCaptured().catch((err: unknown) => this.#log.warn({ err: String(err) }, "verifying captured pods failed"));
+    }, delayMs);
+    this.#verifySoon.unref();
+  }
+
+  async verifyCaptured(): Promise<{ repaired: string[]; gone: string[] }> {
+    const repaired: string[] = [];
+    const gone: string[] = [];
+    const inspect = this.#opts.driver.inspect?.bind(this.#opts.driver);
+    if (!inspect) return { repaired, gone };
+    for (const [key, t] of [...this.#pods]) {
+      if (!t.captured || !t.netnsPath) continue;
+      const { namespace, name } = splitKey(key);
+      const ref: PodRef = { uid: t.uid, namespace: namespace ?? "", name, netnsPath: t.netnsPath, ips: t.ips, serviceAccount: t.serviceAccount };
+      const state = await inspect(ref);
+      if (this.#pods.get(key) !== t) continue;
+      if (state === "gone") {
+        await this.#opts.driver.release(ref);
+        t.captured = false;
+        delete t.netnsPath;
+        gone.push(key);
+        this.#queue.add(key);
+      } else if (state === "broken") {
+        await this.#opts.driver.capture(ref);
+        repaired.push(key);
+      }
+    }
+    if (repaired.length) this.#log.warn({ repaired }, "capture of pods repaired: rules or listeners had gone missing");
+    if (gone.length) this.#log.info({ gone }, "captured pods whose network namespace is gone were forgotten");
+    this.#opts.onVerified?.({ repaired: repaired.length, gone: gone.length });
+    return { repaired, gone };
+  }
+
+  /** A pod going away (informer, CNI GC, a confirmed CNI DEL): release whatever was set up for it. */
   async podDeleted(req: { namespace: string; name: string }): Promise<void> {
     const key = `${req.namespace}/${req.name}`;
     const tracked = this.#pods.get(key);

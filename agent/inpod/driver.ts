@@ -1,7 +1,8 @@
 // In-pod capture driver: for each captured pod, its iptables rules plus the agent's three listeners inside its netns.
 import net from "node:net";
 import type { Logger } from "pino";
-import { applyCaptureRules, removeCaptureRules } from "../capture/index.ts";
+import fs from "node:fs/promises";
+import { applyCaptureRules, captureState, removeCaptureRules } from "../capture/index.ts";
 import { run } from "../../host/exec.ts";
 import { PORTS } from "../config.ts";
 import type { CaptureDriver, PodRef } from "../enrollment/index.ts";
@@ -32,6 +33,8 @@ export interface InPodDriverOptions {
 
 interface PodListeners {
   servers: net.Server[];
+  /** The netns they listen in: a pod whose sandbox was recreated gets a new one under the same uid. */
+  netnsPath: string;
 }
 
 export class InPodCaptureDriver implements CaptureDriver {
@@ -47,12 +50,18 @@ export class InPodCaptureDriver implements CaptureDriver {
    * pod is released again, so it is never left half captured.
    */
   async capture(pod: PodRef): Promise<void> {
-    if (this.#pods.has(pod.uid)) {
+    const existing = this.#pods.get(pod.uid);
+    if (existing && existing.netnsPath === pod.netnsPath && existing.servers.length === 3 && existing.servers.every((s) => s.listening)) {
       await applyCaptureRules(pod.netnsPath, { probeSourceIps: this.#opts.probeSourceIps });
       return;
     }
+    // Listeners in another (old) netns, or not all of them listening: open them anew.
+    if (existing) {
+      this.#pods.delete(pod.uid);
+      for (const server of existing.servers) server.close();
+    }
     const servers: net.Server[] = [];
-    this.#pods.set(pod.uid, { servers });
+    this.#pods.set(pod.uid, { servers, netnsPath: pod.netnsPath });
     try {
       const serve = (host: string, port: number, onConnection: (socket: net.Socket) => void) => {
         const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => {
@@ -88,6 +97,15 @@ export class InPodCaptureDriver implements CaptureDriver {
     const entry = this.#pods.get(pod.uid);
     this.#pods.delete(pod.uid);
     for (const server of entry?.servers ?? []) server.close();
+  }
+
+  /** The pod's netns gone; or its rules or any of its three listeners missing; or all in place. */
+  async inspect(pod: PodRef): Promise<"captured" | "broken" | "gone"> {
+    if (!(await fs.access(pod.netnsPath).then(() => true, () => false))) return "gone";
+    const entry = this.#pods.get(pod.uid);
+    const listening = entry !== undefined && entry.netnsPath === pod.netnsPath && entry.servers.length === 3 && entry.servers.every((s) => s.listening);
+    const rules = await captureState(pod.netnsPath).catch(() => "partial");
+    return listening && rules === "captured" ? "captured" : "broken";
   }
 
   /** Whether this pod has listeners here (a failed re-capture of a captured pod leaves it captured). */

@@ -7,6 +7,7 @@ import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts"
 /** Records what enrollment asked for; stands in for iptables and listeners, which have their own tests. */
 class RecordingDriver implements CaptureDriver {
   readonly calls: string[] = [];
+  inspect?: (pod: PodRef) => Promise<"captured" | "broken" | "gone">;
   readonly captured = new Set<string>();
   async capture(pod: PodRef) {
     this.calls.push(`capture ${pod.namespace}/${pod.name} ${pod.netnsPath}`);
@@ -77,16 +78,59 @@ describe("EnrollmentController", () => {
     expect(controller.snapshot().find((p) => p.name === "a")?.reason).toContain("opted out");
   });
 
-  it("decides at CNI ADD time, before any watch event, and releases on CNI DEL", async () => {
+  it("decides at CNI ADD time, before any watch event; CNI DEL releases only a pod the API confirms gone", async () => {
     await label("demo", "ambient");
     await controller.start();
     await t.client.create("/api/v1/namespaces/demo/pods", { apiVersion: "v1", kind: "Pod", metadata: { name: "fresh" }, spec: { nodeName: "node-1", containers: [{ name: "c", image: "i" }] } });
     const pod = await t.client.get("/api/v1/namespaces/demo/pods/fresh");
-    const intent = await controller.podAdded({ namespace: "demo", name: "fresh", uid: pod.metadata.uid as string, netnsPath: "/run/netns/from-cni", ips: ["10.244.1.7"] });
+    const uid = pod.metadata.uid as string;
+    const intent = await controller.podAdded({ namespace: "demo", name: "fresh", uid, netnsPath: "/run/netns/from-cni", ips: ["10.244.1.7"], containerId: "ctr-1" });
     expect(intent.capture).toBe(true);
     expect(driver.calls).toContain("capture demo/fresh /run/netns/from-cni");
-    await controller.podDeleted({ namespace: "demo", name: "fresh" });
+    const del = (over: { uid?: string; containerId?: string } = {}) => controller.cniDeleted({ namespace: "demo", name: "fresh", uid, containerId: "ctr-1", ...over });
+
+    // The pod still runs: a DEL (misfired, stale, or sent by anyone who reaches the socket) releases nothing.
+    expect(await del()).toBe("pod-still-runs");
+    expect(await del({ uid: "someone-else" })).toBe("other-incarnation");
+    expect(await del({ containerId: "ctr-old" })).toBe("other-incarnation");
+    expect(driver.captured.has("demo/fresh")).toBe(true);
+    expect(driver.calls.filter((c) => c.startsWith("release"))).toEqual([]);
+
+    // Being deleted (or gone): released.
+    await t.client.delete("/api/v1/namespaces/demo/pods/fresh", { gracePeriodSeconds: 30 });
+    expect(await del()).toBe("released");
     expect(driver.calls.at(-1)).toBe("release demo/fresh");
+    expect(await del()).toBe("not-tracked");
+  });
+
+  it("keeps a pod captured when the API cannot confirm a CNI DEL", async () => {
+    await label("demo", "ambient");
+    await controller.start();
+    await t.client.create("/api/v1/namespaces/demo/pods", { apiVersion: "v1", kind: "Pod", metadata: { name: "p" }, spec: { nodeName: "node-1", containers: [{ name: "c", image: "i" }] } });
+    const uid = (await t.client.get("/api/v1/namespaces/demo/pods/p")).metadata.uid as string;
+    await controller.podAdded({ namespace: "demo", name: "p", uid, netnsPath: "/run/netns/p", ips: ["10.244.1.8"] });
+    await controller.stop();
+    await t.api.close();
+    expect(await controller.cniDeleted({ namespace: "demo", name: "p", uid, containerId: "" })).toBe("api-unavailable");
+    expect(driver.captured.has("demo/p")).toBe(true);
+  });
+
+  it("verifies captured pods: repairs missing rules or listeners, forgets pods whose netns is gone", async () => {
+    const states = new Map<string, "captured" | "broken" | "gone">();
+    driver.inspect = async (pod: PodRef) => states.get(pod.name) ?? "captured";
+    await label("demo", "ambient");
+    await createPod("demo", "ok", "node-1");
+    await createPod("demo", "tampered", "node-1");
+    await createPod("demo", "vanished", "node-1");
+    await controller.start();
+    await expect.poll(() => [...driver.captured].sort()).toEqual(["demo/ok", "demo/tampered", "demo/vanished"]);
+    driver.calls.length = 0;
+    states.set("tampered", "broken");
+    states.set("vanished", "gone");
+    expect(await controller.verifyCaptured()).toEqual({ repaired: ["demo/tampered"], gone: ["demo/vanished"] });
+    expect(driver.calls.filter((c) => !c.startsWith("capture demo/vanished")).sort()).toEqual(["capture demo/tampered /run/netns/test-tampered", "release demo/vanished"]);
+    states.clear();
+    expect(await controller.verifyCaptured()).toMatchObject({ repaired: [] });
   });
 
   it("CNI GC releases only pods whose attachment is gone and whose pod the API no longer shows", async () => {

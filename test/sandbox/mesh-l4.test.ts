@@ -218,11 +218,11 @@ describeTier(isRoot, ROOT_REQUIRED)("L4 mesh on the sandbox", () => {
 
     // CNI CHECK, run as a runtime runs it, reports a captured pod whose rules were removed behind the agent's back.
     const first = JSON.parse((await kubectl(["get", "pod", "-n", "meshed", "first", "-o", "json"])).stdout);
-    const check = () =>
+    const plugin = (command: "CHECK" | "DEL") =>
       execa(path.join(REPO_ROOT, "cni", "bin", "ambit-cni"), [], {
         reject: false,
         extendEnv: false,
-        env: { CNI_COMMAND: "CHECK", CNI_CONTAINERID: first.metadata.uid, CNI_NETNS: "/dev/null", CNI_IFNAME: "eth0", CNI_PATH: "/usr/lib/cni", CNI_ARGS: `K8S_POD_NAMESPACE=meshed;K8S_POD_NAME=first;K8S_POD_UID=${first.metadata.uid}` },
+        env: { CNI_COMMAND: command, CNI_CONTAINERID: first.metadata.uid, CNI_NETNS: "/dev/null", CNI_IFNAME: "eth0", CNI_PATH: "/usr/lib/cni", CNI_ARGS: `K8S_POD_NAMESPACE=meshed;K8S_POD_NAME=first;K8S_POD_UID=${first.metadata.uid}` },
         input: JSON.stringify({
           cniVersion: "1.0.0",
           name: "ambit-sandbox",
@@ -231,12 +231,26 @@ describeTier(isRoot, ROOT_REQUIRED)("L4 mesh on the sandbox", () => {
           prevResult: { cniVersion: "1.0.0", ips: [{ address: `${first.status.podIP}/24` }] },
         }),
       });
+    const check = () => plugin("CHECK");
     expect((await check()).exitCode).toBe(0);
     const netns = `/run/netns/${first.metadata.annotations["sandbox.ambit.dev/netns"]}`;
-    await execa("nsenter", [`--net=${netns}`, "--", "iptables", "-t", "nat", "-D", "OUTPUT", "-j", "AMBIT-OUTPUT"]);
-    const broken = await check();
+    // The agent's periodic verification may repair the rule between its removal and the CHECK: try again then.
+    let broken = await check();
+    for (let i = 0; i < 3 && broken.exitCode === 0; i++) {
+      await execa("nsenter", [`--net=${netns}`, "--", "iptables", "-t", "nat", "-D", "OUTPUT", "-j", "AMBIT-OUTPUT"]);
+      broken = await check();
+    }
     expect(broken.exitCode).toBe(1);
     expect(JSON.parse(broken.stdout)).toMatchObject({ code: 100, details: "AMBIT_E_CNI_CHECK", msg: expect.stringContaining("capture rules are missing or partial") });
+
+    // A CNI DEL for the pod, which still runs: the agent asks the API and keeps it captured, and the verification
+    // that follows every CNI event puts the missing rule back.
+    expect((await plugin("DEL")).exitCode).toBe(0);
+    await expect.poll(async () => (await check()).exitCode, { timeout: 10_000, interval: 300 }).toBe(0);
+    expect(await state("meshed", "first")).toBe("Running/enabled");
+    const rules = (await execa("nsenter", [`--net=${netns}`, "--", "iptables-save", "-t", "nat"])).stdout;
+    expect(rules).toContain("-A OUTPUT -j AMBIT-OUTPUT");
+    expect(rules).toContain("-A PREROUTING -j AMBIT-PREROUTING");
 
     const manifest = path.join(REPO_ROOT, "daemonset", "manifests", "ambit-agent.yaml");
     expect((await kubectl(["delete", "daemonset", "-n", "ambit-system", "ambit-agent", "--wait=true", "--timeout=60s"])).exitCode).toBe(0);
