@@ -13,6 +13,7 @@ import { type IncludeObject, toTable } from "./tables.ts";
 import type { ServiceAccountTokenSigner } from "./tokens.ts";
 import { API_SERVER_AUDIENCE } from "./tokens.ts";
 import { type ResourceType, ResourceRegistry, apiVersionOf, crdResources } from "./resources.ts";
+import { type StructuralSchema, checkCustomResource } from "./schema.ts";
 import { type EventType, ObjectStore, type StoreEvent, type Watcher } from "./store.ts";
 import { ClusterIpAllocator, applyDefaults, invalid, validate } from "./defaults.ts";
 import { openApiV3GroupVersion, openApiV3Root } from "./openapi.ts";
@@ -39,6 +40,18 @@ interface Route {
   namespace?: string;
   name?: string;
   subresource?: string;
+}
+
+/** `fieldValidation` of a write: what to do with fields the schema does not know, and the warnings to send back. */
+interface FieldValidation {
+  mode: "Ignore" | "Warn" | "Strict";
+  warnings: string[];
+}
+
+function fieldValidationOf(url: URL): FieldValidation {
+  const raw = url.searchParams.get("fieldValidation") ?? "Warn";
+  if (raw !== "Ignore" && raw !== "Warn" && raw !== "Strict") throw new ApiError(400, "BadRequest", `fieldValidation must be one of Ignore, Warn or Strict, got "${raw}"`);
+  return { mode: raw, warnings: [] };
 }
 
 const resourceKey = (r: ResourceType) => `${apiVersionOf(r)}/${r.plural}`;
@@ -198,6 +211,7 @@ export class ApiCore {
     const route: Route = { resource, key: resourceKey(resource), ...(namespace !== undefined ? { namespace } : {}), ...(rest[1] ? { name: rest[1] } : {}), ...(rest[2] ? { subresource: rest[2] } : {}) };
     const method = req.method ?? "GET";
     const dryRun = url.searchParams.getAll("dryRun").includes("All");
+    const fv = fieldValidationOf(url);
 
     if (route.subresource && !(route.subresource === "status" && resource.status) && !(route.subresource === "token" && resource.kind === "ServiceAccount") && !(route.subresource === "finalize" && resource.kind === "Namespace")) {
       throw new ApiError(404, "NotFound", "the server could not find the requested resource");
@@ -215,7 +229,8 @@ export class ApiCore {
       if (method === "POST") {
         const body = await readBody(req);
         if (resource.kind === "TokenReview") return this.#json(res, 201, this.#tokenReview(body));
-        return this.#json(res, 201, this.#create(route, body, dryRun));
+        const created = this.#create(route, body, dryRun, fv);
+        return this.#json(res, 201, created, undefined, fv.warnings);
       }
       if (method === "DELETE") return this.#json(res, 200, this.#deleteCollection(url, route, dryRun));
       throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
@@ -229,11 +244,13 @@ export class ApiCore {
         if (route.subresource === "token") return this.#json(res, 201, this.#tokenRequest(route, await readBody(req)));
         throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
       case "PUT":
-        return this.#json(res, 200, this.#update(route, await readBody(req), dryRun));
+        const updated = this.#update(route, await readBody(req), dryRun, fv);
+        return this.#json(res, 200, updated, undefined, fv.warnings);
       case "PATCH": {
         const type = patchTypeFromContentType(req.headers["content-type"]);
         const raw = await readRaw(req);
-        return this.#json(res, 200, this.#patch(route, raw, type, dryRun));
+        const patched = this.#patch(route, raw, type, dryRun, fv);
+        return this.#json(res, 200, patched, undefined, fv.warnings);
       }
       case "DELETE": {
         const raw = await readRaw(req);
@@ -465,7 +482,7 @@ export class ApiCore {
     return obj;
   }
 
-  #create(route: Route, body: unknown, dryRun: boolean): KubeObject {
+  #create(route: Route, body: unknown, dryRun: boolean, fv?: FieldValidation): KubeObject {
     const r = route.resource;
     if (r.namespaced && route.namespace === undefined) throw new ApiError(404, "NotFound", "the server could not find the requested resource");
     const obj = this.#checkBody(route, body);
@@ -478,10 +495,10 @@ export class ApiCore {
         throw new ApiError(403, "Forbidden", `${r.plural} "${obj.metadata.name}" is forbidden: unable to create new content in namespace ${route.namespace} because it is being terminated`, { name: obj.metadata.name, kind: r.plural });
       }
     }
-    return this.#createObject(r, obj, route.namespace, dryRun);
+    return this.#createObject(r, obj, route.namespace, dryRun, fv);
   }
 
-  #createObject(r: ResourceType, obj: KubeObject, namespace: string | undefined, dryRun = false): KubeObject {
+  #createObject(r: ResourceType, obj: KubeObject, namespace: string | undefined, dryRun = false, fv?: FieldValidation): KubeObject {
     const key = resourceKey(r);
     const name = obj.metadata.name!;
     if (this.store.get(key, r.namespaced ? namespace : undefined, name)) {
@@ -489,6 +506,7 @@ export class ApiCore {
     }
     applyDefaults(obj);
     validate(obj);
+    if (r.crd) this.#checkSchema(r, obj, fv);
     Object.assign(obj.metadata, { uid: randomUUID(), creationTimestamp: now(), generation: 1 });
     delete obj.metadata.deletionTimestamp;
     delete obj.metadata.deletionGracePeriodSeconds;
@@ -527,6 +545,34 @@ export class ApiCore {
     }
   }
 
+  /**
+   * A custom resource against its CRD's schema for the version used: type, enum or required errors are refused
+   * (422); unknown fields are pruned, and with fieldValidation=Strict (kubectl's default) refused (400), with Warn
+   * (the server's default) reported as warnings.
+   */
+  #checkSchema(r: ResourceType, obj: KubeObject, fv: FieldValidation | undefined): void {
+    const crds = this.registry.find("apiextensions.k8s.io/v1", "customresourcedefinitions")!;
+    const crd = this.store.get(resourceKey(crds), undefined, r.crd!);
+    const version = (crd?.spec?.versions ?? []).find((v: { name: string }) => v.name === r.version) as { schema?: { openAPIV3Schema?: StructuralSchema } } | undefined;
+    const schema = version?.schema?.openAPIV3Schema;
+    if (!schema) return;
+    const found = checkCustomResource(obj, schema);
+    const name = obj.metadata.name ?? "";
+    if (found.errors.length) {
+      throw new ApiError(422, "Invalid", `${r.kind}.${r.group} "${name}" is invalid: ${found.errors.length === 1 ? found.errors[0] : `[${found.errors.join(", ")}]`}`, {
+        name,
+        kind: r.kind,
+        group: r.group,
+        causes: found.errors.map((e) => ({ reason: "FieldValueInvalid", message: e.slice(e.indexOf(": ") + 2), field: e.slice(0, e.indexOf(": ")) })),
+      });
+    }
+    if (!found.unknown.length || !fv || fv.mode === "Ignore") return;
+    if (fv.mode === "Strict") {
+      throw new ApiError(400, "BadRequest", `${r.kind} in version "${r.version}" cannot be handled as a ${r.kind}: strict decoding error: ${found.unknown.map((u) => `unknown field "${u}"`).join(", ")}`);
+    }
+    fv.warnings.push(...found.unknown.map((u) => `unknown field "${u}"`));
+  }
+
   #acceptCrd(crd: KubeObject): void {
     const names = crd.spec?.names ?? {};
     const t = now();
@@ -540,7 +586,7 @@ export class ApiCore {
     };
   }
 
-  #update(route: Route, body: unknown, dryRun: boolean): KubeObject {
+  #update(route: Route, body: unknown, dryRun: boolean, fv?: FieldValidation): KubeObject {
     const existing = this.#mustGet(route);
     const obj = this.#checkBody(route, body);
     if (obj.metadata.name !== undefined && obj.metadata.name !== route.name) {
@@ -548,7 +594,7 @@ export class ApiCore {
     }
     obj.metadata.name = route.name;
     if (obj.metadata.resourceVersion && obj.metadata.resourceVersion !== existing.metadata.resourceVersion) throw this.#conflict(route);
-    return this.#replace(route, existing, obj, dryRun);
+    return this.#replace(route, existing, obj, dryRun, fv);
   }
 
   #conflict(route: Route): ApiError {
@@ -561,11 +607,12 @@ export class ApiCore {
   }
 
   /** Common path of PUT and PATCH: subresource rules, immutable metadata, generation, lifecycle side effects. */
-  #replace(route: Route, existing: KubeObject, incoming: KubeObject, dryRun: boolean): KubeObject {
+  #replace(route: Route, existing: KubeObject, incoming: KubeObject, dryRun: boolean, fv?: FieldValidation): KubeObject {
     const r = route.resource;
     let next: KubeObject;
     if (route.subresource === "status") {
       next = { ...clone(existing), status: incoming.status };
+      if (r.crd) this.#checkSchema(r, next, fv);
     } else {
       next = incoming;
       if (r.status) next.status = clone(existing.status);
@@ -578,6 +625,7 @@ export class ApiCore {
       if (r.kind === "Namespace" && existing.status?.phase === "Terminating") next.status = clone(existing.status);
       applyDefaults(next);
       validate(next);
+      if (r.crd) this.#checkSchema(r, next, fv);
       if (r.kind === "Service") this.#assignClusterIp(next, existing, dryRun);
       if (r.kind === "CustomResourceDefinition") this.#acceptCrd(next);
       const strip = (o: KubeObject) => JSON.stringify({ ...o, metadata: undefined, status: undefined });
@@ -595,14 +643,14 @@ export class ApiCore {
     return next;
   }
 
-  #patch(route: Route, raw: Buffer, type: ReturnType<typeof patchTypeFromContentType>, dryRun: boolean): KubeObject {
+  #patch(route: Route, raw: Buffer, type: ReturnType<typeof patchTypeFromContentType>, dryRun: boolean, fv?: FieldValidation): KubeObject {
     const existing = this.#mustGet(route);
     const patched = applyPatch(existing, raw, type, route.resource.kind);
     if (patched.metadata.name !== existing.metadata.name || (patched.metadata.namespace ?? undefined) !== (existing.metadata.namespace ?? undefined)) {
       throw new ApiError(400, "BadRequest", "a patch may not change the object's name or namespace");
     }
     if (patched.metadata.resourceVersion !== existing.metadata.resourceVersion) throw this.#conflict(route);
-    return this.#replace(route, existing, this.#checkBody(route, patched), dryRun);
+    return this.#replace(route, existing, this.#checkBody(route, patched), dryRun, fv);
   }
 
   #delete(route: Route, options: Record<string, unknown>, dryRun: boolean): KubeObject {
@@ -784,8 +832,10 @@ export class ApiCore {
 
   // ---- plumbing --------------------------------------------------------------------------------
 
-  #json(res: ServerResponse, status: number, body: unknown, contentType = "application/json"): void {
+  #json(res: ServerResponse, status: number, body: unknown, contentType = "application/json", warnings: string[] = []): void {
     const payload = JSON.stringify(body);
+    // RFC 7234 warnings, as kube-apiserver sends them and kubectl prints them ("Warning: unknown field ...").
+    if (warnings.length) res.setHeader("warning", warnings.map((w) => `299 - ${JSON.stringify(w)}`));
     res.writeHead(status, { "content-type": contentType, "content-length": Buffer.byteLength(payload), "cache-control": "no-cache, private" });
     res.end(payload);
   }

@@ -3,6 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { REPO_ROOT } from "../../sandbox/config.ts";
 import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts";
 
 const hasKubectl = (await execa("sh", ["-c", "command -v kubectl"], { reject: false })).exitCode === 0;
@@ -115,6 +116,33 @@ spec:
     widget.spec.size = 5;
     expect((await kubectl(["apply", "-f", "-"], JSON.stringify(widget))).exitCode).toBe(0);
     expect((await kubectl(["get", "widget", "-n", "shop", "w1", "-o", "jsonpath={.spec.size}"])).stdout).toBe("5");
+  });
+
+  it("validates custom resources against their CRD schema: kubectl apply refuses a typo, wrong types and bad enums", async () => {
+    const crds = path.join(REPO_ROOT, "daemonset", "manifests", "crds");
+    expect((await kubectl(["apply", "-f", crds])).exitCode).toBe(0);
+    expect((await kubectl(["apply", "-f", "-"], "apiVersion: v1\nkind: Namespace\nmetadata: {name: policies}\n")).exitCode).toBe(0);
+    const policy = (spec: string) => `apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: policies}\nspec: ${spec}\n`;
+    // kubectl's default is fieldValidation=Strict: the typo is refused, nothing is stored.
+    const typo = await kubectl(["apply", "-f", "-"], policy("{action: DENY, rule: [{from: [{source: {namespaces: [legacy]}}]}]}"));
+    expect(typo.exitCode).not.toBe(0);
+    expect(typo.stderr).toContain('strict decoding error: unknown field "spec.rule"');
+    expect((await kubectl(["get", "authorizationpolicy", "-n", "policies", "p"])).exitCode).not.toBe(0);
+    const nested = await kubectl(["apply", "-f", "-"], policy("{rules: [{frm: [{source: {namespaces: [demo]}}]}]}"));
+    expect(nested.stderr).toContain('unknown field "spec.rules[0].frm"');
+    const peer = await kubectl(["apply", "-f", "-"], "apiVersion: security.ambit.dev/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: policies}\nspec: {mtl: {mode: STRICT}}\n");
+    expect(peer.stderr).toContain('unknown field "spec.mtl"');
+    // Types and enums are refused whatever the validation mode.
+    const badEnum = await kubectl(["apply", "--validate=false", "-f", "-"], policy("{action: DENYY}"));
+    expect(badEnum.stderr).toContain('spec.action: Unsupported value: "DENYY": supported values: "ALLOW", "DENY", "AUDIT", "CUSTOM"');
+    const badType = await kubectl(["apply", "--validate=false", "-f", "-"], policy("{rules: allow-all}"));
+    expect(badType.stderr).toContain("spec.rules in body must be of type array");
+    // --validate=warn: stored without the unknown field, and the user is told.
+    const warned = await kubectl(["apply", "--validate=warn", "-f", "-"], policy("{action: DENY, rule: [], rules: [{from: [{source: {namespaces: [legacy]}}]}]}"));
+    expect(warned.exitCode, warned.stderr).toBe(0);
+    expect(warned.stderr).toContain('unknown field "spec.rule"');
+    const stored = JSON.parse((await kubectl(["get", "authorizationpolicy", "-n", "policies", "p", "-o", "json"])).stdout);
+    expect(stored.spec).toEqual({ action: "DENY", rules: [{ from: [{ source: { namespaces: ["legacy"] } }] }] });
   });
 
   it("delete removes the object and a missing object is NotFound", async () => {
