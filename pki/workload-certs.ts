@@ -87,7 +87,13 @@ export function parseCsr(der: Buffer): ParsedCsr {
     if (keyType?.tag !== TAG.oid || decodeOid(keyType.content) !== OID.ecPublicKey || curve?.tag !== TAG.oid || decodeOid(curve.content) !== OID.prime256v1) {
       throw new CsrError("AMBIT_E_CSR_KEY", "the CSR key must be ECDSA P-256 (prime256v1)");
     }
-    const publicKey = createPublicKey({ key: spki.raw, format: "der", type: "spki" });
+    let publicKey: KeyObject;
+    try {
+      publicKey = createPublicKey({ key: spki.raw, format: "der", type: "spki" });
+    } catch (err) {
+      // OpenSSL's decoder errors carry no stable code: any failure here is a key the CSR does not really hold.
+      throw new CsrError("AMBIT_E_CSR_KEY", `the CSR's public key cannot be read: ${(err as Error).message}`);
+    }
     if (signature.content[0] !== 0) throw new CsrError("AMBIT_E_CSR_MALFORMED", "the CSR signature BIT STRING has unused bits");
     if (!verify("sha256", info.raw, { key: publicKey, dsaEncoding: "der" }, signature.content.subarray(1))) {
       throw new CsrError("AMBIT_E_CSR_SIGNATURE", "the CSR signature does not verify: the requester does not hold the private key");
