@@ -5,6 +5,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, configDumpOf, deployMesh, fromAgent, isRoot, kubectl, sandboxNodes } from "../support/sandbox.ts";
+import { sniff } from "../support/netns.ts";
 import { describeTier } from "../support/tiers.ts";
 
 const NODE = path.join(REPO_ROOT, "node_modules", "node", "bin", "node");
@@ -106,6 +107,29 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
     expect((await kubectl(["delete", "peerauthentication", "-n", "demo", "default"])).exitCode).toBe(0);
   });
 
+  it("an AUDIT policy changes no decision; the destination agent logs each connection it matches, with the policy's name", async () => {
+    const audit = "apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: audit-legacy, namespace: demo}\nspec:\n  action: AUDIT\n  rules:\n  - from:\n    - source: {notPrincipals: [\"*\"]}\n";
+    try {
+      expect((await applyYaml(audit)).exitCode).toBe(0);
+      await expect.poll(async () => (await kubectl(["get", "authorizationpolicy", "-n", "demo", "audit-legacy", "-o", "jsonpath={.status.conditions[0].reason}"])).stdout, { timeout: 10_000 }).toBe("Accepted");
+      // The plaintext legacy client matches (no principal) and still gets in; the mesh client does not match.
+      const audited = async () => {
+        let lines = 0;
+        for (const node of await sandboxNodes()) {
+          const agent = (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "--field-selector", `spec.nodeName=${node.name}`, "-o", "jsonpath={.items[0].metadata.name}"])).stdout;
+          lines += (await ambit(["dev", "logs", `ambit-system/${agent}`])).stdout.split("\n").filter((l) => l.includes('"event":"audit"') && l.includes("demo/audit-legacy") && l.includes('"allowed":true')).length;
+        }
+        return lines;
+      };
+      const before = await audited();
+      await expect.poll(() => reach("legacy/client", "http://orders.demo/"), { timeout: 10_000 }).toBe("orders");
+      await expect.poll(audited, { timeout: 5_000 }).toBeGreaterThan(before);
+      expect(await reach("demo/client", "http://orders.demo/")).toBe("orders");
+    } finally {
+      await kubectl(["delete", "authorizationpolicy", "-n", "demo", "audit-legacy", "--ignore-not-found"]);
+    }
+  });
+
   it("closes a live connection that a new policy denies, and counts it", async () => {
     // One keep-alive connection from client to payments: a request, then it stays open until the mesh closes it.
     const script = [
@@ -167,6 +191,25 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
     // No CA, no certificate: the enrolled pod must not start uncaptured.
     // Held back means not started at all: still Pending (sandbox not created), not Running uncaptured.
     expect(await podState("demo", "late")).toMatch(/^Pending\//);
+
+    // A pod that starts now with an identity its node's agent already holds (payments) is captured there; agents
+    // of other nodes have no config naming it, yet must reach it over HBONE, never in plaintext (issue 10 item 12).
+    const clientNode = await nodeOf("client");
+    const nodes = await sandboxNodes();
+    const otherNode = nodes.find((n) => n.name !== clientNode)!;
+    const early = { apiVersion: "v1", kind: "Pod", metadata: { name: "early", namespace: "demo", labels: { app: "early" } }, spec: { nodeName: otherNode.name, serviceAccountName: "payments", containers: [{ name: "c", image: "ambit.dev/demo-service:0.1", ports: [{ containerPort: 8080 }], env: [{ name: "SERVICE_NAME", value: "early" }, { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } }] }] } };
+    expect((await kubectl(["apply", "-f", "-"], { input: JSON.stringify(early) })).exitCode).toBe(0);
+    await expect.poll(() => podState("demo", "early"), { timeout: 30_000 }).toBe("Running/enabled");
+    const earlyIp = (await kubectl(["get", "pod", "-n", "demo", "early", "-o", "jsonpath={.status.podIP}"])).stdout;
+    let answer = "";
+    const dump2 = await sniff(nodes.find((n) => n.name === clientNode)!.netns, "eth0", "tcp", async () => {
+      const r = await ambit(["dev", "exec", "demo/client", "--", "curl", "-s", "--max-time", "5", `http://${earlyIp}:8080/MARKER-early-3f1`]);
+      answer = r.stdout;
+    });
+    expect(answer).toContain('"service":"early"');
+    expect(dump2).not.toContain("MARKER-early-3f1");
+    expect(dump2).toMatch(/\.15008: Flags/);
+    expect((await kubectl(["delete", "pod", "-n", "demo", "early", "--wait=false"])).exitCode).toBe(0);
 
     // Back, with 60 s workload certificates for the rotation test below.
     expect((await kubectl(["set", "env", "deployment/ambit-controller", "-n", "ambit-system", "AMBIT_WORKLOAD_CERT_TTL_SECONDS=60"])).exitCode).toBe(0);
