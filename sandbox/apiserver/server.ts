@@ -243,9 +243,10 @@ export class ApiCore {
       case "POST":
         if (route.subresource === "token") return this.#json(res, 201, this.#tokenRequest(route, await readBody(req)));
         throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
-      case "PUT":
+      case "PUT": {
         const updated = this.#update(route, await readBody(req), dryRun, fv);
         return this.#json(res, 200, updated, undefined, fv.warnings);
+      }
       case "PATCH": {
         const type = patchTypeFromContentType(req.headers["content-type"]);
         const raw = await readRaw(req);
