@@ -4,7 +4,7 @@ import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
-import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, configDumpOf, deployMesh, fromAgent, isRoot, kubectl, sandboxNodes } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, configDumpOf, freshSandboxWithMesh, fromAgent, isRoot, kubectl, sandboxNodes } from "../support/sandbox.ts";
 import { sniff } from "../support/netns.ts";
 import { describeTier } from "../support/tiers.ts";
 
@@ -39,10 +39,7 @@ spec:
 
 describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
   beforeAll(async () => {
-    await ambit(["dev", "down"]);
-    const up = await ambit(["dev", "up"]);
-    if (up.exitCode !== 0) throw new Error(`ambit dev up failed:\n${up.stdout}\n${up.stderr}`);
-    await deployMesh();
+    await freshSandboxWithMesh();
     expect((await kubectl(["label", "ns", "demo", "ambit.dev/dataplane-mode=ambient"])).exitCode).toBe(0);
     for (let i = 0; ; i++) {
       const marks = (await kubectl(["get", "pods", "-n", "demo", "-o", "jsonpath={.items[*].metadata.annotations.ambit\\.dev/redirection}"])).stdout;

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 import { cpuTimes } from "../../bench/tools/process-stats.ts";
 import { sniff } from "../support/netns.ts";
-import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, deployMesh, fromAgent, isRoot, kubectl, sandboxNodes } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, freshSandboxWithMesh, fromAgent, isRoot, kubectl, sandboxNodes } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
 
 const NODE1 = `${TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREFIX}-node-1`;
@@ -20,10 +20,7 @@ const containerIds = async () => (await kubectl(["get", "pods", "-n", "demo", "-
 
 describeTier(isRoot, ROOT_REQUIRED)("L4 mesh on the sandbox", () => {
   beforeAll(async () => {
-    await ambit(["dev", "down"]);
-    const up = await ambit(["dev", "up"]);
-    if (up.exitCode !== 0) throw new Error(`ambit dev up failed:\n${up.stdout}\n${up.stderr}`);
-    await deployMesh();
+    await freshSandboxWithMesh();
   }, 180_000);
 
   afterAll(async () => {

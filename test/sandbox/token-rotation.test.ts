@@ -1,6 +1,6 @@
 // The mesh across projected token rotation: the sandbox issues 20 s tokens, so agent and controller must follow the files.
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ROOT_REQUIRED, ambit, deployMesh, isRoot, kubectl } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, ambit, freshSandboxWithMesh, isRoot, kubectl } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
 
 const TOKEN_SECONDS = 20;
@@ -17,10 +17,7 @@ const podName = async (ns: string, selector: string) => (await kubectl(["get", "
 
 describeTier(isRoot, ROOT_REQUIRED)("agent and controller across projected token rotation", () => {
   beforeAll(async () => {
-    await ambit(["dev", "down"]);
-    const up = await ambit(["dev", "up"], { env: SHORT_TOKENS });
-    if (up.exitCode !== 0) throw new Error(`ambit dev up failed:\n${up.stdout}\n${up.stderr}`);
-    await deployMesh();
+    await freshSandboxWithMesh(SHORT_TOKENS);
   }, 180_000);
 
   afterAll(async () => {

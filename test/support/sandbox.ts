@@ -41,6 +41,14 @@ export function kubectl(args: string[], opts: Options = {}): Promise<CommandResu
 
 const MANIFESTS = path.join(REPO_ROOT, "daemonset", "manifests");
 
+/** A fresh test sandbox (the previous one removed first) with the mesh deployed; `env` adds AMBIT_DEV_* settings. */
+export async function freshSandboxWithMesh(env: Record<string, string> = {}): Promise<void> {
+  await ambit(["dev", "down"]);
+  const up = await ambit(["dev", "up"], { env });
+  if (up.exitCode !== 0) throw new Error(`ambit dev up failed:\n${up.stdout}\n${up.stderr}`);
+  await deployMesh();
+}
+
 /** Installs the mesh as a user would (CRDs, controller, agent DaemonSet) and waits until every part is ready. */
 export async function deployMesh(): Promise<void> {
   for (const dir of [path.join(MANIFESTS, "crds"), MANIFESTS]) {
