@@ -33,8 +33,17 @@ export interface InPodDriverOptions {
 
 interface PodListeners {
   servers: net.Server[];
-  /** The netns they listen in: a pod whose sandbox was recreated gets a new one under the same uid. */
-  netnsPath: string;
+  /**
+   * The namespace they listen in (dev:ino of the netns file), not its path: a runtime that retries a timed-out ADD,
+   * or recreates a pod's sandbox, makes a new namespace for the same pod, often under the same path.
+   */
+  netns: string;
+}
+
+/** Identity of the network namespace a netns file refers to; throws when the file is gone. */
+async function namespaceId(netnsPath: string): Promise<string> {
+  const st = await fs.stat(netnsPath);
+  return `${st.dev}:${st.ino}`;
 }
 
 export class InPodCaptureDriver implements CaptureDriver {
@@ -50,18 +59,20 @@ export class InPodCaptureDriver implements CaptureDriver {
    * pod is released again, so it is never left half captured.
    */
   async capture(pod: PodRef): Promise<void> {
+    // A missing netns fails below, in listenInNetns, with the native layer's own code.
+    const netns = await namespaceId(pod.netnsPath).catch(() => "");
     const existing = this.#pods.get(pod.uid);
-    if (existing && existing.netnsPath === pod.netnsPath && existing.servers.length === 3 && existing.servers.every((s) => s.listening)) {
+    if (existing && netns && existing.netns === netns && existing.servers.length === 3 && existing.servers.every((s) => s.listening)) {
       await applyCaptureRules(pod.netnsPath, { probeSourceIps: this.#opts.probeSourceIps });
       return;
     }
-    // Listeners in another (old) netns, or not all of them listening: open them anew.
+    // Listeners in another (old) namespace, or not all of them listening: open them anew.
     if (existing) {
       this.#pods.delete(pod.uid);
       for (const server of existing.servers) server.close();
     }
     const servers: net.Server[] = [];
-    this.#pods.set(pod.uid, { servers, netnsPath: pod.netnsPath });
+    this.#pods.set(pod.uid, { servers, netns });
     try {
       const serve = (host: string, port: number, onConnection: (socket: net.Socket) => void) => {
         const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => {
@@ -101,9 +112,10 @@ export class InPodCaptureDriver implements CaptureDriver {
 
   /** The pod's netns gone; or its rules or any of its three listeners missing; or all in place. */
   async inspect(pod: PodRef): Promise<"captured" | "broken" | "gone"> {
-    if (!(await fs.access(pod.netnsPath).then(() => true, () => false))) return "gone";
+    const netns = await namespaceId(pod.netnsPath).catch(() => undefined);
+    if (!netns) return "gone";
     const entry = this.#pods.get(pod.uid);
-    const listening = entry !== undefined && entry.netnsPath === pod.netnsPath && entry.servers.length === 3 && entry.servers.every((s) => s.listening);
+    const listening = entry !== undefined && entry.netns === netns && entry.servers.length === 3 && entry.servers.every((s) => s.listening);
     const rules = await captureState(pod.netnsPath).catch(() => "partial");
     return listening && rules === "captured" ? "captured" : "broken";
   }

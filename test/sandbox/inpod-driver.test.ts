@@ -81,6 +81,33 @@ describeTier(isRoot, ROOT_REQUIRED)("in-pod capture driver", () => {
     expect(await requestFrom(POD, "127.0.0.1", 15001)).toBe("ERR:ECONNREFUSED");
   });
 
+  it("a pod whose namespace was replaced under the same path is inspected as broken and gets listeners in the new one", async () => {
+    // What a runtime does when it retries a timed-out CNI ADD or recreates a pod's sandbox: a new namespace, same path.
+    const name = `ambit-inpod-re-${process.pid}`;
+    const again = { ...pod, uid: "uid-recreated", netnsPath: `/run/netns/${name}` };
+    const fresh = async () => {
+      await execa("ip", ["netns", "add", name]);
+      await execa("ip", ["-n", name, "link", "set", "lo", "up"]);
+    };
+    try {
+      await fresh();
+      await driver.capture(again);
+      expect(await driver.inspect(again)).toBe("captured");
+      await execa("ip", ["netns", "del", name]);
+      await fresh();
+      expect(await driver.inspect(again)).toBe("broken");
+      expect(await requestFrom(name, "127.0.0.1", 15001)).toBe("ERR:ECONNREFUSED");
+      await driver.capture(again);
+      expect(await driver.inspect(again)).toBe("captured");
+      expect(await requestFrom(name, "127.0.0.1", 15001)).toMatch(/^outbound orders-1 -> /);
+      await execa("ip", ["netns", "del", name]);
+      expect(await driver.inspect(again)).toBe("gone");
+    } finally {
+      await driver.release(again).catch(() => {});
+      await execa("ip", ["netns", "del", name], { reject: false });
+    }
+  });
+
   it("leaves nothing behind when a pod cannot be captured", async () => {
     const ghost = { ...pod, uid: "uid-ghost", netnsPath: "/run/netns/ambit-inpod-missing" };
     await expect(driver.capture(ghost)).rejects.toMatchObject({ code: "AMBIT_E_NATIVE_NETNS" });
