@@ -11,12 +11,13 @@ const IMAGES: Record<string, { entrypoint: string[]; description: string }> = {
     entrypoint: [process.execPath, path.join(REPO_ROOT, "demo", "app", "service.ts")],
     description: "demo HTTP service that calls NEXT_URL and returns the chain as JSON",
   },
+  // The mesh's images run the bundles `npm run build` makes, as the product's images do; `ambit dev up` builds them.
   "ambit.dev/agent": {
-    entrypoint: [process.execPath, path.join(REPO_ROOT, "agent", "main.ts")],
+    entrypoint: [process.execPath, path.join(REPO_ROOT, "dist", "agent.mjs")],
     description: "the Ambit node agent (DaemonSet, host network)",
   },
   "ambit.dev/controller": {
-    entrypoint: [process.execPath, path.join(REPO_ROOT, "controller", "main.ts")],
+    entrypoint: [process.execPath, path.join(REPO_ROOT, "dist", "controller.mjs")],
     description: "the Ambit controller (Deployment): CA, policy, per-node config stream",
   },
   "ambit.dev/toolbox": {

@@ -57,6 +57,12 @@ export class Supervisor {
       return nodes;
     });
 
+    await step("build the mesh's programs (npm run build: the bundles its images run)", async () => {
+      // Loaded only here: the CLI that forks the supervisor does not need the bundler.
+      const { buildBundles } = await import("../../scripts/build.ts");
+      await buildBundles();
+    });
+
     this.#api = await step("start API server", async () => {
       const api = await startApiServer({
         host: cfg.apiHost,
