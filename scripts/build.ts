@@ -2,6 +2,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { build } from "esbuild";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -21,35 +23,80 @@ export const PROGRAMS: Record<string, string> = {
  */
 const BANNER = 'import { createRequire as __ambitRequire } from "node:module"; const require = __ambitRequire(import.meta.url);';
 
+/**
+ * Builds into a directory of its own, then renames each file into `outDir`: a sandbox starting pods from the
+ * bundles while another `ambit dev up` rebuilds them never sees a missing or half-written file.
+ */
 export async function buildBundles(outDir = DIST): Promise<Array<{ program: string; bundle: string; bytes: number }>> {
-  await fs.rm(outDir, { recursive: true, force: true });
-  const results = [];
-  for (const [entry, out] of Object.entries(PROGRAMS)) {
-    const outfile = path.join(outDir, out);
-    await build({
-      entryPoints: [path.join(ROOT, entry)],
-      outfile,
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node24",
-      banner: { js: BANNER },
-      // whatwg-url (through client-node) asks for "punycode", which Node would answer with its deprecated built-in
-      // (a warning at every start); the npm package of the same name is what it means.
-      alias: { punycode: "punycode/" },
-      sourcemap: "linked",
-      legalComments: "linked",
-      logLevel: "warning",
-    });
-    results.push({ program: entry, bundle: path.relative(ROOT, outfile), bytes: (await fs.stat(outfile)).size });
+  await fs.mkdir(outDir, { recursive: true });
+  const staging = await fs.mkdtemp(path.join(outDir, ".build-"));
+  try {
+    const results = [];
+    for (const [entry, out] of Object.entries(PROGRAMS)) {
+      await build({
+        entryPoints: [path.join(ROOT, entry)],
+        outfile: path.join(staging, out),
+        bundle: true,
+        platform: "node",
+        format: "esm",
+        target: "node24",
+        banner: { js: BANNER },
+        // whatwg-url (through client-node) asks for "punycode", which Node would answer with its deprecated built-in
+        // (a warning at every start); the npm package of the same name is what it means.
+        alias: { punycode: "punycode/" },
+        sourcemap: "linked",
+        legalComments: "linked",
+        logLevel: "warning",
+      });
+      results.push({ program: entry, bundle: path.relative(ROOT, path.join(outDir, out)), bytes: (await fs.stat(path.join(staging, out))).size });
+    }
+    // The addon is loaded relative to the module that asks for it (./build/Release/ambit_net.node): keep that layout.
+    const addon = path.join(ROOT, "agent", "native", "build", "Release", "ambit_net.node");
+    await fs.mkdir(path.join(staging, "build", "Release"), { recursive: true });
+    await fs.copyFile(addon, path.join(staging, "build", "Release", "ambit_net.node"));
+    await fs.mkdir(path.join(outDir, "build", "Release"), { recursive: true });
+    for (const file of await fs.readdir(staging, { recursive: true })) {
+      const from = path.join(staging, file);
+      if ((await fs.stat(from)).isFile()) await fs.rename(from, path.join(outDir, file));
+    }
+    return results;
+  } finally {
+    await fs.rm(staging, { recursive: true, force: true });
   }
-  // The addon is loaded relative to the module that asks for it (./build/Release/ambit_net.node): keep that layout.
-  const addon = path.join(ROOT, "agent", "native", "build", "Release", "ambit_net.node");
-  await fs.mkdir(path.join(outDir, "build", "Release"), { recursive: true });
-  await fs.copyFile(addon, path.join(outDir, "build", "Release", "ambit_net.node"));
-  return results;
+}
+
+/** Node's single-executable fuse: the marker postject flips once the application blob is in the binary. */
+const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
+
+/**
+ * The CNI plugin as one executable for nodes without Node: the pinned Node binary with the plugin's bundle injected
+ * as a single executable application. SEA runs a CommonJS main, so this bundle is CommonJS. About 120 MiB, nearly
+ * all of it Node: built by `npm run build`, not by every `ambit dev up`.
+ */
+export async function buildCniExecutable(outDir = DIST, node = process.execPath): Promise<string> {
+  await fs.mkdir(outDir, { recursive: true });
+  const work = await fs.mkdtemp(path.join(outDir, ".sea-"));
+  try {
+    const main = path.join(work, "ambit-cni.cjs");
+    await build({ entryPoints: [path.join(ROOT, "cni", "main.ts")], outfile: main, bundle: true, platform: "node", format: "cjs", target: "node24", alias: { punycode: "punycode/" }, logLevel: "warning" });
+    const blob = path.join(work, "sea.blob");
+    await fs.writeFile(path.join(work, "sea-config.json"), JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true }));
+    await promisify(execFile)(node, ["--experimental-sea-config", path.join(work, "sea-config.json")], { cwd: work });
+    const exe = path.join(work, "ambit-cni");
+    await fs.copyFile(node, exe);
+    await fs.chmod(exe, 0o755);
+    const { inject } = await import("postject");
+    await inject(exe, "NODE_SEA_BLOB", await fs.readFile(blob), { sentinelFuse: SEA_FUSE });
+    const target = path.join(outDir, "ambit-cni");
+    await fs.rename(exe, target);
+    return target;
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const r of await buildBundles()) console.log(`${r.bundle.padEnd(22)} ${(r.bytes / 1024).toFixed(0).padStart(6)} KiB  <- ${r.program}`);
+  const exe = await buildCniExecutable();
+  console.log(`${path.relative(ROOT, exe).padEnd(22)} ${((await fs.stat(exe)).size / 1024).toFixed(0).padStart(6)} KiB  <- cni/main.ts as a single executable (no Node needed on the node)`);
 }

@@ -3,16 +3,32 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type CniEventServer, type CniRequest, type CniResponse, startCniEventServer } from "../../cni/index.ts";
 import { CniRunner } from "../../sandbox/network/cni.ts";
 import { REPO_ROOT } from "../../sandbox/config.ts";
+import { buildCniExecutable } from "../../scripts/build.ts";
 import { startTestApiServer } from "../support/apiserver.ts";
 
-const PLUGIN = path.join(REPO_ROOT, "cni", "bin", "ambit-cni");
+const SCRIPT = path.join(REPO_ROOT, "cni", "bin", "ambit-cni");
+/** Where the single-executable build of the plugin is made for this file (built once, below). */
+let seaDir = "";
+
+beforeAll(async () => {
+  seaDir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-cni-sea-"));
+  await buildCniExecutable(seaDir);
+}, 120_000);
+afterAll(() => fs.rm(seaDir, { recursive: true, force: true }));
+
+// The same conformance cases against both forms a runtime may run: the script on the checkout's Node, and the single
+// executable for nodes without Node.
+const FORMS = [
+  { form: "script on Node", plugin: () => SCRIPT },
+  { form: "single executable", plugin: () => path.join(seaDir, "ambit-cni") },
+];
 const prevResult = { cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: "/run/netns/p" }], ips: [{ address: "10.244.1.7/24", interface: 0, gateway: "10.244.1.1" }], routes: [{ dst: "0.0.0.0/0" }], dns: {} };
 
-describe("ambit-cni plugin", () => {
+describe.each(FORMS)("ambit-cni plugin ($form)", ({ plugin }) => {
   let dir: string;
   let socket: string;
   let agent: CniEventServer | undefined;
@@ -30,7 +46,7 @@ describe("ambit-cni plugin", () => {
     ...extra,
   });
   const exec = async (e: Record<string, string>, stdin: string) => {
-    const r = await execa(PLUGIN, [], { env: e, extendEnv: false, input: stdin, reject: false, timeout: 20_000 });
+    const r = await execa(plugin(), [], { env: e, extendEnv: false, input: stdin, reject: false, timeout: 20_000 });
     return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
 
@@ -109,7 +125,7 @@ describe("ambit-cni plugin", () => {
     await fs.mkdir(bin);
     // A stand-in main plugin that prints a result, as ptp would.
     await fs.writeFile(path.join(bin, "main"), `#!/bin/sh\ncat >/dev/null\necho '${JSON.stringify(prevResult)}'\n`, { mode: 0o755 });
-    const runner = new CniRunner({ binDirs: [bin, path.dirname(PLUGIN)], cacheDir: path.join(dir, "cache") });
+    const runner = new CniRunner({ binDirs: [bin, path.dirname(plugin())], cacheDir: path.join(dir, "cache") });
     const list = { cniVersion: "1.0.0", name: "ambit-sandbox", plugins: [{ type: "main" }, { type: "ambit-cni", agentSocket: socket, timeoutMs: 1000 }] };
     const rt = { containerId: "c0ffee", netns: "/run/netns/p", ifName: "eth0", args: [["K8S_POD_NAMESPACE", "demo"], ["K8S_POD_NAME", "orders-1"], ["K8S_POD_UID", "u-1"]] as const };
     const result = await runner.add(list, rt);
