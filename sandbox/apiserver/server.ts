@@ -14,6 +14,7 @@ import type { ServiceAccountTokenSigner } from "./tokens.ts";
 import { API_SERVER_AUDIENCE } from "./tokens.ts";
 import { type ResourceType, ResourceRegistry, apiVersionOf, crdResources } from "./resources.ts";
 import { type StructuralSchema, checkCustomResource } from "./schema.ts";
+import { type RbacSource, forbiddenMessage, rbacAllows, verbOf } from "./rbac.ts";
 import { type EventType, ObjectStore, type StoreEvent, type Watcher } from "./store.ts";
 import { ClusterIpAllocator, applyDefaults, invalid, validate } from "./defaults.ts";
 import { openApiV3GroupVersion, openApiV3Root } from "./openapi.ts";
@@ -173,7 +174,7 @@ export class ApiCore {
 
   // ---- routing ---------------------------------------------------------------------------------
 
-  async #route(req: IncomingMessage, res: ServerResponse, url: URL, path: string, _user: User): Promise<void> {
+  async #route(req: IncomingMessage, res: ServerResponse, url: URL, path: string, user: User): Promise<void> {
     const seg = path.split("/").filter(Boolean).map(decodeURIComponent);
     if (seg[0] === "openapi") return this.#openApi(req, res, seg);
     let group: string;
@@ -210,6 +211,7 @@ export class ApiCore {
     if (resource.namespaced && namespace === undefined && rest.length > 1) throw new ApiError(404, "NotFound", "the server could not find the requested resource");
     const route: Route = { resource, key: resourceKey(resource), ...(namespace !== undefined ? { namespace } : {}), ...(rest[1] ? { name: rest[1] } : {}), ...(rest[2] ? { subresource: rest[2] } : {}) };
     const method = req.method ?? "GET";
+    this.#authorize(user, method, url, route);
     const dryRun = url.searchParams.getAll("dryRun").includes("All");
     const fv = fieldValidationOf(url);
 
@@ -573,6 +575,33 @@ export class ApiCore {
     }
     fv.warnings.push(...found.unknown.map((u) => `unknown field "${u}"`));
   }
+
+  /**
+   * RBAC, as kube-apiserver's authorizer: system:masters (the admin kubeconfig) may do anything; everyone else what
+   * their Roles and ClusterRoles grant (403 Forbidden otherwise). A list or watch narrowed to one object by
+   * `fieldSelector=metadata.name=<n>` counts as naming it, so rules with resourceNames can allow it, as in Kubernetes.
+   */
+  #authorize(user: User, method: string, url: URL, route: Route): void {
+    if (user.groups.includes("system:masters")) return;
+    const byField = /(?:^|,)metadata\.name=([^,]+)/.exec(url.searchParams.get("fieldSelector") ?? "")?.[1];
+    const attributes = {
+      verb: verbOf(method, route.name !== undefined, isTrue(url.searchParams.get("watch"))),
+      apiGroup: route.resource.group,
+      resource: route.resource.plural,
+      subresource: route.subresource,
+      namespace: route.resource.namespaced ? route.namespace : undefined,
+      name: route.name ?? byField,
+    };
+    if (rbacAllows(this.#rbacSource, user, attributes)) return;
+    throw new ApiError(403, "Forbidden", forbiddenMessage(user, attributes), { ...(attributes.name ? { name: attributes.name } : {}), kind: route.resource.plural, ...(route.resource.group ? { group: route.resource.group } : {}) });
+  }
+
+  readonly #rbacSource: RbacSource = {
+    clusterRoleBindings: () => this.store.list("rbac.authorization.k8s.io/v1/clusterrolebindings"),
+    roleBindings: (namespace) => this.store.list("rbac.authorization.k8s.io/v1/rolebindings", namespace),
+    clusterRole: (name) => this.store.get("rbac.authorization.k8s.io/v1/clusterroles", undefined, name),
+    role: (namespace, name) => this.store.get("rbac.authorization.k8s.io/v1/roles", namespace, name),
+  };
 
   #acceptCrd(crd: KubeObject): void {
     const names = crd.spec?.names ?? {};

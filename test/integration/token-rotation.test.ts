@@ -32,6 +32,9 @@ describe("in-cluster credentials", () => {
   beforeAll(async () => {
     t = await startTestApiServer();
     await t.client.create("/api/v1/namespaces/default/serviceaccounts", { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "agent" } });
+    // What the calls below need, and no more (the API server enforces RBAC for service accounts).
+    await t.client.create("/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles", { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: "pods" }, rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["list", "patch"] }] });
+    await t.client.create("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: "pods" }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "pods" }, subjects: [{ kind: "ServiceAccount", name: "agent", namespace: "default" }] });
     prefix = path.join(t.dir, "pod-root");
     await fs.mkdir(path.dirname(tokenPath()), { recursive: true });
     await fs.writeFile(path.join(path.dirname(tokenPath()), "ca.crt"), t.api.caPem);
