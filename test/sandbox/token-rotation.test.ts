@@ -53,10 +53,11 @@ describeTier(isRoot, ROOT_REQUIRED)("agent and controller across projected token
       .poll(async () => (await kubectl(["get", "authorizationpolicy", "-n", "demo", "after-rotation", "-o", "jsonpath={.status.conditions[0].reason}"])).stdout, { timeout: 15_000, interval: 300 })
       .toBe("Accepted");
 
-    // Nothing was refused on the way: no 401 in either program's log.
+    // Nothing was refused on the way: no 401 in either program's log, and no 403 either (the API server enforces
+    // RBAC, so this also shows the manifests grant what agent and controller use).
     for (const pod of [agent, controller]) {
       const logs = await ambit(["dev", "logs", pod]);
-      expect(logs.stdout, `${pod} log`).not.toMatch(/\b401\b|Unauthorized/);
+      expect(logs.stdout, `${pod} log`).not.toMatch(/\b40[13]\b|Unauthorized|Forbidden|forbidden/);
     }
   }, 150_000);
 });
