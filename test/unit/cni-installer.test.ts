@@ -1,0 +1,87 @@
+// The CNI installer on real directories: chaining Ambit into the primary config, keeping it there, taking it out.
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import pino from "pino";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { CniConfigError, CniInstaller, PLUGIN_FILE, hasAmbit, primaryConfig } from "../../cni/install/index.ts";
+
+const AMBIT = { agentSocket: "/var/run/ambit/cni.sock", kubeconfig: "/etc/cni/net.d/ambit-kubeconfig", timeoutMs: 10_000 };
+const flannelConf = { cniVersion: "0.3.1", name: "cbr0", type: "flannel", delegate: { hairpinMode: true } };
+const calicoList = { cniVersion: "1.0.0", name: "k8s-pod-network", plugins: [{ type: "calico", ipam: { type: "calico-ipam" } }, { type: "portmap", capabilities: { portMappings: true } }] };
+
+describe("CNI installer", () => {
+  let dir: string;
+  let conf: string;
+  let bin: string;
+  let installer: CniInstaller;
+  const read = async (name: string) => JSON.parse(await fs.readFile(path.join(conf, name), "utf8"));
+  const write = (name: string, value: unknown) => fs.writeFile(path.join(conf, name), typeof value === "string" ? value : JSON.stringify(value));
+
+  beforeEach(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-install-"));
+    conf = path.join(dir, "net.d");
+    bin = path.join(dir, "bin");
+    await fs.mkdir(conf);
+    await fs.mkdir(bin);
+    await fs.writeFile(path.join(dir, "plugin"), "#!/bin/sh\necho plugin\n");
+    installer = new CniInstaller({ confDir: conf, binDir: bin, pluginSource: path.join(dir, "plugin"), ambitConfig: AMBIT, log: pino({ level: "silent" }), rescanMs: 100 });
+  });
+  afterEach(() => fs.rm(dir, { recursive: true, force: true }));
+
+  it("appends Ambit to a .conflist after the cluster's plugins, once, and updates its entry in place", async () => {
+    await write("10-calico.conflist", calicoList);
+    expect(await installer.ensureChained()).toBe("chained");
+    const chained = await read("10-calico.conflist");
+    expect(chained.plugins.map((p: { type: string }) => p.type)).toEqual(["calico", "portmap", "ambit-cni"]);
+    expect(chained.plugins[2]).toEqual({ ...AMBIT, type: "ambit-cni" });
+    expect(await installer.ensureChained()).toBe("unchanged");
+    const moved = new CniInstaller({ confDir: conf, binDir: bin, pluginSource: path.join(dir, "plugin"), ambitConfig: { ...AMBIT, timeoutMs: 5_000 }, log: pino({ level: "silent" }) });
+    expect(await moved.ensureChained()).toBe("chained");
+    expect((await read("10-calico.conflist")).plugins.map((p: { type: string; timeoutMs?: number }) => `${p.type}${p.timeoutMs ? `:${p.timeoutMs}` : ""}`)).toEqual(["calico", "portmap", "ambit-cni:5000"]);
+  });
+
+  it("turns a single-plugin .conf into a .conflist of the same name and removes the .conf", async () => {
+    await write("10-flannel.conf", flannelConf);
+    expect(await installer.ensureChained()).toBe("chained");
+    expect((await fs.readdir(conf)).sort()).toEqual(["10-flannel.conflist"]);
+    expect(await read("10-flannel.conflist")).toEqual({ cniVersion: "0.3.1", name: "cbr0", plugins: [{ type: "flannel", delegate: { hairpinMode: true } }, { ...AMBIT, type: "ambit-cni" }] });
+  });
+
+  it("picks the primary config as runtimes do (first by name), and leaves a broken one untouched with a clear error", async () => {
+    expect(primaryConfig(["99-other.conflist", "05-cilium.conflist", ".hidden.conflist", "README"])).toBe("05-cilium.conflist");
+    await write("00-broken.conflist", "{not json");
+    await write("10-calico.conflist", calicoList);
+    await expect(installer.ensureChained()).rejects.toThrow(CniConfigError);
+    await expect(installer.ensureChained()).rejects.toThrow(/00-broken.conflist is not valid JSON/);
+    expect(await fs.readFile(path.join(conf, "00-broken.conflist"), "utf8")).toBe("{not json");
+    await write("00-only-ambit.conflist", { cniVersion: "1.0.0", name: "x", plugins: [{ type: "ambit-cni" }] });
+    await fs.rm(path.join(conf, "00-broken.conflist"));
+    await expect(installer.ensureChained()).rejects.toThrow(/Ambit needs the cluster's main CNI plugin before it/);
+  });
+
+  it("installs the plugin atomically, waits for the first config, re-inserts itself after another CNI rewrites it, and uninstalls", async () => {
+    const stop = new AbortController();
+    const running = installer.run(stop.signal);
+    try {
+      await expect.poll(() => fs.readFile(path.join(bin, PLUGIN_FILE), "utf8").catch(() => ""), { timeout: 5_000 }).toContain("echo plugin");
+      expect(((await fs.stat(path.join(bin, PLUGIN_FILE))).mode & 0o777).toString(8)).toBe("755");
+      expect(await fs.readdir(bin)).toEqual([PLUGIN_FILE]);
+      // No config yet: the installer waits; the cluster's CNI writes one later.
+      expect(await fs.readdir(conf)).toEqual([]);
+      await write("10-calico.conflist", calicoList);
+      await expect.poll(async () => hasAmbit(await fs.readFile(path.join(conf, "10-calico.conflist"), "utf8"), "x"), { timeout: 5_000 }).toBe(true);
+      // The cluster's CNI rewrites its config (an upgrade) without Ambit: Ambit is chained again.
+      await write("10-calico.conflist", { ...calicoList, name: "k8s-pod-network-v2" });
+      await expect.poll(async () => (await read("10-calico.conflist")).plugins.map((p: { type: string }) => p.type).join(","), { timeout: 5_000 }).toBe("calico,portmap,ambit-cni");
+      expect((await read("10-calico.conflist")).name).toBe("k8s-pod-network-v2");
+      expect((await fs.readdir(conf)).filter((n) => n.startsWith("."))).toEqual([]);
+    } finally {
+      stop.abort();
+      await running;
+    }
+    await installer.uninstall();
+    expect(await read("10-calico.conflist")).toEqual({ ...calicoList, name: "k8s-pod-network-v2" });
+    expect(await fs.readdir(bin)).toEqual([]);
+  });
+});
