@@ -3,7 +3,8 @@ import { randomUUID } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
-import { KubeClient, isNotFound, pathFor } from "../kube/client.ts";
+import { KubeClient, pathFor } from "../kube/client.ts";
+import { ownerDaemonSetStays } from "../kube/owner.ts";
 import { inClusterConfig } from "../kube/credentials.ts";
 import { startCniEventServer } from "../cni/index.ts";
 import { startAdminServers } from "./admin/index.ts";
@@ -192,20 +193,7 @@ async function markReady(file: string): Promise<void> {
 }
 
 /** False when this agent's DaemonSet is gone or being deleted: then no successor will come to hand over to. */
-async function ownDaemonSetStays(): Promise<boolean> {
-  if (!config.podName) return true;
-  const pod = await client.get(pathFor("v1", "pods", config.systemNamespace, config.podName)).catch((err: unknown) => {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  });
-  const owner = pod?.metadata.ownerReferences?.find((o) => o.kind === "DaemonSet");
-  if (!owner) return false;
-  const ds = await client.get(pathFor("apps/v1", "daemonsets", config.systemNamespace, owner.name)).catch((err: unknown) => {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  });
-  return ds !== undefined && !ds.metadata.deletionTimestamp && ds.metadata.uid === owner.uid;
-}
+const ownDaemonSetStays = async (): Promise<boolean> => (config.podName ? ownerDaemonSetStays(client, config.systemNamespace, config.podName) : true);
 
 let stopping = false;
 const shutdown = async (signal: string) => {

@@ -15,6 +15,7 @@ export const PROGRAMS: Record<string, string> = {
   "controller/main.ts": "controller.mjs",
   "cni/main.ts": "ambit-cni.mjs",
   "bin/ambit.ts": "ambit.mjs",
+  "cni/install/main.ts": "ambit-cni-install.mjs",
 };
 
 /**

@@ -2,9 +2,11 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { execa } from "execa";
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CniConfigError, CniInstaller, PLUGIN_FILE, hasAmbit, primaryConfig } from "../../cni/install/index.ts";
+import { REPO_ROOT } from "../../sandbox/config.ts";
 
 const AMBIT = { agentSocket: "/var/run/ambit/cni.sock", kubeconfig: "/etc/cni/net.d/ambit-kubeconfig", timeoutMs: 10_000 };
 const flannelConf = { cniVersion: "0.3.1", name: "cbr0", type: "flannel", delegate: { hairpinMode: true } };
@@ -83,5 +85,24 @@ describe("CNI installer", () => {
     await installer.uninstall();
     expect(await read("10-calico.conflist")).toEqual({ ...calicoList, name: "k8s-pod-network-v2" });
     expect(await fs.readdir(bin)).toEqual([]);
+  });
+
+  it("as a program: installs from its environment, and on SIGTERM leaves Ambit chained when it cannot tell that no agent follows", async () => {
+    await write("10-calico.conflist", calicoList);
+    const env = { CNI_CONF_DIR: conf, CNI_BIN_DIR: bin, AMBIT_CNI_PLUGIN_SOURCE: path.join(dir, "plugin"), AMBIT_CNI_AGENT_SOCKET: "/var/run/ambit/cni.sock", AMBIT_CNI_EXCLUDE_NAMESPACES: "kube-system, monitoring", AMBIT_CNI_RESCAN_MS: "200" };
+    const program = execa(process.execPath, [path.join(REPO_ROOT, "cni", "install", "main.ts")], { env, extendEnv: false, reject: false, timeout: 30_000 });
+    try {
+      await expect.poll(async () => (await read("10-calico.conflist")).plugins.at(-1), { timeout: 10_000 }).toEqual({ type: "ambit-cni", agentSocket: "/var/run/ambit/cni.sock", timeoutMs: 10_000, excludeNamespaces: ["kube-system", "monitoring"] });
+    } finally {
+      program.kill("SIGTERM");
+    }
+    const ended = await program;
+    expect(ended.exitCode, ended.stderr).toBe(0);
+    expect(hasAmbit(await fs.readFile(path.join(conf, "10-calico.conflist"), "utf8"), "x")).toBe(true);
+    expect(await fs.readdir(bin)).toEqual([PLUGIN_FILE]);
+    const bad = await execa(process.execPath, [path.join(REPO_ROOT, "cni", "install", "main.ts")], { env: { ...env, CNI_CONF_DIR: "relative/dir", AMBIT_CNI_RESCAN_MS: "x" }, extendEnv: false, reject: false, timeout: 30_000 });
+    expect(bad.exitCode).not.toBe(0);
+    expect(bad.stderr).toContain('CNI_CONF_DIR="relative/dir" must be an absolute path');
+    expect(bad.stderr).toContain('AMBIT_CNI_RESCAN_MS="x" must be an integer');
   });
 });
