@@ -1,0 +1,88 @@
+// The chart renderer against Helm's own engine tests (pkg/engine/engine_test.go), adapted, plus what the chart uses.
+import { describe, expect, it } from "vitest";
+import { type ChartFiles, mergeValues, renderChart } from "../../helm/engine.ts";
+
+const chart = (templates: Record<string, string>, values: Record<string, unknown> = {}): ChartFiles => ({ metadata: { name: "moby", version: "1.2.3" }, values, templates });
+const renderError = (c: ChartFiles, values?: Record<string, unknown>) => {
+  try {
+    renderChart(c, values ? { values } : {});
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return "no error";
+};
+
+describe("Helm's engine tests", () => {
+  it("TestRender: functions, values merged over the chart's, <no value> written as nothing, toJson with sorted keys", () => {
+    const out = renderChart(
+      chart(
+        {
+          test1: "{{.Values.outer | title }} {{.Values.inner | title}}",
+          test2: "{{.Values.global.callme | lower }}",
+          test3: "{{.noValue}}",
+          test4: "{{toJson .Values}}",
+        },
+        { outer: "DEFAULT", inner: "DEFAULT" },
+      ),
+      { values: { outer: "spouter", inner: "inn", global: { callme: "Ishmael" } } },
+    );
+    expect(Object.fromEntries(out)).toEqual({
+      "moby/templates/test1": "Spouter Inn",
+      "moby/templates/test2": "ishmael",
+      "moby/templates/test3": "",
+      "moby/templates/test4": `{"global":{"callme":"Ishmael"},"inner":"inn","outer":"spouter"}`,
+    });
+  });
+
+  it("TestRenderRefsOrdering and TestRenderInternals: include through tpl, template with a dict as dot", () => {
+    const out = renderChart(
+      chart({
+        "_helpers.tpl": `{{- define "test" -}}parent value{{- end -}}{{ define "two" }}Goodbye {{upper .Value}}{{ end }}`,
+        "test.yaml": `{{ tpl "{{ include \\"test\\" . }}" . }}`,
+        three: `{{template "two" dict "Value" "three"}}`,
+      }),
+    );
+    expect(out.get("moby/templates/test.yaml")).toBe("parent value");
+    expect(out.get("moby/templates/three")).toBe("Goodbye THREE");
+    expect(out.has("moby/templates/_helpers.tpl")).toBe(false);
+  });
+
+  it("TestParseErrors, TestExecErrors, TestFailErrors: the messages say what is wrong", () => {
+    expect(renderError(chart({ undefined_function: "{{foo}}" }))).toContain('function "foo" not defined');
+    expect(renderError(chart({ missing_required: `{{required "foo is required" .Values.foo}}` }))).toContain("foo is required");
+    expect(renderError(chart({ colons: `{{required ":this: message: has many: colons:" .Values.foo}}` }))).toContain(":this: message: has many: colons:");
+    expect(renderError(chart({ issue6044: `{{ $someEmptyValue := "" }}\n{{ $myvar := "abc" }}\n{{- required (printf "%s: something is missing" $myvar) $someEmptyValue | repeat 0 }}` }))).toContain("abc: something is missing");
+    expect(renderError(chart({ issue9981: `{{fail "something is wrong\\nlinebreak"}}` }))).toContain("something is wrong\nlinebreak");
+    expect(renderError(chart({ failtpl: `All your base are belong to us{{ fail "This is an error" }}` }))).toContain("This is an error");
+  });
+});
+
+describe("what the chart relies on", () => {
+  it("merges values as Helm does: maps key by key, lists and scalars replaced, null deletes", () => {
+    expect(mergeValues({ a: { b: 1, c: 2 }, l: [1, 2], s: "x", gone: 1 }, { a: { c: 3 }, l: [9], gone: null })).toEqual({ a: { b: 1, c: 3 }, l: [9], s: "x" });
+  });
+
+  it("toYaml with sorted keys under nindent, default, quote, Release and Chart", () => {
+    const out = renderChart(
+      chart(
+        {
+          "ds.yaml": [
+            "name: {{ .Release.Name }}-{{ .Chart.Name }}",
+            "namespace: {{ .Release.Namespace | quote }}",
+            "image: {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.Version }}",
+            "resources: {{- toYaml .Values.resources | nindent 2 }}",
+            "{{- if .Values.tolerateAll }}",
+            "tolerations: [{operator: Exists}]",
+            "{{- end }}",
+            "",
+          ].join("\n"),
+        },
+        { image: { repository: "ambit/agent", tag: "" }, resources: { requests: { memory: "64Mi", cpu: "50m" } }, tolerateAll: true },
+      ),
+      { release: { name: "ambit", namespace: "ambit-system" } },
+    );
+    expect(out.get("moby/templates/ds.yaml")).toBe(
+      ["name: ambit-moby", 'namespace: "ambit-system"', "image: ambit/agent:1.2.3", "resources:", "  requests:", "    cpu: 50m", "    memory: 64Mi", "tolerations: [{operator: Exists}]", ""].join("\n"),
+    );
+  });
+});
