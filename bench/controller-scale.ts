@@ -20,10 +20,10 @@ const ROUNDS = Number(process.env.ROUNDS ?? 30);
 const SETTLE_S = Number(process.env.SETTLE_S ?? 30);
 const mib = (kib: number) => Number((kib / 1024).toFixed(1));
 
-/** The V8 options the controller's Deployment sets, so the controller measured here runs as deployed. */
+/** The V8 options the controller's Deployment sets (the chart rendered with its defaults), so it runs as deployed. */
 async function manifestNodeOptions(): Promise<string> {
-  const { parseAllDocuments } = await import("yaml");
-  const docs = parseAllDocuments(await fs.readFile(path.join(REPO_ROOT, "daemonset", "manifests", "ambit-controller.yaml"), "utf8")).map((d) => d.toJSON() as { kind?: string; spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } } });
+  const { renderChartDir } = await import("../helm/chart.ts");
+  const docs = (await renderChartDir(path.join(REPO_ROOT, "daemonset"), { release: { name: "ambit", namespace: "ambit-system" } })).objects as Array<{ kind?: string; spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } } }>;
   const env = docs.find((d) => d?.kind === "Deployment")?.spec?.template?.spec?.containers?.[0]?.env ?? [];
   return env.find((e) => e.name === "NODE_OPTIONS")?.value ?? "";
 }
@@ -74,8 +74,8 @@ async function main(): Promise<void> {
       const ips = Array.from({ length: Math.ceil(PODS / SERVICES) }, (_, k) => s + k * SERVICES).filter((i) => i < PODS).map(ipOf);
       await client.create("/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices", { apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice", metadata: { name: `svc-${s}-1`, labels: { "kubernetes.io/service-name": `svc-${s}` } }, addressType: "IPv4", ports: [{ name: "http", port: 8080 }], endpoints: ips.map((ip) => ({ addresses: [ip], conditions: { ready: true } })) });
     }
-    await client.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", (await import("yaml")).parse(await fs.readFile(path.join(REPO_ROOT, "daemonset/manifests/crds/authorizationpolicies.security.ambit.dev.yaml"), "utf8")));
-    await client.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", (await import("yaml")).parse(await fs.readFile(path.join(REPO_ROOT, "daemonset/manifests/crds/peerauthentications.security.ambit.dev.yaml"), "utf8")));
+    await client.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", (await import("yaml")).parse(await fs.readFile(path.join(REPO_ROOT, "daemonset/crds/authorizationpolicies.security.ambit.dev.yaml"), "utf8")));
+    await client.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", (await import("yaml")).parse(await fs.readFile(path.join(REPO_ROOT, "daemonset/crds/peerauthentications.security.ambit.dev.yaml"), "utf8")));
     const policyPath = "/apis/security.ambit.dev/v1/namespaces/bench/authorizationpolicies";
     await client.create(policyPath, { apiVersion: "security.ambit.dev/v1", kind: "AuthorizationPolicy", metadata: { name: "bench-policy" }, spec: { rules: [{ to: [{ operation: { ports: ["1"] } }] }] } });
     console.log(`cluster objects created in ${((performance.now() - started) / 1000).toFixed(1)} s`);

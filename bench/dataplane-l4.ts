@@ -17,6 +17,15 @@ const LOAD = path.join(REPO_ROOT, "bench", "tools", "http-load.ts");
 
 const ambit = (args: string[]) => execa(NODE, [path.join(REPO_ROOT, "bin", "ambit.ts"), ...args], { env: ENV, timeout: 300_000 });
 const kubectl = (args: string[], input?: string) => execa("kubectl", args, { env: { KUBECONFIG }, timeout: 120_000, ...(input ? { input } : {}) });
+
+/** The mesh from its chart, rendered for the sandbox and applied with kubectl (as `helm template | kubectl apply`). */
+async function deployMesh(): Promise<void> {
+  const { MESH_NAMESPACE, renderMeshChart } = await import("../sandbox/index.ts");
+  const { stringify } = await import("yaml");
+  const chart = await renderMeshChart();
+  await kubectl(["apply", "-f", "-"], chart.crds.map((o) => stringify(o)).join("---\n"));
+  await kubectl(["apply", "-f", "-"], [{ apiVersion: "v1", kind: "Namespace", metadata: { name: MESH_NAMESPACE } }, ...chart.objects].map((o) => stringify(o)).join("---\n"));
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
@@ -95,8 +104,7 @@ async function main(): Promise<void> {
   console.log("starting a bench sandbox (2 nodes, agent DaemonSet)...");
   await ambit(["dev", "up", "--no-demo"]);
   try {
-    await kubectl(["apply", "-f", path.join(REPO_ROOT, "daemonset", "manifests", "crds")]);
-    await kubectl(["apply", "-f", path.join(REPO_ROOT, "daemonset", "manifests")]);
+    await deployMesh();
     await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-controller", "--timeout=90s"]);
     await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-agent", "--timeout=90s"]);
     const objects = [

@@ -3,7 +3,9 @@ import fs from "node:fs/promises";
 import { fork } from "node:child_process";
 import path from "node:path";
 import { execa } from "execa";
-import { KubeConfig } from "@kubernetes/client-node";
+import { KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import { parse as parseYaml } from "yaml";
+import { renderChartDir } from "../helm/chart.ts";
 import { type SandboxConfig, REPO_ROOT, loadSandboxConfig, sandboxPaths } from "./config.ts";
 import { findMissingPrerequisites, PrerequisiteError } from "./prerequisites.ts";
 import { isSupervisorAlive, readState } from "./state.ts";
@@ -49,7 +51,17 @@ export interface UpOptions {
   out?: Output;
 }
 
-export const AGENT_MANIFESTS = path.join(REPO_ROOT, "daemonset", "manifests");
+/** The Helm chart, installed as `helm install ambit ./daemonset -n ambit-system --create-namespace` would. */
+export const CHART_DIR = path.join(REPO_ROOT, "daemonset");
+export const MESH_NAMESPACE = "ambit-system";
+/** The chart's values for the sandbox: image names its kubelet maps to the bundles. */
+export const SANDBOX_CHART_VALUES = path.join(REPO_ROOT, "sandbox", "chart-values.yaml");
+
+/** The chart rendered for the sandbox (crds/ first, then the templates' objects). */
+export async function renderMeshChart(): Promise<{ crds: KubernetesObject[]; objects: KubernetesObject[] }> {
+  const values = (parseYaml(await fs.readFile(SANDBOX_CHART_VALUES, "utf8")) ?? {}) as Record<string, unknown>;
+  return renderChartDir(CHART_DIR, { values, release: { name: "ambit", namespace: MESH_NAMESPACE } }) as Promise<{ crds: KubernetesObject[]; objects: KubernetesObject[] }>;
+}
 
 export async function up(opts: UpOptions = {}): Promise<void> {
   const out = opts.out ?? console.log;
@@ -85,8 +97,11 @@ export async function up(opts: UpOptions = {}): Promise<void> {
 
 /** Deploys the mesh (CRDs, controller, agent DaemonSet), waits for it, and enrolls the demo namespace (its pods are captured in place). */
 async function meshDemo(cfg: SandboxConfig, kc: KubeConfig, out: Output): Promise<void> {
-  await timed(out, "install the policy CRDs (daemonset/manifests/crds)", async () => applyObjects(kc, await readManifestDir(path.join(AGENT_MANIFESTS, "crds"))));
-  await timed(out, "deploy the Ambit controller and agent DaemonSet (daemonset/manifests)", async () => applyObjects(kc, await readManifestDir(AGENT_MANIFESTS)));
+  const chart = await renderMeshChart();
+  await timed(out, "install the policy CRDs (daemonset/crds)", async () => applyObjects(kc, chart.crds));
+  await timed(out, "install the Ambit chart (daemonset/, namespace ambit-system): controller and agent DaemonSet", async () =>
+    applyObjects(kc, [{ apiVersion: "v1", kind: "Namespace", metadata: { name: MESH_NAMESPACE } }, ...chart.objects]),
+  );
   const kube = await client(cfg);
   try {
     await timed(out, "wait for the controller", () => waitForDeployments(cfg, ["ambit-system"], 90_000));

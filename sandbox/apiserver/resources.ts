@@ -36,6 +36,7 @@ const BUILTINS: Builtin[] = [
   ["apps", "v1", "ReplicaSet", "replicasets", true, ["rs"], true],
   ["discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, [], false],
   ["coordination.k8s.io", "v1", "Lease", "leases", true, [], false],
+  ["policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, ["pdb"], true],
   ["rbac.authorization.k8s.io", "v1", "Role", "roles", true, [], false],
   ["rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, [], false],
   ["rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, [], false],

@@ -1,7 +1,9 @@
 // Helpers for sandbox end-to-end tests: run the real `ambit` CLI and kubectl against a sandbox of the test's own.
 import path from "node:path";
 import { execa, type Options } from "execa";
+import { stringify as stringifyYaml } from "yaml";
 import { REPO_ROOT } from "../../sandbox/config.ts";
+import { MESH_NAMESPACE, renderMeshChart } from "../../sandbox/index.ts";
 
 export const isRoot = process.getuid?.() === 0;
 export const ROOT_REQUIRED = "sandbox tests need root (network namespaces, iptables); run the suite as root, as CI does";
@@ -39,8 +41,6 @@ export function kubectl(args: string[], opts: Options = {}): Promise<CommandResu
   return run("kubectl", args, { timeout: 60_000, ...opts, env: { KUBECONFIG: kubeconfig, ...(opts.env ?? {}) } });
 }
 
-const MANIFESTS = path.join(REPO_ROOT, "daemonset", "manifests");
-
 /** A fresh test sandbox (the previous one removed first) with the mesh deployed; `env` adds AMBIT_DEV_* settings. */
 export async function freshSandboxWithMesh(env: Record<string, string> = {}): Promise<void> {
   await ambit(["dev", "down"]);
@@ -49,11 +49,16 @@ export async function freshSandboxWithMesh(env: Record<string, string> = {}): Pr
   await deployMesh();
 }
 
-/** Installs the mesh as a user would (CRDs, controller, agent DaemonSet) and waits until every part is ready. */
+/**
+ * Installs the mesh as a user without the helm binary would: the chart rendered (`helm template`), its CRDs, then
+ * its namespace and objects through `kubectl apply -f -`; then waits until every part is ready.
+ */
 export async function deployMesh(): Promise<void> {
-  for (const dir of [path.join(MANIFESTS, "crds"), MANIFESTS]) {
-    const applied = await kubectl(["apply", "-f", dir]);
-    if (applied.exitCode !== 0) throw new Error(`kubectl apply -f ${dir}: ${applied.stderr}`);
+  const chart = await renderMeshChart();
+  const namespace = { apiVersion: "v1", kind: "Namespace", metadata: { name: MESH_NAMESPACE } };
+  for (const objects of [chart.crds, [namespace, ...chart.objects]]) {
+    const applied = await kubectl(["apply", "-f", "-"], { input: objects.map((o) => stringifyYaml(o)).join("---\n") });
+    if (applied.exitCode !== 0) throw new Error(`kubectl apply of the rendered chart: ${applied.stderr}`);
   }
   for (const app of ["ambit-controller", "ambit-agent"]) {
     const ready = await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", `app=${app}`, "--timeout=90s"]);
