@@ -119,7 +119,7 @@ spec:
   });
 
   it("validates custom resources against their CRD schema: kubectl apply refuses a typo, wrong types and bad enums", async () => {
-    const crds = path.join(REPO_ROOT, "daemonset", "manifests", "crds");
+    const crds = path.join(REPO_ROOT, "daemonset", "crds");
     expect((await kubectl(["apply", "-f", crds])).exitCode).toBe(0);
     expect((await kubectl(["apply", "-f", "-"], "apiVersion: v1\nkind: Namespace\nmetadata: {name: policies}\n")).exitCode).toBe(0);
     const policy = (spec: string) => `apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: policies}\nspec: ${spec}\n`;

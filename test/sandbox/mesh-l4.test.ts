@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 import { cpuTimes } from "../../bench/tools/process-stats.ts";
 import { sniff } from "../support/netns.ts";
-import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, freshSandboxWithMesh, fromAgent, isRoot, kubectl, sandboxNodes } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, applyMeshChart, configDump, freshSandboxWithMesh, fromAgent, isRoot, kubectl, sandboxNodes } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
 
 const NODE1 = `${TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREFIX}-node-1`;
@@ -249,7 +249,6 @@ describeTier(isRoot, ROOT_REQUIRED)("L4 mesh on the sandbox", () => {
     expect(rules).toContain("-A OUTPUT -j AMBIT-OUTPUT");
     expect(rules).toContain("-A PREROUTING -j AMBIT-PREROUTING");
 
-    const manifest = path.join(REPO_ROOT, "daemonset", "manifests", "ambit-agent.yaml");
     expect((await kubectl(["delete", "daemonset", "-n", "ambit-system", "ambit-agent", "--wait=true", "--timeout=60s"])).exitCode).toBe(0);
     await expect.poll(async () => (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "name"])).stdout, { timeout: 60_000 }).toBe("");
     expect((await apply([pod("meshed", "second"), pod("plain", "other")])).exitCode).toBe(0);
@@ -257,7 +256,7 @@ describeTier(isRoot, ROOT_REQUIRED)("L4 mesh on the sandbox", () => {
     await expect.poll(() => state("plain", "other"), { timeout: 20_000 }).toBe("Running/-");
     expect(await state("meshed", "second")).toBe("Pending/-");
 
-    expect((await kubectl(["apply", "-f", manifest])).exitCode).toBe(0);
+    await applyMeshChart();
     await expect.poll(() => state("meshed", "second"), { timeout: 60_000 }).toBe("Running/enabled");
     await expect.poll(async () => (await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-agent", "--timeout=30s"])).exitCode, { timeout: 60_000 }).toBe(0);
   });

@@ -49,17 +49,22 @@ export async function freshSandboxWithMesh(env: Record<string, string> = {}): Pr
   await deployMesh();
 }
 
-/**
- * Installs the mesh as a user without the helm binary would: the chart rendered (`helm template`), its CRDs, then
- * its namespace and objects through `kubectl apply -f -`; then waits until every part is ready.
- */
-export async function deployMesh(): Promise<void> {
+/** The chart rendered for the sandbox and applied with kubectl: CRDs, then its namespace and objects. */
+export async function applyMeshChart(): Promise<void> {
   const chart = await renderMeshChart();
   const namespace = { apiVersion: "v1", kind: "Namespace", metadata: { name: MESH_NAMESPACE } };
   for (const objects of [chart.crds, [namespace, ...chart.objects]]) {
     const applied = await kubectl(["apply", "-f", "-"], { input: objects.map((o) => stringifyYaml(o)).join("---\n") });
     if (applied.exitCode !== 0) throw new Error(`kubectl apply of the rendered chart: ${applied.stderr}`);
   }
+}
+
+/**
+ * Installs the mesh as a user without the helm binary would: the chart rendered (`helm template`), its CRDs, then
+ * its namespace and objects through `kubectl apply -f -`; then waits until every part is ready.
+ */
+export async function deployMesh(): Promise<void> {
+  await applyMeshChart();
   for (const app of ["ambit-controller", "ambit-agent"]) {
     const ready = await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", `app=${app}`, "--timeout=90s"]);
     if (ready.exitCode !== 0) throw new Error(`${app} not ready: ${ready.stderr}`);
