@@ -9,7 +9,7 @@ const PATCH_TYPES: readonly PatchType[] = ["application/json-patch+json", "appli
 const BUILTIN_KINDS = new Set([
   "Pod", "Service", "Namespace", "Node", "ServiceAccount", "Secret", "ConfigMap", "Deployment", "DaemonSet", "ReplicaSet",
   "EndpointSlice", "Endpoints", "Lease", "Event", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
-  "CustomResourceDefinition", "TokenReview", "PersistentVolumeClaim",
+  "CustomResourceDefinition", "TokenReview", "PersistentVolumeClaim", "PodDisruptionBudget",
 ]);
 
 /** Kinds compiled into the API server; only these carry the patch metadata strategic merge patch needs. */

@@ -145,6 +145,18 @@ spec:
     expect(stored.spec).toEqual({ action: "DENY", rules: [{ from: [{ source: { namespaces: ["legacy"] } }] }] });
   });
 
+  it("applies the rendered chart twice: every kind it holds takes kubectl's strategic merge patch", async () => {
+    const { renderChartDir } = await import("../../helm/chart.ts");
+    const { stringify } = await import("yaml");
+    const chart = await renderChartDir(path.join(REPO_ROOT, "daemonset"), { release: { name: "ambit", namespace: "chart-twice" } });
+    const yaml = [{ apiVersion: "v1", kind: "Namespace", metadata: { name: "chart-twice" } }, ...chart.objects].map((o) => stringify(o)).join("---\n");
+    expect((await kubectl(["apply", "-f", path.join(REPO_ROOT, "daemonset", "crds")])).exitCode).toBe(0);
+    for (const round of [1, 2]) {
+      const applied = await kubectl(["apply", "-f", "-"], yaml);
+      expect(applied.exitCode, `round ${round}: ${applied.stderr}`).toBe(0);
+    }
+  });
+
   it("delete removes the object and a missing object is NotFound", async () => {
     const deleted = await kubectl(["delete", "configmap", "-n", "shop", "settings"]);
     expect(deleted.exitCode, deleted.stderr).toBe(0);
