@@ -80,6 +80,8 @@ export class EnrollmentController {
   #verifyTimer: NodeJS.Timeout | undefined;
   #verifySoon: NodeJS.Timeout | undefined;
   #verifying: Promise<unknown> = Promise.resolve();
+  /** The last operation queued on each pod (see #locked). */
+  readonly #locks = new Map<string, Promise<void>>();
 
   constructor(opts: EnrollmentOptions) {
     this.#opts = opts;
@@ -216,22 +218,27 @@ export class EnrollmentController {
     const gone: string[] = [];
     const inspect = this.#opts.driver.inspect?.bind(this.#opts.driver);
     if (!inspect) return { repaired, gone };
-    for (const [key, t] of [...this.#pods]) {
-      if (!t.captured || !t.netnsPath) continue;
-      const { namespace, name } = splitKey(key);
-      const ref: PodRef = { uid: t.uid, namespace: namespace ?? "", name, netnsPath: t.netnsPath, ips: t.ips, serviceAccount: t.serviceAccount };
-      const state = await inspect(ref);
-      if (this.#pods.get(key) !== t) continue;
-      if (state === "gone") {
-        await this.#opts.driver.release(ref);
-        t.captured = false;
-        delete t.netnsPath;
-        gone.push(key);
-        this.#queue.add(key);
-      } else if (state === "broken") {
-        await this.#opts.driver.capture(ref);
-        repaired.push(key);
-      }
+    for (const key of [...this.#pods.keys()]) {
+      // Under the pod's lock, as reconciliation: a pod released while it was being inspected must not be captured
+      // again by its own repair.
+      await this.#locked(key, async () => {
+        const t = this.#pods.get(key);
+        if (!t?.captured || !t.netnsPath) return;
+        const { namespace, name } = splitKey(key);
+        const ref: PodRef = { uid: t.uid, namespace: namespace ?? "", name, netnsPath: t.netnsPath, ips: t.ips, serviceAccount: t.serviceAccount };
+        const state = await inspect(ref);
+        if (this.#pods.get(key) !== t || !t.captured || t.netnsPath !== ref.netnsPath) return;
+        if (state === "gone") {
+          await this.#opts.driver.release(ref);
+          t.captured = false;
+          delete t.netnsPath;
+          gone.push(key);
+          this.#queue.add(key);
+        } else if (state === "broken") {
+          await this.#opts.driver.capture(ref);
+          repaired.push(key);
+        }
+      });
     }
     if (repaired.length) this.#log.warn({ repaired }, "capture of pods repaired: rules or listeners had gone missing");
     if (gone.length) this.#log.info({ gone }, "captured pods whose network namespace is gone were forgotten");
@@ -284,8 +291,23 @@ export class EnrollmentController {
   }
 
   async #reconcile(key: string): Promise<void> {
-    await this.#reconcileOnce(key);
+    await this.#locked(key, () => this.#reconcileOnce(key));
     this.#unsynced.delete(key);
+  }
+
+  /** Runs `fn` after every earlier operation on the same pod: reconciliation and verification never interleave. */
+  #locked(key: string, fn: () => Promise<void>): Promise<void> {
+    const previous = this.#locks.get(key) ?? Promise.resolve();
+    const next = previous.then(fn, fn);
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#locks.set(key, settled);
+    void settled.then(() => {
+      if (this.#locks.get(key) === settled) this.#locks.delete(key);
+    });
+    return next;
   }
 
   async #reconcileOnce(key: string): Promise<void> {
