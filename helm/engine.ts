@@ -1,7 +1,7 @@
 // Renders a Helm chart the way `helm template` does: values merged, templates executed with Helm's functions.
 import { createHash } from "node:crypto";
 import { stringify as yamlStringify } from "yaml";
-import { BUILTINS, Executor, type Node, type TemplateFunc, TemplateError, type Value, formatValue, parseTemplate, truth } from "./template/index.ts";
+import { BUILTINS, Executor, type Node, type TemplateFunc, TemplateError, type Value, formatValue, isMap, parseTemplate, truth } from "./template/index.ts";
 
 export interface ChartFiles {
   /** Chart.yaml, parsed. */
@@ -18,8 +18,6 @@ export interface RenderOptions {
   release?: { name?: string; namespace?: string; revision?: number; isInstall?: boolean };
   kubeVersion?: { major: string; minor: string };
 }
-
-const isMap = (v: Value): v is Record<string, Value> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Helm's coalescing: maps merge key by key, anything else given replaces the default, null deletes it. */
 export function mergeValues(base: Record<string, Value>, over: Record<string, Value>): Record<string, Value> {

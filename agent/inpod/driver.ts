@@ -1,12 +1,12 @@
 // In-pod capture driver: for each captured pod, its iptables rules plus the agent's three listeners inside its netns.
 import net from "node:net";
 import type { Logger } from "pino";
-import fs from "node:fs/promises";
 import { applyCaptureRules, captureState, removeCaptureRules } from "../capture/index.ts";
 import { run } from "../../host/exec.ts";
 import { PORTS } from "../config.ts";
 import type { CaptureDriver, PodRef } from "../enrollment/index.ts";
 import { listenInNetns, originalDst, socketFd } from "../native/index.ts";
+import { namespaceIdentity } from "./netns-finder.ts";
 
 /** Where a captured connection was going, and which pod it belongs to. */
 export interface CapturedConnection {
@@ -40,11 +40,6 @@ interface PodListeners {
   netns: string;
 }
 
-/** Identity of the network namespace a netns file refers to; throws when the file is gone. */
-async function namespaceId(netnsPath: string): Promise<string> {
-  const st = await fs.stat(netnsPath);
-  return `${st.dev}:${st.ino}`;
-}
 
 export class InPodCaptureDriver implements CaptureDriver {
   readonly #opts: InPodDriverOptions;
@@ -60,7 +55,7 @@ export class InPodCaptureDriver implements CaptureDriver {
    */
   async capture(pod: PodRef): Promise<void> {
     // A missing netns fails below, in listenInNetns, with the native layer's own code.
-    const netns = await namespaceId(pod.netnsPath).catch(() => "");
+    const netns = (await namespaceIdentity(pod.netnsPath)) ?? "";
     const existing = this.#pods.get(pod.uid);
     if (existing && netns && existing.netns === netns && existing.servers.length === 3 && existing.servers.every((s) => s.listening)) {
       await applyCaptureRules(pod.netnsPath, { probeSourceIps: this.#opts.probeSourceIps });
@@ -112,7 +107,7 @@ export class InPodCaptureDriver implements CaptureDriver {
 
   /** The pod's netns gone; or its rules or any of its three listeners missing; or all in place. */
   async inspect(pod: PodRef): Promise<"captured" | "broken" | "gone"> {
-    const netns = await namespaceId(pod.netnsPath).catch(() => undefined);
+    const netns = await namespaceIdentity(pod.netnsPath);
     if (!netns) return "gone";
     const entry = this.#pods.get(pod.uid);
     const listening = entry !== undefined && entry.netns === netns && entry.servers.length === 3 && entry.servers.every((s) => s.listening);

@@ -20,8 +20,8 @@ async function ipAddresses(netnsPath: string): Promise<string[]> {
   return links.filter((l) => l.ifname !== "lo").flatMap((l) => (l.addr_info ?? []).map((a) => a.local ?? "")).filter(Boolean);
 }
 
-/** dev:ino of a netns file: two paths to one namespace have the same. */
-const identity = async (file: string): Promise<string | undefined> => {
+/** dev:ino of a netns file: two paths to one namespace have the same; undefined when the file is gone. */
+export const namespaceIdentity = async (file: string): Promise<string | undefined> => {
   try {
     const st = await fs.stat(file);
     return `${st.dev}:${st.ino}`;
@@ -76,10 +76,10 @@ export class PodNetnsFinder {
 
   /** The one namespace among `files` with one of `ips`; null when none has it; undefined when several do. */
   async #search(files: string[], ips: readonly string[], seen: Set<string>): Promise<string | null | undefined> {
-    const own = await identity("/proc/self/ns/net");
+    const own = await namespaceIdentity("/proc/self/ns/net");
     const matches = new Map<string, string>();
     for (const file of files) {
-      const id = await identity(file);
+      const id = await namespaceIdentity(file);
       if (!id || id === own) continue;
       const key = `${file}|${id}`;
       seen.add(key);

@@ -1,7 +1,5 @@
 // Go text/template's predefined functions, with Go's rules for the JSON-like values Helm gives templates.
-import { type TemplateFunc, type Value, formatValue, truth } from "./exec.ts";
-
-const isMap = (v: Value): v is Record<string, Value> => typeof v === "object" && v !== null && !Array.isArray(v);
+import { type TemplateFunc, type Value, formatValue, isMap, truth } from "./exec.ts";
 
 /** Go's basic kind of a value, for comparisons: bigint is Go's int, a JS number float64. */
 function kind(v: Value): "int" | "float" | "string" | "bool" | "nil" | "other" {

@@ -12,7 +12,8 @@ const fail = (message: string): never => {
   throw new TemplateError("AMBIT_E_TEMPLATE_EXEC", message);
 };
 
-const isMap = (v: Value): v is Record<string, Value> => typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+/** A JSON object (Go's map[string]interface{}). */
+export const isMap = (v: Value): v is Record<string, Value> => typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 
 /**
  * Go's float64 %v (strconv 'g' with the shortest digits): %e form when the exponent is below -4 or at least 6, so
