@@ -22,6 +22,12 @@ export const PROGRAMS: Record<string, string> = {
  * Some dependencies are CommonJS and call require() for Node's built-ins; an ES module bundle has no require of its
  * own, so each bundle creates one for them.
  */
+/**
+ * What every bundle shares. whatwg-url (through client-node) asks for "punycode", which Node would answer with its
+ * deprecated built-in (a warning at every start); the npm package of the same name is what it means.
+ */
+const COMMON = { bundle: true, platform: "node", target: "node24", alias: { punycode: "punycode/" } } as const;
+
 const BANNER = 'import { createRequire as __ambitRequire } from "node:module"; const require = __ambitRequire(import.meta.url);';
 
 /**
@@ -37,14 +43,9 @@ export async function buildBundles(outDir = DIST): Promise<Array<{ program: stri
       await build({
         entryPoints: [path.join(ROOT, entry)],
         outfile: path.join(staging, out),
-        bundle: true,
-        platform: "node",
+        ...COMMON,
         format: "esm",
-        target: "node24",
         banner: { js: BANNER },
-        // whatwg-url (through client-node) asks for "punycode", which Node would answer with its deprecated built-in
-        // (a warning at every start); the npm package of the same name is what it means.
-        alias: { punycode: "punycode/" },
         sourcemap: "linked",
         legalComments: "linked",
         logLevel: "warning",
@@ -79,7 +80,7 @@ export async function buildCniExecutable(outDir = DIST, node = process.execPath)
   const work = await fs.mkdtemp(path.join(outDir, ".sea-"));
   try {
     const main = path.join(work, "ambit-cni.cjs");
-    await build({ entryPoints: [path.join(ROOT, "cni", "main.ts")], outfile: main, bundle: true, platform: "node", format: "cjs", target: "node24", alias: { punycode: "punycode/" }, logLevel: "warning" });
+    await build({ ...COMMON, entryPoints: [path.join(ROOT, "cni", "main.ts")], outfile: main, format: "cjs", logLevel: "warning" });
     const blob = path.join(work, "sea.blob");
     await fs.writeFile(path.join(work, "sea-config.json"), JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true }));
     await promisify(execFile)(node, ["--experimental-sea-config", path.join(work, "sea-config.json")], { cwd: work });
