@@ -75,7 +75,6 @@ export function sandboxPaths(stateDir: string) {
     apiTls: path.join(stateDir, "pki"),
     logs: path.join(stateDir, "logs"),
     supervisorLog: path.join(stateDir, "logs", "supervisor.log"),
-    cniConfDir: path.join(stateDir, "cni", "net.d"),
     cniIpamDir: path.join(stateDir, "cni", "ipam"),
     pods: path.join(stateDir, "pods"),
     nodeRoots: path.join(stateDir, "nodes"),
@@ -88,10 +87,17 @@ export function sandboxPaths(stateDir: string) {
  */
 export const nodeRootDir = (stateDir: string, node: string): string => path.join(sandboxPaths(stateDir).nodeRoots, node);
 
-/** Where the node agent's CNI socket appears on a node (hostPath /var/run/ambit in the agent's DaemonSet). */
-export const AGENT_CNI_SOCKET_HOST_PATH = "/var/run/ambit/cni.sock";
-/** The kubeconfig the chained ambit-cni plugin reads when the agent is unreachable, relative to the node root. */
-export const CNI_KUBECONFIG_HOST_PATH = "/etc/cni/net.d/ambit-cni.kubeconfig";
+/**
+ * The sandbox runtime's CNI dirs on every node, as containerd's conf_dir and bin_dir (sandbox/chart-values.yaml gives
+ * the chart the same). Under /var/run, where the kubelet may create the installer's mount points on this machine.
+ */
+export const NODE_CNI_CONF_DIR = "/var/run/ambit-node/cni/net.d";
+export const NODE_CNI_BIN_DIR = "/var/run/ambit-node/cni/bin";
+/**
+ * Node paths a CNI plugin may be configured with (the agent's socket dir, the CNI dirs, where the plugin's
+ * kubeconfig is): the runtime runs plugins with these bound from the node's root, as they are on a node's host.
+ */
+export const NODE_HOST_DIRS = ["/var/run/ambit", "/var/run/ambit-node"];
 
 /** Network namespace names. Kept short: they appear in `ip netns list` and error messages. */
 export const netnsNames = {

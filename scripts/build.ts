@@ -1,4 +1,5 @@
 // `npm run build`: one JavaScript bundle per program in dist/ (esbuild), with the agent's native addon beside it.
+import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -73,7 +74,8 @@ const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 /**
  * The CNI plugin as one executable for nodes without Node: the pinned Node binary with the plugin's bundle injected
  * as a single executable application. SEA runs a CommonJS main, so this bundle is CommonJS. About 120 MiB, nearly
- * all of it Node: built by `npm run build`, not by every `ambit dev up`.
+ * all of it Node. The sandbox's CNI image runs it too, so `ambit dev up` calls this: the executable is rebuilt only when
+ * its bundle or the Node binary changed (a hash of both next to it), as injecting costs a few seconds.
  */
 export async function buildCniExecutable(outDir = DIST, node = process.execPath): Promise<string> {
   await fs.mkdir(outDir, { recursive: true });
@@ -81,6 +83,11 @@ export async function buildCniExecutable(outDir = DIST, node = process.execPath)
   try {
     const main = path.join(work, "ambit-cni.cjs");
     await build({ ...COMMON, entryPoints: [path.join(ROOT, "cni", "main.ts")], outfile: main, format: "cjs", logLevel: "warning" });
+    const target = path.join(outDir, "ambit-cni");
+    const stamp = path.join(outDir, ".ambit-cni.sha256");
+    const hash = createHash("sha256").update(await fs.readFile(main)).update(await fs.readFile(node)).digest("hex");
+    const built = await fs.stat(target).then(() => true, () => false);
+    if (built && (await fs.readFile(stamp, "utf8").catch(() => "")) === hash) return target;
     const blob = path.join(work, "sea.blob");
     await fs.writeFile(path.join(work, "sea-config.json"), JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true }));
     await promisify(execFile)(node, ["--experimental-sea-config", path.join(work, "sea-config.json")], { cwd: work });
@@ -89,8 +96,8 @@ export async function buildCniExecutable(outDir = DIST, node = process.execPath)
     await fs.chmod(exe, 0o755);
     const { inject } = await import("postject");
     await inject(exe, "NODE_SEA_BLOB", await fs.readFile(blob), { sentinelFuse: SEA_FUSE });
-    const target = path.join(outDir, "ambit-cni");
     await fs.rename(exe, target);
+    await fs.writeFile(stamp, hash);
     return target;
   } finally {
     await fs.rm(work, { recursive: true, force: true });

@@ -4,6 +4,7 @@ import { watch } from "node:fs";
 import path from "node:path";
 import type { Logger } from "pino";
 import { CniConfigError, primaryConfig, withAmbit, withoutAmbit } from "./conflist.ts";
+import { type InClusterCredentials, PLUGIN_KUBECONFIG_FILE, pluginKubeconfig } from "./plugin-kubeconfig.ts";
 
 export interface CniInstallerOptions {
   /** The node's CNI config dir, e.g. /etc/cni/net.d. */
@@ -17,6 +18,13 @@ export interface CniInstallerOptions {
   log: Logger;
   /** A rescan this often besides the directory watch, which can miss events (default 5 s). */
   rescanMs?: number;
+  /**
+   * Credentials to write into `<confDir>/ambit-cni.kubeconfig` for the plugin's lookups while no agent answers
+   * (ambitConfig.kubeconfig must name that file); rewritten whenever the token on disk changes.
+   */
+  pluginCredentials?: InClusterCredentials;
+  /** A file that exists exactly while Ambit is chained (the container's readiness). */
+  readyFile?: string;
 }
 
 export type ChainState = "waiting-for-primary" | "chained" | "unchanged";
@@ -65,6 +73,17 @@ export class CniInstaller {
     return "chained";
   }
 
+  /** Writes the plugin's kubeconfig when its content (the token, above all) changed; mode 0600, it holds a token. */
+  async refreshPluginKubeconfig(): Promise<boolean> {
+    if (!this.#opts.pluginCredentials) return false;
+    const file = path.join(this.#opts.confDir, PLUGIN_KUBECONFIG_FILE);
+    const text = await pluginKubeconfig(this.#opts.pluginCredentials);
+    if ((await fs.readFile(file, "utf8").catch(() => undefined)) === text) return false;
+    await writeAtomic(file, text, 0o600);
+    this.#opts.log.info({ file: PLUGIN_KUBECONFIG_FILE }, "wrote the plugin's kubeconfig");
+    return true;
+  }
+
   /** Takes Ambit out of the primary config and removes the plugin (uninstall). */
   async uninstall(): Promise<void> {
     const primary = primaryConfig(await fs.readdir(this.#opts.confDir).catch(() => [] as string[]));
@@ -74,6 +93,7 @@ export class CniInstaller {
       if (next !== undefined) await writeAtomic(file, next, 0o644);
     }
     await fs.rm(path.join(this.#opts.binDir, PLUGIN_FILE), { force: true });
+    if (this.#opts.pluginCredentials) await fs.rm(path.join(this.#opts.confDir, PLUGIN_KUBECONFIG_FILE), { force: true });
     this.#opts.log.info("Ambit removed from the node's CNI configuration");
   }
 
@@ -87,13 +107,18 @@ export class CniInstaller {
     let pending = Promise.resolve();
     const check = () => {
       pending = pending.then(async () => {
+        let chained = false;
         try {
+          // The kubeconfig first: the plugin may run as soon as the chain names it.
+          await this.refreshPluginKubeconfig();
           const state = await this.ensureChained();
-          if (state === "waiting-for-primary") this.#opts.log.info({ confDir: this.#opts.confDir }, "waiting for the cluster's CNI to write its network configuration");
+          chained = state !== "waiting-for-primary";
+          if (!chained) this.#opts.log.info({ confDir: this.#opts.confDir }, "waiting for the cluster's CNI to write its network configuration");
         } catch (err) {
           if (!(err instanceof CniConfigError)) throw err;
           this.#opts.log.error({ code: err.code, err: err.message }, "cannot chain Ambit into the CNI configuration");
         }
+        await this.#setReady(chained);
       });
       return pending;
     };
@@ -104,5 +129,12 @@ export class CniInstaller {
     clearInterval(timer);
     watcher.close();
     await pending;
+  }
+
+  async #setReady(ready: boolean): Promise<void> {
+    const file = this.#opts.readyFile;
+    if (!file) return;
+    if (ready) await fs.writeFile(file, "");
+    else await fs.rm(file, { force: true });
   }
 }

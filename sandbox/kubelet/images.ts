@@ -6,7 +6,7 @@ import { REPO_ROOT } from "../config.ts";
  * No container engine runs here, so the kubelet maps image names to programs of this checkout or of the
  * host. A container's `command`/`args` override the entrypoint/arguments as in Kubernetes.
  */
-const IMAGES: Record<string, { entrypoint: string[]; description: string }> = {
+const IMAGES: Record<string, { entrypoint: string[]; description: string; env?: Record<string, string> }> = {
   "ambit.dev/demo-service": {
     entrypoint: [process.execPath, path.join(REPO_ROOT, "demo", "app", "service.ts")],
     description: "demo HTTP service that calls NEXT_URL and returns the chain as JSON",
@@ -19,6 +19,12 @@ const IMAGES: Record<string, { entrypoint: string[]; description: string }> = {
   "ambit.dev/controller": {
     entrypoint: [process.execPath, path.join(REPO_ROOT, "dist", "controller.mjs")],
     description: "the Ambit controller (Deployment): CA, policy, per-node config stream",
+  },
+  "ambit.dev/cni": {
+    entrypoint: [process.execPath, path.join(REPO_ROOT, "dist", "ambit-cni-install.mjs")],
+    description: "the Ambit CNI installer (a container of the agent's pod) and the plugin executable it installs",
+    // The image's ENV: where its plugin is (Dockerfile.cni puts it at /opt/ambit/ambit-cni, the installer's default).
+    env: { AMBIT_CNI_PLUGIN_SOURCE: path.join(REPO_ROOT, "dist", "ambit-cni") },
   },
   "ambit.dev/toolbox": {
     entrypoint: ["sleep", "infinity"],
@@ -44,4 +50,9 @@ export function containerArgv(container: { image?: string; command?: string[]; a
   if (container.command && container.command.length > 0) return [...container.command, ...(container.args ?? [])];
   if (!image) throw new UnknownImageError(container.image ?? "");
   return [...image.entrypoint, ...(container.args ?? [])];
+}
+
+/** The image's own environment (a Dockerfile's ENV), which the container's env overrides. */
+export function imageEnv(container: { image?: string }): Record<string, string> {
+  return { ...(IMAGES[(container.image ?? "").replace(/[:@].*$/, "")]?.env ?? {}) };
 }

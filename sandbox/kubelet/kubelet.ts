@@ -10,7 +10,7 @@ import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
 import { WorkQueue } from "../../kube/queue.ts";
 import { type NodeNetwork, addPodNetwork, createPodNetns, deleteNetns, pidsInNetns, removePodNetwork } from "../network/index.ts";
 import { renderHostsFile } from "../kubeproxy/index.ts";
-import { containerArgv } from "./images.ts";
+import { containerArgv, imageEnv } from "./images.ts";
 import { containerEnv } from "./env.ts";
 import { type PodLaunchSpec, podCommand, writeLaunchSpec } from "./launcher.ts";
 import { type Probe, runProbe } from "./probes.ts";
@@ -199,7 +199,7 @@ export class Kubelet {
         secret,
       };
       for (const c of pod.spec?.containers ?? []) {
-        const env = await containerEnv(withIp, c, sources);
+        const env = { ...imageEnv(c), ...(await containerEnv(withIp, c, sources)) };
         runtime.spec.env = { ...runtime.spec.env, ...env };
         const mounts = await containerMounts(c, volumes.dirs, (dir) => void this.#recordMountPoint(dir));
         if (runtime.containers.length === 0) spec.mounts = mounts;
@@ -269,9 +269,10 @@ export class Kubelet {
       nodeNetns: this.node.netns,
       podIP: runtime.ip,
       namedPorts,
+      // In this container: its own volume mounts and environment, not the pod's first container's.
       execInPod: async (command: string[], timeoutMs: number) => {
-        const [program, ...args] = podCommand(runtime.spec, command);
-        const r = await execa(program!, args, { env: runtime.spec.env, extendEnv: false, reject: false, timeout: timeoutMs });
+        const [program, ...args] = podCommand(runtime.spec, command, c.mounts);
+        const r = await execa(program!, args, { env: c.env, extendEnv: false, reject: false, timeout: timeoutMs });
         return r.exitCode ?? 1;
       },
     };

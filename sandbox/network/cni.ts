@@ -35,7 +35,15 @@ export interface CniRunnerOptions {
   /** Netns the plugin processes run in (the "host" side of the attachment); default: the caller's. */
   pluginNetns?: string;
   timeoutMs?: number;
+  /**
+   * Directories bound over their host paths, in a mount namespace of the plugin's own, before it runs: a sandbox node's
+   * dirs (its agent's socket, its CNI dirs) at the paths plugins on a real node see them. Each target must exist.
+   */
+  hostMounts?: ReadonlyArray<{ source: string; target: string }>;
 }
+
+// $1.. are (source, target) pairs up to "--", then the plugin. A slave mount namespace: the binds never reach the host.
+const HOST_VIEW_SHELL = 'while [ "$1" != "--" ]; do mount --rbind "$1" "$2"; shift 2; done; shift; exec "$@"';
 
 /** A plugin's result object, passed through untouched (in the cniVersion the plugin answered with). */
 export type CniResult = Record<string, unknown>;
@@ -203,7 +211,12 @@ export class CniRunner {
     });
     let stdout: string;
     try {
-      ({ stdout } = await run(binary, [], { input: JSON.stringify(stdin), env, cleanEnv: true, netns: this.#opts.pluginNetns, timeoutMs: this.#opts.timeoutMs }));
+      const mounts = this.#opts.hostMounts ?? [];
+      const [file, args] =
+        mounts.length === 0
+          ? [binary, []]
+          : ["unshare", ["--mount", "--propagation", "slave", "--", "/bin/sh", "-c", HOST_VIEW_SHELL, "cni-host-view", ...mounts.flatMap((m) => [m.source, m.target]), "--", binary]];
+      ({ stdout } = await run(file, args, { input: JSON.stringify(stdin), env, cleanEnv: true, netns: this.#opts.pluginNetns, timeoutMs: this.#opts.timeoutMs }));
     } catch (err) {
       throw pluginFailure(plugin.type, command, err);
     }

@@ -1,7 +1,9 @@
 // Pod networking as a container runtime does it: a conflist per node on disk, run through the CNI runner into the pod's netns.
 import fs from "node:fs/promises";
 import path from "node:path";
-import { AGENT_CNI_SOCKET_HOST_PATH, CNI_KUBECONFIG_HOST_PATH, REPO_ROOT, type SandboxConfig, nodeRootDir, sandboxPaths } from "../config.ts";
+import fsSync from "node:fs";
+import { NODE_CNI_BIN_DIR, NODE_CNI_CONF_DIR, NODE_HOST_DIRS, type SandboxConfig, nodeRootDir, sandboxPaths } from "../config.ts";
+import { recordSharedMountPoint } from "../shared-mounts.ts";
 import { type CniNetworkList, type CniPluginConfig, type CniResult, type CniRuntimeConf, CniError, CniRunner, readNetworkList } from "./cni.ts";
 import { netnsPath } from "../../host/exec.ts";
 import type { NodeNetwork } from "./topology.ts";
@@ -23,18 +25,32 @@ export interface PodNetworkRequest {
 }
 
 export interface PodNetworkOptions {
-  /** Plugin directories; default the reference plugins' directory plus Ambit's (cni/bin). */
+  /** Plugin directories; default the node's CNI bin dir (where an installer puts its plugin) and the reference plugins'. */
   binDirs?: string[];
 }
 
-/** Ambit's plugin as a cluster with Ambit installed chains it: after the main plugin, talking to this node's agent. */
-export function ambitCniPlugin(cfg: SandboxConfig, node: NodeNetwork): CniPluginConfig {
-  const root = nodeRootDir(cfg.stateDir, node.name);
-  return { type: "ambit-cni", agentSocket: path.join(root, AGENT_CNI_SOCKET_HOST_PATH), kubeconfig: path.join(root, CNI_KUBECONFIG_HOST_PATH), timeoutMs: 10_000 };
+/** The node's CNI config dir, as containerd's conf_dir (a CNI installer edits the files in it). */
+export function nodeCniConfDir(cfg: SandboxConfig, node: Pick<NodeNetwork, "name">): string {
+  return path.join(nodeRootDir(cfg.stateDir, node.name), NODE_CNI_CONF_DIR);
 }
 
-export function nodeConflistPath(cfg: SandboxConfig, node: NodeNetwork): string {
-  return path.join(sandboxPaths(cfg.stateDir).cniConfDir, node.name, CONFLIST_FILE);
+/** The node's CNI plugin dir, as containerd's bin_dir. */
+export function nodeCniBinDir(cfg: SandboxConfig, node: Pick<NodeNetwork, "name">): string {
+  return path.join(nodeRootDir(cfg.stateDir, node.name), NODE_CNI_BIN_DIR);
+}
+
+/** The primary network of the node: as libcni picks it, the first .conflist by name in the conf dir. */
+export function nodeConflistPath(cfg: SandboxConfig, node: Pick<NodeNetwork, "name">): string {
+  const dir = nodeCniConfDir(cfg, node);
+  const names = (() => {
+    try {
+      return fsSync.readdirSync(dir);
+    } catch {
+      return [];
+    }
+  })();
+  const primary = names.filter((n) => /\.(conflist|conf|json)$/.test(n) && !n.startsWith(".")).sort()[0];
+  return path.join(dir, primary ?? CONFLIST_FILE);
 }
 
 /** libcni's result cache (`/var/lib/cni/results` on a real node). */
@@ -66,16 +82,32 @@ export async function writeNodeConflist(cfg: SandboxConfig, node: NodeNetwork, e
       ...extraPlugins,
     ],
   };
-  const file = nodeConflistPath(cfg, node);
+  const file = path.join(nodeCniConfDir(cfg, node), CONFLIST_FILE);
   await fs.mkdir(path.dirname(file), { recursive: true });
+  await fs.mkdir(nodeCniBinDir(cfg, node), { recursive: true });
   await fs.writeFile(`${file}.tmp`, JSON.stringify(list, null, 2) + "\n");
   await fs.rename(`${file}.tmp`, file);
   return file;
 }
 
-function runnerFor(cfg: SandboxConfig, req: PodNetworkRequest, opts: PodNetworkOptions): CniRunner {
-  // Plugins run in the node netns, as a runtime runs them on the host: ptp puts the host end of the veth and its routes there.
-  return new CniRunner({ binDirs: opts.binDirs ?? [cfg.cniBinDir, path.join(REPO_ROOT, "cni", "bin")], cacheDir: cniResultCacheDir(cfg), pluginNetns: req.node.netns });
+async function runnerFor(cfg: SandboxConfig, req: PodNetworkRequest, opts: PodNetworkOptions): Promise<CniRunner> {
+  const root = nodeRootDir(cfg.stateDir, req.node.name);
+  // Mount points on this machine for the node's dirs, shared by all sandboxes (the last one down removes them).
+  for (const dir of NODE_HOST_DIRS) {
+    if (!fsSync.existsSync(dir)) {
+      await fs.mkdir(dir, { recursive: true });
+      await recordSharedMountPoint(dir);
+    }
+    await fs.mkdir(path.join(root, dir), { recursive: true });
+  }
+  // Plugins run in the node netns and see the node's dirs at their host paths, as a runtime runs them on the host:
+  // ptp puts the host end of the veth and its routes there, ambit-cni dials the agent's socket it is configured with.
+  return new CniRunner({
+    binDirs: opts.binDirs ?? [nodeCniBinDir(cfg, req.node), cfg.cniBinDir],
+    cacheDir: cniResultCacheDir(cfg),
+    pluginNetns: req.node.netns,
+    hostMounts: NODE_HOST_DIRS.map((dir) => ({ source: path.join(root, dir), target: dir })),
+  });
 }
 
 export function podRuntimeConf(req: PodNetworkRequest, ifName: string): CniRuntimeConf {
@@ -105,7 +137,7 @@ export function podIpFromResult(result: CniResult): string | undefined {
 
 /** CNI ADD for a pod (loopback, then the node's conflist); on failure releases what was set up and rethrows. */
 export async function addPodNetwork(cfg: SandboxConfig, req: PodNetworkRequest, opts: PodNetworkOptions = {}): Promise<{ ip: string; result: CniResult }> {
-  const runner = runnerFor(cfg, req, opts);
+  const runner = await runnerFor(cfg, req, opts);
   const list = await readNetworkList(nodeConflistPath(cfg, req.node));
   try {
     await runner.add(LOOPBACK_NETWORK, podRuntimeConf(req, "lo"));
@@ -122,7 +154,7 @@ export async function addPodNetwork(cfg: SandboxConfig, req: PodNetworkRequest, 
 
 /** CNI CHECK of a pod's attachment against its cached ADD result. */
 export async function checkPodNetwork(cfg: SandboxConfig, req: PodNetworkRequest, opts: PodNetworkOptions = {}): Promise<void> {
-  await runnerFor(cfg, req, opts).check(await readNetworkList(nodeConflistPath(cfg, req.node)), podRuntimeConf(req, POD_INTERFACE));
+  await (await runnerFor(cfg, req, opts)).check(await readNetworkList(nodeConflistPath(cfg, req.node)), podRuntimeConf(req, POD_INTERFACE));
 }
 
 /**
@@ -130,7 +162,7 @@ export async function checkPodNetwork(cfg: SandboxConfig, req: PodNetworkRequest
  * is gone (the address is still released) or after the conflist was removed (the cached copy is used).
  */
 export async function removePodNetwork(cfg: SandboxConfig, req: PodNetworkRequest, opts: PodNetworkOptions = {}): Promise<void> {
-  const runner = runnerFor(cfg, req, opts);
+  const runner = await runnerFor(cfg, req, opts);
   const rt = podRuntimeConf(req, POD_INTERFACE);
   let list: CniNetworkList | undefined;
   try {

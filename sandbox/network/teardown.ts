@@ -48,5 +48,5 @@ export async function teardownAllNetworks(cfg: SandboxConfig, naming: NetnsNamin
     await Promise.all(group.map((name) => deleteNetns(name)));
   }
   const paths = sandboxPaths(cfg.stateDir);
-  for (const dir of [paths.cniConfDir, paths.cniIpamDir, cniResultCacheDir(cfg)]) await fs.rm(dir, { recursive: true, force: true });
+  for (const dir of [paths.cniIpamDir, cniResultCacheDir(cfg)]) await fs.rm(dir, { recursive: true, force: true });
 }

@@ -4,9 +4,9 @@ import path from "node:path";
 import { execa } from "execa";
 import type { Logger } from "pino";
 import { KubeConfig } from "@kubernetes/client-node";
-import { CNI_KUBECONFIG_HOST_PATH, type SandboxConfig, REPO_ROOT, nodeRootDir, sandboxPaths } from "../config.ts";
+import { type SandboxConfig, REPO_ROOT, sandboxPaths } from "../config.ts";
 import { type ApiServer, startApiServer } from "../apiserver/index.ts";
-import { type NodeNetwork, createNodeNetwork, ambitCniPlugin, createUnderlay, routeBetweenNodes, teardownAllNetworks, writeNodeConflist } from "../network/index.ts";
+import { type NodeNetwork, createNodeNetwork, createUnderlay, routeBetweenNodes, teardownAllNetworks, writeNodeConflist } from "../network/index.ts";
 import { KubeProxy } from "../kubeproxy/index.ts";
 import { KubeClient, pathFor } from "../../kube/client.ts";
 import { SharedInformers } from "../../kube/informers.ts";
@@ -41,7 +41,7 @@ export class Supervisor {
     const cfg = this.#cfg;
     const paths = sandboxPaths(cfg.stateDir);
     await step("prepare state directory", async () => {
-      for (const dir of [paths.stateDir, paths.logs, paths.pods, paths.cniConfDir, paths.cniIpamDir, paths.apiTls]) {
+      for (const dir of [paths.stateDir, paths.logs, paths.pods, paths.cniIpamDir, paths.apiTls]) {
         await fs.mkdir(dir, { recursive: true, mode: 0o700 });
       }
       // Mount point for the per-pod token bind mount, shared with other sandboxes: the last `down` removes it.
@@ -53,14 +53,17 @@ export class Supervisor {
       const nodes: NodeNetwork[] = [];
       for (let i = 1; i <= cfg.nodes; i++) nodes.push(await createNodeNetwork(cfg, i));
       await routeBetweenNodes(nodes);
-      for (const node of nodes) await writeNodeConflist(cfg, node, [ambitCniPlugin(cfg, node)]);
+      // The cluster's own CNI only; Ambit's installer (in the agent's pod) chains itself in, as on any cluster.
+      for (const node of nodes) await writeNodeConflist(cfg, node);
       return nodes;
     });
 
     await step("build the mesh's programs (npm run build: the bundles its images run)", async () => {
       // Loaded only here: the CLI that forks the supervisor does not need the bundler.
-      const { buildBundles } = await import("../../scripts/build.ts");
+      const { buildBundles, buildCniExecutable } = await import("../../scripts/build.ts");
       await buildBundles();
+      // The CNI image's plugin, which its installer copies onto each node.
+      await buildCniExecutable();
     });
 
     this.#api = await step("start API server", async () => {
@@ -81,8 +84,6 @@ export class Supervisor {
 
     await step("expose the API server on every node", async () => {
       for (const node of this.#nodes) await this.#startForwarder(node, paths.apiSocket);
-      // The CNI plugin runs in the node netns, where the API is the node's forwarder, not 127.0.0.1.
-      for (const node of this.#nodes) await writeNodeKubeconfig(paths.kubeconfig, path.join(nodeRootDir(cfg.stateDir, node.name), CNI_KUBECONFIG_HOST_PATH), `https://${node.ip}:${cfg.nodeApiPort}`);
     });
 
     const kc = new KubeConfig();
@@ -201,13 +202,3 @@ export class Supervisor {
   }
 }
 
-/** A copy of the admin kubeconfig whose server is `server`, readable by root only (it holds a token). */
-async function writeNodeKubeconfig(adminKubeconfig: string, file: string, server: string): Promise<void> {
-  const kc = new KubeConfig();
-  kc.loadFromFile(adminKubeconfig);
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new Error(`${adminKubeconfig} has no current cluster`);
-  kc.clusters = kc.clusters.map((c) => (c.name === cluster.name ? { ...c, server } : c));
-  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  await fs.writeFile(file, kc.exportConfig(), { mode: 0o600 });
-}

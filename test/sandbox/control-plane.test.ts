@@ -1,5 +1,6 @@
 // End to end on the sandbox: the controller's policy reaches every agent, mTLS modes, revocation of live connections,
 // a 60 s controller outage, and certificate rotation under load with a short TTL.
+import fs from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -234,4 +235,33 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
     expect(tally.ok).toBe(tally.sent);
     expect(await expiryOf()).not.toBe(first);
   }, 240_000);
+
+  it("the CNI installer in the agent's pod chains Ambit in each node's CNI config dir, puts it back after another writer, and takes it off with the DaemonSet", async () => {
+    const nodes = (await sandboxNodes()).map((n) => n.name);
+    const dirs = (node: string) => ({ conf: `${TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR}/nodes/${node}/var/run/ambit-node/cni/net.d`, bin: `${TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR}/nodes/${node}/var/run/ambit-node/cni/bin` });
+    const chain = async (node: string) => (JSON.parse(await fs.readFile(path.join(dirs(node).conf, "10-ambit-sandbox.conflist"), "utf8")) as { plugins: Array<Record<string, unknown>> }).plugins;
+    const exists = (file: string) => fs.stat(file).then(() => true, () => false);
+    for (const node of nodes) {
+      // Written by the installer from the chart's values: host paths, and its own kubeconfig holding a token (0600).
+      expect((await chain(node)).map((p) => p.type)).toEqual(["ptp", "ambit-cni"]);
+      expect((await chain(node))[1]).toEqual({ type: "ambit-cni", agentSocket: "/var/run/ambit/cni.sock", timeoutMs: 10_000, kubeconfig: "/var/run/ambit-node/cni/net.d/ambit-cni.kubeconfig" });
+      expect((await fs.stat(path.join(dirs(node).conf, "ambit-cni.kubeconfig"))).mode & 0o777).toBe(0o600);
+      expect((await fs.stat(path.join(dirs(node).bin, "ambit-cni"))).size).toBe((await fs.stat(path.join(REPO_ROOT, "dist", "ambit-cni"))).size);
+    }
+    // The cluster's CNI rewrites its config without Ambit (as on its own restart): the installer puts Ambit back.
+    const [first] = nodes as [string];
+    const original = JSON.parse(await fs.readFile(path.join(dirs(first).conf, "10-ambit-sandbox.conflist"), "utf8"));
+    await fs.writeFile(path.join(dirs(first).conf, "10-ambit-sandbox.conflist"), JSON.stringify({ ...original, plugins: original.plugins.slice(0, 1) }));
+    await expect.poll(async () => (await chain(first)).map((p) => p.type), { timeout: 15_000 }).toEqual(["ptp", "ambit-cni"]);
+
+    // Uninstall: with its DaemonSet gone, every node's installer takes Ambit off, and a new pod starts uncaptured.
+    expect((await kubectl(["delete", "daemonset", "ambit-agent", "-n", "ambit-system", "--wait=false"])).exitCode).toBe(0);
+    for (const node of nodes) {
+      await expect.poll(async () => (await chain(node)).map((p) => p.type), { timeout: 60_000 }).toEqual(["ptp"]);
+      await expect.poll(() => exists(path.join(dirs(node).bin, "ambit-cni")), { timeout: 10_000 }).toBe(false);
+      expect(await exists(path.join(dirs(node).conf, "ambit-cni.kubeconfig"))).toBe(false);
+    }
+    expect((await kubectl(["run", "after-uninstall", "-n", "demo", "--image=ambit.dev/toolbox:0.1"])).exitCode).toBe(0);
+    await expect.poll(() => podState("demo", "after-uninstall"), { timeout: 60_000 }).toBe("Running/");
+  }, 180_000);
 });

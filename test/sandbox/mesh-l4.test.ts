@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 import { cpuTimes } from "../../bench/tools/process-stats.ts";
 import { sniff } from "../support/netns.ts";
-import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, applyMeshChart, configDump, freshSandboxWithMesh, fromAgent, isRoot, kubectl, sandboxNodes } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, freshSandboxWithMesh, fromAgent, isRoot, kubectl, sandboxNodes } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
 
 const NODE1 = `${TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREFIX}-node-1`;
@@ -250,14 +250,36 @@ describeTier(isRoot, ROOT_REQUIRED)("L4 mesh on the sandbox", () => {
     expect(rules).toContain("-A OUTPUT -j AMBIT-OUTPUT");
     expect(rules).toContain("-A PREROUTING -j AMBIT-PREROUTING");
 
-    expect((await kubectl(["delete", "daemonset", "-n", "ambit-system", "ambit-agent", "--wait=true", "--timeout=60s"])).exitCode).toBe(0);
-    await expect.poll(async () => (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "name"])).stdout, { timeout: 60_000 }).toBe("");
+    // No agent runs, while its DaemonSet and the CNI installer stay (an agent that crashes or has not started yet):
+    // the agent container replaced by one that never serves, and the pods deleted to take it.
+    const noAgent = JSON.stringify([
+      { op: "replace", path: "/spec/updateStrategy", value: { type: "OnDelete" } },
+      { op: "add", path: "/spec/template/spec/containers/0/command", value: ["sleep", "infinity"] },
+    ]);
+    expect((await kubectl(["patch", "daemonset", "-n", "ambit-system", "ambit-agent", "--type", "json", "-p", noAgent])).exitCode).toBe(0);
+    const agentPods = async () => (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "json"])).stdout;
+    const before = (JSON.parse(await agentPods()).items as Array<{ metadata: { name: string } }>).map((p) => p.metadata.name);
+    expect((await kubectl(["delete", "pod", "-n", "ambit-system", ...before, "--wait=true", "--timeout=90s"])).exitCode).toBe(0);
+    // The replacements: both containers started, the installer ready (Ambit chained), no agent serving.
+    await expect.poll(async () => {
+      const items = JSON.parse(await agentPods()).items as Array<{ metadata: { name: string }; spec: { nodeName: string }; status?: { containerStatuses?: Array<{ name: string; ready: boolean }> } }>;
+      const replaced = items.filter((p) => !before.includes(p.metadata.name) && p.status?.containerStatuses?.find((c) => c.name === "install-cni")?.ready);
+      return new Set(replaced.map((p) => p.spec.nodeName)).size;
+    }, { timeout: 60_000 }).toBe((await sandboxNodes()).length);
     expect((await apply([pod("meshed", "second"), pod("plain", "other")])).exitCode).toBe(0);
     // Not enrolled: the plugin asks the API and lets it start. Enrolled: it must not start uncaptured.
     await expect.poll(() => state("plain", "other"), { timeout: 20_000 }).toBe("Running/-");
     expect(await state("meshed", "second")).toBe("Pending/-");
 
-    await applyMeshChart();
+    // The agent back (kubectl apply of the chart would keep both changes: they are not in its last-applied
+    // configuration), the sleepers replaced: the held-back pod starts, captured.
+    const agentBack = JSON.stringify([
+      { op: "replace", path: "/spec/updateStrategy", value: { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } } },
+      { op: "remove", path: "/spec/template/spec/containers/0/command" },
+    ]);
+    expect((await kubectl(["patch", "daemonset", "-n", "ambit-system", "ambit-agent", "--type", "json", "-p", agentBack])).exitCode).toBe(0);
+    const sleepers = (JSON.parse(await agentPods()).items as Array<{ metadata: { name: string } }>).map((p) => p.metadata.name);
+    expect((await kubectl(["delete", "pod", "-n", "ambit-system", ...sleepers, "--wait=false", "--ignore-not-found"])).exitCode).toBe(0);
     await expect.poll(() => state("meshed", "second"), { timeout: 60_000 }).toBe("Running/enabled");
     await expect.poll(async () => (await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-agent", "--timeout=30s"])).exitCode, { timeout: 60_000 }).toBe(0);
   });

@@ -9,6 +9,7 @@ import {
   type PodNetworkRequest,
   addPodNetwork,
   checkPodNetwork,
+  nodeConflistPath,
   createNodeNetwork,
   createPodNetns,
   createUnderlay,
@@ -95,7 +96,7 @@ describeTier(isRoot, ROOT_REQUIRED)("sandbox network: nodes and pods through rea
       await checkPodNetwork(cfg, p);
     }
     expect(new Set(pods.map((p) => p.ip)).size).toBe(4);
-    const conflist = JSON.parse(await fs.readFile(path.join(sandboxPaths(cfg.stateDir).cniConfDir, "node-1", "10-ambit-sandbox.conflist"), "utf8"));
+    const conflist = JSON.parse(await fs.readFile(nodeConflistPath(cfg, { name: "node-1" }), "utf8"));
     expect(conflist.plugins.map((p: { type: string }) => p.type)).toEqual(["ptp"]);
   });
 

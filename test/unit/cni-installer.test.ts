@@ -5,7 +5,8 @@ import path from "node:path";
 import { execa } from "execa";
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { CniConfigError, CniInstaller, PLUGIN_FILE, hasAmbit, primaryConfig } from "../../cni/install/index.ts";
+import { CniConfigError, CniInstaller, PLUGIN_FILE, PLUGIN_KUBECONFIG_FILE, hasAmbit, primaryConfig } from "../../cni/install/index.ts";
+import { loadInstallerConfig } from "../../cni/install/config.ts";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 
 const AMBIT = { agentSocket: "/var/run/ambit/cni.sock", kubeconfig: "/etc/cni/net.d/ambit-kubeconfig", timeoutMs: 10_000 };
@@ -104,5 +105,54 @@ describe("CNI installer", () => {
     expect(bad.exitCode).not.toBe(0);
     expect(bad.stderr).toContain('CNI_CONF_DIR="relative/dir" must be an absolute path');
     expect(bad.stderr).toContain('AMBIT_CNI_RESCAN_MS="x" must be an integer');
+  });
+
+  it("writes the plugin's kubeconfig (0600, token inline) before chaining, rewrites it when the token rotates, is ready only while chained", async () => {
+    const sa = path.join(dir, "sa");
+    await fs.mkdir(sa);
+    await fs.writeFile(path.join(sa, "token"), "token-1\n");
+    await fs.writeFile(path.join(sa, "ca.crt"), "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n");
+    const ready = path.join(dir, "ready");
+    const kubeconfig = path.join(conf, PLUGIN_KUBECONFIG_FILE);
+    const creds = { host: "fd00::1", port: "443", tokenFile: path.join(sa, "token"), caFile: path.join(sa, "ca.crt") };
+    const withCreds = new CniInstaller({ confDir: conf, binDir: bin, pluginSource: path.join(dir, "plugin"), ambitConfig: { ...AMBIT, kubeconfig }, log: pino({ level: "silent" }), rescanMs: 100, pluginCredentials: creds, readyFile: ready });
+    const stop = new AbortController();
+    const running = withCreds.run(stop.signal);
+    try {
+      // No primary config yet: the kubeconfig is there, the container is not ready.
+      await expect.poll(() => fs.stat(kubeconfig).then((s) => s.mode & 0o777, () => 0), { timeout: 5_000 }).toBe(0o600);
+      expect(await fs.stat(ready).then(() => true, () => false)).toBe(false);
+      const doc = JSON.parse(await fs.readFile(kubeconfig, "utf8"));
+      expect(doc.clusters[0].cluster.server).toBe("https://[fd00::1]:443");
+      expect(doc.users[0].user.token).toBe("token-1");
+      expect(Buffer.from(doc.clusters[0].cluster["certificate-authority-data"], "base64").toString()).toContain("BEGIN CERTIFICATE");
+      // A .kubeconfig is never taken for the primary network.
+      expect(primaryConfig(await fs.readdir(conf))).toBeUndefined();
+      await write("10-calico.conflist", calicoList);
+      await expect.poll(() => fs.stat(ready).then(() => true, () => false), { timeout: 5_000 }).toBe(true);
+      expect((await read("10-calico.conflist")).plugins.at(-1).kubeconfig).toBe(kubeconfig);
+      await fs.writeFile(path.join(sa, "token"), "token-2\n");
+      await expect.poll(async () => JSON.parse(await fs.readFile(kubeconfig, "utf8")).users[0].user.token, { timeout: 5_000 }).toBe("token-2");
+      await fs.rm(path.join(conf, "10-calico.conflist"));
+      await expect.poll(() => fs.stat(ready).then(() => true, () => false), { timeout: 5_000 }).toBe(false);
+    } finally {
+      stop.abort();
+      await running;
+    }
+    await write("10-calico.conflist", calicoList);
+    await withCreds.ensureChained();
+    await withCreds.uninstall();
+    expect((await fs.readdir(conf)).sort()).toEqual(["10-calico.conflist"]);
+  });
+
+  it("in a cluster, names its own kubeconfig in the chain unless one is given; outside, none", () => {
+    const inCluster = { KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443", CNI_CONF_DIR: "/etc/cni/net.d" };
+    const own = loadInstallerConfig(inCluster);
+    expect(own.kubeconfig).toBe("/etc/cni/net.d/ambit-cni.kubeconfig");
+    expect(own.pluginCredentials).toEqual({ host: "10.96.0.1", port: "443", tokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token", caFile: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt" });
+    const given = loadInstallerConfig({ ...inCluster, AMBIT_CNI_KUBECONFIG: "/etc/kubernetes/cni.kubeconfig" });
+    expect(given.kubeconfig).toBe("/etc/kubernetes/cni.kubeconfig");
+    expect(given.pluginCredentials).toBeUndefined();
+    expect(loadInstallerConfig({}).kubeconfig).toBeUndefined();
   });
 });
