@@ -9,8 +9,7 @@ import { Registry } from "prom-client";
 import { MeshCa } from "../controller/identity/index.ts";
 import { AgentAuthenticator, CsrServer } from "../controller/identity/index.ts";
 import { KubeClient } from "../kube/client.ts";
-import { derToPem, pemToDer } from "../pki/der.ts";
-import { buildCsr, generateP256, parseCsr } from "../pki/workload-certs.ts";
+import { buildCsr, derToPem, generateP256, parseCsr, pemToDer } from "../pki/index.ts";
 import { startApiServer } from "../sandbox/apiserver/index.ts";
 
 const N = Number(process.env.ISSUANCES ?? 20_000);

@@ -17,9 +17,9 @@ const DEBOUNCES = (process.env.DEBOUNCE_MS ?? "100,0").split(",").map(Number);
 
 const log = pino({ level: process.env.LOG_LEVEL ?? "silent" });
 const id = (sa: string) => ({ trustDomain: "cluster.local", namespace: "ambit-system", serviceAccount: sa });
-const ca = await TestCa.create();
-const controllerCreds = await ca.issue(id("ambit-controller"));
-const agentCreds = await ca.issue(id("ambit-agent"));
+const ca = TestCa.create();
+const controllerCreds = ca.issue(id("ambit-controller"));
+const agentCreds = ca.issue(id("ambit-agent"));
 const nodes = Array.from({ length: NODES }, (_, i) => `node-${i + 1}`);
 
 /** Shapes close to what the agent will hold: its own workloads, every service, and mesh-wide policy. */

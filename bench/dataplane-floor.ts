@@ -156,9 +156,9 @@ async function measure(mode: Mode, dir: string, result: ModeResult): Promise<voi
 async function main(): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-floor-"));
   try {
-    const ca = await TestCa.create();
+    const ca = TestCa.create();
     const id = { trustDomain: "cluster.local", namespace: "bench", serviceAccount: "relay" };
-    const creds = await ca.issue(id);
+    const creds = ca.issue(id);
     await fs.writeFile(path.join(dir, "ca.pem"), ca.rootPem);
     await fs.writeFile(path.join(dir, "cert.pem"), creds.certChainPem);
     await fs.writeFile(path.join(dir, "key.pem"), creds.keyPem, { mode: 0o600 });

@@ -12,9 +12,9 @@ const MEGABYTES = Number(process.env.MEGABYTES ?? 256);
 const CONCURRENCY = 50;
 
 const id = (sa: string) => ({ trustDomain: "cluster.local", namespace: "bench", serviceAccount: sa });
-const ca = await TestCa.create();
-const client = await ca.issue(id("client"));
-const server = await ca.issue(id("server"));
+const ca = TestCa.create();
+const client = ca.issue(id("client"));
+const server = ca.issue(id("server"));
 
 // The "application": answers one byte and closes (stream rate), or swallows everything (throughput).
 const app = net.createServer({ allowHalfOpen: true }, (s) => {

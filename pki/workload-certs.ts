@@ -1,6 +1,7 @@
-// Native-speed X.509 for the mesh CA: PKCS#10 CSRs with a SPIFFE URI, P-256 workload certificates and roots, signed by OpenSSL.
+// Native-speed X.509, all P-256 and signed by OpenSSL: the mesh CA's CSRs and workload certificates, and local CAs' serving and client certificates.
 import { type KeyObject, createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, verify } from "node:crypto";
-import { DerError, TAG, bitString, boolean, children, decodeOid, expectTlv, octetString, oid, readTlv, sequence, set, smallInteger, time, tlv, unsignedInteger } from "./der.ts";
+import net from "node:net";
+import { DerError, TAG, bitString, boolean, children, decodeOid, derToPem, expectTlv, octetString, oid, readTlv, sequence, set, smallInteger, time, tlv, unsignedInteger } from "./der.ts";
 
 const OID = {
   ecPublicKey: "1.2.840.10045.2.1",
@@ -30,6 +31,15 @@ export class CsrError extends Error {
     super(message);
     this.name = "CsrError";
     this.code = code;
+  }
+}
+
+/** A leaf request the certificate could not honestly carry (no name at all, or a SAN that is not what its type says). */
+export class LeafError extends Error {
+  readonly code = "AMBIT_E_LEAF_REQUEST";
+  constructor(message: string) {
+    super(message);
+    this.name = "LeafError";
   }
 }
 
@@ -133,9 +143,16 @@ const serialNumber = (): Buffer => {
   return unsignedInteger(b);
 };
 
-function name(organization: string, commonName: string): Buffer {
+/** A subject or issuer name. Kubernetes reads a client certificate's CN as the user and O as the group. */
+export interface DistinguishedName {
+  organization?: string;
+  commonName?: string;
+}
+
+/** O before CN, each in its own RDN; absent or empty attributes are left out, so `{}` is the empty name. */
+function name(dn: DistinguishedName): Buffer {
   const rdn = (id: string, value: string) => set(sequence(oid(id), tlv(TAG.utf8String, Buffer.from(value))));
-  return sequence(rdn(OID.organization, organization), rdn(OID.commonName, commonName));
+  return sequence(...(dn.organization ? [rdn(OID.organization, dn.organization)] : []), ...(dn.commonName ? [rdn(OID.commonName, dn.commonName)] : []));
 }
 
 function certificate(tbs: Buffer, issuerKey: KeyObject): Buffer {
@@ -165,12 +182,21 @@ export function issuerInfo(caCertDer: Buffer): IssuerInfo {
   return { subject: fields[offset + 4]!.raw, keyId: keyIdentifier(fields[offset + 5]!.raw) };
 }
 
+export interface CaOptions {
+  organization?: string;
+  commonName: string;
+  ttlSeconds: number;
+  /** Intermediates allowed below this CA: 1 for the mesh root (a plug-in intermediate), 0 for CAs that sign leaves only. */
+  pathLength?: number;
+  now?: Date;
+}
+
 /** A self-signed P-256 CA (e.g. the mesh root), with a key identifier so leaves can name it. */
-export function createSelfSignedCa(opts: { organization: string; commonName: string; ttlSeconds: number; pathLength?: number; now?: Date }): { certDer: Buffer; privateKey: KeyObject } {
+export function createSelfSignedCa(opts: CaOptions): { certDer: Buffer; privateKey: KeyObject } {
   const { privateKey, publicKey } = generateP256();
   const spki = publicKey.export({ type: "spki", format: "der" });
   const now = opts.now ?? new Date();
-  const subject = name(opts.organization, opts.commonName);
+  const subject = name({ organization: opts.organization, commonName: opts.commonName });
   const keyId = keyIdentifier(spki);
   const tbs = sequence(
     tlv(TAG.context(0), smallInteger(2)),
@@ -193,57 +219,118 @@ export function createSelfSignedCa(opts: { organization: string; commonName: str
   return { certDer: certificate(tbs, privateKey), privateKey };
 }
 
+/** Which TLS side a leaf may play (extendedKeyUsage): mesh workloads are both, the sandbox API server only serves. */
+export type LeafUsage = "server" | "client" | "client-and-server";
+
 export interface LeafRequest {
   spki: Buffer;
+  /** Empty when absent: SPIFFE workload certificates are named by their URI SAN alone. */
+  subject?: DistinguishedName;
   /** SPIFFE URIs (workloads) go in as URIs; serving certificates may add DNS names and IPs. */
   uris?: string[];
   dnsNames?: string[];
   ips?: string[];
+  /** Defaults to client-and-server. */
+  usage?: LeafUsage;
   notBefore: Date;
   notAfter: Date;
 }
 
+const EKU: Record<LeafUsage, string[]> = {
+  server: [OID.serverAuth],
+  client: [OID.clientAuth],
+  "client-and-server": [OID.serverAuth, OID.clientAuth],
+};
+
+/** The 4 or 16 address bytes an iPAddress SAN holds; any other length makes Go's x509 reject the whole certificate. */
 function ipBytes(ip: string): Buffer {
-  if (ip.includes(":")) {
-    const [head, tail] = ip.split("::") as [string, string | undefined];
-    const h = head ? head.split(":") : [];
-    const t = tail ? tail.split(":") : [];
-    const groups = [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
-    return Buffer.from(groups.flatMap((g) => [parseInt(g, 16) >> 8, parseInt(g, 16) & 0xff]));
-  }
-  return Buffer.from(ip.split(".").map(Number));
+  const family = net.isIP(ip);
+  if (family === 4) return Buffer.from(ip.split(".").map(Number));
+  // A zone (fe80::1%eth0) names a local interface, not an address a certificate can vouch for.
+  if (family !== 6 || ip.includes("%")) throw new LeafError(`"${ip}" is not an IP address`);
+  // An embedded IPv4 tail (::ffff:10.0.0.1) is the last two 16-bit groups written in dotted form.
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
+  const hex = v4 ? `${ip.slice(0, v4.index)}${((+v4[1]! << 8) | +v4[2]!).toString(16)}:${((+v4[3]! << 8) | +v4[4]!).toString(16)}` : ip;
+  const [head, tail] = hex.split("::") as [string, string | undefined];
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
+  return Buffer.from(groups.flatMap((g) => [parseInt(g, 16) >> 8, parseInt(g, 16) & 0xff]));
+}
+
+/** dNSName and uniformResourceIdentifier are IA5Strings: Go's x509 refuses a certificate whose SAN holds anything else. */
+function ia5(kind: string, value: string): Buffer {
+  if (!/^[\x21-\x7e]+$/.test(value)) throw new LeafError(`${kind} SAN "${value}" must be non-empty printable ASCII without spaces`);
+  return Buffer.from(value, "latin1");
 }
 
 /**
- * Signs an end-entity certificate: empty subject, the SANs given (critical, as the subject is empty), digital
- * signature only, server and client auth, not a CA. One OpenSSL ECDSA signature; everything else is copying.
+ * Signs an end-entity certificate: the subject and SANs given, digital signature only, the extended key usages
+ * `usage` names, not a CA. The SAN extension is critical when the subject is empty (RFC 5280 4.2.1.6) and left out
+ * when there are no SANs, as an empty one is invalid. One OpenSSL ECDSA signature; everything else is copying.
  */
 export function signLeaf(issuer: IssuerInfo, issuerKey: KeyObject, req: LeafRequest): Buffer {
   const names = [
-    ...(req.uris ?? []).map((u) => tlv(URI_TAG, Buffer.from(u))),
-    ...(req.dnsNames ?? []).map((d) => tlv(DNS_TAG, Buffer.from(d))),
+    ...(req.uris ?? []).map((u) => tlv(URI_TAG, ia5("URI", u))),
+    ...(req.dnsNames ?? []).map((d) => tlv(DNS_TAG, ia5("DNS", d))),
     ...(req.ips ?? []).map((ip) => tlv(IP_TAG, ipBytes(ip))),
   ];
+  const subject = name(req.subject ?? {});
+  const emptySubject = children(readTlv(subject)).length === 0;
+  if (emptySubject && names.length === 0) throw new LeafError("a leaf needs a subject or at least one SAN: otherwise it names no one");
   const tbs = sequence(
     tlv(TAG.context(0), smallInteger(2)),
     serialNumber(),
     ECDSA_SHA256,
     issuer.subject,
     sequence(time(req.notBefore), time(req.notAfter)),
-    sequence(),
+    subject,
     req.spki,
     tlv(
       TAG.context(3),
       sequence(
         extension(OID.basicConstraints, true, sequence()),
-        // digitalSignature: bit 0.
+        // digitalSignature: bit 0. ECDHE-ECDSA handshakes sign with the key; keyEncipherment is RSA-only.
         extension(OID.keyUsage, true, tlv(TAG.bitString, Buffer.from([7, 0x80]))),
-        extension(OID.extKeyUsage, false, sequence(oid(OID.serverAuth), oid(OID.clientAuth))),
-        extension(OID.subjectAltName, true, sequence(...names)),
+        extension(OID.extKeyUsage, false, sequence(...EKU[req.usage ?? "client-and-server"].map((u) => oid(u)))),
+        ...(names.length > 0 ? [extension(OID.subjectAltName, emptySubject, sequence(...names))] : []),
         extension(OID.authorityKeyIdentifier, false, sequence(tlv(TAG.contextPrimitive(0), issuer.keyId))),
         extension(OID.subjectKeyIdentifier, false, octetString(keyIdentifier(req.spki))),
       ),
     ),
   );
   return certificate(tbs, issuerKey);
+}
+
+/** PKCS#8 PEM ("BEGIN PRIVATE KEY"), the form Node's TLS, curl and kubectl all read. */
+export const privateKeyPem = (key: KeyObject): string => key.export({ type: "pkcs8", format: "pem" }) as string;
+
+/** A CA that signs in this process: the sandbox API server's CA and test roots (the mesh CA keeps its own in a Secret). */
+export interface LocalCa {
+  certPem: string;
+  privateKey: KeyObject;
+  issuer: IssuerInfo;
+}
+
+/** A self-signed CA ready for `issueLeaf`, with its key also as PKCS#8 PEM for callers that store it. */
+export function createRootCa(opts: CaOptions): LocalCa & { keyPem: string } {
+  const { certDer, privateKey } = createSelfSignedCa(opts);
+  return { certPem: derToPem(certDer, "CERTIFICATE"), privateKey, issuer: issuerInfo(certDer), keyPem: privateKeyPem(privateKey) };
+}
+
+export interface IssuedLeaf {
+  certPem: string;
+  /** PKCS#8 PEM; whoever writes it to disk makes the file 0600. */
+  keyPem: string;
+  notAfter: Date;
+}
+
+/** A fresh P-256 key and its leaf from `ca`, valid from a minute ago (a peer's clock may lag) for `ttlSeconds`. */
+export function issueLeaf(ca: LocalCa, req: Omit<LeafRequest, "spki" | "notBefore" | "notAfter"> & { ttlSeconds: number; now?: Date }): IssuedLeaf {
+  const { privateKey, publicKey } = generateP256();
+  const now = req.now ?? new Date();
+  const notAfter = new Date(now.getTime() + req.ttlSeconds * 1000);
+  const { ttlSeconds: _ttl, now: _now, ...names } = req;
+  const der = signLeaf(ca.issuer, ca.privateKey, { ...names, spki: publicKey.export({ type: "spki", format: "der" }), notBefore: new Date(now.getTime() - 60_000), notAfter });
+  return { certPem: derToPem(der, "CERTIFICATE"), keyPem: privateKeyPem(privateKey), notAfter };
 }

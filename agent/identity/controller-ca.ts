@@ -2,8 +2,7 @@
 import fs from "node:fs/promises";
 import https from "node:https";
 import { CSR_PATH, type CaErrorBody, type CsrResponse } from "../../contract/certificates.ts";
-import { derToPem } from "../../pki/der.ts";
-import { buildCsr, generateP256 } from "../../pki/workload-certs.ts";
+import { buildCsr, derToPem, generateP256 } from "../../pki/index.ts";
 import type { CertificateIssuer, IssuedCertificate } from "./certificates.ts";
 import { type SpiffeId, formatSpiffeId } from "./spiffe.ts";
 

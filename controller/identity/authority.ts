@@ -2,8 +2,7 @@
 import { type KeyObject, X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
 import type { Logger } from "pino";
 import { type KubeClient, isConflict, isNotFound, pathFor } from "../../kube/client.ts";
-import { derToPem, pemToDer } from "../../pki/der.ts";
-import { type IssuerInfo, createSelfSignedCa, generateP256, issuerInfo, signLeaf } from "../../pki/workload-certs.ts";
+import { type IssuerInfo, createSelfSignedCa, derToPem, generateP256, issuerInfo, pemToDer, signLeaf } from "../../pki/index.ts";
 
 /** Secret the controller keeps its own root in (created once, by the leader). */
 export const CA_SECRET = "ambit-ca";

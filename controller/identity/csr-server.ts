@@ -5,8 +5,7 @@ import type net from "node:net";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { CSR_PATH, type CaErrorBody, CaRefusalCode, type CsrRequest, type CsrResponse, MAX_CSR_REQUEST_BYTES } from "../../contract/certificates.ts";
-import { DerError, pemToDer } from "../../pki/der.ts";
-import { CsrError, parseCsr } from "../../pki/workload-certs.ts";
+import { CsrError, DerError, parseCsr, pemToDer } from "../../pki/index.ts";
 import type { AgentAuthenticator } from "./agent-auth.ts";
 import type { MeshCa } from "./authority.ts";
 

@@ -1,5 +1,6 @@
 // The API server's own TLS: a self-signed CA and a serving certificate (P-256), kept on disk with 0600 keys.
 import fs from "node:fs/promises";
+import net from "node:net";
 import path from "node:path";
 import { createRootCa, issueLeaf } from "../../pki/index.ts";
 
@@ -9,9 +10,19 @@ export interface ServingPki {
   keyPem: string;
 }
 
-async function generate(sans: string[]): Promise<ServingPki> {
-  const ca = await createRootCa("CN=ambit-dev-apiserver-ca", 365 * 24 * 3600);
-  const leaf = await issueLeaf(ca, { subject: "CN=kube-apiserver", sans, usage: "server", ttlSeconds: 365 * 24 * 3600 });
+const YEAR_SECONDS = 365 * 24 * 3600;
+
+/** `sans` mixes IPs and DNS names (the kubeconfig's 127.0.0.1, the in-cluster kubernetes.default.svc, ...). */
+function generateServingPki(sans: string[]): ServingPki {
+  // pathLength 0: this CA signs the serving certificate directly and nothing else.
+  const ca = createRootCa({ commonName: "ambit-dev-apiserver-ca", ttlSeconds: YEAR_SECONDS, pathLength: 0 });
+  const leaf = issueLeaf(ca, {
+    subject: { commonName: "kube-apiserver" },
+    dnsNames: sans.filter((s) => net.isIP(s) === 0),
+    ips: sans.filter((s) => net.isIP(s) !== 0),
+    usage: "server",
+    ttlSeconds: YEAR_SECONDS,
+  });
   return { caPem: ca.certPem, certPem: leaf.certPem, keyPem: leaf.keyPem };
 }
 
@@ -27,7 +38,7 @@ export async function loadOrCreateServingPki(dir: string, sans: string[]): Promi
     // not there yet
   }
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const pki = await generate([...new Set(sans)]);
+  const pki = generateServingPki([...new Set(sans)]);
   await fs.writeFile(files.key, pki.keyPem, { mode: 0o600 });
   await fs.writeFile(files.cert, pki.certPem);
   await fs.writeFile(files.ca, pki.caPem);

@@ -7,7 +7,7 @@ import { execa } from "execa";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CA_SECRET, MeshCa, PLUGIN_CA_SECRET } from "../../controller/identity/index.ts";
-import { generateP256 } from "../../pki/workload-certs.ts";
+import { generateP256 } from "../../pki/index.ts";
 import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts";
 
 const log = pino({ level: "silent" });

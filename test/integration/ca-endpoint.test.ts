@@ -11,8 +11,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { CaRequestError} from "../../agent/identity/controller-ca.ts";
 import { ControllerCaClient } from "../../agent/identity/controller-ca.ts";
 import { AgentAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "../../controller/identity/index.ts";
-import { derToPem } from "../../pki/der.ts";
-import { buildCsr, generateP256 } from "../../pki/workload-certs.ts";
+import { buildCsr, derToPem, generateP256 } from "../../pki/index.ts";
 import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts";
 
 const SERVER_NAME = "ambit-controller.ambit-system.svc";

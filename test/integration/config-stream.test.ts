@@ -42,11 +42,11 @@ describe("config stream", () => {
   const cleanups: Array<() => unknown> = [];
 
   beforeAll(async () => {
-    ca = await TestCa.create();
-    otherCa = await TestCa.create("another-root");
-    controllerCreds = await ca.issue(id("ambit-controller"));
-    agentCreds = await ca.issue(id("ambit-agent"));
-    strangerCreds = await otherCa.issue(id("ambit-agent"));
+    ca = TestCa.create();
+    otherCa = TestCa.create("another-root");
+    controllerCreds = ca.issue(id("ambit-controller"));
+    agentCreds = ca.issue(id("ambit-agent"));
+    strangerCreds = otherCa.issue(id("ambit-agent"));
   });
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();

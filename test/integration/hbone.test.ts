@@ -22,10 +22,10 @@ describe("HBONE", () => {
   const cleanups: Array<() => void | Promise<void>> = [];
 
   beforeAll(async () => {
-    ca = await TestCa.create();
-    otherCa = await TestCa.create("another-root");
-    orders = await ca.issue(ORDERS);
-    payments = await ca.issue(PAYMENTS);
+    ca = TestCa.create();
+    otherCa = TestCa.create("another-root");
+    orders = ca.issue(ORDERS);
+    payments = ca.issue(PAYMENTS);
   });
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
@@ -232,7 +232,7 @@ describe("HBONE", () => {
     const noCert = new HboneConnectionPool({ getClientCredentials: () => ({ certChainPem: "", keyPem: "" }), trustBundlePem: ca.rootPem });
     cleanups.push(() => noCert.close());
     await expect(noCert.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })).rejects.toMatchObject({ code: "AMBIT_E_HBONE_CONNECT" });
-    const foreign = await otherCa.issue(ORDERS);
+    const foreign = otherCa.issue(ORDERS);
     const wrongCa = new HboneConnectionPool({ getClientCredentials: () => foreign, trustBundlePem: ca.rootPem });
     cleanups.push(() => wrongCa.close());
     await expect(wrongCa.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })).rejects.toMatchObject({ code: "AMBIT_E_HBONE_CONNECT" });
@@ -259,7 +259,7 @@ describe("HBONE", () => {
     const original = new X509Certificate(payments.certChainPem).serialNumber;
     // Read once per connection (Node answers it only once for a socket that HTTP/2 has taken over).
     expect(servedSerial(live)).toBe(original);
-    const renewed = await ca.issue(PAYMENTS);
+    const renewed = ca.issue(PAYMENTS);
     dst.setIdentity(renewed);
     const fresh = new HboneConnectionPool({ getClientCredentials: () => orders, trustBundlePem: ca.rootPem });
     cleanups.push(() => fresh.close());

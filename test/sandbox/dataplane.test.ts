@@ -64,9 +64,9 @@ describeTier(isRoot, ROOT_REQUIRED)("data path between captured pods", () => {
     app.listen({ fd: listenInNetns(nsPath(PODS.payments.netns), "0.0.0.0", 8080) });
     servers.push(app);
 
-    const ca = await TestCa.create();
+    const ca = TestCa.create();
     const certs = new Map<string, Credentials>();
-    for (const sa of ["orders", "payments"]) certs.set(sa, await ca.issue({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: sa }));
+    for (const sa of ["orders", "payments"]) certs.set(sa, ca.issue({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: sa }));
     dataplane = new Dataplane({
       // The test's single agent plays node-1; payments counts as remote unless a test puts it on node-1.
       nodeName: "node-1",

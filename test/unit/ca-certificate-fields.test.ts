@@ -4,8 +4,9 @@ import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { MeshCa } from "../../controller/identity/index.ts";
 import { fakeSecretsClient } from "../support/fake-secrets-client.ts";
+// DER readers are pki internals: this test dissects certificates field by field.
 import { type Tlv, TAG, children, decodeOid, pemToDer, readTlv } from "../../pki/der.ts";
-import { generateP256 } from "../../pki/workload-certs.ts";
+import { generateP256 } from "../../pki/index.ts";
 
 const URI = "spiffe://cluster.local/ns/demo/sa/orders";
 const log = pino({ level: "silent" });

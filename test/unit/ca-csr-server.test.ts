@@ -6,8 +6,9 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentAuthenticator, CsrServer, MeshCa } from "../../controller/identity/index.ts";
 import { fakeSecretsClient } from "../support/fake-secrets-client.ts";
-import { TAG, bitString, boolean, derToPem, octetString, oid, sequence, set, smallInteger, tlv } from "../../pki/der.ts";
-import { buildCsr, generateP256 } from "../../pki/workload-certs.ts";
+// DER writers are pki internals: this test builds malformed CSRs with them.
+import { TAG, bitString, boolean, octetString, oid, sequence, set, smallInteger, tlv } from "../../pki/der.ts";
+import { buildCsr, derToPem, generateP256 } from "../../pki/index.ts";
 
 const SERVER_NAME = "ambit-controller.ambit-system.svc";
 const TOKEN = "agent-token-that-must-never-be-logged";

@@ -18,8 +18,8 @@ describe("SPIFFE IDs", () => {
   });
 
   it("reads the identity from a workload certificate", async () => {
-    const ca = await TestCa.create();
-    const creds = await ca.issue({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: "payments" });
+    const ca = TestCa.create();
+    const creds = ca.issue({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: "payments" });
     expect(spiffeIdFromCertificate(new X509Certificate(creds.certChainPem))).toEqual({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: "payments" });
     expect(() => spiffeIdFromCertificate(new X509Certificate(ca.rootPem))).toThrow(/exactly one URI SAN, found 0/);
   });

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { meshConfigFromView } from "../../agent/config-client/mesh-config.ts";
 import { PolicyStore } from "../../agent/authorization/index.ts";
 import { ConfigStreamError, NdjsonLineSplitter, type Resource, parseAgentMessage, parseServerMessage } from "../../contract/stream.ts";
-import { CsrError, buildCsr, generateP256, parseCsr } from "../../pki/workload-certs.ts";
+import { CsrError, buildCsr, generateP256, parseCsr } from "../../pki/index.ts";
 
 const RUNS = { numRuns: 500, seed: 20261206 };
 const ID = "spiffe://cluster.local/ns/demo/sa/orders";

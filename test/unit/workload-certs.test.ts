@@ -5,9 +5,7 @@ import path from "node:path";
 import { X509Certificate, generateKeyPairSync } from "node:crypto";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { derToPem } from "../../pki/der.ts";
-import type { CsrError} from "../../pki/workload-certs.ts";
-import { buildCsr, createSelfSignedCa, generateP256, issuerInfo, parseCsr, signLeaf } from "../../pki/workload-certs.ts";
+import { type CsrError, buildCsr, createSelfSignedCa, derToPem, generateP256, issuerInfo, parseCsr, signLeaf } from "../../pki/index.ts";
 
 const ID = "spiffe://cluster.local/ns/demo/sa/orders";
 let dir: string;
