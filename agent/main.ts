@@ -210,7 +210,7 @@ const shutdown = async (signal: string) => {
   inpod.closeListeners();
   await cni.close();
   await enrollment.stop();
-  configClient.close();
+  await configClient.close();
   const active = dataplane.activeConnections;
   const left = await dataplane.drain(config.drainDeadlineMs);
   log.info({ drained: active - left, cutAtDeadline: left, deadlineMs: config.drainDeadlineMs }, "connections drained");

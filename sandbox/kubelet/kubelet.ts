@@ -317,7 +317,7 @@ export class Kubelet {
     const pod = this.#informers.get("pods", name, namespace);
     if (!pod || pod.metadata.uid !== runtime.uid) return;
     const now = new Date().toISOString();
-    const allReady = runtime.containers.length > 0 && runtime.containers.every((c) => c.ready && c.process);
+    const allReady = runtime.containers.length > 0 && runtime.containers.every((c) => c.ready && c.process !== undefined);
     const prev: Array<{ type: string; status: string; lastTransitionTime?: string }> = pod.status?.conditions ?? [];
     const cond = (type: string, value: boolean) => {
       const old = prev.find((c) => c.type === type);
