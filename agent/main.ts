@@ -11,11 +11,9 @@ import { startAdminServers } from "./admin/index.ts";
 import { PORTS, loadAgentConfig } from "./config.ts";
 import { Dataplane } from "./dataplane/index.ts";
 import { EnrollmentController, type CaptureDriver, type PodRef } from "./enrollment/index.ts";
-import { CertificateManager } from "./identity/certificates.ts";
-import { ControllerCaClient } from "./identity/controller-ca.ts";
+import { CertificateManager, ControllerCaClient } from "./identity/index.ts";
 import { PolicyStore } from "./authorization/index.ts";
-import { ConfigStreamClient } from "./config-client/index.ts";
-import { meshConfigFromView } from "./config-client/mesh-config.ts";
+import { ConfigStreamClient, meshConfigFromView } from "./config-client/index.ts";
 import { InPodCaptureDriver, PodNetnsFinder } from "./inpod/index.ts";
 import { awaitSuccessor } from "./lifecycle/index.ts";
 import { captureState } from "./capture/index.ts";
@@ -177,7 +175,9 @@ const admin = await startAdminServers(
 );
 log.info({ nodeIp, probeSourceIps }, "agent started");
 const readyFile = config.readyFile;
-const readyMarker = readyFile ? setInterval(() => void markReady(readyFile), 250) : undefined;
+const readyMarker = readyFile
+  ? setInterval(() => void markReady(readyFile).catch((err: unknown) => log.error({ err: String(err), readyFile }, "cannot write the ready file; the previous agent will not see this one ready")), 250)
+  : undefined;
 /** Ready once the controller's config is applied and every pod present at start-up is captured or released. */
 function readiness(): { ready: true } | { ready: false; reason: string } {
   if (!configApplied) return { ready: false, reason: "no configuration from the controller yet" };
@@ -210,7 +210,7 @@ const shutdown = async (signal: string) => {
   inpod.closeListeners();
   await cni.close();
   await enrollment.stop();
-  configClient.close();
+  await configClient.close();
   const active = dataplane.activeConnections;
   const left = await dataplane.drain(config.drainDeadlineMs);
   log.info({ drained: active - left, cutAtDeadline: left, deadlineMs: config.drainDeadlineMs }, "connections drained");
@@ -220,8 +220,13 @@ const shutdown = async (signal: string) => {
   client.close();
   process.exit(0);
 };
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
-process.on("SIGINT", () => void shutdown("SIGINT"));
+/** A step of shutdown that fails leaves the agent half stopped (and deaf to further signals): log it and exit. */
+const shutdownFailed = (err: unknown) => {
+  log.fatal({ err: String(err) }, "shutdown failed");
+  process.exit(1);
+};
+process.on("SIGTERM", () => void shutdown("SIGTERM").catch(shutdownFailed));
+process.on("SIGINT", () => void shutdown("SIGINT").catch(shutdownFailed));
 
 /** Reads the trust bundle the controller publishes; waits for it (the controller may start after the agents). */
 async function waitForTrustBundle(): Promise<string> {

@@ -189,7 +189,7 @@ async function main(): Promise<void> {
     await fs.writeFile(out, JSON.stringify(summary, null, 2) + "\n");
     console.log(`\nwrote ${out}`);
   } finally {
-    for (const c of clients) c.close();
+    await Promise.all(clients.map((c) => c.close()));
     controller?.kill("SIGKILL");
     client.close();
     await api.close();

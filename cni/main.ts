@@ -21,4 +21,8 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+// main answers the runtime itself; only what fails before it can (reading stdin) is left to report here.
+main().catch((err: unknown) => {
+  log("error", `ambit-cni failed: ${String(err)}`, { command: process.env.CNI_COMMAND });
+  process.exitCode = 1;
+});

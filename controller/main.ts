@@ -145,7 +145,7 @@ ca.onChange(() => {
   refreshServing();
   views.invalidate();
   stream.changed();
-  void publishTrustBundle();
+  publishTrustBundle().catch((err: unknown) => log.warn({ err: String(err) }, "could not publish the trust bundle"));
 });
 
 /** Agents read the roots from this ConfigMap before their first connection (Istio's istio-ca-root-cert). */
@@ -187,10 +187,16 @@ const isLoopback = (address: string | undefined): boolean =>
   address !== undefined && (address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127."));
 const monitoring = http.createServer((req, res) => {
   if (req.url === "/metrics") {
-    void registry.metrics().then((body) => {
-      res.writeHead(200, { "content-type": registry.contentType });
-      res.end(body);
-    });
+    registry.metrics().then(
+      (body) => {
+        res.writeHead(200, { "content-type": registry.contentType });
+        res.end(body);
+      },
+      (err: unknown) => {
+        log.error({ err: String(err) }, "collecting metrics failed");
+        res.writeHead(500, { "content-type": "text/plain" }).end("collecting metrics failed\n");
+      },
+    );
     return;
   }
   if (req.url === "/ready") {
@@ -228,5 +234,10 @@ const shutdown = async (signal: string) => {
   client.close();
   process.exit(0);
 };
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
-process.on("SIGINT", () => void shutdown("SIGINT"));
+/** A step of shutdown that fails leaves the controller half stopped (and deaf to further signals): log it and exit. */
+const shutdownFailed = (err: unknown) => {
+  log.fatal({ err: String(err) }, "shutdown failed");
+  process.exit(1);
+};
+process.on("SIGTERM", () => void shutdown("SIGTERM").catch(shutdownFailed));
+process.on("SIGINT", () => void shutdown("SIGINT").catch(shutdownFailed));

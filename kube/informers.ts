@@ -68,7 +68,7 @@ export class SharedInformers {
         const delayMs = Math.min(RESTART_MAX_MS, RESTART_INITIAL_MS * 2 ** Math.min(failures++, 10));
         const timer = setTimeout(() => {
           this.#restartTimers.delete(timer);
-          if (!this.#stopped) this.#track(informer.start().catch((e: unknown) => this.#onError(resource, e)));
+          if (!this.#stopped) void this.#track(informer.start().catch((e: unknown) => this.#onError(resource, e)));
         }, delayMs);
         this.#restartTimers.add(timer);
       });

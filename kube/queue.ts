@@ -31,6 +31,7 @@ export class WorkQueue {
     }
     if (this.#pending.has(key)) return;
     this.#pending.add(key);
+    // #run catches what reconcile throws (onError, then a retry with backoff).
     queueMicrotask(() => void this.#run(key));
   }
 

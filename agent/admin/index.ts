@@ -71,10 +71,16 @@ function listen(server: http.Server, port: number, host: string): Promise<number
 export async function startAdminServers(sources: AdminSources, ports: AdminPorts): Promise<AdminServers> {
   const metrics = http.createServer((req, res) => {
     if (req.method === "GET" && (req.url === "/metrics" || req.url === "/stats/prometheus")) {
-      void sources.metrics.text().then((text) => {
-        res.writeHead(200, { "content-type": sources.metrics.contentType });
-        res.end(text);
-      });
+      sources.metrics.text().then(
+        (text) => {
+          res.writeHead(200, { "content-type": sources.metrics.contentType });
+          res.end(text);
+        },
+        (err: unknown) => {
+          sources.log.error({ err: String(err) }, "collecting metrics failed");
+          res.writeHead(500, { "content-type": "text/plain" }).end("collecting metrics failed\n");
+        },
+      );
       return;
     }
     json(res, 404, { error: "not found: use /metrics" });

@@ -287,6 +287,7 @@ export class ConfigStreamClient {
       for (const msg of messages) queue = queue.then(() => this.#handle(attempt, msg));
     });
     req.once("end", () => {
+      // The queue never rejects: #handle answers a failed update with a nack.
       if (status === 200) return void queue.then(() => attempt.finish(new ConfigStreamError(ConfigStreamErrorCode.closed, `the controller at ${url.host} ended the config stream`)));
       // With TLS 1.3 the server checks the client certificate after the client considers the handshake done:
       // a refused certificate shows up as a stream that ends without an answer.

@@ -1,4 +1,4 @@
-// Public surface of the config stream client: the agent's connection to the controller's per-node config.
+// Public surface of the config stream client: the agent's connection to the controller's per-node config, and its typed reading.
 export {
   type BackoffPolicy,
   ConfigStreamClient,
@@ -8,3 +8,4 @@ export {
   type UpdateInfo,
   backoffDelay,
 } from "./client.ts";
+export { type MeshConfig, MeshConfigError, meshConfigFromView } from "./mesh-config.ts";

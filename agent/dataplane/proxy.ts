@@ -264,6 +264,7 @@ export class Dataplane implements InPodHandlers {
 
   outbound(conn: CapturedConnection): void {
     this.#activeCaptured++;
+    // Never rejects: past the pure planning, every failure is answered inside (metrics, log, socket destroyed).
     void this.#proxyOutbound(conn);
   }
 

@@ -123,11 +123,18 @@ export class CniInstaller {
       return pending;
     };
     await check();
-    const watcher = watch(this.#opts.confDir, () => void check());
-    const timer = setInterval(() => void check(), this.#opts.rescanMs ?? 5_000);
-    await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
-    clearInterval(timer);
-    watcher.close();
+    // Any other failure of a later check ends run() with it, as one of the first check does (not an unhandled rejection).
+    const stopped = Promise.withResolvers<void>();
+    signal.addEventListener("abort", () => stopped.resolve(), { once: true });
+    const recheck = () => void check().catch(stopped.reject);
+    const watcher = watch(this.#opts.confDir, recheck);
+    const timer = setInterval(recheck, this.#opts.rescanMs ?? 5_000);
+    try {
+      await stopped.promise;
+    } finally {
+      clearInterval(timer);
+      watcher.close();
+    }
     await pending;
   }
 

@@ -44,6 +44,7 @@ export class CsrServer {
     this.#opts = opts;
     this.#requests = new Counter({ name: "ambit_ca_requests_total", help: "CSR requests by outcome (issued, refused, error) and refusal code", labelNames: ["outcome", "reason"], registers: [opts.registry] });
     this.#signing = new Histogram({ name: "ambit_ca_signing_seconds", help: "Time to verify a CSR and sign its certificate", buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01], registers: [opts.registry] });
+    // #handle answers every failure itself (a refusal or a 500), so its promise never rejects.
     this.#server = https.createServer({ cert: opts.credentials.certChainPem, key: opts.credentials.keyPem, minVersion: "TLSv1.3" }, (req, res) => void this.#handle(req, res));
   }
 

@@ -128,7 +128,13 @@ export class ConfigStreamServer {
       // An unanswered session error would crash the process; the stream handlers already clean up.
       session.on("error", (err) => this.#opts.log.debug({ err }, "config stream session error"));
     });
-    this.#server.on("stream", (stream, headers) => void this.#accept(stream, headers));
+    // #accept answers refused and malformed streams itself; what else fails (attaching the agent) closes its stream only.
+    this.#server.on("stream", (stream, headers) => {
+      this.#accept(stream, headers).catch((err: unknown) => {
+        this.#opts.log.error({ err }, "config stream: accepting an agent failed");
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      });
+    });
   }
 
   /** New serving certificate or trust bundle (root rotation): used for new connections; open streams continue. */

@@ -201,7 +201,9 @@ export class Kubelet {
       for (const c of pod.spec?.containers ?? []) {
         const env = { ...imageEnv(c), ...(await containerEnv(withIp, c, sources)) };
         runtime.spec.env = { ...runtime.spec.env, ...env };
-        const mounts = await containerMounts(c, volumes.dirs, (dir) => void this.#recordMountPoint(dir));
+        const mounts = await containerMounts(c, volumes.dirs, (dir) =>
+          void this.#recordMountPoint(dir).catch((err: unknown) => this.#log.warn({ dir, err: String(err) }, "cannot record a mount point created for a pod; the last sandbox to go down will not remove it")),
+        );
         if (runtime.containers.length === 0) spec.mounts = mounts;
         runtime.containers.push({ name: c.name, argv: containerArgv(c), env, mounts, restartCount: 0, ready: false, consecutive: { success: 0, failure: 0 }, liveFailures: 0 });
       }
@@ -318,7 +320,7 @@ export class Kubelet {
     const pod = this.#informers.get("pods", name, namespace);
     if (!pod || pod.metadata.uid !== runtime.uid) return;
     const now = new Date().toISOString();
-    const allReady = runtime.containers.length > 0 && runtime.containers.every((c) => c.ready && c.process);
+    const allReady = runtime.containers.length > 0 && runtime.containers.every((c) => c.ready && c.process !== undefined);
     const prev: Array<{ type: string; status: string; lastTransitionTime?: string }> = pod.status?.conditions ?? [];
     const cond = (type: string, value: boolean) => {
       const old = prev.find((c) => c.type === type);
