@@ -1,7 +1,7 @@
 // The Helm chart in daemonset/, rendered as `helm template` would: what a user installs, checked object by object.
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { type KubeManifest, renderChartDir } from "../../helm/chart.ts";
+import { type KubeManifest, loadChart, renderChartDir } from "../../helm/chart.ts";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 
 const CHART = path.join(REPO_ROOT, "daemonset");
@@ -49,5 +49,13 @@ describe("the Ambit chart", () => {
     expect(deployment.spec.template.spec.containers[0].securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
     const binding = find(objects, "RoleBinding", "ambit-agent")!;
     expect((binding as unknown as { subjects: unknown[] }).subjects).toEqual([{ kind: "ServiceAccount", name: "ambit-agent", namespace: "mesh-system" }]);
+  });
+
+  it("is loaded as Helm's loader loads it: .Files holds crds/ and the other files, not templates/, Chart.yaml or values.yaml", async () => {
+    const chart = await loadChart(CHART);
+    const files = Object.keys(chart.files ?? {});
+    expect(files).toEqual(expect.arrayContaining(["crds/authorizationpolicies.security.ambit.dev.yaml", "README.md"]));
+    expect(files.filter((f) => /^(templates|charts)\/|^(Chart\.yaml|values\.yaml|values\.schema\.json)$/.test(f))).toEqual([]);
+    expect(Object.keys(chart.templates)).toContain("agent.yaml");
   });
 });

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { type ChartFiles, mergeValues, renderChart } from "../../helm/engine.ts";
 
-const chart = (templates: Record<string, string>, values: Record<string, unknown> = {}): ChartFiles => ({ metadata: { name: "moby", version: "1.2.3" }, values, templates });
+const chart = (templates: Record<string, string>, values: Record<string, unknown> = {}, extra: Partial<ChartFiles> = {}): ChartFiles => ({ metadata: { name: "moby", version: "1.2.3" }, values, templates, ...extra });
 const renderError = (c: ChartFiles, values?: Record<string, unknown>) => {
   try {
     renderChart(c, values ? { values } : {});
@@ -84,5 +84,40 @@ describe("what the chart relies on", () => {
     expect(out.get("moby/templates/ds.yaml")).toBe(
       ["name: ambit-moby", 'namespace: "ambit-system"', "image: ambit/agent:1.2.3", "resources:", "  requests:", "    cpu: 50m", "    memory: 64Mi", "tolerations: [{operator: Exists}]", ""].join("\n"),
     );
+  });
+});
+
+describe(".Files (Helm's pkg/engine/files_test.go, through templates)", () => {
+  // Helm's test files.
+  const files = { "ship/captain.txt": "The Captain", "ship/stowaway.txt": "Legatt", "story/name.txt": "The Secret Sharer", "story/author.txt": "Joseph Conrad", "multiline/test.txt": "bar\nfoo\n" };
+  const render = (template: string) => renderChart(chart({ t: template }, {}, { files })).get("moby/templates/t");
+
+  it("TestNewFiles and TestGetNonExistingFile: Get and GetBytes return a file's content, a missing file is empty", () => {
+    expect(render(`{{ .Files.Get "ship/captain.txt" }}|{{ .Files.Get "story/author.txt" }}`)).toBe("The Captain|Joseph Conrad");
+    expect(render(`{{ .Files.GetBytes "ship/stowaway.txt" | toString }}`)).toBe("Legatt");
+    // Go prints a []byte as its numbers.
+    expect(render(`{{ .Files.GetBytes "ship/stowaway.txt" }}`)).toBe("[76 101 103 97 116 116]");
+    expect(render(`[{{ .Files.Get "no_such_file.txt" }}]`)).toBe("[]");
+  });
+
+  it("a method takes the piped value as its last argument, and is reached through $ and a parenthesized pipeline too", () => {
+    expect(render(`{{ "ship/captain.txt" | .Files.Get | upper }}`)).toBe("THE CAPTAIN");
+    expect(render(`{{ with "elsewhere" }}{{ $.Files.Get "story/name.txt" }}{{ end }}`)).toBe("The Secret Sharer");
+    expect(render(`{{ $f := .Files }}{{ $f.Get "story/name.txt" }}`)).toBe("The Secret Sharer");
+    expect(render(`{{ (.Files).Get "story/name.txt" }}`)).toBe("The Secret Sharer");
+  });
+
+  it("TestLines: a file's lines without the final newline; a missing file has none", () => {
+    expect(render(`{{ range .Files.Lines "multiline/test.txt" }}<{{ . }}>{{ end }}`)).toBe("<bar><foo>");
+    expect(render(`{{ len (.Files.Lines "no_such_file.txt") }}`)).toBe("0");
+  });
+
+  it("wrong arguments, unknown methods and the methods not implemented are errors, as Go's and never a guess", () => {
+    expect(renderError(chart({ t: `{{ .Files.Get }}` }, {}, { files }))).toContain("wrong number of args for Get: want 1 got 0");
+    expect(renderError(chart({ t: `{{ .Files.Get "a" "b" }}` }, {}, { files }))).toContain("wrong number of args for Get: want 1 got 2");
+    expect(renderError(chart({ t: `{{ .Files.Nope "a" }}` }, {}, { files }))).toContain("can't evaluate field Nope in type engine.files");
+    expect(renderError(chart({ t: `{{ .Files.Glob "ship/**" }}` }, {}, { files }))).toContain(".Files.Glob is not supported by this renderer");
+    // A field that is not a method still takes no arguments.
+    expect(renderError(chart({ t: `{{ .Values.x "a" }}` }, { x: { y: 1 } }))).toContain("can't give argument to non-function");
   });
 });
