@@ -3,6 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { parse, parseAllDocuments } from "yaml";
 import { type ChartFiles, type RenderOptions, renderChart } from "./engine.ts";
+import { ValuesError } from "./schema.ts";
 
 export interface KubeManifest {
   apiVersion: string;
@@ -26,7 +27,7 @@ async function filesUnder(dir: string, prefix = "", raw = false): Promise<Record
 /** What Helm's loader takes out of a chart's files; everything else is .Files (crds/ included, as in Helm). */
 const NOT_FILES = /^(Chart\.yaml|Chart\.lock|values\.yaml|values\.schema\.json|requirements\.(yaml|lock)|\.helmignore|(templates|charts)\/.*)$/;
 
-/** Chart.yaml, values.yaml, templates/ and the other files (.Files) of a chart directory. */
+/** Chart.yaml, values.yaml, values.schema.json, templates/ and the other files (.Files) of a chart directory. */
 export async function loadChart(dir: string): Promise<ChartFiles> {
   const metadata = parse(await fs.readFile(path.join(dir, "Chart.yaml"), "utf8")) as ChartFiles["metadata"];
   const values = (parse(await fs.readFile(path.join(dir, "values.yaml"), "utf8").catch(() => "")) ?? {}) as ChartFiles["values"];
@@ -34,8 +35,17 @@ export async function loadChart(dir: string): Promise<ChartFiles> {
   // Helm leaves out what .helmignore names (from .Files and from the package); without that here, .Files would
   // differ from Helm's in silence.
   if (all[".helmignore"]) throw Object.assign(new Error(`${metadata.name}/.helmignore: not supported by this renderer; .Files would hold files Helm ignores`), { code: "AMBIT_E_CHART_UNSUPPORTED" });
+  const schemaBytes = all["values.schema.json"];
+  let schema: unknown;
+  if (schemaBytes) {
+    try {
+      schema = JSON.parse(Buffer.from(schemaBytes).toString("utf8"));
+    } catch (err) {
+      throw new ValuesError("AMBIT_E_VALUES_SCHEMA", `${metadata.name}/values.schema.json is not valid JSON: ${(err as Error).message}`);
+    }
+  }
   const files = Object.fromEntries(Object.entries(all).filter(([name]) => !NOT_FILES.test(name)));
-  return { metadata, values, templates: await filesUnder(path.join(dir, "templates")), files };
+  return { metadata, values, templates: await filesUnder(path.join(dir, "templates")), ...(schema === undefined ? {} : { schema }), files };
 }
 
 function documents(text: string, source: string): KubeManifest[] {

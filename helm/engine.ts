@@ -1,6 +1,7 @@
 // Renders a Helm chart the way `helm template` does: values merged, templates executed with Helm's functions.
 import { createHash } from "node:crypto";
 import { stringify as yamlStringify } from "yaml";
+import { validateValues } from "./schema.ts";
 import { BUILTINS, Executor, type Node, Receiver, type TemplateFunc, TemplateError, type Value, formatValue, isMap, parseTemplate, truth } from "./template/index.ts";
 
 export interface ChartFiles {
@@ -10,6 +11,8 @@ export interface ChartFiles {
   values: Record<string, Value>;
   /** templates/<name> -> text; names starting with "_" only define templates (helpers). */
   templates: Record<string, string>;
+  /** values.schema.json, parsed: the merged values must meet it before anything renders. */
+  schema?: unknown;
   /** The chart's other files by path (crds/x.yaml, dashboards/y.json): what templates read through .Files. */
   files?: Record<string, string | Uint8Array>;
 }
@@ -158,6 +161,8 @@ function filesObject(files: Record<string, string | Uint8Array>): Receiver {
  */
 export function renderChart(chart: ChartFiles, opts: RenderOptions = {}): Map<string, string> {
   const values = mergeValues(chart.values, opts.values ?? {});
+  // As Helm's ToRenderValues: the coalesced values meet the schema, or nothing is rendered.
+  if (chart.schema !== undefined) validateValues(chart.metadata.name, chart.schema, values);
   const files = filesObject(chart.files ?? {});
   const parsed = new Map(Object.entries(chart.templates).map(([name, text]) => [name, parseTemplate(text, `${chart.metadata.name}/templates/${name}`)]));
   const defines = new Map<string, Node[]>();

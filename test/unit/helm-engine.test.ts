@@ -121,3 +121,58 @@ describe(".Files (Helm's pkg/engine/files_test.go, through templates)", () => {
     expect(renderError(chart({ t: `{{ .Values.x "a" }}` }, { x: { y: 1 } }))).toContain("can't give argument to non-function");
   });
 });
+
+describe("values.schema.json, checked as Helm's ValidateAgainstSchema does before rendering", () => {
+  const schema = {
+    $schema: "http://json-schema.org/draft-07/schema#",
+    type: "object",
+    additionalProperties: false,
+    required: ["image"],
+    properties: {
+      image: { type: "object", additionalProperties: false, properties: { pullPolicy: { enum: ["Always", "IfNotPresent", "Never"] }, tag: { type: "string" } } },
+      replicas: { type: "integer", minimum: 1 },
+      ports: { type: "array", items: { type: "integer", maximum: 65535 } },
+    },
+  };
+  const withSchema = (s: unknown = schema) => chart({ t: "{{ .Values.replicas }}" }, { image: { pullPolicy: "IfNotPresent" }, replicas: 2 }, { schema: s });
+  const refusal = (values: Record<string, unknown>, s?: unknown) => {
+    try {
+      renderChart(withSchema(s), { values });
+    } catch (err) {
+      return err as Error & { code?: string };
+    }
+    throw new Error("the values were accepted");
+  };
+
+  it("renders when the merged values meet the schema: the chart's defaults count, as in Helm", () => {
+    expect(renderChart(withSchema(), { values: { replicas: 3, image: { tag: "1.0" } } }).get("moby/templates/t")).toBe("3");
+  });
+
+  it("refuses bad values with every problem on its own line, named by its key path, in Helm's heading", () => {
+    const err = refusal({ replicas: -1, image: { pullPolicy: "Sometimes", tga: "x" }, ports: [80, 70000], extra: true });
+    expect(err.code).toBe("AMBIT_E_VALUES_INVALID");
+    expect(err.message.split("\n")).toEqual([
+      "values don't meet the specifications of the schema(s) in the following chart(s):",
+      "moby:",
+      "- extra: unknown key (the top level takes image, replicas, ports)",
+      "- image.tga: unknown key (image takes pullPolicy, tag)",
+      "- image.pullPolicy: must be one of Always, IfNotPresent, Never, not \"Sometimes\"",
+      "- replicas: must be >= 1, not -1",
+      "- ports[1]: must be <= 65535, not 70000",
+    ]);
+  });
+
+  it("names wrong types and missing required keys (null deletes a default, as in Helm)", () => {
+    expect(refusal({ replicas: "3" }).message).toContain('- replicas: must be integer, not string ("3")');
+    expect(refusal({ image: null }).message).toContain("- image: is required");
+  });
+
+  it("refuses a schema of another draft than draft-07, an unknown format and a broken schema, as the chart's mistake", () => {
+    const draft2020 = refusal({}, { ...schema, $schema: "https://json-schema.org/draft/2020-12/schema" });
+    expect(draft2020.code).toBe("AMBIT_E_VALUES_SCHEMA");
+    expect(draft2020.message).toContain("only draft-07");
+    expect(refusal({}, { type: "object", properties: { replicas: { type: "string", format: "hostname" } } }).message).toContain('unknown format "hostname"');
+    const broken = refusal({}, { type: "object", properties: { replicas: { type: "integr" } } });
+    expect([broken.code, broken.message]).toEqual(["AMBIT_E_VALUES_SCHEMA", expect.stringContaining("moby/values.schema.json is not a valid JSON Schema")]);
+  });
+});
