@@ -118,7 +118,7 @@ describe("values.schema.json", () => {
     expect((await refusal({ controller: { replicas: -1 } })).lines).toEqual([...heading, "- controller.replicas: must be >= 1, not -1"]);
     expect((await refusal({ controller: { replicas: "3" } })).lines).toEqual([...heading, '- controller.replicas: must be integer, not string ("3")']);
     expect((await refusal({ agent: { image: { tga: "1.2.3" } } })).lines).toEqual([...heading, "- agent.image.tga: unknown key (agent.image takes repository, tag, pullPolicy)"]);
-    expect((await refusal({ agnet: {} })).lines).toEqual([...heading, "- agnet: unknown key (the top level takes global, trustDomain, logLevel, agent, controller)"]);
+    expect((await refusal({ agnet: {} })).lines).toEqual([...heading, "- agnet: unknown key (the top level takes global, trustDomain, logLevel, agent, controller, dashboards)"]);
     expect((await refusal({ agent: { resources: { limits: { memroy: "1Gi" } } } })).lines[2]).toMatch(/^- agent\.resources\.limits\.memroy: unknown key/);
     expect((await refusal({ agent: { resources: { limits: { memory: "1 GB" } } } })).lines[2]).toMatch(/^- agent\.resources\.limits\.memory: must match .*, not "1 GB"$/);
     expect((await refusal({ trustDomain: "Corp.Example" })).lines[2]).toMatch(/^- trustDomain: must match \^\[a-z0-9\._-\]\+\$, not "Corp.Example"$/);
