@@ -3,6 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { parse, parseAllDocuments } from "yaml";
 import { type ChartFiles, type RenderOptions, renderChart } from "./engine.ts";
+import { ValuesError } from "./schema.ts";
 
 export interface KubeManifest {
   apiVersion: string;
@@ -11,21 +12,40 @@ export interface KubeManifest {
   [key: string]: unknown;
 }
 
-async function filesUnder(dir: string, prefix = ""): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
+async function filesUnder(dir: string, prefix?: string): Promise<Record<string, string>>;
+async function filesUnder(dir: string, prefix: string, raw: true): Promise<Record<string, Uint8Array>>;
+async function filesUnder(dir: string, prefix = "", raw = false): Promise<Record<string, string | Uint8Array>> {
+  const out: Record<string, string | Uint8Array> = {};
   for (const entry of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
     const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory()) Object.assign(out, await filesUnder(path.join(dir, entry.name), rel));
-    else out[rel] = await fs.readFile(path.join(dir, entry.name), "utf8");
+    if (entry.isDirectory()) Object.assign(out, await filesUnder(path.join(dir, entry.name), rel, raw as true));
+    else out[rel] = raw ? new Uint8Array(await fs.readFile(path.join(dir, entry.name))) : await fs.readFile(path.join(dir, entry.name), "utf8");
   }
   return out;
 }
 
-/** Chart.yaml, values.yaml and templates/ of a chart directory. */
+/** What Helm's loader takes out of a chart's files; everything else is .Files (crds/ included, as in Helm). */
+const NOT_FILES = /^(Chart\.yaml|Chart\.lock|values\.yaml|values\.schema\.json|requirements\.(yaml|lock)|\.helmignore|(templates|charts)\/.*)$/;
+
+/** Chart.yaml, values.yaml, values.schema.json, templates/ and the other files (.Files) of a chart directory. */
 export async function loadChart(dir: string): Promise<ChartFiles> {
   const metadata = parse(await fs.readFile(path.join(dir, "Chart.yaml"), "utf8")) as ChartFiles["metadata"];
   const values = (parse(await fs.readFile(path.join(dir, "values.yaml"), "utf8").catch(() => "")) ?? {}) as ChartFiles["values"];
-  return { metadata, values, templates: await filesUnder(path.join(dir, "templates")) };
+  const all = await filesUnder(dir, "", true);
+  // Helm leaves out what .helmignore names (from .Files and from the package); without that here, .Files would
+  // differ from Helm's in silence.
+  if (all[".helmignore"]) throw Object.assign(new Error(`${metadata.name}/.helmignore: not supported by this renderer; .Files would hold files Helm ignores`), { code: "AMBIT_E_CHART_UNSUPPORTED" });
+  const schemaBytes = all["values.schema.json"];
+  let schema: unknown;
+  if (schemaBytes) {
+    try {
+      schema = JSON.parse(Buffer.from(schemaBytes).toString("utf8"));
+    } catch (err) {
+      throw new ValuesError("AMBIT_E_VALUES_SCHEMA", `${metadata.name}/values.schema.json is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  const files = Object.fromEntries(Object.entries(all).filter(([name]) => !NOT_FILES.test(name)));
+  return { metadata, values, templates: await filesUnder(path.join(dir, "templates")), ...(schema === undefined ? {} : { schema }), files };
 }
 
 function documents(text: string, source: string): KubeManifest[] {

@@ -1,7 +1,8 @@
 // Renders a Helm chart the way `helm template` does: values merged, templates executed with Helm's functions.
 import { createHash } from "node:crypto";
 import { stringify as yamlStringify } from "yaml";
-import { BUILTINS, Executor, type Node, type TemplateFunc, TemplateError, type Value, formatValue, isMap, parseTemplate, truth } from "./template/index.ts";
+import { validateValues } from "./schema.ts";
+import { BUILTINS, Executor, type Node, Receiver, type TemplateFunc, TemplateError, type Value, formatValue, isMap, parseTemplate, truth } from "./template/index.ts";
 
 export interface ChartFiles {
   /** Chart.yaml, parsed. */
@@ -10,6 +11,10 @@ export interface ChartFiles {
   values: Record<string, Value>;
   /** templates/<name> -> text; names starting with "_" only define templates (helpers). */
   templates: Record<string, string>;
+  /** values.schema.json, parsed: the merged values must meet it before anything renders. */
+  schema?: unknown;
+  /** The chart's other files by path (crds/x.yaml, dashboards/y.json): what templates read through .Files. */
+  files?: Record<string, string | Uint8Array>;
 }
 
 export interface RenderOptions {
@@ -50,7 +55,8 @@ function toYaml(v: Value): string {
   return yamlStringify(plain(v), { sortMapEntries: true, lineWidth: 0 }).replace(/\n$/, "");
 }
 
-const str = (v: Value): string => (v === undefined || v === null ? "" : typeof v === "string" ? v : formatValue(v));
+/** Sprig's strval: a []byte is its text. */
+const str = (v: Value): string => (v === undefined || v === null ? "" : typeof v === "string" ? v : v instanceof Uint8Array ? Buffer.from(v).toString("utf8") : formatValue(v));
 
 /** Sprig's `empty` and `default` rely on Go's zero values. */
 const empty = (v: Value) => !truth(v);
@@ -115,12 +121,49 @@ function helmFuncs(engine: { include(name: string, dot: Value): string; tpl(text
   };
 }
 
+/** Go's error for a method called with the wrong number of arguments. */
+function arity(name: string, want: number, args: Value[]): void {
+  if (args.length !== want) throw new TemplateError("AMBIT_E_TEMPLATE_EXEC", `wrong number of args for ${name}: want ${want} got ${args.length}`);
+}
+
+/**
+ * Helm's .Files (pkg/engine/files.go): the chart's files outside templates/ and Chart.yaml, values.yaml and
+ * values.schema.json. Get, GetBytes and Lines as Helm has them; its other methods are refused, not approximated.
+ */
+function filesObject(files: Record<string, string | Uint8Array>): Receiver {
+  const bytes = (name: Value): Uint8Array => {
+    const f = files[str(name)];
+    return f === undefined ? new Uint8Array() : typeof f === "string" ? new Uint8Array(Buffer.from(f, "utf8")) : f;
+  };
+  const unsupported = (name: string) => () => {
+    throw new TemplateError("AMBIT_E_TEMPLATE_EXEC", `.Files.${name} is not supported by this renderer (Get, GetBytes and Lines are)`);
+  };
+  return new Receiver("engine.files", {
+    // A missing file is "", as in Helm.
+    Get: (...args) => (arity("Get", 1, args), str(bytes(args[0]))),
+    GetBytes: (...args) => (arity("GetBytes", 1, args), bytes(args[0])),
+    // Helm drops one trailing newline, then splits; a missing file has no lines.
+    Lines: (...args) => {
+      arity("Lines", 1, args);
+      if (files[str(args[0])] === undefined) return [];
+      const text = str(bytes(args[0]));
+      return (text.endsWith("\n") ? text.slice(0, -1) : text).split("\n");
+    },
+    Glob: unsupported("Glob"),
+    AsConfig: unsupported("AsConfig"),
+    AsSecrets: unsupported("AsSecrets"),
+  });
+}
+
 /**
  * `helm template`: every template outside `_` files, rendered with .Values, .Release, .Chart, .Capabilities and
  * .Template; "<no value>" is written as nothing, as Helm does. Named templates of all files are visible to all.
  */
 export function renderChart(chart: ChartFiles, opts: RenderOptions = {}): Map<string, string> {
   const values = mergeValues(chart.values, opts.values ?? {});
+  // As Helm's ToRenderValues: the coalesced values meet the schema, or nothing is rendered.
+  if (chart.schema !== undefined) validateValues(chart.metadata.name, chart.schema, values);
+  const files = filesObject(chart.files ?? {});
   const parsed = new Map(Object.entries(chart.templates).map(([name, text]) => [name, parseTemplate(text, `${chart.metadata.name}/templates/${name}`)]));
   const defines = new Map<string, Node[]>();
   for (const p of parsed.values()) for (const [n, body] of p.defines) defines.set(n, body);
@@ -143,6 +186,7 @@ export function renderChart(chart: ChartFiles, opts: RenderOptions = {}): Map<st
     Chart: { ...chart.metadata, Name: chart.metadata.name, Version: chart.metadata.version, AppVersion: chart.metadata.appVersion ?? "" },
     Capabilities: { KubeVersion: { Major: opts.kubeVersion?.major ?? "1", Minor: opts.kubeVersion?.minor ?? "32", Version: `v${opts.kubeVersion?.major ?? "1"}.${opts.kubeVersion?.minor ?? "32"}.0` } },
     Template: { Name: `${chart.metadata.name}/templates/${name}`, BasePath: `${chart.metadata.name}/templates` },
+    Files: files,
   });
   const out = new Map<string, string>();
   for (const [name, p] of parsed) {

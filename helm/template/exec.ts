@@ -12,8 +12,22 @@ const fail = (message: string): never => {
   throw new TemplateError("AMBIT_E_TEMPLATE_EXEC", message);
 };
 
+/**
+ * A Go value with methods, such as Helm's .Files: a field of a chain that names one of its methods calls it, the
+ * last field of the chain with the command's arguments and the piped value, as Go's text/template does.
+ */
+export class Receiver {
+  /** Go's name of the type, for error messages. */
+  readonly typeName: string;
+  readonly methods: Readonly<Record<string, TemplateFunc>>;
+  constructor(typeName: string, methods: Readonly<Record<string, TemplateFunc>>) {
+    this.typeName = typeName;
+    this.methods = methods;
+  }
+}
+
 /** A JSON object (Go's map[string]interface{}). */
-export const isMap = (v: Value): v is Record<string, Value> => typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+export const isMap = (v: Value): v is Record<string, Value> => typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Receiver);
 
 /**
  * Go's float64 %v (strconv 'g' with the shortest digits): %e form when the exponent is below -4 or at least 6, so
@@ -40,6 +54,9 @@ export function formatValue(v: Value): string {
   if (Array.isArray(v)) return `[${v.map((x) => (x === undefined || x === null ? "<nil>" : formatValue(x))).join(" ")}]`;
   if (isMap(v)) return `map[${Object.keys(v).sort().map((k) => `${k}:${v[k] === null || v[k] === undefined ? "<nil>" : formatValue(v[k])}`).join(" ")}]`;
   if (typeof v === "function") return "<func>";
+  // Go prints a []byte (Helm's .Files.GetBytes) as its numbers.
+  if (v instanceof Uint8Array) return `[${v.join(" ")}]`;
+  if (v instanceof Receiver) return `<${v.typeName}>`;
   return String(v);
 }
 
@@ -209,6 +226,12 @@ export class Executor {
       }
     }
     if (first!.kind === "literal" && first!.value === null) fail("nil is not a command");
+    // A chain ending in a method of a Receiver (`.Files.Get "x"`) calls it with the arguments, as Go does.
+    if ((first!.kind === "field" || first!.kind === "var" || first!.kind === "pipe") && first!.fields.length > 0 && (rest.length > 0 || piped.length > 0)) {
+      const base = first!.kind === "field" ? dot : this.#arg({ ...first!, fields: [] }, dot, scope);
+      const receiver = this.#fields(base, first!.fields.slice(0, -1));
+      if (receiver instanceof Receiver) return this.#method(receiver, first!.fields.at(-1)!, [...rest.map((a) => this.#arg(a, dot, scope)), ...piped]);
+    }
     if (rest.length > 0 || piped.length > 0) {
       const what = first!.kind === "literal" ? `can't give argument to non-function ${formatValue(first!.value)}` : `can't give argument to non-function`;
       fail(what);
@@ -236,10 +259,26 @@ export class Executor {
     }
   }
 
+  #method(receiver: Receiver, name: string, args: Value[]): Value {
+    const m = receiver.methods[name];
+    if (!m) fail(`can't evaluate field ${name} in type ${receiver.typeName}`);
+    try {
+      return m!(...args);
+    } catch (err) {
+      if (err instanceof TemplateError) throw err;
+      return fail(`error calling ${name}: ${(err as Error).message}`);
+    }
+  }
+
   #fields(v: Value, fields: string[]): Value {
     let cur = v;
     for (const f of fields) {
       if (cur === undefined || cur === null) fail(`nil pointer evaluating interface {}.${f}`);
+      // A method named in the middle of a chain, or at its end without arguments, is called with none.
+      if (cur instanceof Receiver) {
+        cur = this.#method(cur, f, []);
+        continue;
+      }
       if (!isMap(cur)) fail(`can't evaluate field ${f} in type ${Array.isArray(cur) ? "[]interface {}" : typeof cur}`);
       const m = cur as Record<string, Value>;
       if (!(f in m) && this.#opts.missingKey === "error") fail(`map has no entry for key "${f}"`);

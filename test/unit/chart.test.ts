@@ -1,7 +1,13 @@
 // The Helm chart in daemonset/, rendered as `helm template` would: what a user installs, checked object by object.
+import fs from "node:fs";
 import path from "node:path";
+import { Ajv } from "ajv";
 import { describe, expect, it } from "vitest";
-import { type KubeManifest, renderChartDir } from "../../helm/chart.ts";
+import { parse as parseYaml } from "yaml";
+import { loadAgentConfig } from "../../agent/config.ts";
+import { loadControllerConfig } from "../../controller/config.ts";
+import { type KubeManifest, loadChart, renderChartDir } from "../../helm/chart.ts";
+import { mergeValues } from "../../helm/engine.ts";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 
 const CHART = path.join(REPO_ROOT, "daemonset");
@@ -49,5 +55,124 @@ describe("the Ambit chart", () => {
     expect(deployment.spec.template.spec.containers[0].securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
     const binding = find(objects, "RoleBinding", "ambit-agent")!;
     expect((binding as unknown as { subjects: unknown[] }).subjects).toEqual([{ kind: "ServiceAccount", name: "ambit-agent", namespace: "mesh-system" }]);
+  });
+
+  it("is loaded as Helm's loader loads it: .Files holds crds/ and the other files, not templates/, Chart.yaml or values.yaml", async () => {
+    const chart = await loadChart(CHART);
+    const files = Object.keys(chart.files ?? {});
+    expect(files).toEqual(expect.arrayContaining(["crds/authorizationpolicies.security.ambit.dev.yaml", "README.md"]));
+    expect(files.filter((f) => /^(templates|charts)\/|^(Chart\.yaml|values\.yaml|values\.schema\.json)$/.test(f))).toEqual([]);
+    expect(Object.keys(chart.templates)).toContain("agent.yaml");
+  });
+});
+
+type Schema = { $ref?: string; type?: string | string[]; description?: string; properties?: Record<string, Schema>; required?: string[]; additionalProperties?: boolean | Schema; enum?: unknown[]; minimum?: number; maximum?: number; pattern?: string; definitions?: Record<string, Schema> };
+const SCHEMA = JSON.parse(fs.readFileSync(path.join(CHART, "values.schema.json"), "utf8")) as Schema;
+const VALUES = parseYaml(fs.readFileSync(path.join(CHART, "values.yaml"), "utf8")) as Record<string, unknown>;
+/** A schema node with its $ref (into #/definitions) followed. */
+const resolve = (s: Schema): Schema => (s.$ref ? resolve(SCHEMA.definitions![s.$ref.replace("#/definitions/", "")]!) : s);
+const at = (keyPath: string): Schema => keyPath.split(".").reduce((s, k) => resolve(resolve(s).properties![k]!), SCHEMA);
+
+/** The chart rendered with `values`; the ValuesError's lines when the values are refused. */
+async function refusal(values: Record<string, unknown>): Promise<{ code: string; lines: string[] }> {
+  try {
+    await renderChartDir(CHART, { release: { name: "ambit", namespace: "ambit-system" }, values });
+  } catch (err) {
+    const e = err as Error & { code: string };
+    return { code: e.code, lines: e.message.split("\n") };
+  }
+  throw new Error(`values accepted: ${JSON.stringify(values)}`);
+}
+
+describe("values.schema.json", () => {
+  it("compiles in ajv's strict mode (no misspelt keyword passes unnoticed) and values.yaml meets it, unknown keys refused at every level", () => {
+    const validate = new Ajv({ strict: true, allowUnionTypes: true, allErrors: true }).compile(SCHEMA);
+    // additionalProperties is false wherever values.yaml has a map: a key added to values.yaml and not to the schema fails here.
+    expect(validate(VALUES), JSON.stringify(validate.errors)).toBe(true);
+    const sandbox = parseYaml(fs.readFileSync(path.join(REPO_ROOT, "sandbox", "chart-values.yaml"), "utf8")) as Record<string, unknown>;
+    // What the sandbox installs with, merged over the defaults as Helm merges it.
+    expect(validate(mergeValues(VALUES, sandbox)), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it("has every key of values.yaml and no key values.yaml lacks, each described; the required ones are every key values.yaml sets", () => {
+    const walk = (schema: Schema, values: Record<string, unknown>, where: string) => {
+      const s = resolve(schema);
+      expect(s.additionalProperties, `${where || "(root)"} refuses unknown keys`).toBe(false);
+      // Kubernetes' ResourceRequirements: any of its resource names may be set, values.yaml sets some.
+      if (s.properties!.requests && s.properties!.limits) return;
+      const keys = Object.keys(s.properties!).filter((k) => !(where === "" && k === "global"));
+      expect(keys.sort(), `keys of ${where || "(root)"}`).toEqual(Object.keys(values).sort());
+      expect((s.required ?? []).sort(), `required keys of ${where || "(root)"}`).toEqual(keys);
+      for (const k of keys) {
+        const child = s.properties![k]!;
+        expect(child.description ?? resolve(child).description, `description of ${where}${k}`).toBeTruthy();
+        if (resolve(child).type === "object") walk(child, values[k] as Record<string, unknown>, `${where}${k}.`);
+      }
+    };
+    walk(SCHEMA, VALUES, "");
+  });
+
+  it("refuses bad values before rendering, naming each key: wrong type, unknown key, bad enum, negative replicas, bad quantity, bad trust domain", async () => {
+    const heading = ["values don't meet the specifications of the schema(s) in the following chart(s):", "ambit:"];
+    expect(await refusal({ agent: { image: { pullPolicy: "Sometimes" } } })).toEqual({ code: "AMBIT_E_VALUES_INVALID", lines: [...heading, '- agent.image.pullPolicy: must be one of Always, IfNotPresent, Never, not "Sometimes"'] });
+    expect((await refusal({ controller: { replicas: -1 } })).lines).toEqual([...heading, "- controller.replicas: must be >= 1, not -1"]);
+    expect((await refusal({ controller: { replicas: "3" } })).lines).toEqual([...heading, '- controller.replicas: must be integer, not string ("3")']);
+    expect((await refusal({ agent: { image: { tga: "1.2.3" } } })).lines).toEqual([...heading, "- agent.image.tga: unknown key (agent.image takes repository, tag, pullPolicy)"]);
+    expect((await refusal({ agnet: {} })).lines).toEqual([...heading, "- agnet: unknown key (the top level takes global, trustDomain, logLevel, agent, controller, dashboards)"]);
+    expect((await refusal({ agent: { resources: { limits: { memroy: "1Gi" } } } })).lines[2]).toMatch(/^- agent\.resources\.limits\.memroy: unknown key/);
+    expect((await refusal({ agent: { resources: { limits: { memory: "1 GB" } } } })).lines[2]).toMatch(/^- agent\.resources\.limits\.memory: must match .*, not "1 GB"$/);
+    expect((await refusal({ trustDomain: "Corp.Example" })).lines[2]).toMatch(/^- trustDomain: must match \^\[a-z0-9\._-\]\+\$, not "Corp.Example"$/);
+    expect((await refusal({ logLevel: "verbose" })).lines[2]).toBe('- logLevel: must be one of fatal, error, warn, info, debug, trace, silent, not "verbose"');
+    expect((await refusal({ agent: { image: { tag: 1.2 } } })).lines[2]).toBe("- agent.image.tag: must be string, not number (1.2)");
+    // null deletes a default in Helm; the templates need this one.
+    expect((await refusal({ controller: { image: { repository: null } } })).lines[2]).toMatch(/^- controller\.image\.repository: is required/);
+    // Several problems: all of them, one line each.
+    expect((await refusal({ agent: { prometheusScrape: "yes", handoverWaitMs: 1.5 }, controller: { workloadCertTtlSeconds: 30 } })).lines.slice(2).sort()).toEqual(
+      ["- agent.handoverWaitMs: must be integer, not number (1.5)", '- agent.prometheusScrape: must be boolean, not string ("yes")', "- controller.workloadCertTtlSeconds: must be >= 60, not 30"].sort(),
+    );
+  });
+
+  it("accepts what the programs accept and refuses what they refuse: bounds, log levels and trust domains checked through the rendered env", async () => {
+    const envOfRendered = async (values: Record<string, unknown>) => {
+      const { objects } = await renderChartDir(CHART, { release: { name: "ambit", namespace: "ambit-system" }, values });
+      const agent = envOf(find(objects, "DaemonSet", "ambit-agent")!.spec.template.spec.containers[0] as Container);
+      const controller = envOf(find(objects, "Deployment", "ambit-controller")!.spec.template.spec.containers[0] as Container);
+      return { agent: { ...agent, NODE_NAME: "node-1" }, controller };
+    };
+    const bounded: Array<[string, "agent" | "controller"]> = [["agent.handoverWaitMs", "agent"], ["agent.drainDeadlineMs", "agent"], ["controller.workloadCertTtlSeconds", "controller"]];
+    for (const [key, program] of bounded) {
+      const { minimum, maximum } = at(key);
+      const [group, name] = key.split(".") as [string, string];
+      for (const edge of [minimum!, maximum!]) {
+        const env = await envOfRendered({ [group]: { [name]: edge } });
+        expect(() => (program === "agent" ? loadAgentConfig(env.agent) : loadControllerConfig(env.controller)), `${key}=${edge}`).not.toThrow();
+      }
+      // One past each bound: the schema refuses it, and so would the program had it been rendered.
+      const envName = { "agent.handoverWaitMs": "AMBIT_HANDOVER_WAIT_MS", "agent.drainDeadlineMs": "AMBIT_DRAIN_DEADLINE_MS", "controller.workloadCertTtlSeconds": "AMBIT_WORKLOAD_CERT_TTL_SECONDS" }[key]!;
+      for (const outside of [minimum! - 1, maximum! + 1]) {
+        expect((await refusal({ [group]: { [name]: outside } })).lines[2]).toContain(`- ${key}: must be`);
+        const env = { NODE_NAME: "node-1", [envName]: String(outside) };
+        expect(() => (program === "agent" ? loadAgentConfig(env) : loadControllerConfig(env)), `${envName}=${outside}`).toThrow(/must be an integer from/);
+      }
+    }
+    for (const level of at("logLevel").enum as string[]) {
+      const env = await envOfRendered({ logLevel: level });
+      expect(loadAgentConfig(env.agent).logLevel).toBe(level);
+      expect(loadControllerConfig(env.controller).logLevel).toBe(level);
+    }
+    expect(() => loadAgentConfig({ NODE_NAME: "n", AMBIT_LOG_LEVEL: "verbose" })).toThrow();
+    const trustDomain = new RegExp(at("trustDomain").pattern!);
+    for (const td of ["cluster.local", "corp_example-1.io", "Corp.example", "a/b", "a b", ""]) {
+      const program = (() => {
+        try {
+          loadAgentConfig({ NODE_NAME: "n", TRUST_DOMAIN: td });
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+      // An empty TRUST_DOMAIN the program takes as unset; the schema refuses it.
+      expect(trustDomain.test(td), td).toBe(td === "" ? false : program);
+    }
   });
 });

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { type ChartFiles, mergeValues, renderChart } from "../../helm/engine.ts";
 
-const chart = (templates: Record<string, string>, values: Record<string, unknown> = {}): ChartFiles => ({ metadata: { name: "moby", version: "1.2.3" }, values, templates });
+const chart = (templates: Record<string, string>, values: Record<string, unknown> = {}, extra: Partial<ChartFiles> = {}): ChartFiles => ({ metadata: { name: "moby", version: "1.2.3" }, values, templates, ...extra });
 const renderError = (c: ChartFiles, values?: Record<string, unknown>) => {
   try {
     renderChart(c, values ? { values } : {});
@@ -84,5 +84,95 @@ describe("what the chart relies on", () => {
     expect(out.get("moby/templates/ds.yaml")).toBe(
       ["name: ambit-moby", 'namespace: "ambit-system"', "image: ambit/agent:1.2.3", "resources:", "  requests:", "    cpu: 50m", "    memory: 64Mi", "tolerations: [{operator: Exists}]", ""].join("\n"),
     );
+  });
+});
+
+describe(".Files (Helm's pkg/engine/files_test.go, through templates)", () => {
+  // Helm's test files.
+  const files = { "ship/captain.txt": "The Captain", "ship/stowaway.txt": "Legatt", "story/name.txt": "The Secret Sharer", "story/author.txt": "Joseph Conrad", "multiline/test.txt": "bar\nfoo\n" };
+  const render = (template: string) => renderChart(chart({ t: template }, {}, { files })).get("moby/templates/t");
+
+  it("TestNewFiles and TestGetNonExistingFile: Get and GetBytes return a file's content, a missing file is empty", () => {
+    expect(render(`{{ .Files.Get "ship/captain.txt" }}|{{ .Files.Get "story/author.txt" }}`)).toBe("The Captain|Joseph Conrad");
+    expect(render(`{{ .Files.GetBytes "ship/stowaway.txt" | toString }}`)).toBe("Legatt");
+    // Go prints a []byte as its numbers.
+    expect(render(`{{ .Files.GetBytes "ship/stowaway.txt" }}`)).toBe("[76 101 103 97 116 116]");
+    expect(render(`[{{ .Files.Get "no_such_file.txt" }}]`)).toBe("[]");
+  });
+
+  it("a method takes the piped value as its last argument, and is reached through $ and a parenthesized pipeline too", () => {
+    expect(render(`{{ "ship/captain.txt" | .Files.Get | upper }}`)).toBe("THE CAPTAIN");
+    expect(render(`{{ with "elsewhere" }}{{ $.Files.Get "story/name.txt" }}{{ end }}`)).toBe("The Secret Sharer");
+    expect(render(`{{ $f := .Files }}{{ $f.Get "story/name.txt" }}`)).toBe("The Secret Sharer");
+    expect(render(`{{ (.Files).Get "story/name.txt" }}`)).toBe("The Secret Sharer");
+  });
+
+  it("TestLines: a file's lines without the final newline; a missing file has none", () => {
+    expect(render(`{{ range .Files.Lines "multiline/test.txt" }}<{{ . }}>{{ end }}`)).toBe("<bar><foo>");
+    expect(render(`{{ len (.Files.Lines "no_such_file.txt") }}`)).toBe("0");
+  });
+
+  it("wrong arguments, unknown methods and the methods not implemented are errors, as Go's and never a guess", () => {
+    expect(renderError(chart({ t: `{{ .Files.Get }}` }, {}, { files }))).toContain("wrong number of args for Get: want 1 got 0");
+    expect(renderError(chart({ t: `{{ .Files.Get "a" "b" }}` }, {}, { files }))).toContain("wrong number of args for Get: want 1 got 2");
+    expect(renderError(chart({ t: `{{ .Files.Nope "a" }}` }, {}, { files }))).toContain("can't evaluate field Nope in type engine.files");
+    expect(renderError(chart({ t: `{{ .Files.Glob "ship/**" }}` }, {}, { files }))).toContain(".Files.Glob is not supported by this renderer");
+    // A field that is not a method still takes no arguments.
+    expect(renderError(chart({ t: `{{ .Values.x "a" }}` }, { x: { y: 1 } }))).toContain("can't give argument to non-function");
+  });
+});
+
+describe("values.schema.json, checked as Helm's ValidateAgainstSchema does before rendering", () => {
+  const schema = {
+    $schema: "http://json-schema.org/draft-07/schema#",
+    type: "object",
+    additionalProperties: false,
+    required: ["image"],
+    properties: {
+      image: { type: "object", additionalProperties: false, properties: { pullPolicy: { enum: ["Always", "IfNotPresent", "Never"] }, tag: { type: "string" } } },
+      replicas: { type: "integer", minimum: 1 },
+      ports: { type: "array", items: { type: "integer", maximum: 65535 } },
+    },
+  };
+  const withSchema = (s: unknown = schema) => chart({ t: "{{ .Values.replicas }}" }, { image: { pullPolicy: "IfNotPresent" }, replicas: 2 }, { schema: s });
+  const refusal = (values: Record<string, unknown>, s?: unknown) => {
+    try {
+      renderChart(withSchema(s), { values });
+    } catch (err) {
+      return err as Error & { code?: string };
+    }
+    throw new Error("the values were accepted");
+  };
+
+  it("renders when the merged values meet the schema: the chart's defaults count, as in Helm", () => {
+    expect(renderChart(withSchema(), { values: { replicas: 3, image: { tag: "1.0" } } }).get("moby/templates/t")).toBe("3");
+  });
+
+  it("refuses bad values with every problem on its own line, named by its key path, in Helm's heading", () => {
+    const err = refusal({ replicas: -1, image: { pullPolicy: "Sometimes", tga: "x" }, ports: [80, 70000], extra: true });
+    expect(err.code).toBe("AMBIT_E_VALUES_INVALID");
+    expect(err.message.split("\n")).toEqual([
+      "values don't meet the specifications of the schema(s) in the following chart(s):",
+      "moby:",
+      "- extra: unknown key (the top level takes image, replicas, ports)",
+      "- image.tga: unknown key (image takes pullPolicy, tag)",
+      "- image.pullPolicy: must be one of Always, IfNotPresent, Never, not \"Sometimes\"",
+      "- replicas: must be >= 1, not -1",
+      "- ports[1]: must be <= 65535, not 70000",
+    ]);
+  });
+
+  it("names wrong types and missing required keys (null deletes a default, as in Helm)", () => {
+    expect(refusal({ replicas: "3" }).message).toContain('- replicas: must be integer, not string ("3")');
+    expect(refusal({ image: null }).message).toContain("- image: is required");
+  });
+
+  it("refuses a schema of another draft than draft-07, an unknown format and a broken schema, as the chart's mistake", () => {
+    const draft2020 = refusal({}, { ...schema, $schema: "https://json-schema.org/draft/2020-12/schema" });
+    expect(draft2020.code).toBe("AMBIT_E_VALUES_SCHEMA");
+    expect(draft2020.message).toContain("only draft-07");
+    expect(refusal({}, { type: "object", properties: { replicas: { type: "string", format: "hostname" } } }).message).toContain('unknown format "hostname"');
+    const broken = refusal({}, { type: "object", properties: { replicas: { type: "integr" } } });
+    expect([broken.code, broken.message]).toEqual(["AMBIT_E_VALUES_SCHEMA", expect.stringContaining("moby/values.schema.json is not a valid JSON Schema")]);
   });
 });
