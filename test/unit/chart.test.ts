@@ -40,6 +40,27 @@ describe("the Ambit chart", () => {
     expect(ds.spec.template.metadata.annotations).toMatchObject({ "prometheus.io/scrape": "true", "prometheus.io/port": "15020" });
   });
 
+  it("the CNI installer: a container of the agent's pod, no capability, the node's CNI dirs mounted at their host paths, ready only once chained", async () => {
+    const render = async (values: Record<string, unknown> = {}) => find((await renderChartDir(CHART, { release: { name: "ambit", namespace: "ambit-system" }, values })).objects, "DaemonSet", "ambit-agent")!.spec.template.spec;
+    const pod = await render();
+    const installer = pod.containers.find((c: { name: string }) => c.name === "install-cni") as Container & { volumeMounts: Array<{ name: string; mountPath: string }>; readinessProbe: unknown };
+    expect(installer.image).toBe("ambit/cni:0.1.0");
+    expect(installer.securityContext.capabilities).toEqual({ drop: ["ALL"] });
+    expect(installer.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+    expect(envOf(installer)).toMatchObject({ CNI_CONF_DIR: "/etc/cni/net.d", CNI_BIN_DIR: "/opt/cni/bin", AMBIT_CNI_AGENT_SOCKET: "/var/run/ambit/cni.sock", AMBIT_CNI_TIMEOUT_MS: "10000" });
+    expect(envOf(installer).AMBIT_CNI_EXCLUDE_NAMESPACES).toBeUndefined();
+    // Each host dir mounted where it is on the host: the chain entry names the plugin's kubeconfig by its host path.
+    const hostPaths = Object.fromEntries(pod.volumes.filter((v: { hostPath?: unknown }) => v.hostPath).map((v: { name: string; hostPath: { path: string } }) => [v.name, v.hostPath.path]));
+    for (const m of installer.volumeMounts.filter((m) => m.name.startsWith("cni-") && m.name !== "cni-status")) expect(m.mountPath).toBe(hostPaths[m.name]);
+    expect(installer.volumeMounts.map((m) => m.name).sort()).toEqual(["cni-bin", "cni-conf", "cni-status"]);
+    expect(installer.readinessProbe).toMatchObject({ exec: { command: ["/bin/sh", "-c", "test -f /var/run/ambit-cni-status/ready"] } });
+    // A k3s node's dirs, and namespaces passed through.
+    const k3s = await render({ cni: { confDir: "/var/lib/rancher/k3s/agent/etc/cni/net.d", binDir: "/var/lib/rancher/k3s/data/cni", excludeNamespaces: ["kube-system", "monitoring"] } });
+    const k3sInstaller = k3s.containers.find((c: { name: string }) => c.name === "install-cni") as Container;
+    expect(envOf(k3sInstaller)).toMatchObject({ CNI_CONF_DIR: "/var/lib/rancher/k3s/agent/etc/cni/net.d", CNI_BIN_DIR: "/var/lib/rancher/k3s/data/cni", AMBIT_CNI_EXCLUDE_NAMESPACES: "kube-system,monitoring" });
+    expect(k3s.volumes.find((v: { name: string }) => v.name === "cni-conf").hostPath).toEqual({ path: "/var/lib/rancher/k3s/agent/etc/cni/net.d", type: "DirectoryOrCreate" });
+  });
+
   it("values change what they name: namespace, images, replicas, trust domain; the controller never runs as root", async () => {
     const { objects } = await renderChartDir(CHART, {
       release: { name: "mesh", namespace: "mesh-system" },
@@ -118,7 +139,9 @@ describe("values.schema.json", () => {
     expect((await refusal({ controller: { replicas: -1 } })).lines).toEqual([...heading, "- controller.replicas: must be >= 1, not -1"]);
     expect((await refusal({ controller: { replicas: "3" } })).lines).toEqual([...heading, '- controller.replicas: must be integer, not string ("3")']);
     expect((await refusal({ agent: { image: { tga: "1.2.3" } } })).lines).toEqual([...heading, "- agent.image.tga: unknown key (agent.image takes repository, tag, pullPolicy)"]);
-    expect((await refusal({ agnet: {} })).lines).toEqual([...heading, "- agnet: unknown key (the top level takes global, trustDomain, logLevel, agent, controller, dashboards)"]);
+    expect((await refusal({ cni: { confDir: "etc/cni/net.d" } })).lines.at(-1)).toBe('- cni.confDir: must match ^/[^\\s]*$, not "etc/cni/net.d"');
+    expect((await refusal({ cni: { excludeNamespaces: ["Kube_System"] } })).lines.at(-1)).toBe('- cni.excludeNamespaces[0]: must match ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$, not "Kube_System"');
+    expect((await refusal({ agnet: {} })).lines).toEqual([...heading, "- agnet: unknown key (the top level takes global, trustDomain, logLevel, agent, cni, controller, dashboards)"]);
     expect((await refusal({ agent: { resources: { limits: { memroy: "1Gi" } } } })).lines[2]).toMatch(/^- agent\.resources\.limits\.memroy: unknown key/);
     expect((await refusal({ agent: { resources: { limits: { memory: "1 GB" } } } })).lines[2]).toMatch(/^- agent\.resources\.limits\.memory: must match .*, not "1 GB"$/);
     expect((await refusal({ trustDomain: "Corp.Example" })).lines[2]).toMatch(/^- trustDomain: must match \^\[a-z0-9\._-\]\+\$, not "Corp.Example"$/);
