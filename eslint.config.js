@@ -1,5 +1,4 @@
 // Lint configuration: typescript-eslint recommended rules over all project sources, type-aware promise rules, and folder surfaces.
-import path from "node:path";
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 import { indexImports } from "./scripts/eslint/index-imports.ts";
@@ -30,9 +29,7 @@ export default tseslint.config(
     ignores: ["test/**", "bench/**"],
     plugins: { ambit: { rules: { "index-imports": indexImports } } },
     rules: {
-      // pki/index.ts is a module of its own (WebCrypto X.509 for the sandbox and tests), not the folder's surface: der.ts
-      // and workload-certs.ts, the mesh CA's, are imported directly so the agent and controller never load @peculiar/x509.
-      "ambit/index-imports": ["error", { flatFolders: [path.join(import.meta.dirname, "pki")] }],
+      "ambit/index-imports": "error",
     },
   },
   // Plain JavaScript (this file) is outside tsconfig.json: no type information, so no type-aware rules.

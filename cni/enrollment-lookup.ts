@@ -3,10 +3,7 @@ import fs from "node:fs/promises";
 import https from "node:https";
 import { parse } from "yaml";
 import type { KubeObject } from "../kube/client.ts";
-// Not agent/enrollment/index.ts: that loads the enrollment controller and with it @kubernetes/client-node (~0.5 s),
-// which every pod start would pay (see readKubeconfig). intent.ts is pure.
-// eslint-disable-next-line ambit/index-imports
-import { captureIntent, type CaptureIntent } from "../agent/enrollment/intent.ts";
+import { captureIntent, type CaptureIntent } from "../contract/capture-intent.ts";
 
 interface KubeconfigFile {
   "current-context"?: string;

@@ -5,7 +5,7 @@ import { SharedInformers, keyOf, podsOnNodePath, splitKey } from "../../kube/inf
 import { WorkQueue } from "../../kube/queue.ts";
 import type { Workload } from "../../contract/mesh.ts";
 import { workloadFromPod } from "../../contract/pods.ts";
-import { type CaptureIntent, REDIRECTION_ANNOTATION, captureIntent } from "./intent.ts";
+import { type CaptureIntent, REDIRECTION_ANNOTATION, captureIntent } from "../../contract/capture-intent.ts";
 
 /** A pod as the capture machinery needs it. */
 export interface PodRef {

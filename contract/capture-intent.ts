@@ -1,11 +1,11 @@
-// Whether a pod should be captured by the mesh, from its namespace's and its own labels (pure, for tests).
-import type { KubeObject } from "../../kube/client.ts";
+// Whether a pod should be captured by the mesh, from its namespace's and its own labels: one decision for the agent and the CNI plugin.
+import type { KubeObject } from "../kube/client.ts";
 
 /** Namespace label that enrolls every pod of the namespace; on a pod, `none` opts that pod out. */
 export const DATAPLANE_MODE_LABEL = "ambit.dev/dataplane-mode";
 export const DATAPLANE_MODE_AMBIENT = "ambient";
 export const DATAPLANE_MODE_NONE = "none";
-export { REDIRECTION_ANNOTATION } from "../../contract/pods.ts";
+export { REDIRECTION_ANNOTATION } from "./pods.ts";
 
 export interface CaptureIntent {
   capture: boolean;
