@@ -19,6 +19,9 @@ import { type EventType, ObjectStore, type StoreEvent, type Watcher } from "./st
 import { ClusterIpAllocator, applyDefaults, invalid, validate } from "./defaults.ts";
 import { openApiV3GroupVersion, openApiV3Root } from "./openapi.ts";
 
+/** kube-apiserver's jwt.DefaultLeeway: a token bound to a deleted object is refused this long after its deletion. */
+const BOUND_OBJECT_DELETION_LEEWAY_MS = 60_000;
+
 export const GIT_VERSION = "v1.32.0-ambit-dev";
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
 /** A body this much larger is not read to its end: the connection is cut instead of answering. */
@@ -155,7 +158,12 @@ export class ApiCore {
     const extra: Record<string, string[]> = {};
     if (t.pod) {
       const pod = this.store.get("v1/pods", t.namespace, t.pod.name);
-      if (!pod || pod.metadata.uid !== t.pod.uid || pod.metadata.deletionTimestamp) return { ok: false, reason: `pod ${t.namespace}/${t.pod.name} bound to the token no longer exists` };
+      if (!pod || pod.metadata.uid !== t.pod.uid) return { ok: false, reason: `pod ${t.namespace}/${t.pod.name} bound to the token no longer exists` };
+      // As kube-apiserver: a terminating pod's token stays valid through its grace period (deletionTimestamp is when
+      // that ends) plus a minute's leeway, so its containers can still call the API while they shut down.
+      if (pod.metadata.deletionTimestamp && Date.parse(pod.metadata.deletionTimestamp) < Date.now() - BOUND_OBJECT_DELETION_LEEWAY_MS) {
+        return { ok: false, reason: `pod ${t.namespace}/${t.pod.name} bound to the token has been deleted` };
+      }
       extra["authentication.kubernetes.io/pod-name"] = [t.pod.name];
       extra["authentication.kubernetes.io/pod-uid"] = [t.pod.uid];
     }

@@ -155,7 +155,11 @@ describe("sandbox API server semantics", () => {
     const wrongAudience = await review(caToken, ["something-else"]);
     expect(wrongAudience.status.authenticated).toBe(false);
     expect(wrongAudience.status.error).toMatch(/audience/);
-    // The token dies with its pod.
+    // A terminating pod's containers still reach the API with it (kube-apiserver: until the grace period ends plus
+    // a minute); once the pod is gone for good, the token dies with it.
+    await t.client.delete("/api/v1/namespaces/app/pods/holder", { gracePeriodSeconds: 30 });
+    expect((await t.client.get("/api/v1/namespaces/app/pods/holder")).metadata.deletionTimestamp).toBeTruthy();
+    expect((await review(caToken, ["ambit-ca"])).status.authenticated).toBe(true);
     await t.client.delete("/api/v1/namespaces/app/pods/holder", { gracePeriodSeconds: 0 });
     const afterDelete = await review(caToken, ["ambit-ca"]);
     expect(afterDelete.status.authenticated).toBe(false);
