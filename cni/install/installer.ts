@@ -92,8 +92,9 @@ export class CniInstaller {
       const next = withoutAmbit(await fs.readFile(file, "utf8"), primary);
       if (next !== undefined) await writeAtomic(file, next, 0o644);
     }
-    await fs.rm(path.join(this.#opts.binDir, PLUGIN_FILE), { force: true });
+    // Then what the chain entry named: the kubeconfig, the plugin last.
     if (this.#opts.pluginCredentials) await fs.rm(path.join(this.#opts.confDir, PLUGIN_KUBECONFIG_FILE), { force: true });
+    await fs.rm(path.join(this.#opts.binDir, PLUGIN_FILE), { force: true });
     this.#opts.log.info("Ambit removed from the node's CNI configuration");
   }
 

@@ -259,7 +259,7 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
     for (const node of nodes) {
       await expect.poll(async () => (await chain(node)).map((p) => p.type), { timeout: 60_000 }).toEqual(["ptp"]);
       await expect.poll(() => exists(path.join(dirs(node).bin, "ambit-cni")), { timeout: 10_000 }).toBe(false);
-      expect(await exists(path.join(dirs(node).conf, "ambit-cni.kubeconfig"))).toBe(false);
+      await expect.poll(() => exists(path.join(dirs(node).conf, "ambit-cni.kubeconfig")), { timeout: 10_000 }).toBe(false);
     }
     expect((await kubectl(["run", "after-uninstall", "-n", "demo", "--image=ambit.dev/toolbox:0.1"])).exitCode).toBe(0);
     await expect.poll(() => podState("demo", "after-uninstall"), { timeout: 60_000 }).toBe("Running/");
