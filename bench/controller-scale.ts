@@ -81,7 +81,10 @@ async function main(): Promise<void> {
     console.log(`cluster objects created in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
     const nodeOptions = await manifestNodeOptions();
-    controller = fork(path.join(REPO_ROOT, "controller", "main.ts"), [], {
+    // The bundle the controller image runs (npm run build), not the .ts sources.
+    const { buildBundles } = await import("../scripts/build.ts");
+    await buildBundles();
+    controller = fork(path.join(REPO_ROOT, "dist", "controller.mjs"), [], {
       env: { ...process.env, NODE_OPTIONS: nodeOptions, KUBECONFIG: kubeconfig, POD_NAME: "bench-controller", POD_NAMESPACE: "ambit-system", AMBIT_LOG_LEVEL: "warn", AMBIT_CONFIG_STREAM_PORT: String(PORTS.stream), AMBIT_CA_PORT: String(PORTS.ca), AMBIT_MONITORING_PORT: String(PORTS.monitoring) },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
