@@ -25,7 +25,6 @@ const config = loadAgentConfig();
 /** Instance id in STATUS answers on the CNI socket: how an agent told to stop recognises its successor. */
 const instanceId = randomUUID();
 
-
 // Two descriptors per proxied connection: use the whole hard limit the runtime grants (ztunnel does the same).
 await raiseOpenFileLimit();
 const log = createLogger({ level: config.logLevel, base: { component: "agent", node: config.nodeName } });
@@ -42,7 +41,13 @@ const probeSourceIps = [nodeIp, ...(gateway ? [gateway] : [])].filter(Boolean);
 
 // Trust: the roots the controller publishes, then whatever bundle the config stream carries (root rotation).
 let trustBundlePem = await waitForTrustBundle();
-const caClient = new ControllerCaClient({ host: config.controllerAddress, port: config.caPort, serverName: config.controllerAddress, trustBundlePem: () => trustBundlePem, tokenFile: config.caTokenFile });
+const caClient = new ControllerCaClient({
+  host: config.controllerAddress,
+  port: config.caPort,
+  serverName: config.controllerAddress,
+  trustBundlePem: () => trustBundlePem,
+  tokenFile: config.caTokenFile,
+});
 const certificates = new CertificateManager(caClient, log, (certs) => {
   // Whole set each time, so a dropped identity's expiry series goes too.
   metrics.certificateExpiry.reset();
@@ -146,8 +151,16 @@ const cni = await startCniEventServer(config.cniSocket, async (req) => {
     enrollment.scheduleVerify();
     return { ok: true };
   }
-  if (req.command === "CHECK") return enrollment.podCheck({ namespace: req.podNamespace, name: req.podName }, async (netns) => (await captureState(netns)) === "captured");
-  const intent = await enrollment.podAdded({ namespace: req.podNamespace, name: req.podName, uid: req.podUid, netnsPath: req.netns, ips: req.ips, containerId: req.containerId });
+  if (req.command === "CHECK")
+    return enrollment.podCheck({ namespace: req.podNamespace, name: req.podName }, async (netns) => (await captureState(netns)) === "captured");
+  const intent = await enrollment.podAdded({
+    namespace: req.podNamespace,
+    name: req.podName,
+    uid: req.podUid,
+    netnsPath: req.netns,
+    ips: req.ips,
+    containerId: req.containerId,
+  });
   enrollment.scheduleVerify();
   return { ok: true, captured: intent.capture };
 });
@@ -176,7 +189,13 @@ const admin = await startAdminServers(
 log.info({ nodeIp, probeSourceIps }, "agent started");
 const readyFile = config.readyFile;
 const readyMarker = readyFile
-  ? setInterval(() => void markReady(readyFile).catch((err: unknown) => log.error({ err: String(err), readyFile }, "cannot write the ready file; the previous agent will not see this one ready")), 250)
+  ? setInterval(
+      () =>
+        void markReady(readyFile).catch((err: unknown) =>
+          log.error({ err: String(err), readyFile }, "cannot write the ready file; the previous agent will not see this one ready"),
+        ),
+      250,
+    )
   : undefined;
 /** Ready once the controller's config is applied and every pod present at start-up is captured or released. */
 function readiness(): { ready: true } | { ready: false; reason: string } {
@@ -189,7 +208,8 @@ async function markReady(file: string): Promise<void> {
   clearInterval(readyMarker);
   await fs.mkdir(path.dirname(file), { recursive: true });
   await fs.writeFile(file, `${process.pid}\n`);
-  log.info({ capturedPods: inpod.capturedPods }, "agent ready");
+  // From process start, module loading included: what a node with many pods waits after an agent restart.
+  log.info({ capturedPods: inpod.capturedPods, startupMs: Math.round(process.uptime() * 1000) }, "agent ready");
 }
 
 /** False when this agent's DaemonSet is gone or being deleted: then no successor will come to hand over to. */
@@ -203,8 +223,21 @@ const shutdown = async (signal: string) => {
   clearInterval(readyMarker);
   if (readyFile) await fs.rm(readyFile, { force: true });
   // Still serving (listeners, capture, CNI) until the next agent on this node has opened its own listeners.
-  const handover = await awaitSuccessor({ socketPath: config.cniSocket, self: instanceId, timeoutMs: config.handoverWaitMs, successorExpected: ownDaemonSetStays, log });
-  log.info({ handover }, handover === "successor-ready" ? "the next agent is ready; handing the node over" : handover === "no-successor" ? "no agent will follow (its DaemonSet is gone); stopping" : "no successor became ready in time; stopping anyway");
+  const handover = await awaitSuccessor({
+    socketPath: config.cniSocket,
+    self: instanceId,
+    timeoutMs: config.handoverWaitMs,
+    successorExpected: ownDaemonSetStays,
+    log,
+  });
+  log.info(
+    { handover },
+    handover === "successor-ready"
+      ? "the next agent is ready; handing the node over"
+      : handover === "no-successor"
+        ? "no agent will follow (its DaemonSet is gone); stopping"
+        : "no successor became ready in time; stopping anyway",
+  );
   // Closing the pod listeners first hands new connections (and those queued in accept backlogs) to the next
   // agent's listeners in the same SO_REUSEPORT groups; then in-flight connections drain up to the deadline.
   inpod.closeListeners();
