@@ -95,7 +95,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
   const nodeName = env.NODE_NAME ?? "";
   if (!nodeName) problems.push("NODE_NAME is required (set it from the downward API: fieldRef spec.nodeName)");
   const trustDomain = env.TRUST_DOMAIN ?? "cluster.local";
-  if (!/^[a-z0-9._-]+$/.test(trustDomain)) problems.push(`TRUST_DOMAIN="${trustDomain}" is not a valid SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')`);
+  if (!/^[a-z0-9._-]+$/.test(trustDomain))
+    problems.push(`TRUST_DOMAIN="${trustDomain}" is not a valid SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')`);
   const logLevel = env.AMBIT_LOG_LEVEL ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`AMBIT_LOG_LEVEL="${logLevel}" must be one of ${LOG_LEVELS.join(", ")}`);
   const config: AgentConfig = {

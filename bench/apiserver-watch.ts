@@ -23,26 +23,30 @@ async function runWatchers(url: string, token: string, ca: string, count: number
   const report: ClientReport = { delivered: 0, lagsMs: [] };
   let open = 0;
   for (let i = 0; i < count; i++) {
-    const req = https.request(`${url}/api/v1/namespaces/bench/pods?watch=1&resourceVersion=0`, { agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
-      open++;
-      if (open === count) process.send?.({ type: "ready" });
-      let buffered = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        buffered += chunk;
-        let nl: number;
-        while ((nl = buffered.indexOf("\n")) >= 0) {
-          const line = buffered.slice(0, nl);
-          buffered = buffered.slice(nl + 1);
-          const m = /"bench\/written-at":"(\d+\.?\d*)"/.exec(line);
-          if (m) {
-            report.delivered++;
-            // Sample lags so the report stays small; every event still counts as delivered.
-            if (report.delivered % 10 === 0) report.lagsMs.push(performance.timeOrigin + performance.now() - Number(m[1]));
+    const req = https.request(
+      `${url}/api/v1/namespaces/bench/pods?watch=1&resourceVersion=0`,
+      { agent, headers: { authorization: `Bearer ${token}` } },
+      (res) => {
+        open++;
+        if (open === count) process.send?.({ type: "ready" });
+        let buffered = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          buffered += chunk;
+          let nl: number;
+          while ((nl = buffered.indexOf("\n")) >= 0) {
+            const line = buffered.slice(0, nl);
+            buffered = buffered.slice(nl + 1);
+            const m = /"bench\/written-at":"(\d+\.?\d*)"/.exec(line);
+            if (m) {
+              report.delivered++;
+              // Sample lags so the report stays small; every event still counts as delivered.
+              if (report.delivered % 10 === 0) report.lagsMs.push(performance.timeOrigin + performance.now() - Number(m[1]));
+            }
           }
-        }
-      });
-    });
+        });
+      },
+    );
     req.on("error", (err) => console.error("watch failed:", err.message));
     req.end();
   }
@@ -65,11 +69,18 @@ async function main(): Promise<void> {
   const kc = new KubeConfig();
   kc.loadFromString(api.kubeconfig());
   const client = new KubeClient(kc);
-  const child = fork(fileURLToPath(import.meta.url), ["--watchers", api.url, api.adminToken, String(WATCHERS)], { env: { ...process.env, BENCH_CA: api.caPem } });
+  const child = fork(fileURLToPath(import.meta.url), ["--watchers", api.url, api.adminToken, String(WATCHERS)], {
+    env: { ...process.env, BENCH_CA: api.caPem },
+  });
   try {
     await client.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "bench" } });
     for (let i = 0; i < 50; i++) {
-      await client.create("/api/v1/namespaces/bench/pods", { apiVersion: "v1", kind: "Pod", metadata: { name: `p-${i}` }, spec: { containers: [{ name: "c", image: "i" }] } });
+      await client.create("/api/v1/namespaces/bench/pods", {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: `p-${i}` },
+        spec: { containers: [{ name: "c", image: "i" }] },
+      });
     }
     await new Promise<void>((resolve) => child.once("message", () => resolve()));
     const rssBefore = process.memoryUsage().rss;

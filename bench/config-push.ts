@@ -29,11 +29,22 @@ const workloads = new Map(
     Array.from({ length: WORKLOADS_PER_NODE }, (_, w): Resource => ({
       type: "workload",
       key: `demo/app-${n}-${w}`,
-      value: { uid: `uid-${n}-${w}`, ip: `10.${n}.${w >> 8}.${w & 255}`, node, serviceAccount: `app-${w % 10}`, labels: { app: `app-${w % 10}`, version: "v1" }, services: [`demo/svc-${w % SERVICES}`] },
+      value: {
+        uid: `uid-${n}-${w}`,
+        ip: `10.${n}.${w >> 8}.${w & 255}`,
+        node,
+        serviceAccount: `app-${w % 10}`,
+        labels: { app: `app-${w % 10}`, version: "v1" },
+        services: [`demo/svc-${w % SERVICES}`],
+      },
     })),
   ]),
 );
-const services = Array.from({ length: SERVICES }, (_, s): Resource => ({ type: "service", key: `demo/svc-${s}`, value: { vip: `10.96.0.${s}`, ports: [{ port: 80, targetPort: 8080 }] } }));
+const services = Array.from({ length: SERVICES }, (_, s): Resource => ({
+  type: "service",
+  key: `demo/svc-${s}`,
+  value: { vip: `10.96.0.${s}`, ports: [{ port: 80, targetPort: 8080 }] },
+}));
 let policyRound = 0;
 const policy = (): Resource => ({
   type: "authorization",
@@ -136,13 +147,22 @@ async function run(debounceMs: number) {
 const results = [];
 for (const d of DEBOUNCES) results.push(await run(d));
 
-console.log(`config push: ${NODES} nodes × ${WORKLOADS_PER_NODE} workloads (+${SERVICES} services, 1 policy per view), ${ROUNDS} rounds of a change touching every node`);
-console.log("| debounce ms | changed()→agent p50 / p99 ms | changed()→all agents p50 / p99 ms | delta bytes per node per change | snapshot bytes per node | all agents connected in ms |");
+console.log(
+  `config push: ${NODES} nodes × ${WORKLOADS_PER_NODE} workloads (+${SERVICES} services, 1 policy per view), ${ROUNDS} rounds of a change touching every node`,
+);
+console.log(
+  "| debounce ms | changed()→agent p50 / p99 ms | changed()→all agents p50 / p99 ms | delta bytes per node per change | snapshot bytes per node | all agents connected in ms |",
+);
 console.log("|---|---|---|---|---|---|");
 for (const r of results) {
-  console.log(`| ${r.debounceMs} | ${r.perAgentMs.p50} / ${r.perAgentMs.p99} | ${r.allAgentsMs.p50} / ${r.allAgentsMs.p99} | ${r.deltaBytesPerNodePerChange} | ${r.snapshotBytesPerNode} | ${r.connectAllMs} |`);
+  console.log(
+    `| ${r.debounceMs} | ${r.perAgentMs.p50} / ${r.perAgentMs.p99} | ${r.allAgentsMs.p50} / ${r.allAgentsMs.p99} | ${r.deltaBytesPerNodePerChange} | ${r.snapshotBytesPerNode} | ${r.connectAllMs} |`,
+  );
 }
 const out = path.join(path.dirname(fileURLToPath(import.meta.url)), "results", "config-push.json");
 await fs.mkdir(path.dirname(out), { recursive: true });
-await fs.writeFile(out, JSON.stringify({ nodes: NODES, workloadsPerNode: WORKLOADS_PER_NODE, services: SERVICES, rounds: ROUNDS, node: process.version, results }, null, 2) + "\n");
+await fs.writeFile(
+  out,
+  JSON.stringify({ nodes: NODES, workloadsPerNode: WORKLOADS_PER_NODE, services: SERVICES, rounds: ROUNDS, node: process.version, results }, null, 2) + "\n",
+);
 console.log(`wrote ${path.relative(process.cwd(), out)}`);

@@ -27,7 +27,8 @@ const MODES: Mode[] = ["direct", "c-tcp", "node-tcp", "node-hbone"];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Every process gets room for the held connections' descriptors. */
-const spawn = (cmd: string, args: string[], env: Record<string, string> = {}) => execa("sh", ["-c", 'ulimit -n 65536; exec "$@"', "sh", cmd, ...args], { reject: false, stdin: "pipe", env });
+const spawn = (cmd: string, args: string[], env: Record<string, string> = {}) =>
+  execa("sh", ["-c", 'ulimit -n 65536; exec "$@"', "sh", cmd, ...args], { reject: false, stdin: "pipe", env });
 const children: ResultPromise[] = [];
 
 /** A started process, wrapped: a subprocess is a thenable, so returning it from an async function would wait for its exit. */
@@ -77,13 +78,32 @@ async function relays(mode: Mode, dir: string): Promise<Relays> {
   if (mode === "direct") return { port: PORTS.server, pids: [], all: [], memory: async () => [] };
   if (mode === "c-tcp") {
     const binary = path.join(dir, "tcp-relay");
-    pair = [await started(binary, [String(PORTS.destination), "127.0.0.1", String(PORTS.server)]), await started(binary, [String(PORTS.source), "127.0.0.1", String(PORTS.destination)])];
+    pair = [
+      await started(binary, [String(PORTS.destination), "127.0.0.1", String(PORTS.server)]),
+      await started(binary, [String(PORTS.source), "127.0.0.1", String(PORTS.destination)]),
+    ];
   } else if (mode === "node-tcp") {
-    pair = [await relay(["--kind", "tcp", "--listen", String(PORTS.destination), "--to", `127.0.0.1:${PORTS.server}`]), await relay(["--kind", "tcp", "--listen", String(PORTS.source), "--to", `127.0.0.1:${PORTS.destination}`])];
+    pair = [
+      await relay(["--kind", "tcp", "--listen", String(PORTS.destination), "--to", `127.0.0.1:${PORTS.server}`]),
+      await relay(["--kind", "tcp", "--listen", String(PORTS.source), "--to", `127.0.0.1:${PORTS.destination}`]),
+    ];
   } else {
     pair = [
       await relay(["--kind", "hbone", "--role", "dest", "--listen", String(PORTS.destination), "--certs", dir]),
-      await relay(["--kind", "hbone", "--role", "source", "--listen", String(PORTS.source), "--to", `127.0.0.1:${PORTS.destination}`, "--target", `127.0.0.1:${PORTS.server}`, "--certs", dir]),
+      await relay([
+        "--kind",
+        "hbone",
+        "--role",
+        "source",
+        "--listen",
+        String(PORTS.source),
+        "--to",
+        `127.0.0.1:${PORTS.destination}`,
+        "--target",
+        `127.0.0.1:${PORTS.server}`,
+        "--certs",
+        dir,
+      ]),
     ];
   }
   const memory = async () => {
@@ -92,7 +112,11 @@ async function relays(mode: Mode, dir: string): Promise<Relays> {
     for (const p of pair) process.kill(p.child.pid!, "SIGUSR2");
     await sleep(1500);
     return pair.map((p, i) => {
-      const line = p.output().slice(seen[i]).split("\n").find((l) => l.includes('"memory"'));
+      const line = p
+        .output()
+        .slice(seen[i])
+        .split("\n")
+        .find((l) => l.includes('"memory"'));
       if (!line) throw new Error("a relay did not report its memory");
       const m = (JSON.parse(line) as { memory: { rssKiB: number; heapUsedKiB: number; externalKiB: number } }).memory;
       return { rssKiB: m.rssKiB, liveKiB: m.heapUsedKiB + m.externalKiB };
@@ -132,7 +156,15 @@ async function measure(mode: Mode, dir: string, result: ModeResult): Promise<voi
     result.maxRps.push((await load(port, "max", ["--seconds", "5", "--connections", "32"])).requestsPerSecond!);
     if (result.perConnectionKiBPerRelay === undefined && pids.length > 0) {
       const m0 = await memory();
-      const held = spawn(NODE, [path.join(TOOLS, "http-load.ts"), "--mode", "hold", "--target", `127.0.0.1:${port}`, "--connections", String(HELD_CONNECTIONS)]);
+      const held = spawn(NODE, [
+        path.join(TOOLS, "http-load.ts"),
+        "--mode",
+        "hold",
+        "--target",
+        `127.0.0.1:${port}`,
+        "--connections",
+        String(HELD_CONNECTIONS),
+      ]);
       children.push(held);
       let report = "";
       held.stdout?.on("data", (d: Buffer) => (report += d.toString()));
@@ -140,9 +172,15 @@ async function measure(mode: Mode, dir: string, result: ModeResult): Promise<voi
       while (!report.includes('"mode":"hold"') && Date.now() < deadline && held.exitCode === null) await sleep(200);
       await sleep(3000);
       const m1 = await memory();
-      const ok = JSON.parse(report.trim().split("\n").find((l) => l.includes('"mode":"hold"')) ?? '{"ok":0}').ok as number;
+      const ok = JSON.parse(
+        report
+          .trim()
+          .split("\n")
+          .find((l) => l.includes('"mode":"hold"')) ?? '{"ok":0}',
+      ).ok as number;
       if (ok !== HELD_CONNECTIONS) console.warn(`${mode}: only ${ok} of ${HELD_CONNECTIONS} held connections answered`);
-      const per = (f: (x: { rssKiB: number; liveKiB?: number }) => number | undefined) => m1.map((x, i) => Number((((f(x) ?? NaN) - (f(m0[i]!) ?? NaN)) / HELD_CONNECTIONS).toFixed(2)));
+      const per = (f: (x: { rssKiB: number; liveKiB?: number }) => number | undefined) =>
+        m1.map((x, i) => Number((((f(x) ?? NaN) - (f(m0[i]!) ?? NaN)) / HELD_CONNECTIONS).toFixed(2)));
       result.perConnectionKiBPerRelay = per((x) => x.rssKiB);
       if (mode !== "c-tcp") result.perConnectionLiveKiBPerRelay = per((x) => x.liveKiB);
       held.stdin?.end();
@@ -164,7 +202,10 @@ async function main(): Promise<void> {
     await fs.writeFile(path.join(dir, "key.pem"), creds.keyPem, { mode: 0o600 });
     await execa("cc", ["-O2", "-o", path.join(dir, "tcp-relay"), path.join(TOOLS, "tcp-relay.c")]);
     await started(NODE, [path.join(TOOLS, "http-server.ts")], { PORT: String(PORTS.server) });
-    const results = Object.fromEntries(MODES.map((m) => [m, { p50Ms: [], p99Ms: [], maxRps: [], cpuPer1kRps: [], kernelShare: [] } as ModeResult])) as Record<Mode, ModeResult>;
+    const results = Object.fromEntries(MODES.map((m) => [m, { p50Ms: [], p99Ms: [], maxRps: [], cpuPer1kRps: [], kernelShare: [] } as ModeResult])) as Record<
+      Mode,
+      ModeResult
+    >;
     for (let r = 1; r <= ROUNDS; r++) {
       for (const mode of MODES) await measure(mode, dir, results[mode]);
       console.log(`round ${r}: ` + MODES.map((m) => `${m} p50 ${results[m].p50Ms.at(-1)} ms, cpu ${JSON.stringify(results[m].cpuPer1kRps.at(-1))}`).join("; "));
@@ -175,18 +216,49 @@ async function main(): Promise<void> {
         const perRelay = (rows: number[][]) => (rows.length && rows[0]!.length ? [0, 1].map((i) => median(rows.map((c) => c[i]!))) : []);
         const cpu = perRelay(x.cpuPer1kRps);
         const kernel = perRelay(x.kernelShare);
-        return [m, { p50Ms: median(x.p50Ms), p99Ms: median(x.p99Ms), maxRps: median(x.maxRps), cpuPer1kRpsPerRelay: { destination: cpu[0], source: cpu[1] }, kernelShareOfCpu: { destination: kernel[0], source: kernel[1] }, perConnectionKiB: { destination: x.perConnectionKiBPerRelay?.[0], source: x.perConnectionKiBPerRelay?.[1], both: x.perConnectionKiBPerRelay && Number(x.perConnectionKiBPerRelay.reduce((a, v) => a + v, 0).toFixed(2)) }, perConnectionLiveKiB: { destination: x.perConnectionLiveKiBPerRelay?.[0], source: x.perConnectionLiveKiBPerRelay?.[1] }, raw: x }];
+        return [
+          m,
+          {
+            p50Ms: median(x.p50Ms),
+            p99Ms: median(x.p99Ms),
+            maxRps: median(x.maxRps),
+            cpuPer1kRpsPerRelay: { destination: cpu[0], source: cpu[1] },
+            kernelShareOfCpu: { destination: kernel[0], source: kernel[1] },
+            perConnectionKiB: {
+              destination: x.perConnectionKiBPerRelay?.[0],
+              source: x.perConnectionKiBPerRelay?.[1],
+              both: x.perConnectionKiBPerRelay && Number(x.perConnectionKiBPerRelay.reduce((a, v) => a + v, 0).toFixed(2)),
+            },
+            perConnectionLiveKiB: { destination: x.perConnectionLiveKiBPerRelay?.[0], source: x.perConnectionLiveKiBPerRelay?.[1] },
+            raw: x,
+          },
+        ];
       }),
     );
-    console.log(`\n| two relays in a row, @${RATE} req/s | p50 ms | p99 ms | max req/s (32 conns) | vCPU per 1k req/s, dest / source relay (kernel share) | RSS per held connection after GC, dest + source = both (KiB) | heap+external per held connection, dest / source (KiB) |\n|---|---|---|---|---|---|---|`);
+    console.log(
+      `\n| two relays in a row, @${RATE} req/s | p50 ms | p99 ms | max req/s (32 conns) | vCPU per 1k req/s, dest / source relay (kernel share) | RSS per held connection after GC, dest + source = both (KiB) | heap+external per held connection, dest / source (KiB) |\n|---|---|---|---|---|---|---|`,
+    );
     for (const m of MODES) {
-      const s = summary[m] as { p50Ms: number; p99Ms: number; maxRps: number; cpuPer1kRpsPerRelay: { destination?: number; source?: number }; kernelShareOfCpu: { destination?: number; source?: number }; perConnectionKiB: { destination?: number; source?: number; both?: number }; perConnectionLiveKiB: { destination?: number; source?: number } };
+      const s = summary[m] as {
+        p50Ms: number;
+        p99Ms: number;
+        maxRps: number;
+        cpuPer1kRpsPerRelay: { destination?: number; source?: number };
+        kernelShareOfCpu: { destination?: number; source?: number };
+        perConnectionKiB: { destination?: number; source?: number; both?: number };
+        perConnectionLiveKiB: { destination?: number; source?: number };
+      };
       const mem = s.perConnectionKiB.both === undefined ? "-" : `${s.perConnectionKiB.destination} + ${s.perConnectionKiB.source} = ${s.perConnectionKiB.both}`;
       const live = s.perConnectionLiveKiB.destination === undefined ? "-" : `${s.perConnectionLiveKiB.destination} / ${s.perConnectionLiveKiB.source}`;
-      console.log(`| ${m} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxRps} | ${m === "direct" ? "-" : `${s.cpuPer1kRpsPerRelay.destination} / ${s.cpuPer1kRpsPerRelay.source} (kernel ${s.kernelShareOfCpu.destination} / ${s.kernelShareOfCpu.source})`} | ${mem} | ${live} |`);
+      console.log(
+        `| ${m} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxRps} | ${m === "direct" ? "-" : `${s.cpuPer1kRpsPerRelay.destination} / ${s.cpuPer1kRpsPerRelay.source} (kernel ${s.kernelShareOfCpu.destination} / ${s.kernelShareOfCpu.source})`} | ${mem} | ${live} |`,
+      );
     }
     const out = path.join(REPO_ROOT, "bench", "results", "dataplane-floor.json");
-    await fs.writeFile(out, JSON.stringify({ rate: RATE, seconds: SECONDS, rounds: ROUNDS, heldConnections: HELD_CONNECTIONS, modes: summary }, null, 2) + "\n");
+    await fs.writeFile(
+      out,
+      JSON.stringify({ rate: RATE, seconds: SECONDS, rounds: ROUNDS, heldConnections: HELD_CONNECTIONS, modes: summary }, null, 2) + "\n",
+    );
     console.log(`\nwritten to ${path.relative(REPO_ROOT, out)}`);
   } finally {
     await Promise.all(children.map(stop));

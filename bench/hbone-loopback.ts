@@ -79,7 +79,15 @@ stream.end();
 const received = Number(await reply);
 const mbPerSecond = received / 2 ** 20 / ((performance.now() - started) / 1000);
 
-const result = { streams: STREAMS, concurrency: CONCURRENCY, pooledConnections: pool.stats().connections, streamsPerSecond: Math.round(streamsPerSecond), tunnelMiB: MEGABYTES, tunnelMiBPerSecond: Math.round(mbPerSecond), rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20) };
+const result = {
+  streams: STREAMS,
+  concurrency: CONCURRENCY,
+  pooledConnections: pool.stats().connections,
+  streamsPerSecond: Math.round(streamsPerSecond),
+  tunnelMiB: MEGABYTES,
+  tunnelMiBPerSecond: Math.round(mbPerSecond),
+  rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20),
+};
 console.log("| metric | value |\n|---|---|");
 for (const [k, v] of Object.entries(result)) console.log(`| ${k} | ${v} |`);
 const out = path.join(path.dirname(fileURLToPath(import.meta.url)), "results");

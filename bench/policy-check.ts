@@ -12,7 +12,17 @@ const SIZES = (process.env.SIZES ?? "10,1000,20000").split(",").map(Number);
 /** Decisions timed per size; each one is a new connection's check, with a source address that changes every time. */
 const CHECKS = Number(process.env.CHECKS ?? 2000);
 
-const payments: Workload = { uid: "p", namespace: "demo", name: "payments-1", workloadName: "payments", serviceAccount: "payments", node: "node-2", ip: "10.244.2.3", captured: true, labels: { app: "payments" } };
+const payments: Workload = {
+  uid: "p",
+  namespace: "demo",
+  name: "payments-1",
+  workloadName: "payments",
+  serviceAccount: "payments",
+  node: "node-2",
+  ip: "10.244.2.3",
+  captured: true,
+  labels: { app: "payments" },
+};
 const blocks = (n: number) => Array.from({ length: n }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32`);
 const principals = (n: number) => Array.from({ length: n }, (_, i) => `cluster.local/ns/ns-${i}/sa/app`);
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
@@ -32,7 +42,12 @@ for (const n of SIZES) {
     ["DENY ipBlocks", { ipBlocks: blocks(n) }],
     ["ALLOW principals", { principals: principals(n) }],
   ] as const) {
-    const object = { apiVersion: "security.ambit.dev/v1", kind: "AuthorizationPolicy", metadata: { name: "big", namespace: "demo" }, spec: { action: kind.startsWith("DENY") ? "DENY" : "ALLOW", rules: [{ from: [{ source }] }] } };
+    const object = {
+      apiVersion: "security.ambit.dev/v1",
+      kind: "AuthorizationPolicy",
+      metadata: { name: "big", namespace: "demo" },
+      spec: { action: kind.startsWith("DENY") ? "DENY" : "ALLOW", rules: [{ from: [{ source }] }] },
+    };
     const compiled = compileAuthorizationPolicy(object).compiled;
     globalThis.gc?.();
     const heapBefore = process.memoryUsage().heapUsed;
@@ -42,14 +57,27 @@ for (const n of SIZES) {
     const buildMs = performance.now() - t0;
     const times: number[] = [];
     for (let i = 0; i < CHECKS; i++) {
-      const conn: InboundAttributes = { source: { trustDomain: "cluster.local", namespace: `ns-${i}`, serviceAccount: "app" }, sourceIp: `10.244.${(i >> 8) & 255}.${i & 255}`, destination: payments, destinationIp: payments.ip, destinationPort: 8080 };
+      const conn: InboundAttributes = {
+        source: { trustDomain: "cluster.local", namespace: `ns-${i}`, serviceAccount: "app" },
+        sourceIp: `10.244.${(i >> 8) & 255}.${i & 255}`,
+        destination: payments,
+        destinationIp: payments.ip,
+        destinationPort: 8080,
+      };
       const start = performance.now();
       store.check(conn);
       times.push((performance.now() - start) * 1000);
     }
     times.sort((a, b) => a - b);
     globalThis.gc?.();
-    rows.push({ values: n, kind, buildMs: Math.round(buildMs * 100) / 100, checkP50Us: Math.round(quantile(times, 0.5) * 10) / 10, checkP99Us: Math.round(quantile(times, 0.99) * 10) / 10, heapMiB: Math.round(((process.memoryUsage().heapUsed - heapBefore) / 2 ** 20) * 10) / 10 });
+    rows.push({
+      values: n,
+      kind,
+      buildMs: Math.round(buildMs * 100) / 100,
+      checkP50Us: Math.round(quantile(times, 0.5) * 10) / 10,
+      checkP99Us: Math.round(quantile(times, 0.99) * 10) / 10,
+      heapMiB: Math.round(((process.memoryUsage().heapUsed - heapBefore) / 2 ** 20) * 10) / 10,
+    });
   }
 }
 

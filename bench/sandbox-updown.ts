@@ -37,7 +37,10 @@ try {
 }
 const result = { runs, nodes: 2, demo: true, upSeconds: stats(up), downSeconds: stats(down), raw: { up, down } };
 console.log("| step | median s | min s | max s |\n|---|---|---|---|");
-for (const [name, s] of [["ambit dev up (2 nodes, demo)", result.upSeconds], ["ambit dev down", result.downSeconds]] as const) {
+for (const [name, s] of [
+  ["ambit dev up (2 nodes, demo)", result.upSeconds],
+  ["ambit dev down", result.downSeconds],
+] as const) {
   console.log(`| ${name} | ${s.median.toFixed(2)} | ${s.min.toFixed(2)} | ${s.max.toFixed(2)} |`);
 }
 await fs.mkdir(path.join(REPO_ROOT, "bench", "results"), { recursive: true });

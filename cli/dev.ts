@@ -10,7 +10,13 @@ function printStatus(s: sandbox.SandboxStatus): void {
   console.log(`API server: ${s.apiUrl}   kubeconfig: ${s.kubeconfig}\n`);
   const table = (rows: string[][]) => {
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-    for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join("   ").trimEnd());
+    for (const r of rows)
+      console.log(
+        r
+          .map((c, i) => c.padEnd(widths[i]!))
+          .join("   ")
+          .trimEnd(),
+      );
   };
   table([["NODE", "IP", "INTERFACE", "POD CIDR", "NETNS"], ...s.nodes.map((n) => [n.name, n.ip, n.interface, n.podCidr, n.netns])]);
   console.log();
@@ -31,7 +37,8 @@ export function devCommands(yargs: Argv, execCommand: string[]): Argv {
           .option("demo", { type: "boolean", default: true, describe: "deploy the demo application (--no-demo to skip)" })
           .option("mesh", { type: "boolean", default: false, describe: "deploy the Ambit agent and enroll the demo namespace" }),
       async (argv) => {
-        if (!Number.isInteger(argv.nodes) || argv.nodes < 1 || argv.nodes > 50) throw new sandbox.SandboxError("AMBIT_E_USAGE", "--nodes must be an integer from 1 to 50");
+        if (!Number.isInteger(argv.nodes) || argv.nodes < 1 || argv.nodes > 50)
+          throw new sandbox.SandboxError("AMBIT_E_USAGE", "--nodes must be an integer from 1 to 50");
         await sandbox.up({ nodes: argv.nodes, demo: argv.demo, mesh: argv.mesh });
       },
     )
@@ -54,7 +61,8 @@ export function devCommands(yargs: Argv, execCommand: string[]): Argv {
       (y) => y.positional("pod", { type: "string", demandOption: true, describe: "<namespace>/<pod>, or <namespace>/<deployment>" }),
       async (argv) => {
         const command = execCommand;
-        if (command.length === 0) throw new sandbox.SandboxError("AMBIT_E_USAGE", "no command given; e.g. ambit dev exec demo/client -- curl -s http://orders.demo/");
+        if (command.length === 0)
+          throw new sandbox.SandboxError("AMBIT_E_USAGE", "no command given; e.g. ambit dev exec demo/client -- curl -s http://orders.demo/");
         process.exitCode = await sandbox.exec(argv.pod, command);
       },
     )

@@ -44,7 +44,14 @@ function get(target: ApiTarget, path: string, timeoutMs: number): Promise<KubeOb
   return new Promise((resolve, reject) => {
     const req = https.request(
       new URL(path, target.server),
-      { method: "GET", ca: target.ca, cert: target.cert, key: target.key, headers: { accept: "application/json", ...(target.token ? { authorization: `Bearer ${target.token}` } : {}) }, timeout: timeoutMs },
+      {
+        method: "GET",
+        ca: target.ca,
+        cert: target.cert,
+        key: target.key,
+        headers: { accept: "application/json", ...(target.token ? { authorization: `Bearer ${target.token}` } : {}) },
+        timeout: timeoutMs,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));

@@ -1,5 +1,5 @@
 // Ambit's chained CNI plugin (spec 1.1): tells the node agent about pod add/delete and waits, so no pod starts uncaptured.
-import type { CniProtocolError} from "./protocol.ts";
+import type { CniProtocolError } from "./protocol.ts";
 import { type CniRequest, sendCniRequest } from "./protocol.ts";
 import { lookupCaptureIntent } from "./enrollment-lookup.ts";
 
@@ -55,26 +55,42 @@ function parseConfig(stdin: string): NetConf {
     throw new PluginFailure(CODES.decodeFailure, "failed to decode the network configuration on stdin", (err as Error).message);
   }
   if (!conf || typeof conf !== "object" || Array.isArray(conf)) throw new PluginFailure(CODES.decodeFailure, "the network configuration must be a JSON object");
-  if (conf.type !== PLUGIN_TYPE) throw new PluginFailure(CODES.invalidConfig, `invalid network configuration: type must be "${PLUGIN_TYPE}", got ${JSON.stringify(conf.type)}`);
+  if (conf.type !== PLUGIN_TYPE)
+    throw new PluginFailure(CODES.invalidConfig, `invalid network configuration: type must be "${PLUGIN_TYPE}", got ${JSON.stringify(conf.type)}`);
   if (!conf.cniVersion || !SUPPORTED_VERSIONS.includes(conf.cniVersion)) {
-    throw new PluginFailure(CODES.incompatibleVersion, `incompatible CNI version ${JSON.stringify(conf.cniVersion)}`, `supported versions: ${SUPPORTED_VERSIONS.join(", ")}`);
+    throw new PluginFailure(
+      CODES.incompatibleVersion,
+      `incompatible CNI version ${JSON.stringify(conf.cniVersion)}`,
+      `supported versions: ${SUPPORTED_VERSIONS.join(", ")}`,
+    );
   }
   if (conf.timeoutMs !== undefined && (!Number.isInteger(conf.timeoutMs) || conf.timeoutMs <= 0)) {
     throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: timeoutMs must be a positive integer");
   }
-  if (conf.kubeconfig !== undefined && typeof conf.kubeconfig !== "string") throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: kubeconfig must be a file path");
+  if (conf.kubeconfig !== undefined && typeof conf.kubeconfig !== "string")
+    throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: kubeconfig must be a file path");
   if (conf.excludeNamespaces !== undefined && !(Array.isArray(conf.excludeNamespaces) && conf.excludeNamespaces.every((n) => typeof n === "string"))) {
     throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: excludeNamespaces must be a list of namespace names");
   }
   // prevResult comes from the plugin before us; a broken one must fail with a clear message, not a TypeError.
   const prev = conf.prevResult as unknown;
-  if (prev !== undefined && (typeof prev !== "object" || prev === null || Array.isArray(prev))) throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: prevResult must be an object (the previous plugin's result)");
+  if (prev !== undefined && (typeof prev !== "object" || prev === null || Array.isArray(prev)))
+    throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: prevResult must be an object (the previous plugin's result)");
   const ips = (prev as { ips?: unknown } | undefined)?.ips;
-  if (ips !== undefined && !(Array.isArray(ips) && ips.every((ip) => typeof ip === "object" && ip !== null && typeof (ip as { address?: unknown }).address === "string"))) {
-    throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: prevResult.ips must be a list of {address: \"<ip>/<prefix>\"}");
+  if (
+    ips !== undefined &&
+    !(Array.isArray(ips) && ips.every((ip) => typeof ip === "object" && ip !== null && typeof (ip as { address?: unknown }).address === "string"))
+  ) {
+    throw new PluginFailure(CODES.invalidConfig, 'invalid network configuration: prevResult.ips must be a list of {address: "<ip>/<prefix>"}');
   }
   const attachments = conf["cni.dev/valid-attachments"] as unknown;
-  if (attachments !== undefined && !(Array.isArray(attachments) && attachments.every((a) => typeof a === "object" && a !== null && typeof (a as { containerID?: unknown }).containerID === "string"))) {
+  if (
+    attachments !== undefined &&
+    !(
+      Array.isArray(attachments) &&
+      attachments.every((a) => typeof a === "object" && a !== null && typeof (a as { containerID?: unknown }).containerID === "string")
+    )
+  ) {
     throw new PluginFailure(CODES.invalidConfig, "invalid network configuration: cni.dev/valid-attachments must be a list of {containerID, ifname}");
   }
   return conf;
@@ -120,7 +136,9 @@ export async function runPlugin(env: NodeJS.ProcessEnv, stdin: string): Promise<
   }
   if (command === "GC") {
     // Best effort: leftovers are also cleaned by the agent's own reconciliation.
-    await ask(conf, { command: "GC", validAttachments: conf["cni.dev/valid-attachments"] ?? [] }, 2000).catch((err: Error) => log("warn", "GC not delivered to the agent", { err: err.message }));
+    await ask(conf, { command: "GC", validAttachments: conf["cni.dev/valid-attachments"] ?? [] }, 2000).catch((err: Error) =>
+      log("warn", "GC not delivered to the agent", { err: err.message }),
+    );
     return undefined;
   }
 
@@ -129,16 +147,22 @@ export async function runPlugin(env: NodeJS.ProcessEnv, stdin: string): Promise<
   if (command === "DEL") {
     // DEL must succeed even when the agent or the pod's state is already gone: the runtime retries forever otherwise.
     if (pod.namespace && pod.name) {
-      await ask(conf, { command: "DEL", containerId, netns: env.CNI_NETNS ?? "", podNamespace: pod.namespace, podName: pod.name, podUid: pod.uid ?? "" }, 2000).catch((err: Error) =>
-        log("warn", "pod deletion not delivered to the agent; it will reconcile", { containerId, err: err.message }),
-      );
+      await ask(
+        conf,
+        { command: "DEL", containerId, netns: env.CNI_NETNS ?? "", podNamespace: pod.namespace, podName: pod.name, podUid: pod.uid ?? "" },
+        2000,
+      ).catch((err: Error) => log("warn", "pod deletion not delivered to the agent; it will reconcile", { containerId, err: err.message }));
     }
     return undefined;
   }
 
   const netns = required(env, "CNI_NETNS");
   const ifName = required(env, "CNI_IFNAME");
-  if (!conf.prevResult) throw new PluginFailure(CODES.invalidConfig, `invalid network configuration: ${PLUGIN_TYPE} is a chained plugin and needs prevResult (list it after the main plugin)`);
+  if (!conf.prevResult)
+    throw new PluginFailure(
+      CODES.invalidConfig,
+      `invalid network configuration: ${PLUGIN_TYPE} is a chained plugin and needs prevResult (list it after the main plugin)`,
+    );
   const passthrough = JSON.stringify(conf.prevResult);
   if (!pod.namespace || !pod.name || !pod.uid) {
     // Not a Kubernetes pod (no K8S_POD_* args): nothing for the mesh to do.
@@ -150,7 +174,16 @@ export async function runPlugin(env: NodeJS.ProcessEnv, stdin: string): Promise<
     return command === "ADD" ? passthrough : undefined;
   }
   const ips = (conf.prevResult.ips ?? []).map((ip) => ip.address.split("/")[0] ?? "");
-  const request: CniRequest = { command: command as "ADD" | "CHECK", containerId, netns, ifName, podNamespace: pod.namespace, podName: pod.name, podUid: pod.uid, ips };
+  const request: CniRequest = {
+    command: command as "ADD" | "CHECK",
+    containerId,
+    netns,
+    ifName,
+    podNamespace: pod.namespace,
+    podName: pod.name,
+    podUid: pod.uid,
+    ips,
+  };
   let response;
   try {
     response = await ask(conf, request);
@@ -159,7 +192,8 @@ export async function runPlugin(env: NodeJS.ProcessEnv, stdin: string): Promise<
     if (e.code === "AMBIT_E_CNI_AGENT_UNREACHABLE" && (await notEnrolled(conf, pod.namespace, pod.name))) return command === "ADD" ? passthrough : undefined;
     throw new PluginFailure(CODES.tryAgainLater, `cannot set up pod ${pod.namespace}/${pod.name} for the mesh: ${e.message}`, e.code ?? "");
   }
-  if (!response.ok) throw new PluginFailure(CODES.agentRefused, `the Ambit agent could not set up pod ${pod.namespace}/${pod.name}: ${response.message}`, response.code);
+  if (!response.ok)
+    throw new PluginFailure(CODES.agentRefused, `the Ambit agent could not set up pod ${pod.namespace}/${pod.name}: ${response.message}`, response.code);
   log("info", command === "ADD" ? "pod handed to the agent" : "pod checked", { pod: `${pod.namespace}/${pod.name}`, captured: response.captured ?? false });
   return command === "ADD" ? passthrough : undefined;
 }
@@ -176,7 +210,10 @@ async function notEnrolled(conf: NetConf, namespace: string, name: string): Prom
     log("warn", "the Ambit agent is unreachable; the pod is not enrolled, passing through", { pod: `${namespace}/${name}`, reason: intent.reason });
     return true;
   } catch (err) {
-    log("warn", "the Ambit agent is unreachable and the API cannot tell whether the pod is enrolled; failing closed", { pod: `${namespace}/${name}`, err: (err as Error).message });
+    log("warn", "the Ambit agent is unreachable and the API cannot tell whether the pod is enrolled; failing closed", {
+      pod: `${namespace}/${name}`,
+      err: (err as Error).message,
+    });
     return false;
   }
 }

@@ -36,7 +36,8 @@ export function parseCniRequest(line: string): CniRequest {
   } catch {
     throw new CniProtocolError("AMBIT_E_CNI_PROTOCOL", "malformed request: expected one JSON object with a command, then a newline");
   }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new CniProtocolError("AMBIT_E_CNI_PROTOCOL", "malformed request: expected one JSON object with a command, then a newline");
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new CniProtocolError("AMBIT_E_CNI_PROTOCOL", "malformed request: expected one JSON object with a command, then a newline");
   const r = raw as Record<string, unknown>;
   const problems: string[] = [];
   const text = (field: string, allowEmpty = false) => {
@@ -57,7 +58,16 @@ export function parseCniRequest(line: string): CniRequest {
       for (const f of ["netns", "podUid"]) text(f, true);
       break;
     case "GC":
-      if (!Array.isArray(r.validAttachments) || !r.validAttachments.every((a) => typeof a === "object" && a !== null && isText((a as Record<string, unknown>).containerID) && typeof (a as Record<string, unknown>).ifname === "string")) {
+      if (
+        !Array.isArray(r.validAttachments) ||
+        !r.validAttachments.every(
+          (a) =>
+            typeof a === "object" &&
+            a !== null &&
+            isText((a as Record<string, unknown>).containerID) &&
+            typeof (a as Record<string, unknown>).ifname === "string",
+        )
+      ) {
         problems.push("validAttachments must be a list of {containerID, ifname}");
       }
       break;
@@ -93,7 +103,12 @@ export function sendCniRequest(socketPath: string, request: CniRequest, timeoutM
     });
     socket.on("error", (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new CniProtocolError("AMBIT_E_CNI_AGENT_UNREACHABLE", `cannot reach the Ambit agent on ${socketPath} (${err.code ?? err.message}); is the ambit agent running on this node?`));
+      reject(
+        new CniProtocolError(
+          "AMBIT_E_CNI_AGENT_UNREACHABLE",
+          `cannot reach the Ambit agent on ${socketPath} (${err.code ?? err.message}); is the ambit agent running on this node?`,
+        ),
+      );
     });
   });
 }

@@ -16,12 +16,14 @@ export interface CaptureIntent {
 export function captureIntent(namespace: KubeObject | undefined, pod: KubeObject): CaptureIntent {
   if (pod.spec?.hostNetwork) return { capture: false, reason: "pod uses the host network" };
   if (pod.metadata.deletionTimestamp) return { capture: false, reason: "pod is terminating" };
-  if (pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") return { capture: false, reason: `pod has ${String(pod.status.phase).toLowerCase()}` };
+  if (pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed")
+    return { capture: false, reason: `pod has ${String(pod.status.phase).toLowerCase()}` };
   if (pod.metadata.labels?.[DATAPLANE_MODE_LABEL] === DATAPLANE_MODE_NONE) {
     return { capture: false, reason: `pod opted out with label ${DATAPLANE_MODE_LABEL}=${DATAPLANE_MODE_NONE}` };
   }
   if (!namespace) return { capture: false, reason: "namespace not known yet" };
   const mode = namespace.metadata.labels?.[DATAPLANE_MODE_LABEL];
-  if (mode === DATAPLANE_MODE_AMBIENT) return { capture: true, reason: `namespace ${namespace.metadata.name} has ${DATAPLANE_MODE_LABEL}=${DATAPLANE_MODE_AMBIENT}` };
+  if (mode === DATAPLANE_MODE_AMBIENT)
+    return { capture: true, reason: `namespace ${namespace.metadata.name} has ${DATAPLANE_MODE_LABEL}=${DATAPLANE_MODE_AMBIENT}` };
   return { capture: false, reason: `namespace ${namespace.metadata.name} is not enrolled (label it ${DATAPLANE_MODE_LABEL}=${DATAPLANE_MODE_AMBIENT})` };
 }

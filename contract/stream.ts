@@ -21,9 +21,7 @@ export const resourceId = (r: ResourceRef): string => `${r.type}/${r.key}`;
 
 /** Agent → server. `hello` is the first line; with the epoch and version it last applied it asks to resume. */
 export type AgentMessage =
-  | { kind: "hello"; node: string; epoch?: string; version?: number }
-  | { kind: "ack"; version: number }
-  | { kind: "nack"; version: number; error: string };
+  { kind: "hello"; node: string; epoch?: string; version?: number } | { kind: "ack"; version: number } | { kind: "nack"; version: number; error: string };
 
 /**
  * Server → agent. `epoch` names one server process's version history; `version` increases per node. A delta

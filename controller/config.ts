@@ -58,14 +58,21 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
     }
     return value;
   };
-  const list = (name: string, fallback: string[]): string[] => (env[name] ? env[name]!.split(",").map((s) => s.trim()).filter(Boolean) : fallback);
+  const list = (name: string, fallback: string[]): string[] =>
+    env[name]
+      ? env[name]!.split(",")
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : fallback;
   const trustDomain = env.TRUST_DOMAIN ?? "cluster.local";
-  if (!/^[a-z0-9._-]+$/.test(trustDomain)) problems.push(`TRUST_DOMAIN="${trustDomain}" is not a valid SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')`);
+  if (!/^[a-z0-9._-]+$/.test(trustDomain))
+    problems.push(`TRUST_DOMAIN="${trustDomain}" is not a valid SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')`);
   const logLevel = env.AMBIT_LOG_LEVEL ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`AMBIT_LOG_LEVEL="${logLevel}" must be one of ${LOG_LEVELS.join(", ")}`);
   const namespace = env.POD_NAMESPACE ?? "ambit-system";
   const agentServiceAccounts = list("AMBIT_AGENT_SERVICE_ACCOUNTS", [`${namespace}/ambit-agent`]);
-  for (const sa of agentServiceAccounts) if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(sa)) problems.push(`AMBIT_AGENT_SERVICE_ACCOUNTS entry "${sa}" must be namespace/name`);
+  for (const sa of agentServiceAccounts)
+    if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(sa)) problems.push(`AMBIT_AGENT_SERVICE_ACCOUNTS entry "${sa}" must be namespace/name`);
   const config: ControllerConfig = {
     podName: env.POD_NAME ?? "ambit-controller",
     namespace,

@@ -26,14 +26,30 @@ if (process.env.KUBECONFIG) {
 const client = new KubeClient(kc);
 const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: "ambit_controller_" });
-for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(`ambit_controller_${name}`);
+for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"])
+  registry.removeSingleMetric(`ambit_controller_${name}`);
 
 // ---- cluster state and compiled policy.
 // Nodes give agents the pod network (pod CIDRs); ServiceAccounts and HTTPRoutes have no consumer yet (waypoints
 // will): they are cached so those can start from a synced view. HTTPRoute only when the Gateway API CRDs are installed.
-const gatewayApi = await client.get("/apis/gateway.networking.k8s.io/v1").then(() => true, () => false);
-const watched = ["pods", "services", "endpointslices", "namespaces", "nodes", "serviceaccounts", "authorizationpolicies", "peerauthentications", ...(gatewayApi ? (["httproutes"] as const) : [])] as const;
-const informers = new SharedInformers(client, [...watched], (resource, err) => log.warn({ resource, err: String(err) }, "watch failed; restarting with backoff"));
+const gatewayApi = await client.get("/apis/gateway.networking.k8s.io/v1").then(
+  () => true,
+  () => false,
+);
+const watched = [
+  "pods",
+  "services",
+  "endpointslices",
+  "namespaces",
+  "nodes",
+  "serviceaccounts",
+  "authorizationpolicies",
+  "peerauthentications",
+  ...(gatewayApi ? (["httproutes"] as const) : []),
+] as const;
+const informers = new SharedInformers(client, [...watched], (resource, err) =>
+  log.warn({ resource, err: String(err) }, "watch failed; restarting with backoff"),
+);
 const compiled = new Map<string, { scoped: ScopedPolicy; condition: Condition; object: KubeObject; plural: string }>();
 
 // ---- leader election: the leader creates the CA root, publishes the trust bundle and writes policy status.
@@ -49,14 +65,24 @@ const elector = new LeaderElector({
   log,
   registry,
   onStartedLeading: () => {
-    void ca.refresh().then(publishTrustBundle).catch((err: unknown) => log.error({ err: String(err) }, "CA set-up as leader failed; retrying"));
+    void ca
+      .refresh()
+      .then(publishTrustBundle)
+      .catch((err: unknown) => log.error({ err: String(err) }, "CA set-up as leader failed; retrying"));
     writeAllStatuses();
   },
 });
 elector.start();
 
 // ---- CA: a signing root from the cacerts plug-in secret or the controller's own (created once by the leader).
-const ca = new MeshCa({ client, namespace: config.namespace, trustDomain: config.trustDomain, log, mayWrite: () => elector.isLeader(), maxCertTtlSeconds: config.workloadCertTtlSeconds });
+const ca = new MeshCa({
+  client,
+  namespace: config.namespace,
+  trustDomain: config.trustDomain,
+  log,
+  mayWrite: () => elector.isLeader(),
+  maxCertTtlSeconds: config.workloadCertTtlSeconds,
+});
 while (!ca.ready) {
   await ca.refresh().catch((err: unknown) => log.warn({ err: String(err) }, "CA root not available yet"));
   if (!ca.ready) await new Promise((r) => setTimeout(r, 1000));
@@ -69,12 +95,22 @@ function recompilePolicies(): void {
   for (const obj of informers.list("authorizationpolicies")) {
     const r = compileAuthorizationPolicy(obj);
     const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
-    compiled.set(`a/${key}`, { scoped: { resource: { type: RESOURCE_TYPES.authorization, key, value: r.compiled }, namespace: r.compiled.namespace, selector: r.compiled.selector }, condition: r.condition, object: obj, plural: "authorizationpolicies" });
+    compiled.set(`a/${key}`, {
+      scoped: { resource: { type: RESOURCE_TYPES.authorization, key, value: r.compiled }, namespace: r.compiled.namespace, selector: r.compiled.selector },
+      condition: r.condition,
+      object: obj,
+      plural: "authorizationpolicies",
+    });
   }
   for (const obj of informers.list("peerauthentications")) {
     const r = compilePeerAuthentication(obj);
     const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
-    compiled.set(`p/${key}`, { scoped: { resource: { type: RESOURCE_TYPES.peerAuthentication, key, value: r.compiled }, namespace: r.compiled.namespace, selector: r.compiled.selector }, condition: r.condition, object: obj, plural: "peerauthentications" });
+    compiled.set(`p/${key}`, {
+      scoped: { resource: { type: RESOURCE_TYPES.peerAuthentication, key, value: r.compiled }, namespace: r.compiled.namespace, selector: r.compiled.selector },
+      condition: r.condition,
+      object: obj,
+      plural: "peerauthentications",
+    });
   }
 }
 
@@ -84,11 +120,20 @@ function writeAllStatuses(): void {
   for (const entry of compiled.values()) {
     const current = (entry.object.status?.conditions as Condition[] | undefined)?.find((c) => c.type === "Accepted");
     const next = entry.condition;
-    if (current && current.status === next.status && current.reason === next.reason && current.message === next.message && current.observedGeneration === next.observedGeneration) continue;
+    if (
+      current &&
+      current.status === next.status &&
+      current.reason === next.reason &&
+      current.message === next.message &&
+      current.observedGeneration === next.observedGeneration
+    )
+      continue;
     const path = pathFor("security.ambit.dev/v1", entry.plural, entry.object.metadata.namespace, entry.object.metadata.name, "status");
     void client
       .mergePatch(path, { status: { conditions: [{ ...next, lastTransitionTime: new Date().toISOString() }] } })
-      .catch((err: unknown) => log.warn({ policy: `${entry.object.metadata.namespace}/${entry.object.metadata.name}`, err: String(err) }, "could not write policy status"));
+      .catch((err: unknown) =>
+        log.warn({ policy: `${entry.object.metadata.namespace}/${entry.object.metadata.name}`, err: String(err) }, "could not write policy status"),
+      );
   }
 }
 
@@ -210,12 +255,34 @@ const monitoring = http.createServer((req, res) => {
     // the controller's own netns (kubectl port-forward, kubectl exec) may read it.
     if (!isLoopback(req.socket.remoteAddress)) {
       res.writeHead(403, { "content-type": "application/json" });
-      res.end(JSON.stringify({ code: "AMBIT_E_DEBUG_LOCAL_ONLY", message: "/debug/status answers only on localhost: use `kubectl port-forward` to the controller pod and ask http://127.0.0.1:15014/debug/status" }) + "\n");
+      res.end(
+        JSON.stringify({
+          code: "AMBIT_E_DEBUG_LOCAL_ONLY",
+          message: "/debug/status answers only on localhost: use `kubectl port-forward` to the controller pod and ask http://127.0.0.1:15014/debug/status",
+        }) + "\n",
+      );
       return;
     }
     const root = new X509Certificate(ca.trustBundle()[0]!);
     res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ identity, leader: elector.leader(), isLeader: elector.isLeader(), ca: { source: ca.source, roots: ca.trustBundle().length, rootNotAfter: root.validTo }, agents: stream.status(), policies: [...compiled.values()].map((c) => ({ key: `${c.scoped.namespace}/${c.object.metadata.name}`, kind: c.object.kind, condition: c.condition })) }, null, 2));
+    res.end(
+      JSON.stringify(
+        {
+          identity,
+          leader: elector.leader(),
+          isLeader: elector.isLeader(),
+          ca: { source: ca.source, roots: ca.trustBundle().length, rootNotAfter: root.validTo },
+          agents: stream.status(),
+          policies: [...compiled.values()].map((c) => ({
+            key: `${c.scoped.namespace}/${c.object.metadata.name}`,
+            kind: c.object.kind,
+            condition: c.condition,
+          })),
+        },
+        null,
+        2,
+      ),
+    );
     return;
   }
   res.writeHead(404).end();

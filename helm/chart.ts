@@ -34,7 +34,10 @@ export async function loadChart(dir: string): Promise<ChartFiles> {
   const all = await filesUnder(dir, "", true);
   // Helm leaves out what .helmignore names (from .Files and from the package); without that here, .Files would
   // differ from Helm's in silence.
-  if (all[".helmignore"]) throw Object.assign(new Error(`${metadata.name}/.helmignore: not supported by this renderer; .Files would hold files Helm ignores`), { code: "AMBIT_E_CHART_UNSUPPORTED" });
+  if (all[".helmignore"])
+    throw Object.assign(new Error(`${metadata.name}/.helmignore: not supported by this renderer; .Files would hold files Helm ignores`), {
+      code: "AMBIT_E_CHART_UNSUPPORTED",
+    });
   const schemaBytes = all["values.schema.json"];
   let schema: unknown;
   if (schemaBytes) {
@@ -66,7 +69,8 @@ export async function renderChartDir(dir: string, opts: RenderOptions = {}): Pro
   const chart = await loadChart(dir);
   const rendered = renderChart(chart, opts);
   const crds: KubeManifest[] = [];
-  for (const [name, text] of Object.entries(await filesUnder(path.join(dir, "crds"))).sort()) if (/\.ya?ml$/.test(name)) crds.push(...documents(text, `crds/${name}`));
+  for (const [name, text] of Object.entries(await filesUnder(path.join(dir, "crds"))).sort())
+    if (/\.ya?ml$/.test(name)) crds.push(...documents(text, `crds/${name}`));
   const objects: KubeManifest[] = [];
   let notes = "";
   for (const [name, text] of [...rendered].sort(([a], [b]) => a.localeCompare(b))) {

@@ -2,7 +2,19 @@
 import { createHash } from "node:crypto";
 import { stringify as yamlStringify } from "yaml";
 import { validateValues } from "./schema.ts";
-import { BUILTINS, Executor, type Node, Receiver, type TemplateFunc, TemplateError, type Value, formatValue, isMap, parseTemplate, truth } from "./template/index.ts";
+import {
+  BUILTINS,
+  Executor,
+  type Node,
+  Receiver,
+  type TemplateFunc,
+  TemplateError,
+  type Value,
+  formatValue,
+  isMap,
+  parseTemplate,
+  truth,
+} from "./template/index.ts";
 
 export interface ChartFiles {
   /** Chart.yaml, parsed. */
@@ -42,12 +54,17 @@ function toJson(v: Value): string {
   if (typeof v === "number") return Number.isFinite(v) ? JSON.stringify(v) : "null";
   if (typeof v === "string" || typeof v === "boolean") return JSON.stringify(v);
   if (Array.isArray(v)) return `[${v.map(toJson).join(",")}]`;
-  if (isMap(v)) return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${toJson(v[k])}`).join(",")}}`;
+  if (isMap(v))
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${toJson(v[k])}`)
+      .join(",")}}`;
   return JSON.stringify(String(v));
 }
 
 /** Plain data for the YAML writer: bigints become numbers. */
-const plain = (v: Value): Value => (typeof v === "bigint" ? Number(v) : Array.isArray(v) ? v.map(plain) : isMap(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)])) : v);
+const plain = (v: Value): Value =>
+  typeof v === "bigint" ? Number(v) : Array.isArray(v) ? v.map(plain) : isMap(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)])) : v;
 
 /** toYaml as Helm writes it (sigs.k8s.io/yaml): keys sorted, two-space indents, no trailing newline. */
 function toYaml(v: Value): string {
@@ -56,7 +73,8 @@ function toYaml(v: Value): string {
 }
 
 /** Sprig's strval: a []byte is its text. */
-const str = (v: Value): string => (v === undefined || v === null ? "" : typeof v === "string" ? v : v instanceof Uint8Array ? Buffer.from(v).toString("utf8") : formatValue(v));
+const str = (v: Value): string =>
+  v === undefined || v === null ? "" : typeof v === "string" ? v : v instanceof Uint8Array ? Buffer.from(v).toString("utf8") : formatValue(v);
 
 /** Sprig's `empty` and `default` rely on Go's zero values. */
 const empty = (v: Value) => !truth(v);
@@ -89,8 +107,16 @@ function helmFuncs(engine: { include(name: string, dot: Value): string; tpl(text
     empty: (v) => empty(v),
     coalesce: (...vs) => vs.find((v) => !empty(v)) ?? null,
     ternary: (a, b, cond) => (truth(cond) ? a : b),
-    quote: (...vs) => vs.filter((v) => v !== undefined && v !== null).map((v) => JSON.stringify(str(v))).join(" "),
-    squote: (...vs) => vs.filter((v) => v !== undefined && v !== null).map((v) => `'${str(v)}'`).join(" "),
+    quote: (...vs) =>
+      vs
+        .filter((v) => v !== undefined && v !== null)
+        .map((v) => JSON.stringify(str(v)))
+        .join(" "),
+    squote: (...vs) =>
+      vs
+        .filter((v) => v !== undefined && v !== null)
+        .map((v) => `'${str(v)}'`)
+        .join(" "),
     upper: (s) => str(s).toUpperCase(),
     lower: (s) => str(s).toLowerCase(),
     title: (s) => str(s).replace(/(^|[^\p{L}\p{N}'])(\p{L})/gu, (_m, sep: string, c: string) => sep + c.toUpperCase()),
@@ -101,8 +127,17 @@ function helmFuncs(engine: { include(name: string, dot: Value): string; tpl(text
       const i = Number(toInt(n));
       return i >= 0 ? str(s).slice(0, i) : str(s).slice(i);
     },
-    indent: (n, s) => str(s).split("\n").map((l) => " ".repeat(Number(toInt(n))) + l).join("\n"),
-    nindent: (n, s) => "\n" + str(s).split("\n").map((l) => " ".repeat(Number(toInt(n))) + l).join("\n"),
+    indent: (n, s) =>
+      str(s)
+        .split("\n")
+        .map((l) => " ".repeat(Number(toInt(n))) + l)
+        .join("\n"),
+    nindent: (n, s) =>
+      "\n" +
+      str(s)
+        .split("\n")
+        .map((l) => " ".repeat(Number(toInt(n))) + l)
+        .join("\n"),
     replace: (from, to, s) => str(s).split(str(from)).join(str(to)),
     repeat: (n, s) => str(s).repeat(Math.max(0, Number(toInt(n)))),
     contains: (sub, s) => str(s).includes(str(sub)),
@@ -182,9 +217,22 @@ export function renderChart(chart: ChartFiles, opts: RenderOptions = {}): Map<st
   );
   const top = (name: string) => ({
     Values: values,
-    Release: { Name: opts.release?.name ?? "release-name", Namespace: opts.release?.namespace ?? "default", Revision: BigInt(opts.release?.revision ?? 1), IsInstall: opts.release?.isInstall ?? true, IsUpgrade: !(opts.release?.isInstall ?? true), Service: "Helm" },
+    Release: {
+      Name: opts.release?.name ?? "release-name",
+      Namespace: opts.release?.namespace ?? "default",
+      Revision: BigInt(opts.release?.revision ?? 1),
+      IsInstall: opts.release?.isInstall ?? true,
+      IsUpgrade: !(opts.release?.isInstall ?? true),
+      Service: "Helm",
+    },
     Chart: { ...chart.metadata, Name: chart.metadata.name, Version: chart.metadata.version, AppVersion: chart.metadata.appVersion ?? "" },
-    Capabilities: { KubeVersion: { Major: opts.kubeVersion?.major ?? "1", Minor: opts.kubeVersion?.minor ?? "32", Version: `v${opts.kubeVersion?.major ?? "1"}.${opts.kubeVersion?.minor ?? "32"}.0` } },
+    Capabilities: {
+      KubeVersion: {
+        Major: opts.kubeVersion?.major ?? "1",
+        Minor: opts.kubeVersion?.minor ?? "32",
+        Version: `v${opts.kubeVersion?.major ?? "1"}.${opts.kubeVersion?.minor ?? "32"}.0`,
+      },
+    },
     Template: { Name: `${chart.metadata.name}/templates/${name}`, BasePath: `${chart.metadata.name}/templates` },
     Files: files,
   });

@@ -23,7 +23,12 @@ export class ValuesError extends Error {
  * from 3.18 with santhosh-tekuri/jsonschema (7 up to 2020-12). A schema declaring another draft is refused here
  * rather than read with draft-07's rules, which would be a silent difference.
  */
-const DRAFT_07 = new Set(["http://json-schema.org/draft-07/schema#", "http://json-schema.org/draft-07/schema", "https://json-schema.org/draft-07/schema#", "https://json-schema.org/draft-07/schema"]);
+const DRAFT_07 = new Set([
+  "http://json-schema.org/draft-07/schema#",
+  "http://json-schema.org/draft-07/schema",
+  "https://json-schema.org/draft-07/schema#",
+  "https://json-schema.org/draft-07/schema",
+]);
 
 const compiled = new WeakMap<object, ValidateFunction>();
 
@@ -33,7 +38,10 @@ function compile(chartName: string, schema: unknown): ValidateFunction {
   if (cached) return cached;
   const declared = schema.$schema;
   if (declared !== undefined && !(typeof declared === "string" && DRAFT_07.has(declared))) {
-    throw new ValuesError("AMBIT_E_VALUES_SCHEMA", `${chartName}/values.schema.json declares $schema ${JSON.stringify(declared)}: only draft-07 (http://json-schema.org/draft-07/schema#) is read by every Helm 3, and by this renderer`);
+    throw new ValuesError(
+      "AMBIT_E_VALUES_SCHEMA",
+      `${chartName}/values.schema.json declares $schema ${JSON.stringify(declared)}: only draft-07 (http://json-schema.org/draft-07/schema#) is read by every Helm 3, and by this renderer`,
+    );
   }
   const ajv = new Ajv({
     allErrors: true,
@@ -47,7 +55,8 @@ function compile(chartName: string, schema: unknown): ValidateFunction {
       error: () => {},
       warn: (...args: unknown[]) => {
         const message = args.map(String).join(" ");
-        if (message.startsWith("unknown format")) throw new ValuesError("AMBIT_E_VALUES_SCHEMA", `${chartName}/values.schema.json: ${message}: the "format" keyword is not supported by this renderer`);
+        if (message.startsWith("unknown format"))
+          throw new ValuesError("AMBIT_E_VALUES_SCHEMA", `${chartName}/values.schema.json: ${message}: the "format" keyword is not supported by this renderer`);
       },
     },
   });
@@ -64,14 +73,21 @@ function compile(chartName: string, schema: unknown): ValidateFunction {
 
 /** `agent.image.pullPolicy` from `/agent/image/pullPolicy`; list items as `[i]`, the whole document as `(root)`. */
 function keyPath(pointer: string, child?: string): string {
-  const parts = pointer === "" ? [] : pointer.slice(1).split("/").map((p) => p.replaceAll("~1", "/").replaceAll("~0", "~"));
+  const parts =
+    pointer === ""
+      ? []
+      : pointer
+          .slice(1)
+          .split("/")
+          .map((p) => p.replaceAll("~1", "/").replaceAll("~0", "~"));
   if (child !== undefined) parts.push(child);
   let out = "";
   for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out ? `.${p}` : p;
   return out || "(root)";
 }
 
-const typeOf = (v: unknown): string => (v === null ? "null" : Array.isArray(v) ? "array" : typeof v === "number" ? (Number.isInteger(v) ? "integer" : "number") : typeof v);
+const typeOf = (v: unknown): string =>
+  v === null ? "null" : Array.isArray(v) ? "array" : typeof v === "number" ? (Number.isInteger(v) ? "integer" : "number") : typeof v;
 const shown = (v: unknown): string => (isMap(v) || Array.isArray(v) ? typeOf(v) : JSON.stringify(v));
 
 /** One ajv error as a line naming the key and what it must be, with the value given when that helps. */
@@ -80,14 +96,20 @@ function describe(e: ErrorObject): { path: string; message: string } {
   switch (e.keyword) {
     case "additionalProperties": {
       const known = isMap(e.parentSchema) && isMap(e.parentSchema.properties) ? Object.keys(e.parentSchema.properties) : [];
-      return { path: keyPath(e.instancePath, String(p.additionalProperty)), message: `unknown key${known.length ? ` (${keyPath(e.instancePath) === "(root)" ? "the top level" : keyPath(e.instancePath)} takes ${known.join(", ")})` : ""}` };
+      return {
+        path: keyPath(e.instancePath, String(p.additionalProperty)),
+        message: `unknown key${known.length ? ` (${keyPath(e.instancePath) === "(root)" ? "the top level" : keyPath(e.instancePath)} takes ${known.join(", ")})` : ""}`,
+      };
     }
     case "required":
       return { path: keyPath(e.instancePath, String(p.missingProperty)), message: "is required (set it, or leave the chart's default: null deletes it)" };
     case "enum":
       return { path: keyPath(e.instancePath), message: `must be one of ${(p.allowedValues as unknown[]).map(String).join(", ")}, not ${shown(e.data)}` };
     case "type":
-      return { path: keyPath(e.instancePath), message: `must be ${String(p.type).replaceAll(",", " or ")}, not ${typeOf(e.data)}${isMap(e.data) || Array.isArray(e.data) ? "" : ` (${shown(e.data)})`}` };
+      return {
+        path: keyPath(e.instancePath),
+        message: `must be ${String(p.type).replaceAll(",", " or ")}, not ${typeOf(e.data)}${isMap(e.data) || Array.isArray(e.data) ? "" : ` (${shown(e.data)})`}`,
+      };
     case "minimum":
     case "maximum":
     case "exclusiveMinimum":
@@ -101,7 +123,8 @@ function describe(e: ErrorObject): { path: string; message: string } {
 }
 
 /** Values as Helm hands them to the validator (JSON): Go ints, here bigints, become JSON numbers. */
-const asJson = (v: unknown): unknown => (typeof v === "bigint" ? Number(v) : Array.isArray(v) ? v.map(asJson) : isMap(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, asJson(x)])) : v);
+const asJson = (v: unknown): unknown =>
+  typeof v === "bigint" ? Number(v) : Array.isArray(v) ? v.map(asJson) : isMap(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, asJson(x)])) : v;
 
 /**
  * Helm's ValidateAgainstSchema: the merged values against the chart's schema, every violation listed under the
@@ -120,5 +143,9 @@ export function validateValues(chartName: string, schema: unknown, values: Recor
     problems.push(d);
   }
   const list = problems.map((d) => `- ${d.path}: ${d.message}`).join("\n");
-  throw new ValuesError("AMBIT_E_VALUES_INVALID", `values don't meet the specifications of the schema(s) in the following chart(s):\n${chartName}:\n${list}`, problems);
+  throw new ValuesError(
+    "AMBIT_E_VALUES_INVALID",
+    `values don't meet the specifications of the schema(s) in the following chart(s):\n${chartName}:\n${list}`,
+    problems,
+  );
 }

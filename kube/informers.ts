@@ -41,7 +41,12 @@ export class SharedInformers {
   readonly #starting = new Set<Promise<unknown>>();
 
   /** `paths` overrides the collection path of a resource (e.g. `{ pods: podsOnNodePath("node-1") }`). */
-  constructor(client: KubeClient, resources: Resource[], onError: (resource: Resource, err: unknown) => void = () => {}, paths: Partial<Record<Resource, string>> = {}) {
+  constructor(
+    client: KubeClient,
+    resources: Resource[],
+    onError: (resource: Resource, err: unknown) => void = () => {},
+    paths: Partial<Record<Resource, string>> = {},
+  ) {
     this.#client = client;
     this.#onError = onError;
     for (const resource of resources) {
@@ -120,8 +125,7 @@ export class SharedInformers {
   }
 }
 
-export const keyOf = (obj: KubeObject): string =>
-  obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
+export const keyOf = (obj: KubeObject): string => (obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name);
 
 export function splitKey(key: string): { namespace?: string; name: string } {
   const slash = key.indexOf("/");

@@ -89,7 +89,10 @@ export function decodeOid(content: Buffer): string {
 
 /** UTCTime through 2049, GeneralizedTime after, as RFC 5280 requires. */
 export function time(d: Date): Buffer {
-  const iso = d.toISOString().replace(/[-:T]/g, "").replace(/\.\d+Z$/, "Z");
+  const iso = d
+    .toISOString()
+    .replace(/[-:T]/g, "")
+    .replace(/\.\d+Z$/, "Z");
   return d.getUTCFullYear() < 2050 ? tlv(TAG.utcTime, Buffer.from(iso.slice(2))) : tlv(TAG.generalizedTime, Buffer.from(iso));
 }
 
@@ -117,7 +120,7 @@ export function readTlv(buf: Buffer, offset = 0): Tlv {
 export function children(parent: Tlv | Buffer): Tlv[] {
   const content = Buffer.isBuffer(parent) ? parent : parent.content;
   const out: Tlv[] = [];
-  for (let offset = 0; offset < content.length; ) {
+  for (let offset = 0; offset < content.length;) {
     const item = readTlv(content, offset);
     out.push(item);
     offset += item.raw.length;

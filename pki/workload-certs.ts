@@ -1,7 +1,25 @@
 // Native-speed X.509, all P-256 and signed by OpenSSL: the mesh CA's CSRs and workload certificates, and local CAs' serving and client certificates.
 import { type KeyObject, createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, verify } from "node:crypto";
 import net from "node:net";
-import { DerError, TAG, bitString, boolean, children, decodeOid, derToPem, expectTlv, octetString, oid, readTlv, sequence, set, smallInteger, time, tlv, unsignedInteger } from "./der.ts";
+import {
+  DerError,
+  TAG,
+  bitString,
+  boolean,
+  children,
+  decodeOid,
+  derToPem,
+  expectTlv,
+  octetString,
+  oid,
+  readTlv,
+  sequence,
+  set,
+  smallInteger,
+  time,
+  tlv,
+  unsignedInteger,
+} from "./der.ts";
 
 const OID = {
   ecPublicKey: "1.2.840.10045.2.1",
@@ -87,10 +105,12 @@ function sansOf(extensions: Buffer): { uris: string[]; other: number } {
 export function parseCsr(der: Buffer): ParsedCsr {
   try {
     const [info, algorithm, signature] = children(expectTlv(der, TAG.sequence, "CSR"));
-    if (!info || !algorithm || !signature || info.tag !== TAG.sequence || signature.tag !== TAG.bitString) throw new CsrError("AMBIT_E_CSR_MALFORMED", "a CSR is SEQUENCE { info, algorithm, signature }");
+    if (!info || !algorithm || !signature || info.tag !== TAG.sequence || signature.tag !== TAG.bitString)
+      throw new CsrError("AMBIT_E_CSR_MALFORMED", "a CSR is SEQUENCE { info, algorithm, signature }");
     if (!algorithm.raw.equals(ECDSA_SHA256)) throw new CsrError("AMBIT_E_CSR_KEY", "the CSR must be signed with ecdsa-with-SHA256 (a P-256 key)");
     const [version, , spki, attributes] = children(info);
-    if (!version || version.tag !== TAG.integer || version.content.length !== 1 || version.content[0] !== 0) throw new CsrError("AMBIT_E_CSR_MALFORMED", "the CSR version must be 0");
+    if (!version || version.tag !== TAG.integer || version.content.length !== 1 || version.content[0] !== 0)
+      throw new CsrError("AMBIT_E_CSR_MALFORMED", "the CSR version must be 0");
     if (!spki || spki.tag !== TAG.sequence) throw new CsrError("AMBIT_E_CSR_MALFORMED", "the CSR has no subjectPublicKeyInfo");
     const [keyAlgorithm] = children(spki);
     const [keyType, curve] = keyAlgorithm ? children(keyAlgorithm) : [];
@@ -331,6 +351,11 @@ export function issueLeaf(ca: LocalCa, req: Omit<LeafRequest, "spki" | "notBefor
   const now = req.now ?? new Date();
   const notAfter = new Date(now.getTime() + req.ttlSeconds * 1000);
   const { ttlSeconds: _ttl, now: _now, ...names } = req;
-  const der = signLeaf(ca.issuer, ca.privateKey, { ...names, spki: publicKey.export({ type: "spki", format: "der" }), notBefore: new Date(now.getTime() - 60_000), notAfter });
+  const der = signLeaf(ca.issuer, ca.privateKey, {
+    ...names,
+    spki: publicKey.export({ type: "spki", format: "der" }),
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter,
+  });
   return { certPem: derToPem(der, "CERTIFICATE"), keyPem: privateKeyPem(privateKey), notAfter };
 }

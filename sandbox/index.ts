@@ -60,7 +60,10 @@ export const SANDBOX_CHART_VALUES = path.join(REPO_ROOT, "sandbox", "chart-value
 /** The chart rendered for the sandbox (crds/ first, then the templates' objects). */
 export async function renderMeshChart(): Promise<{ crds: KubernetesObject[]; objects: KubernetesObject[] }> {
   const values = (parseYaml(await fs.readFile(SANDBOX_CHART_VALUES, "utf8")) ?? {}) as Record<string, unknown>;
-  return renderChartDir(CHART_DIR, { values, release: { name: "ambit", namespace: MESH_NAMESPACE } }) as Promise<{ crds: KubernetesObject[]; objects: KubernetesObject[] }>;
+  return renderChartDir(CHART_DIR, { values, release: { name: "ambit", namespace: MESH_NAMESPACE } }) as Promise<{
+    crds: KubernetesObject[];
+    objects: KubernetesObject[];
+  }>;
 }
 
 export async function up(opts: UpOptions = {}): Promise<void> {
@@ -106,14 +109,22 @@ async function meshDemo(cfg: SandboxConfig, kc: KubeConfig, out: Output): Promis
   try {
     await timed(out, "wait for the controller", () => waitForDeployments(cfg, ["ambit-system"], 90_000));
     await timed(out, "wait for an agent on every node", () =>
-      waitFor(async () => {
-        const ds = await kube.get("/apis/apps/v1/namespaces/ambit-system/daemonsets/ambit-agent");
-        return ds.status?.desiredNumberScheduled > 0 && ds.status?.numberReady === ds.status?.desiredNumberScheduled;
-      }, 60_000, "the ambit agents did not become ready; see `npx ambit dev logs ambit-system/ambit-agent`"),
+      waitFor(
+        async () => {
+          const ds = await kube.get("/apis/apps/v1/namespaces/ambit-system/daemonsets/ambit-agent");
+          return ds.status?.desiredNumberScheduled > 0 && ds.status?.numberReady === ds.status?.desiredNumberScheduled;
+        },
+        60_000,
+        "the ambit agents did not become ready; see `npx ambit dev logs ambit-system/ambit-agent`",
+      ),
     );
     await timed(out, "enroll namespace demo (ambit.dev/dataplane-mode=ambient)", async () => {
       await kube.mergePatch("/api/v1/namespaces/demo", { metadata: { labels: { "ambit.dev/dataplane-mode": "ambient" } } });
-      await waitFor(async () => (await kube.list("/api/v1/namespaces/demo/pods")).every((p) => p.metadata.annotations?.["ambit.dev/redirection"] === "enabled"), 30_000, "demo pods were not captured in time; see the agent logs");
+      await waitFor(
+        async () => (await kube.list("/api/v1/namespaces/demo/pods")).every((p) => p.metadata.annotations?.["ambit.dev/redirection"] === "enabled"),
+        30_000,
+        "demo pods were not captured in time; see the agent logs",
+      );
     });
   } finally {
     kube.close();
@@ -147,7 +158,12 @@ function startSupervisor(cfg: SandboxConfig, out: Output): Promise<void> {
       }
       if (msg.type === "failed") {
         settled = true;
-        reject(new SandboxError(msg.code ?? "AMBIT_E_SANDBOX_START", `sandbox failed to start: ${msg.error} (details in ${paths.supervisorLog}; it has cleaned up after itself)`));
+        reject(
+          new SandboxError(
+            msg.code ?? "AMBIT_E_SANDBOX_START",
+            `sandbox failed to start: ${msg.error} (details in ${paths.supervisorLog}; it has cleaned up after itself)`,
+          ),
+        );
       }
     });
     child.on("exit", (code) => {
@@ -177,7 +193,10 @@ async function waitForDeployments(cfg: SandboxConfig, namespaces: string[], time
       }
       if (pending.length === 0) return;
       if (Date.now() > deadline) {
-        throw new SandboxError("AMBIT_E_SANDBOX_TIMEOUT", `deployments not available after ${timeoutMs / 1000}s: ${pending.join(", ")}; see \`npx ambit dev logs <ns>/<pod>\``);
+        throw new SandboxError(
+          "AMBIT_E_SANDBOX_TIMEOUT",
+          `deployments not available after ${timeoutMs / 1000}s: ${pending.join(", ")}; see \`npx ambit dev logs <ns>/<pod>\``,
+        );
       }
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -266,7 +285,11 @@ export async function resolvePod(cfg: SandboxConfig, ref: string): Promise<KubeO
       live.find((p) => p.metadata.name === name) ??
       live.find((p) => p.metadata.ownerReferences?.some((o) => o.kind === "Deployment" && o.name === name) && p.status?.phase === "Running") ??
       live.find((p) => p.metadata.labels?.app === name && p.status?.phase === "Running");
-    if (!found) throw new SandboxError("AMBIT_E_SANDBOX_POD_NOT_FOUND", `no running pod "${name}" in namespace "${namespace}" (see \`kubectl get pods -n ${namespace}\`)`);
+    if (!found)
+      throw new SandboxError(
+        "AMBIT_E_SANDBOX_POD_NOT_FOUND",
+        `no running pod "${name}" in namespace "${namespace}" (see \`kubectl get pods -n ${namespace}\`)`,
+      );
     return found;
   } finally {
     kube.close();
@@ -303,7 +326,10 @@ export async function logs(ref: string, opts: { container?: string; follow?: boo
   const files = (await fs.readdir(spec.logDir)).filter((f) => f.endsWith(".log"));
   const file = opts.container ? `${opts.container}.log` : files[0];
   if (!file || !files.includes(file)) {
-    throw new SandboxError("AMBIT_E_SANDBOX_NO_LOGS", `no logs for container "${opts.container ?? ""}" of ${ref}; containers: ${files.map((f) => f.replace(/\.log$/, "")).join(", ")}`);
+    throw new SandboxError(
+      "AMBIT_E_SANDBOX_NO_LOGS",
+      `no logs for container "${opts.container ?? ""}" of ${ref}; containers: ${files.map((f) => f.replace(/\.log$/, "")).join(", ")}`,
+    );
   }
   await execa("tail", [opts.follow ? "-f" : "-n+1", path.join(spec.logDir, file)], { stdio: "inherit", reject: false });
 }

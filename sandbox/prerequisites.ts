@@ -39,7 +39,9 @@ function portFree(host: string, port: number): Promise<boolean> {
 export async function findMissingPrerequisites(cfg: SandboxConfig): Promise<string[]> {
   const problems: string[] = [];
   if (process.getuid?.() !== 0) {
-    problems.push("ambit dev needs root: it creates network namespaces, veth links and iptables rules inside them. Run it as root (e.g. `sudo npx ambit dev up`).");
+    problems.push(
+      "ambit dev needs root: it creates network namespaces, veth links and iptables rules inside them. Run it as root (e.g. `sudo npx ambit dev up`).",
+    );
   }
   const missing = new Set<string>();
   for (const [command, pkg] of Object.entries(DEBIAN_PACKAGES)) if (!(await onPath(command))) missing.add(pkg);
@@ -65,7 +67,9 @@ export async function findMissingPrerequisites(cfg: SandboxConfig): Promise<stri
     problems.push("this kernel does not expose network namespaces (/proc/self/ns/net); the sandbox needs them");
   }
   if (!(await portFree(cfg.apiHost, cfg.apiPort))) {
-    problems.push(`port ${cfg.apiPort} on ${cfg.apiHost} is already in use; stop what listens there (ss -ltnp 'sport = :${cfg.apiPort}') or choose another port with AMBIT_DEV_API_PORT`);
+    problems.push(
+      `port ${cfg.apiPort} on ${cfg.apiHost} is already in use; stop what listens there (ss -ltnp 'sport = :${cfg.apiPort}') or choose another port with AMBIT_DEV_API_PORT`,
+    );
   }
   return problems;
 }

@@ -60,12 +60,19 @@ export async function releaseSharedMounts(stateDir: string): Promise<string[]> {
   const created = (await fs.readFile(MOUNT_POINTS, "utf8").catch(() => "")).split("\n").filter(Boolean);
   for (const point of [...new Set(created), SERVICE_ACCOUNT_MOUNT]) {
     for (let dir = point; dir !== "/run" && dir !== "/var/run" && dir !== "/"; dir = path.dirname(dir)) {
-      const removed = await fs.rmdir(dir).then(() => true, async () => {
-        const st = await fs.stat(dir).catch(() => undefined);
-        // An empty file created as a mount point for a single-file volume.
-        if (st?.isFile() && st.size === 0) return fs.rm(dir).then(() => true, () => false);
-        return false;
-      });
+      const removed = await fs.rmdir(dir).then(
+        () => true,
+        async () => {
+          const st = await fs.stat(dir).catch(() => undefined);
+          // An empty file created as a mount point for a single-file volume.
+          if (st?.isFile() && st.size === 0)
+            return fs.rm(dir).then(
+              () => true,
+              () => false,
+            );
+          return false;
+        },
+      );
       if (!removed) break;
     }
   }

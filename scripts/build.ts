@@ -85,8 +85,14 @@ export async function buildCniExecutable(outDir = DIST, node = process.execPath)
     await build({ ...COMMON, entryPoints: [path.join(ROOT, "cni", "main.ts")], outfile: main, format: "cjs", logLevel: "warning" });
     const target = path.join(outDir, "ambit-cni");
     const stamp = path.join(outDir, ".ambit-cni.sha256");
-    const hash = createHash("sha256").update(await fs.readFile(main)).update(await fs.readFile(node)).digest("hex");
-    const built = await fs.stat(target).then(() => true, () => false);
+    const hash = createHash("sha256")
+      .update(await fs.readFile(main))
+      .update(await fs.readFile(node))
+      .digest("hex");
+    const built = await fs.stat(target).then(
+      () => true,
+      () => false,
+    );
     if (built && (await fs.readFile(stamp, "utf8").catch(() => "")) === hash) return target;
     const blob = path.join(work, "sea.blob");
     await fs.writeFile(path.join(work, "sea-config.json"), JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true }));
@@ -107,5 +113,7 @@ export async function buildCniExecutable(outDir = DIST, node = process.execPath)
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const r of await buildBundles()) console.log(`${r.bundle.padEnd(22)} ${(r.bytes / 1024).toFixed(0).padStart(6)} KiB  <- ${r.program}`);
   const exe = await buildCniExecutable();
-  console.log(`${path.relative(ROOT, exe).padEnd(22)} ${((await fs.stat(exe)).size / 1024).toFixed(0).padStart(6)} KiB  <- cni/main.ts as a single executable (no Node needed on the node)`);
+  console.log(
+    `${path.relative(ROOT, exe).padEnd(22)} ${((await fs.stat(exe)).size / 1024).toFixed(0).padStart(6)} KiB  <- cni/main.ts as a single executable (no Node needed on the node)`,
+  );
 }

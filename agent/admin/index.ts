@@ -20,7 +20,13 @@ export interface AdminSources {
 function memory(): Record<string, number> {
   const m = process.memoryUsage();
   const kib = (n: number) => Math.round(n / 1024);
-  return { rssKiB: kib(m.rss), heapUsedKiB: kib(m.heapUsed), heapTotalKiB: kib(m.heapTotal), externalKiB: kib(m.external), arrayBuffersKiB: kib(m.arrayBuffers) };
+  return {
+    rssKiB: kib(m.rss),
+    heapUsedKiB: kib(m.heapUsed),
+    heapTotalKiB: kib(m.heapTotal),
+    externalKiB: kib(m.external),
+    arrayBuffersKiB: kib(m.arrayBuffers),
+  };
 }
 
 type GcFunction = (options: { type: "major"; execution: "sync"; flavor: "last-resort" }) => void;
@@ -101,7 +107,8 @@ export async function startAdminServers(sources: AdminSources, ports: AdminPorts
     if (req.method === "GET" && url.pathname === "/healthz") return json(res, 200, sources.readiness());
     if (req.method === "POST" && url.pathname === "/logging") {
       const level = url.searchParams.get("level") ?? "";
-      if (!sources.log.levels.values[level] && level !== "silent") return json(res, 400, { error: `unknown level "${level}"; use one of ${Object.keys(sources.log.levels.values).join(", ")}` });
+      if (!sources.log.levels.values[level] && level !== "silent")
+        return json(res, 400, { error: `unknown level "${level}"; use one of ${Object.keys(sources.log.levels.values).join(", ")}` });
       sources.log.level = level;
       return json(res, 200, { level });
     }

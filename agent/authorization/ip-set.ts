@@ -78,7 +78,14 @@ export class IpSet {
       const [addr = "", bitsText, extra] = block.split("/");
       const family = net.isIP(addr);
       const bits = bitsText === undefined ? (family === 6 ? 128 : 32) : Number(bitsText);
-      if (!family || extra !== undefined || !Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32) || (bitsText !== undefined && !/^\d+$/.test(bitsText))) {
+      if (
+        !family ||
+        extra !== undefined ||
+        !Number.isInteger(bits) ||
+        bits < 0 ||
+        bits > (family === 6 ? 128 : 32) ||
+        (bitsText !== undefined && !/^\d+$/.test(bitsText))
+      ) {
         throw new Error(`"${block}" is not an IP address or CIDR block`);
       }
       const v4Of = family === 4 ? addr : mappedV4(addr);

@@ -1,5 +1,12 @@
 // Enforces compiled L4 policy at the destination: peer authentication first, then DENY, then ALLOW, with Istio's semantics.
-import type { CompiledAuthorization, CompiledCondition, CompiledPeerAuthentication, CompiledRule, CompiledSource, MtlsMode } from "../../contract/authorization.ts";
+import type {
+  CompiledAuthorization,
+  CompiledCondition,
+  CompiledPeerAuthentication,
+  CompiledRule,
+  CompiledSource,
+  MtlsMode,
+} from "../../contract/authorization.ts";
 import type { InboundAttributes, InboundDecision, InboundPolicy } from "../dataplane/index.ts";
 import { formatSpiffeId } from "../identity/index.ts";
 import type { Workload } from "../state/index.ts";
@@ -139,7 +146,11 @@ function prepareCondition(c: CompiledCondition): PreparedCondition {
 function prepareRule(r: CompiledRule): PreparedRule {
   const out: PreparedRule = {};
   if (r.from) out.from = r.from.map(prepareSource);
-  if (r.to) out.to = r.to.map((o) => ({ ...(o.ports ? { ports: new Set(o.ports.map(Number)) } : {}), ...(o.notPorts ? { notPorts: new Set(o.notPorts.map(Number)) } : {}) }));
+  if (r.to)
+    out.to = r.to.map((o) => ({
+      ...(o.ports ? { ports: new Set(o.ports.map(Number)) } : {}),
+      ...(o.notPorts ? { notPorts: new Set(o.notPorts.map(Number)) } : {}),
+    }));
   if (r.when) out.when = r.when.map(prepareCondition);
   return out;
 }
@@ -193,7 +204,8 @@ export class PolicyStore implements InboundPolicy {
     for (const a of authorizations) {
       checkShape(a, "authorization policy");
       const p = a as CompiledAuthorization;
-      if ((p.action !== "ALLOW" && p.action !== "DENY" && p.action !== "AUDIT") || !Array.isArray(p.rules)) throw new PolicyError(`authorization policy ${p.namespace}/${p.name} has no valid action and rules`);
+      if ((p.action !== "ALLOW" && p.action !== "DENY" && p.action !== "AUDIT") || !Array.isArray(p.rules))
+        throw new PolicyError(`authorization policy ${p.namespace}/${p.name} has no valid action and rules`);
       let rules: PreparedRule[];
       try {
         rules = p.rules.map(prepareRule);
@@ -232,8 +244,17 @@ export class PolicyStore implements InboundPolicy {
     if (!conn.source && this.mtlsMode(w, conn.destinationPort) === "STRICT") {
       return { allowed: false, reason: `STRICT mTLS for ${w.namespace}/${w.name}:${conn.destinationPort} requires a mesh identity; the client sent plaintext` };
     }
-    const facts: Facts = { principal, namespace: conn.source?.namespace ?? "", sourceIp: conn.sourceIp, destinationIp: conn.destinationIp, destinationPort: conn.destinationPort };
-    const applicable = [...(this.#authz.get(w.namespace) ?? []), ...(w.namespace === this.#rootNamespace ? [] : (this.#authz.get(this.#rootNamespace) ?? []))].filter((p) => selects(p.compiled, w, this.#rootNamespace));
+    const facts: Facts = {
+      principal,
+      namespace: conn.source?.namespace ?? "",
+      sourceIp: conn.sourceIp,
+      destinationIp: conn.destinationIp,
+      destinationPort: conn.destinationPort,
+    };
+    const applicable = [
+      ...(this.#authz.get(w.namespace) ?? []),
+      ...(w.namespace === this.#rootNamespace ? [] : (this.#authz.get(this.#rootNamespace) ?? [])),
+    ].filter((p) => selects(p.compiled, w, this.#rootNamespace));
     const matches = (p: PreparedPolicy) => p.rules.some((r) => ruleMatches(r, facts));
     const named = (p: PreparedPolicy) => `${p.compiled.namespace}/${p.compiled.name}`;
     // AUDIT never changes the decision (Istio's semantics): its matches are only reported, whatever is decided.

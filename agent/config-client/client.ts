@@ -182,7 +182,10 @@ export class ConfigStreamClient {
       this.#connected = false;
       this.#lastError = { code: err.code, message: err.message, ...(err.status === undefined ? {} : { status: err.status }) };
       const delay = backoffDelay(this.#failures++, this.#backoff);
-      this.#opts.log.warn({ code: err.code, status: err.status, retryInMs: delay, version: this.#version }, `config stream: ${err.message}; keeping the current view and retrying`);
+      this.#opts.log.warn(
+        { code: err.code, status: err.status, retryInMs: delay, version: this.#version },
+        `config stream: ${err.message}; keeping the current view and retrying`,
+      );
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
         this.#retryTimer = setTimeout(resolve, delay);
@@ -229,21 +232,23 @@ export class ConfigStreamClient {
       this.#attempt = attempt;
       const resetIdle = () => {
         clearTimeout(idle);
-        idle = setTimeout(() => attempt.finish(new ConfigStreamError(ConfigStreamErrorCode.idle, `nothing from the controller at ${url.host} for ${this.#idleTimeoutMs} ms`)), this.#idleTimeoutMs);
+        idle = setTimeout(
+          () => attempt.finish(new ConfigStreamError(ConfigStreamErrorCode.idle, `nothing from the controller at ${url.host} for ${this.#idleTimeoutMs} ms`)),
+          this.#idleTimeoutMs,
+        );
         idle.unref();
       };
       resetIdle();
       session.on("error", (err) =>
-        attempt.finish(
-          new ConfigStreamError(ConfigStreamErrorCode.connect, `cannot reach the controller at ${url.host}: ${err.message}`, { cause: err }),
-        ),
+        attempt.finish(new ConfigStreamError(ConfigStreamErrorCode.connect, `cannot reach the controller at ${url.host}: ${err.message}`, { cause: err })),
       );
       session.once("close", () => attempt.finish(new ConfigStreamError(ConfigStreamErrorCode.closed, `the controller at ${url.host} closed the connection`)));
       Promise.resolve()
         .then(() => this.#opts.token())
         .then(
           (token) => this.#request(attempt, url, token, resetIdle),
-          (err: unknown) => attempt.finish(new ConfigStreamError(ConfigStreamErrorCode.connect, `no token for the controller: ${(err as Error).message}`, { cause: err })),
+          (err: unknown) =>
+            attempt.finish(new ConfigStreamError(ConfigStreamErrorCode.connect, `no token for the controller: ${(err as Error).message}`, { cause: err })),
         );
     });
   }
@@ -288,12 +293,18 @@ export class ConfigStreamClient {
     });
     req.once("end", () => {
       // The queue never rejects: #handle answers a failed update with a nack.
-      if (status === 200) return void queue.then(() => attempt.finish(new ConfigStreamError(ConfigStreamErrorCode.closed, `the controller at ${url.host} ended the config stream`)));
+      if (status === 200)
+        return void queue.then(() =>
+          attempt.finish(new ConfigStreamError(ConfigStreamErrorCode.closed, `the controller at ${url.host} ended the config stream`)),
+        );
       // With TLS 1.3 the server checks the client certificate after the client considers the handshake done:
       // a refused certificate shows up as a stream that ends without an answer.
       if (status === 0) {
         return attempt.finish(
-          new ConfigStreamError(ConfigStreamErrorCode.connect, `the controller at ${url.host} closed the stream without answering (is this agent's certificate trusted by the controller?)`),
+          new ConfigStreamError(
+            ConfigStreamErrorCode.connect,
+            `the controller at ${url.host} closed the stream without answering (is this agent's certificate trusted by the controller?)`,
+          ),
         );
       }
       let reason: { code?: unknown; message?: unknown } = {};
@@ -303,9 +314,15 @@ export class ConfigStreamClient {
         // Not our controller's JSON (a proxy's page?): the status alone has to do.
       }
       const code = Object.values(ConfigStreamErrorCode).find((c) => c === reason.code) ?? ConfigStreamErrorCode.rejected;
-      attempt.finish(new ConfigStreamError(code, `the controller at ${url.host} refused the config stream (${status}): ${String(reason.message ?? "no reason given")}`, { status }));
+      attempt.finish(
+        new ConfigStreamError(code, `the controller at ${url.host} refused the config stream (${status}): ${String(reason.message ?? "no reason given")}`, {
+          status,
+        }),
+      );
     });
-    req.on("error", (err) => attempt.finish(new ConfigStreamError(ConfigStreamErrorCode.connect, `config stream to ${url.host} failed: ${err.message}`, { cause: err })));
+    req.on("error", (err) =>
+      attempt.finish(new ConfigStreamError(ConfigStreamErrorCode.connect, `config stream to ${url.host} failed: ${err.message}`, { cause: err })),
+    );
   }
 
   async #handle(attempt: Attempt, msg: ServerMessage): Promise<void> {
@@ -320,9 +337,15 @@ export class ConfigStreamClient {
       if (msg.epoch !== this.#epoch || msg.fromVersion !== this.#version) {
         // Applying it would build a view the controller never computed: drop the connection and start over.
         this.#wantSnapshot = true;
-        this.#opts.log.warn({ epoch: msg.epoch, fromVersion: msg.fromVersion, heldEpoch: this.#epoch, heldVersion: this.#version }, "config stream: delta does not apply to the held version; asking for a snapshot");
+        this.#opts.log.warn(
+          { epoch: msg.epoch, fromVersion: msg.fromVersion, heldEpoch: this.#epoch, heldVersion: this.#version },
+          "config stream: delta does not apply to the held version; asking for a snapshot",
+        );
         return attempt.finish(
-          new ConfigStreamError(ConfigStreamErrorCode.outOfOrder, `delta from version ${msg.fromVersion} of epoch ${msg.epoch} does not apply to the held version ${this.#version ?? "none"} of epoch ${this.#epoch ?? "none"}`),
+          new ConfigStreamError(
+            ConfigStreamErrorCode.outOfOrder,
+            `delta from version ${msg.fromVersion} of epoch ${msg.epoch} does not apply to the held version ${this.#version ?? "none"} of epoch ${this.#epoch ?? "none"}`,
+          ),
         );
       }
       next = new Map(this.#view);
@@ -339,7 +362,10 @@ export class ConfigStreamClient {
       this.#lastUpdateAt = new Date();
       reply = { kind: "ack", version: msg.version };
     } catch (err) {
-      this.#opts.log.error({ err, code: ConfigStreamErrorCode.updateFailed, version: msg.version, kind: msg.kind }, "config stream: applying the new config failed; keeping the previous version");
+      this.#opts.log.error(
+        { err, code: ConfigStreamErrorCode.updateFailed, version: msg.version, kind: msg.kind },
+        "config stream: applying the new config failed; keeping the previous version",
+      );
       reply = { kind: "nack", version: msg.version, error: (err as Error).message ?? String(err) };
     }
     if (!attempt.done && attempt.request && !attempt.request.destroyed) attempt.request.write(encodeMessage(reply));

@@ -44,13 +44,24 @@ function checkService(key: string, v: unknown): ServiceSpec {
     isString(v.name) &&
     isString(v.clusterIP) &&
     Array.isArray(v.ports) &&
-    v.ports.every((p) => isObject(p) && isPort(p.port) && Array.isArray(p.endpoints) && p.endpoints.every((e) => isObject(e) && isString(e.ip) && isPort(e.port) && typeof e.ready === "boolean"));
+    v.ports.every(
+      (p) =>
+        isObject(p) &&
+        isPort(p.port) &&
+        Array.isArray(p.endpoints) &&
+        p.endpoints.every((e) => isObject(e) && isString(e.ip) && isPort(e.port) && typeof e.ready === "boolean"),
+    );
   if (!ok) throw new MeshConfigError(`service ${key} is malformed`);
   return v as unknown as ServiceSpec;
 }
 
 function checkTrustBundle(v: unknown): TrustBundle {
-  if (!isObject(v) || !Array.isArray(v.rootsPem) || v.rootsPem.length === 0 || !v.rootsPem.every((p) => isString(p) && p.includes("-----BEGIN CERTIFICATE-----"))) {
+  if (
+    !isObject(v) ||
+    !Array.isArray(v.rootsPem) ||
+    v.rootsPem.length === 0 ||
+    !v.rootsPem.every((p) => isString(p) && p.includes("-----BEGIN CERTIFICATE-----"))
+  ) {
     throw new MeshConfigError("the trust bundle must hold at least one PEM certificate");
   }
   return v as unknown as TrustBundle;
@@ -69,7 +80,13 @@ function checkNetwork(v: unknown): PodNetwork {
 
 /** Every resource checked; an unknown type is ignored (a newer controller may send more than this agent knows). */
 export function meshConfigFromView(view: ReadonlyMap<string, Resource>): MeshConfig {
-  const config: Omit<MeshConfig, "trustBundle"> & { trustBundle?: TrustBundle } = { workloads: [], services: [], authorizations: [], peerAuthentications: [], network: { podCidrs: [] } };
+  const config: Omit<MeshConfig, "trustBundle"> & { trustBundle?: TrustBundle } = {
+    workloads: [],
+    services: [],
+    authorizations: [],
+    peerAuthentications: [],
+    network: { podCidrs: [] },
+  };
   for (const r of view.values()) {
     switch (r.type) {
       case RESOURCE_TYPES.workload:

@@ -44,7 +44,9 @@ export interface OutboundFacts {
 
 /** The refusal for a destination port that is the agent's own in captured pods, or undefined. */
 export function agentPortRefusal(port: number): string | undefined {
-  return AGENT_POD_PORTS.has(port) ? `port ${port} is the mesh agent's own inside captured pods (outbound 15001, inbound 15006, HBONE 15008); nothing may be delivered to it` : undefined;
+  return AGENT_POD_PORTS.has(port)
+    ? `port ${port} is the mesh agent's own inside captured pods (outbound 15001, inbound 15006, HBONE 15008); nothing may be delivered to it`
+    : undefined;
 }
 
 export function planOutbound(index: WorkloadIndex, facts: OutboundFacts): OutboundPlan {
@@ -54,7 +56,12 @@ export function planOutbound(index: WorkloadIndex, facts: OutboundFacts): Outbou
     return { route: "refuse", refusal: "self_connect", reason: `the connection was made to the agent's own listener ${address}:${port}, not redirected to it` };
   }
   const dst = resolveDestination(index, address, port, facts.random);
-  if (dst.kind === "no-endpoint") return { route: "refuse", refusal: "no_endpoint", reason: `service ${dst.service.namespace}/${dst.service.name} has no ready endpoint for port ${dst.port}` };
+  if (dst.kind === "no-endpoint")
+    return {
+      route: "refuse",
+      refusal: "no_endpoint",
+      reason: `service ${dst.service.namespace}/${dst.service.name} has no ready endpoint for port ${dst.port}`,
+    };
   if (dst.kind === "passthrough") {
     if (facts.inPodNetwork(dst.ip)) return { route: "hbone-probe", ip: dst.ip, port: dst.port };
     return { route: "passthrough", ip: dst.ip, port: dst.port, reason: dst.reason };

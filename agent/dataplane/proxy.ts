@@ -3,7 +3,15 @@ import type net from "node:net";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { AGENT_SOCKET_MARK, PORTS } from "../config.ts";
-import { type Authorization, HboneConnectionPool, HboneError, HboneServer, type OpenStreamRequest, type SourceAddressResult, peerAddressOnly } from "../hbone/index.ts";
+import {
+  type Authorization,
+  HboneConnectionPool,
+  HboneError,
+  HboneServer,
+  type OpenStreamRequest,
+  type SourceAddressResult,
+  peerAddressOnly,
+} from "../hbone/index.ts";
 import type { Credentials, SpiffeId } from "../identity/index.ts";
 import { formatSpiffeId, sameIdentity } from "../identity/index.ts";
 import type { CapturedConnection, InPodHandlers } from "../inpod/index.ts";
@@ -116,7 +124,13 @@ function accessRecord(labels: TcpLabels, srcIp: string | undefined, dst: { ip: s
     event: "connection",
     reporter: labels.reporter,
     src: { workload: labels.source_workload, namespace: labels.source_workload_namespace, identity: labels.source_principal, ip: srcIp },
-    dst: { workload: labels.destination_workload, namespace: labels.destination_workload_namespace, identity: labels.destination_principal, ip: dst.ip, port: dst.port },
+    dst: {
+      workload: labels.destination_workload,
+      namespace: labels.destination_workload_namespace,
+      identity: labels.destination_principal,
+      ip: dst.ip,
+      port: dst.port,
+    },
     security: labels.connection_security_policy,
   };
 }
@@ -156,7 +170,10 @@ export class Dataplane implements InPodHandlers {
         };
         const src = e.sourceAddress ? this.#opts.index.workloadByIp(e.sourceAddress) : undefined;
         if (src) labels.source_workload = src.workloadName;
-        const access = { ...(dstWorkload ? { pod: `${dstWorkload.namespace}/${dstWorkload.name}` } : {}), ...accessRecord(labels, e.sourceAddress, e.destination) };
+        const access = {
+          ...(dstWorkload ? { pod: `${dstWorkload.namespace}/${dstWorkload.name}` } : {}),
+          ...accessRecord(labels, e.sourceAddress, e.destination),
+        };
         if (e.refused) this.#opts.metrics.connectionsRefused.inc({ direction: "inbound", reason: e.refused });
         if (e.phase === "open") {
           this.#opts.metrics.connectionOpened(labels);
@@ -164,7 +181,17 @@ export class Dataplane implements InPodHandlers {
         } else {
           if (e.status !== 200) this.#opts.metrics.connectionOpened(labels);
           this.#opts.metrics.connectionClosed(labels, { sent: e.bytesSent, received: e.bytesReceived });
-          this.#opts.log.info({ ...access, bytesSent: e.bytesSent, bytesReceived: e.bytesReceived, durationMs: Math.round(e.durationMs), status: e.status, ...(e.error ? { error: e.error } : {}) }, "connection closed");
+          this.#opts.log.info(
+            {
+              ...access,
+              bytesSent: e.bytesSent,
+              bytesReceived: e.bytesReceived,
+              durationMs: Math.round(e.durationMs),
+              status: e.status,
+              ...(e.error ? { error: e.error } : {}),
+            },
+            "connection closed",
+          );
         }
       },
       log: opts.log,
@@ -186,7 +213,9 @@ export class Dataplane implements InPodHandlers {
     if (!("address" in origin) || origin.address === undefined) return origin;
     const owner = this.#workloadAt(origin.address);
     if (owner && !sameIdentity(identityOf(owner, this.#opts.trustDomain), peer)) {
-      return { refused: `source address ${origin.address} belongs to ${owner.namespace}/${owner.name} (${formatSpiffeId(identityOf(owner, this.#opts.trustDomain))}), not to the peer's identity ${formatSpiffeId(peer)}` };
+      return {
+        refused: `source address ${origin.address} belongs to ${owner.namespace}/${owner.name} (${formatSpiffeId(identityOf(owner, this.#opts.trustDomain))}), not to the peer's identity ${formatSpiffeId(peer)}`,
+      };
     }
     return origin;
   }
@@ -203,7 +232,13 @@ export class Dataplane implements InPodHandlers {
     const decision = this.#opts.policy.check({ ...source, destination: workload, destinationIp: destination.ip, destinationPort: destination.port });
     if (audit && decision.audit?.length) {
       this.#opts.log.info(
-        { event: "audit", policies: decision.audit, allowed: decision.allowed, src: { identity: source.source ? formatSpiffeId(source.source) : undefined, ip: source.sourceIp }, dst: { workload: workload.workloadName, namespace: workload.namespace, ip: destination.ip, port: destination.port } },
+        {
+          event: "audit",
+          policies: decision.audit,
+          allowed: decision.allowed,
+          src: { identity: source.source ? formatSpiffeId(source.source) : undefined, ip: source.sourceIp },
+          dst: { workload: workload.workloadName, namespace: workload.namespace, ip: destination.ip, port: destination.port },
+        },
         "connection matched an AUDIT policy",
       );
     }
@@ -332,7 +367,10 @@ export class Dataplane implements InPodHandlers {
       this.#opts.metrics.connectionClosed(labels, { sent: 0, received: 0 });
       const refusal = e instanceof OutboundFailure ? e.refusal : undefined;
       if (refusal) this.#opts.metrics.connectionsRefused.inc({ direction: "outbound", reason: refusal });
-      log.warn({ pod: podName, dst: originalDestination, err: e.message, code: e.code }, refusal ? "outbound connection refused" : "outbound connection failed");
+      log.warn(
+        { pod: podName, dst: originalDestination, err: e.message, code: e.code },
+        refusal ? "outbound connection refused" : "outbound connection failed",
+      );
       socket.destroy();
       this.#activeCaptured--;
     }
@@ -348,17 +386,32 @@ export class Dataplane implements InPodHandlers {
     switch (plan.route) {
       case "refuse":
         if (plan.workload) Object.assign(labels, this.#destinationLabels(plan.workload));
-        throw new OutboundFailure(plan.refusal === "no_endpoint" ? "AMBIT_E_NO_ENDPOINT" : plan.refusal === "self_connect" ? "AMBIT_E_SELF_CONNECT" : "AMBIT_E_AGENT_PORT", plan.reason, { refusal: plan.refusal });
+        throw new OutboundFailure(
+          plan.refusal === "no_endpoint" ? "AMBIT_E_NO_ENDPOINT" : plan.refusal === "self_connect" ? "AMBIT_E_SELF_CONNECT" : "AMBIT_E_AGENT_PORT",
+          plan.reason,
+          { refusal: plan.refusal },
+        );
       case "same-node": {
         // Same node: both ends are this agent's, so no TLS; the destination's policy still decides.
         Object.assign(labels, this.#destinationLabels(plan.workload), { connection_security_policy: "mutual_tls" });
-        const attributes: InboundAttributes = { source: c.sourceId, sourceIp: c.source.ip, destination: plan.workload, destinationIp: plan.workload.ip, destinationPort: plan.port };
+        const attributes: InboundAttributes = {
+          source: c.sourceId,
+          sourceIp: c.source.ip,
+          destination: plan.workload,
+          destinationIp: plan.workload.ip,
+          destinationPort: plan.port,
+        };
         const decision = this.#authorize(attributes, { ip: plan.workload.ip, port: plan.port }, true);
         if (!decision.allow) throw new OutboundFailure("AMBIT_E_POLICY_DENIED", `denied by policy: ${decision.reason}`, { status: 401 });
         const upstream = await this.#deliver(plan.workload.ip, plan.port);
         return {
           upstream,
-          asDestination: { labels: { ...labels, reporter: "destination" }, pod: `${plan.workload.namespace}/${plan.workload.name}`, ip: plan.workload.ip, port: plan.port },
+          asDestination: {
+            labels: { ...labels, reporter: "destination" },
+            pod: `${plan.workload.namespace}/${plan.workload.name}`,
+            ip: plan.workload.ip,
+            port: plan.port,
+          },
           untrack: this.#trackInbound(attributes, c.socket, upstream),
         };
       }
@@ -372,7 +425,10 @@ export class Dataplane implements InPodHandlers {
         try {
           const stream = await this.#openHbone(c, plan.ip, plan.port, undefined);
           const peer = this.#pool.peerOf(stream);
-          Object.assign(labels, { connection_security_policy: "mutual_tls", ...(peer ? { destination_principal: formatSpiffeId(peer), destination_workload_namespace: peer.namespace } : {}) });
+          Object.assign(labels, {
+            connection_security_policy: "mutual_tls",
+            ...(peer ? { destination_principal: formatSpiffeId(peer), destination_workload_namespace: peer.namespace } : {}),
+          });
           return { ...none, upstream: stream };
         } catch (err) {
           if (!(err instanceof HboneError) || !err.connectRefused) throw err;
@@ -409,15 +465,24 @@ export class Dataplane implements InPodHandlers {
     const answered = result.bToA;
     this.#opts.metrics.connectionClosed(c.labels, { sent: answered, received: asked });
     if (c.destinationView) {
-      this.#opts.log.info({ pod: c.pod, ...accessRecord(c.labels, c.srcIp, c.dst), bytesSent: answered, bytesReceived: asked, durationMs, status: 200, ...failure }, "connection closed");
+      this.#opts.log.info(
+        { pod: c.pod, ...accessRecord(c.labels, c.srcIp, c.dst), bytesSent: answered, bytesReceived: asked, durationMs, status: 200, ...failure },
+        "connection closed",
+      );
       return;
     }
-    this.#opts.log.info({ pod: c.pod, ...accessRecord(c.labels, c.srcIp, c.dst), bytesSent: asked, bytesReceived: answered, durationMs, ...failure }, "connection closed");
+    this.#opts.log.info(
+      { pod: c.pod, ...accessRecord(c.labels, c.srcIp, c.dst), bytesSent: asked, bytesReceived: answered, durationMs, ...failure },
+      "connection closed",
+    );
     const d = c.asDestination;
     if (!d) return;
     this.#opts.metrics.connectionClosed(d.labels, { sent: answered, received: asked });
     // The destination's view, as the HBONE server logs it: sent = answered, received = asked.
-    this.#opts.log.info({ pod: d.pod, ...accessRecord(d.labels, c.srcIp, d), bytesSent: answered, bytesReceived: asked, durationMs, status: 200, ...failure }, "connection closed");
+    this.#opts.log.info(
+      { pod: d.pod, ...accessRecord(d.labels, c.srcIp, d), bytesSent: answered, bytesReceived: asked, durationMs, status: 200, ...failure },
+      "connection closed",
+    );
   }
 
   /**
@@ -444,15 +509,33 @@ export class Dataplane implements InPodHandlers {
       this.#opts.metrics.connectionOpened(labels);
       this.#opts.metrics.connectionClosed(labels, { sent: 0, received: 0 });
       if (refusal) this.#opts.metrics.connectionsRefused.inc({ direction: "inbound", reason: "agent_port" });
-      this.#opts.log.info({ pod, ...accessRecord(labels, sourceIp, destination), reason: decision.reason }, refusal ? "connection refused" : "connection denied by policy");
+      this.#opts.log.info(
+        { pod, ...accessRecord(labels, sourceIp, destination), reason: decision.reason },
+        refusal ? "connection refused" : "connection denied by policy",
+      );
       conn.socket.destroy();
       return;
     }
     this.#activeCaptured++;
     this.#deliver(destination.ip, destination.port).then(
       (upstream) => {
-        const untrack = workload ? this.#trackInbound({ ...(sourceIp ? { sourceIp } : {}), destination: workload, destinationIp: destination.ip, destinationPort: destination.port }, conn.socket, upstream) : () => {};
-        const carried: Carried = { labels, asDestination: undefined, pod, srcIp: sourceIp, dst: destination, opened: performance.now(), untrack, destinationView: true };
+        const untrack = workload
+          ? this.#trackInbound(
+              { ...(sourceIp ? { sourceIp } : {}), destination: workload, destinationIp: destination.ip, destinationPort: destination.port },
+              conn.socket,
+              upstream,
+            )
+          : () => {};
+        const carried: Carried = {
+          labels,
+          asDestination: undefined,
+          pod,
+          srcIp: sourceIp,
+          dst: destination,
+          opened: performance.now(),
+          untrack,
+          destinationView: true,
+        };
         this.#opts.metrics.connectionOpened(labels);
         this.#opts.log.info({ pod, ...accessRecord(labels, sourceIp, destination) }, "connection opened");
         relay(conn.socket, upstream, (result) => this.#closed(carried, result));
@@ -474,7 +557,16 @@ export class Dataplane implements InPodHandlers {
       attributes,
       close: (reason) => {
         this.#liveInbound.delete(live);
-        this.#opts.log.warn({ event: "connection", reporter: "destination", src: { identity: attributes.source ? formatSpiffeId(attributes.source) : undefined, ip: attributes.sourceIp }, dst: { ip: attributes.destinationIp, port: attributes.destinationPort }, reason }, "live connection closed: policy now denies it");
+        this.#opts.log.warn(
+          {
+            event: "connection",
+            reporter: "destination",
+            src: { identity: attributes.source ? formatSpiffeId(attributes.source) : undefined, ip: attributes.sourceIp },
+            dst: { ip: attributes.destinationIp, port: attributes.destinationPort },
+            reason,
+          },
+          "live connection closed: policy now denies it",
+        );
         upstream.destroy();
         client.destroy();
       },
@@ -485,7 +577,10 @@ export class Dataplane implements InPodHandlers {
 
   /** The listener a connection arrived on names the pod, and so the identity this agent presents for it. */
   hbone(pod: PodRef, socket: net.Socket): void {
-    this.#server.acceptConnection(socket, this.#opts.credentialsFor({ trustDomain: this.#opts.trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount }));
+    this.#server.acceptConnection(
+      socket,
+      this.#opts.credentialsFor({ trustDomain: this.#opts.trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount }),
+    );
   }
 
   stats() {

@@ -86,9 +86,14 @@ export class EnrollmentController {
   constructor(opts: EnrollmentOptions) {
     this.#opts = opts;
     this.#log = opts.log.child({ component: "enrollment" });
-    this.#informers = new SharedInformers(opts.client, ["pods", "namespaces"], (resource, err) => this.#log.warn({ resource, err: String(err) }, "watch failed; restarting"), {
-      pods: podsOnNodePath(opts.nodeName),
-    });
+    this.#informers = new SharedInformers(
+      opts.client,
+      ["pods", "namespaces"],
+      (resource, err) => this.#log.warn({ resource, err: String(err) }, "watch failed; restarting"),
+      {
+        pods: podsOnNodePath(opts.nodeName),
+      },
+    );
     this.#queue = new WorkQueue((key) => this.#reconcile(key), {
       onError: (key, err) => this.#log.warn({ pod: key, err: String(err) }, "enrollment failed; will retry"),
     });
@@ -129,7 +134,15 @@ export class EnrollmentController {
     const key = `${req.namespace}/${req.name}`;
     const pod = await this.#opts.client.get(pathFor("v1", "pods", req.namespace, req.name));
     const namespace = this.#informers.get("namespaces", req.namespace) ?? (await this.#opts.client.get(pathFor("v1", "namespaces", undefined, req.namespace)));
-    this.#pods.set(key, { uid: req.uid, netnsPath: req.netnsPath, captured: false, reason: "", ips: req.ips, serviceAccount: "default", ...(req.containerId ? { containerId: req.containerId } : {}) });
+    this.#pods.set(key, {
+      uid: req.uid,
+      netnsPath: req.netnsPath,
+      captured: false,
+      reason: "",
+      ips: req.ips,
+      serviceAccount: "default",
+      ...(req.containerId ? { containerId: req.containerId } : {}),
+    });
     return this.#apply(key, pod, namespace);
   }
 
@@ -137,15 +150,20 @@ export class EnrollmentController {
    * CNI CHECK, read-only: the pod is in the state its labels ask for. `verifyCaptured` inspects the pod's netns
    * (rules present); a captured pod whose rules went missing is reported, not silently repaired.
    */
-  async podCheck(req: { namespace: string; name: string }, verifyCaptured: (netnsPath: string) => Promise<boolean>): Promise<{ ok: true; captured: boolean } | { ok: false; code: string; message: string }> {
+  async podCheck(
+    req: { namespace: string; name: string },
+    verifyCaptured: (netnsPath: string) => Promise<boolean>,
+  ): Promise<{ ok: true; captured: boolean } | { ok: false; code: string; message: string }> {
     const key = `${req.namespace}/${req.name}`;
     const pod = await this.#opts.client.get(pathFor("v1", "pods", req.namespace, req.name));
     const namespace = this.#informers.get("namespaces", req.namespace) ?? (await this.#opts.client.get(pathFor("v1", "namespaces", undefined, req.namespace)));
     const intent = captureIntent(namespace, pod);
     const tracked = this.#pods.get(key);
     if (!intent.capture) return { ok: true, captured: false };
-    if (!tracked?.captured || !tracked.netnsPath) return { ok: false, code: "AMBIT_E_CNI_CHECK", message: `pod ${key} should be captured (${intent.reason}) but this agent has not captured it` };
-    if (!(await verifyCaptured(tracked.netnsPath))) return { ok: false, code: "AMBIT_E_CNI_CHECK", message: `pod ${key} is captured but its capture rules are missing or partial in ${tracked.netnsPath}` };
+    if (!tracked?.captured || !tracked.netnsPath)
+      return { ok: false, code: "AMBIT_E_CNI_CHECK", message: `pod ${key} should be captured (${intent.reason}) but this agent has not captured it` };
+    if (!(await verifyCaptured(tracked.netnsPath)))
+      return { ok: false, code: "AMBIT_E_CNI_CHECK", message: `pod ${key} is captured but its capture rules are missing or partial in ${tracked.netnsPath}` };
     return { ok: true, captured: true };
   }
 
@@ -250,7 +268,15 @@ export class EnrollmentController {
   async podDeleted(req: { namespace: string; name: string }): Promise<void> {
     const key = `${req.namespace}/${req.name}`;
     const tracked = this.#pods.get(key);
-    if (tracked?.captured && tracked.netnsPath) await this.#opts.driver.release({ uid: tracked.uid, namespace: req.namespace, name: req.name, netnsPath: tracked.netnsPath, ips: tracked.ips, serviceAccount: tracked.serviceAccount });
+    if (tracked?.captured && tracked.netnsPath)
+      await this.#opts.driver.release({
+        uid: tracked.uid,
+        namespace: req.namespace,
+        name: req.name,
+        netnsPath: tracked.netnsPath,
+        ips: tracked.ips,
+        serviceAccount: tracked.serviceAccount,
+      });
     this.#pods.delete(key);
   }
 
@@ -258,7 +284,15 @@ export class EnrollmentController {
   snapshot(): PodEnrollment[] {
     return [...this.#pods.entries()].map(([key, t]) => {
       const { namespace, name } = splitKey(key);
-      return { namespace: namespace ?? "", name, uid: t.uid, captured: t.captured, reason: t.reason, ips: t.ips, ...(t.netnsPath ? { netnsPath: t.netnsPath } : {}) };
+      return {
+        namespace: namespace ?? "",
+        name,
+        uid: t.uid,
+        captured: t.captured,
+        reason: t.reason,
+        ips: t.ips,
+        ...(t.netnsPath ? { netnsPath: t.netnsPath } : {}),
+      };
     });
   }
 
@@ -339,7 +373,14 @@ export class EnrollmentController {
         tracked.reason = `${intent.reason}; waiting for the pod's network namespace`;
         return intent;
       }
-      const ref: PodRef = { uid: tracked.uid, namespace: pod.metadata.namespace ?? "", name: pod.metadata.name, netnsPath: tracked.netnsPath, ips: tracked.ips, serviceAccount: tracked.serviceAccount };
+      const ref: PodRef = {
+        uid: tracked.uid,
+        namespace: pod.metadata.namespace ?? "",
+        name: pod.metadata.name,
+        netnsPath: tracked.netnsPath,
+        ips: tracked.ips,
+        serviceAccount: tracked.serviceAccount,
+      };
       if (intent.capture) await this.#opts.driver.capture(ref);
       else await this.#opts.driver.release(ref);
       tracked.captured = intent.capture;
@@ -353,7 +394,9 @@ export class EnrollmentController {
     const value = captured ? "enabled" : "disabled";
     if (pod.metadata.annotations?.[REDIRECTION_ANNOTATION] === value) return;
     try {
-      await this.#opts.client.mergePatch(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name), { metadata: { annotations: { [REDIRECTION_ANNOTATION]: value } } });
+      await this.#opts.client.mergePatch(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name), {
+        metadata: { annotations: { [REDIRECTION_ANNOTATION]: value } },
+      });
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }

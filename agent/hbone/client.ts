@@ -115,7 +115,12 @@ export class HboneConnectionPool {
       this.#release(conn);
       this.#forget(conn);
       const goingAway = (err as { code?: string }).code === "ERR_HTTP2_GOAWAY_SESSION" || conn.session.closed || conn.session.destroyed;
-      throw new HboneError("AMBIT_E_HBONE_CONNECT", `cannot open a stream to ${req.dial.host}:${req.dial.port}: ${(err as Error).message}`, undefined, goingAway);
+      throw new HboneError(
+        "AMBIT_E_HBONE_CONNECT",
+        `cannot open a stream to ${req.dial.host}:${req.dial.port}: ${(err as Error).message}`,
+        undefined,
+        goingAway,
+      );
     }
     this.#releaseOnClose(stream, conn);
     // Errors can be emitted more than once (a session failure reaches every stream); the handlers below settle
@@ -129,15 +134,20 @@ export class HboneConnectionPool {
         stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM ||
         (err as { code?: string } | undefined)?.code === "ERR_HTTP2_GOAWAY_SESSION" ||
         (conn.goawayLastStreamId !== undefined && stream.id !== undefined && stream.id > conn.goawayLastStreamId);
-      const where = () => `${req.dial.host}:${req.dial.port} (stream ${stream.id ?? "-"}${conn.goawayLastStreamId !== undefined ? `, peer going away after stream ${conn.goawayLastStreamId}` : ""})`;
-      const failed = (err: Error) => reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE stream to ${where()} failed: ${err.message}`, undefined, notProcessed(err)));
+      const where = () =>
+        `${req.dial.host}:${req.dial.port} (stream ${stream.id ?? "-"}${conn.goawayLastStreamId !== undefined ? `, peer going away after stream ${conn.goawayLastStreamId}` : ""})`;
+      const failed = (err: Error) =>
+        reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE stream to ${where()} failed: ${err.message}`, undefined, notProcessed(err)));
       // With TLS 1.3 the server checks the client certificate after the client considers the handshake done:
       // a refused client sees its connection close with no answer.
       const closedUnanswered = () =>
         reject(
           notProcessed()
             ? new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${where()} did not take the stream (going away)`, undefined, true)
-            : new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${where()} closed the stream without answering (is this agent's certificate trusted there?)`),
+            : new HboneError(
+                "AMBIT_E_HBONE_CONNECT",
+                `HBONE server at ${where()} closed the stream without answering (is this agent's certificate trusted there?)`,
+              ),
         );
       stream.once("error", failed);
       stream.once("close", closedUnanswered);
@@ -153,7 +163,13 @@ export class HboneConnectionPool {
         }
         const reason = String(h["x-ambit-reason"] ?? "");
         stream.close();
-        reject(new HboneError("AMBIT_E_HBONE_REJECTED", `HBONE server at ${req.dial.host}:${req.dial.port} answered ${status}${reason ? `: ${reason}` : ""}`, status));
+        reject(
+          new HboneError(
+            "AMBIT_E_HBONE_REJECTED",
+            `HBONE server at ${req.dial.host}:${req.dial.port} answered ${status}${reason ? `: ${reason}` : ""}`,
+            status,
+          ),
+        );
       });
     });
   }
@@ -220,10 +236,18 @@ export class HboneConnectionPool {
   async #dial(key: string, req: OpenStreamRequest): Promise<PooledConnection> {
     let tcp: net.Socket;
     try {
-      tcp = this.#opts.connect ? await this.#opts.connect(req.dial.host, req.dial.port, req) : await defaultConnect(req.dial.host, req.dial.port, this.#opts.connectTimeoutMs);
+      tcp = this.#opts.connect
+        ? await this.#opts.connect(req.dial.host, req.dial.port, req)
+        : await defaultConnect(req.dial.host, req.dial.port, this.#opts.connectTimeoutMs);
     } catch (err) {
       const refused = (err as NodeJS.ErrnoException).code === "ECONNREFUSED";
-      throw new HboneError("AMBIT_E_HBONE_CONNECT", `cannot connect to ${req.dial.host}:${req.dial.port} (${(err as Error).message}); is a NetworkPolicy blocking HBONE port ${req.dial.port}?`, undefined, false, refused);
+      throw new HboneError(
+        "AMBIT_E_HBONE_CONNECT",
+        `cannot connect to ${req.dial.host}:${req.dial.port} (${(err as Error).message}); is a NetworkPolicy blocking HBONE port ${req.dial.port}?`,
+        undefined,
+        false,
+        refused,
+      );
     }
     const credentials = this.#opts.getClientCredentials(req.source);
     const expected = req.expectedIdentity ? formatSpiffeId(req.expectedIdentity) : "any identity of the trust bundle";
@@ -231,7 +255,12 @@ export class HboneConnectionPool {
     const secured = await new Promise<tls.TLSSocket>((resolve, reject) => {
       const socket = tls.connect({
         socket: tcp,
-        secureContext: tls.createSecureContext({ cert: credentials.certChainPem, key: credentials.keyPem, ca: typeof this.#opts.trustBundlePem === "function" ? this.#opts.trustBundlePem() : this.#opts.trustBundlePem, minVersion: "TLSv1.3" }),
+        secureContext: tls.createSecureContext({
+          cert: credentials.certChainPem,
+          key: credentials.keyPem,
+          ca: typeof this.#opts.trustBundlePem === "function" ? this.#opts.trustBundlePem() : this.#opts.trustBundlePem,
+          minVersion: "TLSv1.3",
+        }),
         ALPNProtocols: ["h2"],
         rejectUnauthorized: true,
         // The server is identified by its SPIFFE ID, not a host name.
@@ -239,12 +268,18 @@ export class HboneConnectionPool {
           try {
             const id = spiffeIdFromCertificate(new X509Certificate(cert.raw));
             if (req.expectedIdentity && !sameIdentity(id, req.expectedIdentity)) {
-              return new HboneError("AMBIT_E_HBONE_IDENTITY", `HBONE server at ${req.dial.host}:${req.dial.port} is ${formatSpiffeId(id)}, expected ${expected}`);
+              return new HboneError(
+                "AMBIT_E_HBONE_IDENTITY",
+                `HBONE server at ${req.dial.host}:${req.dial.port} is ${formatSpiffeId(id)}, expected ${expected}`,
+              );
             }
             peer = id;
             return undefined;
           } catch (err) {
-            return new HboneError("AMBIT_E_HBONE_IDENTITY", `HBONE server at ${req.dial.host}:${req.dial.port} has no valid SPIFFE identity: ${(err as Error).message}`);
+            return new HboneError(
+              "AMBIT_E_HBONE_IDENTITY",
+              `HBONE server at ${req.dial.host}:${req.dial.port} has no valid SPIFFE identity: ${(err as Error).message}`,
+            );
           }
         },
       });
@@ -271,7 +306,9 @@ export class HboneConnectionPool {
         resolve();
       });
       session.once("error", reject);
-      session.once("close", () => reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${req.dial.host}:${req.dial.port} closed the connection during setup`)));
+      session.once("close", () =>
+        reject(new HboneError("AMBIT_E_HBONE_CONNECT", `HBONE server at ${req.dial.host}:${req.dial.port} closed the connection during setup`)),
+      );
     });
     const list = this.#pool.get(key) ?? [];
     list.push(conn);

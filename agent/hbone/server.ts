@@ -65,7 +65,10 @@ interface TunnelEnds {
 
 /** The default source-address rule: the peer address, and no claim of another one. */
 export function peerAddressOnly(_peer: SpiffeId, peerAddress: string | undefined, claimed: string | undefined): SourceAddressResult {
-  if (claimed !== undefined && claimed !== peerAddress) return { refused: `the client claims source address ${claimed} but connects from ${peerAddress ?? "an unknown address"}; only a waypoint may forward for another address` };
+  if (claimed !== undefined && claimed !== peerAddress)
+    return {
+      refused: `the client claims source address ${claimed} but connects from ${peerAddress ?? "an unknown address"}; only a waypoint may forward for another address`,
+    };
   return { address: peerAddress };
 }
 
@@ -88,7 +91,12 @@ class Tunnel {
   readonly #counts: RelayCounts;
   #closed = false;
 
-  constructor(ends: TunnelEnds, stream: http2.ServerHttp2Stream, upstream: net.Socket, ended: (tunnel: Tunnel, status: number, counts: RelayCounts, error?: string) => void) {
+  constructor(
+    ends: TunnelEnds,
+    stream: http2.ServerHttp2Stream,
+    upstream: net.Socket,
+    ended: (tunnel: Tunnel, status: number, counts: RelayCounts, error?: string) => void,
+  ) {
     this.ends = ends;
     this.#stream = stream;
     this.#upstream = upstream;

@@ -47,9 +47,14 @@ export class ControllerCaClient implements CertificateIssuer {
     const identity = formatSpiffeId(id);
     const { privateKey } = generateP256();
     const csr = derToPem(buildCsr(privateKey, identity), "CERTIFICATE REQUEST");
-    const token = (await fs.readFile(this.#opts.tokenFile, "utf8").catch((err: Error) => {
-      throw new CaRequestError("AMBIT_E_CA_TOKEN", `cannot read the CA token ${this.#opts.tokenFile} (${err.message}); mount a projected serviceAccountToken with audience ambit-ca there`);
-    })).trim();
+    const token = (
+      await fs.readFile(this.#opts.tokenFile, "utf8").catch((err: Error) => {
+        throw new CaRequestError(
+          "AMBIT_E_CA_TOKEN",
+          `cannot read the CA token ${this.#opts.tokenFile} (${err.message}); mount a projected serviceAccountToken with audience ambit-ca there`,
+        );
+      })
+    ).trim();
     const { status, body } = await this.#post(JSON.stringify({ csr }), token);
     if (status !== 200) {
       const err = (body ?? {}) as Partial<CaErrorBody>;
@@ -60,7 +65,12 @@ export class ControllerCaClient implements CertificateIssuer {
       throw new CaRequestError("AMBIT_E_CA_BAD_ANSWER", `the CA answered 200 for ${identity} without a certificate chain, trust bundle and expiry`);
     }
     this.#latestBundle = answer.trustBundle;
-    return { identity, certChainPem: answer.certChain.join(""), keyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string, notAfter: new Date(answer.notAfter) };
+    return {
+      identity,
+      certChainPem: answer.certChain.join(""),
+      keyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+      notAfter: new Date(answer.notAfter),
+    };
   }
 
   #post(payload: string, token: string): Promise<{ status: number; body: unknown }> {
@@ -93,7 +103,14 @@ export class ControllerCaClient implements CertificateIssuer {
         },
       );
       req.on("timeout", () => req.destroy(new Error("timed out")));
-      req.on("error", (err) => reject(new CaRequestError("AMBIT_E_CA_UNREACHABLE", `cannot reach the CA at ${this.#opts.host}:${this.#opts.port} (${err.message}); is the ambit-controller running?`)));
+      req.on("error", (err) =>
+        reject(
+          new CaRequestError(
+            "AMBIT_E_CA_UNREACHABLE",
+            `cannot reach the CA at ${this.#opts.host}:${this.#opts.port} (${err.message}); is the ambit-controller running?`,
+          ),
+        ),
+      );
       req.end(payload);
     });
   }

@@ -40,7 +40,6 @@ interface PodListeners {
   netns: string;
 }
 
-
 export class InPodCaptureDriver implements CaptureDriver {
   readonly #opts: InPodDriverOptions;
   readonly #pods = new Map<string, PodListeners>();
@@ -99,7 +98,9 @@ export class InPodCaptureDriver implements CaptureDriver {
 
   /** Removes the rules, then closes the listeners (which also lets the pod's netns go away). */
   async release(pod: PodRef): Promise<void> {
-    await removeCaptureRules(pod.netnsPath).catch((err: unknown) => this.#opts.log.warn({ pod: `${pod.namespace}/${pod.name}`, err: String(err) }, "removing capture rules failed (netns gone?)"));
+    await removeCaptureRules(pod.netnsPath).catch((err: unknown) =>
+      this.#opts.log.warn({ pod: `${pod.namespace}/${pod.name}`, err: String(err) }, "removing capture rules failed (netns gone?)"),
+    );
     const entry = this.#pods.get(pod.uid);
     this.#pods.delete(pod.uid);
     for (const server of entry?.servers ?? []) server.close();

@@ -17,7 +17,10 @@ export interface PodNetnsFinderOptions {
 async function ipAddresses(netnsPath: string): Promise<string[]> {
   const { stdout } = await run("ip", ["-j", "addr", "show"], { netns: netnsPath, timeoutMs: 5_000 });
   const links = JSON.parse(stdout || "[]") as Array<{ ifname?: string; addr_info?: Array<{ local?: string }> }>;
-  return links.filter((l) => l.ifname !== "lo").flatMap((l) => (l.addr_info ?? []).map((a) => a.local ?? "")).filter(Boolean);
+  return links
+    .filter((l) => l.ifname !== "lo")
+    .flatMap((l) => (l.addr_info ?? []).map((a) => a.local ?? ""))
+    .filter(Boolean);
 }
 
 /** dev:ino of a netns file: two paths to one namespace have the same; undefined when the file is gone. */

@@ -83,11 +83,34 @@ export class AgentMetrics {
     tcp("istio_tcp_received_bytes_total", "Total bytes received during request in case of a TCP connection", "received");
     this.podsCaptured = new Gauge({ name: "ambit_pods_captured", help: "Pods on this node whose traffic the agent captures", registers });
     this.hboneConnections = new Gauge({ name: "ambit_hbone_connections", help: "Open HBONE (mTLS HTTP/2) connections", labelNames: ["direction"], registers });
-    this.hboneStreams = new Gauge({ name: "ambit_hbone_streams", help: "Open HBONE streams (one per proxied TCP connection)", labelNames: ["direction"], registers });
-    this.certificateExpiry = new Gauge({ name: "ambit_certificate_expiration_timestamp_seconds", help: "Expiry of the workload certificate the agent holds for an identity", labelNames: ["identity"], registers });
-    this.connectionsRevoked = new Counter({ name: "ambit_policy_revoked_connections_total", help: "Live connections closed because a policy change denies them", registers });
-    this.cniDeletes = new Counter({ name: "ambit_cni_deletes_total", help: "CNI DEL requests by outcome: released, or kept because the pod still runs or the API could not confirm", labelNames: ["outcome"], registers });
-    this.captureRepairs = new Counter({ name: "ambit_capture_repairs_total", help: "Captured pods whose rules or listeners had gone missing and were installed again", registers });
+    this.hboneStreams = new Gauge({
+      name: "ambit_hbone_streams",
+      help: "Open HBONE streams (one per proxied TCP connection)",
+      labelNames: ["direction"],
+      registers,
+    });
+    this.certificateExpiry = new Gauge({
+      name: "ambit_certificate_expiration_timestamp_seconds",
+      help: "Expiry of the workload certificate the agent holds for an identity",
+      labelNames: ["identity"],
+      registers,
+    });
+    this.connectionsRevoked = new Counter({
+      name: "ambit_policy_revoked_connections_total",
+      help: "Live connections closed because a policy change denies them",
+      registers,
+    });
+    this.cniDeletes = new Counter({
+      name: "ambit_cni_deletes_total",
+      help: "CNI DEL requests by outcome: released, or kept because the pod still runs or the API could not confirm",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.captureRepairs = new Counter({
+      name: "ambit_capture_repairs_total",
+      help: "Captured pods whose rules or listeners had gone missing and were installed again",
+      registers,
+    });
     this.connectionsRefused = new Counter({
       name: "ambit_connections_refused_total",
       help: "Connections and HBONE streams refused before policy: to the agent's own ports (agent_port, self_connect), a claimed source address that is not the peer's (source_address), a service without endpoints (no_endpoint)",

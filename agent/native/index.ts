@@ -115,7 +115,13 @@ export function connectMarked(host: string, port: number, mark: number, netnsPat
     // listener deletes a key of the socket's listener table, which turns it into a dictionary of ~450 bytes,
     // for every connection the agent delivers.
     let connected = false;
-    const timer = timeoutMs === undefined ? undefined : setTimeout(() => socket.destroy(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: "ETIMEDOUT" })), timeoutMs);
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () => socket.destroy(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: "ETIMEDOUT" })),
+            timeoutMs,
+          );
     socket.on("error", (err) => {
       if (connected) return;
       clearTimeout(timer);

@@ -85,7 +85,8 @@ export function resolveDestination(index: WorkloadIndex, ip: string, port: numbe
     if (ready.length === 0) return { kind: "no-endpoint", service, port };
     const pick = ready[Math.floor(random() * ready.length)]!;
     const workload = index.workloadByIp(pick.ip);
-    if (!workload) return { kind: "passthrough", ip: pick.ip, port: pick.port, reason: `endpoint ${pick.ip} of ${service.namespace}/${service.name} is not a known pod` };
+    if (!workload)
+      return { kind: "passthrough", ip: pick.ip, port: pick.port, reason: `endpoint ${pick.ip} of ${service.namespace}/${service.name} is not a known pod` };
     return { kind: "workload", workload, port: pick.port, service };
   }
   const workload = index.workloadByIp(ip);

@@ -58,7 +58,8 @@ function one(): Promise<void> {
     });
     req.on("timeout", () => req.destroy(Object.assign(new Error("timeout"), { code: "ETIMEDOUT" })));
     req.on("error", (err: NodeJS.ErrnoException) => {
-      const kind = err.code === "ECONNREFUSED" ? "refused" : err.code === "ECONNRESET" || err.code === "EPIPE" ? "reset" : err.code === "ETIMEDOUT" ? "timeout" : "other";
+      const kind =
+        err.code === "ECONNREFUSED" ? "refused" : err.code === "ECONNRESET" || err.code === "EPIPE" ? "reset" : err.code === "ETIMEDOUT" ? "timeout" : "other";
       fail(kind, err.code ?? err.message);
     });
   });

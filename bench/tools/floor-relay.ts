@@ -52,7 +52,14 @@ if (kind === "tcp") {
     })
     .listen(listenPort, "127.0.0.1", ready);
 } else if (kind === "hbone" && role === "dest") {
-  const server = http2.createSecureServer({ ca: certs("ca.pem"), cert: certs("cert.pem"), key: certs("key.pem"), requestCert: true, rejectUnauthorized: true, settings: HBONE_SETTINGS.settings });
+  const server = http2.createSecureServer({
+    ca: certs("ca.pem"),
+    cert: certs("cert.pem"),
+    key: certs("key.pem"),
+    requestCert: true,
+    rejectUnauthorized: true,
+    settings: HBONE_SETTINGS.settings,
+  });
   server.on("session", (s) => s.once("connect", () => s.setLocalWindowSize(HBONE_SETTINGS.connectionWindow)));
   server.on("stream", (stream, headers) => {
     const [host, port] = String(headers[":authority"]).split(":") as [string, string];

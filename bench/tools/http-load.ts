@@ -16,7 +16,14 @@ function parseArgs(argv: string[]): Args {
     return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback;
   };
   const [host, port] = get("target", "127.0.0.1:8080").split(":");
-  return { mode: get("mode", "rate") as Args["mode"], host: host!, port: Number(port), rate: Number(get("rate", "1000")), seconds: Number(get("seconds", "10")), connections: Number(get("connections", "16")) };
+  return {
+    mode: get("mode", "rate") as Args["mode"],
+    host: host!,
+    port: Number(port),
+    rate: Number(get("rate", "1000")),
+    seconds: Number(get("seconds", "10")),
+    connections: Number(get("connections", "16")),
+  };
 }
 
 const REQUEST = (host: string) => Buffer.from(`GET / HTTP/1.1\r\nhost: ${host}\r\n\r\n`);
@@ -121,7 +128,18 @@ async function rate(args: Args) {
   const elapsed = (performance.now() - start) / 1000;
   for (const c of conns) c.socket.destroy();
   latencies.sort((a, b) => a - b);
-  return { mode: "rate", targetRate: args.rate, achievedRate: round(latencies.length / elapsed, 1), requests: latencies.length, errors, dropped, p50Ms: round(percentile(latencies, 50)), p90Ms: round(percentile(latencies, 90)), p99Ms: round(percentile(latencies, 99)), maxMs: round(latencies.at(-1) ?? NaN) };
+  return {
+    mode: "rate",
+    targetRate: args.rate,
+    achievedRate: round(latencies.length / elapsed, 1),
+    requests: latencies.length,
+    errors,
+    dropped,
+    p50Ms: round(percentile(latencies, 50)),
+    p90Ms: round(percentile(latencies, 90)),
+    p99Ms: round(percentile(latencies, 99)),
+    maxMs: round(latencies.at(-1) ?? NaN),
+  };
 }
 
 /** Closed loop: every connection sends its next request as soon as the previous answer arrives. */
@@ -167,7 +185,13 @@ async function connect(args: Args) {
       }
     }),
   );
-  return { mode: "connect", workers: args.connections, connectionsPerSecond: round(done / ((performance.now() - start) / 1000), 1), connectionsMade: done, errors };
+  return {
+    mode: "connect",
+    workers: args.connections,
+    connectionsPerSecond: round(done / ((performance.now() - start) / 1000), 1),
+    connectionsMade: done,
+    errors,
+  };
 }
 
 /** Opens N keep-alive connections, makes one request on each, reports, then holds them until stdin closes or SIGTERM. */

@@ -67,7 +67,11 @@ export function loadInstallerConfig(env: NodeJS.ProcessEnv = process.env): Insta
     pluginCredentials: undefined,
     readyFile: env.AMBIT_CNI_READY_FILE ? absolute("AMBIT_CNI_READY_FILE", "") : undefined,
     timeoutMs: int("AMBIT_CNI_TIMEOUT_MS", 10_000, 100, 120_000),
-    excludeNamespaces: env.AMBIT_CNI_EXCLUDE_NAMESPACES ? env.AMBIT_CNI_EXCLUDE_NAMESPACES.split(",").map((n) => n.trim()).filter(Boolean) : undefined,
+    excludeNamespaces: env.AMBIT_CNI_EXCLUDE_NAMESPACES
+      ? env.AMBIT_CNI_EXCLUDE_NAMESPACES.split(",")
+          .map((n) => n.trim())
+          .filter(Boolean)
+      : undefined,
     rescanMs: int("AMBIT_CNI_RESCAN_MS", 5_000, 100, 600_000),
     podName: env.POD_NAME || undefined,
     podNamespace: env.POD_NAMESPACE || "ambit-system",

@@ -24,19 +24,25 @@ function parse(text: string, file: string): Record<string, unknown> {
   } catch (err) {
     throw new CniConfigError(`${file} is not valid JSON (${(err as Error).message}); fix or remove it, Ambit leaves it as it is`);
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new CniConfigError(`${file} is not a CNI network configuration (a JSON object)`);
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new CniConfigError(`${file} is not a CNI network configuration (a JSON object)`);
   return value as Record<string, unknown>;
 }
 
 /** The file as a plugin list: a `.conf` single plugin becomes a list of one, with its name and version lifted up. */
 function asList(conf: Record<string, unknown>, file: string): ConfList {
   if (Array.isArray(conf.plugins)) {
-    if (!conf.plugins.every((p) => typeof p === "object" && p !== null && typeof (p as { type?: unknown }).type === "string")) throw new CniConfigError(`${file}: every entry of "plugins" needs a "type"`);
+    if (!conf.plugins.every((p) => typeof p === "object" && p !== null && typeof (p as { type?: unknown }).type === "string"))
+      throw new CniConfigError(`${file}: every entry of "plugins" needs a "type"`);
     return conf as ConfList;
   }
   if (typeof conf.type !== "string") throw new CniConfigError(`${file} has neither "plugins" nor a plugin "type": not a CNI network configuration`);
   const { cniVersion, name, ...plugin } = conf;
-  return { ...(cniVersion !== undefined ? { cniVersion: cniVersion as string } : {}), ...(name !== undefined ? { name: name as string } : {}), plugins: [plugin] };
+  return {
+    ...(cniVersion !== undefined ? { cniVersion: cniVersion as string } : {}),
+    ...(name !== undefined ? { name: name as string } : {}),
+    plugins: [plugin],
+  };
 }
 
 const isAmbit = (p: Record<string, unknown>) => p.type === PLUGIN_TYPE;

@@ -8,7 +8,16 @@ import { CniInstaller } from "./installer.ts";
 
 const config = loadInstallerConfig();
 const log = pino({ level: config.logLevel, base: { component: "cni-installer" } });
-const installer = new CniInstaller({ confDir: config.confDir, binDir: config.binDir, pluginSource: config.pluginSource, ambitConfig: ambitChainEntry(config), rescanMs: config.rescanMs, pluginCredentials: config.pluginCredentials, readyFile: config.readyFile, log });
+const installer = new CniInstaller({
+  confDir: config.confDir,
+  binDir: config.binDir,
+  pluginSource: config.pluginSource,
+  ambitConfig: ambitChainEntry(config),
+  rescanMs: config.rescanMs,
+  pluginCredentials: config.pluginCredentials,
+  readyFile: config.readyFile,
+  log,
+});
 const stop = new AbortController();
 for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => stop.abort());
 await installer.run(stop.signal);

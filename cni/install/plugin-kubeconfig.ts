@@ -33,7 +33,15 @@ export async function pluginKubeconfig(creds: InClusterCredentials): Promise<str
 }
 
 /** In-cluster credentials from the environment a pod gets, or undefined outside a cluster. */
-export function inClusterCredentials(env: NodeJS.ProcessEnv, serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"): InClusterCredentials | undefined {
+export function inClusterCredentials(
+  env: NodeJS.ProcessEnv,
+  serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount",
+): InClusterCredentials | undefined {
   if (!env.KUBERNETES_SERVICE_HOST || !env.KUBERNETES_SERVICE_PORT) return undefined;
-  return { host: env.KUBERNETES_SERVICE_HOST, port: env.KUBERNETES_SERVICE_PORT, tokenFile: path.join(serviceAccountDir, "token"), caFile: path.join(serviceAccountDir, "ca.crt") };
+  return {
+    host: env.KUBERNETES_SERVICE_HOST,
+    port: env.KUBERNETES_SERVICE_PORT,
+    tokenFile: path.join(serviceAccountDir, "token"),
+    caFile: path.join(serviceAccountDir, "ca.crt"),
+  };
 }

@@ -1,7 +1,17 @@
 // Validates AuthorizationPolicy and PeerAuthentication objects and compiles them to L4 rules, with status conditions saying what is enforced where.
 import net from "node:net";
 import type { KubeObject } from "../../kube/client.ts";
-import { type CompiledAuthorization, type CompiledCondition, type CompiledOperation, type CompiledPeerAuthentication, type CompiledRule, type CompiledSource, L4_CONDITION_KEYS, type L4ConditionKey, type MtlsMode } from "../../contract/authorization.ts";
+import {
+  type CompiledAuthorization,
+  type CompiledCondition,
+  type CompiledOperation,
+  type CompiledPeerAuthentication,
+  type CompiledRule,
+  type CompiledSource,
+  L4_CONDITION_KEYS,
+  type L4ConditionKey,
+  type MtlsMode,
+} from "../../contract/authorization.ts";
 
 export interface Condition {
   type: "Accepted";
@@ -18,7 +28,16 @@ export interface CompileResult<T> {
 }
 
 const L7_SOURCE_FIELDS = ["requestPrincipals", "notRequestPrincipals"] as const;
-const L4_SOURCE_FIELDS = ["principals", "notPrincipals", "namespaces", "notNamespaces", "ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"] as const;
+const L4_SOURCE_FIELDS = [
+  "principals",
+  "notPrincipals",
+  "namespaces",
+  "notNamespaces",
+  "ipBlocks",
+  "notIpBlocks",
+  "remoteIpBlocks",
+  "notRemoteIpBlocks",
+] as const;
 const L7_OPERATION_FIELDS = ["hosts", "notHosts", "methods", "notMethods", "paths", "notPaths"] as const;
 const L4_OPERATION_FIELDS = ["ports", "notPorts"] as const;
 const MODES: MtlsMode[] = ["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
@@ -55,7 +74,8 @@ function cidrList(v: unknown, path: string): string[] {
     const [ip, bits, extra] = block.split("/");
     const family = net.isIP(ip ?? "");
     const max = family === 6 ? 128 : 32;
-    if (!family || extra !== undefined || (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > max))) throw new Invalid(`${path}[${i}]: "${block}" is not an IP address or CIDR block`);
+    if (!family || extra !== undefined || (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > max)))
+      throw new Invalid(`${path}[${i}]: "${block}" is not an IP address or CIDR block`);
   });
   return list;
 }
@@ -75,7 +95,8 @@ function selectorOf(spec: Record<string, unknown>): Record<string, string> | und
   onlyKnown(spec.selector, ["matchLabels"], "spec.selector");
   const labels = spec.selector.matchLabels;
   if (labels === undefined) return undefined;
-  if (!isObject(labels) || !Object.values(labels).every((v) => typeof v === "string")) throw new Invalid("spec.selector.matchLabels: must map label names to string values");
+  if (!isObject(labels) || !Object.values(labels).every((v) => typeof v === "string"))
+    throw new Invalid("spec.selector.matchLabels: must map label names to string values");
   return labels as Record<string, string>;
 }
 
@@ -99,7 +120,11 @@ function scopeOf(spec: Record<string, unknown>): Scope {
     const sel = spec.selector;
     if (!isObject(sel)) return {};
     const keys = Object.keys(sel);
-    const labels = isObject(sel.matchLabels) ? sel.matchLabels : keys.length === 1 && isObject(sel[keys[0]!]) ? (sel[keys[0]!] as Record<string, unknown>) : undefined;
+    const labels = isObject(sel.matchLabels)
+      ? sel.matchLabels
+      : keys.length === 1 && isObject(sel[keys[0]!])
+        ? (sel[keys[0]!] as Record<string, unknown>)
+        : undefined;
     if (!labels) return {};
     const selector: Record<string, string> = {};
     const selectorKeys: string[] = [];
@@ -235,37 +260,52 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
     if (!isObject(obj.spec) && obj.spec !== undefined) throw new Invalid("spec: must be an object");
     onlyKnown(spec, AUTHZ_SPEC_FIELDS, "spec");
     if (action !== "ALLOW" && action !== "DENY" && action !== "AUDIT") {
-      throw new Invalid(`spec.action: "${String(action)}" is not enforced by Ambit (use ALLOW, DENY or AUDIT; CUSTOM needs an external authorizer Ambit does not have)`);
+      throw new Invalid(
+        `spec.action: "${String(action)}" is not enforced by Ambit (use ALLOW, DENY or AUDIT; CUSTOM needs an external authorizer Ambit does not have)`,
+      );
     }
     if (spec.provider !== undefined) throw new Invalid("spec.provider: belongs to action CUSTOM, which Ambit does not enforce");
     selectorOf(spec);
     // A policy bound by targetRefs is meant for a waypoint. Reading it as namespace-wide would widen ALLOWs of
     // workloads that have other ALLOW policies, so it is refused (fail closed) until waypoints enforce it.
     for (const field of ["targetRef", "targetRefs"]) {
-      if (spec[field] !== undefined) throw new Invalid(`spec.${field}: binds the policy to a waypoint, which Ambit does not enforce yet; use spec.selector for enforcement by the node agents`);
+      if (spec[field] !== undefined)
+        throw new Invalid(
+          `spec.${field}: binds the policy to a waypoint, which Ambit does not enforce yet; use spec.selector for enforcement by the node agents`,
+        );
     }
     if (spec.rules !== undefined && !Array.isArray(spec.rules)) throw new Invalid("spec.rules: must be a list");
     const outcomes = ((spec.rules as unknown[] | undefined) ?? []).map((r, i) => compileRule(r, `spec.rules[${i}]`));
     const values = outcomes.reduce((n, o) => n + valueCount(o.rule), 0);
-    if (values > MAX_POLICY_VALUES) throw new Invalid(`spec.rules: ${values} values (principals, namespaces, blocks, ports, conditions) in one policy, more than the ${MAX_POLICY_VALUES} an agent accepts; aggregate IP blocks into wider CIDRs or split the policy`);
+    if (values > MAX_POLICY_VALUES)
+      throw new Invalid(
+        `spec.rules: ${values} values (principals, namespaces, blocks, ports, conditions) in one policy, more than the ${MAX_POLICY_VALUES} an agent accepts; aggregate IP blocks into wider CIDRs or split the policy`,
+      );
     const notes: string[] = [];
     const rules: CompiledRule[] = [];
     outcomes.forEach((o, i) => {
       if (o.l7.length === 0) return void rules.push(o.rule);
-      if (action === "ALLOW") notes.push(`rule ${i} needs L7 (${o.l7.join(", ")}): dropped for L4 enforcement, so it allows nothing until a waypoint enforces it`);
+      if (action === "ALLOW")
+        notes.push(`rule ${i} needs L7 (${o.l7.join(", ")}): dropped for L4 enforcement, so it allows nothing until a waypoint enforces it`);
       else {
         rules.push(o.rule);
-        notes.push(`rule ${i} needs L7 (${o.l7.join(", ")}): ${action === "DENY" ? "enforced on its L4 parts only, so it denies more" : "audited on its L4 parts only, so it logs more"}; attach a waypoint to enforce it exactly`);
+        notes.push(
+          `rule ${i} needs L7 (${o.l7.join(", ")}): ${action === "DENY" ? "enforced on its L4 parts only, so it denies more" : "audited on its L4 parts only, so it logs more"}; attach a waypoint to enforce it exactly`,
+        );
       }
     });
     const compiled: CompiledAuthorization = { ...base, action, rules };
-    const accepted = action === "AUDIT" ? "audited at L4 by the destination node agents (logged, never changes a decision)" : "enforced at L4 by the destination node agents";
-    return notes.length ? { compiled, condition: condition("True", "PartiallyEnforced", notes.join("; "), obj.metadata.generation) } : { compiled, condition: condition("True", "Accepted", accepted, obj.metadata.generation) };
+    const accepted =
+      action === "AUDIT" ? "audited at L4 by the destination node agents (logged, never changes a decision)" : "enforced at L4 by the destination node agents";
+    return notes.length
+      ? { compiled, condition: condition("True", "PartiallyEnforced", notes.join("; "), obj.metadata.generation) }
+      : { compiled, condition: condition("True", "Accepted", accepted, obj.metadata.generation) };
   } catch (err) {
     if (!(err instanceof Invalid)) throw err;
     const failed: CompiledAuthorization["action"] = action === "DENY" ? "DENY" : action === "AUDIT" ? "AUDIT" : "ALLOW";
     const scope = base.selector || base.selectorKeys ? "it could have selected" : "it selects";
-    const outcome = failed === "DENY" ? `denying everything ${scope}` : failed === "AUDIT" ? "auditing nothing" : `allowing nothing through it for the workloads ${scope}`;
+    const outcome =
+      failed === "DENY" ? `denying everything ${scope}` : failed === "AUDIT" ? "auditing nothing" : `allowing nothing through it for the workloads ${scope}`;
     return {
       compiled: { ...base, action: failed, rules: failed === "DENY" ? [{}] : [] },
       condition: condition("False", "Invalid", `${err.message}; not applied as written: ${outcome} until fixed`, obj.metadata.generation),

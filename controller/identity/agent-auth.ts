@@ -31,7 +31,13 @@ export class AgentAuthenticator {
 
   async authenticate(authorization: string | undefined): Promise<AgentAuthentication> {
     const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1];
-    if (!token) return { ok: false, status: 401, code: CaRefusalCode.unauthenticated, reason: "no bearer token: send the agent's projected service-account token (audience ambit-ca)" };
+    if (!token)
+      return {
+        ok: false,
+        status: 401,
+        code: CaRefusalCode.unauthenticated,
+        reason: "no bearer token: send the agent's projected service-account token (audience ambit-ca)",
+      };
     const key = createHash("sha256").update(token).digest("base64url");
     const cached = this.#cache.get(key);
     if (cached && this.#now() - cached.at < CACHE_MS) return cached.result;
@@ -48,10 +54,18 @@ export class AgentAuthenticator {
       spec: { token, audiences: [CA_TOKEN_AUDIENCE] },
     });
     const status = review.status ?? {};
-    if (!status.authenticated) return { ok: false, status: 401, code: CaRefusalCode.unauthenticated, reason: `token refused by TokenReview: ${status.error ?? "not authenticated"}` };
-    if (!(status.audiences ?? []).includes(CA_TOKEN_AUDIENCE)) return { ok: false, status: 401, code: CaRefusalCode.unauthenticated, reason: `token is not for audience ${CA_TOKEN_AUDIENCE}` };
+    if (!status.authenticated)
+      return { ok: false, status: 401, code: CaRefusalCode.unauthenticated, reason: `token refused by TokenReview: ${status.error ?? "not authenticated"}` };
+    if (!(status.audiences ?? []).includes(CA_TOKEN_AUDIENCE))
+      return { ok: false, status: 401, code: CaRefusalCode.unauthenticated, reason: `token is not for audience ${CA_TOKEN_AUDIENCE}` };
     const username = status.user?.username ?? "";
-    if (!this.#agents.has(username)) return { ok: false, status: 403, code: CaRefusalCode.notAnAgent, reason: `${username || "the caller"} is not an agent service account (allowed: ${[...this.#agents].join(", ")})` };
+    if (!this.#agents.has(username))
+      return {
+        ok: false,
+        status: 403,
+        code: CaRefusalCode.notAnAgent,
+        reason: `${username || "the caller"} is not an agent service account (allowed: ${[...this.#agents].join(", ")})`,
+      };
     const extra = status.user?.extra ?? {};
     let node = extra["authentication.kubernetes.io/node-name"]?.[0];
     const podName = extra["authentication.kubernetes.io/pod-name"]?.[0];
@@ -61,7 +75,13 @@ export class AgentAuthenticator {
       const pod = await this.#client.get(pathFor("v1", "pods", namespace, podName)).catch(() => undefined);
       node = pod?.spec?.nodeName as string | undefined;
     }
-    if (!node) return { ok: false, status: 403, code: CaRefusalCode.noNode, reason: "the token is not bound to a pod on a node: mount a projected token (serviceAccountToken volume) in the agent pod" };
+    if (!node)
+      return {
+        ok: false,
+        status: 403,
+        code: CaRefusalCode.noNode,
+        reason: "the token is not bound to a pod on a node: mount a projected token (serviceAccountToken volume) in the agent pod",
+      };
     return { ok: true, node, serviceAccount: username };
   }
 }

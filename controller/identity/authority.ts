@@ -37,7 +37,8 @@ interface RetiredRoot {
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 const unb64 = (s: string | undefined) => (s ? Buffer.from(s, "base64").toString("utf8") : "");
-const splitPem = (pem: string) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g)?.map((p) => (p.endsWith("\n") ? p : `${p}\n`)) ?? [];
+const splitPem = (pem: string) =>
+  pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g)?.map((p) => (p.endsWith("\n") ? p : `${p}\n`)) ?? [];
 
 /** Checks a user-supplied CA: the key matches the certificate, it is a CA, and it chains to the root. */
 export function loadPluginCa(data: Record<string, string>): SigningMaterial {
@@ -46,7 +47,11 @@ export function loadPluginCa(data: Record<string, string>): SigningMaterial {
   const rootPem = unb64(data["root-cert.pem"]);
   const chainPem = splitPem(unb64(data["cert-chain.pem"]) || certPem);
   const missing = ["ca-cert.pem", "ca-key.pem", "root-cert.pem"].filter((k) => !data[k]);
-  if (missing.length > 0) throw new CaError("AMBIT_E_CA_PLUGIN", `secret ${PLUGIN_CA_SECRET} lacks ${missing.join(", ")}; it needs ca-cert.pem, ca-key.pem, root-cert.pem and optionally cert-chain.pem`);
+  if (missing.length > 0)
+    throw new CaError(
+      "AMBIT_E_CA_PLUGIN",
+      `secret ${PLUGIN_CA_SECRET} lacks ${missing.join(", ")}; it needs ca-cert.pem, ca-key.pem, root-cert.pem and optionally cert-chain.pem`,
+    );
   let cert: X509Certificate;
   let key: KeyObject;
   let roots: X509Certificate[];
@@ -59,11 +64,13 @@ export function loadPluginCa(data: Record<string, string>): SigningMaterial {
   }
   if (key.asymmetricKeyDetails?.namedCurve !== "prime256v1") throw new CaError("AMBIT_E_CA_PLUGIN", "the plug-in CA key must be ECDSA P-256");
   const fromKey = createPublicKey(key).export({ type: "spki", format: "der" });
-  if (!fromKey.equals(cert.publicKey.export({ type: "spki", format: "der" }))) throw new CaError("AMBIT_E_CA_PLUGIN", "ca-key.pem is not the key of ca-cert.pem");
+  if (!fromKey.equals(cert.publicKey.export({ type: "spki", format: "der" })))
+    throw new CaError("AMBIT_E_CA_PLUGIN", "ca-key.pem is not the key of ca-cert.pem");
   if (!cert.ca) throw new CaError("AMBIT_E_CA_PLUGIN", "ca-cert.pem is not a CA certificate (basicConstraints CA:TRUE is required)");
   const now = Date.now();
   for (const [name, c] of [["ca-cert.pem", cert], ...roots.map((r) => ["root-cert.pem", r] as const)] as const) {
-    if (Date.parse(c.validTo) <= now || Date.parse(c.validFrom) > now) throw new CaError("AMBIT_E_CA_PLUGIN", `${name} is not valid now (valid from ${c.validFrom} to ${c.validTo})`);
+    if (Date.parse(c.validTo) <= now || Date.parse(c.validFrom) > now)
+      throw new CaError("AMBIT_E_CA_PLUGIN", `${name} is not valid now (valid from ${c.validFrom} to ${c.validTo})`);
   }
   // Walk ca-cert -> intermediates of cert-chain.pem -> one of the roots.
   const chain = chainPem.map((p) => new X509Certificate(p));
@@ -124,11 +131,15 @@ export class MeshCa {
    */
   async refresh(): Promise<void> {
     const { client, namespace } = this.#opts;
-    const plugin = await client.get(pathFor("v1", "secrets", namespace, PLUGIN_CA_SECRET)).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
+    const plugin = await client
+      .get(pathFor("v1", "secrets", namespace, PLUGIN_CA_SECRET))
+      .catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
     let next: SigningMaterial | undefined;
     if (plugin) next = loadPluginCa((plugin.data ?? {}) as Record<string, string>);
     else {
-      let secret = await client.get(pathFor("v1", "secrets", namespace, CA_SECRET)).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
+      let secret = await client
+        .get(pathFor("v1", "secrets", namespace, CA_SECRET))
+        .catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
       if (!secret && this.#opts.mayWrite()) secret = await this.#createRoot();
       if (secret) next = this.#fromSecret((secret.data ?? {}) as Record<string, string>);
     }
@@ -144,11 +155,19 @@ export class MeshCa {
   #fromSecret(data: Record<string, string>): SigningMaterial {
     const certPem = unb64(data["ca.crt"]);
     const keyPem = unb64(data["ca.key"]);
-    if (!certPem || !keyPem) throw new CaError("AMBIT_E_CA_SECRET", `secret ${this.#opts.namespace}/${CA_SECRET} lacks ca.crt or ca.key; delete it and the leader creates a new root`);
+    if (!certPem || !keyPem)
+      throw new CaError("AMBIT_E_CA_SECRET", `secret ${this.#opts.namespace}/${CA_SECRET} lacks ca.crt or ca.key; delete it and the leader creates a new root`);
     const certDer = pemToDer(certPem, "CERTIFICATE");
     const now = (this.#opts.now?.() ?? new Date()).getTime();
     const retired = (JSON.parse(unb64(data["retired-roots.json"]) || "[]") as RetiredRoot[]).filter((r) => Date.parse(r.trustUntil) > now);
-    return { source: "self-signed", certDer, key: createPrivateKey(keyPem), issuer: issuerInfo(certDer), chainPem: [], rootsPem: [derToPem(certDer, "CERTIFICATE"), ...retired.map((r) => r.pem)] };
+    return {
+      source: "self-signed",
+      certDer,
+      key: createPrivateKey(keyPem),
+      issuer: issuerInfo(certDer),
+      chainPem: [],
+      rootsPem: [derToPem(certDer, "CERTIFICATE"), ...retired.map((r) => r.pem)],
+    };
   }
 
   #rootData(retired: RetiredRoot[]): Record<string, string> {
@@ -163,7 +182,13 @@ export class MeshCa {
   async #createRoot() {
     const { client, namespace } = this.#opts;
     try {
-      const created = await client.create(pathFor("v1", "secrets", namespace), { apiVersion: "v1", kind: "Secret", metadata: { name: CA_SECRET }, type: "Opaque", data: this.#rootData([]) });
+      const created = await client.create(pathFor("v1", "secrets", namespace), {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name: CA_SECRET },
+        type: "Opaque",
+        data: this.#rootData([]),
+      });
       this.#opts.log.info({ secret: `${namespace}/${CA_SECRET}` }, "created the mesh root CA (10 years)");
       return created;
     } catch (err) {
@@ -203,8 +228,17 @@ export class MeshCa {
     const { privateKey, publicKey } = generateP256();
     const now = this.#opts.now?.() ?? new Date();
     const notAfter = new Date(now.getTime() + ttlSeconds * 1000);
-    const leaf = signLeaf(m.issuer, m.key, { spki: publicKey.export({ type: "spki", format: "der" }), dnsNames, notBefore: new Date(now.getTime() - 60_000), notAfter });
-    return { certChainPem: [derToPem(leaf, "CERTIFICATE"), ...m.chainPem].join(""), keyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string, notAfter };
+    const leaf = signLeaf(m.issuer, m.key, {
+      spki: publicKey.export({ type: "spki", format: "der" }),
+      dnsNames,
+      notBefore: new Date(now.getTime() - 60_000),
+      notAfter,
+    });
+    return {
+      certChainPem: [derToPem(leaf, "CERTIFICATE"), ...m.chainPem].join(""),
+      keyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+      notAfter,
+    };
   }
 
   #need(): SigningMaterial {

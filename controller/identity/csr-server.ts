@@ -42,10 +42,23 @@ export class CsrServer {
 
   constructor(opts: CsrServerOptions) {
     this.#opts = opts;
-    this.#requests = new Counter({ name: "ambit_ca_requests_total", help: "CSR requests by outcome (issued, refused, error) and refusal code", labelNames: ["outcome", "reason"], registers: [opts.registry] });
-    this.#signing = new Histogram({ name: "ambit_ca_signing_seconds", help: "Time to verify a CSR and sign its certificate", buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01], registers: [opts.registry] });
+    this.#requests = new Counter({
+      name: "ambit_ca_requests_total",
+      help: "CSR requests by outcome (issued, refused, error) and refusal code",
+      labelNames: ["outcome", "reason"],
+      registers: [opts.registry],
+    });
+    this.#signing = new Histogram({
+      name: "ambit_ca_signing_seconds",
+      help: "Time to verify a CSR and sign its certificate",
+      buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01],
+      registers: [opts.registry],
+    });
     // #handle answers every failure itself (a refusal or a 500), so its promise never rejects.
-    this.#server = https.createServer({ cert: opts.credentials.certChainPem, key: opts.credentials.keyPem, minVersion: "TLSv1.3" }, (req, res) => void this.#handle(req, res));
+    this.#server = https.createServer(
+      { cert: opts.credentials.certChainPem, key: opts.credentials.keyPem, minVersion: "TLSv1.3" },
+      (req, res) => void this.#handle(req, res),
+    );
   }
 
   setCredentials(credentials: { certChainPem: string; keyPem: string }): void {
@@ -111,16 +124,29 @@ export class CsrServer {
       if (err instanceof CsrError || err instanceof DerError) throw new Refusal(400, CaRefusalCode.badCsr, err.message);
       throw err;
     }
-    if (csr.uris.length !== 1 || csr.otherSans > 0) throw new Refusal(400, CaRefusalCode.badCsr, `the CSR must ask for exactly one SAN, a SPIFFE URI (it asks for ${csr.uris.length} URIs and ${csr.otherSans} other names)`);
+    if (csr.uris.length !== 1 || csr.otherSans > 0)
+      throw new Refusal(
+        400,
+        CaRefusalCode.badCsr,
+        `the CSR must ask for exactly one SAN, a SPIFFE URI (it asks for ${csr.uris.length} URIs and ${csr.otherSans} other names)`,
+      );
     const uri = csr.uris[0]!;
     const m = SPIFFE_WORKLOAD.exec(uri);
     if (!m) throw new Refusal(400, CaRefusalCode.badCsr, `"${uri}" is not a workload SPIFFE ID (spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>)`);
     const [, trustDomain, namespace, , serviceAccount] = m;
-    if (trustDomain !== this.#opts.trustDomain) throw new Refusal(403, CaRefusalCode.trustDomain, `trust domain ${trustDomain} is not this mesh's (${this.#opts.trustDomain})`);
+    if (trustDomain !== this.#opts.trustDomain)
+      throw new Refusal(403, CaRefusalCode.trustDomain, `trust domain ${trustDomain} is not this mesh's (${this.#opts.trustDomain})`);
     if (!(await this.#opts.hasPodOnNode(auth.node, namespace!, serviceAccount!))) {
-      throw new Refusal(403, CaRefusalCode.notOnNode, `no pod with service account ${namespace}/${serviceAccount} runs on node ${auth.node}; an agent may only obtain identities of its own node's pods`);
+      throw new Refusal(
+        403,
+        CaRefusalCode.notOnNode,
+        `no pod with service account ${namespace}/${serviceAccount} runs on node ${auth.node}; an agent may only obtain identities of its own node's pods`,
+      );
     }
-    const ttl = Math.min(this.#opts.defaultTtlSeconds, request.ttlSeconds && request.ttlSeconds > 0 ? Math.floor(request.ttlSeconds) : this.#opts.defaultTtlSeconds);
+    const ttl = Math.min(
+      this.#opts.defaultTtlSeconds,
+      request.ttlSeconds && request.ttlSeconds > 0 ? Math.floor(request.ttlSeconds) : this.#opts.defaultTtlSeconds,
+    );
     const issued = this.#opts.ca.issueWorkload(csr.spki, uri, ttl);
     this.#signing.observe((performance.now() - started) / 1000);
     this.#opts.log.info({ identity: uri, node: auth.node, notAfter: issued.notAfter.toISOString() }, "certificate issued");

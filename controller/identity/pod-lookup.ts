@@ -2,7 +2,10 @@
 import { type KubeClient, type KubeObject, pathFor } from "../../kube/client.ts";
 
 const runsAs = (node: string, serviceAccount: string) => (p: KubeObject) =>
-  p.spec?.nodeName === node && (p.spec?.serviceAccountName ?? "default") === serviceAccount && !p.metadata.deletionTimestamp && !["Succeeded", "Failed"].includes(p.status?.phase as string);
+  p.spec?.nodeName === node &&
+  (p.spec?.serviceAccountName ?? "default") === serviceAccount &&
+  !p.metadata.deletionTimestamp &&
+  !["Succeeded", "Failed"].includes(p.status?.phase as string);
 
 /**
  * The informer cache answers first; a pod created a moment ago may not be there yet, so the API is asked before

@@ -10,7 +10,8 @@ import { LEASE_API_VERSION, type LeaseRecord, microTime, readRecord, recordKey }
 /** The part of KubeClient the elector uses; a narrow type so tests can put a fault-injecting wrapper in front. */
 export type LeaseClient = Pick<KubeClient, "request">;
 
-export type LeaderElectionErrorCode = "AMBIT_E_LEADER_CONFIG" | "AMBIT_E_LEADER_LEASE" | "AMBIT_E_LEADER_TIMEOUT" | "AMBIT_E_LEADER_RELEASE" | "AMBIT_E_LEADER_CALLBACK";
+export type LeaderElectionErrorCode =
+  "AMBIT_E_LEADER_CONFIG" | "AMBIT_E_LEADER_LEASE" | "AMBIT_E_LEADER_TIMEOUT" | "AMBIT_E_LEADER_RELEASE" | "AMBIT_E_LEADER_CALLBACK";
 
 export class LeaderElectionError extends Error {
   readonly code: LeaderElectionErrorCode;
@@ -108,8 +109,10 @@ function resolve(opts: LeaderElectorOptions): Resolved {
   }
   if (r.leaseDurationMs < 1000) problems.push(`leaseDurationMs must be at least 1000: the Lease stores whole seconds (got ${r.leaseDurationMs})`);
   // Safety: others may take over leaseDuration after the last renewal; the leader must have stepped down by then.
-  if (r.leaseDurationMs <= r.renewDeadlineMs) problems.push(`leaseDurationMs (${r.leaseDurationMs}) must be greater than renewDeadlineMs (${r.renewDeadlineMs})`);
-  if (r.renewDeadlineMs <= RETRY_FACTOR * r.retryPeriodMs) problems.push(`renewDeadlineMs (${r.renewDeadlineMs}) must be greater than ${RETRY_FACTOR} × retryPeriodMs (${r.retryPeriodMs})`);
+  if (r.leaseDurationMs <= r.renewDeadlineMs)
+    problems.push(`leaseDurationMs (${r.leaseDurationMs}) must be greater than renewDeadlineMs (${r.renewDeadlineMs})`);
+  if (r.renewDeadlineMs <= RETRY_FACTOR * r.retryPeriodMs)
+    problems.push(`renewDeadlineMs (${r.renewDeadlineMs}) must be greater than ${RETRY_FACTOR} × retryPeriodMs (${r.retryPeriodMs})`);
   if (problems.length) throw new LeaderElectionError("AMBIT_E_LEADER_CONFIG", `invalid leader election settings: ${problems.join("; ")}`);
   return { ...r, leaseSeconds: Math.ceil(r.leaseDurationMs / 1000) };
 }
@@ -135,7 +138,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  */
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise<T>((resolveP, reject) => {
-    const timer = setTimeout(() => reject(new LeaderElectionError("AMBIT_E_LEADER_TIMEOUT", `${what}: no answer within ${Math.round(ms)} ms`)), Math.max(0, ms));
+    const timer = setTimeout(
+      () => reject(new LeaderElectionError("AMBIT_E_LEADER_TIMEOUT", `${what}: no answer within ${Math.round(ms)} ms`)),
+      Math.max(0, ms),
+    );
     p.then(
       (v) => {
         clearTimeout(timer);
@@ -187,7 +193,11 @@ export class LeaderElector {
     this.#path = pathFor(LEASE_API_VERSION, "leases", this.#o.namespace, this.#o.name);
     this.#collection = pathFor(LEASE_API_VERSION, "leases", this.#o.namespace);
     if (opts.registry) {
-      this.#gauge = new Gauge({ name: "ambit_controller_leader", help: "1 while this controller replica holds the leader lease, else 0", registers: [opts.registry] });
+      this.#gauge = new Gauge({
+        name: "ambit_controller_leader",
+        help: "1 while this controller replica holds the leader lease, else 0",
+        registers: [opts.registry],
+      });
       this.#gauge.set(0);
     }
   }
@@ -301,7 +311,10 @@ export class LeaderElector {
       return await withTimeout(this.#tryAcquireOrRenew(seq), timeoutMs, `leader lease ${this.#o.namespace}/${this.#o.name}`);
     } catch (err) {
       const code = err instanceof LeaderElectionError ? err.code : "AMBIT_E_LEADER_LEASE";
-      this.#log.warn({ code, err: describe(err), leading: this.#leading !== undefined }, this.#leading ? "could not renew the leader lease; retrying" : "could not read or acquire the leader lease; retrying");
+      this.#log.warn(
+        { code, err: describe(err), leading: this.#leading !== undefined },
+        this.#leading ? "could not renew the leader lease; retrying" : "could not read or acquire the leader lease; retrying",
+      );
       return "retry";
     }
   }
@@ -343,7 +356,11 @@ export class LeaderElector {
     const ours = record.holderIdentity === this.identity;
     if (record.holderIdentity !== "" && !ours && this.#observedStillValid()) return "other";
     try {
-      const updated = await this.#client.request<KubeObject>("PUT", this.#path, this.#withRecord(lease, wall, ours, ours ? record.leaseTransitions : record.leaseTransitions + 1));
+      const updated = await this.#client.request<KubeObject>(
+        "PUT",
+        this.#path,
+        this.#withRecord(lease, wall, ours, ours ? record.leaseTransitions : record.leaseTransitions + 1),
+      );
       this.#applyWrite(updated, started, seq);
       if (!ours) this.#log.info({ previous: record.holderIdentity || undefined, leaseTransitions: record.leaseTransitions + 1 }, "acquired the leader lease");
       return "held";
@@ -446,7 +463,17 @@ export class LeaderElector {
     for (let round = 0; round < 2; round++) {
       if (!lease || readRecord(lease).holderIdentity !== this.identity) return;
       const now = microTime(Date.now());
-      const released: KubeObject = { ...lease, spec: { ...(lease.spec ?? {}), holderIdentity: "", leaseDurationSeconds: 1, acquireTime: now, renewTime: now, leaseTransitions: readRecord(lease).leaseTransitions } };
+      const released: KubeObject = {
+        ...lease,
+        spec: {
+          ...(lease.spec ?? {}),
+          holderIdentity: "",
+          leaseDurationSeconds: 1,
+          acquireTime: now,
+          renewTime: now,
+          leaseTransitions: readRecord(lease).leaseTransitions,
+        },
+      };
       try {
         const updated = await withTimeout(this.#client.request<KubeObject>("PUT", this.#path, released), this.#o.renewDeadlineMs, "releasing the leader lease");
         this.#observe(updated, ++this.#attemptSeq);
@@ -464,7 +491,10 @@ export class LeaderElector {
             failure = e;
           }
         }
-        this.#log.warn({ code: "AMBIT_E_LEADER_RELEASE", err: describe(failure) }, "could not release the leader lease; another replica takes over when it expires");
+        this.#log.warn(
+          { code: "AMBIT_E_LEADER_RELEASE", err: describe(failure) },
+          "could not release the leader lease; another replica takes over when it expires",
+        );
         return;
       }
     }

@@ -26,7 +26,11 @@ export function serviceSpecOf(svc: KubeObject, slices: readonly KubeObject[]): S
 }
 
 /** Every workload and service of the given objects, as a whole-cluster view holds them. */
-export function meshRecords(pods: readonly KubeObject[], services: readonly KubeObject[], slices: readonly KubeObject[]): { workloads: Workload[]; services: ServiceSpec[] } {
+export function meshRecords(
+  pods: readonly KubeObject[],
+  services: readonly KubeObject[],
+  slices: readonly KubeObject[],
+): { workloads: Workload[]; services: ServiceSpec[] } {
   return {
     workloads: pods.map(workloadFromPod).filter((w): w is Workload => w !== undefined),
     services: services.map((s) => serviceSpecOf(s, slices)).filter((s): s is ServiceSpec => s !== undefined),

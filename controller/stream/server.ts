@@ -101,7 +101,12 @@ export class ConfigStreamServer {
   constructor(opts: ConfigStreamServerOptions) {
     this.#opts = { debounceMs: 100, heartbeatMs: 15_000, helloTimeoutMs: 10_000, historyVersions: 100, historyResources: 10_000, ...opts };
     const registers = [opts.registry];
-    this.#pushes = new Counter({ name: "ambit_config_pushes_total", help: "Config messages pushed to agents, by type (snapshot or delta)", labelNames: ["type"], registers });
+    this.#pushes = new Counter({
+      name: "ambit_config_pushes_total",
+      help: "Config messages pushed to agents, by type (snapshot or delta)",
+      labelNames: ["type"],
+      registers,
+    });
     this.#pushBytes = new Counter({ name: "ambit_config_push_bytes_total", help: "Bytes of config snapshots and deltas pushed to agents", registers });
     this.#connectedAgents = new Gauge({ name: "ambit_config_connected_agents", help: "Agents holding an open config stream", registers });
     this.#server = http2.createSecureServer({
@@ -236,7 +241,12 @@ export class ConfigStreamServer {
       return this.#refuse(stream, e.code === ConfigStreamErrorCode.helloTimeout ? 408 : 400, e.code ?? ConfigStreamErrorCode.protocol, e.message);
     }
     if (hello.node !== node) {
-      return this.#refuse(stream, 403, ConfigStreamErrorCode.forbidden, `this agent authenticated as node "${node}" but asked for the config of node "${hello.node}"`);
+      return this.#refuse(
+        stream,
+        403,
+        ConfigStreamErrorCode.forbidden,
+        `this agent authenticated as node "${node}" but asked for the config of node "${hello.node}"`,
+      );
     }
     if (this.#closing || stream.destroyed) return;
     this.#attach(stream, node, hello, remoteAddress);
@@ -287,7 +297,15 @@ export class ConfigStreamServer {
     }
     // Nodes without agents are not recomputed on changes, so catch up now; an existing agent gets this as a delta.
     this.#recompute(node, state);
-    const conn: AgentConnection = { id: randomUUID(), node, stream, remoteAddress, connectedSince: new Date(), lastSentVersion: 0, lastAckedVersion: undefined };
+    const conn: AgentConnection = {
+      id: randomUUID(),
+      node,
+      stream,
+      remoteAddress,
+      connectedSince: new Date(),
+      lastSentVersion: 0,
+      lastAckedVersion: undefined,
+    };
     state.connections.add(conn);
     this.#connectedAgents.inc();
     stream.respond({ ":status": 200, "content-type": NDJSON_CONTENT_TYPE });
@@ -297,7 +315,10 @@ export class ConfigStreamServer {
     if (resumed && hello.version === view.version) conn.lastSentVersion = conn.lastAckedVersion = view.version;
     else if (resumed) this.#send(conn, { kind: "delta", epoch: this.epoch, version: view.version, fromVersion: hello.version!, ...resumed });
     else this.#send(conn, { kind: "snapshot", epoch: this.epoch, version: view.version, resources: view.resources() });
-    this.#opts.log.info({ node, connection: conn.id, remote: remoteAddress, version: view.version, resumedFrom: resumed ? hello.version : undefined }, "agent connected to the config stream");
+    this.#opts.log.info(
+      { node, connection: conn.id, remote: remoteAddress, version: view.version, resumedFrom: resumed ? hello.version : undefined },
+      "agent connected to the config stream",
+    );
 
     const splitter = new NdjsonLineSplitter(MAX_AGENT_LINE_BYTES);
     stream.on("data", (chunk: Buffer) => {
@@ -312,7 +333,10 @@ export class ConfigStreamServer {
     stream.once("close", () => {
       state.connections.delete(conn);
       this.#connectedAgents.dec();
-      this.#opts.log.info({ node, connection: conn.id, lastSentVersion: conn.lastSentVersion, lastAckedVersion: conn.lastAckedVersion }, "agent left the config stream");
+      this.#opts.log.info(
+        { node, connection: conn.id, lastSentVersion: conn.lastSentVersion, lastAckedVersion: conn.lastAckedVersion },
+        "agent left the config stream",
+      );
     });
   }
 
@@ -326,7 +350,10 @@ export class ConfigStreamServer {
         return;
       case "nack":
         conn.lastNack = { version: msg.version, error: msg.error };
-        this.#opts.log.warn({ node: conn.node, connection: conn.id, version: msg.version, reason: msg.error }, "agent rejected a config version; it keeps its previous one");
+        this.#opts.log.warn(
+          { node: conn.node, connection: conn.id, version: msg.version, reason: msg.error },
+          "agent rejected a config version; it keeps its previous one",
+        );
         return;
     }
   }

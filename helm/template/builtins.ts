@@ -36,62 +36,71 @@ function sprint(args: Value[]): string {
 /** fmt's verbs that templates use: %s %v %d %q %x %X %f %g %e %t %%, with flags, width and precision. */
 export function sprintf(format: string, args: Value[]): string {
   let argi = 0;
-  const out = format.replace(/%([-+# 0]*)(\d+)?(?:\.(\d+))?([a-zA-Z%])/g, (_m, flags: string, width: string | undefined, prec: string | undefined, verb: string) => {
-    if (verb === "%") return "%";
-    if (argi >= args.length) return `%!${verb}(MISSING)`;
-    const a = args[argi++];
-    let s: string;
-    const bad = () => `%!${verb}(${kind(a) === "int" ? "int" : kind(a) === "float" ? "float64" : kind(a) === "string" ? "string" : kind(a) === "bool" ? "bool" : "<nil>"}=${formatValue(a)})`;
-    switch (verb) {
-      case "v":
-      case "s":
-        if (verb === "s" && typeof a !== "string" && !Array.isArray(a) && !isMap(a)) return bad();
-        s = a === undefined || a === null ? "<nil>" : formatValue(a);
-        if (prec !== undefined && verb === "s") s = s.slice(0, Number(prec));
-        break;
-      case "q":
-        if (typeof a !== "string") return bad();
-        s = flags.includes("#") && !a.includes("`") ? `\`${a}\`` : JSON.stringify(a);
-        break;
-      case "d":
-        if (typeof a !== "bigint") return bad();
-        s = (a < 0n ? "-" : flags.includes("+") ? "+" : flags.includes(" ") ? " " : "") + (a < 0n ? -a : a).toString();
-        break;
-      case "x":
-      case "X":
-        if (typeof a === "bigint") s = (a < 0n ? "-" : "") + (a < 0n ? -a : a).toString(16);
-        else if (typeof a === "string") s = Buffer.from(a, "utf8").toString("hex");
-        else return bad();
-        if (verb === "X") s = s.toUpperCase();
-        break;
-      case "t":
-        if (typeof a !== "boolean") return bad();
-        s = String(a);
-        break;
-      case "f":
-      case "e":
-      case "g": {
-        if (typeof a !== "number") return bad();
-        const p = prec === undefined ? undefined : Number(prec);
-        if (verb === "f") s = a.toFixed(p ?? 6);
-        else if (verb === "e") s = a.toExponential(p ?? 6).replace(/e([+-])(\d)$/, "e$10$2");
-        else s = p === undefined ? formatValue(a) : String(Number(a.toPrecision(p)));
-        if (flags.includes("+") && a >= 0) s = `+${s}`;
-        break;
+  const out = format.replace(
+    /%([-+# 0]*)(\d+)?(?:\.(\d+))?([a-zA-Z%])/g,
+    (_m, flags: string, width: string | undefined, prec: string | undefined, verb: string) => {
+      if (verb === "%") return "%";
+      if (argi >= args.length) return `%!${verb}(MISSING)`;
+      const a = args[argi++];
+      let s: string;
+      const bad = () =>
+        `%!${verb}(${kind(a) === "int" ? "int" : kind(a) === "float" ? "float64" : kind(a) === "string" ? "string" : kind(a) === "bool" ? "bool" : "<nil>"}=${formatValue(a)})`;
+      switch (verb) {
+        case "v":
+        case "s":
+          if (verb === "s" && typeof a !== "string" && !Array.isArray(a) && !isMap(a)) return bad();
+          s = a === undefined || a === null ? "<nil>" : formatValue(a);
+          if (prec !== undefined && verb === "s") s = s.slice(0, Number(prec));
+          break;
+        case "q":
+          if (typeof a !== "string") return bad();
+          s = flags.includes("#") && !a.includes("`") ? `\`${a}\`` : JSON.stringify(a);
+          break;
+        case "d":
+          if (typeof a !== "bigint") return bad();
+          s = (a < 0n ? "-" : flags.includes("+") ? "+" : flags.includes(" ") ? " " : "") + (a < 0n ? -a : a).toString();
+          break;
+        case "x":
+        case "X":
+          if (typeof a === "bigint") s = (a < 0n ? "-" : "") + (a < 0n ? -a : a).toString(16);
+          else if (typeof a === "string") s = Buffer.from(a, "utf8").toString("hex");
+          else return bad();
+          if (verb === "X") s = s.toUpperCase();
+          break;
+        case "t":
+          if (typeof a !== "boolean") return bad();
+          s = String(a);
+          break;
+        case "f":
+        case "e":
+        case "g": {
+          if (typeof a !== "number") return bad();
+          const p = prec === undefined ? undefined : Number(prec);
+          if (verb === "f") s = a.toFixed(p ?? 6);
+          else if (verb === "e") s = a.toExponential(p ?? 6).replace(/e([+-])(\d)$/, "e$10$2");
+          else s = p === undefined ? formatValue(a) : String(Number(a.toPrecision(p)));
+          if (flags.includes("+") && a >= 0) s = `+${s}`;
+          break;
+        }
+        default:
+          return `%!${verb}(${formatValue(a)})`;
       }
-      default:
-        return `%!${verb}(${formatValue(a)})`;
-    }
-    const w = width === undefined ? 0 : Number(width);
-    if (s.length >= w) return s;
-    if (flags.includes("-")) return s.padEnd(w);
-    if (flags.includes("0") && /[dxXfeg]/.test(verb)) {
-      const sign = /^[+-]/.test(s) ? s.slice(0, 1) : "";
-      return sign + s.slice(sign.length).padStart(w - sign.length, "0");
-    }
-    return s.padStart(w);
-  });
-  return argi < args.length ? `${out}%!(EXTRA ${args.slice(argi).map((a) => `${kind(a) === "int" ? "int" : kind(a) === "float" ? "float64" : "string"}=${formatValue(a)}`).join(", ")})` : out;
+      const w = width === undefined ? 0 : Number(width);
+      if (s.length >= w) return s;
+      if (flags.includes("-")) return s.padEnd(w);
+      if (flags.includes("0") && /[dxXfeg]/.test(verb)) {
+        const sign = /^[+-]/.test(s) ? s.slice(0, 1) : "";
+        return sign + s.slice(sign.length).padStart(w - sign.length, "0");
+      }
+      return s.padStart(w);
+    },
+  );
+  return argi < args.length
+    ? `${out}%!(EXTRA ${args
+        .slice(argi)
+        .map((a) => `${kind(a) === "int" ? "int" : kind(a) === "float" ? "float64" : "string"}=${formatValue(a)}`)
+        .join(", ")})`
+    : out;
 }
 
 function index(item: Value, ...keys: Value[]): Value {
@@ -151,5 +160,8 @@ export const BUILTINS: Record<string, TemplateFunc> = {
       if (c === "<" || c === ">" || c === "&" || c === "=") return `\\u00${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`;
       return `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
     }),
-  urlquery: (...args) => encodeURIComponent(sprint(args)).replace(/%20/g, "+").replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
+  urlquery: (...args) =>
+    encodeURIComponent(sprint(args))
+      .replace(/%20/g, "+")
+      .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
 };

@@ -27,7 +27,8 @@ export class Receiver {
 }
 
 /** A JSON object (Go's map[string]interface{}). */
-export const isMap = (v: Value): v is Record<string, Value> => typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Receiver);
+export const isMap = (v: Value): v is Record<string, Value> =>
+  typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Receiver);
 
 /**
  * Go's float64 %v (strconv 'g' with the shortest digits): %e form when the exponent is below -4 or at least 6, so
@@ -52,7 +53,11 @@ export function formatValue(v: Value): string {
   if (typeof v === "number") return formatFloat(v);
   if (typeof v === "boolean") return v ? "true" : "false";
   if (Array.isArray(v)) return `[${v.map((x) => (x === undefined || x === null ? "<nil>" : formatValue(x))).join(" ")}]`;
-  if (isMap(v)) return `map[${Object.keys(v).sort().map((k) => `${k}:${v[k] === null || v[k] === undefined ? "<nil>" : formatValue(v[k])}`).join(" ")}]`;
+  if (isMap(v))
+    return `map[${Object.keys(v)
+      .sort()
+      .map((k) => `${k}:${v[k] === null || v[k] === undefined ? "<nil>" : formatValue(v[k])}`)
+      .join(" ")}]`;
   if (typeof v === "function") return "<func>";
   // Go prints a []byte (Helm's .Files.GetBytes) as its numbers.
   if (v instanceof Uint8Array) return `[${v.join(" ")}]`;
@@ -162,7 +167,9 @@ export class Executor {
     const entries: Array<[Value, Value]> = Array.isArray(v)
       ? v.map((x, i) => [BigInt(i), x])
       : isMap(v)
-        ? Object.keys(v).sort().map((k) => [k, v[k]])
+        ? Object.keys(v)
+            .sort()
+            .map((k) => [k, v[k]])
         : typeof v === "bigint"
           ? Array.from({ length: Number(v) }, (_, i) => [BigInt(i), BigInt(i)])
           : v === undefined || v === null

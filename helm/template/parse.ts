@@ -65,7 +65,12 @@ function tokenize(src: string, line: number): Tok[] {
       let j = i + 1;
       while (j < src.length && src[j] !== '"') j += src[j] === "\\" ? 2 : 1;
       if (j >= src.length) fail("unterminated quoted string");
-      out.push({ t: "string", v: JSON.parse(src.slice(i, j + 1).replace(/\\([abfnrtv\\"'])/g, (m, e: string) => (e === "a" ? "\\u0007" : e === "v" ? "\\u000b" : e === "'" ? "'" : m))) as string });
+      out.push({
+        t: "string",
+        v: JSON.parse(
+          src.slice(i, j + 1).replace(/\\([abfnrtv\\"'])/g, (m, e: string) => (e === "a" ? "\\u0007" : e === "v" ? "\\u000b" : e === "'" ? "'" : m)),
+        ) as string,
+      });
       i = j + 1;
     } else if (c === "`") {
       const j = src.indexOf("`", i + 1);
@@ -165,7 +170,9 @@ function parsePipe(toks: Tok[], line: number, allowDecl: boolean, rangeDecl = fa
     const [fname = "", ...fields] = w.split(".");
     if (!/^[\p{L}_][\p{L}_\d]*$/u.test(fname) || fields.some((f) => f === "")) fail(`bad identifier "${w}"`);
     // `fn.Field`: the function's result, then its fields.
-    return fields.length ? { kind: "pipe", pipe: { decl: [], assign: false, cmds: [{ args: [{ kind: "func", name: fname }] }], line }, fields } : { kind: "func", name: fname };
+    return fields.length
+      ? { kind: "pipe", pipe: { decl: [], assign: false, cmds: [{ args: [{ kind: "func", name: fname }] }], line }, fields }
+      : { kind: "func", name: fname };
   };
   while (at < toks.length) {
     const t = toks[at]!;

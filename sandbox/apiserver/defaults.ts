@@ -32,7 +32,12 @@ export function validateName(kind: string, name: string): void {
 function validateLabels(kind: string, obj: KubeObject): void {
   for (const [k, v] of Object.entries(obj.metadata.labels ?? {})) {
     if (typeof v !== "string" || !/^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/.test(v) || v.length > 63) {
-      throw invalid(kind, obj.metadata.name ?? "", `metadata.labels`, `Invalid value: "${String(v)}": a valid label value must be 63 characters or less and consist of alphanumerics, '-', '_' or '.' (label ${k})`);
+      throw invalid(
+        kind,
+        obj.metadata.name ?? "",
+        `metadata.labels`,
+        `Invalid value: "${String(v)}": a valid label value must be 63 characters or less and consist of alphanumerics, '-', '_' or '.' (label ${k})`,
+      );
     }
   }
 }
@@ -123,7 +128,8 @@ export function validate(obj: KubeObject): void {
     }
     case "Service":
       for (const [i, p] of (obj.spec?.ports ?? []).entries()) {
-        if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535) throw invalid("Service", name, `spec.ports[${i}].port`, `Invalid value: ${p.port}: must be between 1 and 65535, inclusive`);
+        if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535)
+          throw invalid("Service", name, `spec.ports[${i}].port`, `Invalid value: ${p.port}: must be between 1 and 65535, inclusive`);
       }
       break;
     case "Deployment":
@@ -171,7 +177,8 @@ export class ClusterIpAllocator {
   allocate(requested?: string): string {
     if (requested) {
       const n = ipToInt(requested);
-      if (n <= this.#base || n >= this.#base + this.#size - 1) throw new Error(`${requested} is not in the valid range; the range of valid IPs is ${intToIp(this.#base)}/${32 - Math.log2(this.#size)}`);
+      if (n <= this.#base || n >= this.#base + this.#size - 1)
+        throw new Error(`${requested} is not in the valid range; the range of valid IPs is ${intToIp(this.#base)}/${32 - Math.log2(this.#size)}`);
       if (this.#used.has(n)) throw new Error(`provided IP ${requested} is already allocated`);
       this.#used.add(n);
       return requested;

@@ -58,7 +58,16 @@ async function loadSigner(pkiDir: string): Promise<ServiceAccountTokenSigner> {
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const domain = opts.clusterDomain ?? "cluster.local";
   const firstServiceIp = opts.serviceCidr.replace(/\.0\/\d+$/, ".1").replace(/\/\d+$/, "");
-  const sans = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", `kubernetes.default.svc.${domain}`, firstServiceIp, ...(opts.extraSans ?? [])];
+  const sans = [
+    "127.0.0.1",
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    `kubernetes.default.svc.${domain}`,
+    firstServiceIp,
+    ...(opts.extraSans ?? []),
+  ];
   await fs.mkdir(opts.pkiDir, { recursive: true, mode: 0o700 });
   const pki = await loadOrCreateServingPki(opts.pkiDir, sans);
   const signer = await loadSigner(opts.pkiDir);

@@ -7,9 +7,28 @@ export type PatchType = "application/json-patch+json" | "application/merge-patch
 const PATCH_TYPES: readonly PatchType[] = ["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"];
 
 const BUILTIN_KINDS = new Set([
-  "Pod", "Service", "Namespace", "Node", "ServiceAccount", "Secret", "ConfigMap", "Deployment", "DaemonSet", "ReplicaSet",
-  "EndpointSlice", "Endpoints", "Lease", "Event", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
-  "CustomResourceDefinition", "TokenReview", "PersistentVolumeClaim", "PodDisruptionBudget",
+  "Pod",
+  "Service",
+  "Namespace",
+  "Node",
+  "ServiceAccount",
+  "Secret",
+  "ConfigMap",
+  "Deployment",
+  "DaemonSet",
+  "ReplicaSet",
+  "EndpointSlice",
+  "Endpoints",
+  "Lease",
+  "Event",
+  "Role",
+  "RoleBinding",
+  "ClusterRole",
+  "ClusterRoleBinding",
+  "CustomResourceDefinition",
+  "TokenReview",
+  "PersistentVolumeClaim",
+  "PodDisruptionBudget",
 ]);
 
 /** Kinds compiled into the API server; only these carry the patch metadata strategic merge patch needs. */
@@ -25,9 +44,17 @@ export function patchTypeFromContentType(contentType: string | undefined): Patch
   const mediaType = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
   if (isPatchType(mediaType)) return mediaType;
   if (mediaType.startsWith("application/apply-patch")) {
-    throw new ApiError(415, "UnsupportedMediaType", "server-side apply is not supported by the sandbox API server; use client-side `kubectl apply` (without --server-side)");
+    throw new ApiError(
+      415,
+      "UnsupportedMediaType",
+      "server-side apply is not supported by the sandbox API server; use client-side `kubectl apply` (without --server-side)",
+    );
   }
-  throw new ApiError(415, "UnsupportedMediaType", `the body of the request was in an unknown format ${JSON.stringify(mediaType)} - accepted media types include: ${PATCH_TYPES.join(", ")}`);
+  throw new ApiError(
+    415,
+    "UnsupportedMediaType",
+    `the body of the request was in an unknown format ${JSON.stringify(mediaType)} - accepted media types include: ${PATCH_TYPES.join(", ")}`,
+  );
 }
 
 type JsonMap = Record<string, unknown>;
@@ -99,7 +126,8 @@ export function applyPatch(target: KubeObject, patch: unknown, type: PatchType, 
 
 function asKubeObject(value: unknown): KubeObject {
   if (!isMap(value)) throw invalid("the patch does not leave an object");
-  if (typeof own(value, "apiVersion") !== "string" || typeof own(value, "kind") !== "string") throw invalid("the patched object must keep string fields apiVersion and kind");
+  if (typeof own(value, "apiVersion") !== "string" || typeof own(value, "kind") !== "string")
+    throw invalid("the patched object must keep string fields apiVersion and kind");
   if (!isMap(own(value, "metadata"))) throw invalid("the patched object must keep metadata as an object");
   return value as KubeObject;
 }
@@ -132,7 +160,10 @@ function parsePointer(pointer: string, where: string): string[] {
   if (pointer === "") return [];
   if (!pointer.startsWith("/")) throw badRequest(`${where}: JSON pointer ${JSON.stringify(pointer)} must be empty or start with "/"`);
   if (/~([^01]|$)/.test(pointer)) throw badRequest(`${where}: JSON pointer ${JSON.stringify(pointer)} has an invalid "~" escape`);
-  return pointer.slice(1).split("/").map((token) => token.replaceAll("~1", "/").replaceAll("~0", "~"));
+  return pointer
+    .slice(1)
+    .split("/")
+    .map((token) => token.replaceAll("~1", "/").replaceAll("~0", "~"));
 }
 
 function decodeJsonPatch(body: unknown): Operation[] {
@@ -230,7 +261,8 @@ function applyJsonPatch(document: unknown, operations: Operation[]): unknown {
         break;
       }
       case "test":
-        if (!jsonEqual(valueAt(current, tokens, path), operation.value)) throw invalid(`json patch test operation failed: the value at ${JSON.stringify(path)} differs`);
+        if (!jsonEqual(valueAt(current, tokens, path), operation.value))
+          throw invalid(`json patch test operation failed: the value at ${JSON.stringify(path)} differs`);
         break;
     }
   }
@@ -343,7 +375,12 @@ class StrategicMerge {
 
     for (const [key, remove] of deletions) {
       const current = own(original, key);
-      if (Array.isArray(current)) setOwn(original, key, current.filter((item) => !remove.some((gone) => jsonEqual(gone, item))));
+      if (Array.isArray(current))
+        setOwn(
+          original,
+          key,
+          current.filter((item) => !remove.some((gone) => jsonEqual(gone, item))),
+        );
     }
     return original;
   }
@@ -362,7 +399,8 @@ class StrategicMerge {
         if (mergeKey !== undefined && !(isMap(item) && own(item, mergeKey) !== undefined)) {
           throw badRequest(`map: ${JSON.stringify(item)} does not contain declared merge key: ${mergeKey} (in ${where(path)})`);
         }
-        if (mergeKey === undefined && (isMap(item) || Array.isArray(item))) throw badRequest(`${where(path)} is a list of scalars, found ${JSON.stringify(item)}`);
+        if (mergeKey === undefined && (isMap(item) || Array.isArray(item)))
+          throw badRequest(`${where(path)} is a list of scalars, found ${JSON.stringify(item)}`);
         patchItems.push(item);
       } else if (directive === "replace") {
         replaceAll = true;

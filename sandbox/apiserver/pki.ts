@@ -28,7 +28,12 @@ function generateServingPki(sans: string[]): ServingPki {
 
 /** Loads the serving PKI from `dir`, or creates it when absent or when the SANs changed. */
 export async function loadOrCreateServingPki(dir: string, sans: string[]): Promise<ServingPki> {
-  const files = { ca: path.join(dir, "ca.crt"), cert: path.join(dir, "apiserver.crt"), key: path.join(dir, "apiserver.key"), sans: path.join(dir, "apiserver.sans") };
+  const files = {
+    ca: path.join(dir, "ca.crt"),
+    cert: path.join(dir, "apiserver.crt"),
+    key: path.join(dir, "apiserver.key"),
+    sans: path.join(dir, "apiserver.sans"),
+  };
   const wanted = [...new Set(sans)].sort().join(",");
   try {
     if ((await fs.readFile(files.sans, "utf8")) === wanted) {

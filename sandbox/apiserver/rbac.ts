@@ -82,16 +82,16 @@ function ruleAllows(rule: PolicyRule, a: ResourceAttributes): boolean {
  * namespace only. Nothing denies; a binding to a role that does not exist grants nothing.
  */
 export function rbacAllows(source: RbacSource, caller: Caller, a: ResourceAttributes): boolean {
-  const rulesOf = (role: KubeObject | undefined): PolicyRule[] => ((role as { rules?: PolicyRule[] } | undefined)?.rules ?? []);
+  const rulesOf = (role: KubeObject | undefined): PolicyRule[] => (role as { rules?: PolicyRule[] } | undefined)?.rules ?? [];
   for (const b of source.clusterRoleBindings()) {
-    const subjects = ((b as { subjects?: Subject[] }).subjects ?? []);
+    const subjects = (b as { subjects?: Subject[] }).subjects ?? [];
     const ref = (b as { roleRef?: { kind: string; name: string } }).roleRef;
     if (ref?.kind !== "ClusterRole" || !subjects.some((s) => subjectMatches(s, caller, undefined))) continue;
     if (rulesOf(source.clusterRole(ref.name)).some((r) => ruleAllows(r, a))) return true;
   }
   if (a.namespace === undefined) return false;
   for (const b of source.roleBindings(a.namespace)) {
-    const subjects = ((b as { subjects?: Subject[] }).subjects ?? []);
+    const subjects = (b as { subjects?: Subject[] }).subjects ?? [];
     const ref = (b as { roleRef?: { kind: string; name: string } }).roleRef;
     if (!ref || !subjects.some((s) => subjectMatches(s, caller, a.namespace))) continue;
     const role = ref.kind === "ClusterRole" ? source.clusterRole(ref.name) : ref.kind === "Role" ? source.role(a.namespace, ref.name) : undefined;

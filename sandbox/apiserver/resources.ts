@@ -50,7 +50,17 @@ export class ResourceRegistry {
 
   constructor() {
     for (const [group, version, kind, plural, namespaced, shortNames, status] of BUILTINS) {
-      this.add({ group, version, kind, plural, singular: kind.toLowerCase(), namespaced, shortNames, status, ...(kind === "TokenReview" ? { createOnly: true } : {}) });
+      this.add({
+        group,
+        version,
+        kind,
+        plural,
+        singular: kind.toLowerCase(),
+        namespaced,
+        shortNames,
+        status,
+        ...(kind === "TokenReview" ? { createOnly: true } : {}),
+      });
     }
   }
 

@@ -26,12 +26,14 @@ const typeOf = (v: unknown): string => (v === null ? "null" : Array.isArray(v) ?
 
 function check(value: unknown, schema: StructuralSchema, path: string, out: SchemaFindings): void {
   if (value === null) {
-    if (!schema.nullable && schema.type !== undefined) out.errors.push(`${path}: Invalid value: "null": ${path} in body must be of type ${schema.type}: "null"`);
+    if (!schema.nullable && schema.type !== undefined)
+      out.errors.push(`${path}: Invalid value: "null": ${path} in body must be of type ${schema.type}: "null"`);
     return;
   }
   const actual = typeOf(value);
   if (schema["x-kubernetes-int-or-string"]) {
-    if (actual !== "integer" && actual !== "string") out.errors.push(`${path}: Invalid value: "${actual}": ${path} in body must be of type integer or string: "${actual}"`);
+    if (actual !== "integer" && actual !== "string")
+      out.errors.push(`${path}: Invalid value: "${actual}": ${path} in body must be of type integer or string: "${actual}"`);
     return;
   }
   const expected = schema.type;

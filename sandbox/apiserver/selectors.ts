@@ -19,7 +19,8 @@ function labelKeyProblem(key: string): string | undefined {
   if (parts.length > 2) return `label key ${JSON.stringify(key)} may contain at most one "/"`;
   const name = parts.at(-1)!;
   const prefix = parts.length === 2 ? parts[0]! : undefined;
-  if (prefix !== undefined && (prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) return `label key prefix ${JSON.stringify(prefix)} must be a lowercase DNS subdomain`;
+  if (prefix !== undefined && (prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix)))
+    return `label key prefix ${JSON.stringify(prefix)} must be a lowercase DNS subdomain`;
   if (name.length > 63 || !NAME_PART.test(name)) {
     return `label key name ${JSON.stringify(name)} must be 63 characters or less, consist of alphanumerics, '-', '_' or '.', and start and end with an alphanumeric`;
   }
@@ -178,11 +179,16 @@ function at(value: unknown, ...path: string[]): unknown {
 }
 
 /** Kubernetes formats selectable fields with fmt: missing strings are "", booleans are "true"/"false". */
-const stringField = (...path: string[]): FieldGetter => (obj) => {
-  const value = at(obj, ...path);
-  return value === undefined || value === null ? "" : String(value);
-};
-const boolField = (...path: string[]): FieldGetter => (obj) => String(at(obj, ...path) === true);
+const stringField =
+  (...path: string[]): FieldGetter =>
+  (obj) => {
+    const value = at(obj, ...path);
+    return value === undefined || value === null ? "" : String(value);
+  };
+const boolField =
+  (...path: string[]): FieldGetter =>
+  (obj) =>
+    String(at(obj, ...path) === true);
 
 const COMMON_FIELDS: Record<string, FieldGetter> = {
   "metadata.name": stringField("metadata", "name"),

@@ -54,7 +54,8 @@ interface FieldValidation {
 
 function fieldValidationOf(url: URL): FieldValidation {
   const raw = url.searchParams.get("fieldValidation") ?? "Warn";
-  if (raw !== "Ignore" && raw !== "Warn" && raw !== "Strict") throw new ApiError(400, "BadRequest", `fieldValidation must be one of Ignore, Warn or Strict, got "${raw}"`);
+  if (raw !== "Ignore" && raw !== "Warn" && raw !== "Strict")
+    throw new ApiError(400, "BadRequest", `fieldValidation must be one of Ignore, Warn or Strict, got "${raw}"`);
   return { mode: raw, warnings: [] };
 }
 
@@ -63,7 +64,11 @@ const clone = <T>(v: T): T => structuredClone(v);
 const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
 
 function notFound(r: ResourceType, name: string): ApiError {
-  return new ApiError(404, "NotFound", `${r.plural}${r.group ? "." + r.group : ""} "${name}" not found`, { name, kind: r.plural, ...(r.group ? { group: r.group } : {}) });
+  return new ApiError(404, "NotFound", `${r.plural}${r.group ? "." + r.group : ""} "${name}" not found`, {
+    name,
+    kind: r.plural,
+    ...(r.group ? { group: r.group } : {}),
+  });
 }
 
 export interface ApiCoreOptions {
@@ -126,7 +131,8 @@ export class ApiCore {
       await this.#route(req, res, url, path, user);
     } catch (err) {
       const apiErr = err instanceof ApiError ? err : new ApiError(500, "InternalError", `Internal error occurred: ${(err as Error).message}`);
-      if (apiErr.httpStatus >= 500) this.#opts.logger?.warn({ err: String(err), stack: (err as Error).stack, method: req.method, url: req.url }, "request failed");
+      if (apiErr.httpStatus >= 500)
+        this.#opts.logger?.warn({ err: String(err), stack: (err as Error).stack, method: req.method, url: req.url }, "request failed");
       if (!res.headersSent) this.#json(res, apiErr.httpStatus, statusBody(apiErr));
       else res.end();
     } finally {
@@ -135,7 +141,17 @@ export class ApiCore {
   }
 
   #version() {
-    return { major: "1", minor: "32", gitVersion: GIT_VERSION, gitCommit: "0000000", gitTreeState: "clean", buildDate: "2026-01-01T00:00:00Z", goVersion: "node", compiler: "node", platform: `linux/${process.arch === "x64" ? "amd64" : process.arch}` };
+    return {
+      major: "1",
+      minor: "32",
+      gitVersion: GIT_VERSION,
+      gitCommit: "0000000",
+      gitTreeState: "clean",
+      buildDate: "2026-01-01T00:00:00Z",
+      goVersion: "node",
+      compiler: "node",
+      platform: `linux/${process.arch === "x64" ? "amd64" : process.arch}`,
+    };
   }
 
   #authenticate(req: IncomingMessage): User | undefined {
@@ -189,7 +205,12 @@ export class ApiCore {
     let version: string | undefined;
     let rest: string[];
     if (seg[0] === "api") {
-      if (seg.length === 1) return this.#json(res, 200, { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: "127.0.0.1" }] });
+      if (seg.length === 1)
+        return this.#json(res, 200, {
+          kind: "APIVersions",
+          versions: ["v1"],
+          serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: "127.0.0.1" }],
+        });
       group = "";
       version = seg[1];
       rest = seg.slice(2);
@@ -216,17 +237,30 @@ export class ApiCore {
     }
     const resource = this.registry.find(apiVersion, rest[0]!);
     if (!resource || rest.length > 3) throw new ApiError(404, "NotFound", "the server could not find the requested resource");
-    if (resource.namespaced && namespace === undefined && rest.length > 1) throw new ApiError(404, "NotFound", "the server could not find the requested resource");
-    const route: Route = { resource, key: resourceKey(resource), ...(namespace !== undefined ? { namespace } : {}), ...(rest[1] ? { name: rest[1] } : {}), ...(rest[2] ? { subresource: rest[2] } : {}) };
+    if (resource.namespaced && namespace === undefined && rest.length > 1)
+      throw new ApiError(404, "NotFound", "the server could not find the requested resource");
+    const route: Route = {
+      resource,
+      key: resourceKey(resource),
+      ...(namespace !== undefined ? { namespace } : {}),
+      ...(rest[1] ? { name: rest[1] } : {}),
+      ...(rest[2] ? { subresource: rest[2] } : {}),
+    };
     const method = req.method ?? "GET";
     this.#authorize(user, method, url, route);
     const dryRun = url.searchParams.getAll("dryRun").includes("All");
     const fv = fieldValidationOf(url);
 
-    if (route.subresource && !(route.subresource === "status" && resource.status) && !(route.subresource === "token" && resource.kind === "ServiceAccount") && !(route.subresource === "finalize" && resource.kind === "Namespace")) {
+    if (
+      route.subresource &&
+      !(route.subresource === "status" && resource.status) &&
+      !(route.subresource === "token" && resource.kind === "ServiceAccount") &&
+      !(route.subresource === "finalize" && resource.kind === "Namespace")
+    ) {
       throw new ApiError(404, "NotFound", "the server could not find the requested resource");
     }
-    if (resource.createOnly && !(method === "POST" && !route.name)) throw new ApiError(405, "MethodNotAllowed", `the server does not allow this method on the requested resource`);
+    if (resource.createOnly && !(method === "POST" && !route.name))
+      throw new ApiError(405, "MethodNotAllowed", `the server does not allow this method on the requested resource`);
 
     if (!route.name) {
       if (method === "GET") {
@@ -312,9 +346,25 @@ export class ApiCore {
     const verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
     const resources: object[] = [];
     for (const r of members) {
-      resources.push({ name: r.plural, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: r.createOnly ? ["create"] : verbs, ...(r.shortNames.length ? { shortNames: r.shortNames } : {}) });
+      resources.push({
+        name: r.plural,
+        singularName: r.singular,
+        namespaced: r.namespaced,
+        kind: r.kind,
+        verbs: r.createOnly ? ["create"] : verbs,
+        ...(r.shortNames.length ? { shortNames: r.shortNames } : {}),
+      });
       if (r.status) resources.push({ name: `${r.plural}/status`, singularName: "", namespaced: r.namespaced, kind: r.kind, verbs: ["get", "patch", "update"] });
-      if (r.kind === "ServiceAccount") resources.push({ name: "serviceaccounts/token", singularName: "", namespaced: true, group: "authentication.k8s.io", version: "v1", kind: "TokenRequest", verbs: ["create"] });
+      if (r.kind === "ServiceAccount")
+        resources.push({
+          name: "serviceaccounts/token",
+          singularName: "",
+          namespaced: true,
+          group: "authentication.k8s.io",
+          version: "v1",
+          kind: "TokenRequest",
+          verbs: ["create"],
+        });
     }
     return { kind: "APIResourceList", apiVersion: "v1", groupVersion: group ? `${group}/${version}` : version, resources };
   }
@@ -355,7 +405,16 @@ export class ApiCore {
     const rv = String(this.store.resourceVersion);
     const table = tableRequest(req, url);
     if (table) {
-      return this.#json(res, 200, toTable(route.resource.kind, items, { includeObject: table, resourceVersion: rv, ...(route.resource.printerColumns ? { printerColumns: route.resource.printerColumns } : {}) }), "application/json;as=Table;v=v1;g=meta.k8s.io");
+      return this.#json(
+        res,
+        200,
+        toTable(route.resource.kind, items, {
+          includeObject: table,
+          resourceVersion: rv,
+          ...(route.resource.printerColumns ? { printerColumns: route.resource.printerColumns } : {}),
+        }),
+        "application/json;as=Table;v=v1;g=meta.k8s.io",
+      );
     }
     this.#json(res, 200, {
       kind: `${route.resource.kind}List`,
@@ -368,7 +427,16 @@ export class ApiCore {
   #respondObject(req: IncomingMessage, res: ServerResponse, url: URL, r: ResourceType, obj: KubeObject, status: number): void {
     const table = tableRequest(req, url);
     if (table) {
-      return this.#json(res, status, toTable(r.kind, [obj], { includeObject: table, resourceVersion: obj.metadata.resourceVersion ?? "", ...(r.printerColumns ? { printerColumns: r.printerColumns } : {}) }), "application/json;as=Table;v=v1;g=meta.k8s.io");
+      return this.#json(
+        res,
+        status,
+        toTable(r.kind, [obj], {
+          includeObject: table,
+          resourceVersion: obj.metadata.resourceVersion ?? "",
+          ...(r.printerColumns ? { printerColumns: r.printerColumns } : {}),
+        }),
+        "application/json;as=Table;v=v1;g=meta.k8s.io",
+      );
     }
     this.#json(res, status, obj);
   }
@@ -381,7 +449,11 @@ export class ApiCore {
     const initialEvents = isTrue(url.searchParams.get("sendInitialEvents"));
     const bookmarks = isTrue(url.searchParams.get("allowWatchBookmarks"));
     const timeoutSeconds = Number(url.searchParams.get("timeoutSeconds") ?? 1800);
-    res.writeHead(200, { "content-type": table ? "application/json;as=Table;v=v1;g=meta.k8s.io" : "application/json", "cache-control": "no-cache, private", "transfer-encoding": "chunked" });
+    res.writeHead(200, {
+      "content-type": table ? "application/json;as=Table;v=v1;g=meta.k8s.io" : "application/json",
+      "cache-control": "no-cache, private",
+      "transfer-encoding": "chunked",
+    });
     res.flushHeaders();
     this.#watchResponses.add(res);
 
@@ -403,7 +475,13 @@ export class ApiCore {
       if (pending.push(line) === 1) setTimeout(flush, WATCH_BATCH_MS);
     };
     const lineFor = (type: EventType, event: StoreEvent): string => {
-      if (table) return JSON.stringify({ type, object: toTable(r.kind, [event.object], { includeObject: table, resourceVersion: event.object.metadata.resourceVersion ?? "" }) }) + "\n";
+      if (table)
+        return (
+          JSON.stringify({
+            type,
+            object: toTable(r.kind, [event.object], { includeObject: table, resourceVersion: event.object.metadata.resourceVersion ?? "" }),
+          }) + "\n"
+        );
       event.lines ??= new Map();
       let line = event.lines.get(type);
       if (!line) {
@@ -419,12 +497,22 @@ export class ApiCore {
       deliver: (type, event) => write(lineFor(type, event)),
     };
     const bookmark = (extra: Record<string, string> = {}) =>
-      write(JSON.stringify({ type: "BOOKMARK", object: { kind: r.kind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(this.store.resourceVersion), ...(Object.keys(extra).length ? { annotations: extra } : {}) } } }) + "\n");
+      write(
+        JSON.stringify({
+          type: "BOOKMARK",
+          object: {
+            kind: r.kind,
+            apiVersion: apiVersionOf(r),
+            metadata: { resourceVersion: String(this.store.resourceVersion), ...(Object.keys(extra).length ? { annotations: extra } : {}) },
+          },
+        }) + "\n",
+      );
 
     const synthetic = initialEvents || rvParam === "" || rvParam === "0";
     if (synthetic) {
       const from = this.store.resourceVersion;
-      for (const obj of this.store.list(route.key, route.namespace).filter(match)) write(lineFor("ADDED", { rv: 0, type: "ADDED", resource: route.key, object: obj }));
+      for (const obj of this.store.list(route.key, route.namespace).filter(match))
+        write(lineFor("ADDED", { rv: 0, type: "ADDED", resource: route.key, object: obj }));
       this.store.watch(watcher, from);
       if (initialEvents) bookmark({ "k8s.io/initial-events-end": "true" });
     } else {
@@ -432,7 +520,20 @@ export class ApiCore {
       if (!Number.isFinite(from) || !this.store.watch(watcher, from)) {
         const oldest = this.store.compactedResourceVersion + 1;
         this.#opts.logger?.info({ resource: route.key, resourceVersion: rvParam, oldest }, "watch resourceVersion is too old; the client must relist");
-        write(JSON.stringify({ type: "ERROR", object: { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message: `too old resource version: ${rvParam} (${oldest})`, reason: "Expired", code: 410 } }) + "\n");
+        write(
+          JSON.stringify({
+            type: "ERROR",
+            object: {
+              kind: "Status",
+              apiVersion: "v1",
+              metadata: {},
+              status: "Failure",
+              message: `too old resource version: ${rvParam} (${oldest})`,
+              reason: "Expired",
+              code: 410,
+            },
+          }) + "\n",
+        );
         this.#watchResponses.delete(res);
         flush();
         res.end();
@@ -477,8 +578,10 @@ export class ApiCore {
     if (!body || typeof body !== "object" || Array.isArray(body)) throw new ApiError(400, "BadRequest", "the request body must be a JSON object");
     const obj = body as KubeObject;
     const r = route.resource;
-    if (obj.kind !== undefined && obj.kind !== r.kind) throw new ApiError(400, "BadRequest", `the kind of the provided object (${obj.kind}) does not match the resource (${r.kind})`);
-    if (obj.apiVersion !== undefined && obj.apiVersion !== apiVersionOf(r)) throw new ApiError(400, "BadRequest", `the API version of the provided object (${obj.apiVersion}) does not match the request (${apiVersionOf(r)})`);
+    if (obj.kind !== undefined && obj.kind !== r.kind)
+      throw new ApiError(400, "BadRequest", `the kind of the provided object (${obj.kind}) does not match the resource (${r.kind})`);
+    if (obj.apiVersion !== undefined && obj.apiVersion !== apiVersionOf(r))
+      throw new ApiError(400, "BadRequest", `the API version of the provided object (${obj.apiVersion}) does not match the request (${apiVersionOf(r)})`);
     obj.kind = r.kind;
     obj.apiVersion = apiVersionOf(r);
     obj.metadata = (obj.metadata && typeof obj.metadata === "object" ? obj.metadata : {}) as KubeObject["metadata"];
@@ -503,7 +606,12 @@ export class ApiCore {
       const ns = this.store.get("v1/namespaces", undefined, route.namespace!);
       if (!ns) throw new ApiError(404, "NotFound", `namespaces "${route.namespace}" not found`, { name: route.namespace!, kind: "namespaces" });
       if (ns.metadata.deletionTimestamp) {
-        throw new ApiError(403, "Forbidden", `${r.plural} "${obj.metadata.name}" is forbidden: unable to create new content in namespace ${route.namespace} because it is being terminated`, { name: obj.metadata.name, kind: r.plural });
+        throw new ApiError(
+          403,
+          "Forbidden",
+          `${r.plural} "${obj.metadata.name}" is forbidden: unable to create new content in namespace ${route.namespace} because it is being terminated`,
+          { name: obj.metadata.name, kind: r.plural },
+        );
       }
     }
     return this.#createObject(r, obj, route.namespace, dryRun, fv);
@@ -513,7 +621,11 @@ export class ApiCore {
     const key = resourceKey(r);
     const name = obj.metadata.name!;
     if (this.store.get(key, r.namespaced ? namespace : undefined, name)) {
-      throw new ApiError(409, "AlreadyExists", `${r.plural}${r.group ? "." + r.group : ""} "${name}" already exists`, { name, kind: r.plural, ...(r.group ? { group: r.group } : {}) });
+      throw new ApiError(409, "AlreadyExists", `${r.plural}${r.group ? "." + r.group : ""} "${name}" already exists`, {
+        name,
+        kind: r.plural,
+        ...(r.group ? { group: r.group } : {}),
+      });
     }
     applyDefaults(obj);
     validate(obj);
@@ -527,7 +639,11 @@ export class ApiCore {
     this.store.put(key, obj);
     if (r.kind === "CustomResourceDefinition") for (const res of crdResources(obj)) this.registry.add(res);
     if (r.kind === "Namespace") {
-      this.#createObject(this.registry.find("v1", "serviceaccounts")!, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "default", namespace: name } }, name);
+      this.#createObject(
+        this.registry.find("v1", "serviceaccounts")!,
+        { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "default", namespace: name } },
+        name,
+      );
     }
     return obj;
   }
@@ -552,7 +668,12 @@ export class ApiCore {
       spec.clusterIP = ip;
       spec.clusterIPs = [ip];
     } catch (err) {
-      throw invalid("Service", obj.metadata.name ?? "", "spec.clusterIPs", `Invalid value: ${JSON.stringify([requested])}: failed to allocate IP ${requested ?? ""}: ${(err as Error).message}`);
+      throw invalid(
+        "Service",
+        obj.metadata.name ?? "",
+        "spec.clusterIPs",
+        `Invalid value: ${JSON.stringify([requested])}: failed to allocate IP ${requested ?? ""}: ${(err as Error).message}`,
+      );
     }
   }
 
@@ -564,22 +685,32 @@ export class ApiCore {
   #checkSchema(r: ResourceType, obj: KubeObject, fv: FieldValidation | undefined): void {
     const crds = this.registry.find("apiextensions.k8s.io/v1", "customresourcedefinitions")!;
     const crd = this.store.get(resourceKey(crds), undefined, r.crd!);
-    const version = (crd?.spec?.versions ?? []).find((v: { name: string }) => v.name === r.version) as { schema?: { openAPIV3Schema?: StructuralSchema } } | undefined;
+    const version = (crd?.spec?.versions ?? []).find((v: { name: string }) => v.name === r.version) as
+      { schema?: { openAPIV3Schema?: StructuralSchema } } | undefined;
     const schema = version?.schema?.openAPIV3Schema;
     if (!schema) return;
     const found = checkCustomResource(obj, schema);
     const name = obj.metadata.name ?? "";
     if (found.errors.length) {
-      throw new ApiError(422, "Invalid", `${r.kind}.${r.group} "${name}" is invalid: ${found.errors.length === 1 ? found.errors[0] : `[${found.errors.join(", ")}]`}`, {
-        name,
-        kind: r.kind,
-        group: r.group,
-        causes: found.errors.map((e) => ({ reason: "FieldValueInvalid", message: e.slice(e.indexOf(": ") + 2), field: e.slice(0, e.indexOf(": ")) })),
-      });
+      throw new ApiError(
+        422,
+        "Invalid",
+        `${r.kind}.${r.group} "${name}" is invalid: ${found.errors.length === 1 ? found.errors[0] : `[${found.errors.join(", ")}]`}`,
+        {
+          name,
+          kind: r.kind,
+          group: r.group,
+          causes: found.errors.map((e) => ({ reason: "FieldValueInvalid", message: e.slice(e.indexOf(": ") + 2), field: e.slice(0, e.indexOf(": ")) })),
+        },
+      );
     }
     if (!found.unknown.length || !fv || fv.mode === "Ignore") return;
     if (fv.mode === "Strict") {
-      throw new ApiError(400, "BadRequest", `${r.kind} in version "${r.version}" cannot be handled as a ${r.kind}: strict decoding error: ${found.unknown.map((u) => `unknown field "${u}"`).join(", ")}`);
+      throw new ApiError(
+        400,
+        "BadRequest",
+        `${r.kind} in version "${r.version}" cannot be handled as a ${r.kind}: strict decoding error: ${found.unknown.map((u) => `unknown field "${u}"`).join(", ")}`,
+      );
     }
     fv.warnings.push(...found.unknown.map((u) => `unknown field "${u}"`));
   }
@@ -601,7 +732,11 @@ export class ApiCore {
       name: route.name ?? byField,
     };
     if (rbacAllows(this.#rbacSource, user, attributes)) return;
-    throw new ApiError(403, "Forbidden", forbiddenMessage(user, attributes), { ...(attributes.name ? { name: attributes.name } : {}), kind: route.resource.plural, ...(route.resource.group ? { group: route.resource.group } : {}) });
+    throw new ApiError(403, "Forbidden", forbiddenMessage(user, attributes), {
+      ...(attributes.name ? { name: attributes.name } : {}),
+      kind: route.resource.plural,
+      ...(route.resource.group ? { group: route.resource.group } : {}),
+    });
   }
 
   readonly #rbacSource: RbacSource = {
@@ -615,7 +750,13 @@ export class ApiCore {
     const names = crd.spec?.names ?? {};
     const t = now();
     crd.status = {
-      acceptedNames: { kind: names.kind, listKind: names.listKind ?? `${names.kind}List`, plural: names.plural, singular: names.singular ?? String(names.kind).toLowerCase(), ...(names.shortNames ? { shortNames: names.shortNames } : {}) },
+      acceptedNames: {
+        kind: names.kind,
+        listKind: names.listKind ?? `${names.kind}List`,
+        plural: names.plural,
+        singular: names.singular ?? String(names.kind).toLowerCase(),
+        ...(names.shortNames ? { shortNames: names.shortNames } : {}),
+      },
       conditions: [
         { type: "NamesAccepted", status: "True", reason: "NoConflicts", message: "no conflicts found", lastTransitionTime: t },
         { type: "Established", status: "True", reason: "InitialNamesAccepted", message: "the initial names have been accepted", lastTransitionTime: t },
@@ -637,11 +778,16 @@ export class ApiCore {
 
   #conflict(route: Route): ApiError {
     const r = route.resource;
-    return new ApiError(409, "Conflict", `Operation cannot be fulfilled on ${r.plural}${r.group ? "." + r.group : ""} "${route.name}": the object has been modified; please apply your changes to the latest version and try again`, {
-      name: route.name!,
-      kind: r.plural,
-      ...(r.group ? { group: r.group } : {}),
-    });
+    return new ApiError(
+      409,
+      "Conflict",
+      `Operation cannot be fulfilled on ${r.plural}${r.group ? "." + r.group : ""} "${route.name}": the object has been modified; please apply your changes to the latest version and try again`,
+      {
+        name: route.name!,
+        kind: r.plural,
+        ...(r.group ? { group: r.group } : {}),
+      },
+    );
   }
 
   /** Common path of PUT and PATCH: subresource rules, immutable metadata, generation, lifecycle side effects. */
@@ -671,13 +817,20 @@ export class ApiCore {
     }
     if (dryRun) return next;
     // An object waiting for its finalizers goes once the last one is removed.
-    if (next.metadata.deletionTimestamp && (next.metadata.finalizers ?? []).length === 0 && (existing.metadata.finalizers ?? []).length > 0 && r.kind !== "Pod" && r.kind !== "Namespace") {
+    if (
+      next.metadata.deletionTimestamp &&
+      (next.metadata.finalizers ?? []).length === 0 &&
+      (existing.metadata.finalizers ?? []).length > 0 &&
+      r.kind !== "Pod" &&
+      r.kind !== "Namespace"
+    ) {
       return this.#removeNow(r, next);
     }
     this.store.put(route.key, next);
     if (r.kind === "CustomResourceDefinition") for (const res of crdResources(next)) this.registry.add(res);
     // A terminating pod that has stopped running is gone, as the real kubelet's final status update achieves.
-    if (r.kind === "Pod" && next.metadata.deletionTimestamp && (next.status?.phase === "Succeeded" || next.status?.phase === "Failed")) this.#removeNow(r, next);
+    if (r.kind === "Pod" && next.metadata.deletionTimestamp && (next.status?.phase === "Succeeded" || next.status?.phase === "Failed"))
+      this.#removeNow(r, next);
     return next;
   }
 
@@ -696,7 +849,11 @@ export class ApiCore {
     const existing = this.#mustGet(route);
     const pre = (options.preconditions ?? {}) as { uid?: string; resourceVersion?: string };
     if (pre.uid && pre.uid !== existing.metadata.uid) {
-      throw new ApiError(409, "Conflict", `Operation cannot be fulfilled on ${r.plural} "${route.name}": Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${existing.metadata.uid}`);
+      throw new ApiError(
+        409,
+        "Conflict",
+        `Operation cannot be fulfilled on ${r.plural} "${route.name}": Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${existing.metadata.uid}`,
+      );
     }
     if (pre.resourceVersion && pre.resourceVersion !== existing.metadata.resourceVersion) throw this.#conflict(route);
     if (dryRun) return existing;
@@ -798,7 +955,12 @@ export class ApiCore {
     const match = this.#matcher(url, route.resource);
     const items = this.store.list(route.key, route.namespace).filter(match);
     if (!dryRun) for (const obj of items) this.#deleteObject(route.resource, obj, {});
-    return { kind: `${route.resource.kind}List`, apiVersion: apiVersionOf(route.resource), metadata: { resourceVersion: String(this.store.resourceVersion) }, items };
+    return {
+      kind: `${route.resource.kind}List`,
+      apiVersion: apiVersionOf(route.resource),
+      metadata: { resourceVersion: String(this.store.resourceVersion) },
+      items,
+    };
   }
 
   #after(ms: number, fn: () => void): void {
@@ -820,14 +982,17 @@ export class ApiCore {
       boundObjectRef?: { kind?: string; name?: string; uid?: string };
     };
     const requested = spec.expirationSeconds ?? 3600;
-    if (requested < 600) throw invalid("TokenRequest", sa.metadata.name ?? "", "spec.expirationSeconds", "Invalid value: may not specify a duration less than 10 minutes");
+    if (requested < 600)
+      throw invalid("TokenRequest", sa.metadata.name ?? "", "spec.expirationSeconds", "Invalid value: may not specify a duration less than 10 minutes");
     let pod: { name: string; uid: string } | undefined;
     let node: { name: string; uid: string } | undefined;
     const ref = spec.boundObjectRef;
     if (ref) {
-      if (ref.kind !== "Pod") throw invalid("TokenRequest", sa.metadata.name ?? "", "spec.boundObjectRef.kind", `Unsupported value: "${ref.kind}": supported values: "Pod"`);
+      if (ref.kind !== "Pod")
+        throw invalid("TokenRequest", sa.metadata.name ?? "", "spec.boundObjectRef.kind", `Unsupported value: "${ref.kind}": supported values: "Pod"`);
       const p = this.store.get("v1/pods", route.namespace, ref.name ?? "");
-      if (!p || (ref.uid && p.metadata.uid !== ref.uid)) throw new ApiError(404, "NotFound", `pods "${ref.name}" not found`, { name: ref.name ?? "", kind: "pods" });
+      if (!p || (ref.uid && p.metadata.uid !== ref.uid))
+        throw new ApiError(404, "NotFound", `pods "${ref.name}" not found`, { name: ref.name ?? "", kind: "pods" });
       if ((p.spec?.serviceAccountName ?? "default") !== sa.metadata.name) {
         throw new ApiError(400, "BadRequest", `cannot bind token for serviceaccount "${sa.metadata.name}" to pod running with different serviceaccount name`);
       }
@@ -873,7 +1038,11 @@ export class ApiCore {
   #json(res: ServerResponse, status: number, body: unknown, contentType = "application/json", warnings: string[] = []): void {
     const payload = JSON.stringify(body);
     // RFC 7234 warnings, as kube-apiserver sends them and kubectl prints them ("Warning: unknown field ...").
-    if (warnings.length) res.setHeader("warning", warnings.map((w) => `299 - ${JSON.stringify(w)}`));
+    if (warnings.length)
+      res.setHeader(
+        "warning",
+        warnings.map((w) => `299 - ${JSON.stringify(w)}`),
+      );
     res.writeHead(status, { "content-type": contentType, "content-length": Buffer.byteLength(payload), "cache-control": "no-cache, private" });
     res.end(payload);
   }
@@ -920,7 +1089,14 @@ function readRaw(req: IncomingMessage): Promise<Buffer> {
       else chunks.length = 0;
     });
     req.on("end", () => {
-      if (size > MAX_BODY_BYTES) reject(new ApiError(413, "RequestEntityTooLarge", `Request entity too large: the request body is ${size} bytes, more than the ${MAX_BODY_BYTES} the API server accepts; keep large data out of API objects (Kubernetes limits objects to about 1.5 MiB)`));
+      if (size > MAX_BODY_BYTES)
+        reject(
+          new ApiError(
+            413,
+            "RequestEntityTooLarge",
+            `Request entity too large: the request body is ${size} bytes, more than the ${MAX_BODY_BYTES} the API server accepts; keep large data out of API objects (Kubernetes limits objects to about 1.5 MiB)`,
+          ),
+        );
       else resolve(Buffer.concat(chunks));
     });
     req.on("error", reject);
@@ -929,13 +1105,21 @@ function readRaw(req: IncomingMessage): Promise<Buffer> {
 
 function parseBody(raw: Buffer, contentType: string | undefined): unknown {
   if (/protobuf/.test(contentType ?? "")) {
-    throw new ApiError(415, "UnsupportedMediaType", "the sandbox API server accepts JSON and YAML only, not protobuf; use `kubectl create -f`/`kubectl apply -f` with a manifest instead of kubectl's built-in generators");
+    throw new ApiError(
+      415,
+      "UnsupportedMediaType",
+      "the sandbox API server accepts JSON and YAML only, not protobuf; use `kubectl create -f`/`kubectl apply -f` with a manifest instead of kubectl's built-in generators",
+    );
   }
   const text = raw.toString("utf8");
   try {
     return /yaml/.test(contentType ?? "") ? parseYaml(text) : JSON.parse(text);
   } catch (err) {
-    throw new ApiError(400, "BadRequest", `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (${(err as Error).message})`);
+    throw new ApiError(
+      400,
+      "BadRequest",
+      `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (${(err as Error).message})`,
+    );
   }
 }
 

@@ -76,7 +76,14 @@ const NAME_DESCRIPTION =
 const AGE_DESCRIPTION =
   "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.";
 
-const column = (name: string, description: string, extra: Partial<TableColumn> = {}): TableColumn => ({ name, type: "string", format: "", description, priority: 0, ...extra });
+const column = (name: string, description: string, extra: Partial<TableColumn> = {}): TableColumn => ({
+  name,
+  type: "string",
+  format: "",
+  description,
+  priority: 0,
+  ...extra,
+});
 const wide = (name: string, description: string): TableColumn => column(name, description, { priority: 1 });
 const NAME = column("Name", NAME_DESCRIPTION, { format: "name" });
 const AGE = column("Age", AGE_DESCRIPTION);
@@ -238,7 +245,10 @@ const POD: Printer = {
     AGE,
     wide("IP", "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
     wide("Node", "NodeName indicates in which node this pod is scheduled."),
-    wide("Nominated Node", "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods."),
+    wide(
+      "Nominated Node",
+      "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods.",
+    ),
     wide("Readiness Gates", "If specified, all readiness gates will be evaluated for pod readiness."),
   ],
   cells: (pod, now) => {
@@ -406,13 +416,22 @@ const ENDPOINT_SLICE: Printer = {
 };
 
 const SERVICE_ACCOUNT: Printer = {
-  columns: [NAME, column("Secrets", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."), AGE],
+  columns: [
+    NAME,
+    column("Secrets", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."),
+    AGE,
+  ],
   cells: (sa, now) => [sa.metadata.name, list(sa.secrets).length, humanDuration(sa.metadata.creationTimestamp, now)],
 };
 
 const SECRET: Printer = {
   columns: [NAME, column("Type", "Used to facilitate programmatic handling of secret data."), column("Data", "Data contains the secret data."), AGE],
-  cells: (secret, now) => [secret.metadata.name, textOf(secret.type) || "Opaque", keyCount(secret.data, secret.stringData), humanDuration(secret.metadata.creationTimestamp, now)],
+  cells: (secret, now) => [
+    secret.metadata.name,
+    textOf(secret.type) || "Opaque",
+    keyCount(secret.data, secret.stringData),
+    humanDuration(secret.metadata.creationTimestamp, now),
+  ],
 };
 
 const CONFIG_MAP: Printer = {
@@ -460,7 +479,8 @@ const PRINTERS: Record<string, Printer> = {
 type Step = (value: unknown) => unknown[];
 
 function child(key: string): Step {
-  return (value) => (value !== null && typeof value === "object" && !Array.isArray(value) && Object.hasOwn(value, key) ? [(value as Record<string, unknown>)[key]] : []);
+  return (value) =>
+    value !== null && typeof value === "object" && !Array.isArray(value) && Object.hasOwn(value, key) ? [(value as Record<string, unknown>)[key]] : [];
 }
 
 function parseLiteral(text: string): unknown {
@@ -533,7 +553,11 @@ function cellFor(type: string, value: unknown, now: Date): unknown {
 function customPrinter(printerColumns: PrinterColumn[]): Printer {
   const compiled = printerColumns.map((c) => compileJsonPath(c.jsonPath));
   const columns = printerColumns.map((c) =>
-    column(c.name, c.description ?? `Custom resource definition column (in JSONPath format): ${c.jsonPath}`, { type: c.type, format: c.format ?? "", priority: c.priority ?? 0 }),
+    column(c.name, c.description ?? `Custom resource definition column (in JSONPath format): ${c.jsonPath}`, {
+      type: c.type,
+      format: c.format ?? "",
+      priority: c.priority ?? 0,
+    }),
   );
   const addAge = !printerColumns.some((c) => c.type === "date");
   return {

@@ -83,7 +83,9 @@ export class ServiceAccountTokenSigner {
     this.issuer = issuer;
     this.privateKeyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
     this.publicKeyPem = this.#publicKey.export({ type: "spki", format: "pem" }).toString();
-    this.keyId = createHash("sha256").update(this.#publicKey.export({ type: "spki", format: "der" })).digest("base64url");
+    this.keyId = createHash("sha256")
+      .update(this.#publicKey.export({ type: "spki", format: "der" }))
+      .digest("base64url");
   }
 
   /** A signer with a fresh P-256 key. */
@@ -155,7 +157,8 @@ export class ServiceAccountTokenSigner {
     if (header.alg !== "ES256") return fail(`unsupported signing algorithm ${JSON.stringify(header.alg ?? null)}`);
     const signature = Buffer.from(signaturePart, "base64url");
     if (signature.length !== 64) return fail("invalid signature");
-    if (!verify("sha256", Buffer.from(`${headerPart}.${payloadPart}`), { key: this.#publicKey, dsaEncoding: "ieee-p1363" }, signature)) return fail("invalid signature");
+    if (!verify("sha256", Buffer.from(`${headerPart}.${payloadPart}`), { key: this.#publicKey, dsaEncoding: "ieee-p1363" }, signature))
+      return fail("invalid signature");
 
     if (payload.iss !== this.issuer) return fail(`token issuer ${JSON.stringify(payload.iss ?? null)} is not trusted`);
     const nowSeconds = (opts.now ?? new Date()).getTime() / 1000;
@@ -171,7 +174,8 @@ export class ServiceAccountTokenSigner {
       return fail("token does not identify a service account");
     }
 
-    const tokenAudiences = typeof payload.aud === "string" ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud.filter((a): a is string => typeof a === "string") : [];
+    const tokenAudiences =
+      typeof payload.aud === "string" ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud.filter((a): a is string => typeof a === "string") : [];
     const wanted = opts.audiences !== undefined && opts.audiences.length > 0 ? opts.audiences : [API_SERVER_AUDIENCE];
     const matched = wanted.filter((audience) => tokenAudiences.includes(audience));
     if (matched.length === 0) return fail(`token audiences ${JSON.stringify(tokenAudiences)} do not match ${JSON.stringify(wanted)}`);

@@ -7,7 +7,6 @@ import { randomSuffix, templateHash } from "./deployments.ts";
 import { isControlledBy, isNodeReady, isPodReady, isPodTerminal } from "./pods.ts";
 
 export class DaemonSetController extends QueueController {
-
   constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
     super(client, informers, log, "daemonset-controller", "daemonset");
     informers.on("daemonsets", (event, ds) => {
@@ -89,7 +88,9 @@ export class DaemonSetController extends QueueController {
         namespace,
         labels: { ...(template.metadata?.labels ?? {}), "controller-revision-hash": hash },
         annotations: { ...(template.metadata?.annotations ?? {}) },
-        ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name: ds.metadata.name, uid: ds.metadata.uid, controller: true, blockOwnerDeletion: true }],
+        ownerReferences: [
+          { apiVersion: "apps/v1", kind: "DaemonSet", name: ds.metadata.name, uid: ds.metadata.uid, controller: true, blockOwnerDeletion: true },
+        ],
       },
       // Bound directly, as the real DaemonSet controller does through node affinity.
       spec: { ...(template.spec ?? {}), nodeName: node },
@@ -100,7 +101,6 @@ export class DaemonSetController extends QueueController {
   #deletePod(pod: KubeObject): Promise<void> {
     return this.deleteIfPresent(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
   }
-
 }
 
 /** spec.updateStrategy.rollingUpdate.maxSurge as a node count (an integer or a percentage rounded up); 0 when unset. */

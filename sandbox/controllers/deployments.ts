@@ -11,7 +11,10 @@ import { isControlledBy, isPodReady, isPodTerminal } from "./pods.ts";
  * skips it because nothing in Ambit depends on ReplicaSets, and the pod-template-hash label is kept.
  */
 export function templateHash(template: unknown): string {
-  return createHash("sha256").update(JSON.stringify(template ?? {})).digest("hex").slice(0, 10);
+  return createHash("sha256")
+    .update(JSON.stringify(template ?? {}))
+    .digest("hex")
+    .slice(0, 10);
 }
 
 /** Five characters from the alphabet Kubernetes uses for generated name suffixes. */
@@ -116,7 +119,14 @@ export class DeploymentController extends QueueController {
         labels: { ...(template.metadata?.labels ?? {}), "pod-template-hash": hash },
         annotations: { ...(template.metadata?.annotations ?? {}) },
         ownerReferences: [
-          { apiVersion: "apps/v1", kind: "Deployment", name: deployment.metadata.name, uid: deployment.metadata.uid, controller: true, blockOwnerDeletion: true },
+          {
+            apiVersion: "apps/v1",
+            kind: "Deployment",
+            name: deployment.metadata.name,
+            uid: deployment.metadata.uid,
+            controller: true,
+            blockOwnerDeletion: true,
+          },
         ],
       },
       spec: template.spec ?? {},
@@ -136,7 +146,6 @@ export class DeploymentController extends QueueController {
   #deletePod(pod: KubeObject): Promise<void> {
     return this.deleteIfPresent(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
   }
-
 }
 
 // Conditions carry timestamps; compare only what decides whether status changed.

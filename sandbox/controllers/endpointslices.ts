@@ -31,9 +31,7 @@ const selects = (selector: Record<string, string> | undefined, labels: Record<st
 /** Builds the desired EndpointSlice for a Service from the pods it selects (pure, for tests). */
 export function desiredSlice(service: KubeObject, pods: KubeObject[]): KubeObject {
   const name = service.metadata.name;
-  const selected = pods.filter(
-    (p) => selects(service.spec?.selector, p.metadata.labels) && p.status?.podIP && !isPodTerminal(p),
-  );
+  const selected = pods.filter((p) => selects(service.spec?.selector, p.metadata.labels) && p.status?.podIP && !isPodTerminal(p));
   const servicePorts: Array<{ name?: string; port: number; targetPort?: number | string; protocol?: string }> = service.spec?.ports ?? [];
   const sample = selected[0];
   const ports = servicePorts.map((sp) => ({
@@ -69,7 +67,6 @@ export function desiredSlice(service: KubeObject, pods: KubeObject[]): KubeObjec
 }
 
 export class EndpointSliceController extends QueueController {
-
   constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
     super(client, informers, log, "endpointslice-controller", "service");
     informers.on("services", (event, svc) => {
@@ -114,5 +111,4 @@ export class EndpointSliceController extends QueueController {
       if (!isNotFound(err)) throw err;
     }
   }
-
 }

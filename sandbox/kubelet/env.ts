@@ -101,7 +101,12 @@ export async function containerEnv(
   };
   if (sources.kubernetesService) {
     const ip = sources.kubernetesService.spec?.clusterIP as string;
-    Object.assign(env, { KUBERNETES_SERVICE_HOST: ip, KUBERNETES_SERVICE_PORT: "443", KUBERNETES_SERVICE_PORT_HTTPS: "443", KUBERNETES_PORT: `tcp://${ip}:443` });
+    Object.assign(env, {
+      KUBERNETES_SERVICE_HOST: ip,
+      KUBERNETES_SERVICE_PORT: "443",
+      KUBERNETES_SERVICE_PORT_HTTPS: "443",
+      KUBERNETES_PORT: `tcp://${ip}:443`,
+    });
   }
   if (pod.spec?.enableServiceLinks !== false) for (const svc of sources.services) Object.assign(env, serviceLinks(svc));
 

@@ -170,7 +170,10 @@ export class Kubelet {
       mounts: [],
     };
     await fs.writeFile(spec.hostsFile, this.#hostsFor(namespace));
-    await fs.writeFile(spec.resolvFile, `search ${namespace}.svc.${this.#cfg.clusterDomain} svc.${this.#cfg.clusterDomain} ${this.#cfg.clusterDomain}\nnameserver 127.0.0.1\noptions ndots:1 attempts:1 timeout:1\n`);
+    await fs.writeFile(
+      spec.resolvFile,
+      `search ${namespace}.svc.${this.#cfg.clusterDomain} svc.${this.#cfg.clusterDomain} ${this.#cfg.clusterDomain}\nnameserver 127.0.0.1\noptions ndots:1 attempts:1 timeout:1\n`,
+    );
     await fs.writeFile(path.join(spec.serviceAccountDir, "ca.crt"), this.#caPem);
     await fs.writeFile(path.join(spec.serviceAccountDir, "namespace"), namespace);
 
@@ -201,11 +204,25 @@ export class Kubelet {
       for (const c of pod.spec?.containers ?? []) {
         const env = { ...imageEnv(c), ...(await containerEnv(withIp, c, sources)) };
         runtime.spec.env = { ...runtime.spec.env, ...env };
-        const mounts = await containerMounts(c, volumes.dirs, (dir) =>
-          void this.#recordMountPoint(dir).catch((err: unknown) => this.#log.warn({ dir, err: String(err) }, "cannot record a mount point created for a pod; the last sandbox to go down will not remove it")),
+        const mounts = await containerMounts(
+          c,
+          volumes.dirs,
+          (dir) =>
+            void this.#recordMountPoint(dir).catch((err: unknown) =>
+              this.#log.warn({ dir, err: String(err) }, "cannot record a mount point created for a pod; the last sandbox to go down will not remove it"),
+            ),
         );
         if (runtime.containers.length === 0) spec.mounts = mounts;
-        runtime.containers.push({ name: c.name, argv: containerArgv(c), env, mounts, restartCount: 0, ready: false, consecutive: { success: 0, failure: 0 }, liveFailures: 0 });
+        runtime.containers.push({
+          name: c.name,
+          argv: containerArgv(c),
+          env,
+          mounts,
+          restartCount: 0,
+          ready: false,
+          consecutive: { success: 0, failure: 0 },
+          liveFailures: 0,
+        });
       }
     } catch (err) {
       // A pod that cannot start reports why, like CreateContainerConfigError on a real node.
@@ -215,7 +232,12 @@ export class Kubelet {
         podIP: ip,
         podIPs: [{ ip }],
         containerStatuses: (pod.spec?.containers ?? []).map((c: { name: string; image?: string }) => ({
-          name: c.name, image: c.image ?? "", imageID: "", ready: false, started: false, restartCount: 0,
+          name: c.name,
+          image: c.image ?? "",
+          imageID: "",
+          ready: false,
+          started: false,
+          restartCount: 0,
           state: { waiting: { reason: "CreateContainerConfigError", message: String(err instanceof Error ? err.message : err) } },
         })),
       });
@@ -232,7 +254,16 @@ export class Kubelet {
     if (runtime.stopping || this.#stopped) return;
     const [program, ...args] = podCommand(runtime.spec, c.argv, c.mounts);
     const log = createWriteStream(path.join(runtime.spec.logDir, `${c.name}.log`), { flags: "a" });
-    const child = execa(program!, args, { env: c.env, extendEnv: false, detached: true, reject: false, stdin: "ignore", stdout: "pipe", stderr: "pipe", buffer: false });
+    const child = execa(program!, args, {
+      env: c.env,
+      extendEnv: false,
+      detached: true,
+      reject: false,
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      buffer: false,
+    });
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
     c.process = child;
@@ -265,7 +296,11 @@ export class Kubelet {
     });
   }
 
-  #scheduleProbes(runtime: PodRuntime, c: ContainerRuntime, containerSpec: { ports?: Array<{ name?: string; containerPort: number }>; readinessProbe?: Probe; livenessProbe?: Probe }): void {
+  #scheduleProbes(
+    runtime: PodRuntime,
+    c: ContainerRuntime,
+    containerSpec: { ports?: Array<{ name?: string; containerPort: number }>; readinessProbe?: Probe; livenessProbe?: Probe },
+  ): void {
     const namedPorts = Object.fromEntries((containerSpec.ports ?? []).filter((p) => p.name).map((p) => [p.name as string, p.containerPort]));
     const target = {
       nodeNetns: this.node.netns,
@@ -334,7 +369,13 @@ export class Kubelet {
       hostIP: this.node.ip,
       hostIPs: [{ ip: this.node.ip }],
       startTime: pod.status?.startTime ?? now,
-      conditions: [cond("PodReadyToStartContainers", true), cond("Initialized", true), cond("Ready", allReady), cond("ContainersReady", allReady), cond("PodScheduled", true)],
+      conditions: [
+        cond("PodReadyToStartContainers", true),
+        cond("Initialized", true),
+        cond("Ready", allReady),
+        cond("ContainersReady", allReady),
+        cond("PodScheduled", true),
+      ],
       containerStatuses: runtime.containers.map((c) => ({
         name: c.name,
         image: (pod.spec?.containers ?? []).find((s: { name: string }) => s.name === c.name)?.image ?? "",
@@ -347,7 +388,13 @@ export class Kubelet {
           ? { running: { startedAt: c.startedAt } }
           : c.waitingReason
             ? { waiting: { reason: c.waitingReason } }
-            : { terminated: { exitCode: c.lastTermination?.exitCode ?? 0, reason: c.lastTermination?.reason ?? "Completed", finishedAt: c.lastTermination?.finishedAt } },
+            : {
+                terminated: {
+                  exitCode: c.lastTermination?.exitCode ?? 0,
+                  reason: c.lastTermination?.reason ?? "Completed",
+                  finishedAt: c.lastTermination?.finishedAt,
+                },
+              },
         ...(c.lastTermination && c.process ? { lastState: { terminated: c.lastTermination } } : {}),
       })),
     });
@@ -457,8 +504,8 @@ export class Kubelet {
         }
       }
       const { namespace, name } = splitKey(runtime.key);
-      await removePodNetwork(this.#cfg, { node: this.node, podUid: runtime.uid, namespace: namespace ?? "", name, netns: runtime.spec.netns }).catch((err: unknown) =>
-        this.#log.warn({ pod: runtime.key, err: String(err) }, "CNI DEL failed"),
+      await removePodNetwork(this.#cfg, { node: this.node, podUid: runtime.uid, namespace: namespace ?? "", name, netns: runtime.spec.netns }).catch(
+        (err: unknown) => this.#log.warn({ pod: runtime.key, err: String(err) }, "CNI DEL failed"),
       );
       await unexposePodNetns(this.#netnsDir, runtime.spec.netns);
       await deleteNetns(runtime.spec.netns);

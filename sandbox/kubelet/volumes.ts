@@ -70,7 +70,11 @@ const secretData = (obj: KubeObject): Record<string, Buffer> =>
  * Writes each volume's content under `<podDir>/volumes/<name>` (hostPath volumes point into the node's root)
  * and returns the directory of each volume plus the files that need refreshing (projected tokens).
  */
-export async function materializeVolumes(pod: KubeObject, podDir: string, sources: VolumeSources): Promise<{ dirs: Map<string, string>; refreshing: RefreshingFile[] }> {
+export async function materializeVolumes(
+  pod: KubeObject,
+  podDir: string,
+  sources: VolumeSources,
+): Promise<{ dirs: Map<string, string>; refreshing: RefreshingFile[] }> {
   const namespace = pod.metadata.namespace ?? "default";
   const dirs = new Map<string, string>();
   const refreshing: RefreshingFile[] = [];
@@ -109,7 +113,7 @@ export async function materializeVolumes(pod: KubeObject, podDir: string, source
       continue;
     }
     if (volume.downwardAPI) {
-      for (const item of ((volume.downwardAPI as { items?: Array<{ path: string; fieldRef?: { fieldPath: string } }> }).items ?? [])) {
+      for (const item of (volume.downwardAPI as { items?: Array<{ path: string; fieldRef?: { fieldPath: string } }> }).items ?? []) {
         if (item.fieldRef) await writeAtomic(safeRelative(dir, item.path), fieldRef(pod, item.fieldRef.fieldPath), 0o644);
       }
       continue;
@@ -130,7 +134,8 @@ export async function materializeVolumes(pod: KubeObject, podDir: string, source
         } else if (source.configMap) {
           const ref = source.configMap as { name: string; items?: KeyToPath[]; optional?: boolean };
           const cm = await sources.configMap(namespace, ref.name);
-          if (cm) await writeKeys(dir, (cm.data as Record<string, string>) ?? {}, ref.items, projected.defaultMode ?? 0o644, `configmap ${namespace}/${ref.name}`);
+          if (cm)
+            await writeKeys(dir, (cm.data as Record<string, string>) ?? {}, ref.items, projected.defaultMode ?? 0o644, `configmap ${namespace}/${ref.name}`);
           else if (!ref.optional) throw new VolumeError(`configmap "${namespace}/${ref.name}" for volume "${volume.name}" not found`);
         } else if (source.secret) {
           const ref = source.secret as { name: string; items?: KeyToPath[]; optional?: boolean };
@@ -138,14 +143,16 @@ export async function materializeVolumes(pod: KubeObject, podDir: string, source
           if (secret) await writeKeys(dir, secretData(secret), ref.items, projected.defaultMode ?? 0o600, `secret ${namespace}/${ref.name}`);
           else if (!ref.optional) throw new VolumeError(`secret "${namespace}/${ref.name}" for volume "${volume.name}" not found`);
         } else if (source.downwardAPI) {
-          for (const item of ((source.downwardAPI as { items?: Array<{ path: string; fieldRef?: { fieldPath: string } }> }).items ?? [])) {
+          for (const item of (source.downwardAPI as { items?: Array<{ path: string; fieldRef?: { fieldPath: string } }> }).items ?? []) {
             if (item.fieldRef) await writeAtomic(safeRelative(dir, item.path), fieldRef(pod, item.fieldRef.fieldPath), 0o644);
           }
         }
       }
       continue;
     }
-    throw new VolumeError(`volume "${volume.name}": only emptyDir, configMap, secret, downwardAPI, projected and hostPath volumes are supported by the sandbox`);
+    throw new VolumeError(
+      `volume "${volume.name}": only emptyDir, configMap, secret, downwardAPI, projected and hostPath volumes are supported by the sandbox`,
+    );
   }
   return { dirs, refreshing };
 }
@@ -157,7 +164,11 @@ const CREATABLE_ROOTS = ["/run/", "/var/run/"];
  * Resolves a container's volumeMounts to bind mounts. A mount point that does not exist on this machine
  * can only be created under /run (it is created in the shared root filesystem, so the sandbox keeps that small).
  */
-export async function containerMounts(container: { name: string; volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean; subPath?: string }> }, dirs: Map<string, string>, created: (dir: string) => void): Promise<VolumeMount[]> {
+export async function containerMounts(
+  container: { name: string; volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean; subPath?: string }> },
+  dirs: Map<string, string>,
+  created: (dir: string) => void,
+): Promise<VolumeMount[]> {
   const mounts: VolumeMount[] = [];
   for (const m of container.volumeMounts ?? []) {
     const source = dirs.get(m.name);
@@ -165,7 +176,10 @@ export async function containerMounts(container: { name: string; volumeMounts?: 
     if (!path.isAbsolute(m.mountPath)) throw new VolumeError(`mountPath "${m.mountPath}" must be absolute`);
     const target = path.resolve(m.mountPath);
     const src = m.subPath ? safeRelative(source, m.subPath) : source;
-    const exists = await fs.stat(target).then(() => true, () => false);
+    const exists = await fs.stat(target).then(
+      () => true,
+      () => false,
+    );
     if (!exists) {
       if (!CREATABLE_ROOTS.some((root) => target.startsWith(root))) {
         throw new VolumeError(`mountPath "${target}" does not exist on this machine; the sandbox can only create mount points under /run or /var/run`);

@@ -102,7 +102,9 @@ export function renderProxyRules(services: readonly KubeService[], slices: reado
   );
   for (const rule of rules.filter((r) => r.endpoints.length === 0)) {
     const reject = rule.protocol === "tcp" ? "tcp-reset" : "icmp-port-unreachable";
-    filter.push(`-A AMBIT-SERVICES ${portMatch(rule)} ${comment(`${label(rule)} has no endpoints`)} -m ${rule.protocol} --dport ${rule.port} -j REJECT --reject-with ${reject}`);
+    filter.push(
+      `-A AMBIT-SERVICES ${portMatch(rule)} ${comment(`${label(rule)} has no endpoints`)} -m ${rule.protocol} --dport ${rule.port} -j REJECT --reject-with ${reject}`,
+    );
   }
   filter.push("COMMIT");
 

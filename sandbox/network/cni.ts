@@ -138,7 +138,15 @@ export class CniRunner {
       if (prevResult === undefined) throw new CniError(plugin.type, "ADD printed no result");
     }
     const result = prevResult as CniResult;
-    const entry: CacheEntry = { kind: "cniCacheV1", containerId: rt.containerId, ifName: rt.ifName, networkName: list.name, config: list, cniArgs: rt.args, result };
+    const entry: CacheEntry = {
+      kind: "cniCacheV1",
+      containerId: rt.containerId,
+      ifName: rt.ifName,
+      networkName: list.name,
+      config: list,
+      cniArgs: rt.args,
+      result,
+    };
     const file = this.#cacheFile(list.name, rt);
     await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     await fs.writeFile(`${file}.tmp`, JSON.stringify(entry) + "\n", { mode: 0o600 });
@@ -194,7 +202,13 @@ export class CniRunner {
     throw new CniError(type, `failed to find plugin in path [${this.#opts.binDirs.join(" ")}]`);
   }
 
-  async #exec(command: CniCommand, list: CniNetworkList, plugin: CniPluginConfig, rt: CniRuntimeConf, prevResult: CniResult | undefined): Promise<CniResult | undefined> {
+  async #exec(
+    command: CniCommand,
+    list: CniNetworkList,
+    plugin: CniPluginConfig,
+    rt: CniRuntimeConf,
+    prevResult: CniResult | undefined,
+  ): Promise<CniResult | undefined> {
     const binary = await this.#findPlugin(plugin.type);
     const stdin: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: list.cniVersion };
     if (prevResult !== undefined) stdin.prevResult = prevResult;
@@ -215,8 +229,29 @@ export class CniRunner {
       const [file, args] =
         mounts.length === 0
           ? [binary, []]
-          : ["unshare", ["--mount", "--propagation", "slave", "--", "/bin/sh", "-c", HOST_VIEW_SHELL, "cni-host-view", ...mounts.flatMap((m) => [m.source, m.target]), "--", binary]];
-      ({ stdout } = await run(file, args, { input: JSON.stringify(stdin), env, cleanEnv: true, netns: this.#opts.pluginNetns, timeoutMs: this.#opts.timeoutMs }));
+          : [
+              "unshare",
+              [
+                "--mount",
+                "--propagation",
+                "slave",
+                "--",
+                "/bin/sh",
+                "-c",
+                HOST_VIEW_SHELL,
+                "cni-host-view",
+                ...mounts.flatMap((m) => [m.source, m.target]),
+                "--",
+                binary,
+              ],
+            ];
+      ({ stdout } = await run(file, args, {
+        input: JSON.stringify(stdin),
+        env,
+        cleanEnv: true,
+        netns: this.#opts.pluginNetns,
+        timeoutMs: this.#opts.timeoutMs,
+      }));
     } catch (err) {
       throw pluginFailure(plugin.type, command, err);
     }

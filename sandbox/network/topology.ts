@@ -65,11 +65,7 @@ export async function createNodeNetwork(cfg: SandboxConfig, index: number, namin
   ]);
   // Per-netns sysctls: sysctl writes /proc/sys/net of the netns it runs in. rp_filter off because
   // hairpin and cross-node replies arrive on interfaces other than the reverse route's.
-  await run(
-    "sysctl",
-    ["-q", "-w", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"],
-    { netns: node.netns },
-  );
+  await run("sysctl", ["-q", "-w", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"], { netns: node.netns });
   return node;
 }
 

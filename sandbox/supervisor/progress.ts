@@ -1,9 +1,7 @@
 // Progress messages the supervisor sends to `ambit dev up` over the IPC channel while it starts.
 
 export type ProgressMessage =
-  | { type: "step"; step: string; ms: number }
-  | { type: "ready"; stateFile: string }
-  | { type: "failed"; error: string; code?: string };
+  { type: "step"; step: string; ms: number } | { type: "ready"; stateFile: string } | { type: "failed"; error: string; code?: string };
 
 export function sendProgress(message: ProgressMessage): void {
   if (process.send && process.connected) process.send(message);

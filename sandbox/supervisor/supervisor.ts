@@ -96,7 +96,11 @@ export class Supervisor {
       await client.create(pathFor("discovery.k8s.io/v1", "endpointslices", "default"), {
         apiVersion: "discovery.k8s.io/v1",
         kind: "EndpointSlice",
-        metadata: { name: "kubernetes", namespace: "default", labels: { "kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "sandbox.ambit.dev" } },
+        metadata: {
+          name: "kubernetes",
+          namespace: "default",
+          labels: { "kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "sandbox.ambit.dev" },
+        },
         addressType: "IPv4",
         endpoints: this.#nodes.map((n) => ({ addresses: [n.ip], conditions: { ready: true, serving: true, terminating: false }, nodeName: n.name })),
         ports: [{ name: "https", port: cfg.nodeApiPort, protocol: "TCP" }],
@@ -182,8 +186,25 @@ export class Supervisor {
           { type: "InternalIP", address: node.ip },
           { type: "Hostname", address: node.name },
         ],
-        conditions: [{ type: "Ready", status: "True", reason: "KubeletReady", message: "sandbox kubelet is posting ready status", lastHeartbeatTime: now, lastTransitionTime: now }],
-        nodeInfo: { kubeletVersion: KUBELET_VERSION, kubeProxyVersion: KUBELET_VERSION, osImage: "Ambit sandbox", kernelVersion: kernel, containerRuntimeVersion: "ambit-sandbox://0.1.0", operatingSystem: "linux", architecture: process.arch },
+        conditions: [
+          {
+            type: "Ready",
+            status: "True",
+            reason: "KubeletReady",
+            message: "sandbox kubelet is posting ready status",
+            lastHeartbeatTime: now,
+            lastTransitionTime: now,
+          },
+        ],
+        nodeInfo: {
+          kubeletVersion: KUBELET_VERSION,
+          kubeProxyVersion: KUBELET_VERSION,
+          osImage: "Ambit sandbox",
+          kernelVersion: kernel,
+          containerRuntimeVersion: "ambit-sandbox://0.1.0",
+          operatingSystem: "linux",
+          architecture: process.arch,
+        },
         capacity: { cpu: "2", memory: "24Gi", pods: "110" },
         allocatable: { cpu: "2", memory: "24Gi", pods: "110" },
       },
@@ -201,4 +222,3 @@ export class Supervisor {
     await teardownAllNetworks(this.#cfg);
   }
 }
-

@@ -29,7 +29,7 @@ export const indexImports: Rule.RuleModule = {
     docs: { description: "Relative imports enter a folder that has an index.ts only through that index.ts" },
     schema: [{ type: "object", properties: { flatFolders: { type: "array", items: { type: "string" } } }, additionalProperties: false }],
     messages: {
-      insideFolder: "\"{{source}}\" reaches inside {{folder}}/, whose surface is its index.ts: import \"{{index}}\" (and export what is needed from it).",
+      insideFolder: '"{{source}}" reaches inside {{folder}}/, whose surface is its index.ts: import "{{index}}" (and export what is needed from it).',
     },
   },
   create(context) {

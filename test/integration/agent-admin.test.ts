@@ -16,7 +16,15 @@ describe("agent admin servers", () => {
     let ready: { ready: true } | { ready: false; reason: string } = { ready: false, reason: "no certificate for spiffe://cluster.local/ns/demo/sa/orders yet" };
     const log = pino({ level: "info" }, pino.destination("/dev/null"));
     servers = await startAdminServers(
-      { metrics, readiness: () => ready, configDump: () => ({ workloads: [{ name: "orders" }], certificates: [{ identity: "spiffe://cluster.local/ns/demo/sa/orders", expires: "2026-11-23T00:00:00Z" }] }), log },
+      {
+        metrics,
+        readiness: () => ready,
+        configDump: () => ({
+          workloads: [{ name: "orders" }],
+          certificates: [{ identity: "spiffe://cluster.local/ns/demo/sa/orders", expires: "2026-11-23T00:00:00Z" }],
+        }),
+        log,
+      },
       { admin: 0, metrics: 0, readiness: 0, host: "127.0.0.1" },
     );
     const base = (port: number) => `http://127.0.0.1:${port}`;
@@ -41,7 +49,10 @@ describe("agent admin servers", () => {
 
   it("reports memory, and after a full collection the garbage is gone from the heap figures", async () => {
     const log = pino({ level: "silent" });
-    servers = await startAdminServers({ metrics: new AgentMetrics(), readiness: () => ({ ready: true }), configDump: () => ({}), log }, { admin: 0, metrics: 0, readiness: 0, host: "127.0.0.1" });
+    servers = await startAdminServers(
+      { metrics: new AgentMetrics(), readiness: () => ({ ready: true }), configDump: () => ({}), log },
+      { admin: 0, metrics: 0, readiness: 0, host: "127.0.0.1" },
+    );
     const admin = `http://127.0.0.1:${servers.ports.admin}`;
     const gc = async () => (await (await fetch(`${admin}/memory/gc`, { method: "POST" })).json()) as Record<string, number>;
     const before = await gc();
@@ -62,7 +73,10 @@ describe("agent admin servers", () => {
 
   it("gives the C heap's freed pages back, so RSS after a collection is not inflated by an earlier burst", async () => {
     const log = pino({ level: "silent" });
-    servers = await startAdminServers({ metrics: new AgentMetrics(), readiness: () => ({ ready: true }), configDump: () => ({}), log }, { admin: 0, metrics: 0, readiness: 0, host: "127.0.0.1" });
+    servers = await startAdminServers(
+      { metrics: new AgentMetrics(), readiness: () => ({ ready: true }), configDump: () => ({}), log },
+      { admin: 0, metrics: 0, readiness: 0, host: "127.0.0.1" },
+    );
     const admin = `http://127.0.0.1:${servers.ports.admin}`;
     const gc = async () => (await (await fetch(`${admin}/memory/gc`, { method: "POST" })).json()) as Record<string, number>;
     await gc();

@@ -7,8 +7,21 @@ import { describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 
 const LOGGING = path.join(REPO_ROOT, "agent", "logging", "index.ts");
-const node = (script: string) => execa(process.execPath, ["--input-type=module", "-e", `import { createLogger } from ${JSON.stringify(LOGGING)};\nconst log = createLogger({ base: { component: "test" } });\n${script}`], { reject: false, timeout: 20_000 });
-const lines = (stdout: string) => stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { msg: string; component: string; n?: number });
+const node = (script: string) =>
+  execa(
+    process.execPath,
+    [
+      "--input-type=module",
+      "-e",
+      `import { createLogger } from ${JSON.stringify(LOGGING)};\nconst log = createLogger({ base: { component: "test" } });\n${script}`,
+    ],
+    { reject: false, timeout: 20_000 },
+  );
+const lines = (stdout: string) =>
+  stdout
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { msg: string; component: string; n?: number });
 
 describe("agent logger", () => {
   it("writes what is buffered when the process exits at once", async () => {
@@ -28,7 +41,15 @@ describe("agent logger", () => {
   });
 
   it("writes a line within the flush period while the process keeps running", async () => {
-    const child = execa(process.execPath, ["--input-type=module", "-e", `import { createLogger } from ${JSON.stringify(LOGGING)};\nconst log = createLogger({});\nlog.info("first");\nsetTimeout(() => {}, 5000);`], { reject: false, buffer: false });
+    const child = execa(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `import { createLogger } from ${JSON.stringify(LOGGING)};\nconst log = createLogger({});\nlog.info("first");\nsetTimeout(() => {}, 5000);`,
+      ],
+      { reject: false, buffer: false },
+    );
     try {
       const first = await new Promise<string>((resolve) => child.stdout!.once("data", (d: Buffer) => resolve(d.toString())));
       expect(JSON.parse(first).msg).toBe("first");
@@ -45,7 +66,21 @@ describe("agent logger", () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-log-"));
     try {
       const trace = path.join(dir, "strace.txt");
-      const traced = await execa("strace", ["-f", "-e", "trace=write", "-o", trace, process.execPath, "--input-type=module", "-e", `import { createLogger } from ${JSON.stringify(LOGGING)};\nconst log = createLogger({});\n${script}`], { reject: false, timeout: 20_000 });
+      const traced = await execa(
+        "strace",
+        [
+          "-f",
+          "-e",
+          "trace=write",
+          "-o",
+          trace,
+          process.execPath,
+          "--input-type=module",
+          "-e",
+          `import { createLogger } from ${JSON.stringify(LOGGING)};\nconst log = createLogger({});\n${script}`,
+        ],
+        { reject: false, timeout: 20_000 },
+      );
       return { stdout: traced.stdout, writes: (await fs.readFile(trace, "utf8")).split("\n").filter((l) => /write\(1,/.test(l)) };
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
@@ -54,7 +89,9 @@ describe("agent logger", () => {
 
   it("batches a burst of lines into far fewer writes", async () => {
     // 500 lines must not mean 500 writes.
-    const { stdout, writes } = await tracedWrites(`for (let n = 0; n < 500; n++) log.info({ n }, "connection opened");\nsetTimeout(() => process.exit(0), 100);`);
+    const { stdout, writes } = await tracedWrites(
+      `for (let n = 0; n < 500; n++) log.info({ n }, "connection opened");\nsetTimeout(() => process.exit(0), 100);`,
+    );
     expect(lines(stdout)).toHaveLength(500);
     expect(writes.length).toBeGreaterThan(0);
     expect(writes.length).toBeLessThan(50);

@@ -75,7 +75,16 @@ describe("client-node informer", () => {
     await t.client.create("/api/v1/namespaces/default/pods", pod("e", { app: "web" }));
     t.api.compactHistory();
     release();
-    await expect.poll(() => informer.list().map((p) => p.metadata?.name).join(","), { timeout: 8000 }).toBe("e");
+    await expect
+      .poll(
+        () =>
+          informer
+            .list()
+            .map((p) => p.metadata?.name)
+            .join(","),
+        { timeout: 8000 },
+      )
+      .toBe("e");
     expect(lists).toBeGreaterThan(1);
     expect(events).toContain("delete d");
   });

@@ -11,7 +11,12 @@ const hasKubectl = (await execa("sh", ["-c", "command -v kubectl"], { reject: fa
 describe.skipIf(!hasKubectl)(`kubectl against the sandbox API server${hasKubectl ? "" : " (kubectl not installed: run scripts/setup.sh)"}`, () => {
   let t: TestApiServer;
   const kubectl = async (args: string[], input?: string) => {
-    const r = await execa("kubectl", args, { env: { KUBECONFIG: t.kubeconfigPath }, reject: false, timeout: 30_000, ...(input !== undefined ? { input } : {}) });
+    const r = await execa("kubectl", args, {
+      env: { KUBECONFIG: t.kubeconfigPath },
+      reject: false,
+      timeout: 30_000,
+      ...(input !== undefined ? { input } : {}),
+    });
     return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
   const manifest = (value: string) => `
@@ -65,7 +70,12 @@ spec:
   });
 
   it("get -A -o wide prints the server-side table with wide columns", async () => {
-    const pod = { apiVersion: "v1", kind: "Pod", metadata: { name: "p1", namespace: "shop" }, spec: { nodeName: "node-1", containers: [{ name: "c", image: "x" }] } };
+    const pod = {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "p1", namespace: "shop" },
+      spec: { nodeName: "node-1", containers: [{ name: "c", image: "x" }] },
+    };
     expect((await kubectl(["create", "-f", "-"], JSON.stringify(pod))).exitCode).toBe(0);
     await t.client.mergePatch("/api/v1/namespaces/shop/pods/p1/status", { status: { phase: "Running", podIP: "10.244.1.9" } });
     const { stdout, exitCode } = await kubectl(["get", "pods", "-A", "-o", "wide"]);
@@ -83,7 +93,11 @@ spec:
   });
 
   it("get -w prints ADDED and MODIFIED events as they happen", async () => {
-    const watch = execa("kubectl", ["get", "configmaps", "-n", "shop", "-w", "--output-watch-events"], { env: { KUBECONFIG: t.kubeconfigPath }, reject: false, timeout: 20_000 });
+    const watch = execa("kubectl", ["get", "configmaps", "-n", "shop", "-w", "--output-watch-events"], {
+      env: { KUBECONFIG: t.kubeconfigPath },
+      reject: false,
+      timeout: 20_000,
+    });
     let out = "";
     watch.stdout?.on("data", (c: Buffer) => (out += c.toString()));
     try {
@@ -104,7 +118,15 @@ spec:
         group: "example.com",
         scope: "Namespaced",
         names: { kind: "Widget", plural: "widgets", singular: "widget", shortNames: ["wd"] },
-        versions: [{ name: "v1", served: true, storage: true, schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } }, additionalPrinterColumns: [{ name: "Size", type: "integer", jsonPath: ".spec.size" }] }],
+        versions: [
+          {
+            name: "v1",
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+            additionalPrinterColumns: [{ name: "Size", type: "integer", jsonPath: ".spec.size" }],
+          },
+        ],
       },
     };
     expect((await kubectl(["apply", "-f", "-"], JSON.stringify(crd))).exitCode).toBe(0);
@@ -130,7 +152,10 @@ spec:
     expect((await kubectl(["get", "authorizationpolicy", "-n", "policies", "p"])).exitCode).not.toBe(0);
     const nested = await kubectl(["apply", "-f", "-"], policy("{rules: [{frm: [{source: {namespaces: [demo]}}]}]}"));
     expect(nested.stderr).toContain('unknown field "spec.rules[0].frm"');
-    const peer = await kubectl(["apply", "-f", "-"], "apiVersion: security.ambit.dev/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: policies}\nspec: {mtl: {mode: STRICT}}\n");
+    const peer = await kubectl(
+      ["apply", "-f", "-"],
+      "apiVersion: security.ambit.dev/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: policies}\nspec: {mtl: {mode: STRICT}}\n",
+    );
     expect(peer.stderr).toContain('unknown field "spec.mtl"');
     // Types and enums are refused whatever the validation mode.
     const badEnum = await kubectl(["apply", "--validate=false", "-f", "-"], policy("{action: DENYY}"));
@@ -138,7 +163,10 @@ spec:
     const badType = await kubectl(["apply", "--validate=false", "-f", "-"], policy("{rules: allow-all}"));
     expect(badType.stderr).toContain("spec.rules in body must be of type array");
     // --validate=warn: stored without the unknown field, and the user is told.
-    const warned = await kubectl(["apply", "--validate=warn", "-f", "-"], policy("{action: DENY, rule: [], rules: [{from: [{source: {namespaces: [legacy]}}]}]}"));
+    const warned = await kubectl(
+      ["apply", "--validate=warn", "-f", "-"],
+      policy("{action: DENY, rule: [], rules: [{from: [{source: {namespaces: [legacy]}}]}]}"),
+    );
     expect(warned.exitCode, warned.stderr).toBe(0);
     expect(warned.stderr).toContain('unknown field "spec.rule"');
     const stored = JSON.parse((await kubectl(["get", "authorizationpolicy", "-n", "policies", "p", "-o", "json"])).stdout);

@@ -47,7 +47,10 @@ describe("sandbox API server semantics", () => {
 
   it("answers 413 to a 4 MB object instead of resetting the connection, and serves the same client after", async () => {
     const big = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "big", namespace: "app" }, data: { blob: "x".repeat(4 * 1024 * 1024) } };
-    const err = await t.client.create("/api/v1/namespaces/app/configmaps", big).then(() => undefined, (e: unknown) => e);
+    const err = await t.client.create("/api/v1/namespaces/app/configmaps", big).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(KubeRequestError);
     expect(err).toMatchObject({ status: 413, reason: "RequestEntityTooLarge", message: expect.stringContaining("Request entity too large") });
     expect(await status(t.client.get("/api/v1/namespaces/app"))).toBe(200);
@@ -58,7 +61,10 @@ describe("sandbox API server semantics", () => {
       apiVersion: "apps/v1",
       kind: "Deployment",
       metadata: { name: "web" },
-      spec: { selector: { matchLabels: { app: "web" } }, template: { metadata: { labels: { app: "web" } }, spec: { containers: [{ name: "c", image: "i" }] } } },
+      spec: {
+        selector: { matchLabels: { app: "web" } },
+        template: { metadata: { labels: { app: "web" } }, spec: { containers: [{ name: "c", image: "i" }] } },
+      },
     });
     expect(created.metadata.generation).toBe(1);
     const labelled = await t.client.mergePatch<KubeObject>("/apis/apps/v1/namespaces/app/deployments/web", { metadata: { labels: { a: "b" } } });
@@ -70,14 +76,19 @@ describe("sandbox API server semantics", () => {
     // Status writes through the main resource are ignored; /status changes only status.
     await t.client.request("PUT", "/apis/apps/v1/namespaces/app/deployments/web", { ...scaled, status: { replicas: 99 } });
     expect((await t.client.get("/apis/apps/v1/namespaces/app/deployments/web")).status?.replicas).toBeUndefined();
-    const viaStatus = await t.client.mergePatch<KubeObject>("/apis/apps/v1/namespaces/app/deployments/web/status", { status: { replicas: 3 }, spec: { replicas: 7 } });
+    const viaStatus = await t.client.mergePatch<KubeObject>("/apis/apps/v1/namespaces/app/deployments/web/status", {
+      status: { replicas: 3 },
+      spec: { replicas: 7 },
+    });
     expect(viaStatus.status.replicas).toBe(3);
     expect(viaStatus.spec.replicas).toBe(3);
   });
 
   it("rejects invalid objects with 422 and unknown namespaces with 404", async () => {
     expect(await status(pod("app", "Bad_Name"))).toBe(422);
-    expect(await status(t.client.create("/api/v1/namespaces/app/pods", { apiVersion: "v1", kind: "Pod", metadata: { name: "nocontainers" }, spec: {} }))).toBe(422);
+    expect(await status(t.client.create("/api/v1/namespaces/app/pods", { apiVersion: "v1", kind: "Pod", metadata: { name: "nocontainers" }, spec: {} }))).toBe(
+      422,
+    );
     expect(await status(pod("missing", "p"))).toBe(404);
     expect(await status(pod("app", "dup"))).toBe(200);
     expect(await status(pod("app", "dup"))).toBe(409);
@@ -85,7 +96,7 @@ describe("sandbox API server semantics", () => {
 
   it("deletes a pod bound to a node gracefully, and for good once the kubelet confirms", async () => {
     await pod("app", "graceful", { spec: { nodeName: "node-1" } });
-    const marked = await t.client.delete("/api/v1/namespaces/app/pods/graceful") as KubeObject;
+    const marked = (await t.client.delete("/api/v1/namespaces/app/pods/graceful")) as KubeObject;
     expect(marked.metadata.deletionTimestamp).toBeTruthy();
     expect((await t.client.get("/api/v1/namespaces/app/pods/graceful")).metadata.deletionGracePeriodSeconds).toBe(30);
     await t.client.delete("/api/v1/namespaces/app/pods/graceful", { gracePeriodSeconds: 0 });
@@ -120,7 +131,12 @@ describe("sandbox API server semantics", () => {
 
   it("allocates ClusterIPs, refuses a taken one and releases it on delete", async () => {
     const svc = (name: string, clusterIP?: string) =>
-      t.client.create<KubeObject>("/api/v1/namespaces/app/services", { apiVersion: "v1", kind: "Service", metadata: { name }, spec: { ...(clusterIP ? { clusterIP } : {}), selector: { app: name }, ports: [{ port: 80 }] } });
+      t.client.create<KubeObject>("/api/v1/namespaces/app/services", {
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name },
+        spec: { ...(clusterIP ? { clusterIP } : {}), selector: { app: name }, ports: [{ port: 80 }] },
+      });
     const a = await svc("svc-a", "10.96.5.5");
     expect(a.spec.clusterIP).toBe("10.96.5.5");
     expect(a.spec.ports[0].targetPort).toBe(80);
@@ -136,15 +152,23 @@ describe("sandbox API server semantics", () => {
   });
 
   it("issues bound service-account tokens and reviews them", async () => {
-    const p = await pod("app", "holder", { spec: { nodeName: "node-1" } }) as KubeObject;
+    const p = (await pod("app", "holder", { spec: { nodeName: "node-1" } })) as KubeObject;
     const request = (audiences?: string[]) =>
       t.client.create("/api/v1/namespaces/app/serviceaccounts/default/token", {
         apiVersion: "authentication.k8s.io/v1",
         kind: "TokenRequest",
-        spec: { ...(audiences ? { audiences } : {}), expirationSeconds: 600, boundObjectRef: { kind: "Pod", apiVersion: "v1", name: "holder", uid: p.metadata.uid } },
+        spec: {
+          ...(audiences ? { audiences } : {}),
+          expirationSeconds: 600,
+          boundObjectRef: { kind: "Pod", apiVersion: "v1", name: "holder", uid: p.metadata.uid },
+        },
       }) as Promise<{ status: { token: string } }>;
     const review = (token: string, audiences?: string[]) =>
-      t.client.create("/apis/authentication.k8s.io/v1/tokenreviews", { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token, ...(audiences ? { audiences } : {}) } }) as Promise<{
+      t.client.create("/apis/authentication.k8s.io/v1/tokenreviews", {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "TokenReview",
+        spec: { token, ...(audiences ? { audiences } : {}) },
+      }) as Promise<{
         status: { authenticated: boolean; user: { username: string; extra?: Record<string, string[]> }; error?: string };
       }>;
     const caToken = (await request(["ambit-ca"])).status.token;

@@ -32,14 +32,63 @@ describe("mesh CA root", () => {
     await t.client.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "ambit-system" } });
     // A user's CA: root -> intermediate, made with openssl as an operator would.
     await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "root.key"]);
-    await openssl(["req", "-x509", "-new", "-key", "root.key", "-subj", "/O=corp/CN=corp-root", "-days", "30", "-out", "root.pem", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+    await openssl([
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      "root.key",
+      "-subj",
+      "/O=corp/CN=corp-root",
+      "-days",
+      "30",
+      "-out",
+      "root.pem",
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign",
+    ]);
     await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "int.key"]);
     await openssl(["pkcs8", "-topk8", "-nocrypt", "-in", "int.key", "-out", "int.pk8"]);
     await openssl(["req", "-new", "-key", "int.key", "-subj", "/O=corp/CN=mesh-intermediate", "-out", "int.csr"]);
     // A subject key identifier of the operator's choosing (RFC 5280 allows any): leaves must name exactly it.
-    await fs.writeFile(path.join(dir, "ext.cnf"), "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign\nsubjectKeyIdentifier=0102030405060708090a0b0c0d0e0f1011121314\n");
-    await openssl(["x509", "-req", "-in", "int.csr", "-CA", "root.pem", "-CAkey", "root.key", "-CAcreateserial", "-days", "30", "-extfile", "ext.cnf", "-out", "int.pem"]);
-    await openssl(["req", "-x509", "-new", "-key", "int.key", "-subj", "/CN=not-a-ca", "-days", "1", "-out", "leafish.pem", "-addext", "basicConstraints=critical,CA:FALSE"]);
+    await fs.writeFile(
+      path.join(dir, "ext.cnf"),
+      "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign\nsubjectKeyIdentifier=0102030405060708090a0b0c0d0e0f1011121314\n",
+    );
+    await openssl([
+      "x509",
+      "-req",
+      "-in",
+      "int.csr",
+      "-CA",
+      "root.pem",
+      "-CAkey",
+      "root.key",
+      "-CAcreateserial",
+      "-days",
+      "30",
+      "-extfile",
+      "ext.cnf",
+      "-out",
+      "int.pem",
+    ]);
+    await openssl([
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      "int.key",
+      "-subj",
+      "/CN=not-a-ca",
+      "-days",
+      "1",
+      "-out",
+      "leafish.pem",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+    ]);
   });
   afterAll(async () => {
     await t?.close();
@@ -78,10 +127,26 @@ describe("mesh CA root", () => {
 
   it("creates its own root only when allowed to write, and a rotation keeps the old root trusted until its certificates expire", async () => {
     let now = Date.now();
-    const follower = new MeshCa({ client: t.client, namespace: "ambit-system", trustDomain: "cluster.local", log, mayWrite: () => false, maxCertTtlSeconds: 3600, now: () => new Date(now) });
+    const follower = new MeshCa({
+      client: t.client,
+      namespace: "ambit-system",
+      trustDomain: "cluster.local",
+      log,
+      mayWrite: () => false,
+      maxCertTtlSeconds: 3600,
+      now: () => new Date(now),
+    });
     await follower.refresh();
     expect(follower.ready).toBe(false);
-    const leader = new MeshCa({ client: t.client, namespace: "ambit-system", trustDomain: "cluster.local", log, mayWrite: () => true, maxCertTtlSeconds: 3600, now: () => new Date(now) });
+    const leader = new MeshCa({
+      client: t.client,
+      namespace: "ambit-system",
+      trustDomain: "cluster.local",
+      log,
+      mayWrite: () => true,
+      maxCertTtlSeconds: 3600,
+      now: () => new Date(now),
+    });
     await leader.refresh();
     await follower.refresh();
     expect(follower.trustBundle()).toEqual(leader.trustBundle());

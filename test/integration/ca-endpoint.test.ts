@@ -8,7 +8,7 @@ import { execa } from "execa";
 import pino from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import type { CaRequestError} from "../../agent/identity/controller-ca.ts";
+import type { CaRequestError } from "../../agent/identity/controller-ca.ts";
 import { ControllerCaClient } from "../../agent/identity/controller-ca.ts";
 import { AgentAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "../../controller/identity/index.ts";
 import { buildCsr, derToPem, generateP256 } from "../../pki/index.ts";
@@ -27,11 +27,14 @@ describe("CSR endpoint", () => {
   const uids: Record<string, string> = {};
 
   const token = async (namespace: string, sa: string, pod: string, audience = "ambit-ca") => {
-    const res = await t.client.create<{ apiVersion: string; kind: string; metadata: { name: string }; status: { token: string } }>(`/api/v1/namespaces/${namespace}/serviceaccounts/${sa}/token`, {
-      apiVersion: "authentication.k8s.io/v1",
-      kind: "TokenRequest",
-      spec: { audiences: [audience], expirationSeconds: 3600, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod, uid: uids[pod] } },
-    });
+    const res = await t.client.create<{ apiVersion: string; kind: string; metadata: { name: string }; status: { token: string } }>(
+      `/api/v1/namespaces/${namespace}/serviceaccounts/${sa}/token`,
+      {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "TokenRequest",
+        spec: { audiences: [audience], expirationSeconds: 3600, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod, uid: uids[pod] } },
+      },
+    );
     return res.status.token;
   };
   const clientWith = async (tok: string) => {
@@ -48,14 +51,20 @@ describe("CSR endpoint", () => {
     }
   };
   const counter = async (outcome: string, reason: string) =>
-    (await registry.getSingleMetric("ambit_ca_requests_total")!.get()).values.find((v) => v.labels.outcome === outcome && v.labels.reason === reason)?.value ?? 0;
+    (await registry.getSingleMetric("ambit_ca_requests_total")!.get()).values.find((v) => v.labels.outcome === outcome && v.labels.reason === reason)?.value ??
+    0;
 
   beforeAll(async () => {
     t = await startTestApiServer();
     dir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-ca-"));
     for (const ns of ["ambit-system", "demo"]) await t.client.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
     for (const node of ["node-1", "node-2"]) await t.client.create("/api/v1/nodes", { apiVersion: "v1", kind: "Node", metadata: { name: node } });
-    for (const [ns, sa] of [["ambit-system", "ambit-agent"], ["demo", "orders"], ["demo", "payments"], ["demo", "intruder"]]) {
+    for (const [ns, sa] of [
+      ["ambit-system", "ambit-agent"],
+      ["demo", "orders"],
+      ["demo", "payments"],
+      ["demo", "intruder"],
+    ]) {
       await t.client.create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: sa } });
     }
     const pods: Array<[string, string, string, string]> = [
@@ -66,7 +75,12 @@ describe("CSR endpoint", () => {
       ["demo", "intruder-1", "intruder", "node-1"],
     ];
     for (const [ns, name, sa, node] of pods) {
-      const p = await t.client.create(`/api/v1/namespaces/${ns}/pods`, { apiVersion: "v1", kind: "Pod", metadata: { name }, spec: { nodeName: node, serviceAccountName: sa, containers: [{ name: "c", image: "ambit.dev/toolbox:0.1" }] } });
+      const p = await t.client.create(`/api/v1/namespaces/${ns}/pods`, {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name },
+        spec: { nodeName: node, serviceAccountName: sa, containers: [{ name: "c", image: "ambit.dev/toolbox:0.1" }] },
+      });
       uids[name] = p.metadata.uid!;
     }
     ca = new MeshCa({ client: t.client, namespace: "ambit-system", trustDomain: "cluster.local", log, mayWrite: () => true, maxCertTtlSeconds: 86400 });
@@ -115,7 +129,9 @@ describe("CSR endpoint", () => {
 
   it("refuses a token of another service account, a token for another audience, and an expired token", async () => {
     expect(await refusal(await clientWith(await token("demo", "intruder", "intruder-1")), "demo", "intruder")).toBe("403 AMBIT_E_CA_NOT_AN_AGENT");
-    expect(await refusal(await clientWith(await token("ambit-system", "ambit-agent", "agent-1", "https://kubernetes.default.svc.cluster.local")), "demo", "orders")).toBe("401 AMBIT_E_CA_UNAUTHENTICATED");
+    expect(
+      await refusal(await clientWith(await token("ambit-system", "ambit-agent", "agent-1", "https://kubernetes.default.svc.cluster.local")), "demo", "orders"),
+    ).toBe("401 AMBIT_E_CA_UNAUTHENTICATED");
     const soonExpired = await clientWith(await token("ambit-system", "ambit-agent", "agent-1"));
     // Only Date is faked: the API server in this process then judges the token two hours later.
     vi.useFakeTimers({ toFake: ["Date"] });
@@ -134,20 +150,37 @@ describe("CSR endpoint", () => {
     const tok = await token("ambit-system", "ambit-agent", "agent-1");
     const post = (body: unknown) =>
       new Promise<{ status: number; body: { code: string; message: string } }>((resolve, reject) => {
-        const req = https.request({ host: "127.0.0.1", port, servername: SERVER_NAME, method: "POST", path: "/v1/certificates", ca: ca.trustBundle().join(""), headers: { authorization: `Bearer ${tok}`, "content-type": "application/json" } }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString()) }));
-        });
+        const req = https.request(
+          {
+            host: "127.0.0.1",
+            port,
+            servername: SERVER_NAME,
+            method: "POST",
+            path: "/v1/certificates",
+            ca: ca.trustBundle().join(""),
+            headers: { authorization: `Bearer ${tok}`, "content-type": "application/json" },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString()) }));
+          },
+        );
         req.on("error", reject);
         req.end(typeof body === "string" ? body : JSON.stringify(body));
       });
     expect(await post("{not json")).toMatchObject({ status: 400, body: { code: "AMBIT_E_CA_BAD_REQUEST" } });
-    expect(await post({ csr: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n" })).toMatchObject({ status: 400, body: { code: "AMBIT_E_CA_BAD_CSR" } });
+    expect(await post({ csr: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n" })).toMatchObject({
+      status: 400,
+      body: { code: "AMBIT_E_CA_BAD_CSR" },
+    });
     const foreign = derToPem(buildCsr(generateP256().privateKey, "spiffe://other.domain/ns/demo/sa/orders"), "CERTIFICATE REQUEST");
     expect(await post({ csr: foreign })).toMatchObject({ status: 403, body: { code: "AMBIT_E_CA_TRUST_DOMAIN" } });
     const notWorkload = derToPem(buildCsr(generateP256().privateKey, "spiffe://cluster.local/admin"), "CERTIFICATE REQUEST");
-    expect(await post({ csr: notWorkload })).toMatchObject({ status: 400, body: { code: "AMBIT_E_CA_BAD_CSR", message: expect.stringContaining("not a workload SPIFFE ID") } });
+    expect(await post({ csr: notWorkload })).toMatchObject({
+      status: 400,
+      body: { code: "AMBIT_E_CA_BAD_CSR", message: expect.stringContaining("not a workload SPIFFE ID") },
+    });
     expect(await post("x".repeat(70_000))).toMatchObject({ status: 413 });
   });
 });

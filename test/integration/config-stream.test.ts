@@ -149,7 +149,10 @@ describe("config stream", () => {
     const one = startClient("node-1", port);
     const two = startClient("node-2", port);
     await waitFor("snapshots", () => one.updates.length === 1 && two.updates.length === 1);
-    views.set("node-1", viewOf(workload("a", { ip: "10.9.9.9" }), workload("c"), workload("d"), { type: "authorization", key: "demo/allow-orders", value: { action: "ALLOW" } }));
+    views.set(
+      "node-1",
+      viewOf(workload("a", { ip: "10.9.9.9" }), workload("c"), workload("d"), { type: "authorization", key: "demo/allow-orders", value: { action: "ALLOW" } }),
+    );
     server.changed();
     await waitFor("the delta", () => one.updates.length === 2);
     const { info, view } = one.updates[1]!;
@@ -302,7 +305,13 @@ describe("config stream", () => {
   it("never applies a delta out of order: it reconnects asking for a snapshot", async () => {
     // A misbehaving controller: a snapshot at version 1, then a delta from version 3.
     const hellos: unknown[] = [];
-    const fake = http2.createSecureServer({ cert: controllerCreds.certChainPem, key: controllerCreds.keyPem, ca: ca.rootPem, requestCert: true, rejectUnauthorized: true });
+    const fake = http2.createSecureServer({
+      cert: controllerCreds.certChainPem,
+      key: controllerCreds.keyPem,
+      ca: ca.rootPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
     fake.on("stream", (stream) => {
       stream.once("data", (chunk: Buffer) => {
         const hello = parseAgentMessage(chunk.toString().trim());
@@ -310,7 +319,16 @@ describe("config stream", () => {
         stream.respond({ ":status": 200 });
         if (hellos.length === 1) {
           stream.write(encodeMessage({ kind: "snapshot", epoch: "e1", version: 1, resources: [workload("a")] }));
-          stream.write(encodeMessage({ kind: "delta", epoch: "e1", version: 4, fromVersion: 3, upserts: [workload("evil")], removes: [{ type: "workload", key: "demo/a" }] }));
+          stream.write(
+            encodeMessage({
+              kind: "delta",
+              epoch: "e1",
+              version: 4,
+              fromVersion: 3,
+              upserts: [workload("evil")],
+              removes: [{ type: "workload", key: "demo/a" }],
+            }),
+          );
         } else {
           stream.write(encodeMessage({ kind: "snapshot", epoch: "e1", version: 5, resources: [workload("a"), workload("b")] }));
         }
@@ -324,7 +342,10 @@ describe("config stream", () => {
       ["snapshot", 1],
       ["snapshot", 5],
     ]);
-    expect(hellos).toEqual([{ kind: "hello", node: "node-1" }, { kind: "hello", node: "node-1" }]);
+    expect(hellos).toEqual([
+      { kind: "hello", node: "node-1" },
+      { kind: "hello", node: "node-1" },
+    ]);
     expect(one.updates.some((u) => u.view.has("workload/demo/evil"))).toBe(false);
   });
 });

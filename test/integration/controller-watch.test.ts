@@ -24,7 +24,8 @@ describe("controller watches", () => {
   let informers: SharedInformers;
   let views: MeshViews;
   const errors: string[] = [];
-  const start = (port: number) => startApiServer({ host: "127.0.0.1", port, pkiDir: path.join(dir, "pki"), serviceCidr: "10.96.0.0/16", adminToken: "watch-test-token" });
+  const start = (port: number) =>
+    startApiServer({ host: "127.0.0.1", port, pkiDir: path.join(dir, "pki"), serviceCidr: "10.96.0.0/16", adminToken: "watch-test-token" });
   const admin = () => {
     const kc = new KubeConfig();
     kc.loadFromString(api.kubeconfig());
@@ -54,7 +55,15 @@ describe("controller watches", () => {
     kc.loadFromString(api.kubeconfig());
     client = new KubeClient(kc);
     informers = new SharedInformers(client, ["pods", "services", "endpointslices"], (r, err) => errors.push(`${r}: ${String(err)}`));
-    views = new MeshViews({ pods: () => informers.list("pods"), services: () => informers.list("services"), endpointSlices: () => informers.list("endpointslices"), policies: () => [], trustBundle: () => ({ rootsPem: ["-----BEGIN CERTIFICATE-----\n"] }), podNetwork: () => ({ podCidrs: [] }), rootNamespace: "ambit-system" });
+    views = new MeshViews({
+      pods: () => informers.list("pods"),
+      services: () => informers.list("services"),
+      endpointSlices: () => informers.list("endpointslices"),
+      policies: () => [],
+      trustBundle: () => ({ rootsPem: ["-----BEGIN CERTIFICATE-----\n"] }),
+      podNetwork: () => ({ podCidrs: [] }),
+      rootNamespace: "ambit-system",
+    });
     informers.on("pods", () => views.invalidate());
     await informers.start();
   });

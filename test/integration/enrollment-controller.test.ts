@@ -25,11 +25,18 @@ describe("EnrollmentController", () => {
   let controller: EnrollmentController;
 
   const createPod = async (namespace: string, name: string, node: string, labels: Record<string, string> = {}) => {
-    await t.client.create(`/api/v1/namespaces/${namespace}/pods`, { apiVersion: "v1", kind: "Pod", metadata: { name, labels }, spec: { nodeName: node, containers: [{ name: "c", image: "i" }] } });
+    await t.client.create(`/api/v1/namespaces/${namespace}/pods`, {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name, labels },
+      spec: { nodeName: node, containers: [{ name: "c", image: "i" }] },
+    });
     await t.client.mergePatch(`/api/v1/namespaces/${namespace}/pods/${name}/status`, { status: { phase: "Running", podIP: `10.244.1.${name.length}` } });
   };
-  const label = (namespace: string, value: string | null) => t.client.mergePatch(`/api/v1/namespaces/${namespace}`, { metadata: { labels: { "ambit.dev/dataplane-mode": value } } });
-  const annotation = async (namespace: string, name: string) => (await t.client.get(`/api/v1/namespaces/${namespace}/pods/${name}`)).metadata.annotations?.["ambit.dev/redirection"];
+  const label = (namespace: string, value: string | null) =>
+    t.client.mergePatch(`/api/v1/namespaces/${namespace}`, { metadata: { labels: { "ambit.dev/dataplane-mode": value } } });
+  const annotation = async (namespace: string, name: string) =>
+    (await t.client.get(`/api/v1/namespaces/${namespace}/pods/${name}`)).metadata.annotations?.["ambit.dev/redirection"];
 
   beforeEach(async () => {
     t = await startTestApiServer();
@@ -81,13 +88,26 @@ describe("EnrollmentController", () => {
   it("decides at CNI ADD time, before any watch event; CNI DEL releases only a pod the API confirms gone", async () => {
     await label("demo", "ambient");
     await controller.start();
-    await t.client.create("/api/v1/namespaces/demo/pods", { apiVersion: "v1", kind: "Pod", metadata: { name: "fresh" }, spec: { nodeName: "node-1", containers: [{ name: "c", image: "i" }] } });
+    await t.client.create("/api/v1/namespaces/demo/pods", {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "fresh" },
+      spec: { nodeName: "node-1", containers: [{ name: "c", image: "i" }] },
+    });
     const pod = await t.client.get("/api/v1/namespaces/demo/pods/fresh");
     const uid = pod.metadata.uid as string;
-    const intent = await controller.podAdded({ namespace: "demo", name: "fresh", uid, netnsPath: "/run/netns/from-cni", ips: ["10.244.1.7"], containerId: "ctr-1" });
+    const intent = await controller.podAdded({
+      namespace: "demo",
+      name: "fresh",
+      uid,
+      netnsPath: "/run/netns/from-cni",
+      ips: ["10.244.1.7"],
+      containerId: "ctr-1",
+    });
     expect(intent.capture).toBe(true);
     expect(driver.calls).toContain("capture demo/fresh /run/netns/from-cni");
-    const del = (over: { uid?: string; containerId?: string } = {}) => controller.cniDeleted({ namespace: "demo", name: "fresh", uid, containerId: "ctr-1", ...over });
+    const del = (over: { uid?: string; containerId?: string } = {}) =>
+      controller.cniDeleted({ namespace: "demo", name: "fresh", uid, containerId: "ctr-1", ...over });
 
     // The pod still runs: a DEL (misfired, stale, or sent by anyone who reaches the socket) releases nothing.
     expect(await del()).toBe("pod-still-runs");
@@ -106,7 +126,12 @@ describe("EnrollmentController", () => {
   it("keeps a pod captured when the API cannot confirm a CNI DEL", async () => {
     await label("demo", "ambient");
     await controller.start();
-    await t.client.create("/api/v1/namespaces/demo/pods", { apiVersion: "v1", kind: "Pod", metadata: { name: "p" }, spec: { nodeName: "node-1", containers: [{ name: "c", image: "i" }] } });
+    await t.client.create("/api/v1/namespaces/demo/pods", {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "p" },
+      spec: { nodeName: "node-1", containers: [{ name: "c", image: "i" }] },
+    });
     const uid = (await t.client.get("/api/v1/namespaces/demo/pods/p")).metadata.uid as string;
     await controller.podAdded({ namespace: "demo", name: "p", uid, netnsPath: "/run/netns/p", ips: ["10.244.1.8"] });
     await controller.stop();
@@ -128,7 +153,10 @@ describe("EnrollmentController", () => {
     states.set("tampered", "broken");
     states.set("vanished", "gone");
     expect(await controller.verifyCaptured()).toEqual({ repaired: ["demo/tampered"], gone: ["demo/vanished"] });
-    expect(driver.calls.filter((c) => !c.startsWith("capture demo/vanished")).sort()).toEqual(["capture demo/tampered /run/netns/test-tampered", "release demo/vanished"]);
+    expect(driver.calls.filter((c) => !c.startsWith("capture demo/vanished")).sort()).toEqual([
+      "capture demo/tampered /run/netns/test-tampered",
+      "release demo/vanished",
+    ]);
     states.clear();
     expect(await controller.verifyCaptured()).toMatchObject({ repaired: [] });
   });
@@ -138,9 +166,21 @@ describe("EnrollmentController", () => {
     await controller.start();
     // "stale" is bound to a node this agent's informer does not watch, so only GC can notice it is gone.
     const add = async (name: string, node = "node-1") => {
-      await t.client.create("/api/v1/namespaces/demo/pods", { apiVersion: "v1", kind: "Pod", metadata: { name }, spec: { nodeName: node, containers: [{ name: "c", image: "i" }] } });
+      await t.client.create("/api/v1/namespaces/demo/pods", {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name },
+        spec: { nodeName: node, containers: [{ name: "c", image: "i" }] },
+      });
       const pod = await t.client.get(`/api/v1/namespaces/demo/pods/${name}`);
-      await controller.podAdded({ namespace: "demo", name, uid: pod.metadata.uid as string, netnsPath: `/run/netns/${name}`, ips: ["10.244.1.9"], containerId: `ctr-${name}` });
+      await controller.podAdded({
+        namespace: "demo",
+        name,
+        uid: pod.metadata.uid as string,
+        netnsPath: `/run/netns/${name}`,
+        ips: ["10.244.1.9"],
+        containerId: `ctr-${name}`,
+      });
     };
     await add("kept");
     await add("stale", "node-9");

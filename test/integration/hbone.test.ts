@@ -32,7 +32,14 @@ describe("HBONE", () => {
   });
 
   /** An app server (echo with a prefix, half-close aware) and an HBONE server in front of it, presenting `identity`. */
-  async function destination(opts: { identity?: Credentials; authorize?: (req: { sourceAddress?: string }) => Authorization; upstreamPort?: number; refuseDestination?: (d: { port: number }) => string | undefined } = {}) {
+  async function destination(
+    opts: {
+      identity?: Credentials;
+      authorize?: (req: { sourceAddress?: string }) => Authorization;
+      upstreamPort?: number;
+      refuseDestination?: (d: { port: number }) => string | undefined;
+    } = {},
+  ) {
     const app = net.createServer({ allowHalfOpen: true }, (s) => {
       let got = "";
       s.on("data", (d) => (got += d));
@@ -90,7 +97,12 @@ describe("HBONE", () => {
   it("tunnels bytes both ways with half-close, and the server sees the client's identity", async () => {
     const dst = await destination();
     const p = pool();
-    const stream = await p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS });
+    const stream = await p.openStream({
+      source: ORDERS,
+      destination: { ip: "10.244.2.2", port: dst.appPort },
+      dial: { host: "127.0.0.1", port: dst.port },
+      expectedIdentity: PAYMENTS,
+    });
     // The app only answers after the client's half-close arrives: this proves END_STREAM -> FIN.
     expect(await roundTrip(stream, "marker-1234")).toBe("echo:marker-1234");
     // The client's address is the connection's own peer address.
@@ -101,7 +113,13 @@ describe("HBONE", () => {
   it("carries many streams on one pooled connection, opens another past the stream limit, and closes idle ones", async () => {
     const dst = await destination();
     const p = pool({ maxStreamsPerConnection: 5, idleTimeoutMs: 200 });
-    const open = () => p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS });
+    const open = () =>
+      p.openStream({
+        source: ORDERS,
+        destination: { ip: "10.244.2.2", port: dst.appPort },
+        dial: { host: "127.0.0.1", port: dst.port },
+        expectedIdentity: PAYMENTS,
+      });
     const first = await Promise.all(Array.from({ length: 5 }, open));
     expect(p.stats()).toEqual({ connections: 1, streams: 5 });
     expect(dst.hbone.connectionCount).toBe(1);
@@ -116,7 +134,16 @@ describe("HBONE", () => {
     // connections of 30 streams carry them (a racy pool once stacked a whole burst on one connection).
     const dst = await destination();
     const p = pool({ maxStreamsPerConnection: 30 });
-    const streams = await Promise.all(Array.from({ length: 300 }, () => p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })));
+    const streams = await Promise.all(
+      Array.from({ length: 300 }, () =>
+        p.openStream({
+          source: ORDERS,
+          destination: { ip: "10.244.2.2", port: dst.appPort },
+          dial: { host: "127.0.0.1", port: dst.port },
+          expectedIdentity: PAYMENTS,
+        }),
+      ),
+    );
     expect(p.stats()).toEqual({ connections: 10, streams: 300 });
     expect(dst.hbone.connectionCount).toBe(10);
     const replies = await Promise.all(streams.map((s, i) => roundTrip(s as never, `b${i}`)));
@@ -131,7 +158,13 @@ describe("HBONE", () => {
     const dst = await destination();
     const successor = await destination();
     const p = pool();
-    const open = () => p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS });
+    const open = () =>
+      p.openStream({
+        source: ORDERS,
+        destination: { ip: "10.244.2.2", port: dst.appPort },
+        dial: { host: "127.0.0.1", port: dst.port },
+        expectedIdentity: PAYMENTS,
+      });
     expect(await roundTrip((await open()) as never, "before")).toBe("echo:before");
     const inFlight = await open();
     expect(dst.hbone.sessionCount).toBe(1);
@@ -156,7 +189,17 @@ describe("HBONE", () => {
       connect: (host, port) => new Promise((resolve) => sockets.push(net.connect({ host, port }, () => resolve(sockets.at(-1)!)))),
     });
     cleanups.push(() => p.close());
-    expect(await roundTrip((await p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })) as never, "x")).toBe("echo:x");
+    expect(
+      await roundTrip(
+        (await p.openStream({
+          source: ORDERS,
+          destination: { ip: "10.244.2.2", port: dst.appPort },
+          dial: { host: "127.0.0.1", port: dst.port },
+          expectedIdentity: PAYMENTS,
+        })) as never,
+        "x",
+      ),
+    ).toBe("echo:x");
     expect([dst.hbone.sessionCount, dst.hbone.connectionCount]).toEqual([1, 1]);
     // The peer agent's process ends: its kernel closes the socket (a FIN, no TLS close_notify).
     sockets[0]!.destroy();
@@ -166,7 +209,14 @@ describe("HBONE", () => {
   it("refuses a server whose identity is not the expected one, before any stream", async () => {
     const dst = await destination({ identity: orders });
     const p = pool();
-    await expect(p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })).rejects.toMatchObject({
+    await expect(
+      p.openStream({
+        source: ORDERS,
+        destination: { ip: "10.244.2.2", port: dst.appPort },
+        dial: { host: "127.0.0.1", port: dst.port },
+        expectedIdentity: PAYMENTS,
+      }),
+    ).rejects.toMatchObject({
       code: "AMBIT_E_HBONE_IDENTITY",
       message: expect.stringContaining("is spiffe://cluster.local/ns/demo/sa/orders, expected spiffe://cluster.local/ns/demo/sa/payments"),
     });
@@ -176,8 +226,17 @@ describe("HBONE", () => {
   it("answers 401 when policy denies and 503 when the upstream is unreachable", async () => {
     const denied = await destination({ authorize: () => ({ allow: false, reason: "no ALLOW policy matches" }) });
     const p = pool();
-    const req = (port: number) => ({ source: ORDERS, destination: { ip: "10.244.2.2", port: 1 }, dial: { host: "127.0.0.1", port }, expectedIdentity: PAYMENTS });
-    await expect(p.openStream(req(denied.port))).rejects.toMatchObject({ code: "AMBIT_E_HBONE_REJECTED", status: 401, message: expect.stringContaining("no ALLOW policy matches") });
+    const req = (port: number) => ({
+      source: ORDERS,
+      destination: { ip: "10.244.2.2", port: 1 },
+      dial: { host: "127.0.0.1", port },
+      expectedIdentity: PAYMENTS,
+    });
+    await expect(p.openStream(req(denied.port))).rejects.toMatchObject({
+      code: "AMBIT_E_HBONE_REJECTED",
+      status: 401,
+      message: expect.stringContaining("no ALLOW policy matches"),
+    });
     const closed = await new Promise<number>((r) => {
       const s = net.createServer().listen(0, "127.0.0.1", () => {
         const port = (s.address() as net.AddressInfo).port;
@@ -194,8 +253,17 @@ describe("HBONE", () => {
     // and policy never sees the claim (this stream was answered 200 when claims were believed).
     const dst = await destination({ authorize: (req) => (req.sourceAddress === "10.244.1.5" ? { allow: true } : { allow: false, reason: "not 10.244.1.5" }) });
     const p = pool();
-    const req = { source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS };
-    await expect(p.openStream({ ...req, forwardedFor: "10.244.1.5" })).rejects.toMatchObject({ code: "AMBIT_E_HBONE_REJECTED", status: 400, message: expect.stringContaining("claims source address 10.244.1.5 but connects from 127.0.0.1") });
+    const req = {
+      source: ORDERS,
+      destination: { ip: "10.244.2.2", port: dst.appPort },
+      dial: { host: "127.0.0.1", port: dst.port },
+      expectedIdentity: PAYMENTS,
+    };
+    await expect(p.openStream({ ...req, forwardedFor: "10.244.1.5" })).rejects.toMatchObject({
+      code: "AMBIT_E_HBONE_REJECTED",
+      status: 400,
+      message: expect.stringContaining("claims source address 10.244.1.5 but connects from 127.0.0.1"),
+    });
     expect(dst.authorizeCalls).toEqual([]);
     await expect.poll(() => dst.events.find((e) => e.status === 400)).toMatchObject({ refused: "source_address", sourceAddress: "127.0.0.1" });
     // Claiming its own address is fine; policy then decides on that address (and denies it here).
@@ -206,14 +274,24 @@ describe("HBONE", () => {
   it("refuses with 400, before policy, a destination the server must never connect to", async () => {
     const dst = await destination({ refuseDestination: (d) => (d.port === 15006 ? "port 15006 is the agent's own" : undefined) });
     const p = pool();
-    await expect(p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: 15006 }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })).rejects.toMatchObject({ status: 400, message: expect.stringContaining("agent's own") });
+    await expect(
+      p.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: 15006 }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS }),
+    ).rejects.toMatchObject({ status: 400, message: expect.stringContaining("agent's own") });
     expect(dst.authorizeCalls).toEqual([]);
     expect(dst.events.at(-1)).toMatchObject({ refused: "agent_port", status: 400 });
   });
 
   it("answers 400 to a non-CONNECT request and to a bad authority", async () => {
     const dst = await destination();
-    const secured = tls.connect({ host: "127.0.0.1", port: dst.port, ca: ca.rootPem, cert: orders.certChainPem, key: orders.keyPem, ALPNProtocols: ["h2"], checkServerIdentity: () => undefined });
+    const secured = tls.connect({
+      host: "127.0.0.1",
+      port: dst.port,
+      ca: ca.rootPem,
+      cert: orders.certChainPem,
+      key: orders.keyPem,
+      ALPNProtocols: ["h2"],
+      checkServerIdentity: () => undefined,
+    });
     const session = http2.connect(`https://127.0.0.1:${dst.port}`, { createConnection: () => secured });
     cleanups.push(() => void session.destroy());
     const status = (headers: http2.OutgoingHttpHeaders) =>
@@ -231,11 +309,25 @@ describe("HBONE", () => {
     const dst = await destination();
     const noCert = new HboneConnectionPool({ getClientCredentials: () => ({ certChainPem: "", keyPem: "" }), trustBundlePem: ca.rootPem });
     cleanups.push(() => noCert.close());
-    await expect(noCert.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })).rejects.toMatchObject({ code: "AMBIT_E_HBONE_CONNECT" });
+    await expect(
+      noCert.openStream({
+        source: ORDERS,
+        destination: { ip: "10.244.2.2", port: dst.appPort },
+        dial: { host: "127.0.0.1", port: dst.port },
+        expectedIdentity: PAYMENTS,
+      }),
+    ).rejects.toMatchObject({ code: "AMBIT_E_HBONE_CONNECT" });
     const foreign = otherCa.issue(ORDERS);
     const wrongCa = new HboneConnectionPool({ getClientCredentials: () => foreign, trustBundlePem: ca.rootPem });
     cleanups.push(() => wrongCa.close());
-    await expect(wrongCa.openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS })).rejects.toMatchObject({ code: "AMBIT_E_HBONE_CONNECT" });
+    await expect(
+      wrongCa.openStream({
+        source: ORDERS,
+        destination: { ip: "10.244.2.2", port: dst.appPort },
+        dial: { host: "127.0.0.1", port: dst.port },
+        expectedIdentity: PAYMENTS,
+      }),
+    ).rejects.toMatchObject({ code: "AMBIT_E_HBONE_CONNECT" });
     for (const garbage of ["GET / HTTP/1.1\r\nHost: x\r\n\r\n", Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 256))]) {
       await new Promise<void>((resolve) => {
         const s = net.connect(dst.port, "127.0.0.1", () => s.end(garbage));
@@ -245,14 +337,24 @@ describe("HBONE", () => {
     }
     expect(dst.authorizeCalls).toEqual([]);
     // Still serving good clients.
-    const stream = await pool().openStream({ source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS });
+    const stream = await pool().openStream({
+      source: ORDERS,
+      destination: { ip: "10.244.2.2", port: dst.appPort },
+      dial: { host: "127.0.0.1", port: dst.port },
+      expectedIdentity: PAYMENTS,
+    });
     expect(await roundTrip(stream, "after-garbage")).toBe("echo:after-garbage");
   });
 
   it("rotates the server certificate for new connections while live tunnels continue", async () => {
     const dst = await destination();
     const p = pool({ idleTimeoutMs: 60_000 });
-    const req = { source: ORDERS, destination: { ip: "10.244.2.2", port: dst.appPort }, dial: { host: "127.0.0.1", port: dst.port }, expectedIdentity: PAYMENTS };
+    const req = {
+      source: ORDERS,
+      destination: { ip: "10.244.2.2", port: dst.appPort },
+      dial: { host: "127.0.0.1", port: dst.port },
+      expectedIdentity: PAYMENTS,
+    };
     /** The serial number of the certificate the server presented on the stream's connection. */
     const servedSerial = (stream: unknown) => ((stream as http2.ClientHttp2Stream).session!.socket as tls.TLSSocket).getPeerX509Certificate()!.serialNumber;
     const live = await p.openStream(req);

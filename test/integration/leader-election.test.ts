@@ -43,7 +43,10 @@ class TcpProxy {
 
   relay(client: net.Socket): void {
     const upstream = net.connect(Number(this.#target.port), this.#target.hostname);
-    for (const [from, to] of [[client, upstream], [upstream, client]] as const) {
+    for (const [from, to] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
       this.#sockets.add(from);
       from.on("data", (chunk: Buffer) => {
         if (!this.#blackhole) to.write(chunk);
@@ -91,7 +94,7 @@ class TcpProxy {
 /** Holds the first `count` requests of `method` until all have arrived (or 2 s pass), then lets them race. */
 function racingClient(inner: LeaseClient, method: string, gate: { count: number; waiting: Array<() => void>; conflicts: number }): LeaseClient {
   return {
-    request: async <T,>(m: string, path: string, body?: unknown): Promise<T> => {
+    request: async <T>(m: string, path: string, body?: unknown): Promise<T> => {
       if (m === method && gate.count > 0) {
         gate.count--;
         const go = new Promise<void>((resolve) => gate.waiting.push(resolve));
@@ -293,7 +296,12 @@ describe("leader election against the sandbox API server", () => {
   for (const method of ["PUT", "POST"] as const) {
     it(`racing writers (${method === "PUT" ? "update of a released lease" : "create of an absent lease"}): the 409 loser follows, one leader`, async () => {
       if (method === "PUT") {
-        await t.client.create(LEASES, { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: { name: "ambit-controller" }, spec: { holderIdentity: "", leaseDurationSeconds: 1, leaseTransitions: 3 } });
+        await t.client.create(LEASES, {
+          apiVersion: "coordination.k8s.io/v1",
+          kind: "Lease",
+          metadata: { name: "ambit-controller" },
+          spec: { holderIdentity: "", leaseDurationSeconds: 1, leaseTransitions: 3 },
+        });
       }
       const gate = { count: 2, waiting: [] as Array<() => void>, conflicts: 0 };
       // The attempt timeout (renewDeadline) must outlast the gate's wait; the long retry period tells the

@@ -5,8 +5,22 @@ import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts"
 
 describe("ownerDaemonSetStays", () => {
   let t: TestApiServer;
-  const ds = { apiVersion: "apps/v1", kind: "DaemonSet", metadata: { name: "ambit-agent", namespace: "ambit-system" }, spec: { selector: { matchLabels: { app: "a" } }, template: { metadata: { labels: { app: "a" } }, spec: { containers: [{ name: "c", image: "i" }] } } } };
-  const pod = (name: string, owner?: { name: string; uid: string }) => ({ apiVersion: "v1", kind: "Pod", metadata: { name, namespace: "ambit-system", ...(owner ? { ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name: owner.name, uid: owner.uid, controller: true }] } : {}) }, spec: { containers: [{ name: "c", image: "i" }] } });
+  const ds = {
+    apiVersion: "apps/v1",
+    kind: "DaemonSet",
+    metadata: { name: "ambit-agent", namespace: "ambit-system" },
+    spec: { selector: { matchLabels: { app: "a" } }, template: { metadata: { labels: { app: "a" } }, spec: { containers: [{ name: "c", image: "i" }] } } },
+  };
+  const pod = (name: string, owner?: { name: string; uid: string }) => ({
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name,
+      namespace: "ambit-system",
+      ...(owner ? { ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name: owner.name, uid: owner.uid, controller: true }] } : {}),
+    },
+    spec: { containers: [{ name: "c", image: "i" }] },
+  });
 
   beforeAll(async () => {
     t = await startTestApiServer();

@@ -15,7 +15,12 @@ describe("in-cluster credentials", () => {
 
   /** A token bound to a pod, as the kubelet projects it: it stops being valid when that pod is gone. */
   const boundToken = async (pod: string) => {
-    const created = await t.client.create("/api/v1/namespaces/default/pods", { apiVersion: "v1", kind: "Pod", metadata: { name: pod }, spec: { serviceAccountName: "agent", containers: [{ name: "c", image: "x" }] } });
+    const created = await t.client.create("/api/v1/namespaces/default/pods", {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: pod },
+      spec: { serviceAccountName: "agent", containers: [{ name: "c", image: "x" }] },
+    });
     const res = await t.client.create("/api/v1/namespaces/default/serviceaccounts/agent/token", {
       apiVersion: "authentication.k8s.io/v1",
       kind: "TokenRequest",
@@ -33,8 +38,19 @@ describe("in-cluster credentials", () => {
     t = await startTestApiServer();
     await t.client.create("/api/v1/namespaces/default/serviceaccounts", { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "agent" } });
     // What the calls below need, and no more (the API server enforces RBAC for service accounts).
-    await t.client.create("/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles", { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: "pods" }, rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["list", "patch"] }] });
-    await t.client.create("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name: "pods" }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "pods" }, subjects: [{ kind: "ServiceAccount", name: "agent", namespace: "default" }] });
+    await t.client.create("/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "Role",
+      metadata: { name: "pods" },
+      rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["list", "patch"] }],
+    });
+    await t.client.create("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: "pods" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "pods" },
+      subjects: [{ kind: "ServiceAccount", name: "agent", namespace: "default" }],
+    });
     prefix = path.join(t.dir, "pod-root");
     await fs.mkdir(path.dirname(tokenPath()), { recursive: true });
     await fs.writeFile(path.join(path.dirname(tokenPath()), "ca.crt"), t.api.caPem);
@@ -45,7 +61,10 @@ describe("in-cluster credentials", () => {
   });
 
   afterAll(async () => {
-    for (const [k, v] of [["KUBERNETES_SERVICE_HOST", saved.host], ["KUBERNETES_SERVICE_PORT", saved.port]] as const) {
+    for (const [k, v] of [
+      ["KUBERNETES_SERVICE_HOST", saved.host],
+      ["KUBERNETES_SERVICE_PORT", saved.port],
+    ] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }

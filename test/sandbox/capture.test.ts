@@ -16,15 +16,21 @@ const NODE_IP = "10.124.0.1";
 const OTHER_IP = "10.124.0.3";
 const path = (ns: string) => `/run/netns/${ns}`;
 
-
 function read(socket: net.Socket): Promise<string> {
   return new Promise((resolve) => {
     let d = "";
-    socket.on("data", (c) => (d += c)).on("end", () => resolve(d)).on("error", (e: NodeJS.ErrnoException) => resolve(`ERR:${e.code}`));
+    socket
+      .on("data", (c) => (d += c))
+      .on("end", () => resolve(d))
+      .on("error", (e: NodeJS.ErrnoException) => resolve(`ERR:${e.code}`));
   });
 }
 
-const natRules = async () => (await run("iptables-save", ["-t", "nat"], { netns: POD })).stdout.replace(/^#.*$/gm, "").replace(/\[\d+:\d+\]/g, "").trim();
+const natRules = async () =>
+  (await run("iptables-save", ["-t", "nat"], { netns: POD })).stdout
+    .replace(/^#.*$/gm, "")
+    .replace(/\[\d+:\d+\]/g, "")
+    .trim();
 
 describeTier(isRoot, ROOT_REQUIRED)("in-pod capture rules", () => {
   const servers: net.Server[] = [];
@@ -35,7 +41,10 @@ describeTier(isRoot, ROOT_REQUIRED)("in-pod capture rules", () => {
     await execa("ip", ["netns", "add", NODE]);
     await execa("ip", ["link", "add", "cap0", "netns", POD, "type", "veth", "peer", "name", "cap1", "netns", NODE]);
     await run("ip", ["-batch", "-"], { netns: POD, input: `link set lo up\naddr add ${POD_IP}/24 dev cap0\nlink set cap0 up\n` });
-    await run("ip", ["-batch", "-"], { netns: NODE, input: `link set lo up\naddr add ${NODE_IP}/24 dev cap1\naddr add ${OTHER_IP}/24 dev cap1\nlink set cap1 up\n` });
+    await run("ip", ["-batch", "-"], {
+      netns: NODE,
+      input: `link set lo up\naddr add ${NODE_IP}/24 dev cap1\naddr add ${OTHER_IP}/24 dev cap1\nlink set cap1 up\n`,
+    });
     // A pod rule of the application's own, which capture must leave alone.
     await run("iptables-restore", ["--noflush"], { netns: POD, input: "*nat\n-A OUTPUT -p udp --dport 9 -j RETURN\nCOMMIT\n" });
     original = await natRules();
@@ -55,7 +64,10 @@ describeTier(isRoot, ROOT_REQUIRED)("in-pod capture rules", () => {
     listen(POD, "0.0.0.0", 8080, () => "app");
     listen(NODE, NODE_IP, 9000, () => "node-server");
     // Echo servers for connections that stay open across the capture being installed.
-    for (const [ns, host, port] of [[POD, "0.0.0.0", 8081], [NODE, NODE_IP, 9001]] as const) {
+    for (const [ns, host, port] of [
+      [POD, "0.0.0.0", 8081],
+      [NODE, NODE_IP, 9001],
+    ] as const) {
       const echo = net.createServer((s) => s.on("data", (d) => s.write(d)).on("error", () => {}));
       echo.listen({ fd: listenInNetns(path(ns), host, port) });
       servers.push(echo);

@@ -5,7 +5,18 @@ import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
-import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, configDump, configDumpOf, freshSandboxWithMesh, fromAgent, isRoot, kubectl, sandboxNodes } from "../support/sandbox.ts";
+import {
+  ROOT_REQUIRED,
+  TEST_SANDBOX_ENV,
+  ambit,
+  configDump,
+  configDumpOf,
+  freshSandboxWithMesh,
+  fromAgent,
+  isRoot,
+  kubectl,
+  sandboxNodes,
+} from "../support/sandbox.ts";
 import { sniff } from "../support/netns.ts";
 import { describeTier } from "../support/tiers.ts";
 
@@ -18,7 +29,8 @@ async function reach(from: string, url: string): Promise<string> {
   return /"service":"([a-z]+)"/.exec(r.stdout)?.[1] ?? r.stdout.slice(0, 80);
 }
 const applyYaml = (yaml: string) => kubectl(["apply", "-f", "-"], { input: yaml });
-const podState = async (ns: string, name: string) => (await kubectl(["get", "pod", "-n", ns, name, "-o", "jsonpath={.status.phase}/{.metadata.annotations.ambit\\.dev/redirection}"])).stdout;
+const podState = async (ns: string, name: string) =>
+  (await kubectl(["get", "pod", "-n", ns, name, "-o", "jsonpath={.status.phase}/{.metadata.annotations.ambit\\.dev/redirection}"])).stdout;
 const nodeOf = async (app: string) => (await kubectl(["get", "pods", "-n", "demo", "-l", `app=${app}`, "-o", "jsonpath={.items[0].spec.nodeName}"])).stdout;
 
 const ALLOW_ORDERS_TO_PAYMENTS = `
@@ -56,7 +68,9 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
 
   it("an allow-nothing policy plus an ALLOW for orders -> payments: orders gets in, client is refused; deleting them restores access", async () => {
     expect(await reach("demo/client", "http://payments.demo/")).toBe("payments");
-    const paymentsNodes = [...new Set((await kubectl(["get", "pods", "-n", "demo", "-l", "app=payments", "-o", "jsonpath={.items[*].spec.nodeName}"])).stdout.split(" "))];
+    const paymentsNodes = [
+      ...new Set((await kubectl(["get", "pods", "-n", "demo", "-l", "app=payments", "-o", "jsonpath={.items[*].spec.nodeName}"])).stdout.split(" ")),
+    ];
     const dumps = await Promise.all(paymentsNodes.map(configDumpOf));
     const holdsPolicy = async (dump: (typeof dumps)[number]) => (await dump()).policies.authorizations.some((p) => p.name === "payments-from-orders");
     const applied = performance.now();
@@ -64,27 +78,66 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
     // The destination agents (payments' nodes) enforce it: first the policy in their config, then the traffic.
     await expect.poll(async () => (await Promise.all(dumps.map(holdsPolicy))).every(Boolean), { timeout: 10_000, interval: 20 }).toBe(true);
     const inAgents = performance.now() - applied;
-    await expect.poll(async () => `${await reach("demo/orders", "http://payments.demo/")} ${await reach("demo/client", "http://payments.demo/")}`, { timeout: 10_000, interval: 50 }).toMatch(/^payments curl exit (52|56)$/);
+    await expect
+      .poll(async () => `${await reach("demo/orders", "http://payments.demo/")} ${await reach("demo/client", "http://payments.demo/")}`, {
+        timeout: 10_000,
+        interval: 50,
+      })
+      .toMatch(/^payments curl exit (52|56)$/);
     // Reported, not asserted (tests do not time things): the bench measures push latency properly.
-    console.log(`policy held by the enforcing agents ${Math.round(inAgents)} ms after kubectl apply returned; traffic checked ${Math.round(performance.now() - applied)} ms after (two exec round trips per check)`);
+    console.log(
+      `policy held by the enforcing agents ${Math.round(inAgents)} ms after kubectl apply returned; traffic checked ${Math.round(performance.now() - applied)} ms after (two exec round trips per check)`,
+    );
     // The leader says what is enforced where.
-    await expect.poll(async () => (await kubectl(["get", "authorizationpolicy", "-n", "demo", "payments-from-orders", "-o", "jsonpath={.status.conditions[0].reason}"])).stdout, { timeout: 10_000 }).toBe("Accepted");
+    await expect
+      .poll(
+        async () =>
+          (await kubectl(["get", "authorizationpolicy", "-n", "demo", "payments-from-orders", "-o", "jsonpath={.status.conditions[0].reason}"])).stdout,
+        { timeout: 10_000 },
+      )
+      .toBe("Accepted");
 
     expect((await kubectl(["delete", "authorizationpolicy", "-n", "demo", "allow-nothing", "payments-from-orders"])).exitCode).toBe(0);
     await expect.poll(() => reach("demo/client", "http://payments.demo/"), { timeout: 10_000, interval: 50 }).toBe("payments");
   });
 
   it("marks an invalid policy Invalid and fails closed for what it selects", async () => {
-    expect((await applyYaml("apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: broken, namespace: demo}\nspec:\n  selector: {matchLabels: {app: payments}}\n  rules:\n  - to:\n    - operation: {ports: [http]}\n")).exitCode).toBe(0);
-    await expect.poll(async () => (await kubectl(["get", "authorizationpolicy", "-n", "demo", "broken", "-o", "jsonpath={.status.conditions[0].reason}: {.status.conditions[0].message}"])).stdout, { timeout: 10_000 }).toMatch(/^Invalid: spec\.rules\[0\]\.to\[0\]\.operation\.ports\[0\]: "http" is not a port number/);
+    expect(
+      (
+        await applyYaml(
+          "apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: broken, namespace: demo}\nspec:\n  selector: {matchLabels: {app: payments}}\n  rules:\n  - to:\n    - operation: {ports: [http]}\n",
+        )
+      ).exitCode,
+    ).toBe(0);
+    await expect
+      .poll(
+        async () =>
+          (
+            await kubectl([
+              "get",
+              "authorizationpolicy",
+              "-n",
+              "demo",
+              "broken",
+              "-o",
+              "jsonpath={.status.conditions[0].reason}: {.status.conditions[0].message}",
+            ])
+          ).stdout,
+        { timeout: 10_000 },
+      )
+      .toMatch(/^Invalid: spec\.rules\[0\]\.to\[0\]\.operation\.ports\[0\]: "http" is not a port number/);
     await expect.poll(() => reach("demo/orders", "http://payments.demo/"), { timeout: 10_000 }).toMatch(/^curl exit/);
     expect((await kubectl(["delete", "authorizationpolicy", "-n", "demo", "broken"])).exitCode).toBe(0);
     await expect.poll(() => reach("demo/orders", "http://payments.demo/"), { timeout: 10_000 }).toBe("payments");
   });
 
   it("answers /debug/status only inside the controller's pod; /metrics and /ready stay open to every pod", async () => {
-    const [name, ip] = (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-controller", "-o", "jsonpath={.items[0].metadata.name} {.items[0].status.podIP}"])).stdout.split(" ");
-    const statusFromClient = async (p: string) => (await ambit(["dev", "exec", "demo/client", "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "4", `http://${ip}:15014${p}`])).stdout;
+    const [name, ip] = (
+      await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-controller", "-o", "jsonpath={.items[0].metadata.name} {.items[0].status.podIP}"])
+    ).stdout.split(" ");
+    const statusFromClient = async (p: string) =>
+      (await ambit(["dev", "exec", "demo/client", "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "4", `http://${ip}:15014${p}`]))
+        .stdout;
     expect(await statusFromClient("/debug/status")).toBe("403");
     expect(await statusFromClient("/metrics")).toBe("200");
     expect(await statusFromClient("/ready")).toBe("200");
@@ -96,26 +149,55 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
 
   it("STRICT peer authentication refuses the legacy (plaintext) client; PERMISSIVE lets it in", async () => {
     expect(await reach("legacy/client", "http://orders.demo/")).toBe("orders");
-    expect((await applyYaml("apiVersion: security.ambit.dev/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: demo}\nspec: {mtls: {mode: STRICT}}\n")).exitCode).toBe(0);
+    expect(
+      (
+        await applyYaml(
+          "apiVersion: security.ambit.dev/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: demo}\nspec: {mtls: {mode: STRICT}}\n",
+        )
+      ).exitCode,
+    ).toBe(0);
     await expect.poll(() => reach("legacy/client", "http://orders.demo/"), { timeout: 10_000 }).toMatch(/^curl exit/);
     // Mesh clients are unaffected.
     expect(await reach("demo/client", "http://orders.demo/")).toBe("orders");
-    expect((await kubectl(["patch", "peerauthentication", "-n", "demo", "default", "--type", "merge", "-p", '{"spec":{"mtls":{"mode":"PERMISSIVE"}}}'])).exitCode).toBe(0);
+    expect(
+      (await kubectl(["patch", "peerauthentication", "-n", "demo", "default", "--type", "merge", "-p", '{"spec":{"mtls":{"mode":"PERMISSIVE"}}}'])).exitCode,
+    ).toBe(0);
     await expect.poll(() => reach("legacy/client", "http://orders.demo/"), { timeout: 10_000 }).toBe("orders");
     expect((await kubectl(["delete", "peerauthentication", "-n", "demo", "default"])).exitCode).toBe(0);
   });
 
   it("an AUDIT policy changes no decision; the destination agent logs each connection it matches, with the policy's name", async () => {
-    const audit = "apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: audit-legacy, namespace: demo}\nspec:\n  action: AUDIT\n  rules:\n  - from:\n    - source: {notPrincipals: [\"*\"]}\n";
+    const audit =
+      'apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: audit-legacy, namespace: demo}\nspec:\n  action: AUDIT\n  rules:\n  - from:\n    - source: {notPrincipals: ["*"]}\n';
     try {
       expect((await applyYaml(audit)).exitCode).toBe(0);
-      await expect.poll(async () => (await kubectl(["get", "authorizationpolicy", "-n", "demo", "audit-legacy", "-o", "jsonpath={.status.conditions[0].reason}"])).stdout, { timeout: 10_000 }).toBe("Accepted");
+      await expect
+        .poll(
+          async () => (await kubectl(["get", "authorizationpolicy", "-n", "demo", "audit-legacy", "-o", "jsonpath={.status.conditions[0].reason}"])).stdout,
+          { timeout: 10_000 },
+        )
+        .toBe("Accepted");
       // The plaintext legacy client matches (no principal) and still gets in; the mesh client does not match.
       const audited = async () => {
         let lines = 0;
         for (const node of await sandboxNodes()) {
-          const agent = (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "--field-selector", `spec.nodeName=${node.name}`, "-o", "jsonpath={.items[0].metadata.name}"])).stdout;
-          lines += (await ambit(["dev", "logs", `ambit-system/${agent}`])).stdout.split("\n").filter((l) => l.includes('"event":"audit"') && l.includes("demo/audit-legacy") && l.includes('"allowed":true')).length;
+          const agent = (
+            await kubectl([
+              "get",
+              "pods",
+              "-n",
+              "ambit-system",
+              "-l",
+              "app=ambit-agent",
+              "--field-selector",
+              `spec.nodeName=${node.name}`,
+              "-o",
+              "jsonpath={.items[0].metadata.name}",
+            ])
+          ).stdout;
+          lines += (await ambit(["dev", "logs", `ambit-system/${agent}`])).stdout
+            .split("\n")
+            .filter((l) => l.includes('"event":"audit"') && l.includes("demo/audit-legacy") && l.includes('"allowed":true')).length;
         }
         return lines;
       };
@@ -138,11 +220,15 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
       "s.on('error', () => {});",
       "setTimeout(() => { console.log('still open'); process.exit(0); }, 20000);",
     ].join("\n");
-    const held = execa(NODE, [path.join(REPO_ROOT, "bin", "ambit.ts"), "dev", "exec", "demo/client", "--", NODE, "-e", script], { env: { ...process.env, ...TEST_SANDBOX_ENV }, reject: false });
+    const held = execa(NODE, [path.join(REPO_ROOT, "bin", "ambit.ts"), "dev", "exec", "demo/client", "--", NODE, "-e", script], {
+      env: { ...process.env, ...TEST_SANDBOX_ENV },
+      reject: false,
+    });
     let out = "";
     held.stdout?.on("data", (d: Buffer) => (out += d.toString()));
     await expect.poll(() => out, { timeout: 10_000 }).toContain("answered");
-    const deny = "apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-client, namespace: demo}\nspec:\n  action: DENY\n  rules:\n  - from:\n    - source: {principals: [cluster.local/ns/demo/sa/client]}\n";
+    const deny =
+      "apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-client, namespace: demo}\nspec:\n  action: DENY\n  rules:\n  - from:\n    - source: {principals: [cluster.local/ns/demo/sa/client]}\n";
     try {
       expect((await applyYaml(deny)).exitCode).toBe(0);
       await held;
@@ -164,12 +250,21 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
   }, 60_000);
 
   it("with the controller stopped for 60 s traffic keeps flowing, agents report staleness, and a pod started meanwhile is enrolled once it is back", async () => {
-    expect((await kubectl(["patch", "deployment", "-n", "ambit-system", "ambit-controller", "--type", "merge", "-p", '{"spec":{"replicas":0}}'])).exitCode).toBe(0);
-    await expect.poll(async () => (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-controller", "-o", "name"])).stdout, { timeout: 60_000 }).toBe("");
+    expect(
+      (await kubectl(["patch", "deployment", "-n", "ambit-system", "ambit-controller", "--type", "merge", "-p", '{"spec":{"replicas":0}}'])).exitCode,
+    ).toBe(0);
+    await expect
+      .poll(async () => (await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-controller", "-o", "name"])).stdout, { timeout: 60_000 })
+      .toBe("");
     // An identity no agent holds yet: its certificate needs the CA.
     const late = [
       { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "late", namespace: "demo" } },
-      { apiVersion: "v1", kind: "Pod", metadata: { name: "late", namespace: "demo", labels: { app: "late" } }, spec: { serviceAccountName: "late", containers: [{ name: "c", image: "ambit.dev/toolbox:0.1" }] } },
+      {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "late", namespace: "demo", labels: { app: "late" } },
+        spec: { serviceAccountName: "late", containers: [{ name: "c", image: "ambit.dev/toolbox:0.1" }] },
+      },
     ];
     expect((await kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: late }) })).exitCode).toBe(0);
 
@@ -185,7 +280,9 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
     const dump = await configDump(await nodeOf("orders"));
     expect(dump.controller.connected).toBe(false);
     expect(Date.now() - Date.parse(dump.controller.disconnectedSince!)).toBeGreaterThan(50_000);
-    expect(Number(/^ambit_config_stale_seconds ([\d.]+)/m.exec(await fromAgent(await nodeOf("orders"), (ip) => `http://${ip}:15020/metrics`))?.[1])).toBeGreaterThan(50);
+    expect(
+      Number(/^ambit_config_stale_seconds ([\d.]+)/m.exec(await fromAgent(await nodeOf("orders"), (ip) => `http://${ip}:15020/metrics`))?.[1]),
+    ).toBeGreaterThan(50);
     // No CA, no certificate: the enrolled pod must not start uncaptured.
     // Held back means not started at all: still Pending (sandbox not created), not Running uncaptured.
     expect(await podState("demo", "late")).toMatch(/^Pending\//);
@@ -195,7 +292,26 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
     const clientNode = await nodeOf("client");
     const nodes = await sandboxNodes();
     const otherNode = nodes.find((n) => n.name !== clientNode)!;
-    const early = { apiVersion: "v1", kind: "Pod", metadata: { name: "early", namespace: "demo", labels: { app: "early" } }, spec: { nodeName: otherNode.name, serviceAccountName: "payments", containers: [{ name: "c", image: "ambit.dev/demo-service:0.1", ports: [{ containerPort: 8080 }], env: [{ name: "SERVICE_NAME", value: "early" }, { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } }] }] } };
+    const early = {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "early", namespace: "demo", labels: { app: "early" } },
+      spec: {
+        nodeName: otherNode.name,
+        serviceAccountName: "payments",
+        containers: [
+          {
+            name: "c",
+            image: "ambit.dev/demo-service:0.1",
+            ports: [{ containerPort: 8080 }],
+            env: [
+              { name: "SERVICE_NAME", value: "early" },
+              { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+            ],
+          },
+        ],
+      },
+    };
     expect((await kubectl(["apply", "-f", "-"], { input: JSON.stringify(early) })).exitCode).toBe(0);
     await expect.poll(() => podState("demo", "early"), { timeout: 30_000 }).toBe("Running/enabled");
     const earlyIp = (await kubectl(["get", "pod", "-n", "demo", "early", "-o", "jsonpath={.status.podIP}"])).stdout;
@@ -211,7 +327,9 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
 
     // Back, with 60 s workload certificates for the rotation test below.
     expect((await kubectl(["set", "env", "deployment/ambit-controller", "-n", "ambit-system", "AMBIT_WORKLOAD_CERT_TTL_SECONDS=60"])).exitCode).toBe(0);
-    expect((await kubectl(["patch", "deployment", "-n", "ambit-system", "ambit-controller", "--type", "merge", "-p", '{"spec":{"replicas":2}}'])).exitCode).toBe(0);
+    expect(
+      (await kubectl(["patch", "deployment", "-n", "ambit-system", "ambit-controller", "--type", "merge", "-p", '{"spec":{"replicas":2}}'])).exitCode,
+    ).toBe(0);
     await expect.poll(() => podState("demo", "late"), { timeout: 90_000 }).toBe("Running/enabled");
     await expect.poll(() => reach("demo/late", "http://orders.demo/"), { timeout: 20_000 }).toBe("orders");
     await expect.poll(async () => (await configDump(await nodeOf("orders"))).controller.connected, { timeout: 30_000 }).toBe(true);
@@ -220,15 +338,35 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
   it("rotates 60 s certificates under steady new-connection load with no failed connection", async () => {
     // Restarted agents ask the controller (now issuing 60 s certificates) for every identity again.
     expect((await kubectl(["rollout", "restart", "daemonset/ambit-agent", "-n", "ambit-system"])).exitCode).toBe(0);
-    await expect.poll(async () => {
-      const certs = (await configDump(await nodeOf("orders"))).certificates;
-      const orders = certs.find((c) => c.identity === "spiffe://cluster.local/ns/demo/sa/orders");
-      return orders ? Date.parse(orders.notAfter) - Date.now() < 61_000 : false;
-    }, { timeout: 90_000 }).toBe(true);
-    const expiryOf = async () => (await configDump(await nodeOf("orders"))).certificates.find((c) => c.identity === "spiffe://cluster.local/ns/demo/sa/orders")!.notAfter;
+    await expect
+      .poll(
+        async () => {
+          const certs = (await configDump(await nodeOf("orders"))).certificates;
+          const orders = certs.find((c) => c.identity === "spiffe://cluster.local/ns/demo/sa/orders");
+          return orders ? Date.parse(orders.notAfter) - Date.now() < 61_000 : false;
+        },
+        { timeout: 90_000 },
+      )
+      .toBe(true);
+    const expiryOf = async () =>
+      (await configDump(await nodeOf("orders"))).certificates.find((c) => c.identity === "spiffe://cluster.local/ns/demo/sa/orders")!.notAfter;
     const first = await expiryOf();
     // 40 s of 20 new connections a second through three captured hops: it spans at least one renewal (at 30 s).
-    const load = await ambit(["dev", "exec", "demo/client", "--", NODE, path.join(REPO_ROOT, "bench", "tools", "connection-load.ts"), "http://orders.demo/rotation", "20", "40", '"service":"fraud"'], { timeout: 120_000 });
+    const load = await ambit(
+      [
+        "dev",
+        "exec",
+        "demo/client",
+        "--",
+        NODE,
+        path.join(REPO_ROOT, "bench", "tools", "connection-load.ts"),
+        "http://orders.demo/rotation",
+        "20",
+        "40",
+        '"service":"fraud"',
+      ],
+      { timeout: 120_000 },
+    );
     const tally = JSON.parse(load.stdout.trim().split("\n").at(-1)!);
     console.log("certificate rotation under load:", JSON.stringify({ ...tally, latencyMs: undefined }));
     expect(tally.sent).toBeGreaterThan(500);
@@ -238,13 +376,26 @@ describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
 
   it("the CNI installer in the agent's pod chains Ambit in each node's CNI config dir, puts it back after another writer, and takes it off with the DaemonSet", async () => {
     const nodes = (await sandboxNodes()).map((n) => n.name);
-    const dirs = (node: string) => ({ conf: `${TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR}/nodes/${node}/var/run/ambit-node/cni/net.d`, bin: `${TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR}/nodes/${node}/var/run/ambit-node/cni/bin` });
-    const chain = async (node: string) => (JSON.parse(await fs.readFile(path.join(dirs(node).conf, "10-ambit-sandbox.conflist"), "utf8")) as { plugins: Array<Record<string, unknown>> }).plugins;
-    const exists = (file: string) => fs.stat(file).then(() => true, () => false);
+    const dirs = (node: string) => ({
+      conf: `${TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR}/nodes/${node}/var/run/ambit-node/cni/net.d`,
+      bin: `${TEST_SANDBOX_ENV.AMBIT_DEV_STATE_DIR}/nodes/${node}/var/run/ambit-node/cni/bin`,
+    });
+    const chain = async (node: string) =>
+      (JSON.parse(await fs.readFile(path.join(dirs(node).conf, "10-ambit-sandbox.conflist"), "utf8")) as { plugins: Array<Record<string, unknown>> }).plugins;
+    const exists = (file: string) =>
+      fs.stat(file).then(
+        () => true,
+        () => false,
+      );
     for (const node of nodes) {
       // Written by the installer from the chart's values: host paths, and its own kubeconfig holding a token (0600).
       expect((await chain(node)).map((p) => p.type)).toEqual(["ptp", "ambit-cni"]);
-      expect((await chain(node))[1]).toEqual({ type: "ambit-cni", agentSocket: "/var/run/ambit/cni.sock", timeoutMs: 10_000, kubeconfig: "/var/run/ambit-node/cni/net.d/ambit-cni.kubeconfig" });
+      expect((await chain(node))[1]).toEqual({
+        type: "ambit-cni",
+        agentSocket: "/var/run/ambit/cni.sock",
+        timeoutMs: 10_000,
+        kubeconfig: "/var/run/ambit-node/cni/net.d/ambit-cni.kubeconfig",
+      });
       expect((await fs.stat(path.join(dirs(node).conf, "ambit-cni.kubeconfig"))).mode & 0o777).toBe(0o600);
       expect((await fs.stat(path.join(dirs(node).bin, "ambit-cni"))).size).toBe((await fs.stat(path.join(REPO_ROOT, "dist", "ambit-cni"))).size);
     }

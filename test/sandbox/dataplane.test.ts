@@ -27,11 +27,16 @@ const MARKER = "MARKER-7f3a9c-plaintext";
 const podObject = (name: "orders" | "payments", captured: boolean, node = name === "orders" ? "node-1" : "node-2"): KubeObject => ({
   apiVersion: "v1",
   kind: "Pod",
-  metadata: { name: `${name}-1`, namespace: "demo", uid: `uid-${name}`, labels: { app: name }, annotations: { "ambit.dev/redirection": captured ? "enabled" : "disabled" } },
+  metadata: {
+    name: `${name}-1`,
+    namespace: "demo",
+    uid: `uid-${name}`,
+    labels: { app: name },
+    annotations: { "ambit.dev/redirection": captured ? "enabled" : "disabled" },
+  },
   spec: { serviceAccountName: name, nodeName: node },
   status: { podIP: PODS[name].ip },
 });
-
 
 describeTier(isRoot, ROOT_REQUIRED)("data path between captured pods", () => {
   const servers: net.Server[] = [];
@@ -74,7 +79,10 @@ describeTier(isRoot, ROOT_REQUIRED)("data path between captured pods", () => {
       trustDomain: "cluster.local",
       trustBundlePem: ca.rootPem,
       credentialsFor: (id: SpiffeId) => certs.get(id.serviceAccount)!,
-      localPodNetns: (ip) => Object.values(PODS).find((p) => p.ip === ip)?.netns.replace(/^/, "/run/netns/"),
+      localPodNetns: (ip) =>
+        Object.values(PODS)
+          .find((p) => p.ip === ip)
+          ?.netns.replace(/^/, "/run/netns/"),
       metrics,
       log: pino({ level: "info" }, { write: (line: string) => logLines.push(JSON.parse(line)) }),
     });
@@ -82,7 +90,8 @@ describeTier(isRoot, ROOT_REQUIRED)("data path between captured pods", () => {
   });
 
   afterAll(async () => {
-    for (const [name, pod] of Object.entries(PODS)) await driver?.release({ uid: `uid-${name}`, namespace: "demo", name, netnsPath: nsPath(pod.netns), ips: [pod.ip], serviceAccount: name }).catch(() => {});
+    for (const [name, pod] of Object.entries(PODS))
+      await driver?.release({ uid: `uid-${name}`, namespace: "demo", name, netnsPath: nsPath(pod.netns), ips: [pod.ip], serviceAccount: name }).catch(() => {});
     dataplane?.close();
     for (const s of servers) s.close();
     for (const ns of [NODE, PODS.orders.netns, PODS.payments.netns]) await execa("ip", ["netns", "del", ns], { reject: false });
@@ -92,7 +101,10 @@ describeTier(isRoot, ROOT_REQUIRED)("data path between captured pods", () => {
     const socket = await connectMarked(PODS.payments.ip, 8080, 0, nsPath(PODS.orders.netns));
     return new Promise<string>((resolve) => {
       let reply = "";
-      socket.on("data", (d) => (reply += d)).on("end", () => resolve(reply)).on("error", (e: NodeJS.ErrnoException) => resolve(`ERR:${e.code}`));
+      socket
+        .on("data", (d) => (reply += d))
+        .on("end", () => resolve(reply))
+        .on("error", (e: NodeJS.ErrnoException) => resolve(`ERR:${e.code}`));
       socket.end(payload);
     });
   };
@@ -129,7 +141,8 @@ describeTier(isRoot, ROOT_REQUIRED)("data path between captured pods", () => {
     expect(line).toContain('source_workload="orders-1"');
     // Byte counts, in Istio's sense (received = request bytes, sent = response bytes), on both agents' sides,
     // once the connection has closed: 25 bytes asked, 38 answered.
-    const bytes = async (name: string, reporter: string) => Number(new RegExp(`^${name}\\{reporter="${reporter}"[^}]*\\} (\\d+)$`, "m").exec(await metrics.text())?.[1]);
+    const bytes = async (name: string, reporter: string) =>
+      Number(new RegExp(`^${name}\\{reporter="${reporter}"[^}]*\\} (\\d+)$`, "m").exec(await metrics.text())?.[1]);
     await expect.poll(() => bytes("istio_tcp_received_bytes_total", "source"), { timeout: 5000 }).toBe(`${MARKER}-2`.length);
     await expect.poll(() => bytes("istio_tcp_received_bytes_total", "destination"), { timeout: 5000 }).toBe(`${MARKER}-2`.length);
     expect(await bytes("istio_tcp_sent_bytes_total", "source")).toBe(`payments got ${MARKER}-2`.length);
@@ -140,8 +153,19 @@ describeTier(isRoot, ROOT_REQUIRED)("data path between captured pods", () => {
       dst: { workload: "payments-1", namespace: "demo", identity: "spiffe://cluster.local/ns/demo/sa/payments", ip: PODS.payments.ip, port: 8080 },
       security: "mutual_tls",
     };
-    expect(closes("source").at(-1)).toMatchObject({ ...ends, pod: "demo/orders", bytesSent: `${MARKER}-2`.length, bytesReceived: `payments got ${MARKER}-2`.length });
-    expect(closes("destination").at(-1)).toMatchObject({ ...ends, pod: "demo/payments-1", status: 200, bytesSent: `payments got ${MARKER}-2`.length, bytesReceived: `${MARKER}-2`.length });
+    expect(closes("source").at(-1)).toMatchObject({
+      ...ends,
+      pod: "demo/orders",
+      bytesSent: `${MARKER}-2`.length,
+      bytesReceived: `payments got ${MARKER}-2`.length,
+    });
+    expect(closes("destination").at(-1)).toMatchObject({
+      ...ends,
+      pod: "demo/payments-1",
+      status: 200,
+      bytesSent: `payments got ${MARKER}-2`.length,
+      bytesReceived: `${MARKER}-2`.length,
+    });
   });
 
   it("takes the same-node fast path without TLS when both pods are on this agent's node", async () => {
@@ -154,10 +178,19 @@ describeTier(isRoot, ROOT_REQUIRED)("data path between captured pods", () => {
     const text = await metrics.text();
     expect(text).toMatch(/istio_tcp_connections_opened_total\{reporter="source",source_workload="orders-1"[^}]*destination_workload="payments-1"[^}]*\} [1-9]/);
     // Reported as the destination too, with the source identity, since no HBONE server sees it.
-    expect(text).toMatch(/istio_tcp_connections_opened_total\{reporter="destination",source_workload="orders-1",[^}]*source_principal="spiffe:\/\/cluster.local\/ns\/demo\/sa\/orders"[^}]*destination_workload="payments-1"[^}]*\} [1-9]/);
+    expect(text).toMatch(
+      /istio_tcp_connections_opened_total\{reporter="destination",source_workload="orders-1",[^}]*source_principal="spiffe:\/\/cluster.local\/ns\/demo\/sa\/orders"[^}]*destination_workload="payments-1"[^}]*\} [1-9]/,
+    );
     // And in the access log: a destination line next to the source line, as an HBONE server would write it.
     const destinationClose = closes("destination").at(-1);
-    expect(destinationClose).toMatchObject({ pod: "demo/payments-1", src: { identity: "spiffe://cluster.local/ns/demo/sa/orders", ip: PODS.orders.ip }, dst: { workload: "payments-1", ip: PODS.payments.ip, port: 8080 }, status: 200, bytesSent: "payments got same-node".length, bytesReceived: "same-node".length });
+    expect(destinationClose).toMatchObject({
+      pod: "demo/payments-1",
+      src: { identity: "spiffe://cluster.local/ns/demo/sa/orders", ip: PODS.orders.ip },
+      dst: { workload: "payments-1", ip: PODS.payments.ip, port: 8080 },
+      status: 200,
+      bytesSent: "payments got same-node".length,
+      bytesReceived: "same-node".length,
+    });
     expect(closes("destination").length).toBe(2);
   });
 });

@@ -40,7 +40,11 @@ describeTier(isRoot, ROOT_REQUIRED)("ambit dev", () => {
   it("kubectl lists the demo pods Running with IPs on both nodes", async () => {
     const { stdout, exitCode, stderr } = await kubectl(["get", "pods", "-A", "-o", "wide"]);
     expect(exitCode, stderr).toBe(0);
-    const rows = stdout.trim().split("\n").slice(1).map((l) => l.trim().split(/\s+/));
+    const rows = stdout
+      .trim()
+      .split("\n")
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/));
     const demo = rows.filter((r) => r[0] === "demo" || r[0] === "legacy");
     expect(demo.length).toBe(6); // orders, 2x payments, fraud, client, legacy client
     for (const row of demo) {
@@ -50,13 +54,28 @@ describeTier(isRoot, ROOT_REQUIRED)("ambit dev", () => {
     expect(new Set(demo.map((r) => r[7]))).toEqual(new Set(["node-1", "node-2"]));
     // Replicas are spread like kube-scheduler's default topology spread: payments has one pod on each node, so a
     // Service always has endpoints on both nodes (cross-node tests rely on it), and both controllers are apart.
-    expect(demo.filter((r) => r[1]?.startsWith("payments-")).map((r) => r[7]).sort()).toEqual(["node-1", "node-2"]);
+    expect(
+      demo
+        .filter((r) => r[1]?.startsWith("payments-"))
+        .map((r) => r[7])
+        .sort(),
+    ).toEqual(["node-1", "node-2"]);
     // --mesh: an agent per node, two controller replicas, and the demo namespace's pods captured (legacy stays outside).
-    const phases = async (app: string) => (await kubectl(["get", "pods", "-n", "ambit-system", "-l", `app=${app}`, "-o", "jsonpath={.items[*].status.phase}"])).stdout.split(" ");
+    const phases = async (app: string) =>
+      (await kubectl(["get", "pods", "-n", "ambit-system", "-l", `app=${app}`, "-o", "jsonpath={.items[*].status.phase}"])).stdout.split(" ");
     expect(await phases("ambit-agent")).toEqual(["Running", "Running"]);
     expect(await phases("ambit-controller")).toEqual(["Running", "Running"]);
-    expect(rows.filter((r) => r[1]?.startsWith("ambit-controller-")).map((r) => r[7]).sort()).toEqual(["node-1", "node-2"]);
-    const redirection = (await kubectl(["get", "pods", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace}={.metadata.annotations.ambit\\.dev/redirection}{\"\\n\"}{end}"])).stdout.trim().split("\n");
+    expect(
+      rows
+        .filter((r) => r[1]?.startsWith("ambit-controller-"))
+        .map((r) => r[7])
+        .sort(),
+    ).toEqual(["node-1", "node-2"]);
+    const redirection = (
+      await kubectl(["get", "pods", "-A", "-o", 'jsonpath={range .items[*]}{.metadata.namespace}={.metadata.annotations.ambit\\.dev/redirection}{"\\n"}{end}'])
+    ).stdout
+      .trim()
+      .split("\n");
     expect(redirection.filter((l) => l.startsWith("demo="))).toEqual(Array(5).fill("demo=enabled"));
     expect(redirection.filter((l) => l.startsWith("legacy="))).toEqual(["legacy=disabled"]);
   });
@@ -73,7 +92,15 @@ describeTier(isRoot, ROOT_REQUIRED)("ambit dev", () => {
   });
 
   it("pods see Kubernetes' environment: service links, downward API and a service-account token", async () => {
-    const { stdout } = await ambit(["dev", "exec", "demo/client", "--", "sh", "-c", "echo $ORDERS_SERVICE_HOST $KUBERNETES_SERVICE_HOST $(hostname); cat /var/run/secrets/kubernetes.io/serviceaccount/namespace"]);
+    const { stdout } = await ambit([
+      "dev",
+      "exec",
+      "demo/client",
+      "--",
+      "sh",
+      "-c",
+      "echo $ORDERS_SERVICE_HOST $KUBERNETES_SERVICE_HOST $(hostname); cat /var/run/secrets/kubernetes.io/serviceaccount/namespace",
+    ]);
     const [line, ns] = stdout.trim().split("\n");
     const [ordersHost, kubernetesHost, hostname] = (line ?? "").split(" ");
     expect(ordersHost).toMatch(/^10\.96\.\d+\.\d+$/);
@@ -140,7 +167,9 @@ describeTier(isRoot, ROOT_REQUIRED)("ambit dev", () => {
 
       const deleted = await kubectl(["delete", "deployment", "-n", "demo", "extra", "--wait=true"]);
       expect(deleted.exitCode, deleted.stderr).toBe(0);
-      await expect.poll(async () => (await kubectl(["get", "pods", "-n", "demo", "-l", "app=extra", "-o", "name"])).stdout.trim(), { timeout: 30_000 }).toBe("");
+      await expect
+        .poll(async () => (await kubectl(["get", "pods", "-n", "demo", "-l", "app=extra", "-o", "name"])).stdout.trim(), { timeout: 30_000 })
+        .toBe("");
       // The kubelet released the pod's network namespace.
       await expect.poll(async () => (await sandboxNetns()).includes(netns), { timeout: 10_000 }).toBe(false);
       await expect.poll(() => seen.some((l) => l.startsWith("DELETED")), { timeout: 10_000 }).toBe(true);
@@ -164,7 +193,10 @@ describeTier(isRoot, ROOT_REQUIRED)("ambit dev", () => {
     expect((await kubectl(["apply", "-f", "-"], { input: JSON.stringify(ds) })).exitCode).toBe(0);
     const ready = await kubectl(["wait", "--for=condition=Ready", "pod", "-l", "app=node-tool", "--timeout=60s"]);
     expect(ready.exitCode, ready.stderr).toBe(0);
-    const pods = JSON.parse((await kubectl(["get", "pods", "-l", "app=node-tool", "-o", "json"])).stdout).items as Array<{ spec: { nodeName: string }; status: { podIP: string; hostIP: string } }>;
+    const pods = JSON.parse((await kubectl(["get", "pods", "-l", "app=node-tool", "-o", "json"])).stdout).items as Array<{
+      spec: { nodeName: string };
+      status: { podIP: string; hostIP: string };
+    }>;
     expect(pods.map((p) => p.spec.nodeName).sort()).toEqual(["node-1", "node-2"]);
     for (const p of pods) expect(p.status.podIP).toBe(p.status.hostIP);
     const addr = await ambit(["dev", "exec", "default/node-tool", "--", "ip", "-4", "-o", "addr", "show", "eth0"]);
@@ -184,14 +216,31 @@ describeTier(isRoot, ROOT_REQUIRED)("ambit dev", () => {
         metadata: { name: "vols", namespace: "demo" },
         spec: {
           serviceAccountName: "client",
-          containers: [{ name: "c", image: "ambit.dev/toolbox:0.1", volumeMounts: [{ name: "settings", mountPath: "/var/run/ambit-e2e-config" }, { name: "tokens", mountPath: "/var/run/secrets/ambit-e2e-tokens", readOnly: true }] }],
+          containers: [
+            {
+              name: "c",
+              image: "ambit.dev/toolbox:0.1",
+              volumeMounts: [
+                { name: "settings", mountPath: "/var/run/ambit-e2e-config" },
+                { name: "tokens", mountPath: "/var/run/secrets/ambit-e2e-tokens", readOnly: true },
+              ],
+            },
+          ],
           volumes: [
             { name: "settings", configMap: { name: "vol-settings" } },
             { name: "tokens", projected: { sources: [{ serviceAccountToken: { audience: "ambit-ca", expirationSeconds: 3600, path: "ca-token" } }] } },
           ],
         },
       },
-      { apiVersion: "v1", kind: "Pod", metadata: { name: "badmount", namespace: "demo" }, spec: { containers: [{ name: "c", image: "ambit.dev/toolbox:0.1", volumeMounts: [{ name: "e", mountPath: "/opt/ambit-e2e-nowhere" }] }], volumes: [{ name: "e", emptyDir: {} }] } },
+      {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "badmount", namespace: "demo" },
+        spec: {
+          containers: [{ name: "c", image: "ambit.dev/toolbox:0.1", volumeMounts: [{ name: "e", mountPath: "/opt/ambit-e2e-nowhere" }] }],
+          volumes: [{ name: "e", emptyDir: {} }],
+        },
+      },
     ];
     expect((await kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }) })).exitCode).toBe(0);
     expect((await kubectl(["wait", "-n", "demo", "--for=condition=Ready", "pod/vols", "--timeout=60s"])).exitCode).toBe(0);
@@ -201,12 +250,19 @@ describeTier(isRoot, ROOT_REQUIRED)("ambit dev", () => {
     const review = await kubectl(["create", "-o", "json", "-f", "-"], {
       input: JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token: token.stdout.trim(), audiences: ["ambit-ca"] } }),
     });
-    expect(JSON.parse(review.stdout).status).toMatchObject({ authenticated: true, audiences: ["ambit-ca"], user: { username: "system:serviceaccount:demo:client" } });
+    expect(JSON.parse(review.stdout).status).toMatchObject({
+      authenticated: true,
+      audiences: ["ambit-ca"],
+      user: { username: "system:serviceaccount:demo:client" },
+    });
     // Read-only mounts are read-only inside the pod.
     const write = await ambit(["dev", "exec", "demo/vols", "--", "sh", "-c", "echo x > /var/run/secrets/ambit-e2e-tokens/other"]);
     expect(write.exitCode).not.toBe(0);
     await expect
-      .poll(async () => (await kubectl(["get", "pod", "-n", "demo", "badmount", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"])).stdout, { timeout: 20_000 })
+      .poll(
+        async () => (await kubectl(["get", "pod", "-n", "demo", "badmount", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"])).stdout,
+        { timeout: 20_000 },
+      )
       .toContain('mountPath "/opt/ambit-e2e-nowhere" does not exist on this machine');
     await kubectl(["delete", "-n", "demo", "pod/vols", "pod/badmount", "configmap/vol-settings", "--wait=false"]);
   });

@@ -18,11 +18,12 @@ const NODE_IP = "10.125.0.1";
 const CLIENT_IP = "10.125.0.3";
 const pod = { uid: "uid-inpod", namespace: "demo", name: "orders-1", netnsPath: `/run/netns/${POD}`, ips: [POD_IP], serviceAccount: "orders" };
 
-
 const read = (s: net.Socket) =>
   new Promise<string>((resolve) => {
     let d = "";
-    s.on("data", (c) => (d += c)).on("end", () => resolve(d)).on("error", (e: NodeJS.ErrnoException) => resolve(`ERR:${e.code}`));
+    s.on("data", (c) => (d += c))
+      .on("end", () => resolve(d))
+      .on("error", (e: NodeJS.ErrnoException) => resolve(`ERR:${e.code}`));
   });
 
 describeTier(isRoot, ROOT_REQUIRED)("in-pod capture driver", () => {
@@ -42,7 +43,10 @@ describeTier(isRoot, ROOT_REQUIRED)("in-pod capture driver", () => {
     await execa("ip", ["netns", "add", NODE]);
     await execa("ip", ["link", "add", "inp0", "netns", POD, "type", "veth", "peer", "name", "inp1", "netns", NODE]);
     await run("ip", ["-batch", "-"], { netns: POD, input: `link set lo up\naddr add ${POD_IP}/24 dev inp0\nlink set inp0 up\n` });
-    await run("ip", ["-batch", "-"], { netns: NODE, input: `link set lo up\naddr add ${NODE_IP}/24 dev inp1\naddr add ${CLIENT_IP}/24 dev inp1\nlink set inp1 up\n` });
+    await run("ip", ["-batch", "-"], {
+      netns: NODE,
+      input: `link set lo up\naddr add ${NODE_IP}/24 dev inp1\naddr add ${CLIENT_IP}/24 dev inp1\nlink set inp1 up\n`,
+    });
     const listen = (ns: string, host: string, port: number, reply: string) => {
       const server = net.createServer((s) => s.end(reply));
       server.listen({ fd: listenInNetns(`/run/netns/${ns}`, host, port) });

@@ -69,14 +69,23 @@ interface TestPod {
   ip: string;
 }
 
-const service = (name: string, clusterIP: string, ports: Array<{ name: string; port: number; protocol?: string; targetPort?: string | number }>): KubeService => ({
+const service = (
+  name: string,
+  clusterIP: string,
+  ports: Array<{ name: string; port: number; protocol?: string; targetPort?: string | number }>,
+): KubeService => ({
   apiVersion: "v1",
   kind: "Service",
   metadata: { name, namespace: "test" },
   spec: { type: "ClusterIP", clusterIP, ports },
 });
 
-const slice = (serviceName: string, ports: Array<{ name: string; port: number; protocol?: string }>, endpoints: TestPod[], notReady: TestPod[] = []): KubeEndpointSlice => ({
+const slice = (
+  serviceName: string,
+  ports: Array<{ name: string; port: number; protocol?: string }>,
+  endpoints: TestPod[],
+  notReady: TestPod[] = [],
+): KubeEndpointSlice => ({
   apiVersion: "discovery.k8s.io/v1",
   kind: "EndpointSlice",
   metadata: { name: `${serviceName}-x`, namespace: "test", labels: { "kubernetes.io/service-name": serviceName } },
@@ -105,7 +114,11 @@ describeTier(isRoot, ROOT_REQUIRED)("sandbox kube-proxy: ClusterIP Services", ()
     await createUnderlay(naming);
     for (let i = 1; i <= cfg.nodes; i++) nodes.push(await createNodeNetwork(cfg, i, naming));
     await routeBetweenNodes(nodes);
-    for (const [name, node] of [["a1", nodes[0]], ["a2", nodes[0]], ["b1", nodes[1]]] as const) {
+    for (const [name, node] of [
+      ["a1", nodes[0]],
+      ["a2", nodes[0]],
+      ["b1", nodes[1]],
+    ] as const) {
       if (!node) throw new Error("node missing");
       await writeNodeConflist(cfg, node);
       const podUid = randomUUID();

@@ -26,7 +26,10 @@ function serve(fd: number, reply: (socket: net.Socket) => string): net.Server {
 function read(socket: net.Socket): Promise<string> {
   return new Promise((resolve, reject) => {
     let data = "";
-    socket.on("data", (d) => (data += d)).on("end", () => resolve(data)).on("error", reject);
+    socket
+      .on("data", (d) => (data += d))
+      .on("end", () => resolve(data))
+      .on("error", reject);
   });
 }
 
@@ -35,7 +38,10 @@ describeTier(isRoot, ROOT_REQUIRED)("native addon", () => {
 
   beforeAll(async () => {
     await execa("ip", ["netns", "add", NETNS]);
-    await run("ip", ["-batch", "-"], { netns: NETNS, input: `link set lo up\nlink add v0 type veth peer name v1\naddr add ${TARGET}/24 dev v0\nlink set v0 up\nlink set v1 up\n` });
+    await run("ip", ["-batch", "-"], {
+      netns: NETNS,
+      input: `link set lo up\nlink add v0 type veth peer name v1\naddr add ${TARGET}/24 dev v0\nlink set v0 up\nlink set v1 up\n`,
+    });
   });
 
   afterAll(async () => {
@@ -51,12 +57,17 @@ describeTier(isRoot, ROOT_REQUIRED)("native addon", () => {
     servers.push(server);
     await new Promise((r) => server.once("listening", r));
     const port = (server.address() as net.AddressInfo).port;
-    const { stdout } = await run(process.execPath, ["-e", `require("net").connect(${port}, "127.0.0.1").on("data", (d) => process.stdout.write(d))`], { netns: NETNS, timeoutMs: 10_000 });
+    const { stdout } = await run(process.execPath, ["-e", `require("net").connect(${port}, "127.0.0.1").on("data", (d) => process.stdout.write(d))`], {
+      netns: NETNS,
+      timeoutMs: 10_000,
+    });
     expect(stdout).toBe("inside");
     // The same port in the agent's own namespace is not this listener.
     const outside = await new Promise<string>((resolve) => {
       const s = net.connect(port, "127.0.0.1");
-      s.on("data", () => resolve("reached")).on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error")).on("end", () => resolve("ended"));
+      s.on("data", () => resolve("reached"))
+        .on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"))
+        .on("end", () => resolve("ended"));
     });
     expect(outside).not.toBe("reached");
   });
@@ -123,7 +134,14 @@ describeTier(isRoot, ROOT_REQUIRED)("native addon", () => {
     const capturePort = (captureServer.address() as net.AddressInfo).port;
     await run("iptables-restore", [], {
       netns: NETNS,
-      input: ["*nat", ":OUTPUT ACCEPT [0:0]", `-A OUTPUT -p tcp -m mark --mark ${MARK}/0xfff -j RETURN`, `-A OUTPUT -p tcp -d ${TARGET} --dport 4321 -j REDIRECT --to-ports ${capturePort}`, "COMMIT", ""].join("\n"),
+      input: [
+        "*nat",
+        ":OUTPUT ACCEPT [0:0]",
+        `-A OUTPUT -p tcp -m mark --mark ${MARK}/0xfff -j RETURN`,
+        `-A OUTPUT -p tcp -d ${TARGET} --dport 4321 -j REDIRECT --to-ports ${capturePort}`,
+        "COMMIT",
+        "",
+      ].join("\n"),
     });
     // An unmarked socket from inside the pod is captured; the listener learns where it was going.
     expect(await read(await connectMarked(TARGET, 4321, 0, NETNS_PATH))).toBe(`captured ${TARGET}:4321`);

@@ -139,7 +139,12 @@ describeTier(isRoot, ROOT_REQUIRED)("sandbox network: nodes and pods through rea
     const err = await addPodNetwork(cfg, req).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "AMBIT_E_CNI" });
     const ipam = await fs.readdir(path.join(sandboxPaths(cfg.stateDir).cniIpamDir, node.name, "ambit-sandbox"));
-    expect(ipam.filter((f) => f.startsWith("10.244.")).sort()).toEqual(pods.filter((p) => p.node === node).map((p) => p.ip).sort());
+    expect(ipam.filter((f) => f.startsWith("10.244.")).sort()).toEqual(
+      pods
+        .filter((p) => p.node === node)
+        .map((p) => p.ip)
+        .sort(),
+    );
   });
 
   it("tears down twice without error and leaves no namespace, process or root-namespace change", async () => {

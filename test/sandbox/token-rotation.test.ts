@@ -13,7 +13,8 @@ async function tokenOf(pod: string, file = "/var/run/secrets/kubernetes.io/servi
   const payload = JSON.parse(Buffer.from(r.stdout.trim().split(".")[1]!, "base64url").toString("utf8")) as { exp: number };
   return { token: r.stdout.trim(), exp: payload.exp };
 }
-const podName = async (ns: string, selector: string) => (await kubectl(["get", "pods", "-n", ns, "-l", selector, "-o", "jsonpath={.items[0].metadata.name}"])).stdout;
+const podName = async (ns: string, selector: string) =>
+  (await kubectl(["get", "pods", "-n", ns, "-l", selector, "-o", "jsonpath={.items[0].metadata.name}"])).stdout;
 
 describeTier(isRoot, ROOT_REQUIRED)("agent and controller across projected token rotation", () => {
   beforeAll(async () => {
@@ -34,23 +35,34 @@ describeTier(isRoot, ROOT_REQUIRED)("agent and controller across projected token
     // projected new ones (at 80% of each lifetime).
     const lastExpiry = Math.max(first.agent.exp, first.ca.exp, first.controller.exp) * 1000;
     await expect
-      .poll(async () => Date.now() > lastExpiry + 1000 && (await tokenOf(agent)).token !== first.agent.token && (await tokenOf(controller)).token !== first.controller.token, { timeout: (TOKEN_SECONDS + 15) * 1000, interval: 1000 })
+      .poll(
+        async () =>
+          Date.now() > lastExpiry + 1000 && (await tokenOf(agent)).token !== first.agent.token && (await tokenOf(controller)).token !== first.controller.token,
+        { timeout: (TOKEN_SECONDS + 15) * 1000, interval: 1000 },
+      )
       .toBe(true);
 
     // Enrolling the namespace now needs the agents' API watches and CSRs (rotated ambit-ca token, reviewed by the
     // controller with its own rotated token): every demo pod must be captured.
     expect((await kubectl(["label", "ns", "demo", "ambit.dev/dataplane-mode=ambient"])).exitCode).toBe(0);
     await expect
-      .poll(async () => (await kubectl(["get", "pods", "-n", "demo", "-o", "jsonpath={.items[*].metadata.annotations.ambit\\.dev/redirection}"])).stdout, { timeout: 30_000, interval: 300 })
+      .poll(async () => (await kubectl(["get", "pods", "-n", "demo", "-o", "jsonpath={.items[*].metadata.annotations.ambit\\.dev/redirection}"])).stdout, {
+        timeout: 30_000,
+        interval: 300,
+      })
       .toBe(Array(5).fill("enabled").join(" "));
     const chain = await ambit(["dev", "exec", "demo/client", "--", "curl", "-s", "--max-time", "5", "http://orders.demo/"]);
     expect(chain.stdout).toContain('"service":"payments"');
 
     // The controller writes policy status with its rotated token.
-    const policy = "apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: after-rotation, namespace: demo}\nspec: {action: DENY, rules: [{from: [{source: {namespaces: [nowhere]}}]}]}\n";
+    const policy =
+      "apiVersion: security.ambit.dev/v1\nkind: AuthorizationPolicy\nmetadata: {name: after-rotation, namespace: demo}\nspec: {action: DENY, rules: [{from: [{source: {namespaces: [nowhere]}}]}]}\n";
     expect((await kubectl(["apply", "-f", "-"], { input: policy })).exitCode).toBe(0);
     await expect
-      .poll(async () => (await kubectl(["get", "authorizationpolicy", "-n", "demo", "after-rotation", "-o", "jsonpath={.status.conditions[0].reason}"])).stdout, { timeout: 15_000, interval: 300 })
+      .poll(
+        async () => (await kubectl(["get", "authorizationpolicy", "-n", "demo", "after-rotation", "-o", "jsonpath={.status.conditions[0].reason}"])).stdout,
+        { timeout: 15_000, interval: 300 },
+      )
       .toBe("Accepted");
 
     // Nothing was refused on the way: no 401 in either program's log, and no 403 either (the API server enforces

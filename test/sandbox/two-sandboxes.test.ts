@@ -6,9 +6,11 @@ import { ROOT_REQUIRED, ambit, isRoot, kubectl } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
 
 const OTHER = { AMBIT_DEV_NAME_PREFIX: "ambit-e2o", AMBIT_DEV_STATE_DIR: "/run/ambit-e2o", AMBIT_DEV_API_PORT: "16446" };
-const otherKubectl = (args: string[], input?: string) => kubectl(args, { env: { KUBECONFIG: `${OTHER.AMBIT_DEV_STATE_DIR}/kubeconfig` }, ...(input ? { input } : {}) });
+const otherKubectl = (args: string[], input?: string) =>
+  kubectl(args, { env: { KUBECONFIG: `${OTHER.AMBIT_DEV_STATE_DIR}/kubeconfig` }, ...(input ? { input } : {}) });
 const TOKEN = "/run/secrets/kubernetes.io/serviceaccount/token";
-const pod = (name: string) => `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: default}\nspec:\n  containers: [{name: c, image: "ambit.dev/toolbox:0.1"}]\n`;
+const pod = (name: string) =>
+  `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: default}\nspec:\n  containers: [{name: c, image: "ambit.dev/toolbox:0.1"}]\n`;
 
 describeTier(isRoot, ROOT_REQUIRED)("two sandboxes side by side", () => {
   beforeAll(async () => {

@@ -89,7 +89,8 @@ export async function sandboxNetns(prefix = TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREF
     .filter((n) => n.startsWith(`${prefix}-`));
 }
 
-export const sandboxNodes = async () => JSON.parse((await ambit(["dev", "status", "-o", "json"])).stdout).nodes as Array<{ name: string; netns: string; ip: string }>;
+export const sandboxNodes = async () =>
+  JSON.parse((await ambit(["dev", "status", "-o", "json"])).stdout).nodes as Array<{ name: string; netns: string; ip: string }>;
 
 /**
  * A fetcher running inside `node`'s network, where an agent's endpoints are (admin on its loopback); the node

@@ -54,7 +54,11 @@ describe("AgentMetrics", () => {
     m.connectionOpened(client);
     m.connectionClosed(orders, { sent: 5, received: 0 });
     text = await m.text();
-    expect([value(text, "istio_tcp_connections_opened_total", "orders"), value(text, "istio_tcp_connections_closed_total", "orders"), value(text, "istio_tcp_sent_bytes_total", "orders")]).toEqual([2, 2, 15]);
+    expect([
+      value(text, "istio_tcp_connections_opened_total", "orders"),
+      value(text, "istio_tcp_connections_closed_total", "orders"),
+      value(text, "istio_tcp_sent_bytes_total", "orders"),
+    ]).toEqual([2, 2, 15]);
     expect(value(text, "istio_tcp_connections_opened_total", "client")).toBe(1);
     // Not closed yet: no closed series for it.
     expect(text).not.toMatch(/^istio_tcp_connections_closed_total\{[^}]*source_workload="client"/m);
@@ -62,7 +66,9 @@ describe("AgentMetrics", () => {
 });
 
 /** promtool from PATH, or the copy scripts/setup.sh extracts from Debian's prometheus package. */
-const promtool = [path.join(REPO_ROOT, ".tools", "promtool"), ...(process.env.PATH ?? "").split(":").map((d) => path.join(d, "promtool"))].find((p) => fs.existsSync(p));
+const promtool = [path.join(REPO_ROOT, ".tools", "promtool"), ...(process.env.PATH ?? "").split(":").map((d) => path.join(d, "promtool"))].find((p) =>
+  fs.existsSync(p),
+);
 
 describeTier(promtool !== undefined, "promtool not found: run scripts/setup.sh")("promtool", () => {
   it("accepts the agent's metrics exposition", async () => {

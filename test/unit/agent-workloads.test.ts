@@ -17,7 +17,12 @@ const pod = (name: string, ip: string, opts: { captured?: boolean; owner?: strin
   spec: { serviceAccountName: "payments", nodeName: opts.node ?? "node-2" },
   status: { podIP: ip },
 });
-const service: KubeObject = { apiVersion: "v1", kind: "Service", metadata: { name: "payments", namespace: "demo" }, spec: { clusterIP: "10.96.0.12", ports: [{ name: "http", port: 80 }] } };
+const service: KubeObject = {
+  apiVersion: "v1",
+  kind: "Service",
+  metadata: { name: "payments", namespace: "demo" },
+  spec: { clusterIP: "10.96.0.12", ports: [{ name: "http", port: 80 }] },
+};
 const slice = (ready: boolean[]): KubeObject => ({
   apiVersion: "discovery.k8s.io/v1",
   kind: "EndpointSlice",
@@ -29,7 +34,11 @@ const slice = (ready: boolean[]): KubeObject => ({
 describe("resolveDestination", () => {
   it("maps a ClusterIP to a ready endpoint's workload and target port", () => {
     const index = new WorkloadIndex();
-    const r = meshRecords([pod("payments-a", "10.244.2.2", { captured: true, owner: "payments" }), pod("payments-b", "10.244.2.3", { captured: true })], [service], [slice([false, true])]);
+    const r = meshRecords(
+      [pod("payments-a", "10.244.2.2", { captured: true, owner: "payments" }), pod("payments-b", "10.244.2.3", { captured: true })],
+      [service],
+      [slice([false, true])],
+    );
     index.replace(r.workloads, r.services);
     const d = resolveDestination(index, "10.96.0.12", 80, () => 0);
     expect(d).toMatchObject({ kind: "workload", port: 8080, workload: { name: "payments-b", serviceAccount: "payments", captured: true } });

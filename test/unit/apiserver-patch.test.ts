@@ -30,9 +30,13 @@ const pod = (): KubeObject => ({
     tolerations: [{ key: "a", operator: "Exists" }],
     securityContext: { runAsUser: 1000 },
   },
-  status: { conditions: [{ type: "Ready", status: "False" }, { type: "PodScheduled", status: "True" }] },
+  status: {
+    conditions: [
+      { type: "Ready", status: "False" },
+      { type: "PodScheduled", status: "True" },
+    ],
+  },
 });
-
 
 const hasDirective = (value: unknown) => JSON.stringify(value).includes('"$');
 const containers = (obj: KubeObject) => obj.spec.containers as Array<Record<string, unknown>>;
@@ -334,7 +338,13 @@ describe("applyPatch: strategic merge patch", () => {
       apiVersion: "v1",
       kind: "Service",
       metadata: { name: "orders" },
-      spec: { selector: { app: "orders" }, ports: [{ name: "http", port: 80, targetPort: 8080 }, { name: "admin", port: 9000 }] },
+      spec: {
+        selector: { app: "orders" },
+        ports: [
+          { name: "http", port: 80, targetPort: 8080 },
+          { name: "admin", port: 9000 },
+        ],
+      },
     };
     const patchedService = applyPatch(service, { spec: { ports: [{ port: 80, targetPort: 9090 }] } }, STRATEGIC, "Service");
     expect(patchedService.spec.ports).toEqual([
@@ -348,7 +358,10 @@ describe("applyPatch: strategic merge patch", () => {
     owned.metadata.ownerReferences = [{ apiVersion: "apps/v1", kind: "ReplicaSet", name: "rs", uid: "u1" }];
     const patched = applyPatch(
       owned,
-      { metadata: { ownerReferences: [{ apiVersion: "apps/v1", kind: "ReplicaSet", name: "rs", uid: "u1", controller: true }] }, spec: { volumes: [{ name: "data", emptyDir: {} }] } },
+      {
+        metadata: { ownerReferences: [{ apiVersion: "apps/v1", kind: "ReplicaSet", name: "rs", uid: "u1", controller: true }] },
+        spec: { volumes: [{ name: "data", emptyDir: {} }] },
+      },
       STRATEGIC,
       "Pod",
     );
@@ -379,7 +392,16 @@ describe("applyPatch: strategic merge patch", () => {
       apiVersion: "apps/v1",
       kind: "Deployment",
       metadata: { name: "orders" },
-      spec: { template: { spec: { containers: [{ name: "app", image: "orders:1" }, { name: "log", image: "log:1" }] } } },
+      spec: {
+        template: {
+          spec: {
+            containers: [
+              { name: "app", image: "orders:1" },
+              { name: "log", image: "log:1" },
+            ],
+          },
+        },
+      },
     };
     const patched = applyPatch(deployment, { spec: { template: { spec: { containers: [{ name: "app", image: "orders:2" }] } } } }, STRATEGIC, "Deployment");
     expect(patched.spec.template.spec.containers).toEqual([

@@ -5,7 +5,6 @@ import { labelSelectorMatches, parseFieldSelector, parseLabelSelector, selectorF
 
 import type { KubeObject } from "../../sandbox/apiserver/types.ts";
 
-
 const orders = { app: "orders", tier: "backend", "app.kubernetes.io/version": "2" };
 const web = { app: "web", tier: "frontend" };
 

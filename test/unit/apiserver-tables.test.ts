@@ -67,7 +67,10 @@ describe("toTable: Pods", () => {
   it("shows waiting reasons, Terminating and <none> for unscheduled pods", () => {
     const creating = runningPod();
     creating.spec.nodeName = undefined;
-    creating.status = { phase: "Pending", containerStatuses: [{ name: "app", ready: false, restartCount: 0, state: { waiting: { reason: "ContainerCreating" } } }] };
+    creating.status = {
+      phase: "Pending",
+      containerStatuses: [{ name: "app", ready: false, restartCount: 0, state: { waiting: { reason: "ContainerCreating" } } }],
+    };
     const crashing = runningPod();
     crashing.status.containerStatuses[0] = { name: "app", ready: false, restartCount: 4, state: { waiting: { reason: "CrashLoopBackOff" } } };
     const terminating = runningPod();
@@ -123,8 +126,30 @@ describe("toTable: other built-in kinds", () => {
       },
     };
     const table = toTable("Node", [node, { apiVersion: "v1", kind: "Node", metadata: { name: "node-2" } }], { includeObject: "None", now });
-    expect(names(table)).toEqual(["Name", "Status", "Roles", "Age", "Version", "Internal-IP", "External-IP", "OS-Image", "Kernel-Version", "Container-Runtime"]);
-    expect(table.rows[0]!.cells).toEqual(["node-1", "Ready,SchedulingDisabled", "control-plane,edge", "3d", "v1.31.0-ambit", "172.31.250.11", "<none>", "Debian", "6.1", "ambit://0.1"]);
+    expect(names(table)).toEqual([
+      "Name",
+      "Status",
+      "Roles",
+      "Age",
+      "Version",
+      "Internal-IP",
+      "External-IP",
+      "OS-Image",
+      "Kernel-Version",
+      "Container-Runtime",
+    ]);
+    expect(table.rows[0]!.cells).toEqual([
+      "node-1",
+      "Ready,SchedulingDisabled",
+      "control-plane,edge",
+      "3d",
+      "v1.31.0-ambit",
+      "172.31.250.11",
+      "<none>",
+      "Debian",
+      "6.1",
+      "ambit://0.1",
+    ]);
     expect(table.rows[1]!.cells.slice(1, 3)).toEqual(["Unknown", "<none>"]);
   });
 
@@ -133,9 +158,23 @@ describe("toTable: other built-in kinds", () => {
       apiVersion: "v1",
       kind: "Service",
       metadata: { name: "orders", creationTimestamp: ago(60) },
-      spec: { type: "ClusterIP", clusterIP: "10.96.0.10", clusterIPs: ["10.96.0.10"], selector: { tier: "backend", app: "orders" }, ports: [{ port: 80, protocol: "TCP" }, { port: 53, protocol: "UDP" }] },
+      spec: {
+        type: "ClusterIP",
+        clusterIP: "10.96.0.10",
+        clusterIPs: ["10.96.0.10"],
+        selector: { tier: "backend", app: "orders" },
+        ports: [
+          { port: 80, protocol: "TCP" },
+          { port: 53, protocol: "UDP" },
+        ],
+      },
     };
-    const nodePort: KubeObject = { apiVersion: "v1", kind: "Service", metadata: { name: "np" }, spec: { type: "NodePort", ports: [{ port: 80, nodePort: 30080 }] } };
+    const nodePort: KubeObject = {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "np" },
+      spec: { type: "NodePort", ports: [{ port: 80, nodePort: 30080 }] },
+    };
     const table = toTable("Service", [service, nodePort], { includeObject: "None", now });
     expect(names(table)).toEqual(["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age", "Selector"]);
     expect(wideNames(table)).toEqual(["Selector"]);
@@ -151,7 +190,14 @@ describe("toTable: other built-in kinds", () => {
       spec: {
         replicas: 3,
         selector: { matchLabels: { app: "orders" }, matchExpressions: [{ key: "track", operator: "In", values: ["stable", "canary"] }] },
-        template: { spec: { containers: [{ name: "app", image: "orders:1" }, { name: "log", image: "log:1" }] } },
+        template: {
+          spec: {
+            containers: [
+              { name: "app", image: "orders:1" },
+              { name: "log", image: "log:1" },
+            ],
+          },
+        },
       },
       status: { readyReplicas: 2, updatedReplicas: 3, availableReplicas: 2 },
     };
@@ -197,7 +243,11 @@ describe("toTable: other built-in kinds", () => {
   });
 
   it("prints CRDs with their creation time and anything else with name and age", () => {
-    const crd: KubeObject = { apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition", metadata: { name: "widgets.example.com", creationTimestamp: "2026-01-02T03:04:05Z" } };
+    const crd: KubeObject = {
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "widgets.example.com", creationTimestamp: "2026-01-02T03:04:05Z" },
+    };
     const crdTable = toTable("CustomResourceDefinition", [crd], { includeObject: "None", now });
     expect(names(crdTable)).toEqual(["Name", "Created At"]);
     expect(crdTable.columnDefinitions[1]!.type).toBe("date");
@@ -216,7 +266,16 @@ describe("toTable: CRD additionalPrinterColumns", () => {
     kind: "Widget",
     metadata: { name, creationTimestamp: ago(120), labels: { "app.kubernetes.io/name": "w" } },
     spec: { size: 3.7, enabled: true, mode: { fast: true }, items: ["x", "y"] },
-    status: { conditions: ready === undefined ? [] : [{ type: "Synced", status: "False" }, { type: "Ready", status: ready }], seenAt: ago(30) },
+    status: {
+      conditions:
+        ready === undefined
+          ? []
+          : [
+              { type: "Synced", status: "False" },
+              { type: "Ready", status: ready },
+            ],
+      seenAt: ago(30),
+    },
   });
 
   it("evaluates simple JSONPath and renders cells by column type, adding Age when no date column exists", () => {

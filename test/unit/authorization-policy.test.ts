@@ -6,11 +6,31 @@ import type { Workload } from "../../agent/state/index.ts";
 import { MAX_POLICY_VALUES, compileAuthorizationPolicy, compilePeerAuthentication } from "../../controller/authorization/index.ts";
 import type { KubeObject } from "../../kube/client.ts";
 
-const payments: Workload = { uid: "p", namespace: "demo", name: "payments-1", workloadName: "payments", serviceAccount: "payments", node: "node-2", ip: "10.244.2.3", captured: true, labels: { app: "payments" } };
+const payments: Workload = {
+  uid: "p",
+  namespace: "demo",
+  name: "payments-1",
+  workloadName: "payments",
+  serviceAccount: "payments",
+  node: "node-2",
+  ip: "10.244.2.3",
+  captured: true,
+  labels: { app: "payments" },
+};
 const fraud: Workload = { ...payments, uid: "f", name: "fraud-1", workloadName: "fraud", serviceAccount: "fraud", ip: "10.244.2.4", labels: { app: "fraud" } };
 
-const ap = (namespace: string, name: string, spec: Record<string, unknown>, created = "2026-01-01T00:00:00Z"): KubeObject => ({ apiVersion: "security.ambit.dev/v1", kind: "AuthorizationPolicy", metadata: { name, namespace, generation: 3, creationTimestamp: created }, spec });
-const pa = (namespace: string, name: string, spec: Record<string, unknown>, created = "2026-01-01T00:00:00Z"): KubeObject => ({ apiVersion: "security.ambit.dev/v1", kind: "PeerAuthentication", metadata: { name, namespace, creationTimestamp: created }, spec });
+const ap = (namespace: string, name: string, spec: Record<string, unknown>, created = "2026-01-01T00:00:00Z"): KubeObject => ({
+  apiVersion: "security.ambit.dev/v1",
+  kind: "AuthorizationPolicy",
+  metadata: { name, namespace, generation: 3, creationTimestamp: created },
+  spec,
+});
+const pa = (namespace: string, name: string, spec: Record<string, unknown>, created = "2026-01-01T00:00:00Z"): KubeObject => ({
+  apiVersion: "security.ambit.dev/v1",
+  kind: "PeerAuthentication",
+  metadata: { name, namespace, creationTimestamp: created },
+  spec,
+});
 const from = (sa: string, namespace = "demo") => ({ trustDomain: "cluster.local", namespace, serviceAccount: sa });
 
 function store(policies: KubeObject[], peers: KubeObject[] = []): PolicyStore {
@@ -21,7 +41,14 @@ function store(policies: KubeObject[], peers: KubeObject[] = []): PolicyStore {
   );
   return s;
 }
-const conn = (over: Partial<InboundAttributes> = {}): InboundAttributes => ({ source: from("orders"), sourceIp: "10.244.1.5", destination: payments, destinationIp: payments.ip, destinationPort: 8080, ...over });
+const conn = (over: Partial<InboundAttributes> = {}): InboundAttributes => ({
+  source: from("orders"),
+  sourceIp: "10.244.1.5",
+  destination: payments,
+  destinationIp: payments.ip,
+  destinationPort: 8080,
+  ...over,
+});
 const allowed = (s: PolicyStore, c: InboundAttributes) => s.check(c).allowed;
 
 describe("authorization decisions", () => {
@@ -32,7 +59,14 @@ describe("authorization decisions", () => {
   });
 
   it("lets a matching ALLOW through next to allow-nothing, only for the selected workload", () => {
-    const s = store([ap("demo", "allow-nothing", {}), ap("demo", "orders-to-payments", { selector: { matchLabels: { app: "payments" } }, action: "ALLOW", rules: [{ from: [{ source: { principals: ["cluster.local/ns/demo/sa/orders"] } }] }] })]);
+    const s = store([
+      ap("demo", "allow-nothing", {}),
+      ap("demo", "orders-to-payments", {
+        selector: { matchLabels: { app: "payments" } },
+        action: "ALLOW",
+        rules: [{ from: [{ source: { principals: ["cluster.local/ns/demo/sa/orders"] } }] }],
+      }),
+    ]);
     expect(s.check(conn())).toMatchObject({ allowed: true, reason: "allowed by policy demo/orders-to-payments" });
     expect(allowed(s, conn({ source: from("client") }))).toBe(false);
     expect(allowed(s, conn({ destination: fraud, destinationIp: fraud.ip }))).toBe(false);
@@ -53,7 +87,8 @@ describe("authorization decisions", () => {
   });
 
   it("matches principals, namespaces, IP blocks and ports with their not-forms", () => {
-    const rule = (source: Record<string, unknown>, operation?: Record<string, unknown>) => store([ap("demo", "p", { rules: [{ from: [{ source }], ...(operation ? { to: [{ operation }] } : {}) }] })]);
+    const rule = (source: Record<string, unknown>, operation?: Record<string, unknown>) =>
+      store([ap("demo", "p", { rules: [{ from: [{ source }], ...(operation ? { to: [{ operation }] } : {}) }] })]);
     expect(allowed(rule({ namespaces: ["demo"] }), conn())).toBe(true);
     expect(allowed(rule({ namespaces: ["demo"] }), conn({ source: from("orders", "other") }))).toBe(false);
     expect(allowed(rule({ notNamespaces: ["other"] }), conn({ source: from("orders", "other") }))).toBe(false);
@@ -101,16 +136,28 @@ describe("authorization decisions", () => {
 
 describe("compilation", () => {
   it("drops ALLOW rules that need L7 (stricter) and says so on the policy", () => {
-    const r = compileAuthorizationPolicy(ap("demo", "get-only", { rules: [{ to: [{ operation: { methods: ["GET"] } }] }, { from: [{ source: { namespaces: ["demo"] } }] }] }));
+    const r = compileAuthorizationPolicy(
+      ap("demo", "get-only", { rules: [{ to: [{ operation: { methods: ["GET"] } }] }, { from: [{ source: { namespaces: ["demo"] } }] }] }),
+    );
     expect(r.compiled.rules).toEqual([{ from: [{ namespaces: ["demo"] }] }]);
-    expect(r.condition).toMatchObject({ status: "True", reason: "PartiallyEnforced", observedGeneration: 3, message: expect.stringContaining("rule 0 needs L7 (methods)") });
+    expect(r.condition).toMatchObject({
+      status: "True",
+      reason: "PartiallyEnforced",
+      observedGeneration: 3,
+      message: expect.stringContaining("rule 0 needs L7 (methods)"),
+    });
     // With its only rule dropped it still exists as an ALLOW policy: the workload then allows nothing else.
     const onlyL7 = store([ap("demo", "get-only", { rules: [{ to: [{ operation: { methods: ["GET"] } }] }] })]);
     expect(allowed(onlyL7, conn())).toBe(false);
   });
 
   it("keeps the L4 parts of DENY rules that need L7 (denies more)", () => {
-    const r = compileAuthorizationPolicy(ap("demo", "no-post", { action: "DENY", rules: [{ from: [{ source: { namespaces: ["legacy"] } }], to: [{ operation: { methods: ["POST"], ports: ["8080"] } }] }] }));
+    const r = compileAuthorizationPolicy(
+      ap("demo", "no-post", {
+        action: "DENY",
+        rules: [{ from: [{ source: { namespaces: ["legacy"] } }], to: [{ operation: { methods: ["POST"], ports: ["8080"] } }] }],
+      }),
+    );
     expect(r.compiled.rules).toEqual([{ from: [{ namespaces: ["legacy"] }], to: [{ ports: [8080] }] }]);
     expect(r.condition.reason).toBe("PartiallyEnforced");
     const s = store([ap("demo", "no-post", { action: "DENY", rules: [{ to: [{ operation: { methods: ["POST"] } }] }] })]);
@@ -118,28 +165,54 @@ describe("compilation", () => {
   });
 
   it("an invalid policy names the field, is never partly applied, and fails closed", () => {
-    const badAllow = compileAuthorizationPolicy(ap("demo", "bad", { selector: { matchLabels: { app: "payments" } }, rules: [{ from: [{ source: { namespaces: ["demo"] } }], to: [{ operation: { ports: ["8080", "http"] } }] }] }));
-    expect(badAllow.condition).toMatchObject({ status: "False", reason: "Invalid", message: expect.stringContaining('spec.rules[0].to[0].operation.ports[1]: "http" is not a port number') });
+    const badAllow = compileAuthorizationPolicy(
+      ap("demo", "bad", {
+        selector: { matchLabels: { app: "payments" } },
+        rules: [{ from: [{ source: { namespaces: ["demo"] } }], to: [{ operation: { ports: ["8080", "http"] } }] }],
+      }),
+    );
+    expect(badAllow.condition).toMatchObject({
+      status: "False",
+      reason: "Invalid",
+      message: expect.stringContaining('spec.rules[0].to[0].operation.ports[1]: "http" is not a port number'),
+    });
     expect(badAllow.compiled).toMatchObject({ action: "ALLOW", rules: [] });
-    expect(allowed(store([ap("demo", "bad", { selector: { matchLabels: { app: "payments" } }, rules: [{ to: [{ operation: { ports: ["http"] } }] }] })]), conn())).toBe(false);
+    expect(
+      allowed(store([ap("demo", "bad", { selector: { matchLabels: { app: "payments" } }, rules: [{ to: [{ operation: { ports: ["http"] } }] }] })]), conn()),
+    ).toBe(false);
 
     const badDeny = compileAuthorizationPolicy(ap("demo", "bad-deny", { action: "DENY", rules: [{ from: [{ source: { ipBlocks: ["10.0.0.0/33"] } }] }] }));
     expect(badDeny.condition.message).toContain('spec.rules[0].from[0].source.ipBlocks[0]: "10.0.0.0/33" is not an IP address or CIDR block');
     expect(badDeny.compiled).toMatchObject({ action: "DENY", rules: [{}] });
 
-    for (const spec of [{ action: "CUSTOM" }, { action: "DENY", provider: { name: "ext" } }, { rules: [{ from: [{ source: { principals: ["spiffe://cluster.local/ns/a/sa/b"] } }] }] }, { rules: [{ when: [{ key: "bogus.key", values: ["x"] }] }] }, { selector: "app=payments" }]) {
+    for (const spec of [
+      { action: "CUSTOM" },
+      { action: "DENY", provider: { name: "ext" } },
+      { rules: [{ from: [{ source: { principals: ["spiffe://cluster.local/ns/a/sa/b"] } }] }] },
+      { rules: [{ when: [{ key: "bogus.key", values: ["x"] }] }] },
+      { selector: "app=payments" },
+    ]) {
       expect(compileAuthorizationPolicy(ap("demo", "x", spec)).condition.reason).toBe("Invalid");
     }
   });
 
   it("refuses a policy bound to a waypoint by targetRefs instead of widening it to the whole namespace", () => {
     // payments already has an ALLOW for orders only; a waypoint-bound ALLOW for legacy must not let legacy in.
-    const onlyOrders = ap("demo", "orders-only", { selector: { matchLabels: { app: "payments" } }, rules: [{ from: [{ source: { principals: ["cluster.local/ns/demo/sa/orders"] } }] }] });
-    const forWaypoint = ap("demo", "via-waypoint", { targetRefs: [{ kind: "Service", group: "", name: "payments" }], rules: [{ from: [{ source: { namespaces: ["legacy"] } }] }] });
+    const onlyOrders = ap("demo", "orders-only", {
+      selector: { matchLabels: { app: "payments" } },
+      rules: [{ from: [{ source: { principals: ["cluster.local/ns/demo/sa/orders"] } }] }],
+    });
+    const forWaypoint = ap("demo", "via-waypoint", {
+      targetRefs: [{ kind: "Service", group: "", name: "payments" }],
+      rules: [{ from: [{ source: { namespaces: ["legacy"] } }] }],
+    });
     const legacy = conn({ source: { trustDomain: "cluster.local", namespace: "legacy", serviceAccount: "client" } });
     expect(allowed(store([onlyOrders]), legacy)).toBe(false);
     expect(allowed(store([onlyOrders, forWaypoint]), legacy)).toBe(false);
-    expect(compileAuthorizationPolicy(forWaypoint).condition).toMatchObject({ reason: "Invalid", message: expect.stringContaining("spec.targetRefs: binds the policy to a waypoint") });
+    expect(compileAuthorizationPolicy(forWaypoint).condition).toMatchObject({
+      reason: "Invalid",
+      message: expect.stringContaining("spec.targetRefs: binds the policy to a waypoint"),
+    });
   });
 });
 
@@ -152,15 +225,24 @@ describe("peer authentication", () => {
   });
 
   it("workload beats namespace beats mesh; UNSET inherits; port overrides apply to selector policies only", () => {
-    const s = store([], [
-      pa("ambit-system", "mesh", { mtls: { mode: "STRICT" } }),
-      pa("demo", "ns", { mtls: { mode: "UNSET" } }),
-      pa("demo", "payments", { selector: { matchLabels: { app: "payments" } }, mtls: { mode: "PERMISSIVE" }, portLevelMtls: { "9090": { mode: "STRICT" } } }),
-    ]);
+    const s = store(
+      [],
+      [
+        pa("ambit-system", "mesh", { mtls: { mode: "STRICT" } }),
+        pa("demo", "ns", { mtls: { mode: "UNSET" } }),
+        pa("demo", "payments", { selector: { matchLabels: { app: "payments" } }, mtls: { mode: "PERMISSIVE" }, portLevelMtls: { "9090": { mode: "STRICT" } } }),
+      ],
+    );
     expect(s.mtlsMode(payments, 8080)).toBe("PERMISSIVE");
     expect(s.mtlsMode(payments, 9090)).toBe("STRICT");
     expect(s.mtlsMode(fraud, 8080)).toBe("STRICT");
-    const oldest = store([], [pa("demo", "b", { selector: { matchLabels: { app: "payments" } }, mtls: { mode: "PERMISSIVE" } }, "2026-02-01T00:00:00Z"), pa("demo", "a", { selector: { matchLabels: { app: "payments" } }, mtls: { mode: "STRICT" } }, "2026-01-01T00:00:00Z")]);
+    const oldest = store(
+      [],
+      [
+        pa("demo", "b", { selector: { matchLabels: { app: "payments" } }, mtls: { mode: "PERMISSIVE" } }, "2026-02-01T00:00:00Z"),
+        pa("demo", "a", { selector: { matchLabels: { app: "payments" } }, mtls: { mode: "STRICT" } }, "2026-01-01T00:00:00Z"),
+      ],
+    );
     expect(oldest.mtlsMode(payments, 8080)).toBe("STRICT");
   });
 
@@ -209,7 +291,11 @@ describe("policies that must not fail open or wide (issue 10)", () => {
 
   it("an invalid selector fails closed only for the workloads it could have selected, never the namespace (item 6)", () => {
     // A number where a label string belongs: read as the label it would have been.
-    const numeric = ap("demo", "deny-payments", { action: "DENY", selector: { matchLabels: { app: "payments", version: 2 } }, rules: [{ from: [{ source: { namespaces: ["legacy"] } }] }] });
+    const numeric = ap("demo", "deny-payments", {
+      action: "DENY",
+      selector: { matchLabels: { app: "payments", version: 2 } },
+      rules: [{ from: [{ source: { namespaces: ["legacy"] } }] }],
+    });
     const r = compileAuthorizationPolicy(numeric);
     invalid(r, "spec.selector.matchLabels");
     expect(r.compiled).toMatchObject({ action: "DENY", rules: [{}], selector: { app: "payments", version: "2" } });
@@ -225,7 +311,9 @@ describe("policies that must not fail open or wide (issue 10)", () => {
     const keyed = compileAuthorizationPolicy(ap("demo", "k", { action: "DENY", selector: { matchLabels: { app: { nested: true } } } }));
     expect(keyed.compiled).toMatchObject({ selectorKeys: ["app"] });
     const noApp = { ...fraud, labels: { tier: "x" } };
-    expect(allowed(store([ap("demo", "k", { action: "DENY", selector: { matchLabels: { app: { nested: true } } } })]), conn({ destination: noApp }))).toBe(true);
+    expect(allowed(store([ap("demo", "k", { action: "DENY", selector: { matchLabels: { app: { nested: true } } } })]), conn({ destination: noApp }))).toBe(
+      true,
+    );
     // The same for an invalid ALLOW and an invalid PeerAuthentication: only the selected workloads are closed.
     const badAllow = store([ap("demo", "a", { selector: { matchLabels: { app: "payments", n: 1 } }, rules: [{ frm: [] }] })]);
     expect(allowed(badAllow, conn({ destination: { ...payments, labels: { app: "payments", n: "1" } } }))).toBe(false);
@@ -253,7 +341,9 @@ describe("policies that must not fail open or wide (issue 10)", () => {
     const r = compilePeerAuthentication(pa("demo", "ns", { mtls: { mode: "STRICT" }, portLevelMtls: { "8080": { mode: "DISABLE" } } }));
     invalid(r, "spec.portLevelMtls: requires spec.selector");
     expect(r.compiled).toMatchObject({ mode: "STRICT", portLevel: {} });
-    expect(store([], [pa("demo", "ns", { mtls: { mode: "PERMISSIVE" }, portLevelMtls: { "8080": { mode: "DISABLE" } } })]).mtlsMode(payments, 8080)).toBe("STRICT");
+    expect(store([], [pa("demo", "ns", { mtls: { mode: "PERMISSIVE" }, portLevelMtls: { "8080": { mode: "DISABLE" } } })]).mtlsMode(payments, 8080)).toBe(
+      "STRICT",
+    );
   });
 
   it("bounds a policy's size with an Invalid reason that says what to do (item 2)", () => {

@@ -46,31 +46,70 @@ describe("AgentAuthenticator", () => {
     const f = fakeClient(() => bound({ "authentication.kubernetes.io/node-name": ["node-1"] }));
     const auth = new AgentAuthenticator(f.client, ["ambit-system/ambit-agent"]);
     expect(await auth.authenticate("Bearer tok-1")).toEqual({ ok: true, node: "node-1", serviceAccount: AGENT });
-    expect(f.reviews).toEqual([{ path: "/apis/authentication.k8s.io/v1/tokenreviews", body: expect.objectContaining({ kind: "TokenReview", spec: { token: "tok-1", audiences: ["ambit-ca"] } }) }]);
+    expect(f.reviews).toEqual([
+      {
+        path: "/apis/authentication.k8s.io/v1/tokenreviews",
+        body: expect.objectContaining({ kind: "TokenReview", spec: { token: "tok-1", audiences: ["ambit-ca"] } }),
+      },
+    ]);
   });
 
   it("refuses unauthenticated tokens (401), tokens without the ambit-ca audience (401), other service accounts (403)", async () => {
     const answers: Record<string, ReviewStatus> = {
       expired: { authenticated: false, error: "token has expired" },
-      otherAudience: { authenticated: true, audiences: ["https://kubernetes.default.svc"], user: { username: AGENT, extra: { "authentication.kubernetes.io/node-name": ["node-1"] } } },
-      intruder: { authenticated: true, audiences: ["ambit-ca"], user: { username: "system:serviceaccount:demo:intruder", extra: { "authentication.kubernetes.io/node-name": ["node-1"] } } },
+      otherAudience: {
+        authenticated: true,
+        audiences: ["https://kubernetes.default.svc"],
+        user: { username: AGENT, extra: { "authentication.kubernetes.io/node-name": ["node-1"] } },
+      },
+      intruder: {
+        authenticated: true,
+        audiences: ["ambit-ca"],
+        user: { username: "system:serviceaccount:demo:intruder", extra: { "authentication.kubernetes.io/node-name": ["node-1"] } },
+      },
     };
     const f = fakeClient((t) => answers[t]!);
     const auth = new AgentAuthenticator(f.client, ["ambit-system/ambit-agent"]);
-    expect(await auth.authenticate("Bearer expired")).toMatchObject({ ok: false, status: 401, code: "AMBIT_E_CA_UNAUTHENTICATED", reason: expect.stringContaining("token has expired") });
-    expect(await auth.authenticate("Bearer otherAudience")).toMatchObject({ ok: false, status: 401, code: "AMBIT_E_CA_UNAUTHENTICATED", reason: expect.stringContaining("audience ambit-ca") });
-    expect(await auth.authenticate("Bearer intruder")).toMatchObject({ ok: false, status: 403, code: "AMBIT_E_CA_NOT_AN_AGENT", reason: expect.stringContaining("system:serviceaccount:demo:intruder") });
+    expect(await auth.authenticate("Bearer expired")).toMatchObject({
+      ok: false,
+      status: 401,
+      code: "AMBIT_E_CA_UNAUTHENTICATED",
+      reason: expect.stringContaining("token has expired"),
+    });
+    expect(await auth.authenticate("Bearer otherAudience")).toMatchObject({
+      ok: false,
+      status: 401,
+      code: "AMBIT_E_CA_UNAUTHENTICATED",
+      reason: expect.stringContaining("audience ambit-ca"),
+    });
+    expect(await auth.authenticate("Bearer intruder")).toMatchObject({
+      ok: false,
+      status: 403,
+      code: "AMBIT_E_CA_NOT_AN_AGENT",
+      reason: expect.stringContaining("system:serviceaccount:demo:intruder"),
+    });
   });
 
   it("accepts every configured agent service account", async () => {
-    const f = fakeClient(() => ({ authenticated: true, audiences: ["ambit-ca"], user: { username: "system:serviceaccount:mesh:other-agent", extra: { "authentication.kubernetes.io/node-name": ["node-9"] } } }));
+    const f = fakeClient(() => ({
+      authenticated: true,
+      audiences: ["ambit-ca"],
+      user: { username: "system:serviceaccount:mesh:other-agent", extra: { "authentication.kubernetes.io/node-name": ["node-9"] } },
+    }));
     const auth = new AgentAuthenticator(f.client, ["ambit-system/ambit-agent", "mesh/other-agent"]);
     expect(await auth.authenticate("Bearer t")).toMatchObject({ ok: true, node: "node-9" });
   });
 
   it("finds the node through the bound pod when the token names no node, and refuses a token bound to no node", async () => {
     const f = fakeClient(
-      (t) => bound(t === "pod-bound" ? { "authentication.kubernetes.io/pod-name": ["agent-1"], "authentication.kubernetes.io/pod-uid": ["u1"] } : t === "gone" ? { "authentication.kubernetes.io/pod-name": ["agent-x"] } : {}),
+      (t) =>
+        bound(
+          t === "pod-bound"
+            ? { "authentication.kubernetes.io/pod-name": ["agent-1"], "authentication.kubernetes.io/pod-uid": ["u1"] }
+            : t === "gone"
+              ? { "authentication.kubernetes.io/pod-name": ["agent-x"] }
+              : {},
+        ),
       { "/api/v1/namespaces/ambit-system/pods/agent-1": { spec: { nodeName: "node-2" } } },
     );
     const auth = new AgentAuthenticator(f.client, ["ambit-system/ambit-agent"]);

@@ -26,13 +26,30 @@ function dissect(pem: string) {
     const critical = parts.length === 3 && parts[1]!.tag === TAG.boolean && parts[1]!.content[0] === 0xff;
     extensions.set(decodeOid(parts[0]!.content), { critical, value: readTlv(parts.at(-1)!.content) });
   }
-  return { version: version!, serial: serial!, issuer: issuer!, validity: validity!, subject: subject!, spki: spki!, sigAlg: decodeOid(children(sigAlg!)[0]!.content), extensions };
+  return {
+    version: version!,
+    serial: serial!,
+    issuer: issuer!,
+    validity: validity!,
+    subject: subject!,
+    spki: spki!,
+    sigAlg: decodeOid(children(sigAlg!)[0]!.content),
+    extensions,
+  };
 }
 
 const OID = { san: "2.5.29.17", bc: "2.5.29.19", ku: "2.5.29.15", eku: "2.5.29.37", ski: "2.5.29.14", aki: "2.5.29.35" };
 
 async function readyCa(now: () => Date = () => new Date()) {
-  const ca = new MeshCa({ client: fakeSecretsClient(), namespace: "ambit-system", trustDomain: "cluster.local", log, mayWrite: () => true, maxCertTtlSeconds: 86400, now });
+  const ca = new MeshCa({
+    client: fakeSecretsClient(),
+    namespace: "ambit-system",
+    trustDomain: "cluster.local",
+    log,
+    mayWrite: () => true,
+    maxCertTtlSeconds: 86400,
+    now,
+  });
   await ca.refresh();
   return ca;
 }

@@ -20,7 +20,11 @@ const fakeClient = () =>
     request: async (_method: string, _path: string, body: { spec: { token: string } }) => ({
       status:
         body.spec.token === TOKEN
-          ? { authenticated: true, audiences: ["ambit-ca"], user: { username: "system:serviceaccount:ambit-system:ambit-agent", extra: { "authentication.kubernetes.io/node-name": ["node-1"] } } }
+          ? {
+              authenticated: true,
+              audiences: ["ambit-ca"],
+              user: { username: "system:serviceaccount:ambit-system:ambit-agent", extra: { "authentication.kubernetes.io/node-name": ["node-1"] } },
+            }
           : { authenticated: false, error: "invalid bearer token" },
     }),
   });
@@ -60,10 +64,18 @@ describe("CsrServer", () => {
       req.end(opts.method === "GET" ? undefined : payload);
     });
   const count = async (outcome: string, reason: string) =>
-    (await registry.getSingleMetric("ambit_ca_requests_total")!.get()).values.find((v) => v.labels.outcome === outcome && v.labels.reason === reason)?.value ?? 0;
+    (await registry.getSingleMetric("ambit_ca_requests_total")!.get()).values.find((v) => v.labels.outcome === outcome && v.labels.reason === reason)?.value ??
+    0;
 
   beforeAll(async () => {
-    ca = new MeshCa({ client: fakeClient(), namespace: "ambit-system", trustDomain: "cluster.local", log: pino({ level: "silent" }), mayWrite: () => true, maxCertTtlSeconds: DAY });
+    ca = new MeshCa({
+      client: fakeClient(),
+      namespace: "ambit-system",
+      trustDomain: "cluster.local",
+      log: pino({ level: "silent" }),
+      mayWrite: () => true,
+      maxCertTtlSeconds: DAY,
+    });
     await ca.refresh();
     server = new CsrServer({
       ca,
@@ -113,17 +125,34 @@ describe("CsrServer", () => {
     const csrWith = (names: Buffer[]) => {
       const spki = createPublicKey(key).export({ type: "spki", format: "der" });
       const ext = sequence(sequence(oid("2.5.29.17"), boolean(true), octetString(sequence(...names))));
-      const info = sequence(smallInteger(0), sequence(), spki, tlv(TAG.context(0), ...(names.length ? [sequence(oid("1.2.840.113549.1.9.14"), set(ext))] : [])));
-      return derToPem(sequence(info, sequence(oid("1.2.840.10045.4.3.2")), bitString(sign("sha256", info, { key, dsaEncoding: "der" }))), "CERTIFICATE REQUEST");
+      const info = sequence(
+        smallInteger(0),
+        sequence(),
+        spki,
+        tlv(TAG.context(0), ...(names.length ? [sequence(oid("1.2.840.113549.1.9.14"), set(ext))] : [])),
+      );
+      return derToPem(
+        sequence(info, sequence(oid("1.2.840.10045.4.3.2")), bitString(sign("sha256", info, { key, dsaEncoding: "der" }))),
+        "CERTIFICATE REQUEST",
+      );
     };
     const uri = (u: string) => tlv(TAG.contextPrimitive(6), Buffer.from(u));
     const dns = (d: string) => tlv(TAG.contextPrimitive(2), Buffer.from(d));
     const orders = "spiffe://cluster.local/ns/demo/sa/orders";
     for (const names of [[uri(orders), uri("spiffe://cluster.local/ns/demo/sa/payments")], [uri(orders), dns("evil.example")], []]) {
-      expect(await call({ body: { csr: csrWith(names) } })).toMatchObject({ status: 400, body: { code: "AMBIT_E_CA_BAD_CSR", message: expect.stringContaining("exactly one SAN") } });
+      expect(await call({ body: { csr: csrWith(names) } })).toMatchObject({
+        status: 400,
+        body: { code: "AMBIT_E_CA_BAD_CSR", message: expect.stringContaining("exactly one SAN") },
+      });
     }
-    expect(await call({ body: { csr: csrPem("spiffe://other.domain/ns/demo/sa/orders") } })).toMatchObject({ status: 403, body: { code: "AMBIT_E_CA_TRUST_DOMAIN" } });
-    expect(await call({ body: { csr: csrPem("spiffe://cluster.local/ns/demo/sa/payments") } })).toMatchObject({ status: 403, body: { code: "AMBIT_E_CA_IDENTITY_NOT_ON_NODE" } });
+    expect(await call({ body: { csr: csrPem("spiffe://other.domain/ns/demo/sa/orders") } })).toMatchObject({
+      status: 403,
+      body: { code: "AMBIT_E_CA_TRUST_DOMAIN" },
+    });
+    expect(await call({ body: { csr: csrPem("spiffe://cluster.local/ns/demo/sa/payments") } })).toMatchObject({
+      status: 403,
+      body: { code: "AMBIT_E_CA_IDENTITY_NOT_ON_NODE" },
+    });
     expect(await call({ body: "{not json" })).toMatchObject({ status: 400, body: { code: "AMBIT_E_CA_BAD_REQUEST" } });
     expect(await call({ body: { csr: 42 } })).toMatchObject({ status: 400, body: { code: "AMBIT_E_CA_BAD_REQUEST" } });
     expect(await count("refused", "AMBIT_E_CA_BAD_CSR")).toBe(3);
@@ -133,12 +162,17 @@ describe("CsrServer", () => {
 
   it("authenticates before it looks at the CSR, and refuses without a token or with a bad one", async () => {
     expect(await call({ token: null, body: { csr: "garbage" } })).toMatchObject({ status: 401, body: { code: "AMBIT_E_CA_UNAUTHENTICATED" } });
-    expect(await call({ token: "forged", body: { csr: csrPem("spiffe://cluster.local/ns/demo/sa/orders") } })).toMatchObject({ status: 401, body: { code: "AMBIT_E_CA_UNAUTHENTICATED" } });
+    expect(await call({ token: "forged", body: { csr: csrPem("spiffe://cluster.local/ns/demo/sa/orders") } })).toMatchObject({
+      status: 401,
+      body: { code: "AMBIT_E_CA_UNAUTHENTICATED" },
+    });
   });
 
   it("logs every refusal at warn with its code and reason, and never the token, the CSR or a key", async () => {
     const warnings = lines.map((l) => JSON.parse(l) as { level: number; code?: string; reason?: string; msg: string }).filter((l) => l.level === 40);
-    const refusals = (await registry.getSingleMetric("ambit_ca_requests_total")!.get()).values.filter((v) => v.labels.outcome === "refused").reduce((n, v) => n + v.value, 0);
+    const refusals = (await registry.getSingleMetric("ambit_ca_requests_total")!.get()).values
+      .filter((v) => v.labels.outcome === "refused")
+      .reduce((n, v) => n + v.value, 0);
     expect(warnings).toHaveLength(refusals);
     for (const w of warnings) {
       expect(w.msg).toBe("certificate request refused");

@@ -17,7 +17,12 @@ describe("CertificateManager", () => {
         failNext--;
         throw new Error("CA unreachable");
       }
-      const cert = { identity: formatSpiffeId(id), notAfter: new Date(Date.now() + 24 * HOUR), certChainPem: `cert-${issued.length}`, keyPem: `key-${issued.length}` };
+      const cert = {
+        identity: formatSpiffeId(id),
+        notAfter: new Date(Date.now() + 24 * HOUR),
+        certChainPem: `cert-${issued.length}`,
+        keyPem: `key-${issued.length}`,
+      };
       issued.push(cert);
       return cert;
     },
@@ -105,7 +110,12 @@ describe("CertificateManager", () => {
 
   it("does not keep a certificate that arrives after its last pod went away", async () => {
     let answer: (() => void) | undefined;
-    const slow: CertificateIssuer = { issue: (id) => new Promise((resolve) => (answer = () => resolve({ identity: formatSpiffeId(id), notAfter: new Date(Date.now() + HOUR), certChainPem: "late", keyPem: "late" }))) };
+    const slow: CertificateIssuer = {
+      issue: (id) =>
+        new Promise(
+          (resolve) => (answer = () => resolve({ identity: formatSpiffeId(id), notAfter: new Date(Date.now() + HOUR), certChainPem: "late", keyPem: "late" })),
+        ),
+    };
     const manager = new CertificateManager(slow, pino({ level: "silent" }));
     const acquiring = manager.acquire(orders, "pod-a");
     manager.release("pod-a");

@@ -13,11 +13,20 @@ const DASHBOARD_FILE = path.join(CHART, "dashboards", "ambit.json");
 
 type Target = { expr: string; refId: string; datasource?: { uid: string } };
 type Panel = { id: number; type: string; title: string; datasource?: { type: string; uid: string }; targets?: Target[] };
-type Dashboard = { uid: string; title: string; panels: Panel[]; templating: { list: Array<{ name: string; type: string; query: unknown; definition?: string }> } };
+type Dashboard = {
+  uid: string;
+  title: string;
+  panels: Panel[];
+  templating: { list: Array<{ name: string; type: string; query: unknown; definition?: string }> };
+};
 
 /** Every .ts file under a directory. */
 const sources = (dir: string): string[] =>
-  fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? (e.name === "node_modules" ? [] : sources(path.join(dir, e.name))) : e.name.endsWith(".ts") ? [path.join(dir, e.name)] : []));
+  fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) =>
+      e.isDirectory() ? (e.name === "node_modules" ? [] : sources(path.join(dir, e.name))) : e.name.endsWith(".ts") ? [path.join(dir, e.name)] : [],
+    );
 
 /**
  * The metric names the agent and the controller register, read from their source: the names given to prom-client's
@@ -63,7 +72,14 @@ function metricsOf(expr: string): string[] {
   const out: string[] = [];
   // Not preceded by a digit or a dot: the unit of a duration (offset 5m) or of a number is no name.
   for (const m of bare.matchAll(/(?<![a-zA-Z0-9_:.])[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
-    if (PROMQL_KEYWORDS.has(m[0]) || bare.slice(m.index + m[0].length).trimStart().startsWith("(")) continue;
+    if (
+      PROMQL_KEYWORDS.has(m[0]) ||
+      bare
+        .slice(m.index + m[0].length)
+        .trimStart()
+        .startsWith("(")
+    )
+      continue;
     out.push(m[0]);
   }
   return out;
@@ -71,8 +87,18 @@ function metricsOf(expr: string): string[] {
 
 /** The labels an expression names in its selectors and its by (...) clauses. */
 const labelsOf = (expr: string): string[] => [
-  ...[...expr.matchAll(/\{([^}]*)\}/g)].flatMap((m) => m[1]!.split(",").map((s) => s.trim().split(/[=!~]/)[0]!).filter(Boolean)),
-  ...[...expr.matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap((m) => m[1]!.split(",").map((s) => s.trim()).filter(Boolean)),
+  ...[...expr.matchAll(/\{([^}]*)\}/g)].flatMap((m) =>
+    m[1]!
+      .split(",")
+      .map((s) => s.trim().split(/[=!~]/)[0]!)
+      .filter(Boolean),
+  ),
+  ...[...expr.matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap((m) =>
+    m[1]!
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  ),
 ];
 
 /** Every PromQL query of the dashboard: the panels' targets and the query variables (label_values' metric). */
@@ -93,10 +119,17 @@ describe("the Grafana dashboard (dashboards.enabled)", () => {
     expect(objects.filter((o) => o.kind === "ConfigMap")).toEqual([]);
   });
 
-  it("enabled: a ConfigMap in the release namespace for Grafana's sidecar (grafana_dashboard: \"1\") holding dashboards/ambit.json as it is", async () => {
+  it('enabled: a ConfigMap in the release namespace for Grafana\'s sidecar (grafana_dashboard: "1") holding dashboards/ambit.json as it is', async () => {
     const { objects } = await renderChartDir(CHART, { release: RELEASE, values: { dashboards: { enabled: true } } });
-    const cm = objects.find((o) => o.kind === "ConfigMap") as unknown as { metadata: { name: string; namespace: string; labels: Record<string, string> }; data: Record<string, string> };
-    expect(cm.metadata).toMatchObject({ name: "ambit-dashboards", namespace: "mesh-system", labels: { grafana_dashboard: "1", "app.kubernetes.io/part-of": "ambit" } });
+    const cm = objects.find((o) => o.kind === "ConfigMap") as unknown as {
+      metadata: { name: string; namespace: string; labels: Record<string, string> };
+      data: Record<string, string>;
+    };
+    expect(cm.metadata).toMatchObject({
+      name: "ambit-dashboards",
+      namespace: "mesh-system",
+      labels: { grafana_dashboard: "1", "app.kubernetes.io/part-of": "ambit" },
+    });
     expect(Object.keys(cm.data)).toEqual(["ambit.json"]);
     expect(cm.data["ambit.json"]).toBe(fs.readFileSync(DASHBOARD_FILE, "utf8").replace(/\n$/, ""));
     const dashboard = JSON.parse(cm.data["ambit.json"]!) as Dashboard;
@@ -118,7 +151,15 @@ describe("the Grafana dashboard (dashboards.enabled)", () => {
   it("queries only metrics the agent or the controller registers, and Istio's metrics only by Istio's labels", async () => {
     const registered = await registeredMetrics();
     // The extraction works: it finds Istio's counters, a controller metric and prom-client's default metrics.
-    expect([...registered]).toEqual(expect.arrayContaining(["istio_tcp_connections_opened_total", "istio_tcp_sent_bytes_total", "ambit_config_connected_agents", "ambit_agent_process_cpu_seconds_total", "ambit_controller_process_resident_memory_bytes"]));
+    expect([...registered]).toEqual(
+      expect.arrayContaining([
+        "istio_tcp_connections_opened_total",
+        "istio_tcp_sent_bytes_total",
+        "ambit_config_connected_agents",
+        "ambit_agent_process_cpu_seconds_total",
+        "ambit_controller_process_resident_memory_bytes",
+      ]),
+    );
     const d = JSON.parse(fs.readFileSync(DASHBOARD_FILE, "utf8")) as Dashboard;
     const used = new Set<string>();
     for (const { where, expr } of queries(d)) {
@@ -128,7 +169,8 @@ describe("the Grafana dashboard (dashboards.enabled)", () => {
         expect(registered.has(m), `${where} queries ${m}, which neither the agent nor the controller registers`).toBe(true);
         used.add(m);
       }
-      if (metrics.every((m) => m.startsWith("istio_"))) for (const l of labelsOf(expr)) expect([...TCP_LABELS, "instance", "job"], `${where}: label ${l}`).toContain(l);
+      if (metrics.every((m) => m.startsWith("istio_")))
+        for (const l of labelsOf(expr)) expect([...TCP_LABELS, "instance", "job"], `${where}: label ${l}`).toContain(l);
     }
     // What the dashboard is for: traffic, denials, the agents' and controllers' resources, the config stream.
     expect([...used]).toEqual(
@@ -149,8 +191,15 @@ describe("the Grafana dashboard (dashboards.enabled)", () => {
   });
 
   it("reads PromQL as it must: functions, keywords, labels, strings and ranges are not metrics", () => {
-    expect(metricsOf('sum by (source_workload, le) (rate(istio_tcp_sent_bytes_total{reporter="destination", x=~"a|b"}[$__rate_interval])) / on (instance) group_left foo_total')).toEqual(["istio_tcp_sent_bytes_total", "foo_total"]);
-    expect(metricsOf("histogram_quantile(0.99, sum by (le) (rate(ambit_ca_signing_seconds_bucket[5m]))) and bool time() - up offset 5m")).toEqual(["ambit_ca_signing_seconds_bucket", "up"]);
+    expect(
+      metricsOf(
+        'sum by (source_workload, le) (rate(istio_tcp_sent_bytes_total{reporter="destination", x=~"a|b"}[$__rate_interval])) / on (instance) group_left foo_total',
+      ),
+    ).toEqual(["istio_tcp_sent_bytes_total", "foo_total"]);
+    expect(metricsOf("histogram_quantile(0.99, sum by (le) (rate(ambit_ca_signing_seconds_bucket[5m]))) and bool time() - up offset 5m")).toEqual([
+      "ambit_ca_signing_seconds_bucket",
+      "up",
+    ]);
     expect(labelsOf('sum by (a, b) (m{c="x", d!~"y"})')).toEqual(["c", "d", "a", "b"]);
   });
 });

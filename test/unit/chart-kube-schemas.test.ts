@@ -24,7 +24,8 @@ async function kubernetesModel(apiVersion: string, kind: string): Promise<Model>
 }
 
 /** client-node's generated model of a Kubernetes type: the names and types of its fields, from the same OpenAPI spec. */
-const modelOf = (type: string): Attribute[] | undefined => ((k8s as unknown as Record<string, { attributeTypeMap?: Attribute[] } | undefined>)[type])?.attributeTypeMap;
+const modelOf = (type: string): Attribute[] | undefined =>
+  (k8s as unknown as Record<string, { attributeTypeMap?: Attribute[] } | undefined>)[type]?.attributeTypeMap;
 
 /**
  * The fields of `value` that its type does not have. kubernetes-models' schemas let unknown fields through (they
@@ -40,7 +41,11 @@ function unknownFields(value: unknown, type: string, where: string): string[] {
   // JSONSchemaProps' items and additionalProperties are typed `any` by the generator: a schema, a list of schemas
   // (items) or a boolean (additionalProperties).
   if (type === "JSONSchemaPropsOrArray" || type === "JSONSchemaPropsOrBool") {
-    return Array.isArray(value) ? unknownFields(value, "Array<V1JSONSchemaProps>", where) : isObject(value) ? unknownFields(value, "V1JSONSchemaProps", where) : [];
+    return Array.isArray(value)
+      ? unknownFields(value, "Array<V1JSONSchemaProps>", where)
+      : isObject(value)
+        ? unknownFields(value, "V1JSONSchemaProps", where)
+        : [];
   }
   const attributes = modelOf(type);
   // Scalars, IntOrString, `any`: kubernetes-models checks their types.
@@ -86,14 +91,20 @@ describe("the chart's objects against Kubernetes' schemas (kubernetes-models, st
   it("with the defaults: every object, the CRDs as apiextensions.k8s.io/v1 CustomResourceDefinitions", async () => {
     const { crds, objects } = await expectValid({});
     expect(crds.length).toBe(2);
-    expect(new Set(objects.map((o) => o.kind))).toEqual(new Set(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "DaemonSet", "Service", "Deployment", "PodDisruptionBudget"]));
+    expect(new Set(objects.map((o) => o.kind))).toEqual(
+      new Set(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "DaemonSet", "Service", "Deployment", "PodDisruptionBudget"]),
+    );
   });
 
   it("with other values: images, replicas, numeric and hugepage quantities, no scrape annotations, other log level and trust domain, the dashboard ConfigMap", async () => {
     await expectValid({
       trustDomain: "corp.example",
       logLevel: "debug",
-      agent: { image: { repository: "registry.example.com:5000/ambit/agent", tag: "1.2.3", pullPolicy: "Always" }, prometheusScrape: false, resources: { requests: { cpu: 0.5, memory: "256Mi" }, limits: { memory: "2Gi", "hugepages-2Mi": "64Mi" } } },
+      agent: {
+        image: { repository: "registry.example.com:5000/ambit/agent", tag: "1.2.3", pullPolicy: "Always" },
+        prometheusScrape: false,
+        resources: { requests: { cpu: 0.5, memory: "256Mi" }, limits: { memory: "2Gi", "hugepages-2Mi": "64Mi" } },
+      },
       controller: { replicas: 3, workloadCertTtlSeconds: 3600, resources: { requests: { cpu: 1 }, limits: null } },
       dashboards: { enabled: true },
     });
@@ -105,14 +116,21 @@ describe("the chart's objects against Kubernetes' schemas (kubernetes-models, st
 
   it("finds what it must: a misspelt field anywhere, a wrong type, a CRD schema field Kubernetes lacks", async () => {
     const { crds, objects } = await renderChartDir(CHART, { release: RELEASE });
-    const ds = structuredClone(objects.find((o) => o.kind === "DaemonSet")!) as KubeManifest & { spec: { template: { spec: { containers: Array<Record<string, unknown>> } } } };
+    const ds = structuredClone(objects.find((o) => o.kind === "DaemonSet")!) as KubeManifest & {
+      spec: { template: { spec: { containers: Array<Record<string, unknown>> } } };
+    };
     ds.spec.template.spec.containers[0]!.imagePulPolicy = "Always";
     (ds.spec.template.spec.containers[0]!.securityContext as Record<string, unknown>).capabilites = {};
-    expect((await problems(ds)).sort()).toEqual(["unknown field spec.template.spec.containers[0].imagePulPolicy", "unknown field spec.template.spec.containers[0].securityContext.capabilites"]);
+    expect((await problems(ds)).sort()).toEqual([
+      "unknown field spec.template.spec.containers[0].imagePulPolicy",
+      "unknown field spec.template.spec.containers[0].securityContext.capabilites",
+    ]);
     const deployment = structuredClone(objects.find((o) => o.kind === "Deployment")!) as KubeManifest & { spec: Record<string, unknown> };
     deployment.spec.replicas = "3";
     expect((await problems(deployment)).join()).toContain("spec/replicas must be integer");
-    const crd = structuredClone(crds[0]!) as KubeManifest & { spec: { versions: Array<{ schema: { openAPIV3Schema: { properties: Record<string, Record<string, unknown>> } } }> } };
+    const crd = structuredClone(crds[0]!) as KubeManifest & {
+      spec: { versions: Array<{ schema: { openAPIV3Schema: { properties: Record<string, Record<string, unknown>> } } }> };
+    };
     crd.spec.versions[0]!.schema.openAPIV3Schema.properties.spec!.additionalPropertes = false;
     expect(await problems(crd)).toEqual(["unknown field spec.versions[0].schema.openAPIV3Schema.properties.spec.additionalPropertes"]);
   });

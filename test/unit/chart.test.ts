@@ -11,8 +11,13 @@ import { mergeValues } from "../../helm/engine.ts";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 
 const CHART = path.join(REPO_ROOT, "daemonset");
-type Container = { image: string; env: Array<{ name: string; value?: string }>; securityContext: { capabilities: { drop: string[]; add?: string[] }; readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean } };
-const find = (objects: KubeManifest[], kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name) as (KubeManifest & { spec: Record<string, any> }) | undefined; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Container = {
+  image: string;
+  env: Array<{ name: string; value?: string }>;
+  securityContext: { capabilities: { drop: string[]; add?: string[] }; readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean };
+};
+const find = (objects: KubeManifest[], kind: string, name: string) =>
+  objects.find((o) => o.kind === kind && o.metadata.name === name) as (KubeManifest & { spec: Record<string, any> }) | undefined; // eslint-disable-line @typescript-eslint/no-explicit-any
 const envOf = (c: Container) => Object.fromEntries(c.env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value]));
 
 describe("the Ambit chart", () => {
@@ -20,7 +25,22 @@ describe("the Ambit chart", () => {
     const { crds, objects, notes } = await renderChartDir(CHART, { release: { name: "ambit", namespace: "ambit-system" } });
     expect(crds.map((c) => c.metadata.name).sort()).toEqual(["authorizationpolicies.security.ambit.dev", "peerauthentications.security.ambit.dev"]);
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(
-      ["ClusterRole/ambit-agent", "ClusterRole/ambit-controller", "ClusterRoleBinding/ambit-agent", "ClusterRoleBinding/ambit-controller", "DaemonSet/ambit-agent", "Deployment/ambit-controller", "PodDisruptionBudget/ambit-controller", "Role/ambit-agent", "Role/ambit-controller", "RoleBinding/ambit-agent", "RoleBinding/ambit-controller", "Service/ambit-controller", "ServiceAccount/ambit-agent", "ServiceAccount/ambit-controller"].sort(),
+      [
+        "ClusterRole/ambit-agent",
+        "ClusterRole/ambit-controller",
+        "ClusterRoleBinding/ambit-agent",
+        "ClusterRoleBinding/ambit-controller",
+        "DaemonSet/ambit-agent",
+        "Deployment/ambit-controller",
+        "PodDisruptionBudget/ambit-controller",
+        "Role/ambit-agent",
+        "Role/ambit-controller",
+        "RoleBinding/ambit-agent",
+        "RoleBinding/ambit-controller",
+        "Service/ambit-controller",
+        "ServiceAccount/ambit-agent",
+        "ServiceAccount/ambit-controller",
+      ].sort(),
     );
     for (const o of objects.filter((o) => !o.kind.startsWith("Cluster"))) expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe("ambit-system");
     expect(notes).toContain("kubectl label namespace <namespace> ambit.dev/dataplane-mode=ambient");
@@ -33,32 +53,64 @@ describe("the Ambit chart", () => {
     const agent = pod.containers[0] as Container;
     expect(agent.securityContext.capabilities).toEqual({ drop: ["ALL"], add: ["NET_ADMIN", "SYS_ADMIN", "NET_RAW"] });
     expect(agent.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
-    expect(pod).toMatchObject({ priorityClassName: "system-node-critical", tolerations: [{ operator: "Exists" }], hostNetwork: true, terminationGracePeriodSeconds: 60 });
+    expect(pod).toMatchObject({
+      priorityClassName: "system-node-critical",
+      tolerations: [{ operator: "Exists" }],
+      hostNetwork: true,
+      terminationGracePeriodSeconds: 60,
+    });
     expect(ds.spec.updateStrategy).toEqual({ type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
     expect(agent.image).toBe("ambit/agent:0.1.0");
-    expect(envOf(agent)).toMatchObject({ AMBIT_SYSTEM_NAMESPACE: "ambit-system", AMBIT_CONTROLLER_ADDRESS: "ambit-controller.ambit-system.svc", AMBIT_HANDOVER_WAIT_MS: "20000", AMBIT_DRAIN_DEADLINE_MS: "30000", TRUST_DOMAIN: "cluster.local" });
+    expect(envOf(agent)).toMatchObject({
+      AMBIT_SYSTEM_NAMESPACE: "ambit-system",
+      AMBIT_CONTROLLER_ADDRESS: "ambit-controller.ambit-system.svc",
+      AMBIT_HANDOVER_WAIT_MS: "20000",
+      AMBIT_DRAIN_DEADLINE_MS: "30000",
+      TRUST_DOMAIN: "cluster.local",
+    });
     expect(ds.spec.template.metadata.annotations).toMatchObject({ "prometheus.io/scrape": "true", "prometheus.io/port": "15020" });
   });
 
   it("the CNI installer: a container of the agent's pod, no capability, the node's CNI dirs mounted at their host paths, ready only once chained", async () => {
-    const render = async (values: Record<string, unknown> = {}) => find((await renderChartDir(CHART, { release: { name: "ambit", namespace: "ambit-system" }, values })).objects, "DaemonSet", "ambit-agent")!.spec.template.spec;
+    const render = async (values: Record<string, unknown> = {}) =>
+      find((await renderChartDir(CHART, { release: { name: "ambit", namespace: "ambit-system" }, values })).objects, "DaemonSet", "ambit-agent")!.spec.template
+        .spec;
     const pod = await render();
-    const installer = pod.containers.find((c: { name: string }) => c.name === "install-cni") as Container & { volumeMounts: Array<{ name: string; mountPath: string }>; readinessProbe: unknown };
+    const installer = pod.containers.find((c: { name: string }) => c.name === "install-cni") as Container & {
+      volumeMounts: Array<{ name: string; mountPath: string }>;
+      readinessProbe: unknown;
+    };
     expect(installer.image).toBe("ambit/cni:0.1.0");
     expect(installer.securityContext.capabilities).toEqual({ drop: ["ALL"] });
     expect(installer.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
-    expect(envOf(installer)).toMatchObject({ CNI_CONF_DIR: "/etc/cni/net.d", CNI_BIN_DIR: "/opt/cni/bin", AMBIT_CNI_AGENT_SOCKET: "/var/run/ambit/cni.sock", AMBIT_CNI_TIMEOUT_MS: "10000" });
+    expect(envOf(installer)).toMatchObject({
+      CNI_CONF_DIR: "/etc/cni/net.d",
+      CNI_BIN_DIR: "/opt/cni/bin",
+      AMBIT_CNI_AGENT_SOCKET: "/var/run/ambit/cni.sock",
+      AMBIT_CNI_TIMEOUT_MS: "10000",
+    });
     expect(envOf(installer).AMBIT_CNI_EXCLUDE_NAMESPACES).toBeUndefined();
     // Each host dir mounted where it is on the host: the chain entry names the plugin's kubeconfig by its host path.
-    const hostPaths = Object.fromEntries(pod.volumes.filter((v: { hostPath?: unknown }) => v.hostPath).map((v: { name: string; hostPath: { path: string } }) => [v.name, v.hostPath.path]));
+    const hostPaths = Object.fromEntries(
+      pod.volumes.filter((v: { hostPath?: unknown }) => v.hostPath).map((v: { name: string; hostPath: { path: string } }) => [v.name, v.hostPath.path]),
+    );
     for (const m of installer.volumeMounts.filter((m) => m.name.startsWith("cni-") && m.name !== "cni-status")) expect(m.mountPath).toBe(hostPaths[m.name]);
     expect(installer.volumeMounts.map((m) => m.name).sort()).toEqual(["cni-bin", "cni-conf", "cni-status"]);
     expect(installer.readinessProbe).toMatchObject({ exec: { command: ["/bin/sh", "-c", "test -f /var/run/ambit-cni-status/ready"] } });
     // A k3s node's dirs, and namespaces passed through.
-    const k3s = await render({ cni: { confDir: "/var/lib/rancher/k3s/agent/etc/cni/net.d", binDir: "/var/lib/rancher/k3s/data/cni", excludeNamespaces: ["kube-system", "monitoring"] } });
+    const k3s = await render({
+      cni: { confDir: "/var/lib/rancher/k3s/agent/etc/cni/net.d", binDir: "/var/lib/rancher/k3s/data/cni", excludeNamespaces: ["kube-system", "monitoring"] },
+    });
     const k3sInstaller = k3s.containers.find((c: { name: string }) => c.name === "install-cni") as Container;
-    expect(envOf(k3sInstaller)).toMatchObject({ CNI_CONF_DIR: "/var/lib/rancher/k3s/agent/etc/cni/net.d", CNI_BIN_DIR: "/var/lib/rancher/k3s/data/cni", AMBIT_CNI_EXCLUDE_NAMESPACES: "kube-system,monitoring" });
-    expect(k3s.volumes.find((v: { name: string }) => v.name === "cni-conf").hostPath).toEqual({ path: "/var/lib/rancher/k3s/agent/etc/cni/net.d", type: "DirectoryOrCreate" });
+    expect(envOf(k3sInstaller)).toMatchObject({
+      CNI_CONF_DIR: "/var/lib/rancher/k3s/agent/etc/cni/net.d",
+      CNI_BIN_DIR: "/var/lib/rancher/k3s/data/cni",
+      AMBIT_CNI_EXCLUDE_NAMESPACES: "kube-system,monitoring",
+    });
+    expect(k3s.volumes.find((v: { name: string }) => v.name === "cni-conf").hostPath).toEqual({
+      path: "/var/lib/rancher/k3s/agent/etc/cni/net.d",
+      type: "DirectoryOrCreate",
+    });
   });
 
   it("values change what they name: namespace, images, replicas, trust domain; the controller never runs as root", async () => {
@@ -73,7 +125,11 @@ describe("the Ambit chart", () => {
     expect(ds.spec.template.metadata.annotations).toBeUndefined();
     const deployment = find(objects, "Deployment", "ambit-controller")!;
     expect(deployment.spec.replicas).toBe(3);
-    expect(deployment.spec.template.spec.containers[0].securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
+    expect(deployment.spec.template.spec.containers[0].securityContext).toMatchObject({
+      runAsNonRoot: true,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    });
     const binding = find(objects, "RoleBinding", "ambit-agent")!;
     expect((binding as unknown as { subjects: unknown[] }).subjects).toEqual([{ kind: "ServiceAccount", name: "ambit-agent", namespace: "mesh-system" }]);
   });
@@ -87,7 +143,19 @@ describe("the Ambit chart", () => {
   });
 });
 
-type Schema = { $ref?: string; type?: string | string[]; description?: string; properties?: Record<string, Schema>; required?: string[]; additionalProperties?: boolean | Schema; enum?: unknown[]; minimum?: number; maximum?: number; pattern?: string; definitions?: Record<string, Schema> };
+type Schema = {
+  $ref?: string;
+  type?: string | string[];
+  description?: string;
+  properties?: Record<string, Schema>;
+  required?: string[];
+  additionalProperties?: boolean | Schema;
+  enum?: unknown[];
+  minimum?: number;
+  maximum?: number;
+  pattern?: string;
+  definitions?: Record<string, Schema>;
+};
 const SCHEMA = JSON.parse(fs.readFileSync(path.join(CHART, "values.schema.json"), "utf8")) as Schema;
 const VALUES = parseYaml(fs.readFileSync(path.join(CHART, "values.yaml"), "utf8")) as Record<string, unknown>;
 /** A schema node with its $ref (into #/definitions) followed. */
@@ -135,23 +203,42 @@ describe("values.schema.json", () => {
 
   it("refuses bad values before rendering, naming each key: wrong type, unknown key, bad enum, negative replicas, bad quantity, bad trust domain", async () => {
     const heading = ["values don't meet the specifications of the schema(s) in the following chart(s):", "ambit:"];
-    expect(await refusal({ agent: { image: { pullPolicy: "Sometimes" } } })).toEqual({ code: "AMBIT_E_VALUES_INVALID", lines: [...heading, '- agent.image.pullPolicy: must be one of Always, IfNotPresent, Never, not "Sometimes"'] });
+    expect(await refusal({ agent: { image: { pullPolicy: "Sometimes" } } })).toEqual({
+      code: "AMBIT_E_VALUES_INVALID",
+      lines: [...heading, '- agent.image.pullPolicy: must be one of Always, IfNotPresent, Never, not "Sometimes"'],
+    });
     expect((await refusal({ controller: { replicas: -1 } })).lines).toEqual([...heading, "- controller.replicas: must be >= 1, not -1"]);
     expect((await refusal({ controller: { replicas: "3" } })).lines).toEqual([...heading, '- controller.replicas: must be integer, not string ("3")']);
-    expect((await refusal({ agent: { image: { tga: "1.2.3" } } })).lines).toEqual([...heading, "- agent.image.tga: unknown key (agent.image takes repository, tag, pullPolicy)"]);
+    expect((await refusal({ agent: { image: { tga: "1.2.3" } } })).lines).toEqual([
+      ...heading,
+      "- agent.image.tga: unknown key (agent.image takes repository, tag, pullPolicy)",
+    ]);
     expect((await refusal({ cni: { confDir: "etc/cni/net.d" } })).lines.at(-1)).toBe('- cni.confDir: must match ^/[^\\s]*$, not "etc/cni/net.d"');
-    expect((await refusal({ cni: { excludeNamespaces: ["Kube_System"] } })).lines.at(-1)).toBe('- cni.excludeNamespaces[0]: must match ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$, not "Kube_System"');
-    expect((await refusal({ agnet: {} })).lines).toEqual([...heading, "- agnet: unknown key (the top level takes global, trustDomain, logLevel, agent, cni, controller, dashboards)"]);
+    expect((await refusal({ cni: { excludeNamespaces: ["Kube_System"] } })).lines.at(-1)).toBe(
+      '- cni.excludeNamespaces[0]: must match ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$, not "Kube_System"',
+    );
+    expect((await refusal({ agnet: {} })).lines).toEqual([
+      ...heading,
+      "- agnet: unknown key (the top level takes global, trustDomain, logLevel, agent, cni, controller, dashboards)",
+    ]);
     expect((await refusal({ agent: { resources: { limits: { memroy: "1Gi" } } } })).lines[2]).toMatch(/^- agent\.resources\.limits\.memroy: unknown key/);
-    expect((await refusal({ agent: { resources: { limits: { memory: "1 GB" } } } })).lines[2]).toMatch(/^- agent\.resources\.limits\.memory: must match .*, not "1 GB"$/);
+    expect((await refusal({ agent: { resources: { limits: { memory: "1 GB" } } } })).lines[2]).toMatch(
+      /^- agent\.resources\.limits\.memory: must match .*, not "1 GB"$/,
+    );
     expect((await refusal({ trustDomain: "Corp.Example" })).lines[2]).toMatch(/^- trustDomain: must match \^\[a-z0-9\._-\]\+\$, not "Corp.Example"$/);
     expect((await refusal({ logLevel: "verbose" })).lines[2]).toBe('- logLevel: must be one of fatal, error, warn, info, debug, trace, silent, not "verbose"');
     expect((await refusal({ agent: { image: { tag: 1.2 } } })).lines[2]).toBe("- agent.image.tag: must be string, not number (1.2)");
     // null deletes a default in Helm; the templates need this one.
     expect((await refusal({ controller: { image: { repository: null } } })).lines[2]).toMatch(/^- controller\.image\.repository: is required/);
     // Several problems: all of them, one line each.
-    expect((await refusal({ agent: { prometheusScrape: "yes", handoverWaitMs: 1.5 }, controller: { workloadCertTtlSeconds: 30 } })).lines.slice(2).sort()).toEqual(
-      ["- agent.handoverWaitMs: must be integer, not number (1.5)", '- agent.prometheusScrape: must be boolean, not string ("yes")', "- controller.workloadCertTtlSeconds: must be >= 60, not 30"].sort(),
+    expect(
+      (await refusal({ agent: { prometheusScrape: "yes", handoverWaitMs: 1.5 }, controller: { workloadCertTtlSeconds: 30 } })).lines.slice(2).sort(),
+    ).toEqual(
+      [
+        "- agent.handoverWaitMs: must be integer, not number (1.5)",
+        '- agent.prometheusScrape: must be boolean, not string ("yes")',
+        "- controller.workloadCertTtlSeconds: must be >= 60, not 30",
+      ].sort(),
     );
   });
 
@@ -162,7 +249,11 @@ describe("values.schema.json", () => {
       const controller = envOf(find(objects, "Deployment", "ambit-controller")!.spec.template.spec.containers[0] as Container);
       return { agent: { ...agent, NODE_NAME: "node-1" }, controller };
     };
-    const bounded: Array<[string, "agent" | "controller"]> = [["agent.handoverWaitMs", "agent"], ["agent.drainDeadlineMs", "agent"], ["controller.workloadCertTtlSeconds", "controller"]];
+    const bounded: Array<[string, "agent" | "controller"]> = [
+      ["agent.handoverWaitMs", "agent"],
+      ["agent.drainDeadlineMs", "agent"],
+      ["controller.workloadCertTtlSeconds", "controller"],
+    ];
     for (const [key, program] of bounded) {
       const { minimum, maximum } = at(key);
       const [group, name] = key.split(".") as [string, string];
@@ -171,7 +262,11 @@ describe("values.schema.json", () => {
         expect(() => (program === "agent" ? loadAgentConfig(env.agent) : loadControllerConfig(env.controller)), `${key}=${edge}`).not.toThrow();
       }
       // One past each bound: the schema refuses it, and so would the program had it been rendered.
-      const envName = { "agent.handoverWaitMs": "AMBIT_HANDOVER_WAIT_MS", "agent.drainDeadlineMs": "AMBIT_DRAIN_DEADLINE_MS", "controller.workloadCertTtlSeconds": "AMBIT_WORKLOAD_CERT_TTL_SECONDS" }[key]!;
+      const envName = {
+        "agent.handoverWaitMs": "AMBIT_HANDOVER_WAIT_MS",
+        "agent.drainDeadlineMs": "AMBIT_DRAIN_DEADLINE_MS",
+        "controller.workloadCertTtlSeconds": "AMBIT_WORKLOAD_CERT_TTL_SECONDS",
+      }[key]!;
       for (const outside of [minimum! - 1, maximum! + 1]) {
         expect((await refusal({ [group]: { [name]: outside } })).lines[2]).toContain(`- ${key}: must be`);
         const env = { NODE_NAME: "node-1", [envName]: String(outside) };

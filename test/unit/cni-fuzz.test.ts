@@ -68,13 +68,20 @@ describe("the agent's CNI socket", () => {
 
   it("answers every line with one JSON object and hands the agent only well-formed requests", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.oneof(nearRequest.map((r) => JSON.stringify(r)), fc.json(), fc.string({ maxLength: 200 })), async (line) => {
-        handled.length = 0;
-        const answer = JSON.parse(await exchange(socket, `${line.replace(/\n/g, " ")}\n`)) as { ok: boolean; code?: string };
-        expect(typeof answer.ok).toBe("boolean");
-        for (const req of handled) expect(parseCniRequest(JSON.stringify(req))).toEqual(req);
-        if (!answer.ok) expect(answer.code).toMatch(/^AMBIT_E_CNI_/);
-      }),
+      fc.asyncProperty(
+        fc.oneof(
+          nearRequest.map((r) => JSON.stringify(r)),
+          fc.json(),
+          fc.string({ maxLength: 200 }),
+        ),
+        async (line) => {
+          handled.length = 0;
+          const answer = JSON.parse(await exchange(socket, `${line.replace(/\n/g, " ")}\n`)) as { ok: boolean; code?: string };
+          expect(typeof answer.ok).toBe("boolean");
+          for (const req of handled) expect(parseCniRequest(JSON.stringify(req))).toEqual(req);
+          if (!answer.ok) expect(answer.code).toMatch(/^AMBIT_E_CNI_/);
+        },
+      ),
       { ...RUNS, numRuns: 200 },
     );
   });
@@ -83,7 +90,8 @@ describe("the agent's CNI socket", () => {
 describe("the plugin on hostile env and stdin", () => {
   it("fails only with the spec's error shape, never with an unexpected exception", async () => {
     // Mostly valid values with hostile ones mixed in, so runs get past the first checks to the deeper ones.
-    const orGarbage = <T, G = string>(valid: fc.Arbitrary<T>, garbage?: fc.Arbitrary<G>) => fc.oneof({ weight: 6, arbitrary: valid as fc.Arbitrary<T | G> }, { weight: 1, arbitrary: (garbage ?? fc.string()) as fc.Arbitrary<T | G> });
+    const orGarbage = <T, G = string>(valid: fc.Arbitrary<T>, garbage?: fc.Arbitrary<G>) =>
+      fc.oneof({ weight: 6, arbitrary: valid as fc.Arbitrary<T | G> }, { weight: 1, arbitrary: (garbage ?? fc.string()) as fc.Arbitrary<T | G> });
     const env = fc.record({
       CNI_COMMAND: fc.oneof(fc.constantFrom("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION"), fc.string()),
       CNI_CONTAINERID: orGarbage(fc.constant("c0ffee")),
@@ -100,10 +108,18 @@ describe("the plugin on hostile env and stdin", () => {
       timeoutMs: orGarbage(fc.constant(200), fc.jsonValue()),
       kubeconfig: orGarbage(fc.constant(undefined), fc.jsonValue()),
       excludeNamespaces: orGarbage(fc.constant(undefined), fc.jsonValue()),
-      prevResult: fc.oneof(fc.jsonValue(), fc.constant({ ips: [{ address: "10.0.0.1/24" }] }), fc.record({ ips: fc.oneof(fc.array(fc.jsonValue(), { maxLength: 2 }), fc.jsonValue()) })),
+      prevResult: fc.oneof(
+        fc.jsonValue(),
+        fc.constant({ ips: [{ address: "10.0.0.1/24" }] }),
+        fc.record({ ips: fc.oneof(fc.array(fc.jsonValue(), { maxLength: 2 }), fc.jsonValue()) }),
+      ),
       "cni.dev/valid-attachments": orGarbage(fc.constant(undefined), fc.jsonValue()),
     });
-    const stdin = fc.oneof({ weight: 1, arbitrary: fc.string() }, { weight: 1, arbitrary: fc.json() }, { weight: 4, arbitrary: conf.map((o) => JSON.stringify(o)) });
+    const stdin = fc.oneof(
+      { weight: 1, arbitrary: fc.string() },
+      { weight: 1, arbitrary: fc.json() },
+      { weight: 4, arbitrary: conf.map((o) => JSON.stringify(o)) },
+    );
     await fc.assert(
       fc.asyncProperty(env, stdin, async (e, input) => {
         try {

@@ -26,7 +26,13 @@ const FORMS = [
   { form: "script on Node", plugin: () => SCRIPT },
   { form: "single executable", plugin: () => path.join(seaDir, "ambit-cni") },
 ];
-const prevResult = { cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: "/run/netns/p" }], ips: [{ address: "10.244.1.7/24", interface: 0, gateway: "10.244.1.1" }], routes: [{ dst: "0.0.0.0/0" }], dns: {} };
+const prevResult = {
+  cniVersion: "1.0.0",
+  interfaces: [{ name: "eth0", sandbox: "/run/netns/p" }],
+  ips: [{ address: "10.244.1.7/24", interface: 0, gateway: "10.244.1.1" }],
+  routes: [{ dst: "0.0.0.0/0" }],
+  dns: {},
+};
 
 describe.each(FORMS)("ambit-cni plugin ($form)", ({ plugin }) => {
   let dir: string;
@@ -35,7 +41,15 @@ describe.each(FORMS)("ambit-cni plugin ($form)", ({ plugin }) => {
   const requests: CniRequest[] = [];
   let answer: (req: CniRequest) => Promise<CniResponse> = async () => ({ ok: true, captured: true });
 
-  const conf = (extra: Record<string, unknown> = {}) => ({ cniVersion: "1.0.0", name: "ambit-sandbox", type: "ambit-cni", agentSocket: socket, timeoutMs: 1000, prevResult, ...extra });
+  const conf = (extra: Record<string, unknown> = {}) => ({
+    cniVersion: "1.0.0",
+    name: "ambit-sandbox",
+    type: "ambit-cni",
+    agentSocket: socket,
+    timeoutMs: 1000,
+    prevResult,
+    ...extra,
+  });
   const env = (command: string, extra: Record<string, string> = {}) => ({
     CNI_COMMAND: command,
     CNI_CONTAINERID: "c0ffee",
@@ -69,7 +83,18 @@ describe.each(FORMS)("ambit-cni plugin ($form)", ({ plugin }) => {
     const r = await exec(env("ADD"), JSON.stringify(conf()));
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual(prevResult);
-    expect(requests).toEqual([{ command: "ADD", containerId: "c0ffee", netns: "/run/netns/p", ifName: "eth0", podNamespace: "demo", podName: "orders-1", podUid: "u-1", ips: ["10.244.1.7"] }]);
+    expect(requests).toEqual([
+      {
+        command: "ADD",
+        containerId: "c0ffee",
+        netns: "/run/netns/p",
+        ifName: "eth0",
+        podNamespace: "demo",
+        podName: "orders-1",
+        podUid: "u-1",
+        ips: ["10.244.1.7"],
+      },
+    ]);
     expect(r.stderr).toContain('"msg":"pod handed to the agent"');
   });
 
@@ -77,7 +102,12 @@ describe.each(FORMS)("ambit-cni plugin ($form)", ({ plugin }) => {
     answer = async () => ({ ok: false, code: "AMBIT_E_CAPTURE", message: "iptables-restore failed" });
     const refused = await exec(env("ADD"), JSON.stringify(conf()));
     expect(refused.exitCode).toBe(1);
-    expect(JSON.parse(refused.stdout)).toMatchObject({ cniVersion: "1.0.0", code: 100, msg: expect.stringContaining("iptables-restore failed"), details: "AMBIT_E_CAPTURE" });
+    expect(JSON.parse(refused.stdout)).toMatchObject({
+      cniVersion: "1.0.0",
+      code: 100,
+      msg: expect.stringContaining("iptables-restore failed"),
+      details: "AMBIT_E_CAPTURE",
+    });
 
     answer = () => new Promise(() => {});
     const slow = await exec(env("ADD"), JSON.stringify(conf({ timeoutMs: 200 })));
@@ -113,7 +143,9 @@ describe.each(FORMS)("ambit-cni plugin ($form)", ({ plugin }) => {
     expect(JSON.parse(version.stdout)).toEqual({ cniVersion: "1.1.0", supportedVersions: ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] });
     expect((await exec({ CNI_COMMAND: "STATUS" }, JSON.stringify(conf()))).exitCode).toBe(0);
     expect((await exec(env("CHECK"), JSON.stringify(conf()))).exitCode).toBe(0);
-    expect((await exec({ CNI_COMMAND: "GC" }, JSON.stringify(conf({ "cni.dev/valid-attachments": [{ containerID: "c0ffee", ifname: "eth0" }] })))).exitCode).toBe(0);
+    expect(
+      (await exec({ CNI_COMMAND: "GC" }, JSON.stringify(conf({ "cni.dev/valid-attachments": [{ containerID: "c0ffee", ifname: "eth0" }] })))).exitCode,
+    ).toBe(0);
     expect(requests.map((r) => r.command)).toEqual(["STATUS", "CHECK", "GC"]);
     await agent?.close();
     agent = undefined;
@@ -127,7 +159,16 @@ describe.each(FORMS)("ambit-cni plugin ($form)", ({ plugin }) => {
     await fs.writeFile(path.join(bin, "main"), `#!/bin/sh\ncat >/dev/null\necho '${JSON.stringify(prevResult)}'\n`, { mode: 0o755 });
     const runner = new CniRunner({ binDirs: [bin, path.dirname(plugin())], cacheDir: path.join(dir, "cache") });
     const list = { cniVersion: "1.0.0", name: "ambit-sandbox", plugins: [{ type: "main" }, { type: "ambit-cni", agentSocket: socket, timeoutMs: 1000 }] };
-    const rt = { containerId: "c0ffee", netns: "/run/netns/p", ifName: "eth0", args: [["K8S_POD_NAMESPACE", "demo"], ["K8S_POD_NAME", "orders-1"], ["K8S_POD_UID", "u-1"]] as const };
+    const rt = {
+      containerId: "c0ffee",
+      netns: "/run/netns/p",
+      ifName: "eth0",
+      args: [
+        ["K8S_POD_NAMESPACE", "demo"],
+        ["K8S_POD_NAME", "orders-1"],
+        ["K8S_POD_UID", "u-1"],
+      ] as const,
+    };
     const result = await runner.add(list, rt);
     expect(result).toEqual(prevResult);
     expect(requests.map((r) => r.command)).toEqual(["ADD"]);
@@ -141,9 +182,18 @@ describe.each(FORMS)("ambit-cni plugin ($form)", ({ plugin }) => {
     const api = await startTestApiServer();
     try {
       await api.client.request("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "plain" } });
-      await api.client.request("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "demo", labels: { "ambit.dev/dataplane-mode": "ambient" } } });
+      await api.client.request("POST", "/api/v1/namespaces", {
+        apiVersion: "v1",
+        kind: "Namespace",
+        metadata: { name: "demo", labels: { "ambit.dev/dataplane-mode": "ambient" } },
+      });
       const pod = (ns: string, name: string, labels: Record<string, string> = {}) =>
-        api.client.request("POST", `/api/v1/namespaces/${ns}/pods`, { apiVersion: "v1", kind: "Pod", metadata: { name, namespace: ns, labels }, spec: { containers: [{ name: "c", image: "i" }] } });
+        api.client.request("POST", `/api/v1/namespaces/${ns}/pods`, {
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { name, namespace: ns, labels },
+          spec: { containers: [{ name: "c", image: "i" }] },
+        });
       await pod("plain", "web-1");
       await pod("demo", "orders-1");
       await pod("demo", "batch-1", { "ambit.dev/dataplane-mode": "none" });

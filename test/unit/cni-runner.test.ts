@@ -29,9 +29,11 @@ async function fakePlugin(binDir: string, name: string, behaviour: { stdout?: st
   await fs.writeFile(path.join(binDir, name), script + "\n", { mode: 0o755 });
 }
 
-const result = (marker: string) => JSON.stringify({ cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: "/run/netns/x" }], ips: [{ interface: 0, address: "10.244.1.7/24" }], marker });
+const result = (marker: string) =>
+  JSON.stringify({ cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: "/run/netns/x" }], ips: [{ interface: 0, address: "10.244.1.7/24" }], marker });
 
-const readJson = async (file: string): Promise<Record<string, unknown>> => JSON.parse(await fs.readFile(path.join(logDir, file), "utf8")) as Record<string, unknown>;
+const readJson = async (file: string): Promise<Record<string, unknown>> =>
+  JSON.parse(await fs.readFile(path.join(logDir, file), "utf8")) as Record<string, unknown>;
 const readEnv = async (file: string): Promise<Record<string, string>> =>
   Object.fromEntries(
     (await fs.readFile(path.join(logDir, file), "utf8"))
@@ -42,7 +44,15 @@ const readEnv = async (file: string): Promise<Record<string, string>> =>
 const calls = async (): Promise<string[]> => (await fs.readFile(path.join(logDir, "calls"), "utf8").catch(() => "")).trim().split("\n").filter(Boolean);
 
 const list = (types: string[]): CniNetworkList => ({ cniVersion: "1.0.0", name: "testnet", plugins: types.map((type, i) => ({ type, setting: i })) });
-const rt: CniRuntimeConf = { containerId: "pod-1234", netns: "/run/netns/some-pod", ifName: "eth0", args: [["IgnoreUnknown", "1"], ["K8S_POD_NAME", "web"]] };
+const rt: CniRuntimeConf = {
+  containerId: "pod-1234",
+  netns: "/run/netns/some-pod",
+  ifName: "eth0",
+  args: [
+    ["IgnoreUnknown", "1"],
+    ["K8S_POD_NAME", "web"],
+  ],
+};
 
 beforeEach(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-cni-runner-"));
@@ -167,7 +177,10 @@ describe("CniRunner DEL and CHECK", () => {
 describe("conflist and arguments", () => {
   it("formats CNI_ARGS for a pod as containerd does", () => {
     const node = { name: "node-1", index: 1, netns: "ambit-dev-node-1", ip: "172.31.250.11", interface: "eth0", podCidr: "10.244.1.0/24" };
-    const conf = podRuntimeConf({ node, podUid: "0f3e5a7c-1111-2222-3333-444455556666", namespace: "shop", name: "web-1", netns: "ambit-dev-pod-0f3e5a7c" }, "eth0");
+    const conf = podRuntimeConf(
+      { node, podUid: "0f3e5a7c-1111-2222-3333-444455556666", namespace: "shop", name: "web-1", netns: "ambit-dev-pod-0f3e5a7c" },
+      "eth0",
+    );
     expect(conf).toMatchObject({ containerId: "0f3e5a7c-1111-2222-3333-444455556666", netns: "/run/netns/ambit-dev-pod-0f3e5a7c", ifName: "eth0" });
     expect(formatCniArgs(conf.args)).toBe(
       "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-1;K8S_POD_INFRA_CONTAINER_ID=0f3e5a7c-1111-2222-3333-444455556666;K8S_POD_UID=0f3e5a7c-1111-2222-3333-444455556666",

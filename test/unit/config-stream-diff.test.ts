@@ -79,7 +79,9 @@ describe("wire parsing", () => {
 
   it("refuses oversized lines and malformed messages with a stable code", () => {
     expect(() => new NdjsonLineSplitter(8).push(Buffer.from("0123456789"))).toThrow(expect.objectContaining({ code: "AMBIT_E_CONFIG_STREAM_PROTOCOL" }));
-    expect(() => parseServerMessage('{"kind":"delta","epoch":"e","version":2,"fromVersion":1,"upserts":[{"type":"w"}],"removes":[]}')).toThrow(/non-empty string type and key/);
+    expect(() => parseServerMessage('{"kind":"delta","epoch":"e","version":2,"fromVersion":1,"upserts":[{"type":"w"}],"removes":[]}')).toThrow(
+      /non-empty string type and key/,
+    );
     expect(() => parseServerMessage("[1]")).toThrow(expect.objectContaining({ code: "AMBIT_E_CONFIG_STREAM_PROTOCOL" }));
   });
 });

@@ -12,9 +12,19 @@ const service: KubeObject = {
 const pod = (name: string, opts: { ready?: boolean; ip?: string; app?: string; deleting?: boolean } = {}): KubeObject => ({
   apiVersion: "v1",
   kind: "Pod",
-  metadata: { name, namespace: "demo", uid: `uid-${name}`, labels: { app: opts.app ?? "orders" }, ...(opts.deleting ? { deletionTimestamp: "2026-01-01T00:00:00Z" } : {}) },
+  metadata: {
+    name,
+    namespace: "demo",
+    uid: `uid-${name}`,
+    labels: { app: opts.app ?? "orders" },
+    ...(opts.deleting ? { deletionTimestamp: "2026-01-01T00:00:00Z" } : {}),
+  },
   spec: { nodeName: "node-1", containers: [{ name: "c", ports: [{ name: "http", containerPort: 8080 }] }] },
-  status: { phase: "Running", ...(opts.ip === "" ? {} : { podIP: opts.ip ?? `10.244.1.${name.length}` }), conditions: [{ type: "Ready", status: opts.ready === false ? "False" : "True" }] },
+  status: {
+    phase: "Running",
+    ...(opts.ip === "" ? {} : { podIP: opts.ip ?? `10.244.1.${name.length}` }),
+    conditions: [{ type: "Ready", status: opts.ready === false ? "False" : "True" }],
+  },
 });
 
 describe("desiredSlice", () => {

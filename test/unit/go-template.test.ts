@@ -20,7 +20,10 @@ const tVal = {
   MSIone: { one: 1n },
   MSIEmpty: {},
   MXI: { one: 1n },
-  SMSI: [{ one: 1n, two: 2n }, { eleven: 11n, twelve: 12n }],
+  SMSI: [
+    { one: 1n, two: 2n },
+    { eleven: 11n, twelve: 12n },
+  ],
   Empty0: null,
   Empty1: 3n,
   Empty2: "empty2",

@@ -2,7 +2,12 @@
 import { describe, expect, it } from "vitest";
 import { type ChartFiles, mergeValues, renderChart } from "../../helm/engine.ts";
 
-const chart = (templates: Record<string, string>, values: Record<string, unknown> = {}, extra: Partial<ChartFiles> = {}): ChartFiles => ({ metadata: { name: "moby", version: "1.2.3" }, values, templates, ...extra });
+const chart = (templates: Record<string, string>, values: Record<string, unknown> = {}, extra: Partial<ChartFiles> = {}): ChartFiles => ({
+  metadata: { name: "moby", version: "1.2.3" },
+  values,
+  templates,
+  ...extra,
+});
 const renderError = (c: ChartFiles, values?: Record<string, unknown>) => {
   try {
     renderChart(c, values ? { values } : {});
@@ -51,7 +56,13 @@ describe("Helm's engine tests", () => {
     expect(renderError(chart({ undefined_function: "{{foo}}" }))).toContain('function "foo" not defined');
     expect(renderError(chart({ missing_required: `{{required "foo is required" .Values.foo}}` }))).toContain("foo is required");
     expect(renderError(chart({ colons: `{{required ":this: message: has many: colons:" .Values.foo}}` }))).toContain(":this: message: has many: colons:");
-    expect(renderError(chart({ issue6044: `{{ $someEmptyValue := "" }}\n{{ $myvar := "abc" }}\n{{- required (printf "%s: something is missing" $myvar) $someEmptyValue | repeat 0 }}` }))).toContain("abc: something is missing");
+    expect(
+      renderError(
+        chart({
+          issue6044: `{{ $someEmptyValue := "" }}\n{{ $myvar := "abc" }}\n{{- required (printf "%s: something is missing" $myvar) $someEmptyValue | repeat 0 }}`,
+        }),
+      ),
+    ).toContain("abc: something is missing");
     expect(renderError(chart({ issue9981: `{{fail "something is wrong\\nlinebreak"}}` }))).toContain("something is wrong\nlinebreak");
     expect(renderError(chart({ failtpl: `All your base are belong to us{{ fail "This is an error" }}` }))).toContain("This is an error");
   });
@@ -82,14 +93,30 @@ describe("what the chart relies on", () => {
       { release: { name: "ambit", namespace: "ambit-system" } },
     );
     expect(out.get("moby/templates/ds.yaml")).toBe(
-      ["name: ambit-moby", 'namespace: "ambit-system"', "image: ambit/agent:1.2.3", "resources:", "  requests:", "    cpu: 50m", "    memory: 64Mi", "tolerations: [{operator: Exists}]", ""].join("\n"),
+      [
+        "name: ambit-moby",
+        'namespace: "ambit-system"',
+        "image: ambit/agent:1.2.3",
+        "resources:",
+        "  requests:",
+        "    cpu: 50m",
+        "    memory: 64Mi",
+        "tolerations: [{operator: Exists}]",
+        "",
+      ].join("\n"),
     );
   });
 });
 
 describe(".Files (Helm's pkg/engine/files_test.go, through templates)", () => {
   // Helm's test files.
-  const files = { "ship/captain.txt": "The Captain", "ship/stowaway.txt": "Legatt", "story/name.txt": "The Secret Sharer", "story/author.txt": "Joseph Conrad", "multiline/test.txt": "bar\nfoo\n" };
+  const files = {
+    "ship/captain.txt": "The Captain",
+    "ship/stowaway.txt": "Legatt",
+    "story/name.txt": "The Secret Sharer",
+    "story/author.txt": "Joseph Conrad",
+    "multiline/test.txt": "bar\nfoo\n",
+  };
   const render = (template: string) => renderChart(chart({ t: template }, {}, { files })).get("moby/templates/t");
 
   it("TestNewFiles and TestGetNonExistingFile: Get and GetBytes return a file's content, a missing file is empty", () => {
@@ -129,7 +156,11 @@ describe("values.schema.json, checked as Helm's ValidateAgainstSchema does befor
     additionalProperties: false,
     required: ["image"],
     properties: {
-      image: { type: "object", additionalProperties: false, properties: { pullPolicy: { enum: ["Always", "IfNotPresent", "Never"] }, tag: { type: "string" } } },
+      image: {
+        type: "object",
+        additionalProperties: false,
+        properties: { pullPolicy: { enum: ["Always", "IfNotPresent", "Never"] }, tag: { type: "string" } },
+      },
       replicas: { type: "integer", minimum: 1 },
       ports: { type: "array", items: { type: "integer", maximum: 65535 } },
     },
@@ -156,7 +187,7 @@ describe("values.schema.json, checked as Helm's ValidateAgainstSchema does befor
       "moby:",
       "- extra: unknown key (the top level takes image, replicas, ports)",
       "- image.tga: unknown key (image takes pullPolicy, tag)",
-      "- image.pullPolicy: must be one of Always, IfNotPresent, Never, not \"Sometimes\"",
+      '- image.pullPolicy: must be one of Always, IfNotPresent, Never, not "Sometimes"',
       "- replicas: must be >= 1, not -1",
       "- ports[1]: must be <= 65535, not 70000",
     ]);

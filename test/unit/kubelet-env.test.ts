@@ -11,12 +11,21 @@ const pod: KubeObject = {
   spec: { nodeName: "node-1", serviceAccountName: "orders" },
   status: { podIP: "10.244.1.5", hostIP: "172.31.250.11" },
 };
-const svc = (name: string, ip: string, ports: object[]): KubeObject => ({ apiVersion: "v1", kind: "Service", metadata: { name, namespace: "demo" }, spec: { clusterIP: ip, ports } });
+const svc = (name: string, ip: string, ports: object[]): KubeObject => ({
+  apiVersion: "v1",
+  kind: "Service",
+  metadata: { name, namespace: "demo" },
+  spec: { clusterIP: ip, ports },
+});
 const sources = {
   services: [svc("payments-api", "10.96.0.20", [{ name: "http", port: 80, protocol: "TCP" }])],
   kubernetesService: svc("kubernetes", "10.96.0.1", [{ port: 443 }]),
-  configMap: async (_ns: string, name: string) => (name === "cfg" ? ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name }, data: { MODE: "fast" } } as KubeObject) : undefined),
-  secret: async (_ns: string, name: string) => (name === "sec" ? ({ apiVersion: "v1", kind: "Secret", metadata: { name }, data: { KEY: Buffer.from("s3cret").toString("base64") } } as KubeObject) : undefined),
+  configMap: async (_ns: string, name: string) =>
+    name === "cfg" ? ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name }, data: { MODE: "fast" } } as KubeObject) : undefined,
+  secret: async (_ns: string, name: string) =>
+    name === "sec"
+      ? ({ apiVersion: "v1", kind: "Secret", metadata: { name }, data: { KEY: Buffer.from("s3cret").toString("base64") } } as KubeObject)
+      : undefined,
 };
 
 describe("container environment", () => {

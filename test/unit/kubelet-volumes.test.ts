@@ -10,8 +10,12 @@ describe("pod volumes", () => {
   let dir: string;
   const tokens: Array<[string | undefined, number]> = [];
   const sources = {
-    configMap: async (_ns: string, name: string) => (name === "cm" ? ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name }, data: { a: "1", b: "2" } } as KubeObject) : undefined),
-    secret: async (_ns: string, name: string) => (name === "s" ? ({ apiVersion: "v1", kind: "Secret", metadata: { name }, data: { key: Buffer.from("hush").toString("base64") } } as KubeObject) : undefined),
+    configMap: async (_ns: string, name: string) =>
+      name === "cm" ? ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name }, data: { a: "1", b: "2" } } as KubeObject) : undefined,
+    secret: async (_ns: string, name: string) =>
+      name === "s"
+        ? ({ apiVersion: "v1", kind: "Secret", metadata: { name }, data: { key: Buffer.from("hush").toString("base64") } } as KubeObject)
+        : undefined,
     token: async (audience: string | undefined, expirationSeconds: number) => {
       tokens.push([audience, expirationSeconds]);
       return { token: `token-for-${audience}`, lifetimeSeconds: expirationSeconds };
@@ -20,7 +24,12 @@ describe("pod volumes", () => {
       return path.join(dir, "node-root");
     },
   };
-  const pod = (volumes: object[]): KubeObject => ({ apiVersion: "v1", kind: "Pod", metadata: { name: "p", namespace: "demo", labels: { app: "x" } }, spec: { volumes } });
+  const pod = (volumes: object[]): KubeObject => ({
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: "p", namespace: "demo", labels: { app: "x" } },
+    spec: { volumes },
+  });
 
   beforeEach(async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-vol-"));
@@ -58,7 +67,9 @@ describe("pod volumes", () => {
   });
 
   it("refuses item paths that escape the volume and missing non-optional sources", async () => {
-    await expect(materializeVolumes(pod([{ name: "cm", configMap: { name: "cm", items: [{ key: "a", path: "../../etc/x" }] } }]), dir, sources)).rejects.toThrow(/must stay inside the volume/);
+    await expect(
+      materializeVolumes(pod([{ name: "cm", configMap: { name: "cm", items: [{ key: "a", path: "../../etc/x" }] } }]), dir, sources),
+    ).rejects.toThrow(/must stay inside the volume/);
     await expect(materializeVolumes(pod([{ name: "cm", configMap: { name: "nope" } }]), dir, sources)).rejects.toThrow(/configmap "demo\/nope" .* not found/);
     await expect(materializeVolumes(pod([{ name: "cm", configMap: { name: "nope", optional: true } }]), dir, sources)).resolves.toBeTruthy();
     await expect(materializeVolumes(pod([{ name: "x", nfs: {} }]), dir, sources)).rejects.toThrow(/only emptyDir, configMap/);
@@ -68,10 +79,12 @@ describe("pod volumes", () => {
   it("only creates missing mount points under /run", async () => {
     const dirs = new Map([["v", dir]]);
     const created: string[] = [];
-    await expect(containerMounts({ name: "c", volumeMounts: [{ name: "v", mountPath: "/opt/ambit-unit-nowhere" }] }, dirs, (d) => created.push(d))).rejects.toThrow(
-      /can only create mount points under \/run/,
+    await expect(
+      containerMounts({ name: "c", volumeMounts: [{ name: "v", mountPath: "/opt/ambit-unit-nowhere" }] }, dirs, (d) => created.push(d)),
+    ).rejects.toThrow(/can only create mount points under \/run/);
+    await expect(containerMounts({ name: "c", volumeMounts: [{ name: "missing", mountPath: "/tmp" }] }, dirs, (d) => created.push(d))).rejects.toThrow(
+      /does not define/,
     );
-    await expect(containerMounts({ name: "c", volumeMounts: [{ name: "missing", mountPath: "/tmp" }] }, dirs, (d) => created.push(d))).rejects.toThrow(/does not define/);
     const mounts = await containerMounts({ name: "c", volumeMounts: [{ name: "v", mountPath: os.tmpdir(), readOnly: true }] }, dirs, (d) => created.push(d));
     expect(mounts).toEqual([{ source: dir, target: path.resolve(os.tmpdir()), readOnly: true }]);
     expect(created).toEqual([]);

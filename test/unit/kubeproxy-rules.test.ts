@@ -2,14 +2,26 @@
 import { describe, expect, it } from "vitest";
 import { type KubeEndpointSlice, type KubeService, renderHostsFile, renderProxyRules, servicePortRules } from "../../sandbox/kubeproxy/index.ts";
 
-const service = (namespace: string, name: string, clusterIP: string, ports: NonNullable<KubeService["spec"]>["ports"], extra: Partial<NonNullable<KubeService["spec"]>> = {}): KubeService => ({
+const service = (
+  namespace: string,
+  name: string,
+  clusterIP: string,
+  ports: NonNullable<KubeService["spec"]>["ports"],
+  extra: Partial<NonNullable<KubeService["spec"]>> = {},
+): KubeService => ({
   apiVersion: "v1",
   kind: "Service",
   metadata: { name, namespace },
   spec: { type: "ClusterIP", clusterIP, clusterIPs: [clusterIP], ports, ...extra },
 });
 
-const slice = (namespace: string, serviceName: string, sliceName: string, ports: KubeEndpointSlice["ports"], endpoints: KubeEndpointSlice["endpoints"]): KubeEndpointSlice => ({
+const slice = (
+  namespace: string,
+  serviceName: string,
+  sliceName: string,
+  ports: KubeEndpointSlice["ports"],
+  endpoints: KubeEndpointSlice["endpoints"],
+): KubeEndpointSlice => ({
   apiVersion: "discovery.k8s.io/v1",
   kind: "EndpointSlice",
   metadata: { name: sliceName, namespace, labels: { "kubernetes.io/service-name": serviceName } },
@@ -18,7 +30,11 @@ const slice = (namespace: string, serviceName: string, sliceName: string, ports:
   endpoints,
 });
 
-const ready = (ip: string, nodeName = "node-1", isReady: boolean | undefined = true) => ({ addresses: [ip], conditions: isReady === undefined ? {} : { ready: isReady }, nodeName });
+const ready = (ip: string, nodeName = "node-1", isReady: boolean | undefined = true) => ({
+  addresses: [ip],
+  conditions: isReady === undefined ? {} : { ready: isReady },
+  nodeName,
+});
 
 describe("servicePortRules", () => {
   it("takes endpoint ports from the slice port named like the service port (named targetPort resolved per pod)", () => {
@@ -26,7 +42,16 @@ describe("servicePortRules", () => {
       { name: "http", port: 80, targetPort: "web-http", protocol: "TCP" },
       { name: "admin", port: 9000, targetPort: 9901, protocol: "TCP" },
     ]);
-    const s = slice("shop", "web", "web-abc", [{ name: "admin", port: 9901, protocol: "TCP" }, { name: "http", port: 8080, protocol: "TCP" }], [ready("10.244.1.5")]);
+    const s = slice(
+      "shop",
+      "web",
+      "web-abc",
+      [
+        { name: "admin", port: 9901, protocol: "TCP" },
+        { name: "http", port: 8080, protocol: "TCP" },
+      ],
+      [ready("10.244.1.5")],
+    );
 
     const rules = servicePortRules([web], [s], { nodeName: "node-1" });
 

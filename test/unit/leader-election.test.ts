@@ -16,7 +16,7 @@ class FakeLeaseApi {
   mode: "ok" | "fail" | "hang" = "ok";
   readonly calls: string[] = [];
 
-  request = <T,>(method: string, path: string, body?: unknown): Promise<T> => {
+  request = <T>(method: string, path: string, body?: unknown): Promise<T> => {
     this.calls.push(`${method} ${path}`);
     if (this.mode === "hang") return new Promise<T>(() => {});
     if (this.mode === "fail") return Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:6443"));
@@ -29,7 +29,12 @@ class FakeLeaseApi {
 
   /** Writes a record as another replica (or a person) would, bumping the resourceVersion. */
   write(spec: Record<string, unknown>): void {
-    this.lease = { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: { name: "ambit-controller", namespace: "ambit-system", resourceVersion: String(++this.rv) }, spec };
+    this.lease = {
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { name: "ambit-controller", namespace: "ambit-system", resourceVersion: String(++this.rv) },
+      spec,
+    };
   }
 
   #handle(method: string, path: string, body: unknown): unknown {
@@ -55,7 +60,16 @@ describe("leader election rules", () => {
   let api: FakeLeaseApi;
   let electors: LeaderElector[];
   const make = (overrides: Partial<LeaderElectorOptions> = {}) => {
-    const e = new LeaderElector({ client: api, identity: "me", leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 200, log, now: () => Date.now(), ...overrides });
+    const e = new LeaderElector({
+      client: api,
+      identity: "me",
+      leaseDurationMs: 1000,
+      renewDeadlineMs: 600,
+      retryPeriodMs: 200,
+      log,
+      now: () => Date.now(),
+      ...overrides,
+    });
     electors.push(e);
     return e;
   };
@@ -76,7 +90,13 @@ describe("leader election rules", () => {
   });
 
   it("rejects settings that could let two replicas lead at once", () => {
-    const bad: Array<Partial<LeaderElectorOptions>> = [{ leaseDurationMs: 600, renewDeadlineMs: 600 }, { renewDeadlineMs: 240, retryPeriodMs: 200 }, { leaseDurationMs: 900, renewDeadlineMs: 500, retryPeriodMs: 100 }, { identity: "" }, { retryPeriodMs: -1 }];
+    const bad: Array<Partial<LeaderElectorOptions>> = [
+      { leaseDurationMs: 600, renewDeadlineMs: 600 },
+      { renewDeadlineMs: 240, retryPeriodMs: 200 },
+      { leaseDurationMs: 900, renewDeadlineMs: 500, retryPeriodMs: 100 },
+      { identity: "" },
+      { retryPeriodMs: -1 },
+    ];
     for (const opts of bad) {
       let caught: unknown;
       try {
@@ -114,7 +134,13 @@ describe("leader election rules", () => {
   it("judges expiry from when it saw the record change, not from the holder's renewTime (clock skew)", async () => {
     // The holder's clock is an hour behind: by renewTime its lease expired long ago, yet it is being renewed.
     const skewed = (ms: number) => microTime(ms - 3600_000);
-    const holderRecord = (renewMs: number) => ({ holderIdentity: "other", leaseDurationSeconds: 1, acquireTime: skewed(0), renewTime: skewed(renewMs), leaseTransitions: 4 });
+    const holderRecord = (renewMs: number) => ({
+      holderIdentity: "other",
+      leaseDurationSeconds: 1,
+      acquireTime: skewed(0),
+      renewTime: skewed(renewMs),
+      leaseTransitions: 4,
+    });
     api.write(holderRecord(Date.now()));
     const leaders: string[] = [];
     const e = make({ onNewLeader: (id) => leaders.push(id) });

@@ -12,7 +12,12 @@ const pod = (name: string, node: string, ip: string, labels: Record<string, stri
   spec: { nodeName: node, serviceAccountName: name },
   status: { phase: "Running", podIP: ip },
 });
-const service: KubeObject = { apiVersion: "v1", kind: "Service", metadata: { name: "payments", namespace: "demo", resourceVersion: "1" }, spec: { clusterIP: "10.96.0.10", ports: [{ name: "http", port: 80 }] } };
+const service: KubeObject = {
+  apiVersion: "v1",
+  kind: "Service",
+  metadata: { name: "payments", namespace: "demo", resourceVersion: "1" },
+  spec: { clusterIP: "10.96.0.10", ports: [{ name: "http", port: 80 }] },
+};
 const policy = (name: string, selector: Record<string, string>): ScopedPolicy => ({
   resource: { type: "authorization", key: `demo/${name}`, value: { name } },
   namespace: "demo",
@@ -21,13 +26,24 @@ const policy = (name: string, selector: Record<string, string>): ScopedPolicy =>
 
 function mesh(pods: KubeObject[], policies: ScopedPolicy[]) {
   const state = { pods, policies };
-  const views = new MeshViews({ pods: () => state.pods, services: () => [service], endpointSlices: () => [], policies: () => state.policies, trustBundle: () => ({ rootsPem: ["root"] }), podNetwork: () => ({ podCidrs: ["10.244.1.0/24", "10.244.2.0/24"] }), rootNamespace: "ambit-system" });
+  const views = new MeshViews({
+    pods: () => state.pods,
+    services: () => [service],
+    endpointSlices: () => [],
+    policies: () => state.policies,
+    trustBundle: () => ({ rootsPem: ["root"] }),
+    podNetwork: () => ({ podCidrs: ["10.244.1.0/24", "10.244.2.0/24"] }),
+    rootNamespace: "ambit-system",
+  });
   return { views, state };
 }
 
 describe("MeshViews", () => {
   it("gives each node every workload (its own with labels), the services, the bundle, and only the policies selecting its workloads", () => {
-    const { views } = mesh([pod("orders", "node-1", "10.244.1.2", { app: "orders" }), pod("payments", "node-2", "10.244.2.2", { app: "payments" })], [policy("payments-only", { app: "payments" })]);
+    const { views } = mesh(
+      [pod("orders", "node-1", "10.244.1.2", { app: "orders" }), pod("payments", "node-2", "10.244.2.2", { app: "payments" })],
+      [policy("payments-only", { app: "payments" })],
+    );
     const view = views.viewFor("node-1");
     const entries = [...view.entries()];
     // The Map-like view answers consistently however it is read.
@@ -37,7 +53,9 @@ describe("MeshViews", () => {
       expect(view.has(id)).toBe(true);
       expect(view.get(id)).toBe(r);
     }
-    expect(entries.map(([id]) => id).sort()).toEqual(["network/default", "service/demo/payments", "trustbundle/default", "workload/uid-orders", "workload/uid-payments"].sort());
+    expect(entries.map(([id]) => id).sort()).toEqual(
+      ["network/default", "service/demo/payments", "trustbundle/default", "workload/uid-orders", "workload/uid-payments"].sort(),
+    );
     expect(view.get("network/default")?.value).toEqual({ podCidrs: ["10.244.1.0/24", "10.244.2.0/24"] });
     expect((view.get("workload/uid-orders")!.value as { labels: object }).labels).toEqual({ app: "orders" });
     expect((view.get("workload/uid-payments")!.value as { labels: object }).labels).toEqual({});

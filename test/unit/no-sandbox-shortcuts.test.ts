@@ -23,7 +23,8 @@ describe("no sandbox shortcuts in the product", () => {
       for (const file of await sources(path.join(REPO_ROOT, dir))) {
         const text = await fs.readFile(file, "utf8");
         for (const [i, line] of text.split("\n").entries()) {
-          if (/sandbox\.ambit\.dev|\/run\/ambit-dev|from "(\.\.\/)+sandbox\//.test(line)) offenders.push(`${path.relative(REPO_ROOT, file)}:${i + 1}: ${line.trim()}`);
+          if (/sandbox\.ambit\.dev|\/run\/ambit-dev|from "(\.\.\/)+sandbox\//.test(line))
+            offenders.push(`${path.relative(REPO_ROOT, file)}:${i + 1}: ${line.trim()}`);
         }
       }
     }

@@ -18,7 +18,12 @@ const workload = (name: string, ip: string, node: string, captured = true): Work
 function index(): WorkloadIndex {
   const i = new WorkloadIndex();
   i.replace(
-    [workload("orders", "10.244.1.2", "node-1"), workload("payments", "10.244.2.3", "node-2"), workload("fraud", "10.244.1.4", "node-1"), workload("legacy", "10.244.2.9", "node-2", false)],
+    [
+      workload("orders", "10.244.1.2", "node-1"),
+      workload("payments", "10.244.2.3", "node-2"),
+      workload("fraud", "10.244.1.4", "node-1"),
+      workload("legacy", "10.244.2.9", "node-2", false),
+    ],
     [
       { namespace: "demo", name: "payments", clusterIP: "10.96.0.20", ports: [{ port: 80, endpoints: [{ ip: "10.244.2.3", port: 8080, ready: true }] }] },
       { namespace: "demo", name: "loop", clusterIP: "10.96.0.21", ports: [{ port: 80, endpoints: [{ ip: "10.244.2.3", port: 15006, ready: true }] }] },

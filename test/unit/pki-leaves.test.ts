@@ -32,7 +32,13 @@ afterAll(async () => {
 });
 
 const serverLeaf = () =>
-  issueLeaf(ca, { subject: { commonName: "kube-apiserver" }, dnsNames: ["localhost", "kubernetes.default.svc"], ips: ["127.0.0.1", "::1", "10.96.0.1"], usage: "server", ttlSeconds: 600 });
+  issueLeaf(ca, {
+    subject: { commonName: "kube-apiserver" },
+    dnsNames: ["localhost", "kubernetes.default.svc"],
+    ips: ["127.0.0.1", "::1", "10.96.0.1"],
+    usage: "server",
+    ttlSeconds: 600,
+  });
 const clientLeaf = () => issueLeaf(ca, { subject: { organization: "system:masters", commonName: "ambit-admin" }, usage: "client", ttlSeconds: 600 });
 
 const opensslText = async (pem: string) => (await execa("openssl", ["x509", "-noout", "-text"], { input: pem })).stdout;
@@ -91,7 +97,9 @@ describe("serving leaf", () => {
 
   it("writes IPv6 and IPv4-mapped addresses as 16 bytes", () => {
     const leaf = issueLeaf(ca, { ips: ["fd00::10", "::ffff:10.0.0.1", "2001:db8::5.6.7.8", "::"], usage: "server", ttlSeconds: 60 });
-    expect(new X509Certificate(leaf.certPem).subjectAltName).toBe("IP Address:FD00:0:0:0:0:0:0:10, IP Address:0:0:0:0:0:FFFF:A00:1, IP Address:2001:DB8:0:0:0:0:506:708, IP Address:0:0:0:0:0:0:0:0");
+    expect(new X509Certificate(leaf.certPem).subjectAltName).toBe(
+      "IP Address:FD00:0:0:0:0:0:0:10, IP Address:0:0:0:0:0:FFFF:A00:1, IP Address:2001:DB8:0:0:0:0:506:708, IP Address:0:0:0:0:0:0:0:0",
+    );
   });
 
   it("refuses requests a strict parser would reject: no name at all, bad IPs, non-ASCII or empty names", () => {
@@ -152,13 +160,25 @@ async function mtlsServer(server: { certPem: string; keyPem: string }) {
   return { port: (srv.address() as AddressInfo).port, peers, close: () => new Promise<void>((resolve) => srv.close(() => resolve())) };
 }
 
-function connect(port: number, opts: { servername?: string; host?: string; client?: { certPem: string; keyPem: string } }): Promise<{ authorized: boolean; error?: string; data: string }> {
+function connect(
+  port: number,
+  opts: { servername?: string; host?: string; client?: { certPem: string; keyPem: string } },
+): Promise<{ authorized: boolean; error?: string; data: string }> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: "127.0.0.1", port, ca: ca.certPem, ...(opts.servername ? { servername: opts.servername } : {}), ...(opts.client ? { cert: opts.client.certPem, key: opts.client.keyPem } : {}) }, () => {
-      let data = "";
-      socket.on("data", (d: Buffer) => (data += d.toString()));
-      socket.on("end", () => resolve({ authorized: socket.authorized, data }));
-    });
+    const socket = tls.connect(
+      {
+        host: "127.0.0.1",
+        port,
+        ca: ca.certPem,
+        ...(opts.servername ? { servername: opts.servername } : {}),
+        ...(opts.client ? { cert: opts.client.certPem, key: opts.client.keyPem } : {}),
+      },
+      () => {
+        let data = "";
+        socket.on("data", (d: Buffer) => (data += d.toString()));
+        socket.on("end", () => resolve({ authorized: socket.authorized, data }));
+      },
+    );
     socket.on("error", reject);
   });
 }
@@ -201,11 +221,16 @@ describe("TLS with node:tls", () => {
 async function httpsWithServingPki(requireClientCert: boolean) {
   const pkiDir = path.join(dir, `apiserver-pki-${requireClientCert}`);
   const pki = await loadOrCreateServingPki(pkiDir, ["127.0.0.1", "localhost", "kubernetes.default.svc"]);
-  const srv = https.createServer({ cert: pki.certPem, key: pki.keyPem, ...(requireClientCert ? { ca: ca.certPem, requestCert: true, rejectUnauthorized: true } : {}) }, (req, res) => {
-    const peer = (req.socket as tls.TLSSocket).getPeerCertificate();
-    res.setHeader("content-type", "application/json");
-    res.end(JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Success", message: peer.subject ? `${peer.subject.O}/${peer.subject.CN}` : "anonymous" }));
-  });
+  const srv = https.createServer(
+    { cert: pki.certPem, key: pki.keyPem, ...(requireClientCert ? { ca: ca.certPem, requestCert: true, rejectUnauthorized: true } : {}) },
+    (req, res) => {
+      const peer = (req.socket as tls.TLSSocket).getPeerCertificate();
+      res.setHeader("content-type", "application/json");
+      res.end(
+        JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Success", message: peer.subject ? `${peer.subject.O}/${peer.subject.CN}` : "anonymous" }),
+      );
+    },
+  );
   await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
   return { pkiDir, pki, port: (srv.address() as AddressInfo).port, close: () => new Promise<void>((resolve) => srv.close(() => resolve())) };
 }
@@ -238,16 +263,38 @@ describeTier(hasCurl, "curl not installed: run scripts/setup.sh")("curl", () => 
       const byIp = await execa("curl", ["-sS", "--fail", "--cacert", caPath, `https://127.0.0.1:${server.port}/`], { reject: false });
       expect(byIp.exitCode, byIp.stderr).toBe(0);
       expect(JSON.parse(byIp.stdout).message).toBe("anonymous");
-      const byName = await execa("curl", ["-sS", "--fail", "--cacert", caPath, "--resolve", `localhost:${server.port}:127.0.0.1`, `https://localhost:${server.port}/`], { reject: false });
+      const byName = await execa(
+        "curl",
+        ["-sS", "--fail", "--cacert", caPath, "--resolve", `localhost:${server.port}:127.0.0.1`, `https://localhost:${server.port}/`],
+        { reject: false },
+      );
       expect(byName.exitCode, byName.stderr).toBe(0);
       // A name the certificate does not carry must fail, or the checks above prove nothing.
-      const wrongName = await execa("curl", ["-sS", "--cacert", caPath, "--resolve", `elsewhere.example:${server.port}:127.0.0.1`, `https://elsewhere.example:${server.port}/`], { reject: false });
+      const wrongName = await execa(
+        "curl",
+        ["-sS", "--cacert", caPath, "--resolve", `elsewhere.example:${server.port}:127.0.0.1`, `https://elsewhere.example:${server.port}/`],
+        { reject: false },
+      );
       expect(wrongName.exitCode).toBe(60);
 
       const client = clientLeaf();
       await fs.writeFile(path.join(dir, "client.crt"), client.certPem);
       await fs.writeFile(path.join(dir, "client.key"), client.keyPem, { mode: 0o600 });
-      const withCert = await execa("curl", ["-sS", "--fail", "--cacert", path.join(mtls.pkiDir, "ca.crt"), "--cert", path.join(dir, "client.crt"), "--key", path.join(dir, "client.key"), `https://127.0.0.1:${mtls.port}/`], { reject: false });
+      const withCert = await execa(
+        "curl",
+        [
+          "-sS",
+          "--fail",
+          "--cacert",
+          path.join(mtls.pkiDir, "ca.crt"),
+          "--cert",
+          path.join(dir, "client.crt"),
+          "--key",
+          path.join(dir, "client.key"),
+          `https://127.0.0.1:${mtls.port}/`,
+        ],
+        { reject: false },
+      );
       expect(withCert.exitCode, withCert.stderr).toBe(0);
       expect(JSON.parse(withCert.stdout).message).toBe("system:masters/ambit-admin");
     } finally {

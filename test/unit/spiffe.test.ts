@@ -12,7 +12,13 @@ describe("SPIFFE IDs", () => {
   });
 
   it("rejects anything that is not spiffe://<td>/ns/<ns>/sa/<sa>", () => {
-    for (const bad of ["spiffe://cluster.local/ns/demo", "https://cluster.local/ns/demo/sa/x", "spiffe://cluster.local/ns/demo/sa/x/extra", "spiffe://Cluster Local/ns/a/sa/b", "spiffe://td/ns/UPPER/sa/b"]) {
+    for (const bad of [
+      "spiffe://cluster.local/ns/demo",
+      "https://cluster.local/ns/demo/sa/x",
+      "spiffe://cluster.local/ns/demo/sa/x/extra",
+      "spiffe://Cluster Local/ns/a/sa/b",
+      "spiffe://td/ns/UPPER/sa/b",
+    ]) {
       expect(() => parseSpiffeId(bad)).toThrow(IdentityError);
     }
   });
@@ -20,7 +26,11 @@ describe("SPIFFE IDs", () => {
   it("reads the identity from a workload certificate", async () => {
     const ca = TestCa.create();
     const creds = ca.issue({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: "payments" });
-    expect(spiffeIdFromCertificate(new X509Certificate(creds.certChainPem))).toEqual({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: "payments" });
+    expect(spiffeIdFromCertificate(new X509Certificate(creds.certChainPem))).toEqual({
+      trustDomain: "cluster.local",
+      namespace: "demo",
+      serviceAccount: "payments",
+    });
     expect(() => spiffeIdFromCertificate(new X509Certificate(ca.rootPem))).toThrow(/exactly one URI SAN, found 0/);
   });
 });

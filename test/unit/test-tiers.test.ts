@@ -5,12 +5,16 @@ import { describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 
 const runFixture = (ci: boolean) =>
-  execa(path.join(REPO_ROOT, "node_modules", ".bin", "vitest"), ["run", "--root", REPO_ROOT, "--config", path.join(REPO_ROOT, "test", "fixtures", "tiers", "vitest.config.ts")], {
-    cwd: REPO_ROOT,
-    reject: false,
-    timeout: 60_000,
-    env: { ...process.env, CI: ci ? "true" : "", VITEST: "", VITEST_POOL_ID: "", VITEST_WORKER_ID: "" },
-  });
+  execa(
+    path.join(REPO_ROOT, "node_modules", ".bin", "vitest"),
+    ["run", "--root", REPO_ROOT, "--config", path.join(REPO_ROOT, "test", "fixtures", "tiers", "vitest.config.ts")],
+    {
+      cwd: REPO_ROOT,
+      reject: false,
+      timeout: 60_000,
+      env: { ...process.env, CI: ci ? "true" : "", VITEST: "", VITEST_POOL_ID: "", VITEST_WORKER_ID: "" },
+    },
+  );
 
 describe("test tiers", () => {
   it("under CI=true, a tier that cannot run fails, and both tests of the suite whose beforeAll threw count as failed", async () => {

@@ -26,7 +26,10 @@ describe("CSR parser on hostile DER", () => {
   });
 
   it("arbitrary bytes fail only with CsrError", () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => onlyThrows(() => parseCsr(Buffer.from(bytes)), CsrError)), RUNS);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => onlyThrows(() => parseCsr(Buffer.from(bytes)), CsrError)),
+      RUNS,
+    );
   });
 
   it("a valid CSR with bytes flipped, cut or inserted fails only with CsrError, and never yields another identity", () => {
@@ -57,7 +60,14 @@ describe("CSR parser on hostile DER", () => {
 });
 
 describe("config stream decoders on hostile lines", () => {
-  const ref = fc.record({ type: fc.oneof(fc.constantFrom("workload", "service", "authorization", "peerauthentication", "trustbundle", "network"), fc.string()), key: fc.string(), value: fc.jsonValue() }, { requiredKeys: ["type", "key"] });
+  const ref = fc.record(
+    {
+      type: fc.oneof(fc.constantFrom("workload", "service", "authorization", "peerauthentication", "trustbundle", "network"), fc.string()),
+      key: fc.string(),
+      value: fc.jsonValue(),
+    },
+    { requiredKeys: ["type", "key"] },
+  );
   const nearMessage = fc.record(
     {
       kind: fc.oneof(fc.constantFrom("hello", "ack", "nack", "ping", "snapshot", "delta"), fc.string()),
@@ -72,7 +82,11 @@ describe("config stream decoders on hostile lines", () => {
     },
     { requiredKeys: ["kind"] },
   );
-  const line = fc.oneof(fc.string(), fc.json(), nearMessage.map((m) => JSON.stringify(m)));
+  const line = fc.oneof(
+    fc.string(),
+    fc.json(),
+    nearMessage.map((m) => JSON.stringify(m)),
+  );
 
   it("either side's parser returns a message or throws ConfigStreamError", () => {
     fc.assert(
@@ -103,18 +117,25 @@ describe("config stream decoders on hostile lines", () => {
 
   it("the line splitter gives the same lines however the bytes are chunked, and bounds a line's length", () => {
     fc.assert(
-      fc.property(fc.array(fc.string({ unit: "grapheme", maxLength: 40 }).map((s) => s.replace(/\n/g, "")), { maxLength: 8 }), fc.array(fc.nat(60), { maxLength: 10 }), (lines, cuts) => {
-        const bytes = Buffer.from(lines.map((l) => `${l}\n`).join(""));
-        const splitter = new NdjsonLineSplitter(1000);
-        const got: string[] = [];
-        let at = 0;
-        for (const c of [...cuts, bytes.length]) {
-          const end = Math.min(bytes.length, at + c);
-          got.push(...splitter.push(bytes.subarray(at, end)));
-          at = end;
-        }
-        expect(got).toEqual(lines.filter((l) => l.trim() !== ""));
-      }),
+      fc.property(
+        fc.array(
+          fc.string({ unit: "grapheme", maxLength: 40 }).map((s) => s.replace(/\n/g, "")),
+          { maxLength: 8 },
+        ),
+        fc.array(fc.nat(60), { maxLength: 10 }),
+        (lines, cuts) => {
+          const bytes = Buffer.from(lines.map((l) => `${l}\n`).join(""));
+          const splitter = new NdjsonLineSplitter(1000);
+          const got: string[] = [];
+          let at = 0;
+          for (const c of [...cuts, bytes.length]) {
+            const end = Math.min(bytes.length, at + c);
+            got.push(...splitter.push(bytes.subarray(at, end)));
+            at = end;
+          }
+          expect(got).toEqual(lines.filter((l) => l.trim() !== ""));
+        },
+      ),
       RUNS,
     );
     expect(() => new NdjsonLineSplitter(10).push(Buffer.from("x".repeat(11)))).toThrow(ConfigStreamError);

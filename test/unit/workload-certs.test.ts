@@ -52,7 +52,11 @@ describe("CSRs", () => {
     expect(codeOf(() => parseCsr(Buffer.from(p384Csr.stdout)))).toBe("AMBIT_E_CSR_KEY");
     const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
     await fs.writeFile(path.join(dir, "rsa.key"), rsa.privateKey.export({ type: "pkcs8", format: "pem" }) as string);
-    const rsaCsr = await execa("openssl", ["req", "-new", "-key", path.join(dir, "rsa.key"), "-subj", "/", "-addext", `subjectAltName=URI:${ID}`, "-outform", "DER"], derOutput);
+    const rsaCsr = await execa(
+      "openssl",
+      ["req", "-new", "-key", path.join(dir, "rsa.key"), "-subj", "/", "-addext", `subjectAltName=URI:${ID}`, "-outform", "DER"],
+      derOutput,
+    );
     expect(codeOf(() => parseCsr(Buffer.from(rsaCsr.stdout)))).toBe("AMBIT_E_CSR_KEY");
     expect(codeOf(() => parseCsr(Buffer.from("not a csr")))).toBe("AMBIT_E_CSR_MALFORMED");
     expect(codeOf(() => parseCsr(csr.subarray(0, csr.length - 10)))).toBe("AMBIT_E_CSR_MALFORMED");
@@ -61,7 +65,11 @@ describe("CSRs", () => {
   it("reports every SAN a CSR asks for, so the CA can refuse more than one", async () => {
     const key = path.join(dir, "p256.key");
     await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key]);
-    const two = await execa("openssl", ["req", "-new", "-key", key, "-subj", "/", "-addext", `subjectAltName=URI:${ID},DNS:evil.example`, "-outform", "DER"], derOutput);
+    const two = await execa(
+      "openssl",
+      ["req", "-new", "-key", key, "-subj", "/", "-addext", `subjectAltName=URI:${ID},DNS:evil.example`, "-outform", "DER"],
+      derOutput,
+    );
     const parsed = parseCsr(Buffer.from(two.stdout));
     expect(parsed.uris).toEqual([ID]);
     expect(parsed.otherSans).toBe(1);
