@@ -124,15 +124,7 @@ export class Kubelet {
       hostIP: this.node.ip,
       hostIPs: [{ ip: this.node.ip }],
       conditions: [condition("PodScheduled", true, startedAt)],
-      containerStatuses: (pod.spec?.containers ?? []).map((c: { name: string; image?: string }) => ({
-        name: c.name,
-        image: c.image ?? "",
-        imageID: "",
-        ready: false,
-        started: false,
-        restartCount: 0,
-        state: { waiting: { reason: "ContainerCreating" } },
-      })),
+      containerStatuses: waitingStatuses(pod, { reason: "ContainerCreating" }),
     });
 
     const netns = hostNetwork ? this.node.netns : netnsNames.pod(uid);
@@ -231,15 +223,7 @@ export class Kubelet {
         phase: "Pending",
         podIP: ip,
         podIPs: [{ ip }],
-        containerStatuses: (pod.spec?.containers ?? []).map((c: { name: string; image?: string }) => ({
-          name: c.name,
-          image: c.image ?? "",
-          imageID: "",
-          ready: false,
-          started: false,
-          restartCount: 0,
-          state: { waiting: { reason: "CreateContainerConfigError", message: String(err instanceof Error ? err.message : err) } },
-        })),
+        containerStatuses: waitingStatuses(pod, { reason: "CreateContainerConfigError", message: String(err instanceof Error ? err.message : err) }),
       });
       await this.#teardown(runtime);
       throw err;
@@ -558,4 +542,17 @@ function killGroup(child: ResultPromise, signal: NodeJS.Signals): void {
       // already exited
     }
   }
+}
+
+/** Every container of the pod not started yet, waiting for `waiting.reason`. */
+function waitingStatuses(pod: KubeObject, waiting: { reason: string; message?: string }) {
+  return (pod.spec?.containers ?? []).map((c: { name: string; image?: string }) => ({
+    name: c.name,
+    image: c.image ?? "",
+    imageID: "",
+    ready: false,
+    started: false,
+    restartCount: 0,
+    state: { waiting },
+  }));
 }
