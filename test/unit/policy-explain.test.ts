@@ -155,7 +155,7 @@ const authorization: fc.Arbitrary<CompiledAuthorization> = fc
     action: fc.constantFrom("ALLOW" as const, "DENY" as const, "AUDIT" as const),
     rules: fc.array(rule, { maxLength: 3 }),
   })
-  .map(strip);
+  .map((p) => strip(p) as CompiledAuthorization);
 const peer: fc.Arbitrary<CompiledPeerAuthentication> = fc
   .record({
     namespace: fc.constantFrom("demo", ROOT),
