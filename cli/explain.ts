@@ -344,7 +344,13 @@ export async function explainConnection(kube: KubeReader, transport: AgentTransp
     dstPod = (await findPod(kube, d.namespace, resolved.podName, "destination endpoint")).pod;
     port = resolved.targetPort;
   } else {
-    dstPod = (await findPod(kube, d.namespace, d.name, "destination (no service or pod of that name)")).pod;
+    try {
+      dstPod = (await findPod(kube, d.namespace, d.name, "destination")).pod;
+    } catch (err) {
+      if (err instanceof ExplainError && err.code === "AMBIT_E_EXPLAIN_NOT_FOUND")
+        throw new ExplainError(err.code, `destination ${d.namespace}/${d.name}: no service, pod, or running pod of a workload by that name`);
+      throw err;
+    }
     port = podPort(dstPod, d.port, destinationRef);
   }
   const destination = { ...(await podEnd(kube, dstPod, "destination")), port };
@@ -589,7 +595,11 @@ export function explainCommand(yargs: Argv): Argv {
         ),
     async (argv) => {
       const kc = new KubeConfig();
-      kc.loadFromDefault();
+      try {
+        kc.loadFromDefault();
+      } catch (err) {
+        throw new ExplainError("AMBIT_E_NO_CLUSTER", `cannot load the kubeconfig (KUBECONFIG=${process.env.KUBECONFIG ?? "unset"}): ${(err as Error).message}`);
+      }
       if (!kc.getCurrentCluster())
         throw new ExplainError(
           "AMBIT_E_NO_CLUSTER",
