@@ -1,18 +1,8 @@
 // Every configuration knob of the node agent, read from the environment once, with defaults and validation.
+import { AGENT_SERVICE_ACCOUNT, AGENT_PORTS, DEFAULT_SYSTEM_NAMESPACE } from "../contract/install.ts";
 
-/** Ports fixed by the design (the numbers Istio users know). */
-export const PORTS = {
-  /** In each captured pod's netns: outbound capture. */
-  outbound: 15001,
-  /** In each captured pod's netns: inbound plaintext capture. */
-  inboundPlaintext: 15006,
-  /** In each captured pod's netns: HBONE (mTLS HTTP/2 CONNECT). */
-  hbone: 15008,
-  /** In the agent's netns. */
-  admin: 15000,
-  metrics: 15020,
-  readiness: 15021,
-} as const;
+/** Ports fixed by the design; defined in contract/ because the CLI and tests reach the agent on them too. */
+export const PORTS = AGENT_PORTS;
 
 /** SO_MARK on the agent's own sockets, so the pod's capture rules let them through (0x539 = 1337). */
 export const AGENT_SOCKET_MARK = 0x539;
@@ -118,8 +108,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     configStreamPort: int("AMBIT_CONFIG_STREAM_PORT", 15010, 1, 65535),
     caPort: int("AMBIT_CA_PORT", 15012, 1, 65535),
     caTokenFile: env.AMBIT_CA_TOKEN_FILE ?? "/var/run/secrets/tokens/ambit-ca/token",
-    systemNamespace: env.AMBIT_SYSTEM_NAMESPACE ?? "ambit-system",
-    serviceAccount: env.SERVICE_ACCOUNT ?? "ambit-agent",
+    systemNamespace: env.AMBIT_SYSTEM_NAMESPACE ?? DEFAULT_SYSTEM_NAMESPACE,
+    serviceAccount: env.SERVICE_ACCOUNT ?? AGENT_SERVICE_ACCOUNT,
   };
   if (problems.length > 0) throw new ConfigError(`invalid agent configuration:\n  - ${problems.join("\n  - ")}`);
   return config;

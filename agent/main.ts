@@ -173,6 +173,9 @@ const admin = await startAdminServers(
     readiness: () => readiness(),
     configDump: () => ({
       node: config.nodeName,
+      // What `ambit explain` needs to evaluate this dump as the agent does: identities' trust domain, policies' root namespace.
+      trustDomain: config.trustDomain,
+      rootNamespace: config.systemNamespace,
       controller: configClient.staleness(),
       workloads: index.workloads,
       services: index.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports) })),

@@ -2,6 +2,7 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { devCommands } from "./dev.ts";
+import { explainCommand } from "./explain.ts";
 
 /** Prints an error the way every ambit command does: code first, then what to do. */
 function report(err: unknown): void {
@@ -26,9 +27,11 @@ function splitExec(argv: string[]): { argv: string[]; command?: string[] } {
 export async function main(rawArgv: string[] = hideBin(process.argv)): Promise<void> {
   const { argv, command } = splitExec(rawArgv);
   try {
-    await yargs(argv)
-      .scriptName("ambit")
-      .command("dev", "run Ambit on a local sandbox cluster made of network namespaces", (y) => devCommands(y, command ?? []))
+    await explainCommand(
+      yargs(argv)
+        .scriptName("ambit")
+        .command("dev", "run Ambit on a local sandbox cluster made of network namespaces", (y) => devCommands(y, command ?? [])),
+    )
       .demandCommand(1, "name a command, e.g. `ambit dev up`")
       .strict()
       .help()

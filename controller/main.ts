@@ -8,6 +8,7 @@ import { KubeClient, type KubeObject, pathFor } from "../kube/client.ts";
 import { inClusterConfig } from "../kube/credentials.ts";
 import { SharedInformers } from "../kube/informers.ts";
 import { RESOURCE_TYPES } from "../contract/mesh.ts";
+import { formatSpiffeId, spiffeIdFromCertificate } from "../contract/spiffe.ts";
 import { compileAuthorizationPolicy, compilePeerAuthentication, type Condition } from "./authorization/index.ts";
 import { loadControllerConfig } from "./config.ts";
 import { LeaderElector, leaderIdentity } from "./leader/index.ts";
@@ -163,7 +164,12 @@ const csrServer = new CsrServer({
   hasPodOnNode: podOnNodeCheck(client, (namespace) => informers.list("pods", namespace)),
 });
 
-const agentIdentities = new Set(config.agentServiceAccounts.map((sa) => `spiffe://${config.trustDomain}/ns/${sa.replace("/", "/sa/")}`));
+const agentIdentities = new Set(
+  config.agentServiceAccounts.map((sa) => {
+    const [namespace = "", serviceAccount = ""] = sa.split("/");
+    return formatSpiffeId({ trustDomain: config.trustDomain, namespace, serviceAccount });
+  }),
+);
 const stream = new ConfigStreamServer({
   credentials: serving,
   trustBundlePem: ca.trustBundle().join(""),
@@ -173,8 +179,15 @@ const stream = new ConfigStreamServer({
   viewFor: (node) => views.viewFor(node),
   // Both proofs: a mesh certificate of an agent identity (mTLS) and a node-bound token saying which node.
   authenticate: async ({ peerCertificate, headers }) => {
-    const uri = peerCertificate ? /URI:([^,\s]+)/.exec(peerCertificate.subjectAltName ?? "")?.[1] : undefined;
-    if (!uri || !agentIdentities.has(uri)) return { error: `client certificate ${uri ?? "(none)"} is not an agent identity`, status: 403 };
+    // Strict: exactly one URI SAN, a valid workload SPIFFE ID, and one of the agents' identities.
+    let uri: string;
+    try {
+      if (!peerCertificate) throw new Error("no client certificate");
+      uri = formatSpiffeId(spiffeIdFromCertificate(peerCertificate));
+    } catch (err) {
+      return { error: `client certificate refused: ${(err as Error).message}`, status: 403 };
+    }
+    if (!agentIdentities.has(uri)) return { error: `client certificate ${uri} is not an agent identity`, status: 403 };
     const auth = await authenticator.authenticate(headers.authorization);
     return auth.ok ? { node: auth.node } : { error: auth.reason, status: auth.status };
   },

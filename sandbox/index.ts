@@ -11,6 +11,8 @@ import { findMissingPrerequisites, PrerequisiteError } from "./prerequisites.ts"
 import { isSupervisorAlive, readState } from "./state.ts";
 import { listSandboxNetns, teardownAllNetworks } from "./network/index.ts";
 import { KubeClient, type KubeObject } from "../kube/client.ts";
+import { DATAPLANE_MODE_AMBIENT, DATAPLANE_MODE_LABEL, REDIRECTION_ANNOTATION } from "../contract/capture-intent.ts";
+import { AGENT_DAEMONSET, DEFAULT_SYSTEM_NAMESPACE } from "../contract/install.ts";
 import { applyObjects, readManifestDir } from "./manifests.ts";
 import { NETNS_ANNOTATION } from "./kubelet/kubelet.ts";
 import { releaseSharedMounts } from "./shared-mounts.ts";
@@ -53,7 +55,7 @@ export interface UpOptions {
 
 /** The Helm chart, installed as `helm install ambit ./daemonset -n ambit-system --create-namespace` would. */
 export const CHART_DIR = path.join(REPO_ROOT, "daemonset");
-export const MESH_NAMESPACE = "ambit-system";
+export const MESH_NAMESPACE = DEFAULT_SYSTEM_NAMESPACE;
 /** The chart's values for the sandbox: image names its kubelet maps to the bundles. */
 export const SANDBOX_CHART_VALUES = path.join(REPO_ROOT, "sandbox", "chart-values.yaml");
 
@@ -107,11 +109,11 @@ async function meshDemo(cfg: SandboxConfig, kc: KubeConfig, out: Output): Promis
   );
   const kube = await client(cfg);
   try {
-    await timed(out, "wait for the controller", () => waitForDeployments(cfg, ["ambit-system"], 90_000));
+    await timed(out, "wait for the controller", () => waitForDeployments(cfg, [MESH_NAMESPACE], 90_000));
     await timed(out, "wait for an agent on every node", () =>
       waitFor(
         async () => {
-          const ds = await kube.get("/apis/apps/v1/namespaces/ambit-system/daemonsets/ambit-agent");
+          const ds = await kube.get(`/apis/apps/v1/namespaces/${MESH_NAMESPACE}/daemonsets/${AGENT_DAEMONSET}`);
           return ds.status?.desiredNumberScheduled > 0 && ds.status?.numberReady === ds.status?.desiredNumberScheduled;
         },
         60_000,
@@ -119,9 +121,9 @@ async function meshDemo(cfg: SandboxConfig, kc: KubeConfig, out: Output): Promis
       ),
     );
     await timed(out, "enroll namespace demo (ambit.dev/dataplane-mode=ambient)", async () => {
-      await kube.mergePatch("/api/v1/namespaces/demo", { metadata: { labels: { "ambit.dev/dataplane-mode": "ambient" } } });
+      await kube.mergePatch("/api/v1/namespaces/demo", { metadata: { labels: { [DATAPLANE_MODE_LABEL]: DATAPLANE_MODE_AMBIENT } } });
       await waitFor(
-        async () => (await kube.list("/api/v1/namespaces/demo/pods")).every((p) => p.metadata.annotations?.["ambit.dev/redirection"] === "enabled"),
+        async () => (await kube.list("/api/v1/namespaces/demo/pods")).every((p) => p.metadata.annotations?.[REDIRECTION_ANNOTATION] === "enabled"),
         30_000,
         "demo pods were not captured in time; see the agent logs",
       );

@@ -1,7 +1,9 @@
 // Enforces compiled L4 policy at the destination: peer authentication first, then DENY, then ALLOW, with Istio's semantics.
 import type {
+  AuthorizationAction,
   CompiledAuthorization,
   CompiledCondition,
+  CompiledOperation,
   CompiledPeerAuthentication,
   CompiledRule,
   CompiledSource,
@@ -168,11 +170,27 @@ function sourceMatches(s: PreparedSource, f: Facts): boolean {
   return true;
 }
 
-function ruleMatches(r: PreparedRule, f: Facts): boolean {
-  if (r.from && !r.from.some((s) => sourceMatches(s, f))) return false;
-  if (r.to && !r.to.some((o) => (!o.ports || o.ports.has(f.destinationPort)) && (!o.notPorts || !o.notPorts.has(f.destinationPort)))) return false;
-  if (r.when && !r.when.every((c) => (!c.values || c.test(c.values, f)) && (!c.notValues || !c.test(c.notValues, f)))) return false;
-  return true;
+const operationMatches = (o: PreparedOperation, f: Facts): boolean =>
+  (!o.ports || o.ports.has(f.destinationPort)) && (!o.notPorts || !o.notPorts.has(f.destinationPort));
+
+/** -1: the rule has no such list (matches anything); otherwise the index of the first entry that matched, or undefined. */
+function firstMatch<T>(list: T[] | undefined, test: (item: T) => boolean): number | undefined {
+  if (!list) return -1;
+  const i = list.findIndex(test);
+  return i < 0 ? undefined : i;
+}
+
+/**
+ * The one matching core, for enforcement and explanation alike: whether a rule matches and, if so, which `from` and
+ * `to` entries did (-1 when the rule has none). Allocates only on a match, so the per-connection cost stays flat.
+ */
+function matchRule(r: PreparedRule, f: Facts): { from: number; to: number } | undefined {
+  const from = firstMatch(r.from, (s) => sourceMatches(s, f));
+  if (from === undefined) return undefined;
+  const to = firstMatch(r.to, (o) => operationMatches(o, f));
+  if (to === undefined) return undefined;
+  if (r.when && !r.when.every((c) => (!c.values || c.test(c.values, f)) && (!c.notValues || !c.test(c.notValues, f)))) return undefined;
+  return { from, to };
 }
 
 const selects = (p: { namespace: string; selector?: Record<string, string>; selectorKeys?: string[] }, w: Workload, rootNamespace: string): boolean =>
@@ -186,6 +204,56 @@ const scopeWide = (p: { selector?: unknown; selectorKeys?: unknown }) => !p.sele
 function checkShape(value: unknown, kind: string): void {
   const v = value as Record<string, unknown> | null;
   if (!v || typeof v.namespace !== "string" || typeof v.name !== "string") throw new PolicyError(`a ${kind} without namespace and name`);
+}
+
+/** Which PeerAuthentication setting decided the mode: a workload policy's port-level or own mode, the namespace's, the mesh's. */
+export type MtlsLevel = "port" | "workload" | "namespace" | "mesh";
+
+export interface MtlsExplanation {
+  mode: Exclude<MtlsMode, "UNSET">;
+  /** Absent: no PeerAuthentication sets a mode, so the default (PERMISSIVE) applies. */
+  peerAuthentication?: { namespace: string; name: string; level: MtlsLevel };
+}
+
+export interface PolicyRef {
+  namespace: string;
+  name: string;
+  action: AuthorizationAction;
+}
+
+/** The rule of a policy that matched a connection, and which of its clauses did. */
+export interface RuleMatch {
+  policy: PolicyRef;
+  /** Index in the compiled rules (as the agent holds them: an ALLOW's L7-only rules are already dropped). */
+  ruleIndex: number;
+  /** The `from` source that matched; absent when the rule has no `from` (any source). */
+  from?: { index: number; source: CompiledSource };
+  /** The `to` operation that matched; absent when the rule has no `to` (any port). */
+  to?: { index: number; operation: CompiledOperation };
+  /** The rule's conditions, all of which held. */
+  when?: CompiledCondition[];
+}
+
+/**
+ * How a decision was reached: plaintext refused by STRICT mTLS; a DENY rule matched; an ALLOW rule matched; no
+ * ALLOW policy selects the workload (allowed); ALLOW policies select it and none matched (denied).
+ */
+export type DecisionBasis = "mtls" | "deny" | "allow" | "no-allow-policy" | "no-allow-match";
+
+export interface PolicyExplanation {
+  allowed: boolean;
+  /** The same words the data path logs. */
+  reason: string;
+  decidedBy: DecisionBasis;
+  /** The source as policies see it (Istio's form, no scheme); "" for plaintext. */
+  principal: string;
+  mtls: MtlsExplanation;
+  /** The matching DENY or ALLOW rule, for `deny` and `allow`. */
+  match?: RuleMatch;
+  /** Every authorization policy that selects the destination, in evaluation order. */
+  selecting: PolicyRef[];
+  /** AUDIT rules the connection matched: logged, never part of the decision. */
+  audit: RuleMatch[];
 }
 
 /** The node's policies, indexed by namespace; replaced whole on every config version. */
@@ -228,21 +296,59 @@ export class PolicyStore implements InboundPolicy {
 
   /** Most specific wins: workload selector (oldest first) > namespace > mesh; UNSET inherits; the default is PERMISSIVE. */
   mtlsMode(w: Workload, port: number): Exclude<MtlsMode, "UNSET"> {
+    return this.#mtls(w, port).mode;
+  }
+
+  /** The mode and the PeerAuthentication (and level) that set it; none when the default applies. */
+  #mtls(w: Workload, port: number): MtlsExplanation {
     const own = this.#peer.get(w.namespace) ?? [];
     const workloadLevel = own.filter((p) => !scopeWide(p) && selects(p, w, "")).sort((a, b) => a.createdAt.localeCompare(b.createdAt))[0];
     const namespaceLevel = own.find(scopeWide);
     const meshLevel = (this.#peer.get(this.#rootNamespace) ?? []).find(scopeWide);
-    for (const mode of [workloadLevel?.portLevel[String(port)], workloadLevel?.mode, namespaceLevel?.mode, meshLevel?.mode]) {
-      if (mode && mode !== "UNSET") return mode;
+    const candidates: Array<[MtlsMode | undefined, CompiledPeerAuthentication | undefined, MtlsLevel]> = [
+      [workloadLevel?.portLevel[String(port)], workloadLevel, "port"],
+      [workloadLevel?.mode, workloadLevel, "workload"],
+      [namespaceLevel?.mode, namespaceLevel, "namespace"],
+      [meshLevel?.mode, meshLevel, "mesh"],
+    ];
+    for (const [mode, p, level] of candidates) {
+      if (mode && mode !== "UNSET" && p) return { mode, peerAuthentication: { namespace: p.namespace, name: p.name, level } };
     }
-    return "PERMISSIVE";
+    return { mode: "PERMISSIVE" };
   }
 
+  /** The data path's question: the decision alone, taken by `explain` so the two can never disagree. */
   check(conn: InboundAttributes): InboundDecision {
+    const e = this.explain(conn);
+    return e.audit.length
+      ? { allowed: e.allowed, reason: e.reason, audit: e.audit.map((m) => `${m.policy.namespace}/${m.policy.name}`) }
+      : { allowed: e.allowed, reason: e.reason };
+  }
+
+  /**
+   * The decision for one connection with everything that led to it: the peer authentication mode and where it
+   * comes from, the DENY or ALLOW rule that matched (which `from` source and `to` operation), or why no match
+   * means allow or deny, the policies that select the destination, and AUDIT matches. `check` is this function.
+   */
+  explain(conn: InboundAttributes): PolicyExplanation {
     const w = conn.destination;
     const principal = conn.source ? formatSpiffeId(conn.source).replace(/^spiffe:\/\//, "") : "";
-    if (!conn.source && this.mtlsMode(w, conn.destinationPort) === "STRICT") {
-      return { allowed: false, reason: `STRICT mTLS for ${w.namespace}/${w.name}:${conn.destinationPort} requires a mesh identity; the client sent plaintext` };
+    const mtls = this.#mtls(w, conn.destinationPort);
+    const applicable = [
+      ...(this.#authz.get(w.namespace) ?? []),
+      ...(w.namespace === this.#rootNamespace ? [] : (this.#authz.get(this.#rootNamespace) ?? [])),
+    ].filter((p) => selects(p.compiled, w, this.#rootNamespace));
+    const selecting = applicable.map((p) => ({ namespace: p.compiled.namespace, name: p.compiled.name, action: p.compiled.action }));
+    if (!conn.source && mtls.mode === "STRICT") {
+      return {
+        allowed: false,
+        reason: `STRICT mTLS for ${w.namespace}/${w.name}:${conn.destinationPort} requires a mesh identity; the client sent plaintext`,
+        decidedBy: "mtls",
+        principal,
+        mtls,
+        selecting,
+        audit: [],
+      };
     }
     const facts: Facts = {
       principal,
@@ -251,22 +357,42 @@ export class PolicyStore implements InboundPolicy {
       destinationIp: conn.destinationIp,
       destinationPort: conn.destinationPort,
     };
-    const applicable = [
-      ...(this.#authz.get(w.namespace) ?? []),
-      ...(w.namespace === this.#rootNamespace ? [] : (this.#authz.get(this.#rootNamespace) ?? [])),
-    ].filter((p) => selects(p.compiled, w, this.#rootNamespace));
-    const matches = (p: PreparedPolicy) => p.rules.some((r) => ruleMatches(r, facts));
+    const firstRule = (p: PreparedPolicy): RuleMatch | undefined => {
+      for (let i = 0; i < p.rules.length; i++) {
+        const m = matchRule(p.rules[i]!, facts);
+        if (!m) continue;
+        const rule = p.compiled.rules[i]!;
+        return {
+          policy: { namespace: p.compiled.namespace, name: p.compiled.name, action: p.compiled.action },
+          ruleIndex: i,
+          ...(m.from >= 0 ? { from: { index: m.from, source: rule.from![m.from]! } } : {}),
+          ...(m.to >= 0 ? { to: { index: m.to, operation: rule.to![m.to]! } } : {}),
+          ...(rule.when ? { when: rule.when } : {}),
+        };
+      }
+      return undefined;
+    };
     const named = (p: PreparedPolicy) => `${p.compiled.namespace}/${p.compiled.name}`;
     // AUDIT never changes the decision (Istio's semantics): its matches are only reported, whatever is decided.
-    const audited = applicable.filter((p) => p.compiled.action === "AUDIT" && matches(p)).map(named);
-    const decide = (allowed: boolean, reason: string): InboundDecision => (audited.length ? { allowed, reason, audit: audited } : { allowed, reason });
-    const deny = applicable.find((p) => p.compiled.action === "DENY" && matches(p));
-    if (deny) return decide(false, `denied by policy ${named(deny)}`);
+    const audit = applicable.flatMap((p) => (p.compiled.action === "AUDIT" ? (firstRule(p) ?? []) : []));
+    const base = { principal, mtls, selecting, audit };
+    for (const p of applicable) {
+      if (p.compiled.action !== "DENY") continue;
+      const match = firstRule(p);
+      if (match) return { ...base, allowed: false, reason: `denied by policy ${named(p)}`, decidedBy: "deny", match };
+    }
     const allows = applicable.filter((p) => p.compiled.action === "ALLOW");
-    if (allows.length === 0) return decide(true, "no ALLOW policy selects the workload");
-    const match = allows.find(matches);
-    if (match) return decide(true, `allowed by policy ${named(match)}`);
-    return decide(false, `no ALLOW policy matched for ${w.namespace}/${w.name} (from ${principal || conn.sourceIp || "unknown"})`);
+    if (allows.length === 0) return { ...base, allowed: true, reason: "no ALLOW policy selects the workload", decidedBy: "no-allow-policy" };
+    for (const p of allows) {
+      const match = firstRule(p);
+      if (match) return { ...base, allowed: true, reason: `allowed by policy ${named(p)}`, decidedBy: "allow", match };
+    }
+    return {
+      ...base,
+      allowed: false,
+      reason: `no ALLOW policy matched for ${w.namespace}/${w.name} (from ${principal || conn.sourceIp || "unknown"})`,
+      decidedBy: "no-allow-match",
+    };
   }
 
   /** For the admin API. */

@@ -18,6 +18,7 @@ import {
   parseServerMessage,
   resourceId,
 } from "../../contract/stream.ts";
+import { urisOfSubjectAltName } from "../../contract/spiffe.ts";
 import type { Credentials } from "../identity/index.ts";
 
 export interface BackoffPolicy {
@@ -209,9 +210,9 @@ export class ConfigStreamClient {
       ...(servername ? { servername } : {}),
       checkServerIdentity: (host, cert) => {
         if (!expected) return tls.checkServerIdentity(host, cert);
-        const uris = (cert.subjectaltname ?? "").split(", ").filter((s) => s.startsWith("URI:"));
-        if (uris.length === 1 && uris[0] === `URI:${expected}`) return undefined;
-        return new Error(`the controller presented ${uris.join(", ") || "no URI SAN"}, expected exactly ${expected}`);
+        const uris = urisOfSubjectAltName(cert.subjectaltname);
+        if (uris.length === 1 && uris[0] === expected) return undefined;
+        return new Error(`the controller presented ${uris.map((u) => `URI:${u}`).join(", ") || "no URI SAN"}, expected exactly ${expected}`);
       },
     });
     return new Promise<ConfigStreamError>((resolve) => {

@@ -1,6 +1,6 @@
 // Certificates of the identities of local pods: issued before a pod is captured, renewed at half life.
 import type { Logger } from "pino";
-import { type SpiffeId, formatSpiffeId } from "./spiffe.ts";
+import { type SpiffeId, formatSpiffeId } from "../../contract/spiffe.ts";
 import type { Credentials } from "./index.ts";
 
 export interface IssuedCertificate extends Credentials {

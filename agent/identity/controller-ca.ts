@@ -4,7 +4,7 @@ import https from "node:https";
 import { CSR_PATH, type CaErrorBody, type CsrResponse } from "../../contract/certificates.ts";
 import { buildCsr, derToPem, generateP256 } from "../../pki/index.ts";
 import type { CertificateIssuer, IssuedCertificate } from "./certificates.ts";
-import { type SpiffeId, formatSpiffeId } from "./spiffe.ts";
+import { type SpiffeId, formatSpiffeId } from "../../contract/spiffe.ts";
 
 export interface ControllerCaOptions {
   /** host:port of the CSR endpoint. */

@@ -5,6 +5,7 @@ import type net from "node:net";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { CSR_PATH, type CaErrorBody, CaRefusalCode, type CsrRequest, type CsrResponse, MAX_CSR_REQUEST_BYTES } from "../../contract/certificates.ts";
+import { IdentityError, type SpiffeId, parseSpiffeId } from "../../contract/spiffe.ts";
 import { CsrError, DerError, parseCsr, pemToDer } from "../../pki/index.ts";
 import type { AgentAuthenticator } from "./agent-auth.ts";
 import type { MeshCa } from "./authority.ts";
@@ -31,8 +32,6 @@ class Refusal extends Error {
     this.code = code;
   }
 }
-
-const SPIFFE_WORKLOAD = /^spiffe:\/\/([a-z0-9._-]+)\/ns\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/sa\/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/;
 
 export class CsrServer {
   readonly #opts: CsrServerOptions;
@@ -131,12 +130,17 @@ export class CsrServer {
         `the CSR must ask for exactly one SAN, a SPIFFE URI (it asks for ${csr.uris.length} URIs and ${csr.otherSans} other names)`,
       );
     const uri = csr.uris[0]!;
-    const m = SPIFFE_WORKLOAD.exec(uri);
-    if (!m) throw new Refusal(400, CaRefusalCode.badCsr, `"${uri}" is not a workload SPIFFE ID (spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>)`);
-    const [, trustDomain, namespace, , serviceAccount] = m;
+    let id: SpiffeId;
+    try {
+      id = parseSpiffeId(uri);
+    } catch (err) {
+      if (err instanceof IdentityError) throw new Refusal(400, CaRefusalCode.badCsr, err.message);
+      throw err;
+    }
+    const { trustDomain, namespace, serviceAccount } = id;
     if (trustDomain !== this.#opts.trustDomain)
       throw new Refusal(403, CaRefusalCode.trustDomain, `trust domain ${trustDomain} is not this mesh's (${this.#opts.trustDomain})`);
-    if (!(await this.#opts.hasPodOnNode(auth.node, namespace!, serviceAccount!))) {
+    if (!(await this.#opts.hasPodOnNode(auth.node, namespace, serviceAccount))) {
       throw new Refusal(
         403,
         CaRefusalCode.notOnNode,

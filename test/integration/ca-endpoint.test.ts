@@ -179,7 +179,7 @@ describe("CSR endpoint", () => {
     const notWorkload = derToPem(buildCsr(generateP256().privateKey, "spiffe://cluster.local/admin"), "CERTIFICATE REQUEST");
     expect(await post({ csr: notWorkload })).toMatchObject({
       status: 400,
-      body: { code: "AMBIT_E_CA_BAD_CSR", message: expect.stringContaining("not a workload SPIFFE ID") },
+      body: { code: "AMBIT_E_CA_BAD_CSR", message: expect.stringContaining("is not a workload identity") },
     });
     expect(await post("x".repeat(70_000))).toMatchObject({ status: 413 });
   });

@@ -3,7 +3,7 @@ import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { CertificateManager, type CertificateIssuer } from "../../agent/identity/certificates.ts";
 import type { IssuedCertificate } from "../../agent/identity/certificates.ts";
-import { formatSpiffeId, type SpiffeId } from "../../agent/identity/spiffe.ts";
+import { formatSpiffeId, type SpiffeId } from "../../contract/spiffe.ts";
 
 const HOUR = 3600_000;
 const orders: SpiffeId = { trustDomain: "cluster.local", namespace: "demo", serviceAccount: "orders" };
