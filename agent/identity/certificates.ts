@@ -1,5 +1,7 @@
 // Certificates of the identities of local pods: issued before a pod is captured, renewed at half life.
+import { X509Certificate } from "node:crypto";
 import type { Logger } from "pino";
+import type { CertificateSummary } from "../../contract/agent-admin.ts";
 import { type SpiffeId, formatSpiffeId } from "./spiffe.ts";
 import type { Credentials } from "./index.ts";
 
@@ -125,9 +127,23 @@ export class CertificateManager {
     return cert;
   }
 
-  /** For the admin API: identities and expiry, never keys. */
-  summary(): Array<{ identity: string; notAfter: string }> {
-    return [...this.#certs.values()].map((c) => ({ identity: c.identity, notAfter: c.notAfter.toISOString() }));
+  /**
+   * For the admin API: identities, expiry and each certificate of the chain (serial, validity), never keys. The
+   * chain is parsed here, on demand, rather than kept parsed for every held identity.
+   */
+  summary(): CertificateSummary[] {
+    return [...this.#certs.values()].map((c) => {
+      const chain = (c.certChainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem, i, all) => {
+        const x = new X509Certificate(pem);
+        return {
+          type: i === 0 ? ("leaf" as const) : i === all.length - 1 && x.subject === x.issuer ? ("root" as const) : ("intermediate" as const),
+          serialNumber: x.serialNumber.toLowerCase(),
+          notBefore: new Date(x.validFrom).toISOString(),
+          notAfter: new Date(x.validTo).toISOString(),
+        };
+      });
+      return { identity: c.identity, notAfter: c.notAfter.toISOString(), ...(chain[0] ? { notBefore: chain[0].notBefore } : {}), chain };
+    });
   }
 
   stop(): void {
