@@ -64,3 +64,46 @@ export interface CertificateSummary {
   notBefore?: string;
   chain: CertificateChainEntry[];
 }
+
+/** Which controller version an agent applied, and whether it still hears from the controller. */
+export interface ConfigStaleness {
+  connected: boolean;
+  lastUpdateAt?: string;
+  disconnectedSince?: string;
+  version: number;
+  epoch?: string;
+  failures: number;
+  lastError?: string;
+}
+
+/** The parts of GET /config_dump the CLI reads (the agent sends more). */
+export interface ConfigDump {
+  node: string;
+  controller: ConfigStaleness;
+  workloads: Array<{
+    uid: string;
+    namespace: string;
+    name: string;
+    workloadName: string;
+    serviceAccount: string;
+    node: string;
+    ip: string;
+    captured: boolean;
+    waypoint?: string;
+  }>;
+  services: Array<{
+    namespace: string;
+    name: string;
+    clusterIP: string;
+    waypoint?: string;
+    ports: Record<string, Array<{ ip: string; port: number; ready: boolean }>>;
+  }>;
+  policies: {
+    authorizations: Array<{ namespace: string; name: string; action: string; selector?: Record<string, string>; selectorKeys?: string[] }>;
+    peerAuthentications: Array<{ namespace: string; name: string; mode: string; selector?: Record<string, string>; selectorKeys?: string[] }>;
+  };
+  trustBundle: { roots: number; certificates?: CertificateChainEntry[] };
+  enrollment: Array<{ namespace: string; name: string; uid: string; captured: boolean; reason: string; ips: string[] }>;
+  certificates: CertificateSummary[];
+  tunnels: { connections?: HboneConnectionInfo[] };
+}
