@@ -3,7 +3,9 @@ import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { configCommands } from "./config.ts";
 import { devCommands } from "./dev.ts";
+import { enrollCommands } from "./enroll.ts";
 import { exitCodeFor } from "./errors.ts";
+import { statusCommand } from "./status.ts";
 import { tunnelsCommand } from "./tunnels.ts";
 
 /** Prints an error the way every ambit command does: code first, then what to do. */
@@ -28,7 +30,7 @@ function splitExec(argv: string[]): { argv: string[]; command?: string[] } {
 
 /** The commands an operator runs against a cluster with the mesh installed (through the Kubernetes API). */
 function operatorCommands(y: Argv): Argv {
-  return configCommands(tunnelsCommand(y));
+  return enrollCommands(statusCommand(configCommands(tunnelsCommand(y))));
 }
 
 export async function main(rawArgv: string[] = hideBin(process.argv), scriptName = "ambit"): Promise<void> {

@@ -47,6 +47,7 @@ export function fakeKube(objects: Record<string, KubeObject | KubeObject[]> = {}
       return Array.isArray(o) ? o : [];
     },
     mergePatch: async (p: string, patch: unknown) => {
+      if (!objects[p]) throw notFound(p);
       patches.push({ path: p, patch });
       return objects[p];
     },
