@@ -18,6 +18,11 @@ export interface AgentPod {
   ready: boolean;
   phase: string;
   image?: string;
+  /**
+   * Whether the pod's install-cni container is ready, which it is once the Ambit plugin is chained in the node's
+   * CNI config (its readiness probe checks the marker the installer writes then); undefined without that container.
+   */
+  cniChained?: boolean;
 }
 
 /** What the commands need of the agents: which ones exist, and a GET on one's admin API. */
@@ -31,6 +36,11 @@ export interface AgentTransport {
 
 const podReady = (p: KubeObject) =>
   ((p.status?.conditions ?? []) as Array<{ type: string; status: string }>).some((c) => c.type === "Ready" && c.status === "True");
+
+const cniState = (p: KubeObject): { cniChained?: boolean } => {
+  const installer = ((p.status?.containerStatuses ?? []) as Array<{ name: string; ready: boolean }>).find((c) => c.name === "install-cni");
+  return installer ? { cniChained: installer.ready } : {};
+};
 
 /** Agent pods of the mesh namespace, one per node: what both transports list. */
 export async function listAgentPods(kube: KubeClient, node?: string): Promise<AgentPod[]> {
@@ -61,6 +71,7 @@ export async function listAgentPods(kube: KubeClient, node?: string): Promise<Ag
       ready: podReady(p),
       phase: String(p.status?.phase ?? "Unknown"),
       ...(p.spec?.containers?.[0]?.image ? { image: String(p.spec.containers[0].image) } : {}),
+      ...cniState(p),
     }));
 }
 

@@ -1,6 +1,7 @@
 // The `ambit` command line: argument parsing and error reporting shared by every subcommand.
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
+import { checkCommand } from "./check.ts";
 import { configCommands } from "./config.ts";
 import { devCommands } from "./dev.ts";
 import { enrollCommands } from "./enroll.ts";
@@ -30,7 +31,7 @@ function splitExec(argv: string[]): { argv: string[]; command?: string[] } {
 
 /** The commands an operator runs against a cluster with the mesh installed (through the Kubernetes API). */
 function operatorCommands(y: Argv): Argv {
-  return enrollCommands(statusCommand(configCommands(tunnelsCommand(y))));
+  return checkCommand(enrollCommands(statusCommand(configCommands(tunnelsCommand(y)))));
 }
 
 export async function main(rawArgv: string[] = hideBin(process.argv), scriptName = "ambit"): Promise<void> {

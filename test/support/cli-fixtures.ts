@@ -36,12 +36,14 @@ export class FixtureTransport implements AgentTransport {
 export function fakeKube(objects: Record<string, KubeObject | KubeObject[]> = {}) {
   const patches: Array<{ path: string; patch: unknown }> = [];
   const notFound = (p: string) => Object.assign(new Error(`GET ${p}: 404`), { status: 404 });
+  const get = async (p: string) => {
+    const o = objects[p];
+    if (!o || Array.isArray(o)) throw notFound(p);
+    return o;
+  };
   const kube = {
-    get: async (p: string) => {
-      const o = objects[p];
-      if (!o || Array.isArray(o)) throw notFound(p);
-      return o;
-    },
+    get,
+    request: async (_method: string, p: string) => get(p),
     list: async (p: string) => {
       const o = objects[p] ?? objects[p.split("?")[0]!];
       return Array.isArray(o) ? o : [];

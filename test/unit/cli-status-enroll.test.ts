@@ -1,6 +1,7 @@
 // `ambit status` and `ambit enroll|unenroll` on recorded agent answers and a stand-in API: tables, documents, exit codes, waits.
 import YAML from "yaml";
 import { describe, expect, it } from "vitest";
+import { runCheck } from "../../cli/check.ts";
 import { type EnrollArgs, runEnroll } from "../../cli/enroll.ts";
 import { runStatus } from "../../cli/status.ts";
 import type { KubeObject } from "../../kube/client.ts";
@@ -130,5 +131,52 @@ describe("ambit enroll / unenroll", () => {
       message: expect.stringContaining("orders (ambit.dev/redirection=disabled)"),
     });
     await expect(runEnroll(fixtureEnv(), args({ ns: "nope" }), true)).rejects.toMatchObject({ code: "AMBIT_E_UNKNOWN_NAMESPACE" });
+  });
+});
+
+describe("ambit check", () => {
+  const healthy = () => {
+    const kube = cluster();
+    const get = kube.get.bind(kube);
+    const extra: Record<string, object> = {
+      "/version": { gitVersion: "v1.32.0" },
+      "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/authorizationpolicies.security.ambit.dev": { metadata: {} },
+      "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/peerauthentications.security.ambit.dev": { metadata: {} },
+    };
+    kube.get = (async (p: string) => extra[p] ?? get(p)) as typeof kube.get;
+    kube.request = (async (_m: string, p: string) => kube.get(p)) as typeof kube.request;
+    return kube;
+  };
+
+  it("passes on a healthy mesh, one line per check", async () => {
+    const env = fixtureEnv({ kube: healthy() });
+    await runCheck(env, { output: "table" });
+    const text = env.out.join("");
+    expect(text).toContain("[PASS] Kubernetes API reachable (v1.32.0)");
+    expect(text).toContain("[PASS] CRD peerauthentications.security.ambit.dev installed");
+    expect(text).toContain("[PASS] leader elected (ambit-controller-b)");
+    expect(text).toMatch(/\[PASS\] node node-2: agent ambit-agent-1 ready/);
+    expect(text).not.toContain("[FAIL]");
+  });
+
+  it("names the node whose agent is down and what to do, and exits AMBIT_E_UNHEALTHY", async () => {
+    const env = fixtureEnv({ kube: healthy(), agents: new FixtureTransport(["node-1", "node-2"], ["node-2"]) });
+    await expect(runCheck(env, { output: "json" })).rejects.toMatchObject({ code: "AMBIT_E_UNHEALTHY", message: expect.stringContaining("node-2") });
+    const failed = JSON.parse(env.out.join("")).checks.filter((c: { passed: boolean }) => !c.passed);
+    expect(failed).toEqual([
+      expect.objectContaining({ check: "agent", message: "node node-2: agent ambit-agent-1 is not ready", hint: expect.stringContaining("describe pod") }),
+    ]);
+  });
+
+  it("fails the CRD check when the mesh's CRDs are missing", async () => {
+    const kube = healthy();
+    const get = kube.get;
+    kube.get = (async (p: string) => {
+      if (p.includes("customresourcedefinitions")) throw Object.assign(new Error("404"), { status: 404 });
+      return get(p);
+    }) as typeof kube.get;
+    const env = fixtureEnv({ kube });
+    await expect(runCheck(env, { output: "table" })).rejects.toMatchObject({ code: "AMBIT_E_UNHEALTHY" });
+    expect(env.out.join("")).toContain("[FAIL] CRD authorizationpolicies.security.ambit.dev is not installed\n       -> install the chart's CRDs");
   });
 });
