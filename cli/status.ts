@@ -11,6 +11,8 @@ import { CLI_API_VERSION, formatAge, formatDocument, formatTable } from "./outpu
 export const STALE_AFTER_SECONDS = 60;
 /** Certificates are renewed at half life (12 h of 24): one this close to expiry means renewal is failing. */
 export const CERT_WARNING_SECONDS = 3600;
+/** Added to twice the lease duration before a leader lease counts as abandoned. */
+export const LEASE_SLACK_SECONDS = 15;
 
 export interface ControllerStatus {
   pod: string;
@@ -61,7 +63,9 @@ export function meshStatus(input: {
   const leaseFresh = (() => {
     const renew = Date.parse(String(input.lease?.spec?.renewTime ?? ""));
     const duration = Number(input.lease?.spec?.leaseDurationSeconds ?? 15);
-    return Number.isFinite(renew) && input.now - renew < duration * 1000 * 2;
+    // Generous: a holder that misses a renewal or two is replaced by the next acquire anyway (within the lease
+    // duration); only a lease nobody renewed for much longer means no replica is leading.
+    return Number.isFinite(renew) && input.now - renew < (duration * 2 + LEASE_SLACK_SECONDS) * 1000;
   })();
   const controllers = input.controllers
     .map((p) => ({
