@@ -18,6 +18,7 @@ import { type RbacSource, forbiddenMessage, rbacAllows, verbOf } from "./rbac.ts
 import { type EventType, ObjectStore, type StoreEvent, type Watcher } from "./store.ts";
 import { ClusterIpAllocator, applyDefaults, invalid, validate } from "./defaults.ts";
 import { openApiV3GroupVersion, openApiV3Root } from "./openapi.ts";
+import { decodeProtobufObject } from "./protobuf.ts";
 
 /** kube-apiserver's jwt.DefaultLeeway: a token bound to a deleted object is refused this long after its deletion. */
 const BOUND_OBJECT_DELETION_LEEWAY_MS = 60_000;
@@ -1104,13 +1105,8 @@ function readRaw(req: IncomingMessage): Promise<Buffer> {
 }
 
 function parseBody(raw: Buffer, contentType: string | undefined): unknown {
-  if (/protobuf/.test(contentType ?? "")) {
-    throw new ApiError(
-      415,
-      "UnsupportedMediaType",
-      "the sandbox API server accepts JSON and YAML only, not protobuf; use `kubectl create -f`/`kubectl apply -f` with a manifest instead of kubectl's built-in generators",
-    );
-  }
+  // kubectl's generators (create namespace/deployment/secret..., create token) send protobuf; the answer is JSON.
+  if (/protobuf/.test(contentType ?? "")) return decodeProtobufObject(raw);
   const text = raw.toString("utf8");
   try {
     return /yaml/.test(contentType ?? "") ? parseYaml(text) : JSON.parse(text);
@@ -1118,7 +1114,7 @@ function parseBody(raw: Buffer, contentType: string | undefined): unknown {
     throw new ApiError(
       400,
       "BadRequest",
-      `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (${(err as Error).message})`,
+      `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (${(err as Error).message})`,
     );
   }
 }
