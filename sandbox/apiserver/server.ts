@@ -19,6 +19,7 @@ import { type EventType, ObjectStore, type StoreEvent, type Watcher } from "./st
 import { ClusterIpAllocator, applyDefaults, invalid, validate } from "./defaults.ts";
 import { openApiV3GroupVersion, openApiV3Root } from "./openapi.ts";
 import { decodeProtobufObject } from "./protobuf.ts";
+import { isScalable, scaleDiscoveryEntry, scaled, toScale } from "./scale.ts";
 
 /** kube-apiserver's jwt.DefaultLeeway: a token bound to a deleted object is refused this long after its deletion. */
 const BOUND_OBJECT_DELETION_LEEWAY_MS = 60_000;
@@ -256,7 +257,8 @@ export class ApiCore {
       route.subresource &&
       !(route.subresource === "status" && resource.status) &&
       !(route.subresource === "token" && resource.kind === "ServiceAccount") &&
-      !(route.subresource === "finalize" && resource.kind === "Namespace")
+      !(route.subresource === "finalize" && resource.kind === "Namespace") &&
+      !(route.subresource === "scale" && isScalable(resource))
     ) {
       throw new ApiError(404, "NotFound", "the server could not find the requested resource");
     }
@@ -280,6 +282,7 @@ export class ApiCore {
       if (method === "DELETE") return this.#json(res, 200, this.#deleteCollection(url, route, dryRun));
       throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
     }
+    if (route.subresource === "scale") return this.#scale(req, res, route, method, dryRun);
     switch (method) {
       case "GET": {
         const obj = this.#mustGet(route);
@@ -356,6 +359,7 @@ export class ApiCore {
         ...(r.shortNames.length ? { shortNames: r.shortNames } : {}),
       });
       if (r.status) resources.push({ name: `${r.plural}/status`, singularName: "", namespaced: r.namespaced, kind: r.kind, verbs: ["get", "patch", "update"] });
+      if (isScalable(r)) resources.push(scaleDiscoveryEntry(r.plural, r.namespaced));
       if (r.kind === "ServiceAccount")
         resources.push({
           name: "serviceaccounts/token",
@@ -843,6 +847,18 @@ export class ApiCore {
     }
     if (patched.metadata.resourceVersion !== existing.metadata.resourceVersion) throw this.#conflict(route);
     return this.#replace(route, existing, this.#checkBody(route, patched), dryRun, fv);
+  }
+
+  /** `/scale` (kubectl scale): spec.replicas read and written through an autoscaling/v1 Scale. */
+  async #scale(req: IncomingMessage, res: ServerResponse, route: Route, method: string, dryRun: boolean): Promise<void> {
+    const existing = this.#mustGet(route);
+    if (method === "GET") return this.#json(res, 200, toScale(existing));
+    let scale: unknown;
+    if (method === "PUT") scale = await readBody(req);
+    else if (method === "PATCH") scale = applyPatch(toScale(existing), await readRaw(req), patchTypeFromContentType(req.headers["content-type"]), "Scale");
+    else throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
+    const updated = this.#replace(route, existing, scaled(existing, scale, route.resource.plural, route.resource.group), dryRun);
+    return this.#json(res, 200, toScale(updated));
   }
 
   #delete(route: Route, options: Record<string, unknown>, dryRun: boolean): KubeObject {

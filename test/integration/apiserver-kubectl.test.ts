@@ -292,4 +292,71 @@ spec:
     // The server is still there.
     expect((await kubectl(["get", "ns", "gen", "-o", "name"])).stdout.trim()).toBe("namespace/gen");
   });
+
+  it("scale: kubectl scale reads and writes spec.replicas through the autoscaling/v1 Scale subresource", async () => {
+    const scaled = await kubectl(["scale", "deployment/web", "-n", "gen", "--replicas=5"]);
+    expect(scaled.exitCode, scaled.stderr).toBe(0);
+    expect(scaled.stdout.trim()).toBe("deployment.apps/web scaled");
+    const web = JSON.parse((await kubectl(["get", "deploy", "-n", "gen", "web", "-o", "json"])).stdout);
+    expect(web.spec.replicas).toBe(5);
+    expect(web.metadata.generation).toBe(2);
+    const scale = JSON.parse((await kubectl(["get", "--raw", "/apis/apps/v1/namespaces/gen/deployments/web/scale"])).stdout);
+    expect(scale).toMatchObject({
+      kind: "Scale",
+      apiVersion: "autoscaling/v1",
+      metadata: { name: "web", namespace: "gen", uid: web.metadata.uid, resourceVersion: web.metadata.resourceVersion },
+      spec: { replicas: 5 },
+      status: { replicas: 0, selector: "app=web" },
+    });
+    // --current-replicas makes kubectl GET the Scale and PUT it back with its resourceVersion.
+    const stale = await kubectl(["scale", "deployment", "web", "-n", "gen", "--current-replicas=2", "--replicas=3"]);
+    expect(stale.exitCode).toBe(1);
+    expect(stale.stderr).toContain("Expected replicas to be 2, was 5");
+    expect((await kubectl(["scale", "deployment", "web", "-n", "gen", "--current-replicas=5", "--replicas=3"])).exitCode).toBe(0);
+    // Every patch type on the subresource, as kubectl patch --subresource=scale sends them.
+    for (const [type, patch, replicas] of [
+      ["merge", '{"spec":{"replicas":4}}', 4],
+      ["strategic", '{"spec":{"replicas":6}}', 6],
+      ["json", '[{"op":"replace","path":"/spec/replicas","value":1}]', 1],
+    ] as const) {
+      const patched = await kubectl(["patch", "deployment", "web", "-n", "gen", "--subresource=scale", "--type", type, "-p", patch]);
+      expect(patched.exitCode, `${type}: ${patched.stderr}`).toBe(0);
+      expect((await kubectl(["get", "deploy", "-n", "gen", "web", "-o", "jsonpath={.spec.replicas}"])).stdout).toBe(String(replicas));
+    }
+    const negative = await kubectl(["patch", "deployment", "web", "-n", "gen", "--subresource=scale", "--type=merge", "-p", '{"spec":{"replicas":-1}}']);
+    expect(negative.stderr).toContain('Scale "web" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0');
+    expect((await kubectl(["scale", "daemonset", "x", "-n", "gen", "--replicas=1"])).exitCode).not.toBe(0);
+
+    // RBAC sees deployments/scale: a service account allowed to get deployments and patch their scale can scale,
+    // but not patch the Deployment itself.
+    const rbac = [
+      { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "scaler", namespace: "gen" } },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "Role",
+        metadata: { name: "scaler", namespace: "gen" },
+        rules: [
+          { apiGroups: ["apps"], resources: ["deployments"], verbs: ["get"] },
+          { apiGroups: ["apps"], resources: ["deployments/scale"], verbs: ["get", "patch", "update"] },
+        ],
+      },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "RoleBinding",
+        metadata: { name: "scaler", namespace: "gen" },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "scaler" },
+        subjects: [{ kind: "ServiceAccount", name: "scaler", namespace: "gen" }],
+      },
+    ];
+    expect((await kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: rbac }))).exitCode).toBe(0);
+    const saToken = (await kubectl(["create", "token", "scaler", "-n", "gen"])).stdout.trim();
+    const asScaler = (args: string[]) => kubectl([`--token=${saToken}`, ...args]);
+    const byScaler = await asScaler(["scale", "deployment/web", "-n", "gen", "--replicas=2"]);
+    expect(byScaler.exitCode, byScaler.stderr).toBe(0);
+    expect((await kubectl(["get", "deploy", "-n", "gen", "web", "-o", "jsonpath={.spec.replicas}"])).stdout).toBe("2");
+    const direct = await asScaler(["patch", "deployment", "web", "-n", "gen", "--type=merge", "-p", '{"spec":{"replicas":9}}']);
+    expect(direct.stderr).toContain('User "system:serviceaccount:gen:scaler" cannot patch resource "deployments" in API group "apps"');
+    const elsewhere = await asScaler(["scale", "deployment/web", "-n", "shop", "--replicas=1"]);
+    expect(elsewhere.stderr).toContain('User "system:serviceaccount:gen:scaler" cannot get resource "deployments" in API group "apps" in the namespace "shop"');
+  });
 });
