@@ -20,6 +20,7 @@ import { ClusterIpAllocator, applyDefaults, invalid, validate } from "./defaults
 import { openApiV3GroupVersion, openApiV3Root } from "./openapi.ts";
 import { decodeProtobufObject } from "./protobuf.ts";
 import { isScalable, scaleDiscoveryEntry, scaled, toScale } from "./scale.ts";
+import { EventRetention } from "./events.ts";
 
 /** kube-apiserver's jwt.DefaultLeeway: a token bound to a deleted object is refused this long after its deletion. */
 const BOUND_OBJECT_DELETION_LEEWAY_MS = 60_000;
@@ -80,6 +81,9 @@ export interface ApiCoreOptions {
   watchHistorySize: number;
   bookmarkIntervalMs: number;
   maxTokenExpirationSeconds?: number | undefined;
+  /** How long an Event lives after its last write (kube-apiserver's --event-ttl, 1 h), and how many are kept. */
+  eventTtlMs?: number | undefined;
+  maxEvents?: number | undefined;
   logger: Logger | undefined;
 }
 
@@ -91,12 +95,14 @@ export class ApiCore {
   readonly #ips: ClusterIpAllocator;
   readonly #watchResponses = new Set<ServerResponse>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #events: EventRetention;
   /** While set, new watch requests wait (test aid: lets a test change state before clients re-watch). */
   #watchGate: { promise: Promise<void>; release: () => void } | undefined;
 
   constructor(opts: ApiCoreOptions) {
     this.#opts = opts;
     this.store = new ObjectStore(opts.watchHistorySize);
+    this.#events = new EventRetention(this.store, { ttlMs: opts.eventTtlMs ?? 3_600_000, maxEvents: opts.maxEvents ?? 10_000 });
     this.#ips = new ClusterIpAllocator(opts.serviceCidr);
     this.#bootstrap();
   }
@@ -1071,6 +1077,7 @@ export class ApiCore {
 
   close(): void {
     this.dropWatches();
+    this.#events.close();
     for (const t of this.#timers) clearTimeout(t);
   }
 }
