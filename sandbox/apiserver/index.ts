@@ -26,6 +26,10 @@ export interface ApiServerOptions {
   bookmarkIntervalMs?: number;
   /** Caps the lifetime of issued service-account tokens (kube-apiserver's --service-account-max-token-expiration). */
   maxTokenExpirationSeconds?: number;
+  /** How long an Event is kept after its last write (kube-apiserver's --event-ttl); 3600 by default. */
+  eventTtlSeconds?: number;
+  /** Events kept at most; the least recently written go first. 10,000 by default. */
+  maxEvents?: number;
   logger?: Logger;
 }
 
@@ -79,6 +83,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     watchHistorySize: opts.watchHistorySize ?? 5000,
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15_000,
     maxTokenExpirationSeconds: opts.maxTokenExpirationSeconds,
+    eventTtlMs: opts.eventTtlSeconds === undefined ? undefined : opts.eventTtlSeconds * 1000,
+    maxEvents: opts.maxEvents,
     logger: opts.logger,
   });
   const listeners = await listen(core, pki, opts.host, opts.port, opts.unixSocketPath);

@@ -18,6 +18,9 @@ import { type RbacSource, forbiddenMessage, rbacAllows, verbOf } from "./rbac.ts
 import { type EventType, ObjectStore, type StoreEvent, type Watcher } from "./store.ts";
 import { ClusterIpAllocator, applyDefaults, invalid, validate } from "./defaults.ts";
 import { openApiV3GroupVersion, openApiV3Root } from "./openapi.ts";
+import { decodeProtobufObject } from "./protobuf.ts";
+import { isScalable, scaleDiscoveryEntry, scaled, toScale } from "./scale.ts";
+import { EventRetention } from "./events.ts";
 
 /** kube-apiserver's jwt.DefaultLeeway: a token bound to a deleted object is refused this long after its deletion. */
 const BOUND_OBJECT_DELETION_LEEWAY_MS = 60_000;
@@ -78,6 +81,9 @@ export interface ApiCoreOptions {
   watchHistorySize: number;
   bookmarkIntervalMs: number;
   maxTokenExpirationSeconds?: number | undefined;
+  /** How long an Event lives after its last write (kube-apiserver's --event-ttl, 1 h), and how many are kept. */
+  eventTtlMs?: number | undefined;
+  maxEvents?: number | undefined;
   logger: Logger | undefined;
 }
 
@@ -89,12 +95,14 @@ export class ApiCore {
   readonly #ips: ClusterIpAllocator;
   readonly #watchResponses = new Set<ServerResponse>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #events: EventRetention;
   /** While set, new watch requests wait (test aid: lets a test change state before clients re-watch). */
   #watchGate: { promise: Promise<void>; release: () => void } | undefined;
 
   constructor(opts: ApiCoreOptions) {
     this.#opts = opts;
     this.store = new ObjectStore(opts.watchHistorySize);
+    this.#events = new EventRetention(this.store, { ttlMs: opts.eventTtlMs ?? 3_600_000, maxEvents: opts.maxEvents ?? 10_000 });
     this.#ips = new ClusterIpAllocator(opts.serviceCidr);
     this.#bootstrap();
   }
@@ -255,7 +263,8 @@ export class ApiCore {
       route.subresource &&
       !(route.subresource === "status" && resource.status) &&
       !(route.subresource === "token" && resource.kind === "ServiceAccount") &&
-      !(route.subresource === "finalize" && resource.kind === "Namespace")
+      !(route.subresource === "finalize" && resource.kind === "Namespace") &&
+      !(route.subresource === "scale" && isScalable(resource))
     ) {
       throw new ApiError(404, "NotFound", "the server could not find the requested resource");
     }
@@ -279,6 +288,7 @@ export class ApiCore {
       if (method === "DELETE") return this.#json(res, 200, this.#deleteCollection(url, route, dryRun));
       throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
     }
+    if (route.subresource === "scale") return this.#scale(req, res, route, method, dryRun);
     switch (method) {
       case "GET": {
         const obj = this.#mustGet(route);
@@ -355,6 +365,7 @@ export class ApiCore {
         ...(r.shortNames.length ? { shortNames: r.shortNames } : {}),
       });
       if (r.status) resources.push({ name: `${r.plural}/status`, singularName: "", namespaced: r.namespaced, kind: r.kind, verbs: ["get", "patch", "update"] });
+      if (isScalable(r)) resources.push(scaleDiscoveryEntry(r.plural, r.namespaced));
       if (r.kind === "ServiceAccount")
         resources.push({
           name: "serviceaccounts/token",
@@ -844,6 +855,18 @@ export class ApiCore {
     return this.#replace(route, existing, this.#checkBody(route, patched), dryRun, fv);
   }
 
+  /** `/scale` (kubectl scale): spec.replicas read and written through an autoscaling/v1 Scale. */
+  async #scale(req: IncomingMessage, res: ServerResponse, route: Route, method: string, dryRun: boolean): Promise<void> {
+    const existing = this.#mustGet(route);
+    if (method === "GET") return this.#json(res, 200, toScale(existing));
+    let scale: unknown;
+    if (method === "PUT") scale = await readBody(req);
+    else if (method === "PATCH") scale = applyPatch(toScale(existing), await readRaw(req), patchTypeFromContentType(req.headers["content-type"]), "Scale");
+    else throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
+    const updated = this.#replace(route, existing, scaled(existing, scale, route.resource.plural, route.resource.group), dryRun);
+    return this.#json(res, 200, toScale(updated));
+  }
+
   #delete(route: Route, options: Record<string, unknown>, dryRun: boolean): KubeObject {
     const r = route.resource;
     const existing = this.#mustGet(route);
@@ -1054,6 +1077,7 @@ export class ApiCore {
 
   close(): void {
     this.dropWatches();
+    this.#events.close();
     for (const t of this.#timers) clearTimeout(t);
   }
 }
@@ -1104,13 +1128,8 @@ function readRaw(req: IncomingMessage): Promise<Buffer> {
 }
 
 function parseBody(raw: Buffer, contentType: string | undefined): unknown {
-  if (/protobuf/.test(contentType ?? "")) {
-    throw new ApiError(
-      415,
-      "UnsupportedMediaType",
-      "the sandbox API server accepts JSON and YAML only, not protobuf; use `kubectl create -f`/`kubectl apply -f` with a manifest instead of kubectl's built-in generators",
-    );
-  }
+  // kubectl's generators (create namespace/deployment/secret..., create token) send protobuf; the answer is JSON.
+  if (/protobuf/.test(contentType ?? "")) return decodeProtobufObject(raw);
   const text = raw.toString("utf8");
   try {
     return /yaml/.test(contentType ?? "") ? parseYaml(text) : JSON.parse(text);
@@ -1118,7 +1137,7 @@ function parseBody(raw: Buffer, contentType: string | undefined): unknown {
     throw new ApiError(
       400,
       "BadRequest",
-      `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (${(err as Error).message})`,
+      `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (${(err as Error).message})`,
     );
   }
 }

@@ -13,10 +13,11 @@ import { renderHostsFile } from "../kubeproxy/index.ts";
 import { containerArgv, imageEnv } from "./images.ts";
 import { containerEnv } from "./env.ts";
 import { type PodLaunchSpec, podCommand, writeLaunchSpec } from "./launcher.ts";
-import { type Probe, runProbe } from "./probes.ts";
+import { type Probe, probe } from "./probes.ts";
 import { type VolumeMount, containerMounts, materializeVolumes } from "./volumes.ts";
 import { recordSharedMountPoint } from "../shared-mounts.ts";
 import { exposePodNetns, prepareNodeNetnsDir, unexposePodNetns } from "./netns-dir.ts";
+import { type EventType, EventRecorder, containerFieldPath } from "../controllers/events.ts";
 
 /** Annotation telling tools (ambit dev status/exec) which netns holds the pod. */
 export const NETNS_ANNOTATION = "sandbox.ambit.dev/netns";
@@ -64,7 +65,10 @@ export class Kubelet {
   readonly #queue: WorkQueue;
   readonly #pods = new Map<string, PodRuntime>();
   readonly #caPem: string;
+  readonly #events: EventRecorder;
   #stopped = false;
+  /** Set while the sandbox shuts down: pods then stop without Killing events (their API objects stay). */
+  #shuttingDown = false;
 
   /** This node's netns directory (the agent's hostPath /var/run/netns), and whether it is mounted shared yet. */
   readonly #netnsDir: string;
@@ -78,6 +82,7 @@ export class Kubelet {
     this.#informers = informers;
     this.#caPem = caPem;
     this.#log = log.child({ component: "kubelet", node: node.name });
+    this.#events = new EventRecorder(client, { component: "kubelet", host: node.name }, this.#log);
     this.#queue = new WorkQueue((key) => this.#sync(key), {
       onError: (key, err) => this.#log.warn({ pod: key, err: String(err) }, "pod sync failed, will retry"),
     });
@@ -140,6 +145,13 @@ export class Kubelet {
       } catch (err) {
         await unexposePodNetns(this.#netnsDir, netns).catch(() => {});
         await deleteNetns(netns).catch(() => {});
+        // As containerd reports a failed CNI ADD; the queue retries, and each retry counts on the same event.
+        this.#events.event(
+          pod,
+          "Warning",
+          "FailedCreatePodSandBox",
+          `Failed to create pod sandbox: failed to set up network for sandbox "${uid}": ${(err as Error).message}`,
+        );
         throw err;
       }
     }
@@ -219,6 +231,9 @@ export class Kubelet {
     } catch (err) {
       // A pod that cannot start reports why, like CreateContainerConfigError on a real node.
       this.#log.warn({ pod: key, err: String(err) }, "pod cannot start");
+      for (const c of pod.spec?.containers ?? []) {
+        this.#events.event(pod, "Warning", "Failed", `Error: ${String(err instanceof Error ? err.message : err)}`, containerFieldPath(c.name));
+      }
       await this.#patchStatus(pod, {
         phase: "Pending",
         podIP: ip,
@@ -238,6 +253,10 @@ export class Kubelet {
     if (runtime.stopping || this.#stopped) return;
     const [program, ...args] = podCommand(runtime.spec, c.argv, c.mounts);
     const log = createWriteStream(path.join(runtime.spec.logDir, `${c.name}.log`), { flags: "a" });
+    const containerSpec = (pod.spec?.containers ?? []).find((s: { name: string }) => s.name === c.name) ?? {};
+    const event = (type: EventType, reason: string, message: string) => this.#events.event(pod, type, reason, message, containerFieldPath(c.name));
+    event("Normal", "Pulled", `Container image "${containerSpec.image ?? ""}" already present on machine`);
+    event("Normal", "Created", `Created container: ${c.name}`);
     const child = execa(program!, args, {
       env: c.env,
       extendEnv: false,
@@ -255,8 +274,8 @@ export class Kubelet {
     c.waitingReason = undefined;
     c.ready = false;
     c.consecutive = { success: 0, failure: 0 };
-    const containerSpec = (pod.spec?.containers ?? []).find((s: { name: string }) => s.name === c.name) ?? {};
-    this.#scheduleProbes(runtime, c, containerSpec);
+    event("Normal", "Started", `Started container ${c.name}`);
+    this.#scheduleProbes(runtime, c, containerSpec, pod);
     void child.then((result) => {
       log.end();
       clearTimeout(c.probeTimer);
@@ -272,6 +291,11 @@ export class Kubelet {
         c.restartCount++;
         c.waitingReason = "CrashLoopBackOff";
         const delay = Math.min(1000 * 2 ** Math.min(c.restartCount - 1, 5), 30_000);
+        event(
+          "Warning",
+          "BackOff",
+          `Back-off restarting failed container ${c.name} in pod ${pod.metadata.name}_${pod.metadata.namespace}(${pod.metadata.uid})`,
+        );
         c.backoffTimer = setTimeout(() => this.#startContainer(runtime, c, pod), delay);
       } else if (runtime.containers.every((x) => !x.process && !x.backoffTimer)) {
         runtime.phase = runtime.containers.every((x) => x.lastTermination?.exitCode === 0) ? "Succeeded" : "Failed";
@@ -284,7 +308,10 @@ export class Kubelet {
     runtime: PodRuntime,
     c: ContainerRuntime,
     containerSpec: { ports?: Array<{ name?: string; containerPort: number }>; readinessProbe?: Probe; livenessProbe?: Probe },
+    pod: KubeObject,
   ): void {
+    const unhealthy = (kind: "Readiness" | "Liveness", message: string) =>
+      this.#events.event(pod, "Warning", "Unhealthy", `${kind} probe failed: ${message}`, containerFieldPath(c.name));
     const namedPorts = Object.fromEntries((containerSpec.ports ?? []).filter((p) => p.name).map((p) => [p.name as string, p.containerPort]));
     const target = {
       nodeNetns: this.node.netns,
@@ -294,7 +321,7 @@ export class Kubelet {
       execInPod: async (command: string[], timeoutMs: number) => {
         const [program, ...args] = podCommand(runtime.spec, command, c.mounts);
         const r = await execa(program!, args, { env: c.env, extendEnv: false, reject: false, timeout: timeoutMs });
-        return r.exitCode ?? 1;
+        return { exitCode: r.exitCode ?? 1, output: `${String(r.stdout)}${String(r.stderr)}`, timedOut: r.timedOut };
       },
     };
     const readiness = containerSpec.readinessProbe;
@@ -303,7 +330,9 @@ export class Kubelet {
     } else {
       const tick = async () => {
         if (!c.process || runtime.stopping) return;
-        const ok = await runProbe(readiness, target);
+        const result = await probe(readiness, target);
+        const ok = result.success;
+        if (!ok && c.process !== undefined && !runtime.stopping) unhealthy("Readiness", result.message);
         if (ok) {
           c.consecutive = { success: c.consecutive.success + 1, failure: 0 };
         } else {
@@ -321,9 +350,12 @@ export class Kubelet {
     if (liveness) {
       const tick = async () => {
         if (!c.process || runtime.stopping) return;
-        c.liveFailures = (await runProbe(liveness, target)) ? 0 : c.liveFailures + 1;
+        const result = await probe(liveness, target);
+        if (!result.success && c.process !== undefined && !runtime.stopping) unhealthy("Liveness", result.message);
+        c.liveFailures = result.success ? 0 : c.liveFailures + 1;
         if (c.liveFailures >= (liveness.failureThreshold ?? 3)) {
           this.#log.info({ pod: runtime.key, container: c.name }, "liveness probe failed, restarting container");
+          this.#events.event(pod, "Normal", "Killing", `Container ${c.name} failed liveness probe, will be restarted`, containerFieldPath(c.name));
           c.liveFailures = 0;
           killGroup(c.process, "SIGKILL");
           return;
@@ -462,6 +494,13 @@ export class Kubelet {
   /** Stops the pod's processes (SIGTERM, then SIGKILL after the grace period), releases its network and files. */
   async #teardown(runtime: PodRuntime, graceMs = 10_000): Promise<void> {
     runtime.stopping = true;
+    if (!this.#shuttingDown) {
+      const { namespace, name } = splitKey(runtime.key);
+      const pod = { apiVersion: "v1", kind: "Pod", metadata: { name, namespace, uid: runtime.uid } };
+      for (const c of runtime.containers) {
+        if (c.process) this.#events.event(pod, "Normal", "Killing", `Stopping container ${c.name}`, containerFieldPath(c.name));
+      }
+    }
     for (const t of runtime.timers) clearInterval(t);
     const exits: Array<Promise<unknown>> = [];
     for (const c of runtime.containers) {
@@ -514,6 +553,7 @@ export class Kubelet {
 
   /** Stops every pod quickly; API objects are left alone (the sandbox is going away). */
   async stop(graceMs = 2000): Promise<void> {
+    this.#shuttingDown = true;
     this.#queue.stop();
     await Promise.all([...this.#pods.values()].map((r) => this.#teardown(r, graceMs).catch(() => {})));
     this.#stopped = true;
