@@ -4,6 +4,7 @@ import fs from "node:fs/promises";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { parse as parseYaml } from "yaml";
 import { ApiError, type KubeObject, statusBody } from "./types.ts";
@@ -21,6 +22,7 @@ import { openApiV3GroupVersion, openApiV3Root } from "./openapi.ts";
 import { decodeProtobufObject } from "./protobuf.ts";
 import { isScalable, scaleDiscoveryEntry, scaled, toScale } from "./scale.ts";
 import { EventRetention } from "./events.ts";
+import { PodStreaming, STREAM_DISCOVERY, isStreamSubresource, rejectUpgrade, streamTarget, streamVerb } from "./streams.ts";
 
 /** kube-apiserver's jwt.DefaultLeeway: a token bound to a deleted object is refused this long after its deletion. */
 const BOUND_OBJECT_DELETION_LEEWAY_MS = 60_000;
@@ -91,6 +93,8 @@ export interface ApiCoreOptions {
 export class ApiCore {
   readonly registry = new ResourceRegistry();
   readonly store: ObjectStore;
+  /** pods/log, exec, attach and portforward, served by the kubelets that attach to it. */
+  readonly streaming: PodStreaming;
   readonly #opts: ApiCoreOptions;
   readonly #ips: ClusterIpAllocator;
   readonly #watchResponses = new Set<ServerResponse>();
@@ -104,6 +108,7 @@ export class ApiCore {
     this.store = new ObjectStore(opts.watchHistorySize);
     this.#events = new EventRetention(this.store, { ttlMs: opts.eventTtlMs ?? 3_600_000, maxEvents: opts.maxEvents ?? 10_000 });
     this.#ips = new ClusterIpAllocator(opts.serviceCidr);
+    this.streaming = new PodStreaming((namespace, name) => this.store.get("v1/pods", namespace, name), opts.logger);
     this.#bootstrap();
   }
 
@@ -145,6 +150,24 @@ export class ApiCore {
       else res.end();
     } finally {
       this.#opts.logger?.debug({ method: req.method, url: req.url, status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
+    }
+  }
+
+  /** An upgrade request (WebSocket or SPDY): pods/exec, attach and portforward; anything else is refused with a Status. */
+  async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const url = new URL(req.url ?? "/", "https://sandbox");
+    socket.on("error", (err) => this.#opts.logger?.debug({ err: String(err), url: req.url }, "upgraded connection error"));
+    try {
+      const user = this.#authenticate(req);
+      if (!user) throw new ApiError(401, "Unauthorized", "Unauthorized");
+      const target = streamTarget(url.pathname);
+      if (!target) throw new ApiError(404, "NotFound", "the server could not find the requested resource");
+      const pods = this.registry.find("v1", "pods")!;
+      this.#authorize(user, req.method ?? "GET", url, { resource: pods, key: resourceKey(pods), ...target });
+      await this.streaming.upgrade(req, socket, head, url, target);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.httpStatus >= 500) this.#opts.logger?.warn({ err: String(err), url: req.url }, "upgrade request failed");
+      rejectUpgrade(socket, err);
     }
   }
 
@@ -259,6 +282,8 @@ export class ApiCore {
     const dryRun = url.searchParams.getAll("dryRun").includes("All");
     const fv = fieldValidationOf(url);
 
+    if (resource.kind === "Pod" && route.name && isStreamSubresource(route.subresource))
+      return this.streaming.request(req, res, url, { namespace: route.namespace!, name: route.name, subresource: route.subresource });
     if (
       route.subresource &&
       !(route.subresource === "status" && resource.status) &&
@@ -366,6 +391,7 @@ export class ApiCore {
       });
       if (r.status) resources.push({ name: `${r.plural}/status`, singularName: "", namespaced: r.namespaced, kind: r.kind, verbs: ["get", "patch", "update"] });
       if (isScalable(r)) resources.push(scaleDiscoveryEntry(r.plural, r.namespaced));
+      if (r.kind === "Pod" && !r.group) for (const sub of STREAM_DISCOVERY) resources.push({ singularName: "", namespaced: true, ...sub });
       if (r.kind === "ServiceAccount")
         resources.push({
           name: "serviceaccounts/token",
@@ -735,7 +761,9 @@ export class ApiCore {
     if (user.groups.includes("system:masters")) return;
     const byField = /(?:^|,)metadata\.name=([^,]+)/.exec(url.searchParams.get("fieldSelector") ?? "")?.[1];
     const attributes = {
-      verb: verbOf(method, route.name !== undefined, isTrue(url.searchParams.get("watch"))),
+      verb:
+        (route.resource.kind === "Pod" ? streamVerb(route.subresource) : undefined) ??
+        verbOf(method, route.name !== undefined, isTrue(url.searchParams.get("watch"))),
       apiGroup: route.resource.group,
       resource: route.resource.plural,
       subresource: route.subresource,
@@ -1076,6 +1104,7 @@ export class ApiCore {
   }
 
   close(): void {
+    this.streaming.close();
     this.dropWatches();
     this.#events.close();
     for (const t of this.#timers) clearTimeout(t);
@@ -1176,6 +1205,7 @@ export async function listen(core: ApiCore, tls: { certPem: string; keyPem: stri
   // ones that reached HTTP, and close() would wait forever for a client that is still connecting.
   const sockets = new Set<Socket>();
   for (const s of servers) {
+    s.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => void core.handleUpgrade(req, socket, head));
     s.on("connection", (socket: Socket) => {
       sockets.add(socket);
       socket.once("close", () => sockets.delete(socket));
