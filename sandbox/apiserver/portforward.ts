@@ -1,9 +1,11 @@
 // port-forward, server side: the WebSocket channel protocol (@kubernetes/client-node) and SPDY/3.1 streams (kubectl), plain or tunnelled in a WebSocket.
-import { createRequire } from "node:module";
 import type { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import type { RawData, WebSocket } from "ws";
+// A static import, so the bundles (the ambit CLI runs the sandbox) carry it; it has no type declarations.
+// @ts-expect-error -- spdy-transport ships no types; the shape used is declared below.
+import spdyTransportModule from "spdy-transport";
 
 /** kubectl 1.31+ (KEP-4006): SPDY frames carried in binary WebSocket messages, this subprotocol negotiated. */
 export const SPDY_TUNNEL_PROTOCOL = "SPDY/3.1+portforward.k8s.io";
@@ -144,7 +146,7 @@ interface SpdyConnection extends EventEmitter {
   on(event: "stream", fn: (stream: SpdyStream) => void): this;
   on(event: "error", fn: (err: Error) => void): this;
 }
-const spdyTransport = createRequire(import.meta.url)("spdy-transport") as {
+const spdyTransport = spdyTransportModule as {
   connection: { create(socket: Duplex, options: { protocol: "spdy"; isServer: true; maxChunk?: number }): SpdyConnection };
 };
 
