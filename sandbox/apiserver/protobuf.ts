@@ -86,10 +86,22 @@ export function goDuration(nanos: number): string {
 
 const trimFraction = (x: number) => String(Number(x.toFixed(9)));
 
+const MAX_NESTING = 16;
+let nesting = 0;
+
 function jsonBytes(raw: unknown, what: string): unknown {
   const bytes = raw instanceof Uint8Array ? Buffer.from(raw) : Buffer.alloc(0);
   if (bytes.length === 0) return undefined;
-  if (bytes.subarray(0, 4).equals(MAGIC)) return decodeProtobufObject(bytes);
+  if (bytes.subarray(0, 4).equals(MAGIC)) {
+    // An embedded object may embed another: bounded, so a crafted body cannot exhaust the stack.
+    if (nesting >= MAX_NESTING) throw new ApiError(400, "BadRequest", `the protobuf body nests embedded objects more than ${MAX_NESTING} deep`);
+    nesting++;
+    try {
+      return decodeProtobufObject(bytes);
+    } finally {
+      nesting--;
+    }
+  }
   try {
     return JSON.parse(bytes.toString("utf8"));
   } catch {

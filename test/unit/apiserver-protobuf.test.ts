@@ -145,6 +145,21 @@ describe("decodeProtobufObject", () => {
     expect(apiError(() => decodeProtobufObject(envelope("v1", "Namespace", new Uint8Array(), { contentEncoding: "gzip" }))).httpStatus).toBe(415);
   });
 
+  it("decodes embedded objects (RawExtension) in JSON or protobuf, and refuses nesting them without end", () => {
+    const inner = encode("v1", "ConfigMap", "k8s.io.api.core.v1.ConfigMap", { metadata: { name: "c" } });
+    const list = (items: Uint8Array[]) => encode("v1", "List", "k8s.io.api.core.v1.List", { items: items.map((raw) => ({ raw })) });
+    expect(decodeProtobufObject(list([inner, Buffer.from('{"kind":"Secret"}')]))).toEqual({
+      apiVersion: "v1",
+      kind: "List",
+      items: [{ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "c" } }, { kind: "Secret" }],
+    });
+    let deep: Buffer = inner;
+    for (let i = 0; i < 40; i++) deep = list([deep]);
+    expect(apiError(() => decodeProtobufObject(deep)).message).toContain("nests embedded objects more than 16 deep");
+    // The depth is per body: the next one decodes.
+    expect(decodeProtobufObject(list([inner])).kind).toBe("List");
+  });
+
   it("never throws anything but an ApiError on random bytes after the magic", () => {
     let seed = 7;
     const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % 256;
