@@ -11,7 +11,7 @@ import { startAdminServers } from "./admin/index.ts";
 import { PORTS, loadAgentConfig } from "./config.ts";
 import { Dataplane } from "./dataplane/index.ts";
 import { EnrollmentController, type CaptureDriver, type PodRef } from "./enrollment/index.ts";
-import { CertificateManager, ControllerCaClient } from "./identity/index.ts";
+import { CertificateManager, ControllerCaClient, describeChain } from "./identity/index.ts";
 import { PolicyStore } from "./authorization/index.ts";
 import { ConfigStreamClient, meshConfigFromView } from "./config-client/index.ts";
 import { InPodCaptureDriver, PodNetnsFinder } from "./inpod/index.ts";
@@ -180,11 +180,12 @@ const admin = await startAdminServers(
       workloads: index.workloads,
       services: index.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports) })),
       policies: policy.dump(),
-      trustBundle: { roots: trustBundlePem.match(/BEGIN CERTIFICATE/g)?.length ?? 0 },
+      trustBundle: { roots: trustBundlePem.match(/BEGIN CERTIFICATE/g)?.length ?? 0, certificates: describeChain(trustBundlePem) },
       enrollment: enrollment.snapshot(),
       certificates: certificates.summary(),
-      tunnels: dataplane.stats(),
+      tunnels: { ...dataplane.stats(), connections: dataplane.tunnels() },
     }),
+    tunnels: () => ({ node: config.nodeName, connections: dataplane.tunnels() }),
     log,
   },
   { admin: PORTS.admin, metrics: PORTS.metrics, readiness: PORTS.readiness, host: nodeIp },

@@ -1,8 +1,14 @@
 // The `ambit` command line: argument parsing and error reporting shared by every subcommand.
-import yargs from "yargs";
+import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
+import { checkCommand } from "./check.ts";
+import { configCommands } from "./config.ts";
 import { devCommands } from "./dev.ts";
 import { explainCommand } from "./explain.ts";
+import { enrollCommands } from "./enroll.ts";
+import { exitCodeFor } from "./errors.ts";
+import { statusCommand } from "./status.ts";
+import { tunnelsCommand } from "./tunnels.ts";
 
 /** Prints an error the way every ambit command does: code first, then what to do. */
 function report(err: unknown): void {
@@ -24,14 +30,18 @@ function splitExec(argv: string[]): { argv: string[]; command?: string[] } {
   return { argv: argv.slice(0, podIndex + 1), command: rest[0] === "--" ? rest.slice(1) : rest };
 }
 
-export async function main(rawArgv: string[] = hideBin(process.argv)): Promise<void> {
+/** The commands an operator runs against a cluster with the mesh installed (through the Kubernetes API). */
+function operatorCommands(y: Argv): Argv {
+  return explainCommand(checkCommand(enrollCommands(statusCommand(configCommands(tunnelsCommand(y))))));
+}
+
+export async function main(rawArgv: string[] = hideBin(process.argv), scriptName = "ambit"): Promise<void> {
   const { argv, command } = splitExec(rawArgv);
   try {
-    await explainCommand(
-      yargs(argv)
-        .scriptName("ambit")
-        .command("dev", "run Ambit on a local sandbox cluster made of network namespaces", (y) => devCommands(y, command ?? [])),
-    )
+    const parser = yargs(argv)
+      .scriptName(scriptName)
+      .command("dev", "run Ambit on a local sandbox cluster made of network namespaces", (y) => devCommands(y, command ?? []));
+    await operatorCommands(parser)
       .demandCommand(1, "name a command, e.g. `ambit dev up`")
       .strict()
       .help()
@@ -41,6 +51,7 @@ export async function main(rawArgv: string[] = hideBin(process.argv)): Promise<v
       .parseAsync();
   } catch (err) {
     report(err);
-    process.exitCode = (err as { code?: string }).code === "AMBIT_E_SANDBOX_PREREQ" ? 2 : 1;
+    const code = (err as { code?: string }).code;
+    process.exitCode = code === "AMBIT_E_SANDBOX_PREREQ" ? 2 : exitCodeFor(code);
   }
 }

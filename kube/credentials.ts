@@ -2,6 +2,9 @@
 import fs from "node:fs";
 import { KubeConfig, type User } from "@kubernetes/client-node";
 
+/** What KubeConfig.addAuthenticator takes (client-node does not export the interface from its entry point). */
+type Authenticator = Parameters<KubeConfig["addAuthenticator"]>[0];
+
 const PROVIDER = "ambit-rotating-token-file";
 
 /**
@@ -9,7 +12,7 @@ const PROVIDER = "ambit-rotating-token-file";
  * every request (one syscall) and reads it again as soon as it changed, so a rotated token is used at once and an
  * expired one never outlives its replacement.
  */
-export class RotatingTokenFile {
+export class RotatingTokenFile implements Authenticator {
   #token = "";
   #seen = "";
 
@@ -17,7 +20,7 @@ export class RotatingTokenFile {
     return user.authProvider?.name === PROVIDER;
   }
 
-  async applyAuthentication(user: User, opts: { headers?: Record<string, unknown> }): Promise<void> {
+  async applyAuthentication(user: User, opts: Parameters<Authenticator["applyAuthentication"]>[1]): Promise<void> {
     const file = String(user.authProvider?.config?.file ?? "");
     const stat = await fs.promises.stat(file);
     const seen = `${stat.ino}:${stat.mtimeMs}:${stat.size}`;
@@ -25,8 +28,10 @@ export class RotatingTokenFile {
       this.#token = (await fs.promises.readFile(file, "utf8")).trim();
       this.#seen = seen;
     }
-    opts.headers ??= {};
-    opts.headers.Authorization = `Bearer ${this.#token}`;
+    // HTTP requests and WebSocket upgrades (exec, port-forward) both carry their headers as a plain object here.
+    const target = opts as { headers?: Record<string, unknown> };
+    target.headers ??= {};
+    target.headers.Authorization = `Bearer ${this.#token}`;
   }
 }
 

@@ -13,6 +13,8 @@ export interface AdminSources {
   readiness(): { ready: true } | { ready: false; reason: string };
   /** Everything the agent knows, without private keys: workloads, services, policies, certificates, tunnels. */
   configDump(): unknown;
+  /** Every HBONE connection, both directions, with its open streams (GET /tunnels). */
+  tunnels(): unknown;
   log: Logger;
 }
 
@@ -104,6 +106,7 @@ export async function startAdminServers(sources: AdminSources, ports: AdminPorts
   const admin = http.createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (req.method === "GET" && url.pathname === "/config_dump") return json(res, 200, sources.configDump());
+    if (req.method === "GET" && url.pathname === "/tunnels") return json(res, 200, sources.tunnels());
     if (req.method === "GET" && url.pathname === "/healthz") return json(res, 200, sources.readiness());
     if (req.method === "POST" && url.pathname === "/logging") {
       const level = url.searchParams.get("level") ?? "";
@@ -118,7 +121,10 @@ export async function startAdminServers(sources: AdminSources, ports: AdminPorts
       releaseUnusedMemory();
       return json(res, 200, memory());
     }
-    json(res, 404, { error: "not found", endpoints: ["GET /config_dump", "GET /healthz", "GET /memory", "POST /memory/gc", "POST /logging?level=debug"] });
+    json(res, 404, {
+      error: "not found",
+      endpoints: ["GET /config_dump", "GET /tunnels", "GET /healthz", "GET /memory", "POST /memory/gc", "POST /logging?level=debug"],
+    });
   });
   const servers = [admin, metrics, readiness];
   const bound = {

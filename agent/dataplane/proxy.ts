@@ -19,6 +19,7 @@ import type { PodRef } from "../enrollment/index.ts";
 import type { AgentMetrics, TcpLabels } from "../metrics/index.ts";
 import { connectMarked } from "../native/index.ts";
 import { type RelayCounts, relay } from "../relay/index.ts";
+import type { HboneConnectionInfo } from "../../contract/agent-admin.ts";
 import type { Workload, WorkloadIndex } from "../state/index.ts";
 import { type OutboundPlan, type Refusal, agentPortRefusal, planOutbound } from "./plan.ts";
 
@@ -359,7 +360,9 @@ export class Dataplane implements InPodHandlers {
       }
       socket.resume();
       // This function ends here: what the connection needs until it closes is `carried`, not this frame.
-      relay(socket, upstream, (result) => this.#closed(carried, result));
+      const counts = relay(socket, upstream, (result) => this.#closed(carried, result));
+      // An HBONE stream's bytes in the admin API are this relay's own counts (other upstreams are not the pool's).
+      this.#pool.countBytes(upstream, counts);
     } catch (err) {
       const e = err as OutboundFailure | HboneError;
       labels.response_flags = e.status === 401 ? "DENIED" : "UF";
@@ -581,6 +584,29 @@ export class Dataplane implements InPodHandlers {
       socket,
       this.#opts.credentialsFor({ trustDomain: this.#opts.trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount }),
     );
+  }
+
+  /**
+   * Every HBONE connection this agent holds, both directions, with the nodes and local pods the workload index
+   * names for their addresses (looked up now, so nothing is kept per connection for it).
+   */
+  tunnels(withStreams = true): HboneConnectionInfo[] {
+    const nodeOf = (address: string) => this.#workloadAt(address.replace(/:\d+$/, ""))?.node;
+    const podAt = (ip: string) => {
+      const w = this.#workloadAt(ip);
+      return w ? `${w.namespace}/${w.name}` : undefined;
+    };
+    const all = [...this.#pool.connections(withStreams), ...this.#server.connections(withStreams)];
+    return all.map(({ streams: open, ...c }) => {
+      const peerNode = nodeOf(c.peerAddress);
+      // Outbound, the local pod is the source, whose address the connection leaves from; inbound, each stream's destination.
+      const outboundPod = c.direction === "outbound" ? podAt(c.localAddress.replace(/:\d+$/, "")) : undefined;
+      const streams = open?.map((st) => {
+        const pod = outboundPod ?? podAt(st.destinationAddress.replace(/:\d+$/, ""));
+        return pod ? { localWorkload: pod, ...st } : st;
+      });
+      return { ...c, localNode: this.#opts.nodeName, ...(peerNode ? { peerNode } : {}), ...(streams ? { streams } : {}) };
+    });
   }
 
   stats() {

@@ -5,7 +5,10 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import { type Credentials, type SpiffeId, formatSpiffeId, sameIdentity, spiffeIdFromCertificate } from "../identity/index.ts";
+import type { HboneConnectionInfo } from "../../contract/agent-admin.ts";
+import type { RelayCounts } from "../relay/index.ts";
 import { HBONE_SETTINGS } from "./protocol.ts";
+import { TrackedConnection, type TrackedStream } from "./tracking.ts";
 
 export class HboneError extends Error {
   readonly code: string;
@@ -61,6 +64,8 @@ interface PooledConnection {
   idleTimer?: NodeJS.Timeout;
   /** Set once the peer sent GOAWAY: streams above this id were not processed by it. */
   goawayLastStreamId?: number;
+  /** What the admin API shows of it. */
+  tracked: TrackedConnection;
 }
 
 const defaultConnect = (host: string, port: number, timeoutMs: number) =>
@@ -84,8 +89,10 @@ export class HboneConnectionPool {
   readonly #pool = new Map<string, PooledConnection[]>();
   /** Connections being opened, so concurrent first streams share one handshake. */
   readonly #opening = new Map<string, Promise<PooledConnection>>();
-  /** Which identity answered each open stream (for streams opened without an expected identity). */
-  readonly #peers = new WeakMap<Duplex, SpiffeId>();
+  /** Each open stream's record: which identity answered it (for streams opened without an expected identity), and its bytes. */
+  readonly #streams = new WeakMap<Duplex, TrackedStream>();
+  /** Every live connection, pooled or going away (the pool forgets those at GOAWAY, the admin API still shows them). */
+  readonly #live = new Set<PooledConnection>();
 
   constructor(opts: HboneClientOptions) {
     this.#opts = { maxStreamsPerConnection: 100, idleTimeoutMs: 5 * 60_000, connectTimeoutMs: 5_000, ...opts };
@@ -158,7 +165,9 @@ export class HboneConnectionPool {
         stream.off("close", closedUnanswered);
         const status = Number(h[":status"]);
         if (status === 200) {
-          this.#peers.set(stream, conn.peer);
+          const tracked: TrackedStream = { source: req.source, destination: conn.peer, target: req.destination, opened: Date.now() };
+          conn.tracked.openStream(tracked);
+          this.#streams.set(stream, tracked);
           return resolve(stream);
         }
         const reason = String(h["x-ambit-reason"] ?? "");
@@ -179,7 +188,11 @@ export class HboneConnectionPool {
    * connection: a closure made in `#openStreamOnce` would keep the whole request alive as long as the tunnel.
    */
   #releaseOnClose(stream: http2.ClientHttp2Stream, conn: PooledConnection): void {
-    stream.once("close", () => this.#release(conn));
+    stream.once("close", () => {
+      const tracked = this.#streams.get(stream);
+      if (tracked) conn.tracked.closeStream(tracked);
+      this.#release(conn);
+    });
   }
 
   #release(conn: PooledConnection): void {
@@ -292,8 +305,12 @@ export class HboneConnectionPool {
     const session = http2.connect(`https://${req.dial.host}:${req.dial.port}`, { createConnection: () => secured, settings: HBONE_SETTINGS.settings });
     session.on("error", () => session.destroy());
     // Born with the dialler's stream slot taken, before any waiter can see it in the pool.
-    const conn: PooledConnection = { key, session, peer: peer!, streams: 1 };
-    session.once("close", () => this.#forget(conn));
+    const conn: PooledConnection = { key, session, peer: peer!, streams: 1, tracked: new TrackedConnection("outbound", secured) };
+    this.#live.add(conn);
+    session.once("close", () => {
+      this.#live.delete(conn);
+      this.#forget(conn);
+    });
     session.once("goaway", (_code: number, lastStreamId: number) => {
       conn.goawayLastStreamId = lastStreamId;
       this.#forget(conn);
@@ -328,7 +345,19 @@ export class HboneConnectionPool {
 
   /** The identity of the server that answered `stream` (one this pool opened). */
   peerOf(stream: Duplex): SpiffeId | undefined {
-    return this.#peers.get(stream);
+    return this.#streams.get(stream)?.destination;
+  }
+
+  /** The relay now carrying `stream` (one this pool opened): its live counts are the stream's bytes in the admin API. */
+  countBytes(stream: Duplex, counts: RelayCounts): void {
+    const tracked = this.#streams.get(stream);
+    if (tracked) tracked.counts = counts;
+  }
+
+  /** Every live connection this pool opened, for the admin API. */
+  connections(withStreams = true): HboneConnectionInfo[] {
+    const now = Date.now();
+    return [...this.#live].map((c) => c.tracked.snapshot(now, withStreams));
   }
 
   /** Restart: no new streams on these connections; each closes once its streams in flight end. */

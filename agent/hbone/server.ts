@@ -5,7 +5,9 @@ import type tls from "node:tls";
 import type { Logger } from "pino";
 import { type Credentials, type SpiffeId, formatSpiffeId, spiffeIdFromCertificate } from "../identity/index.ts";
 import { type RelayCounts, relay } from "../relay/index.ts";
+import type { HboneConnectionInfo } from "../../contract/agent-admin.ts";
 import { HBONE_SETTINGS, parseAuthority } from "./protocol.ts";
+import { TrackedConnection, type TrackedStream } from "./tracking.ts";
 
 export interface StreamTarget {
   ip: string;
@@ -89,12 +91,16 @@ class Tunnel {
   readonly #upstream: net.Socket;
   readonly #ended: (tunnel: Tunnel, status: number, counts: RelayCounts, error?: string) => void;
   readonly #counts: RelayCounts;
+  /** Its connection's record and its own entry there (the admin API's view; the relay's counts are its bytes). */
+  readonly connection: TrackedConnection | undefined;
+  readonly tracked: TrackedStream;
   #closed = false;
 
   constructor(
     ends: TunnelEnds,
     stream: http2.ServerHttp2Stream,
     upstream: net.Socket,
+    tracking: { connection: TrackedConnection | undefined; destination: SpiffeId | undefined },
     ended: (tunnel: Tunnel, status: number, counts: RelayCounts, error?: string) => void,
   ) {
     this.ends = ends;
@@ -102,6 +108,9 @@ class Tunnel {
     this.#upstream = upstream;
     this.#ended = ended;
     this.#counts = relay(stream, upstream, (c) => this.#end(200, c, c.error));
+    this.connection = tracking.connection;
+    this.tracked = { source: ends.source, destination: tracking.destination, target: ends.destination, opened: Date.now(), counts: this.#counts };
+    this.connection?.openStream(this.tracked);
   }
 
   /** Closes the tunnel on the agent's own decision (policy now denies it); reported as 401 with the reason. */
@@ -126,7 +135,10 @@ export class HboneServer {
   readonly #all = new Set<http2.Http2SecureServer>();
   readonly #sockets = new Set<tls.TLSSocket>();
   readonly #peers = new WeakMap<http2.Http2Session, SpiffeId>();
-  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  /** Live sessions, each with what the admin API shows of its connection. */
+  readonly #sessions = new Map<http2.ServerHttp2Session, TrackedConnection>();
+  /** The identity this agent presented on each session (the destination workload's), read once. */
+  readonly #locals = new WeakMap<http2.Http2Session, SpiffeId>();
   /** Highest stream id each session has handed to us: what a draining GOAWAY names as processed. */
   readonly #lastStreamId = new WeakMap<http2.Http2Session, number>();
   /** Established tunnels, so a policy change can close the ones it newly denies. */
@@ -165,7 +177,7 @@ export class HboneServer {
         session.close();
         return;
       }
-      this.#sessions.add(session);
+      this.#sessions.set(session, new TrackedConnection("inbound", session.socket as tls.TLSSocket));
       session.once("close", () => this.#sessions.delete(session));
       session.on("connect", () => session.setLocalWindowSize(HBONE_SETTINGS.connectionWindow));
       session.on("error", () => session.destroy());
@@ -212,6 +224,22 @@ export class HboneServer {
     }
     this.#peers.set(session, peer);
     return peer;
+  }
+
+  /** The identity this agent presented on a session (its certificate's), read once; undefined when unreadable. */
+  #localOf(session: http2.ServerHttp2Session | undefined): SpiffeId | undefined {
+    if (!session || session.destroyed) return undefined;
+    let local = this.#locals.get(session);
+    if (local) return local;
+    try {
+      const cert = (session.socket as tls.TLSSocket).getX509Certificate();
+      if (!cert) return undefined;
+      local = spiffeIdFromCertificate(cert);
+    } catch {
+      return undefined;
+    }
+    this.#locals.set(session, local);
+    return local;
   }
 
   async #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
@@ -263,7 +291,8 @@ export class HboneServer {
     stream.respond({ ":status": 200 });
     this.#report("open", seen, 200, NO_BYTES);
     closeOnUpstreamError(stream, upstream);
-    this.#tunnels.add(new Tunnel(seen, stream, upstream, this.#tunnelEnded));
+    const tracking = { connection: session ? this.#sessions.get(session) : undefined, destination: this.#localOf(session) };
+    this.#tunnels.add(new Tunnel(seen, stream, upstream, tracking, this.#tunnelEnded));
   }
 
   /**
@@ -281,6 +310,7 @@ export class HboneServer {
   /** Shared by every tunnel (one function, not one per tunnel): forget it and report its close. */
   readonly #tunnelEnded = (tunnel: Tunnel, status: number, counts: RelayCounts, error?: string): void => {
     this.#tunnels.delete(tunnel);
+    tunnel.connection?.closeStream(tunnel.tracked);
     this.#report("close", tunnel.ends, status, { sent: counts.bToA, received: counts.aToB }, error);
   };
 
@@ -334,14 +364,20 @@ export class HboneServer {
    */
   drain(): void {
     this.#draining = true;
-    for (const session of this.#sessions) {
+    for (const session of this.#sessions.keys()) {
       if (!session.closed && !session.destroyed) session.goaway(http2.constants.NGHTTP2_NO_ERROR, this.#lastStreamId.get(session) ?? 0);
     }
   }
 
   /** Restart, last step: closes the sessions peers have not closed themselves, once their streams end. */
   closeSessions(): void {
-    for (const session of this.#sessions) session.close();
+    for (const session of this.#sessions.keys()) session.close();
+  }
+
+  /** Every live inbound connection, for the admin API. */
+  connections(withStreams = true): HboneConnectionInfo[] {
+    const now = Date.now();
+    return [...this.#sessions.values()].map((c) => c.snapshot(now, withStreams));
   }
 
   /** Sessions still open. */

@@ -1,11 +1,26 @@
 // Certificates of the identities of local pods: issued before a pod is captured, renewed at half life.
+import { X509Certificate } from "node:crypto";
 import type { Logger } from "pino";
+import type { CertificateChainEntry, CertificateSummary } from "../../contract/agent-admin.ts";
 import { type SpiffeId, formatSpiffeId } from "../../contract/spiffe.ts";
 import type { Credentials } from "./index.ts";
 
 export interface IssuedCertificate extends Credentials {
   identity: string;
   notAfter: Date;
+}
+
+/** Each certificate of a PEM chain, leaf first; self-signed ones (a trust bundle's) are roots. */
+export function describeChain(pem: string): CertificateChainEntry[] {
+  return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((one, i) => {
+    const x = new X509Certificate(one);
+    return {
+      type: x.subject === x.issuer ? "root" : i === 0 ? "leaf" : "intermediate",
+      serialNumber: x.serialNumber.toLowerCase(),
+      notBefore: new Date(x.validFrom).toISOString(),
+      notAfter: new Date(x.validTo).toISOString(),
+    };
+  });
 }
 
 /** Who signs the agent's certificates: the controller's CA (tests may use a local one). */
@@ -125,9 +140,15 @@ export class CertificateManager {
     return cert;
   }
 
-  /** For the admin API: identities and expiry, never keys. */
-  summary(): Array<{ identity: string; notAfter: string }> {
-    return [...this.#certs.values()].map((c) => ({ identity: c.identity, notAfter: c.notAfter.toISOString() }));
+  /**
+   * For the admin API: identities, expiry and each certificate of the chain (serial, validity), never keys. The
+   * chain is parsed here, on demand, rather than kept parsed for every held identity.
+   */
+  summary(): CertificateSummary[] {
+    return [...this.#certs.values()].map((c) => {
+      const chain = describeChain(c.certChainPem);
+      return { identity: c.identity, notAfter: c.notAfter.toISOString(), ...(chain[0] ? { notBefore: chain[0].notBefore } : {}), chain };
+    });
   }
 
   stop(): void {

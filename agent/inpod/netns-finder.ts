@@ -33,20 +33,37 @@ export const namespaceIdentity = async (file: string): Promise<string | undefine
   }
 };
 
+/** Namespaces inspected at once during a scan: the first scan after a restart reads every pod's namespace. */
+const SCAN_CONCURRENCY = 8;
+
+type Source = "dir" | "proc";
+interface Scanned {
+  file: string;
+  id: string;
+  addresses: string[];
+}
+
 /**
  * After a restart the agent hears no CNI ADD for pods that already run, yet must capture them again. It looks for
  * the namespace that holds the pod's IP, first among the runtime's netns files, then among the namespaces of host
  * processes. Two namespaces holding the IP is ambiguous: nothing is returned rather than a guess (capturing the
- * wrong namespace would leave the pod uncaptured while reporting it captured). Addresses are cached per namespace.
+ * wrong namespace would leave the pod uncaptured while reporting it captured).
+ *
+ * A restart asks for every pod of the node at once: lookups share scans (one in flight per source, and a caller
+ * never gets one that began before it asked, so a namespace made just before it is seen), and a namespace's
+ * addresses are read once (`ip` in it) and cached while it lives. A hundred pods cost a hundred `ip` runs, not
+ * a hundred per pod.
  */
 export class PodNetnsFinder {
   readonly #opts: PodNetnsFinderOptions;
   readonly #addressesIn: (netnsPath: string) => Promise<string[]>;
   /**
-   * `path|dev:ino` -> the namespace's addresses (a pod's IP does not change while its namespace lives). The path is
-   * part of the key because a freed namespace's inode is reused by the next one, which the runtime names anew.
+   * `source|path|dev:ino` -> the namespace's addresses (a pod's IP does not change while its namespace lives). The
+   * path is part of the key because a freed namespace's inode is reused by the next one, which the runtime names anew.
    */
   readonly #addresses = new Map<string, string[]>();
+  /** Per source, the scan callers join: `begun` false means it waits for the previous one and has not listed yet. */
+  readonly #scans = new Map<Source, { begun: boolean; result: Promise<Scanned[]> }>();
 
   constructor(opts: PodNetnsFinderOptions) {
     this.#opts = opts;
@@ -55,20 +72,67 @@ export class PodNetnsFinder {
 
   async find(podIps: readonly string[]): Promise<string | undefined> {
     if (podIps.length === 0) return undefined;
+    const fromDir = this.#pick(await this.#scan("dir"), podIps);
+    if (fromDir !== null) return fromDir;
+    if (!this.#opts.procDir) return undefined;
+    return this.#pick(await this.#scan("proc"), podIps) ?? undefined;
+  }
+
+  #scan(source: Source): Promise<Scanned[]> {
+    const queued = this.#scans.get(source);
+    if (queued && !queued.begun) return queued.result;
+    const scan = { begun: false, result: Promise.resolve([] as Scanned[]) };
+    scan.result = (async () => {
+      if (queued) await queued.result.catch(() => undefined);
+      scan.begun = true;
+      return this.#read(source);
+    })();
+    this.#scans.set(source, scan);
+    const done = () => {
+      if (this.#scans.get(source) === scan) this.#scans.delete(source);
+    };
+    scan.result.then(done, done);
+    return scan.result;
+  }
+
+  /** Every namespace of `source` with its addresses; cache entries of namespaces no longer there are dropped. */
+  async #read(source: Source): Promise<Scanned[]> {
+    const files = source === "dir" ? await this.#netnsFiles() : await this.#processNetns();
+    const own = await namespaceIdentity("/proc/self/ns/net");
     const seen = new Set<string>();
-    try {
-      const fromDir = await this.#search(await this.#netnsFiles(), podIps, seen);
-      if (fromDir !== null) return fromDir;
-      return (await this.#search(await this.#processNetns(), podIps, seen)) ?? undefined;
-    } finally {
-      // A namespace that is gone may see its inode reused by a new one: forget what was cached for it.
-      for (const key of this.#addresses.keys()) if (!seen.has(key)) this.#addresses.delete(key);
-    }
+    const byId = new Map<string, Promise<string[] | undefined>>();
+    const scanned: Scanned[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < files.length) {
+        const file = files[next++]!;
+        const id = await namespaceIdentity(file);
+        if (!id || id === own) continue;
+        const key = `${source}|${file}|${id}`;
+        seen.add(key);
+        let addresses = this.#addresses.get(key);
+        if (!addresses) {
+          // Many processes share one namespace: read it once per scan.
+          let reading = byId.get(id);
+          if (!reading) {
+            reading = this.#addressesIn(file).catch(() => undefined);
+            byId.set(id, reading);
+          }
+          addresses = await reading;
+          if (!addresses) continue;
+          this.#addresses.set(key, addresses);
+        }
+        scanned.push({ file, id, addresses });
+      }
+    };
+    await Promise.all(Array.from({ length: SCAN_CONCURRENCY }, worker));
+    for (const key of this.#addresses.keys()) if (key.startsWith(`${source}|`) && !seen.has(key)) this.#addresses.delete(key);
+    return scanned;
   }
 
   async #netnsFiles(): Promise<string[]> {
     const names = await fs.readdir(this.#opts.netnsDir).catch(() => [] as string[]);
-    return names.map((n) => path.join(this.#opts.netnsDir, n));
+    return names.sort().map((n) => path.join(this.#opts.netnsDir, n));
   }
 
   async #processNetns(): Promise<string[]> {
@@ -77,23 +141,10 @@ export class PodNetnsFinder {
     return pids.map((pid) => path.join(this.#opts.procDir!, pid, "ns", "net"));
   }
 
-  /** The one namespace among `files` with one of `ips`; null when none has it; undefined when several do. */
-  async #search(files: string[], ips: readonly string[], seen: Set<string>): Promise<string | null | undefined> {
-    const own = await namespaceIdentity("/proc/self/ns/net");
+  /** The one namespace among `scanned` with one of `ips`; null when none has it; undefined when several do. */
+  #pick(scanned: Scanned[], ips: readonly string[]): string | null | undefined {
     const matches = new Map<string, string>();
-    for (const file of files) {
-      const id = await namespaceIdentity(file);
-      if (!id || id === own) continue;
-      const key = `${file}|${id}`;
-      seen.add(key);
-      let addresses = this.#addresses.get(key);
-      if (!addresses) {
-        addresses = await this.#addressesIn(file).catch(() => undefined);
-        if (!addresses) continue;
-        this.#addresses.set(key, addresses);
-      }
-      if (addresses.some((a) => ips.includes(a)) && !matches.has(id)) matches.set(id, file);
-    }
+    for (const { file, id, addresses } of scanned) if (addresses.some((a) => ips.includes(a)) && !matches.has(id)) matches.set(id, file);
     if (matches.size === 0) return null;
     if (matches.size > 1) {
       this.#opts.log.warn({ ips, netns: [...matches.values()] }, "several network namespaces hold the pod's address; not capturing it until CNI names one");

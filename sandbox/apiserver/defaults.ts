@@ -87,7 +87,11 @@ export function applyDefaults(obj: KubeObject): KubeObject {
       spec.replicas ??= 1;
       spec.revisionHistoryLimit ??= 10;
       spec.progressDeadlineSeconds ??= 600;
-      spec.strategy ??= { type: "RollingUpdate", rollingUpdate: { maxSurge: "25%", maxUnavailable: "25%" } };
+      // As SetDefaults_Deployment: an empty strategy ({} from kubectl's generators) is a rolling update of 25%/25%.
+      spec.strategy = { ...(spec.strategy ?? {}) };
+      spec.strategy.type ||= "RollingUpdate";
+      if (spec.strategy.type === "RollingUpdate")
+        spec.strategy.rollingUpdate = { maxSurge: "25%", maxUnavailable: "25%", ...(spec.strategy.rollingUpdate ?? {}) };
       obj.status ??= {};
       break;
     case "DaemonSet":

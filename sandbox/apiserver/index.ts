@@ -7,6 +7,10 @@ import { stringify } from "yaml";
 import { ServiceAccountTokenSigner } from "./tokens.ts";
 import { loadOrCreateServingPki } from "./pki.ts";
 import { ApiCore, listen } from "./server.ts";
+import type { PodStreams } from "./streams.ts";
+
+export type { LogOptions, PodRef, PodStreams, ProcessOptions, ProcessResult, ProcessSession, TerminalSize } from "./streams.ts";
+export { ApiError } from "./types.ts";
 
 export interface ApiServerOptions {
   host: string;
@@ -26,6 +30,10 @@ export interface ApiServerOptions {
   bookmarkIntervalMs?: number;
   /** Caps the lifetime of issued service-account tokens (kube-apiserver's --service-account-max-token-expiration). */
   maxTokenExpirationSeconds?: number;
+  /** How long an Event is kept after its last write (kube-apiserver's --event-ttl); 3600 by default. */
+  eventTtlSeconds?: number;
+  /** Events kept at most; the least recently written go first. 10,000 by default. */
+  maxEvents?: number;
   logger?: Logger;
 }
 
@@ -35,6 +43,8 @@ export interface ApiServer {
   adminToken: string;
   kubeconfig(): string;
   writeKubeconfig(file: string): Promise<void>;
+  /** Serves pods/log, exec, attach and portforward of `node`'s pods through `streams` (its kubelet); returns the detach. */
+  attachNode(node: string, streams: PodStreams): () => void;
   /** Test aid: forget retained watch history, so resuming from an old resourceVersion answers 410 Gone. */
   compactHistory(): void;
   /** Test aid: close every open watch connection (clients then re-watch from their last resourceVersion). */
@@ -79,6 +89,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     watchHistorySize: opts.watchHistorySize ?? 5000,
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15_000,
     maxTokenExpirationSeconds: opts.maxTokenExpirationSeconds,
+    eventTtlMs: opts.eventTtlSeconds === undefined ? undefined : opts.eventTtlSeconds * 1000,
+    maxEvents: opts.maxEvents,
     logger: opts.logger,
   });
   const listeners = await listen(core, pki, opts.host, opts.port, opts.unixSocketPath);
@@ -101,6 +113,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       await fs.mkdir(path.dirname(file), { recursive: true });
       await fs.writeFile(file, kubeconfig(), { mode: 0o600 });
     },
+    attachNode: (node, streams) => core.streaming.attachNode(node, streams),
     compactHistory: () => core.store.compact(),
     dropWatches: () => core.dropWatches(),
     holdWatches: () => core.holdWatches(),

@@ -29,6 +29,7 @@ const BUILTIN_KINDS = new Set([
   "TokenReview",
   "PersistentVolumeClaim",
   "PodDisruptionBudget",
+  "Scale",
 ]);
 
 /** Kinds compiled into the API server; only these carry the patch metadata strategic merge patch needs. */

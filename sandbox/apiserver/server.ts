@@ -4,6 +4,7 @@ import fs from "node:fs/promises";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { parse as parseYaml } from "yaml";
 import { ApiError, type KubeObject, statusBody } from "./types.ts";
@@ -18,6 +19,10 @@ import { type RbacSource, forbiddenMessage, rbacAllows, verbOf } from "./rbac.ts
 import { type EventType, ObjectStore, type StoreEvent, type Watcher } from "./store.ts";
 import { ClusterIpAllocator, applyDefaults, invalid, validate } from "./defaults.ts";
 import { openApiV3GroupVersion, openApiV3Root } from "./openapi.ts";
+import { decodeProtobufObject } from "./protobuf.ts";
+import { isScalable, scaleDiscoveryEntry, scaled, toScale } from "./scale.ts";
+import { EventRetention } from "./events.ts";
+import { PodStreaming, STREAM_DISCOVERY, isStreamSubresource, rejectUpgrade, streamTarget, streamVerb } from "./streams.ts";
 
 /** kube-apiserver's jwt.DefaultLeeway: a token bound to a deleted object is refused this long after its deletion. */
 const BOUND_OBJECT_DELETION_LEEWAY_MS = 60_000;
@@ -78,6 +83,9 @@ export interface ApiCoreOptions {
   watchHistorySize: number;
   bookmarkIntervalMs: number;
   maxTokenExpirationSeconds?: number | undefined;
+  /** How long an Event lives after its last write (kube-apiserver's --event-ttl, 1 h), and how many are kept. */
+  eventTtlMs?: number | undefined;
+  maxEvents?: number | undefined;
   logger: Logger | undefined;
 }
 
@@ -85,17 +93,22 @@ export interface ApiCoreOptions {
 export class ApiCore {
   readonly registry = new ResourceRegistry();
   readonly store: ObjectStore;
+  /** pods/log, exec, attach and portforward, served by the kubelets that attach to it. */
+  readonly streaming: PodStreaming;
   readonly #opts: ApiCoreOptions;
   readonly #ips: ClusterIpAllocator;
   readonly #watchResponses = new Set<ServerResponse>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #events: EventRetention;
   /** While set, new watch requests wait (test aid: lets a test change state before clients re-watch). */
   #watchGate: { promise: Promise<void>; release: () => void } | undefined;
 
   constructor(opts: ApiCoreOptions) {
     this.#opts = opts;
     this.store = new ObjectStore(opts.watchHistorySize);
+    this.#events = new EventRetention(this.store, { ttlMs: opts.eventTtlMs ?? 3_600_000, maxEvents: opts.maxEvents ?? 10_000 });
     this.#ips = new ClusterIpAllocator(opts.serviceCidr);
+    this.streaming = new PodStreaming((namespace, name) => this.store.get("v1/pods", namespace, name), opts.logger);
     this.#bootstrap();
   }
 
@@ -137,6 +150,24 @@ export class ApiCore {
       else res.end();
     } finally {
       this.#opts.logger?.debug({ method: req.method, url: req.url, status: res.statusCode, ms: Math.round(performance.now() - started) }, "request");
+    }
+  }
+
+  /** An upgrade request (WebSocket or SPDY): pods/exec, attach and portforward; anything else is refused with a Status. */
+  async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const url = new URL(req.url ?? "/", "https://sandbox");
+    socket.on("error", (err) => this.#opts.logger?.debug({ err: String(err), url: req.url }, "upgraded connection error"));
+    try {
+      const user = this.#authenticate(req);
+      if (!user) throw new ApiError(401, "Unauthorized", "Unauthorized");
+      const target = streamTarget(url.pathname);
+      if (!target) throw new ApiError(404, "NotFound", "the server could not find the requested resource");
+      const pods = this.registry.find("v1", "pods")!;
+      this.#authorize(user, req.method ?? "GET", url, { resource: pods, key: resourceKey(pods), ...target });
+      await this.streaming.upgrade(req, socket, head, url, target);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.httpStatus >= 500) this.#opts.logger?.warn({ err: String(err), url: req.url }, "upgrade request failed");
+      rejectUpgrade(socket, err);
     }
   }
 
@@ -251,11 +282,14 @@ export class ApiCore {
     const dryRun = url.searchParams.getAll("dryRun").includes("All");
     const fv = fieldValidationOf(url);
 
+    if (resource.kind === "Pod" && route.name && isStreamSubresource(route.subresource))
+      return this.streaming.request(req, res, url, { namespace: route.namespace!, name: route.name, subresource: route.subresource });
     if (
       route.subresource &&
       !(route.subresource === "status" && resource.status) &&
       !(route.subresource === "token" && resource.kind === "ServiceAccount") &&
-      !(route.subresource === "finalize" && resource.kind === "Namespace")
+      !(route.subresource === "finalize" && resource.kind === "Namespace") &&
+      !(route.subresource === "scale" && isScalable(resource))
     ) {
       throw new ApiError(404, "NotFound", "the server could not find the requested resource");
     }
@@ -279,6 +313,7 @@ export class ApiCore {
       if (method === "DELETE") return this.#json(res, 200, this.#deleteCollection(url, route, dryRun));
       throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
     }
+    if (route.subresource === "scale") return this.#scale(req, res, route, method, dryRun);
     switch (method) {
       case "GET": {
         const obj = this.#mustGet(route);
@@ -355,6 +390,8 @@ export class ApiCore {
         ...(r.shortNames.length ? { shortNames: r.shortNames } : {}),
       });
       if (r.status) resources.push({ name: `${r.plural}/status`, singularName: "", namespaced: r.namespaced, kind: r.kind, verbs: ["get", "patch", "update"] });
+      if (isScalable(r)) resources.push(scaleDiscoveryEntry(r.plural, r.namespaced));
+      if (r.kind === "Pod" && !r.group) for (const sub of STREAM_DISCOVERY) resources.push({ singularName: "", namespaced: true, ...sub });
       if (r.kind === "ServiceAccount")
         resources.push({
           name: "serviceaccounts/token",
@@ -724,7 +761,9 @@ export class ApiCore {
     if (user.groups.includes("system:masters")) return;
     const byField = /(?:^|,)metadata\.name=([^,]+)/.exec(url.searchParams.get("fieldSelector") ?? "")?.[1];
     const attributes = {
-      verb: verbOf(method, route.name !== undefined, isTrue(url.searchParams.get("watch"))),
+      verb:
+        (route.resource.kind === "Pod" ? streamVerb(route.subresource) : undefined) ??
+        verbOf(method, route.name !== undefined, isTrue(url.searchParams.get("watch"))),
       apiGroup: route.resource.group,
       resource: route.resource.plural,
       subresource: route.subresource,
@@ -842,6 +881,18 @@ export class ApiCore {
     }
     if (patched.metadata.resourceVersion !== existing.metadata.resourceVersion) throw this.#conflict(route);
     return this.#replace(route, existing, this.#checkBody(route, patched), dryRun, fv);
+  }
+
+  /** `/scale` (kubectl scale): spec.replicas read and written through an autoscaling/v1 Scale. */
+  async #scale(req: IncomingMessage, res: ServerResponse, route: Route, method: string, dryRun: boolean): Promise<void> {
+    const existing = this.#mustGet(route);
+    if (method === "GET") return this.#json(res, 200, toScale(existing));
+    let scale: unknown;
+    if (method === "PUT") scale = await readBody(req);
+    else if (method === "PATCH") scale = applyPatch(toScale(existing), await readRaw(req), patchTypeFromContentType(req.headers["content-type"]), "Scale");
+    else throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
+    const updated = this.#replace(route, existing, scaled(existing, scale, route.resource.plural, route.resource.group), dryRun);
+    return this.#json(res, 200, toScale(updated));
   }
 
   #delete(route: Route, options: Record<string, unknown>, dryRun: boolean): KubeObject {
@@ -1053,7 +1104,9 @@ export class ApiCore {
   }
 
   close(): void {
+    this.streaming.close();
     this.dropWatches();
+    this.#events.close();
     for (const t of this.#timers) clearTimeout(t);
   }
 }
@@ -1104,13 +1157,8 @@ function readRaw(req: IncomingMessage): Promise<Buffer> {
 }
 
 function parseBody(raw: Buffer, contentType: string | undefined): unknown {
-  if (/protobuf/.test(contentType ?? "")) {
-    throw new ApiError(
-      415,
-      "UnsupportedMediaType",
-      "the sandbox API server accepts JSON and YAML only, not protobuf; use `kubectl create -f`/`kubectl apply -f` with a manifest instead of kubectl's built-in generators",
-    );
-  }
+  // kubectl's generators (create namespace/deployment/secret..., create token) send protobuf; the answer is JSON.
+  if (/protobuf/.test(contentType ?? "")) return decodeProtobufObject(raw);
   const text = raw.toString("utf8");
   try {
     return /yaml/.test(contentType ?? "") ? parseYaml(text) : JSON.parse(text);
@@ -1118,7 +1166,7 @@ function parseBody(raw: Buffer, contentType: string | undefined): unknown {
     throw new ApiError(
       400,
       "BadRequest",
-      `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (${(err as Error).message})`,
+      `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (${(err as Error).message})`,
     );
   }
 }
@@ -1157,6 +1205,7 @@ export async function listen(core: ApiCore, tls: { certPem: string; keyPem: stri
   // ones that reached HTTP, and close() would wait forever for a client that is still connecting.
   const sockets = new Set<Socket>();
   for (const s of servers) {
+    s.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => void core.handleUpgrade(req, socket, head));
     s.on("connection", (socket: Socket) => {
       sockets.add(socket);
       socket.once("close", () => sockets.delete(socket));

@@ -444,6 +444,55 @@ const LEASE: Printer = {
   cells: (lease, now) => [lease.metadata.name, textOf(lease.spec?.holderIdentity), humanDuration(lease.metadata.creationTimestamp, now)],
 };
 
+/** kubectl's event printer: when last and first seen, what about (kind/name), from whom, how often. */
+const EVENT: Printer = {
+  columns: [
+    column("Last Seen", "The time at which the most recent occurrence of this event was recorded."),
+    column("Type", "Type of this event (Normal, Warning), new types could be added in the future"),
+    column("Reason", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+    column("Object", "The object that this event is about."),
+    wide(
+      "Subobject",
+      'If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement, such as desiredState.manifest.containers[2]. For example, if the object reference is to a container within a pod, this would take on a value like: "spec.containers{name}" (where "name" refers to the name of the container that triggered the event) or if no container name is specified "spec.containers[2]" (container with index 2 in this pod). This syntax is chosen only to have some well-defined way of referencing a part of an object.',
+    ),
+    wide("Source", "The component reporting this event. Should be a short machine understandable string."),
+    column("Message", "A human-readable description of the status of this operation."),
+    wide("First Seen", "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)"),
+    wide("Count", "The number of times this event has occurred."),
+    column("Name", NAME_DESCRIPTION, { priority: 1, format: "name" }),
+  ],
+  cells: (event, now) => {
+    const involved = (event.involvedObject ?? {}) as { kind?: string; name?: string; fieldPath?: string };
+    const source = (event.source ?? {}) as { component?: string; host?: string };
+    const series = event.series as { count?: number; lastObservedTime?: string } | undefined;
+    const first = textOf(event.firstTimestamp) ? humanDuration(textOf(event.firstTimestamp), now) : humanDuration(textOf(event.eventTime) || undefined, now);
+    let last = textOf(event.lastTimestamp) ? humanDuration(textOf(event.lastTimestamp), now) : first;
+    let count = typeof event.count === "number" ? event.count : 0;
+    if (series) {
+      last = humanDuration(series.lastObservedTime, now);
+      count = series.count ?? 0;
+    } else if (count === 0) {
+      // Singleton events of the events.k8s.io API carry no count.
+      count = 1;
+    }
+    const kind = (involved.kind ?? "").toLowerCase();
+    const component = textOf(source.component) || textOf(event.reportingComponent);
+    const instance = textOf(source.host) || textOf(event.reportingInstance);
+    return [
+      last,
+      textOf(event.type),
+      textOf(event.reason),
+      involved.name ? `${kind}/${involved.name}` : kind,
+      textOf(involved.fieldPath),
+      instance ? `${component}, ${instance}` : component,
+      textOf(event.message).trim(),
+      first,
+      count,
+      event.metadata.name,
+    ];
+  },
+};
+
 /** The real server's generic table for CRDs: creation time in RFC 3339, UTC, without fractions (Go's time.RFC3339). */
 const CUSTOM_RESOURCE_DEFINITION: Printer = {
   columns: [NAME, column("Created At", AGE_DESCRIPTION, { type: "date" })],
@@ -471,6 +520,7 @@ const PRINTERS: Record<string, Printer> = {
   Secret: SECRET,
   ConfigMap: CONFIG_MAP,
   Lease: LEASE,
+  Event: EVENT,
   CustomResourceDefinition: CUSTOM_RESOURCE_DEFINITION,
 };
 

@@ -5,10 +5,14 @@ import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
 import { QueueController } from "../../kube/controller.ts";
 import { randomSuffix, templateHash } from "./deployments.ts";
 import { isControlledBy, isNodeReady, isPodReady, isPodTerminal } from "./pods.ts";
+import { EventRecorder } from "./events.ts";
 
 export class DaemonSetController extends QueueController {
+  readonly #events: EventRecorder;
+
   constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
     super(client, informers, log, "daemonset-controller", "daemonset");
+    this.#events = new EventRecorder(client, { component: "daemonset-controller" }, this.log);
     informers.on("daemonsets", (event, ds) => {
       if (event !== "delete") this.queue.add(keyOf(ds));
     });
@@ -49,15 +53,15 @@ export class DaemonSetController extends QueueController {
           await this.#createPod(ds, node, hash);
           surging++;
         } else if (current.some(isPodReady)) {
-          for (const p of old) await this.#deletePod(p);
+          for (const p of old) await this.#deletePod(ds, p);
         }
         continue;
       }
       // Replace one node's pod at a time: delete the old one, the next pass creates the new one.
-      for (const p of old) await this.#deletePod(p);
+      for (const p of old) await this.#deletePod(ds, p);
       if (onNode.length === 0) await this.#createPod(ds, node, hash);
     }
-    for (const stray of owned.filter((p) => !nodes.includes(p.spec?.nodeName))) await this.#deletePod(stray);
+    for (const stray of owned.filter((p) => !nodes.includes(p.spec?.nodeName))) await this.#deletePod(ds, stray);
 
     // Counted per node, as Kubernetes does: during a surge a node runs two pods but counts once.
     const scheduledNodes = nodes.filter((n) => onNodeOf(n).length > 0);
@@ -80,11 +84,12 @@ export class DaemonSetController extends QueueController {
   async #createPod(ds: KubeObject, node: string, hash: string): Promise<void> {
     const template = ds.spec?.template ?? {};
     const namespace = ds.metadata.namespace as string;
-    await this.client.create(pathFor("v1", "pods", namespace), {
+    const name = `${ds.metadata.name}-${randomSuffix()}`;
+    const pod = {
       apiVersion: "v1",
       kind: "Pod",
       metadata: {
-        name: `${ds.metadata.name}-${randomSuffix()}`,
+        name,
         namespace,
         labels: { ...(template.metadata?.labels ?? {}), "controller-revision-hash": hash },
         annotations: { ...(template.metadata?.annotations ?? {}) },
@@ -94,12 +99,20 @@ export class DaemonSetController extends QueueController {
       },
       // Bound directly, as the real DaemonSet controller does through node affinity.
       spec: { ...(template.spec ?? {}), nodeName: node },
-    });
+    };
+    try {
+      await this.client.create(pathFor("v1", "pods", namespace), pod);
+    } catch (err) {
+      this.#events.event(ds, "Warning", "FailedCreate", `Error creating: ${(err as Error).message}`);
+      throw err;
+    }
     this.log.info({ daemonset: keyOf(ds), node }, "pod created");
+    this.#events.event(ds, "Normal", "SuccessfulCreate", `Created pod: ${name}`);
   }
 
-  #deletePod(pod: KubeObject): Promise<void> {
-    return this.deleteIfPresent(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
+  async #deletePod(ds: KubeObject, pod: KubeObject): Promise<void> {
+    await this.deleteIfPresent(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
+    this.#events.event(ds, "Normal", "SuccessfulDelete", `Deleted pod: ${pod.metadata.name}`);
   }
 }
 

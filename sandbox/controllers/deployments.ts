@@ -5,6 +5,7 @@ import { type KubeClient, type KubeObject, pathFor } from "../../kube/client.ts"
 import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
 import { QueueController } from "../../kube/controller.ts";
 import { isControlledBy, isPodReady, isPodTerminal } from "./pods.ts";
+import { EventRecorder } from "./events.ts";
 
 /**
  * Pods are owned by the Deployment directly. Real Kubernetes puts a ReplicaSet in between; the sandbox
@@ -33,12 +34,23 @@ export class DeploymentController extends QueueController {
    * replicas again, and the surplus is started and then deleted.
    */
   readonly #expected = new Map<string, Map<string, number>>();
+  /**
+   * The replica count each template ("replica set", `<deployment>-<pod-template-hash>`) was last scaled to, per
+   * `<deployment key>/<hash>`: what the ReplicaSet's spec.replicas would hold, for ScalingReplicaSet events.
+   */
+  readonly #scaledTo = new Map<string, number>();
+  /** The Deployment controller's events (ScalingReplicaSet) and the ReplicaSet controller's (SuccessfulCreate...). */
+  readonly #deploymentEvents: EventRecorder;
+  readonly #replicaSetEvents: EventRecorder;
 
   constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
     super(client, informers, log, "deployment-controller", "deployment");
+    this.#deploymentEvents = new EventRecorder(client, { component: "deployment-controller" }, this.log);
+    this.#replicaSetEvents = new EventRecorder(client, { component: "replicaset-controller" }, this.log);
     informers.on("deployments", (event, d) => {
-      if (event === "delete") this.#expected.delete(keyOf(d));
-      else this.queue.add(keyOf(d));
+      if (event !== "delete") return this.queue.add(keyOf(d));
+      this.#expected.delete(keyOf(d));
+      for (const k of this.#scaledTo.keys()) if (k.startsWith(`${keyOf(d)}/`)) this.#scaledTo.delete(k);
     });
     informers.on("pods", (_event, pod) => {
       const owner = (pod.metadata.ownerReferences ?? []).find((r) => r.kind === "Deployment" && r.controller);
@@ -73,15 +85,25 @@ export class DeploymentController extends QueueController {
     const old = owned.filter((p) => p.metadata.labels?.["pod-template-hash"] !== hash);
     const desired = Number(deployment.spec?.replicas ?? 1);
 
-    for (let i = current.length + this.#pending(key); i < desired; i++) await this.#createPod(deployment, hash, key);
+    const have = current.length + this.#pending(key);
+    // A template seen for the first time with pods already running (a restarted controller) is taken as scaled.
+    this.#scaleEvent(deployment, hash, this.#scaledTo.get(`${key}/${hash}`) ?? (have === 0 ? 0 : desired), desired);
+    for (let i = have; i < desired; i++) await this.#createPod(deployment, hash, key);
     const surplus = current
       .slice()
       .sort((a, b) => String(b.metadata.creationTimestamp).localeCompare(String(a.metadata.creationTimestamp)))
       .slice(0, Math.max(0, current.length - desired));
-    for (const pod of surplus) await this.#deletePod(pod);
+    for (const pod of surplus) await this.#deletePod(deployment, pod);
     // Old pods go once the new template has enough ready pods, so a template change never drops to zero.
     const readyCurrent = current.filter(isPodReady).length;
-    if (readyCurrent >= desired || desired === 0) for (const pod of old) await this.#deletePod(pod);
+    if (readyCurrent >= desired || desired === 0) {
+      const oldHashes = new Set(old.map((p) => p.metadata.labels?.["pod-template-hash"] ?? ""));
+      for (const h of oldHashes) {
+        const pods = old.filter((p) => (p.metadata.labels?.["pod-template-hash"] ?? "") === h);
+        this.#scaleEvent(deployment, h, this.#scaledTo.get(`${key}/${h}`) ?? pods.length, 0);
+        for (const pod of pods) await this.#deletePod(deployment, pod);
+      }
+    }
 
     const ready = owned.filter(isPodReady).length;
     const status = {
@@ -138,13 +160,30 @@ export class DeploymentController extends QueueController {
       await this.client.create(pathFor("v1", "pods", namespace), pod);
     } catch (err) {
       expected.delete(pod.metadata.name);
+      this.#replicaSetEvents.event(deployment, "Warning", "FailedCreate", `Error creating: ${(err as Error).message}`);
       throw err;
     }
     this.log.info({ deployment: keyOf(deployment), pod: pod.metadata.name }, "pod created");
+    // On the Deployment: the sandbox has no ReplicaSet objects for the ReplicaSet controller's events to be about.
+    this.#replicaSetEvents.event(deployment, "Normal", "SuccessfulCreate", `Created pod: ${pod.metadata.name}`);
   }
 
-  #deletePod(pod: KubeObject): Promise<void> {
-    return this.deleteIfPresent(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
+  async #deletePod(deployment: KubeObject, pod: KubeObject): Promise<void> {
+    await this.deleteIfPresent(pathFor("v1", "pods", pod.metadata.namespace, pod.metadata.name));
+    this.#replicaSetEvents.event(deployment, "Normal", "SuccessfulDelete", `Deleted pod: ${pod.metadata.name}`);
+  }
+
+  /** ScalingReplicaSet, worded as the Deployment controller words it, when a template's replica count changes. */
+  #scaleEvent(deployment: KubeObject, hash: string, from: number, to: number): void {
+    this.#scaledTo.set(`${keyOf(deployment)}/${hash}`, to);
+    if (from === to) return;
+    const direction = to > from ? "up" : "down";
+    this.#deploymentEvents.event(
+      deployment,
+      "Normal",
+      "ScalingReplicaSet",
+      `Scaled ${direction} replica set ${deployment.metadata.name}-${hash} from ${from} to ${to}`,
+    );
   }
 }
 

@@ -4,13 +4,16 @@ import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kub
 import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
 import { QueueController } from "../../kube/controller.ts";
 import { isNodeReady, isPodTerminal } from "./pods.ts";
+import { EventRecorder } from "./events.ts";
 
 export class Scheduler extends QueueController {
   /** Binds not yet visible in the informer cache, so bursts of pods still spread (pod uid -> node). */
   readonly #assumed = new Map<string, string>();
+  readonly #events: EventRecorder;
 
   constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
     super(client, informers, log, "scheduler", "pod");
+    this.#events = new EventRecorder(client, { component: "default-scheduler" }, this.log);
     informers.on("pods", (event, pod) => {
       if (pod.metadata.uid && (event === "delete" || pod.spec?.nodeName)) this.#assumed.delete(pod.metadata.uid);
       if (event !== "delete" && !pod.spec?.nodeName && !pod.metadata.deletionTimestamp) this.queue.add(keyOf(pod));
@@ -28,6 +31,7 @@ export class Scheduler extends QueueController {
     const node = this.#pickNode(pod);
     if (!node) {
       this.log.info({ pod: key }, "no ready node matches the pod's nodeSelector; waiting");
+      this.#events.event(pod, "Warning", "FailedScheduling", this.#unschedulable(pod));
       return;
     }
     // Assumed before the bind is sent, as kube-scheduler does: pods are reconciled concurrently, and the next
@@ -42,6 +46,27 @@ export class Scheduler extends QueueController {
       throw err;
     }
     this.log.info({ pod: key, node }, "pod scheduled");
+    this.#events.event(pod, "Normal", "Scheduled", `Successfully assigned ${namespace}/${name} to ${node}`);
+  }
+
+  /** Why no node fits, counted per reason as kube-scheduler words its FailedScheduling events. */
+  #unschedulable(pod: KubeObject): string {
+    const nodes = this.informers.list("nodes");
+    if (nodes.length === 0) return "no nodes available to schedule pods";
+    const selector: Record<string, string> = pod.spec?.nodeSelector ?? {};
+    const reasons = new Map<string, number>();
+    for (const n of nodes) {
+      const reason = !isNodeReady(n)
+        ? "node(s) had untolerated taint {node.kubernetes.io/not-ready: }"
+        : n.spec?.unschedulable
+          ? "node(s) were unschedulable"
+          : "node(s) didn't match Pod's node affinity/selector";
+      if (reason.endsWith("selector") && Object.entries(selector).every(([k, v]) => n.metadata.labels?.[k] === v)) continue;
+      reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+    }
+    const counted = [...reasons].map(([reason, count]) => `${count} ${reason}`).sort();
+    const total = nodes.length;
+    return `0/${total} nodes are available: ${counted.join(", ")}. preemption: 0/${total} nodes are available: ${total} Preemption is not helpful for scheduling.`;
   }
 
   #pickNode(pod: KubeObject): string | undefined {

@@ -1,8 +1,10 @@
 // Minimal kubelet for one sandbox node: runs its pods' processes inside pod netns wired by CNI, probes them, reports status.
 import fs from "node:fs/promises";
-import { createWriteStream } from "node:fs";
 import path from "node:path";
-import { execa, type ResultPromise } from "execa";
+import type { Socket } from "node:net";
+import { finished } from "node:stream/promises";
+import { PassThrough, Writable, type Readable } from "node:stream";
+import { execa, type Options, type ResultPromise } from "execa";
 import type { Logger } from "pino";
 import { type SandboxConfig, netnsNames, nodeRootDir, sandboxPaths } from "../config.ts";
 import { type KubeClient, type KubeObject, pathFor, isNotFound } from "../../kube/client.ts";
@@ -13,21 +15,41 @@ import { renderHostsFile } from "../kubeproxy/index.ts";
 import { containerArgv, imageEnv } from "./images.ts";
 import { containerEnv } from "./env.ts";
 import { type PodLaunchSpec, podCommand, writeLaunchSpec } from "./launcher.ts";
-import { type Probe, runProbe } from "./probes.ts";
+import { type Probe, probe } from "./probes.ts";
 import { type VolumeMount, containerMounts, materializeVolumes } from "./volumes.ts";
 import { recordSharedMountPoint } from "../shared-mounts.ts";
 import { exposePodNetns, prepareNodeNetnsDir, unexposePodNetns } from "./netns-dir.ts";
+import { type EventType, EventRecorder, containerFieldPath } from "../controllers/events.ts";
+import { ApiError, type LogOptions, type PodRef, type PodStreams, type ProcessOptions, type ProcessResult, type ProcessSession } from "../apiserver/index.ts";
+import { ContainerLog, type LogRun, readRun } from "./logs.ts";
+import { NetnsDialer, ptyArgv, startExec, writeSize } from "./exec.ts";
 
 /** Annotation telling tools (ambit dev status/exec) which netns holds the pod. */
 export const NETNS_ANNOTATION = "sandbox.ambit.dev/netns";
 const TOKEN_EXPIRATION_SECONDS = 3607;
 /** File in the state directory listing mount points created on the host, one per line. */
 
+/** A client attached to a container's process (kubectl attach): its share of the output. */
+interface Attachment {
+  stdout: PassThrough | undefined;
+  stderr: PassThrough | undefined;
+  detach(): void;
+}
+
 interface ContainerRuntime {
   name: string;
   argv: string[];
   env: Record<string, string>;
   mounts: VolumeMount[];
+  /** The container's `stdin`, `stdinOnce` and `tty`: its process gets an open stdin, a terminal. */
+  stdin: boolean;
+  stdinOnce: boolean;
+  tty: boolean;
+  log: ContainerLog;
+  attached: Set<Attachment>;
+  /** The running process's stdin (when `stdin`) and its terminal's size control (when `tty`). */
+  input?: Writable | undefined;
+  sizeControl?: Writable | undefined;
   process?: ResultPromise;
   restartCount: number;
   ready: boolean;
@@ -53,9 +75,11 @@ interface PodRuntime {
   timers: NodeJS.Timeout[];
   stopping: boolean;
   phase: "Running" | "Succeeded" | "Failed";
+  /** exec sessions in the pod, ended with it (a host-network pod's are not in a netns of its own to sweep). */
+  sessions: Set<ProcessSession>;
 }
 
-export class Kubelet {
+export class Kubelet implements PodStreams {
   readonly node: NodeNetwork;
   readonly #cfg: SandboxConfig;
   readonly #client: KubeClient;
@@ -64,7 +88,12 @@ export class Kubelet {
   readonly #queue: WorkQueue;
   readonly #pods = new Map<string, PodRuntime>();
   readonly #caPem: string;
+  readonly #events: EventRecorder;
+  /** Port-forward dialers, one per network namespace forwarded into. */
+  readonly #dialers = new Map<string, NetnsDialer>();
   #stopped = false;
+  /** Set while the sandbox shuts down: pods then stop without Killing events (their API objects stay). */
+  #shuttingDown = false;
 
   /** This node's netns directory (the agent's hostPath /var/run/netns), and whether it is mounted shared yet. */
   readonly #netnsDir: string;
@@ -78,6 +107,7 @@ export class Kubelet {
     this.#informers = informers;
     this.#caPem = caPem;
     this.#log = log.child({ component: "kubelet", node: node.name });
+    this.#events = new EventRecorder(client, { component: "kubelet", host: node.name }, this.#log);
     this.#queue = new WorkQueue((key) => this.#sync(key), {
       onError: (key, err) => this.#log.warn({ pod: key, err: String(err) }, "pod sync failed, will retry"),
     });
@@ -124,15 +154,7 @@ export class Kubelet {
       hostIP: this.node.ip,
       hostIPs: [{ ip: this.node.ip }],
       conditions: [condition("PodScheduled", true, startedAt)],
-      containerStatuses: (pod.spec?.containers ?? []).map((c: { name: string; image?: string }) => ({
-        name: c.name,
-        image: c.image ?? "",
-        imageID: "",
-        ready: false,
-        started: false,
-        restartCount: 0,
-        state: { waiting: { reason: "ContainerCreating" } },
-      })),
+      containerStatuses: waitingStatuses(pod, { reason: "ContainerCreating" }),
     });
 
     const netns = hostNetwork ? this.node.netns : netnsNames.pod(uid);
@@ -148,6 +170,13 @@ export class Kubelet {
       } catch (err) {
         await unexposePodNetns(this.#netnsDir, netns).catch(() => {});
         await deleteNetns(netns).catch(() => {});
+        // As containerd reports a failed CNI ADD; the queue retries, and each retry counts on the same event.
+        this.#events.event(
+          pod,
+          "Warning",
+          "FailedCreatePodSandBox",
+          `Failed to create pod sandbox: failed to set up network for sandbox "${uid}": ${(err as Error).message}`,
+        );
         throw err;
       }
     }
@@ -177,7 +206,7 @@ export class Kubelet {
     await fs.writeFile(path.join(spec.serviceAccountDir, "ca.crt"), this.#caPem);
     await fs.writeFile(path.join(spec.serviceAccountDir, "namespace"), namespace);
 
-    const runtime: PodRuntime = { uid, key, podDir, spec, ip, hostNetwork, containers: [], timers: [], stopping: false, phase: "Running" };
+    const runtime: PodRuntime = { uid, key, podDir, spec, ip, hostNetwork, containers: [], timers: [], stopping: false, phase: "Running", sessions: new Set() };
     this.#pods.set(key, runtime);
     try {
       const configMap = (ns: string, n: string) => this.#getOptional(pathFor("v1", "configmaps", ns, n));
@@ -218,6 +247,11 @@ export class Kubelet {
           argv: containerArgv(c),
           env,
           mounts,
+          stdin: c.stdin === true,
+          stdinOnce: c.stdinOnce === true,
+          tty: c.tty === true,
+          log: new ContainerLog(path.join(logDir, `${c.name}.log`)),
+          attached: new Set(),
           restartCount: 0,
           ready: false,
           consecutive: { success: 0, failure: 0 },
@@ -227,19 +261,14 @@ export class Kubelet {
     } catch (err) {
       // A pod that cannot start reports why, like CreateContainerConfigError on a real node.
       this.#log.warn({ pod: key, err: String(err) }, "pod cannot start");
+      for (const c of pod.spec?.containers ?? []) {
+        this.#events.event(pod, "Warning", "Failed", `Error: ${String(err instanceof Error ? err.message : err)}`, containerFieldPath(c.name));
+      }
       await this.#patchStatus(pod, {
         phase: "Pending",
         podIP: ip,
         podIPs: [{ ip }],
-        containerStatuses: (pod.spec?.containers ?? []).map((c: { name: string; image?: string }) => ({
-          name: c.name,
-          image: c.image ?? "",
-          imageID: "",
-          ready: false,
-          started: false,
-          restartCount: 0,
-          state: { waiting: { reason: "CreateContainerConfigError", message: String(err instanceof Error ? err.message : err) } },
-        })),
+        containerStatuses: waitingStatuses(pod, { reason: "CreateContainerConfigError", message: String(err instanceof Error ? err.message : err) }),
       });
       await this.#teardown(runtime);
       throw err;
@@ -252,29 +281,39 @@ export class Kubelet {
 
   #startContainer(runtime: PodRuntime, c: ContainerRuntime, pod: KubeObject): void {
     if (runtime.stopping || this.#stopped) return;
-    const [program, ...args] = podCommand(runtime.spec, c.argv, c.mounts);
-    const log = createWriteStream(path.join(runtime.spec.logDir, `${c.name}.log`), { flags: "a" });
-    const child = execa(program!, args, {
-      env: c.env,
+    const containerSpec = (pod.spec?.containers ?? []).find((s: { name: string }) => s.name === c.name) ?? {};
+    const event = (type: EventType, reason: string, message: string) => this.#events.event(pod, type, reason, message, containerFieldPath(c.name));
+    event("Normal", "Pulled", `Container image "${containerSpec.image ?? ""}" already present on machine`);
+    event("Normal", "Created", `Created container: ${c.name}`);
+    const inPod = podCommand(runtime.spec, c.argv, c.mounts);
+    // A `tty: true` container runs on a terminal of its own (its stderr is then the terminal too).
+    const [program, ...args] = c.tty ? ptyArgv(inPod, 0) : inPod;
+    const run = c.log.startRun();
+    const options: Options = {
+      env: c.tty ? { TERM: "xterm", ...c.env } : c.env,
       extendEnv: false,
       detached: true,
       reject: false,
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
+      stdio: [c.stdin ? "pipe" : "ignore", "pipe", "pipe", c.tty ? "pipe" : "ignore"],
       buffer: false,
-    });
-    child.stdout?.pipe(log, { end: false });
-    child.stderr?.pipe(log, { end: false });
+    };
+    const child = execa(program!, args, options);
+    c.input = child.stdin ?? undefined;
+    c.input?.on("error", () => {});
+    c.sizeControl = c.tty ? ((child.stdio[3] as Writable | null) ?? undefined) : undefined;
+    c.sizeControl?.on("error", () => {});
+    const outputs = [this.#tapOutput(c, run, child.stdout, "stdout"), this.#tapOutput(c, run, child.stderr, "stderr")];
     c.process = child;
     c.startedAt = new Date().toISOString();
     c.waitingReason = undefined;
     c.ready = false;
     c.consecutive = { success: 0, failure: 0 };
-    const containerSpec = (pod.spec?.containers ?? []).find((s: { name: string }) => s.name === c.name) ?? {};
-    this.#scheduleProbes(runtime, c, containerSpec);
-    void child.then((result) => {
-      log.end();
+    event("Normal", "Started", `Started container ${c.name}`);
+    this.#scheduleProbes(runtime, c, containerSpec, pod);
+    void child.then(async (result) => {
+      await Promise.all(outputs);
+      for (const a of [...c.attached]) a.detach();
+      await run.finish();
       clearTimeout(c.probeTimer);
       clearTimeout(c.livenessTimer);
       c.process = undefined;
@@ -288,6 +327,11 @@ export class Kubelet {
         c.restartCount++;
         c.waitingReason = "CrashLoopBackOff";
         const delay = Math.min(1000 * 2 ** Math.min(c.restartCount - 1, 5), 30_000);
+        event(
+          "Warning",
+          "BackOff",
+          `Back-off restarting failed container ${c.name} in pod ${pod.metadata.name}_${pod.metadata.namespace}(${pod.metadata.uid})`,
+        );
         c.backoffTimer = setTimeout(() => this.#startContainer(runtime, c, pod), delay);
       } else if (runtime.containers.every((x) => !x.process && !x.backoffTimer)) {
         runtime.phase = runtime.containers.every((x) => x.lastTermination?.exitCode === 0) ? "Succeeded" : "Failed";
@@ -296,11 +340,134 @@ export class Kubelet {
     });
   }
 
+  /** Copies a container's output to its log and to the clients attached to it, at the pace the log file takes it. */
+  #tapOutput(c: ContainerRuntime, run: LogRun, source: Readable | null | undefined, which: "stdout" | "stderr"): Promise<void> {
+    if (!source) return Promise.resolve();
+    source.on("data", (chunk: Buffer) => {
+      for (const a of c.attached) (which === "stdout" ? a.stdout : (a.stderr ?? a.stdout))?.write(chunk);
+      if (!run.write(chunk)) {
+        source.pause();
+        run.onceDrained(() => source.resume());
+      }
+    });
+    return finished(source).catch(() => {});
+  }
+
+  // ---- streaming: what the API server asks of this node for pods/log, exec, attach and portforward --------------
+
+  #runtimeOf(pod: PodRef): PodRuntime {
+    const runtime = this.#pods.get(`${pod.namespace}/${pod.name}`);
+    if (!runtime || runtime.uid !== pod.uid || runtime.stopping) throw new ApiError(404, "NotFound", `pod not found ("${pod.name}_${pod.namespace}")`);
+    return runtime;
+  }
+
+  #containerOf(pod: PodRef, name: string): { runtime: PodRuntime; c: ContainerRuntime } {
+    const runtime = this.#runtimeOf(pod);
+    const c = runtime.containers.find((x) => x.name === name);
+    if (!c) throw new ApiError(400, "BadRequest", `container ${name} is not valid for pod ${pod.name}`);
+    return { runtime, c };
+  }
+
+  async logs(pod: PodRef, opts: LogOptions): Promise<Readable> {
+    let c: ContainerRuntime;
+    try {
+      c = this.#containerOf(pod, opts.container).c;
+    } catch (err) {
+      // A pod that could not start its containers has none to read yet.
+      if (err instanceof ApiError && err.httpStatus === 404)
+        throw new ApiError(400, "BadRequest", `container "${opts.container}" in pod "${pod.name}" is waiting to start: ContainerCreating`);
+      throw err;
+    }
+    const latest = c.log.latest;
+    if (opts.previous) {
+      // As the kubelet: the last terminated instance, the latest one while it waits to be restarted.
+      const run = !c.process && c.waitingReason === "CrashLoopBackOff" ? latest : c.log.previous;
+      if (!run) throw new ApiError(400, "BadRequest", `previous terminated container "${opts.container}" in pod "${pod.name}" not found`);
+      return readRun(run, opts);
+    }
+    if (!latest)
+      throw new ApiError(
+        400,
+        "BadRequest",
+        `container "${opts.container}" in pod "${pod.name}" is waiting to start: ${c.waitingReason ?? "ContainerCreating"}`,
+      );
+    return readRun(latest, opts);
+  }
+
+  async exec(pod: PodRef, opts: ProcessOptions): Promise<ProcessSession> {
+    const { runtime, c } = this.#containerOf(pod, opts.container);
+    if (!c.process) throw new ApiError(400, "BadRequest", `container not found ("${opts.container}")`);
+    // In the container's namespaces, with its own mounts and environment, as the exec readiness probe runs.
+    const argv = podCommand(runtime.spec, opts.command, c.mounts);
+    const session = startExec(argv, opts.tty ? { TERM: "xterm", ...c.env } : c.env, opts);
+    runtime.sessions.add(session);
+    void session.done.then(() => runtime.sessions.delete(session));
+    this.#log.info({ pod: runtime.key, container: c.name, command: opts.command, tty: opts.tty }, "exec");
+    return session;
+  }
+
+  async attach(pod: PodRef, opts: ProcessOptions): Promise<ProcessSession> {
+    const { runtime, c } = this.#containerOf(pod, opts.container);
+    if (!c.process) throw new ApiError(400, "BadRequest", `container not found ("${opts.container}")`);
+    this.#log.info({ pod: runtime.key, container: c.name, stdin: opts.stdin, tty: opts.tty }, "attach");
+    let resolveDone: (r: ProcessResult) => void = () => {};
+    const done = new Promise<ProcessResult>((resolve) => (resolveDone = resolve));
+    const input = c.input;
+    const attachment: Attachment = {
+      stdout: opts.stdout || opts.tty ? new PassThrough() : undefined,
+      stderr: opts.stderr && !opts.tty ? new PassThrough() : undefined,
+      detach: () => {
+        if (!c.attached.delete(attachment)) return;
+        attachment.stdout?.end();
+        attachment.stderr?.end();
+        // stdinOnce: the container's stdin closes when its first attached client goes away.
+        if (c.stdinOnce && opts.stdin) input?.end();
+        resolveDone({ exitCode: 0 });
+      },
+    };
+    c.attached.add(attachment);
+    const stdin =
+      opts.stdin && input
+        ? new Writable({
+            write: (chunk: Buffer, _enc, cb) => {
+              if (input.writableEnded || input.destroyed) return cb();
+              if (input.write(chunk)) cb();
+              else input.once("drain", () => cb());
+            },
+            // The client's end of input is the container's only with stdinOnce; others stay open for the next client.
+            final: (cb) => {
+              if (c.stdinOnce) input.end();
+              cb();
+            },
+          })
+        : undefined;
+    return {
+      stdin,
+      stdout: attachment.stdout,
+      stderr: attachment.stderr,
+      resize: (size) => writeSize(c.sizeControl, size),
+      done,
+      close: () => attachment.detach(),
+    };
+  }
+
+  async portForward(pod: PodRef, port: number): Promise<Socket> {
+    const runtime = this.#runtimeOf(pod);
+    // A host-network pod's localhost is the node's: its netns is the node's own.
+    const netns = runtime.spec.netns;
+    let dialer = this.#dialers.get(netns);
+    if (!dialer) this.#dialers.set(netns, (dialer = new NetnsDialer(netns)));
+    return dialer.dial(port);
+  }
+
   #scheduleProbes(
     runtime: PodRuntime,
     c: ContainerRuntime,
     containerSpec: { ports?: Array<{ name?: string; containerPort: number }>; readinessProbe?: Probe; livenessProbe?: Probe },
+    pod: KubeObject,
   ): void {
+    const unhealthy = (kind: "Readiness" | "Liveness", message: string) =>
+      this.#events.event(pod, "Warning", "Unhealthy", `${kind} probe failed: ${message}`, containerFieldPath(c.name));
     const namedPorts = Object.fromEntries((containerSpec.ports ?? []).filter((p) => p.name).map((p) => [p.name as string, p.containerPort]));
     const target = {
       nodeNetns: this.node.netns,
@@ -310,7 +477,7 @@ export class Kubelet {
       execInPod: async (command: string[], timeoutMs: number) => {
         const [program, ...args] = podCommand(runtime.spec, command, c.mounts);
         const r = await execa(program!, args, { env: c.env, extendEnv: false, reject: false, timeout: timeoutMs });
-        return r.exitCode ?? 1;
+        return { exitCode: r.exitCode ?? 1, output: `${String(r.stdout)}${String(r.stderr)}`, timedOut: r.timedOut };
       },
     };
     const readiness = containerSpec.readinessProbe;
@@ -319,7 +486,9 @@ export class Kubelet {
     } else {
       const tick = async () => {
         if (!c.process || runtime.stopping) return;
-        const ok = await runProbe(readiness, target);
+        const result = await probe(readiness, target);
+        const ok = result.success;
+        if (!ok && c.process !== undefined && !runtime.stopping) unhealthy("Readiness", result.message);
         if (ok) {
           c.consecutive = { success: c.consecutive.success + 1, failure: 0 };
         } else {
@@ -337,9 +506,12 @@ export class Kubelet {
     if (liveness) {
       const tick = async () => {
         if (!c.process || runtime.stopping) return;
-        c.liveFailures = (await runProbe(liveness, target)) ? 0 : c.liveFailures + 1;
+        const result = await probe(liveness, target);
+        if (!result.success && c.process !== undefined && !runtime.stopping) unhealthy("Liveness", result.message);
+        c.liveFailures = result.success ? 0 : c.liveFailures + 1;
         if (c.liveFailures >= (liveness.failureThreshold ?? 3)) {
           this.#log.info({ pod: runtime.key, container: c.name }, "liveness probe failed, restarting container");
+          this.#events.event(pod, "Normal", "Killing", `Container ${c.name} failed liveness probe, will be restarted`, containerFieldPath(c.name));
           c.liveFailures = 0;
           killGroup(c.process, "SIGKILL");
           return;
@@ -478,7 +650,19 @@ export class Kubelet {
   /** Stops the pod's processes (SIGTERM, then SIGKILL after the grace period), releases its network and files. */
   async #teardown(runtime: PodRuntime, graceMs = 10_000): Promise<void> {
     runtime.stopping = true;
+    if (!this.#shuttingDown) {
+      const { namespace, name } = splitKey(runtime.key);
+      const pod = { apiVersion: "v1", kind: "Pod", metadata: { name, namespace, uid: runtime.uid } };
+      for (const c of runtime.containers) {
+        if (c.process) this.#events.event(pod, "Normal", "Killing", `Stopping container ${c.name}`, containerFieldPath(c.name));
+      }
+    }
     for (const t of runtime.timers) clearInterval(t);
+    for (const s of runtime.sessions) s.close();
+    if (!runtime.hostNetwork) {
+      this.#dialers.get(runtime.spec.netns)?.close();
+      this.#dialers.delete(runtime.spec.netns);
+    }
     const exits: Array<Promise<unknown>> = [];
     for (const c of runtime.containers) {
       clearTimeout(c.backoffTimer);
@@ -530,8 +714,11 @@ export class Kubelet {
 
   /** Stops every pod quickly; API objects are left alone (the sandbox is going away). */
   async stop(graceMs = 2000): Promise<void> {
+    this.#shuttingDown = true;
     this.#queue.stop();
     await Promise.all([...this.#pods.values()].map((r) => this.#teardown(r, graceMs).catch(() => {})));
+    for (const d of this.#dialers.values()) d.close();
+    this.#dialers.clear();
     this.#stopped = true;
   }
 }
@@ -558,4 +745,17 @@ function killGroup(child: ResultPromise, signal: NodeJS.Signals): void {
       // already exited
     }
   }
+}
+
+/** Every container of the pod not started yet, waiting for `waiting.reason`. */
+function waitingStatuses(pod: KubeObject, waiting: { reason: string; message?: string }) {
+  return (pod.spec?.containers ?? []).map((c: { name: string; image?: string }) => ({
+    name: c.name,
+    image: c.image ?? "",
+    imageID: "",
+    ready: false,
+    started: false,
+    restartCount: 0,
+    state: { waiting },
+  }));
 }

@@ -17,8 +17,14 @@ export interface ProbeTarget {
   podIP: string;
   /** Named container ports, to resolve `port: http`. */
   namedPorts: Record<string, number>;
-  /** Runs an exec probe's command inside the pod; resolves to its exit code. */
-  execInPod(command: string[], timeoutMs: number): Promise<number>;
+  /** Runs an exec probe's command inside the pod: its exit code and what it printed. */
+  execInPod(command: string[], timeoutMs: number): Promise<{ exitCode: number; output: string; timedOut?: boolean }>;
+}
+
+/** One probe attempt: `message` says why it failed, worded as the kubelet's Unhealthy events word it. */
+export interface ProbeResult {
+  success: boolean;
+  message: string;
 }
 
 function resolvePort(port: number | string, named: Record<string, number>): number {
@@ -29,34 +35,53 @@ function resolvePort(port: number | string, named: Record<string, number>): numb
   return found;
 }
 
-/** Runs one probe attempt; true on success. Never throws: a probe that cannot run has failed. */
-export async function runProbe(probe: Probe, target: ProbeTarget): Promise<boolean> {
-  const timeoutS = probe.timeoutSeconds ?? 1;
+/** curl's failure, in the words of Go's net/http client the kubelet uses. */
+function httpError(exitCode: number | undefined, stderr: string, host: string, port: number): string {
+  if (exitCode === 7) return `dial tcp ${host}:${port}: connect: connection refused`;
+  if (exitCode === 28) return "context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
+  return stderr.replace(/^curl: \(\d+\) /, "").trim() || `request failed (curl exit ${exitCode ?? "none"})`;
+}
+
+/** Runs one probe attempt. Never throws: a probe that cannot run has failed, with the reason in `message`. */
+export async function probe(p: Probe, target: ProbeTarget): Promise<ProbeResult> {
+  const timeoutS = p.timeoutSeconds ?? 1;
   const inNode = ["--net=/run/netns/" + target.nodeNetns, "--"];
   try {
-    if (probe.httpGet) {
-      const port = resolvePort(probe.httpGet.port, target.namedPorts);
-      const host = probe.httpGet.host ?? target.podIP;
-      const scheme = (probe.httpGet.scheme ?? "HTTP").toLowerCase();
-      const url = `${scheme}://${host}:${port}${probe.httpGet.path ?? "/"}`;
-      const { stdout } = await execa("nsenter", [...inNode, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", String(timeoutS), url], {
+    if (p.httpGet) {
+      const port = resolvePort(p.httpGet.port, target.namedPorts);
+      const host = p.httpGet.host ?? target.podIP;
+      const scheme = (p.httpGet.scheme ?? "HTTP").toLowerCase();
+      const url = `${scheme}://${host}:${port}${p.httpGet.path ?? "/"}`;
+      const r = await execa("nsenter", [...inNode, "curl", "-sSk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", String(timeoutS), url], {
         reject: false,
         timeout: (timeoutS + 2) * 1000,
       });
-      const code = Number(stdout);
-      return code >= 200 && code < 400;
+      const code = Number(r.stdout);
+      if (code >= 200 && code < 400) return { success: true, message: "" };
+      if (code > 0) return { success: false, message: `HTTP probe failed with statuscode: ${code}` };
+      return { success: false, message: `Get "${url}": ${httpError(r.exitCode, String(r.stderr), host, port)}` };
     }
-    if (probe.tcpSocket) {
-      const port = resolvePort(probe.tcpSocket.port, target.namedPorts);
-      const host = probe.tcpSocket.host ?? target.podIP;
+    if (p.tcpSocket) {
+      const port = resolvePort(p.tcpSocket.port, target.namedPorts);
+      const host = p.tcpSocket.host ?? target.podIP;
       const { exitCode } = await execa("nsenter", [...inNode, "timeout", String(timeoutS), "bash", "-c", `exec 3<>/dev/tcp/${host}/${port}`], {
         reject: false,
       });
-      return exitCode === 0;
+      if (exitCode === 0) return { success: true, message: "" };
+      return { success: false, message: `dial tcp ${host}:${port}: ${exitCode === 124 ? "i/o timeout" : "connect: connection refused"}` };
     }
-    if (probe.exec) return (await target.execInPod(probe.exec.command, timeoutS * 1000)) === 0;
-  } catch {
-    return false;
+    if (p.exec) {
+      const r = await target.execInPod(p.exec.command, timeoutS * 1000);
+      if (r.timedOut) return { success: false, message: `command ${JSON.stringify(p.exec.command.join(" "))} timed out` };
+      return { success: r.exitCode === 0, message: r.output.trim() };
+    }
+  } catch (err) {
+    return { success: false, message: (err as Error).message };
   }
-  return false;
+  return { success: false, message: "the probe has no handler (httpGet, tcpSocket or exec)" };
+}
+
+/** One probe attempt; true on success. */
+export async function runProbe(p: Probe, target: ProbeTarget): Promise<boolean> {
+  return (await probe(p, target)).success;
 }

@@ -117,6 +117,8 @@ export class Supervisor {
       const slices = new EndpointSliceController(client, informers, this.#log);
       const daemonsets = new DaemonSetController(client, informers, this.#log);
       const kubelets = this.#nodes.map((n) => new Kubelet(cfg, n, client, informers, this.#api!.caPem, this.#log));
+      // The API server reaches each node's kubelet for pods/log, exec, attach and portforward, as over its port 10250.
+      const detachKubelets = kubelets.map((k) => this.#api!.attachNode(k.node.name, k));
       const proxies = this.#nodes.map((n) => new KubeProxy(n));
       const syncProxies = () => {
         clearTimeout(this.#proxySyncTimer);
@@ -137,6 +139,7 @@ export class Supervisor {
         () => slices.stop(),
         () => daemonsets.stop(),
         () => clearTimeout(this.#proxySyncTimer),
+        () => detachKubelets.forEach((detach) => detach()),
         async () => {
           await Promise.all(kubelets.map((k) => k.stop()));
         },

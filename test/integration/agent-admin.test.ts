@@ -23,6 +23,7 @@ describe("agent admin servers", () => {
           workloads: [{ name: "orders" }],
           certificates: [{ identity: "spiffe://cluster.local/ns/demo/sa/orders", expires: "2026-11-23T00:00:00Z" }],
         }),
+        tunnels: () => ({ node: "node-1", connections: [{ direction: "outbound", streamsOpen: 1 }] }),
         log,
       },
       { admin: 0, metrics: 0, readiness: 0, host: "127.0.0.1" },
@@ -41,6 +42,8 @@ describe("agent admin servers", () => {
     const dump = await (await fetch(`${base(servers.ports.admin)}/config_dump`)).text();
     expect(JSON.parse(dump).workloads).toEqual([{ name: "orders" }]);
     expect(dump).not.toMatch(/PRIVATE KEY/);
+    const tunnels = await (await fetch(`${base(servers.ports.admin)}/tunnels`)).json();
+    expect(tunnels).toEqual({ node: "node-1", connections: [{ direction: "outbound", streamsOpen: 1 }] });
 
     expect((await fetch(`${base(servers.ports.admin)}/logging?level=debug`, { method: "POST" })).status).toBe(200);
     expect(log.level).toBe("debug");
@@ -50,7 +53,7 @@ describe("agent admin servers", () => {
   it("reports memory, and after a full collection the garbage is gone from the heap figures", async () => {
     const log = pino({ level: "silent" });
     servers = await startAdminServers(
-      { metrics: new AgentMetrics(), readiness: () => ({ ready: true }), configDump: () => ({}), log },
+      { metrics: new AgentMetrics(), readiness: () => ({ ready: true }), configDump: () => ({}), tunnels: () => ({}), log },
       { admin: 0, metrics: 0, readiness: 0, host: "127.0.0.1" },
     );
     const admin = `http://127.0.0.1:${servers.ports.admin}`;
@@ -74,7 +77,7 @@ describe("agent admin servers", () => {
   it("gives the C heap's freed pages back, so RSS after a collection is not inflated by an earlier burst", async () => {
     const log = pino({ level: "silent" });
     servers = await startAdminServers(
-      { metrics: new AgentMetrics(), readiness: () => ({ ready: true }), configDump: () => ({}), log },
+      { metrics: new AgentMetrics(), readiness: () => ({ ready: true }), configDump: () => ({}), tunnels: () => ({}), log },
       { admin: 0, metrics: 0, readiness: 0, host: "127.0.0.1" },
     );
     const admin = `http://127.0.0.1:${servers.ports.admin}`;

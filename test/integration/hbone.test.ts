@@ -373,4 +373,60 @@ describe("HBONE", () => {
     expect(await roundTrip(second, "new")).toBe("echo:new");
     expect(await roundTrip(live, "old")).toBe("echo:old");
   });
+
+  it("tracks each connection on both sides: identities, TLS, streams open and total, bytes summed over its streams", async () => {
+    const dst = await destination();
+    const p = pool();
+    const req = {
+      source: ORDERS,
+      destination: { ip: "10.244.2.2", port: dst.appPort },
+      dial: { host: "127.0.0.1", port: dst.port },
+      expectedIdentity: PAYMENTS,
+    };
+    const first = await p.openStream(req);
+    // The agent hands the pool the relay that carries each stream; its live counts are the stream's bytes.
+    const counts = { aToB: 0, bToA: 0 };
+    p.countBytes(first, counts);
+    const second = await p.openStream(req);
+    counts.aToB = 7;
+    counts.bToA = 3;
+    const [out] = p.connections();
+    expect(out).toMatchObject({
+      direction: "outbound",
+      localIdentity: "spiffe://cluster.local/ns/demo/sa/orders",
+      peerIdentity: "spiffe://cluster.local/ns/demo/sa/payments",
+      peerAddress: `127.0.0.1:${dst.port}`,
+      tlsVersion: "TLSv1.3",
+      streamsOpen: 2,
+      streamsTotal: 2,
+      bytesSent: 7,
+      bytesReceived: 3,
+    });
+    expect(out!.cipher).toMatch(/^TLS_/);
+    expect(out!.streams).toContainEqual(
+      expect.objectContaining({
+        sourceIdentity: "spiffe://cluster.local/ns/demo/sa/orders",
+        destinationIdentity: "spiffe://cluster.local/ns/demo/sa/payments",
+        destinationAddress: `10.244.2.2:${dst.appPort}`,
+        bytesSent: 7,
+      }),
+    );
+    // The server's side of the same connection: its relay counts what came out of the tunnel (11 bytes asked).
+    expect(await roundTrip(first, "marker-1234")).toBe("echo:marker-1234");
+    await expect.poll(() => dst.hbone.connections()[0]?.bytesReceived).toBe(11);
+    expect(dst.hbone.connections()[0]).toMatchObject({
+      direction: "inbound",
+      localIdentity: "spiffe://cluster.local/ns/demo/sa/payments",
+      peerIdentity: "spiffe://cluster.local/ns/demo/sa/orders",
+      tlsVersion: "TLSv1.3",
+      streamsOpen: 1,
+      streamsTotal: 2,
+      bytesSent: 16,
+    });
+    // A closed stream's bytes stay in the connection's totals; only open streams are listed.
+    await expect.poll(() => p.connections()[0]?.streamsOpen).toBe(1);
+    expect(p.connections()[0]).toMatchObject({ streamsTotal: 2, bytesSent: 7, bytesReceived: 3 });
+    expect(p.connections(false)[0]!.streams).toBeUndefined();
+    expect(await roundTrip(second, "x")).toBe("echo:x");
+  });
 });

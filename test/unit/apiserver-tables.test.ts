@@ -260,6 +260,49 @@ describe("toTable: other built-in kinds", () => {
   });
 });
 
+describe("toTable: Events", () => {
+  const event = (extra: Record<string, unknown>): KubeObject => ({
+    apiVersion: "v1",
+    kind: "Event",
+    metadata: { name: "web-1.17f0", namespace: "demo", creationTimestamp: ago(600) },
+    involvedObject: { kind: "Pod", name: "web-1", namespace: "demo", fieldPath: "spec.containers{app}" },
+    reason: "Unhealthy",
+    message: "Readiness probe failed: HTTP probe failed with statuscode: 503\n",
+    type: "Warning",
+    source: { component: "kubelet", host: "node-1" },
+    ...extra,
+  });
+
+  it("has kubectl's columns: last seen, type, reason, object, message, and the wide ones", () => {
+    const table = toTable("Event", [event({ firstTimestamp: ago(600), lastTimestamp: ago(30), count: 7 })], { includeObject: "None", now });
+    expect(names(table)).toEqual(["Last Seen", "Type", "Reason", "Object", "Subobject", "Source", "Message", "First Seen", "Count", "Name"]);
+    expect(wideNames(table)).toEqual(["Subobject", "Source", "First Seen", "Count", "Name"]);
+    expect(table.rows[0]!.cells).toEqual([
+      "30s",
+      "Warning",
+      "Unhealthy",
+      "pod/web-1",
+      "spec.containers{app}",
+      "kubelet, node-1",
+      "Readiness probe failed: HTTP probe failed with statuscode: 503",
+      "10m",
+      7,
+      "web-1.17f0",
+    ]);
+  });
+
+  it("falls back to eventTime, the reporting controller and a count of 1 for events.k8s.io events, and reads series", () => {
+    const single = toTable("Event", [event({ eventTime: ago(5), source: {}, reportingComponent: "default-scheduler", reportingInstance: "" })], {
+      includeObject: "None",
+      now,
+    });
+    expect(single.rows[0]!.cells).toEqual(expect.arrayContaining(["5s", "default-scheduler", 1]));
+    const series = toTable("Event", [event({ eventTime: ago(300), series: { count: 4, lastObservedTime: ago(2) } })], { includeObject: "None", now });
+    expect(series.rows[0]!.cells[0]).toBe("2s");
+    expect(series.rows[0]!.cells[8]).toBe(4);
+  });
+});
+
 describe("toTable: CRD additionalPrinterColumns", () => {
   const widget = (name: string, ready: string | undefined): KubeObject => ({
     apiVersion: "example.com/v1",

@@ -20,6 +20,12 @@ const calicoList = {
   ],
 };
 
+const exists = (file: string) =>
+  fs.stat(file).then(
+    () => true,
+    () => false,
+  );
+
 describe("CNI installer", () => {
   let dir: string;
   let conf: string;
@@ -184,12 +190,7 @@ describe("CNI installer", () => {
           { timeout: 5_000 },
         )
         .toBe(0o600);
-      expect(
-        await fs.stat(ready).then(
-          () => true,
-          () => false,
-        ),
-      ).toBe(false);
+      expect(await exists(ready)).toBe(false);
       const doc = JSON.parse(await fs.readFile(kubeconfig, "utf8"));
       expect(doc.clusters[0].cluster.server).toBe("https://[fd00::1]:443");
       expect(doc.users[0].user.token).toBe("token-1");
@@ -197,30 +198,12 @@ describe("CNI installer", () => {
       // A .kubeconfig is never taken for the primary network.
       expect(primaryConfig(await fs.readdir(conf))).toBeUndefined();
       await write("10-calico.conflist", calicoList);
-      await expect
-        .poll(
-          () =>
-            fs.stat(ready).then(
-              () => true,
-              () => false,
-            ),
-          { timeout: 5_000 },
-        )
-        .toBe(true);
+      await expect.poll(() => exists(ready), { timeout: 5_000 }).toBe(true);
       expect((await read("10-calico.conflist")).plugins.at(-1).kubeconfig).toBe(kubeconfig);
       await fs.writeFile(path.join(sa, "token"), "token-2\n");
       await expect.poll(async () => JSON.parse(await fs.readFile(kubeconfig, "utf8")).users[0].user.token, { timeout: 5_000 }).toBe("token-2");
       await fs.rm(path.join(conf, "10-calico.conflist"));
-      await expect
-        .poll(
-          () =>
-            fs.stat(ready).then(
-              () => true,
-              () => false,
-            ),
-          { timeout: 5_000 },
-        )
-        .toBe(false);
+      await expect.poll(() => exists(ready), { timeout: 5_000 }).toBe(false);
     } finally {
       stop.abort();
       await running;

@@ -73,4 +73,27 @@ describe("PodNetnsFinder", () => {
     expect(await f.find(["10.244.1.30"])).toBeUndefined();
     expect(await f.find(["10.244.1.31"])).toBe(reborn);
   });
+
+  it("answers a restart's lookups for every pod at once with one read of each namespace", async () => {
+    const many = path.join(dir, "many");
+    const files = await Promise.all(Array.from({ length: 60 }, (_, i) => netnsFile(path.join(many, `cni-${i}`), [`10.250.0.${i + 1}`])));
+    let reads = 0;
+    const f = new PodNetnsFinder({
+      netnsDir: many,
+      addressesIn: async (p) => {
+        reads++;
+        await new Promise((r) => setTimeout(r, 2));
+        return addresses.get(p)!;
+      },
+      log: pino({ level: "silent" }),
+    });
+    const found = await Promise.all(files.map((_, i) => f.find([`10.250.0.${i + 1}`])));
+    expect(found).toEqual(files);
+    expect(reads).toBe(60);
+    // A namespace made after a scan began is still found by a lookup that asked after it was made.
+    const late = await netnsFile(path.join(many, "cni-late"), ["10.250.1.1"]);
+    const [, lateFound] = await Promise.all([f.find(["10.250.0.1"]), f.find(["10.250.1.1"])]);
+    expect(lateFound).toBe(late);
+    expect(reads).toBe(61);
+  });
 });
