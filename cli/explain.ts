@@ -1,7 +1,4 @@
 // `ambit explain <ns>/<pod> <ns>/<pod|service>[:port]`: how the mesh carries one connection and whether the destination agent lets it in, and why.
-import http from "node:http";
-import net from "node:net";
-import { KubeConfig, PortForward } from "@kubernetes/client-node";
 import type { Argv } from "yargs";
 import { stringify as toYaml } from "yaml";
 import { type PolicyExplanation, type PolicyRef, PolicyStore, type RuleMatch } from "../agent/authorization/index.ts";
@@ -12,7 +9,9 @@ import type { Workload } from "../contract/mesh.ts";
 import { workloadFromPod, workloadNameOf } from "../contract/pods.ts";
 import { formatSpiffeId, parseSpiffeUri } from "../contract/spiffe.ts";
 import { compileAuthorizationPolicy } from "../controller/authorization/index.ts";
-import { KubeClient, type KubeObject, isNotFound, pathFor } from "../kube/client.ts";
+import { type KubeObject, isNotFound, pathFor } from "../kube/client.ts";
+import { withEnv } from "./context.ts";
+import { fromKubeError } from "./errors.ts";
 
 /** How the CLI reaches a node's agent admin API (localhost:15000 on that node): a port-forward, or anything a test provides. */
 export interface AgentTransport {
@@ -137,14 +136,14 @@ async function findPod(kube: KubeReader, namespace: string, name: string, what: 
     .filter((p) => workloadNameOf(p) === name && running(p))
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   if (owned.length === 0)
-    throw new ExplainError("AMBIT_E_EXPLAIN_NOT_FOUND", `${what} ${namespace}/${name}: no such pod, and no running pod of a workload named ${name}`);
+    throw new ExplainError("AMBIT_E_UNKNOWN_POD", `${what} ${namespace}/${name}: no such pod, and no running pod of a workload named ${name}`);
   return { pod: owned[0]!, note: owned.length > 1 ? `${owned.length} running pods of ${name}; explaining ${owned[0]!.metadata.name}` : null };
 }
 
 async function podEnd(kube: KubeReader, pod: KubeObject, what: string): Promise<PodEnd> {
   if (!pod.status?.podIP)
     throw new ExplainError(
-      "AMBIT_E_EXPLAIN_NOT_FOUND",
+      "AMBIT_E_UNKNOWN_POD",
       `${what} ${pod.metadata.namespace}/${pod.metadata.name} has no IP yet (phase ${pod.status?.phase ?? "unknown"})`,
     );
   const namespace = pod.metadata.namespace ?? "";
@@ -180,14 +179,14 @@ async function resolveService(kube: KubeReader, svc: KubeObject, port: number | 
   const ns = svc.metadata.namespace ?? "";
   const ports = (svc.spec?.ports ?? []) as Array<{ name?: string; port: number; targetPort?: number | string }>;
   const named = `${ns}/${svc.metadata.name}`;
-  if (ports.length === 0) throw new ExplainError("AMBIT_E_EXPLAIN_NOT_FOUND", `service ${named} has no ports`);
+  if (ports.length === 0) throw new ExplainError("AMBIT_E_NO_ENDPOINT", `service ${named} has no ports`);
   if (port === undefined && ports.length > 1)
     throw new ExplainError(
       "AMBIT_E_USAGE",
       `service ${named} has several ports (${ports.map((p) => p.port).join(", ")}): name one, e.g. ${named}:${ports[0]!.port}`,
     );
   const sp = port === undefined ? ports[0]! : ports.find((p) => p.port === port);
-  if (!sp) throw new ExplainError("AMBIT_E_EXPLAIN_NOT_FOUND", `service ${named} has no port ${port} (it has ${ports.map((p) => p.port).join(", ")})`);
+  if (!sp) throw new ExplainError("AMBIT_E_NO_ENDPOINT", `service ${named} has no port ${port} (it has ${ports.map((p) => p.port).join(", ")})`);
   const slices = (
     await kube.list(
       `${pathFor("discovery.k8s.io/v1", "endpointslices", ns)}?labelSelector=${encodeURIComponent(`kubernetes.io/service-name=${svc.metadata.name}`)}`,
@@ -204,7 +203,7 @@ async function resolveService(kube: KubeReader, svc: KubeObject, port: number | 
   }
   candidates.sort((a, b) => a.pod.localeCompare(b.pod));
   const chosen = candidates[0];
-  if (!chosen) throw new ExplainError("AMBIT_E_EXPLAIN_NOT_FOUND", `service ${named} port ${sp.port} has no ready endpoint pod`);
+  if (!chosen) throw new ExplainError("AMBIT_E_NO_ENDPOINT", `service ${named} port ${sp.port} has no ready endpoint pod`);
   return {
     podName: chosen.pod,
     targetPort: chosen.targetPort,
@@ -328,10 +327,7 @@ export async function explainConnection(kube: KubeReader, transport: AgentTransp
     )}`,
   );
   if (agents.length === 0)
-    throw new ExplainError(
-      "AMBIT_E_MESH_NOT_INSTALLED",
-      "no Ambit agent pods (label app=ambit-agent) in the cluster: install the mesh (the chart in daemonset/) first",
-    );
+    throw new ExplainError("AMBIT_E_NO_MESH", "no Ambit agent pods (label app=ambit-agent) in the cluster: install the mesh (the chart in daemonset/) first");
 
   const source = await podEnd(kube, (await findPod(kube, s.namespace, s.name, "source")).pod, "source");
   const svc = await getOrUndefined(kube, pathFor("v1", "services", d.namespace, d.name));
@@ -347,7 +343,7 @@ export async function explainConnection(kube: KubeReader, transport: AgentTransp
     try {
       dstPod = (await findPod(kube, d.namespace, d.name, "destination")).pod;
     } catch (err) {
-      if (err instanceof ExplainError && err.code === "AMBIT_E_EXPLAIN_NOT_FOUND")
+      if (err instanceof ExplainError && err.code === "AMBIT_E_UNKNOWN_POD")
         throw new ExplainError(err.code, `destination ${d.namespace}/${d.name}: no service, pod, or running pod of a workload by that name`);
       throw err;
     }
@@ -403,10 +399,7 @@ export async function explainConnection(kube: KubeReader, transport: AgentTransp
     );
   }
   if (!workload)
-    throw new ExplainError(
-      "AMBIT_E_EXPLAIN_NOT_FOUND",
-      `destination ${destination.namespace}/${destination.pod} is not a workload (host network or terminating)`,
-    );
+    throw new ExplainError("AMBIT_E_UNKNOWN_POD", `destination ${destination.namespace}/${destination.pod} is not a workload (host network or terminating)`);
   const e = store.explain({
     ...(source.enrolled ? { source: { trustDomain, namespace: source.namespace, serviceAccount: source.serviceAccount } } : {}),
     sourceIp: source.ip,
@@ -516,69 +509,15 @@ export function renderReport(r: ExplainReport, format: "table" | "json" | "yaml"
   return renderText(r);
 }
 
-// ---- transport: kubectl-style port-forward to the agent pod's localhost admin port
-
-/** Reaches a node's agent on 15000 through the API server's pod port-forward, as `kubectl port-forward` would. */
-export class PortForwardAgentTransport implements AgentTransport {
-  readonly #kc: KubeConfig;
-  readonly #kube: KubeReader;
-  readonly #timeoutMs: number;
-
-  constructor(kc: KubeConfig, kube: KubeReader, timeoutMs = 10_000) {
-    this.#kc = kc;
-    this.#kube = kube;
-    this.#timeoutMs = timeoutMs;
-  }
-
-  async fetchAgentJson(node: string, path: string): Promise<unknown> {
-    const selector = Object.entries(AGENT_POD_LABELS)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(",");
-    const pods = (await this.#kube.list(`/api/v1/pods?labelSelector=${encodeURIComponent(selector)}`)).filter((p) => p.spec?.nodeName === node && running(p));
-    // During a surge rollout two agents share a node: the newest serves (the old one is handing over).
-    const agent = pods.sort((a, b) => String(b.metadata.creationTimestamp).localeCompare(String(a.metadata.creationTimestamp)))[0];
-    if (!agent) throw new ExplainError("AMBIT_E_AGENT_UNREACHABLE", `no running Ambit agent pod on node ${node}`);
-    const forward = new PortForward(this.#kc);
-    const sockets = new Set<net.Socket>();
-    let forwardError: string | undefined;
-    const server = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.once("close", () => sockets.delete(socket));
-      // The request below fails when this socket closes; the port-forward's own error says why.
-      socket.on("error", () => {});
-      forward.portForward(agent.metadata.namespace ?? "", agent.metadata.name, [AGENT_PORTS.admin], socket, null, socket).catch((err: unknown) => {
-        forwardError = (err as { message?: string }).message ?? String(err);
-        socket.destroy();
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as net.AddressInfo;
-    try {
-      const body = await new Promise<string>((resolve, reject) => {
-        const req = http.get({ host: "127.0.0.1", port, path, agent: false, headers: { connection: "close" }, timeout: this.#timeoutMs }, (res) => {
-          let text = "";
-          res.setEncoding("utf8");
-          res.on("data", (c: string) => (text += c));
-          res.on("end", () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`))));
-          res.on("error", reject);
-        });
-        req.on("timeout", () => req.destroy(new Error(`no answer within ${this.#timeoutMs} ms`)));
-        req.on("error", reject);
-      });
-      return JSON.parse(body) as unknown;
-    } catch (err) {
-      throw new ExplainError(
-        "AMBIT_E_AGENT_UNREACHABLE",
-        `cannot reach the agent ${agent.metadata.namespace}/${agent.metadata.name} on ${node} (port-forward to its admin port ${AGENT_PORTS.admin}): ${forwardError ?? (err as Error).message}`,
-      );
-    } finally {
-      for (const s of sockets) s.destroy();
-      server.close();
-    }
-  }
-}
-
 // ---- the command
+
+export interface ExplainArgs {
+  source: string;
+  destination: string;
+  output: "table" | "json" | "yaml";
+  kubeconfig?: string;
+  context?: string;
+}
 
 export function explainCommand(yargs: Argv): Argv {
   return yargs.command(
@@ -589,41 +528,24 @@ export function explainCommand(yargs: Argv): Argv {
         .positional("source", { type: "string", demandOption: true, describe: "<namespace>/<pod> (or a workload name, e.g. demo/client)" })
         .positional("destination", { type: "string", demandOption: true, describe: "<namespace>/<pod|service>[:port], e.g. demo/payments:80" })
         .option("output", { alias: "o", choices: ["table", "json", "yaml"] as const, default: "table" as const, describe: "output format" })
+        .option("kubeconfig", { type: "string", describe: "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)" })
+        .option("context", { type: "string", describe: "kubeconfig context to use" })
         .example(
           "$0 explain demo/client demo/payments:80",
           `why client may or may not reach payments (namespace label ${DATAPLANE_MODE_LABEL}=${DATAPLANE_MODE_AMBIENT})`,
         ),
-    async (argv) => {
-      const kc = new KubeConfig();
-      try {
-        kc.loadFromDefault();
-      } catch (err) {
-        throw new ExplainError("AMBIT_E_NO_CLUSTER", `cannot load the kubeconfig (KUBECONFIG=${process.env.KUBECONFIG ?? "unset"}): ${(err as Error).message}`);
-      }
-      if (!kc.getCurrentCluster())
-        throw new ExplainError(
-          "AMBIT_E_NO_CLUSTER",
-          "no Kubernetes cluster configured: set KUBECONFIG (for the sandbox: export KUBECONFIG=$(npx ambit dev kubeconfig))",
-        );
-      const kube = new KubeClient(kc);
-      try {
+    // The operator commands' environment: the API client and the agent transport (port-forward, or a node netns in development).
+    (args) =>
+      withEnv(args as ExplainArgs, async (env) => {
+        const a = args as ExplainArgs;
+        const transport: AgentTransport = { fetchAgentJson: (node, p) => env.agents.get(node, p) };
         let report: ExplainReport;
         try {
-          report = await explainConnection(kube, new PortForwardAgentTransport(kc, kube), argv.source, argv.destination);
+          report = await explainConnection(env.kube, transport, a.source, a.destination);
         } catch (err) {
-          // A refused or unresolvable API server is the user's setup, not an internal error: say where we looked.
-          const code = (err as { code?: unknown }).code;
-          if (typeof code === "string" && !code.startsWith("AMBIT_"))
-            throw new ExplainError(
-              "AMBIT_E_API_UNREACHABLE",
-              `cannot reach the Kubernetes API at ${kc.getCurrentCluster()?.server}: ${(err as Error).message}`,
-            );
-          throw err;
+          throw fromKubeError(err, `explaining ${a.source} -> ${a.destination}`);
         }
-        process.stdout.write(renderReport(report, argv.output));
-      } finally {
-        kube.close();
-      }
-    },
+        env.stdout(renderReport(report, a.output));
+      }),
   );
 }

@@ -90,6 +90,6 @@ describeTier(isRoot, ROOT_REQUIRED)("ambit explain on the sandbox", () => {
   it("an unknown pod is a clear error with a stable code and a non-zero exit", async () => {
     const r = await explain("demo/nope", "demo/payments:80");
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/^error \[AMBIT_E_EXPLAIN_NOT_FOUND\]: source demo\/nope/);
+    expect(r.stderr).toMatch(/^error \[AMBIT_E_UNKNOWN_POD\]: source demo\/nope/);
   });
 });

@@ -199,10 +199,10 @@ describe("ambit explain errors", () => {
     )?.code;
 
   it("unknown pods, services and ports, malformed references", async () => {
-    expect(await code(explainIn("a", "demo/nope", "demo/payments:80"))).toBe("AMBIT_E_EXPLAIN_NOT_FOUND");
-    expect(await code(explainIn("a", "demo/client", "demo/nope:80"))).toBe("AMBIT_E_EXPLAIN_NOT_FOUND");
-    expect(await code(explainIn("a", "demo/client", "demo/payments:81"))).toBe("AMBIT_E_EXPLAIN_NOT_FOUND");
-    expect(await code(explainIn("a", "nope/client", "demo/payments:80"))).toBe("AMBIT_E_EXPLAIN_NOT_FOUND");
+    expect(await code(explainIn("a", "demo/nope", "demo/payments:80"))).toBe("AMBIT_E_UNKNOWN_POD");
+    expect(await code(explainIn("a", "demo/client", "demo/nope:80"))).toBe("AMBIT_E_UNKNOWN_POD");
+    expect(await code(explainIn("a", "demo/client", "demo/payments:81"))).toBe("AMBIT_E_NO_ENDPOINT");
+    expect(await code(explainIn("a", "nope/client", "demo/payments:80"))).toBe("AMBIT_E_UNKNOWN_POD");
     for (const [src, dst] of [
       ["client", "demo/payments:80"],
       ["demo/client:80", "demo/payments"],
@@ -215,7 +215,7 @@ describe("ambit explain errors", () => {
   it("no mesh installed, and an unreachable agent", async () => {
     const noMesh = recordedApi("a", (o) => (o.pods = o.pods!.filter((p) => !p.metadata.name.startsWith("ambit-agent"))));
     await expect(explainConnection(noMesh, recordedAgents("a"), "demo/client", "demo/payments:80")).rejects.toMatchObject({
-      code: "AMBIT_E_MESH_NOT_INSTALLED",
+      code: "AMBIT_E_NO_MESH",
       message: expect.stringContaining("install the mesh"),
     });
     const down: AgentTransport = {
