@@ -1,11 +1,8 @@
 // port-forward, server side: the WebSocket channel protocol (@kubernetes/client-node) and SPDY/3.1 streams (kubectl), plain or tunnelled in a WebSocket.
-import type { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import type { RawData, WebSocket } from "ws";
-// A static import, so the bundles (the ambit CLI runs the sandbox) carry it; it has no type declarations.
-// @ts-expect-error -- spdy-transport ships no types; the shape used is declared below.
-import spdyTransportModule from "spdy-transport";
+import { type SpdyStream, headerOf, spdyServer } from "./spdy.ts";
 
 /** kubectl 1.31+ (KEP-4006): SPDY frames carried in binary WebSocket messages, this subprotocol negotiated. */
 export const SPDY_TUNNEL_PROTOCOL = "SPDY/3.1+portforward.k8s.io";
@@ -123,75 +120,13 @@ export function serveWebSocketPortForward(ws: WebSocket, protocol: string, ports
 
 // ---- SPDY ------------------------------------------------------------------------------------------------------
 
-/** The parts of spdy-transport (no type declarations of its own) this server uses, internals included. */
-interface SpdyStream extends Duplex {
-  readonly id: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  respond(status: number, headers: Record<string, string>, callback?: (err?: Error) => void): void;
-  abort(code?: string, callback?: () => void): void;
-}
-interface WindowSide {
-  current: number;
-  max: number;
-  limit: number;
-}
-interface SpdyConnection extends EventEmitter {
-  _spdyState: {
-    parser: { parseKVs(body: unknown, callback: (err: Error | null, headers?: Record<string, unknown>) => void): void };
-    window: { send: WindowSide };
-    streamWindow: { send: WindowSide };
-  };
-  _setDefaultWindow(settings: unknown): void;
-  destroyStreams(err?: Error): void;
-  on(event: "stream", fn: (stream: SpdyStream) => void): this;
-  on(event: "error", fn: (err: Error) => void): this;
-}
-const spdyTransport = spdyTransportModule as {
-  connection: { create(socket: Duplex, options: { protocol: "spdy"; isServer: true; maxChunk?: number }): SpdyConnection };
-};
-
-/**
- * Makes spdy-transport a server for Kubernetes' SPDY clients (moby/spdystream), which differ from the HTTP-over-SPDY
- * spdy-transport was written for in two ways:
- * - their SYN_STREAMs carry only Kubernetes' headers (streamType, port, requestID), none of the `:method`/`:path`
- *   pseudo-headers spdy-transport requires (it refuses such a stream as a protocol error);
- * - spdystream does no flow control: it never sends WINDOW_UPDATE, so a stream would stall after spdy-transport's
- *   first 64 KiB window. Send windows are made unlimited, as they are between two spdystream peers.
- */
-function adaptToSpdystream(conn: SpdyConnection): void {
-  const state = conn._spdyState;
-  const parser = state.parser;
-  const parseKVs = parser.parseKVs.bind(parser);
-  parser.parseKVs = (body, callback) =>
-    parseKVs(body, (err, headers) => {
-      if (!err && headers) {
-        headers[":method"] ??= "POST";
-        headers[":path"] ??= "/";
-      }
-      callback(err, headers);
-    });
-  for (const side of [state.window.send, state.streamWindow.send]) {
-    side.current = Infinity;
-    side.max = Infinity;
-    side.limit = Infinity;
-  }
-  // A SETTINGS frame would set finite stream windows again (and Infinity - Infinity is NaN).
-  conn._setDefaultWindow = () => {};
-}
-
-const headerOf = (stream: SpdyStream, name: string): string | undefined => {
-  const v = stream.headers[name] ?? Object.entries(stream.headers).find(([k]) => k.toLowerCase() === name)?.[1];
-  return Array.isArray(v) ? v[0] : v;
-};
-
 /**
  * The SPDY protocol (portforward.k8s.io) on `transport`: per forwarded connection the client opens an error stream
  * and a data stream with the same requestID; once both are there, the data stream is joined to a new connection to
  * the stream's port, and the error stream carries what went wrong, if anything, before it closes.
  */
 export function serveSpdyPortForward(transport: Duplex, dial: Dial, describe: Describe, log: Logger | undefined): Closer {
-  const conn = spdyTransport.connection.create(transport, { protocol: "spdy", isServer: true, maxChunk: 32 * 1024 });
-  adaptToSpdystream(conn);
+  const conn = spdyServer(transport);
   const pairs = new Map<string, { data?: SpdyStream; error?: SpdyStream; timer: NodeJS.Timeout }>();
   const sockets = new Set<Duplex>();
 

@@ -1,8 +1,9 @@
-// exec and attach over WebSocket, server side: Kubernetes' channel protocols, channel.k8s.io up to v5.channel.k8s.io.
-import type { Readable } from "node:stream";
+// exec and attach, server side: Kubernetes' WebSocket channel protocols (channel.k8s.io up to v5.channel.k8s.io), and SPDY streams.
+import type { Duplex, Readable } from "node:stream";
 import type { Logger } from "pino";
 import type { RawData, WebSocket } from "ws";
 import type { ProcessOptions, ProcessResult, ProcessSession } from "./streams.ts";
+import { type SpdyStream, headerOf, spdyServer } from "./spdy.ts";
 
 /**
  * The kubelet's subprotocols, in the order it prefers them. Each message starts with its channel: 0 stdin, 1 stdout,
@@ -139,4 +140,118 @@ export function serveRemoteCommand(ws: WebSocket, protocol: string, session: Pro
     // A normal closure: client-go then ends every stream with EOF.
     ws.close(1000);
   });
+}
+
+// ---- SPDY ------------------------------------------------------------------------------------------------------
+
+/**
+ * The protocols kubectl's SPDY executor offers in X-Stream-Protocol-Version (its fallback when the WebSocket upgrade
+ * fails, and all of kubectl before 1.30). v3 adds a resize stream, v4 a metav1.Status on the error stream.
+ */
+export const SPDY_REMOTE_COMMAND_PROTOCOLS = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
+/** kubelet's streamCreationTimeout: how long the client may take to open its streams. */
+const STREAM_CREATION_TIMEOUT_MS = 30_000;
+
+/**
+ * exec and attach over SPDY: the client opens one stream per channel (header streamType: error, stdin, stdout, stderr,
+ * resize); once all it asked for are there, they are joined to the session. At the end the error stream carries the
+ * status, every stream ends, and the connection goes away.
+ */
+export function serveSpdyRemoteCommand(
+  transport: Duplex,
+  protocol: string,
+  session: ProcessSession,
+  opts: ProcessOptions,
+  log: Logger | undefined,
+): { close(): void } {
+  const conn = spdyServer(transport);
+  const resizable = protocol === "v3.channel.k8s.io" || protocol === "v4.channel.k8s.io";
+  const wanted = new Set(["error"]);
+  if (opts.stdin) wanted.add("stdin");
+  if (opts.stdout) wanted.add("stdout");
+  if (opts.stderr) wanted.add("stderr");
+  if (opts.tty && resizable) wanted.add("resize");
+  const streams = new Map<string, SpdyStream>();
+  let started = false;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    clearTimeout(timer);
+    session.close();
+    conn.destroyStreams();
+    transport.destroy();
+  };
+  const timer = setTimeout(() => {
+    log?.debug({ have: [...streams.keys()], wanted: [...wanted] }, "timed out waiting for client to create streams");
+    close();
+  }, STREAM_CREATION_TIMEOUT_MS);
+  timer.unref();
+
+  let replied = 0;
+  conn.on("stream", (stream) => {
+    stream.on("error", (err) => log?.debug({ stream: stream.id, err: String(err) }, "exec stream error"));
+    const type = headerOf(stream, "streamtype") ?? "";
+    if (started || !wanted.has(type) || streams.has(type)) {
+      log?.debug({ type }, "refusing an unexpected exec stream");
+      stream.abort("PROTOCOL_ERROR");
+      return;
+    }
+    streams.set(type, stream);
+    // Replies go out after header compression, so frames of other streams can pass them: start only once the
+    // client has every reply (it waits for each before opening the next stream, and for the last one too).
+    stream.respond(200, {}, () => {
+      if (++replied === wanted.size && !closed) start();
+    });
+  });
+
+  const start = () => {
+    started = true;
+    clearTimeout(timer);
+    const error = streams.get("error")!;
+    error.resume();
+    const input = streams.get("stdin");
+    if (input && session.stdin) input.pipe(session.stdin);
+    else input?.resume();
+    const resize = streams.get("resize");
+    let pending = "";
+    resize?.on("data", (chunk: Buffer) => {
+      pending += chunk.toString("utf8");
+      for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n")) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        try {
+          const size = JSON.parse(line) as { Width?: unknown; Height?: unknown };
+          if (typeof size.Width === "number" && typeof size.Height === "number") session.resize({ width: size.Width, height: size.Height });
+        } catch {
+          log?.debug({ line: line.slice(0, 100) }, "ignoring a resize message that is not JSON");
+        }
+      }
+      if (pending.length > 4096) pending = "";
+    });
+    const copy = (source: Readable | undefined, target: SpdyStream | undefined) =>
+      new Promise<void>((resolve) => {
+        if (!target) return resolve(void source?.resume());
+        if (!source) return resolve(void target.end());
+        source.pipe(target);
+        target.once("finish", resolve);
+        target.once("close", resolve);
+      });
+    const outputs = Promise.all([copy(session.stdout, streams.get("stdout")), copy(session.stderr, streams.get("stderr"))]);
+    void Promise.all([session.done, outputs]).then(([result]) => {
+      if (closed) return;
+      const status = finalStatus(result, opts.command, protocol === "v4.channel.k8s.io");
+      error.end(status ?? "");
+      // The client closes the connection once it has read every stream to its end (a GOAWAY now could overtake
+      // frames still being compressed). One that does not is cut off after a while.
+      setTimeout(close, 10_000).unref();
+    });
+  };
+  conn.on("error", (err) => {
+    log?.debug({ err: String(err) }, "exec SPDY connection failed");
+    close();
+  });
+  transport.on("error", (err) => log?.debug({ err: String(err) }, "exec transport error"));
+  transport.once("close", close);
+  return { close };
 }

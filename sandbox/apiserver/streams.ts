@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import { WebSocketServer, createWebSocketStream, type WebSocket } from "ws";
 import { ApiError, type KubeObject, statusBody } from "./types.ts";
 import { invalid } from "./defaults.ts";
-import { REMOTE_COMMAND_PROTOCOLS, serveRemoteCommand } from "./remotecommand.ts";
+import { REMOTE_COMMAND_PROTOCOLS, SPDY_REMOTE_COMMAND_PROTOCOLS, serveRemoteCommand, serveSpdyRemoteCommand } from "./remotecommand.ts";
 import { SPDY_TUNNEL_PROTOCOL, WEBSOCKET_PORT_FORWARD_PROTOCOLS, serveSpdyPortForward, serveWebSocketPortForward } from "./portforward.ts";
 
 export type StreamSubresource = "log" | "exec" | "attach" | "portforward";
@@ -126,6 +126,14 @@ function offeredProtocols(req: IncomingMessage): string[] {
     .filter(Boolean);
 }
 
+/** The X-Stream-Protocol-Version values of a SPDY upgrade (the header repeated, which Node joins with commas). */
+function streamProtocolVersions(req: IncomingMessage): string[] {
+  return String(req.headers["x-stream-protocol-version"] ?? "")
+    .split(",")
+    .map((v) => v.trim())
+    .filter(Boolean);
+}
+
 /** Answers an upgrade request that fails with a Status, as an ordinary HTTP response on the raw socket. */
 export function rejectUpgrade(socket: Duplex, err: unknown): void {
   const apiErr = err instanceof ApiError ? err : new ApiError(500, "InternalError", `Internal error occurred: ${(err as Error).message}`);
@@ -211,27 +219,31 @@ export class PodStreaming {
     if (target.subresource === "portforward") return this.#portForward(req, socket, head, url, pod, ws);
 
     const opts = processOptions(url, pod, target);
-    if (!ws) {
-      throw badRequest(
-        `the sandbox API server serves ${target.subresource} over WebSocket only (${REMOTE_COMMAND_PROTOCOLS[0]}), not SPDY: use kubectl 1.30 or later without KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`,
-      );
-    }
-    const protocol = offeredProtocols(req).find((p) => REMOTE_COMMAND_PROTOCOLS.includes(p));
+    const offered = ws ? offeredProtocols(req) : streamProtocolVersions(req);
+    const supported = ws ? REMOTE_COMMAND_PROTOCOLS : SPDY_REMOTE_COMMAND_PROTOCOLS;
+    // A SPDY client that names no version is a Kubernetes 1.0 one: the first protocol, as the kubelet assumes.
+    const protocol = !ws && offered.length === 0 ? "channel.k8s.io" : offered.find((p) => supported.includes(p));
     if (!protocol)
-      throw badRequest(`requested protocol(s) are not supported: [${offeredProtocols(req).join(" ")}]; supports [${REMOTE_COMMAND_PROTOCOLS.join(" ")}]`);
+      throw badRequest(`unable to upgrade: unable to negotiate protocol: client supports [${offered.join(" ")}], server supports [${supported.join(" ")}]`);
     const kubelet = this.#kubelet(pod);
     // Started before the upgrade, so a container that is not running is refused with a Status kubectl prints.
     const session = target.subresource === "exec" ? await kubelet.exec(podRef(pod), opts) : await kubelet.attach(podRef(pod), opts);
+    const log = this.#log?.child({ pod: `${pod.metadata.namespace}/${pod.metadata.name}`, subresource: target.subresource });
+    let upgraded = false;
+    // A handshake ws refuses destroys the socket without calling back: the session must not outlive it.
+    socket.once("close", () => upgraded || session.close());
     if (!socket.writable) return session.close();
+    if (!ws) {
+      upgraded = true;
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${protocol}\r\n\r\n`);
+      if (head.length) socket.unshift(head);
+      this.#track(socket, serveSpdyRemoteCommand(socket, protocol, session, opts, log));
+      return;
+    }
     this.#acceptWebSocket(req, socket, head, protocol, (conn) => {
+      upgraded = true;
       this.#track(conn, { close: () => conn.terminate() });
-      serveRemoteCommand(
-        conn,
-        protocol,
-        session,
-        opts,
-        this.#log?.child({ pod: `${pod.metadata.namespace}/${pod.metadata.name}`, subresource: target.subresource }),
-      );
+      serveRemoteCommand(conn, protocol, session, opts, log);
     });
   }
 
@@ -244,9 +256,7 @@ export class PodStreaming {
       `error forwarding port ${port} to pod ${ref.name}, uid ${ref.uid}: ${err instanceof Error ? err.message : String(err)}`;
     if (!ws) {
       // The classic SPDY upgrade (kubectl before 1.31, or KUBECTL_PORT_FORWARD_WEBSOCKETS=false).
-      const versions = String(req.headers["x-stream-protocol-version"] ?? "")
-        .split(",")
-        .map((v) => v.trim());
+      const versions = streamProtocolVersions(req);
       if (!versions.includes("portforward.k8s.io"))
         throw badRequest(`unable to upgrade: unable to negotiate protocol: client supports [${versions.join(" ")}], server supports [portforward.k8s.io]`);
       socket.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n");

@@ -162,19 +162,24 @@ export function startExec(
       opts.tty ? "pipe" : "ignore",
     ],
   });
-  let stdout: Readable | undefined = child.stdout ?? undefined;
-  let stderr: Readable | undefined = opts.stderr ? (child.stderr ?? undefined) : undefined;
-  if (opts.tty && child.stdout && child.stderr) {
-    // The helper's own failures (no python, a broken pty) reach the user with the terminal's output.
-    const merged = new PassThrough();
-    let open = 2;
-    for (const s of [child.stdout, child.stderr]) {
-      s.pipe(merged, { end: false });
-      s.once("end", () => --open === 0 && merged.end());
+  // Node discards output nothing reads by the time a child exits (it resumes unread stdio then): the session's
+  // streams are consumers from the start, which keep it until the client reads it (and hold the command back when
+  // it writes more than they buffer, as a pipe would). With a TTY, the helper's own failures (no python, a broken
+  // pty) reach the user with the terminal's output.
+  const sources = [child.stdout, child.stderr].filter((x): x is Readable => x !== null);
+  const outputs: PassThrough[] = [];
+  const collect = (from: Readable[]) => {
+    const out = new PassThrough();
+    let open = from.length;
+    for (const src of from) {
+      src.pipe(out, { end: false });
+      src.once("end", () => --open === 0 && out.end());
     }
-    stdout = merged;
-    stderr = undefined;
-  }
+    outputs.push(out);
+    return out;
+  };
+  const stdout = opts.tty ? collect(sources) : child.stdout ? collect([child.stdout]) : undefined;
+  const stderr = !opts.tty && opts.stderr && child.stderr ? collect([child.stderr]) : undefined;
   const control = opts.tty ? (child.stdio[3] as Writable | null | undefined) : undefined;
   control?.on("error", () => {});
   child.stdin?.on("error", () => {});
@@ -182,8 +187,8 @@ export function startExec(
     child.once("error", (err) => resolve({ error: `failed to start ${argv[0]}: ${err.message}` }));
     child.once("exit", () => {
       const t = setTimeout(() => {
-        child.stdout?.destroy();
-        child.stderr?.destroy();
+        for (const src of sources) src.destroy();
+        for (const out of outputs) out.end();
       }, ORPHAN_OUTPUT_GRACE_MS);
       t.unref();
     });

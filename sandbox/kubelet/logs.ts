@@ -224,10 +224,35 @@ export function readRun(run: LogRun, opts: Pick<LogOptions, "follow" | "timestam
       await fh.close();
     }
   }
-  const readable = Readable.from(lines(), { objectMode: false });
-  readable.once("close", () => {
-    stopped = true;
-    wake?.();
+  // Not Readable.from: its destroy waits for the generator to reach a yield, which a quiet run may never let it do.
+  const it = lines();
+  let reading = false;
+  const readable = new Readable({
+    read() {
+      if (reading) return;
+      reading = true;
+      void (async () => {
+        try {
+          for (;;) {
+            const { value, done } = await it.next();
+            if (done) return void readable.push(null);
+            if (!readable.push(value)) return;
+          }
+        } catch (err) {
+          readable.destroy(err as Error);
+        } finally {
+          reading = false;
+        }
+      })();
+    },
+    destroy(err, callback) {
+      stopped = true;
+      wake?.();
+      it.return(undefined).then(
+        () => callback(err),
+        () => callback(err),
+      );
+    },
   });
   return readable;
 }
