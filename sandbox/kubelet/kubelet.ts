@@ -361,22 +361,25 @@ export class Kubelet implements PodStreams {
     return runtime;
   }
 
-  #containerOf(pod: PodRef, name: string): { runtime: PodRuntime; c: ContainerRuntime } {
-    const runtime = this.#runtimeOf(pod);
-    const c = runtime.containers.find((x) => x.name === name);
-    if (!c) throw new ApiError(400, "BadRequest", `container ${name} is not valid for pod ${pod.name}`);
+  /** A running container of the pod, or the kubelet's error for one that is not (yet, or any more). */
+  #runningContainer(pod: PodRef, name: string): { runtime: PodRuntime; c: ContainerRuntime } {
+    const runtime = this.#pods.get(`${pod.namespace}/${pod.name}`);
+    const c = runtime?.uid === pod.uid && !runtime.stopping ? runtime.containers.find((x) => x.name === name) : undefined;
+    if (!runtime || !c?.process) throw new ApiError(400, "BadRequest", `container not found ("${name}")`);
     return { runtime, c };
   }
 
   async logs(pod: PodRef, opts: LogOptions): Promise<Readable> {
-    let c: ContainerRuntime;
-    try {
-      c = this.#containerOf(pod, opts.container).c;
-    } catch (err) {
-      // A pod that could not start its containers has none to read yet.
-      if (err instanceof ApiError && err.httpStatus === 404)
-        throw new ApiError(400, "BadRequest", `container "${opts.container}" in pod "${pod.name}" is waiting to start: ContainerCreating`);
-      throw err;
+    const runtime = this.#pods.get(`${pod.namespace}/${pod.name}`);
+    const c = runtime?.uid === pod.uid ? runtime.containers.find((x) => x.name === opts.container) : undefined;
+    if (!c) {
+      // Not started (or its pod could not start): the reason its status gives, as the kubelet says it.
+      const status = (this.#informers.get("pods", pod.name, pod.namespace)?.status?.containerStatuses ?? []) as Array<{
+        name: string;
+        state?: { waiting?: { reason?: string } };
+      }>;
+      const reason = status.find((s) => s.name === opts.container)?.state?.waiting?.reason ?? "ContainerCreating";
+      throw new ApiError(400, "BadRequest", `container "${opts.container}" in pod "${pod.name}" is waiting to start: ${reason}`);
     }
     const latest = c.log.latest;
     if (opts.previous) {
@@ -395,8 +398,7 @@ export class Kubelet implements PodStreams {
   }
 
   async exec(pod: PodRef, opts: ProcessOptions): Promise<ProcessSession> {
-    const { runtime, c } = this.#containerOf(pod, opts.container);
-    if (!c.process) throw new ApiError(400, "BadRequest", `container not found ("${opts.container}")`);
+    const { runtime, c } = this.#runningContainer(pod, opts.container);
     // In the container's namespaces, with its own mounts and environment, as the exec readiness probe runs.
     const argv = podCommand(runtime.spec, opts.command, c.mounts);
     const session = startExec(argv, opts.tty ? { TERM: "xterm", ...c.env } : c.env, opts);
@@ -407,8 +409,7 @@ export class Kubelet implements PodStreams {
   }
 
   async attach(pod: PodRef, opts: ProcessOptions): Promise<ProcessSession> {
-    const { runtime, c } = this.#containerOf(pod, opts.container);
-    if (!c.process) throw new ApiError(400, "BadRequest", `container not found ("${opts.container}")`);
+    const { runtime, c } = this.#runningContainer(pod, opts.container);
     this.#log.info({ pod: runtime.key, container: c.name, stdin: opts.stdin, tty: opts.tty }, "attach");
     let resolveDone: (r: ProcessResult) => void = () => {};
     const done = new Promise<ProcessResult>((resolve) => (resolveDone = resolve));
