@@ -132,9 +132,13 @@ describeTier(isRoot, ROOT_REQUIRED)("kubectl logs, exec, attach and port-forward
         interval: 500,
       })
       .toBe("CreateContainerConfigError");
-    const r = await kubectl(["logs", "-n", NS, "broken"]);
+    // The kubelet retries the pod meanwhile (ContainerCreating again for a moment): ask until it answers with the reason.
+    const logs = () => kubectl(["logs", "-n", NS, "broken"]);
+    await expect
+      .poll(async () => (await logs()).stderr, { timeout: 30_000, interval: 500 })
+      .toContain('container "main" in pod "broken" is waiting to start: CreateContainerConfigError');
+    const r = await logs();
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toContain('container "main" in pod "broken" is waiting to start: CreateContainerConfigError');
     const exec = await kubectl(["exec", "-n", NS, "broken", "--", "true"]);
     expect(exec.exitCode).toBe(1);
     expect(exec.stderr).toContain('container not found ("main")');
@@ -176,7 +180,8 @@ describeTier(isRoot, ROOT_REQUIRED)("kubectl logs, exec, attach and port-forward
         timeout: 60_000,
       },
     );
-    expect(r.stdout).toMatch(new RegExp(`^/dev/pts/\\d+\\r\\n33 101\\r\\n${orders}\\r\\n`));
+    // execa strips the final line ending; the terminal's \r\n between lines shows a real tty.
+    expect(r.stdout).toMatch(new RegExp(`^/dev/pts/\\d+\\r\\n33 101\\r\\n${orders}\\s*$`));
   });
 
   it("cp copies a file out of the pod's own mount namespace (its /etc/hosts)", async () => {
