@@ -4,12 +4,15 @@ import net from "node:net";
 import { PortForward } from "@kubernetes/client-node";
 import { execa } from "execa";
 import { AGENT_ADMIN_PORT } from "../contract/agent-admin.ts";
+import { AGENT_POD_LABELS, DEFAULT_SYSTEM_NAMESPACE } from "../contract/install.ts";
 import { type KubeClient, type KubeObject, pathFor } from "../kube/client.ts";
 import { CliError, fromKubeError } from "./errors.ts";
 
-/** The namespace the chart installs the mesh into. */
-export const MESH_NAMESPACE = "ambit-system";
-export const AGENT_SELECTOR = "app=ambit-agent";
+/** The namespace the chart installs the mesh into, and its agent pods' selector (contract/install.ts). */
+export const MESH_NAMESPACE = DEFAULT_SYSTEM_NAMESPACE;
+export const AGENT_SELECTOR = Object.entries(AGENT_POD_LABELS)
+  .map(([k, v]) => `${k}=${v}`)
+  .join(",");
 export const CONTROLLER_SELECTOR = "app=ambit-controller";
 
 export interface AgentPod {

@@ -84,40 +84,20 @@ export function meshStatus(input: {
   if (controllers.length > 0 && !leader)
     problems.push(`no controller holds a fresh leader lease (lease ambit-controller in ${MESH_NAMESPACE}); check the controllers' logs`);
 
+  // What is known of an agent that cannot be asked.
+  const UNREACHABLE = { reachable: false, configVersion: null, connected: null, staleSeconds: null, podsCaptured: null, certificateExpiry: null } as const;
   const byNode = new Map(input.agents.map((a) => [a.node, a]));
   const agents: AgentStatus[] = [...new Set([...input.nodes, ...byNode.keys()])].sort().map((node) => {
     const a = byNode.get(node);
     if (!a) {
       problems.push(`node ${node} has no agent pod; check the DaemonSet's scheduling (kubectl -n ${MESH_NAMESPACE} get ds ambit-agent)`);
-      return {
-        node,
-        pod: null,
-        ready: false,
-        version: "unknown",
-        reachable: false,
-        configVersion: null,
-        connected: null,
-        staleSeconds: null,
-        podsCaptured: null,
-        certificateExpiry: null,
-      };
+      return { node, pod: null, ready: false, version: "unknown", ...UNREACHABLE };
     }
     if (!a.ready) problems.push(`agent ${a.pod} on ${node} is not ready (kubectl -n ${MESH_NAMESPACE} describe pod ${a.pod})`);
     const d = a.dump;
     if (!d) {
       problems.push(`agent ${a.pod} on ${node} did not answer on its admin port: ${a.error ?? "unknown error"}`);
-      return {
-        node,
-        pod: a.pod,
-        ready: a.ready,
-        version: versionOf(a.image),
-        reachable: false,
-        configVersion: null,
-        connected: null,
-        staleSeconds: null,
-        podsCaptured: null,
-        certificateExpiry: null,
-      };
+      return { node, pod: a.pod, ready: a.ready, version: versionOf(a.image), ...UNREACHABLE };
     }
     const since = d.controller.connected ? undefined : (d.controller.disconnectedSince ?? d.controller.lastUpdateAt);
     const staleSeconds = since ? Math.max(0, Math.round((input.now - Date.parse(since)) / 1000)) : 0;

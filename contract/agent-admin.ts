@@ -1,6 +1,8 @@
 // Wire contract of the agent's admin API (127.0.0.1:15000) as the CLI reads it: GET /tunnels and GET /config_dump.
+import { AGENT_PORTS } from "./install.ts";
+import type { Workload } from "./mesh.ts";
 
-export const AGENT_ADMIN_PORT = 15000;
+export const AGENT_ADMIN_PORT = AGENT_PORTS.admin;
 
 /** One CONNECT stream of an HBONE connection: one tunnelled TCP connection. */
 export interface HboneStreamInfo {
@@ -80,17 +82,8 @@ export interface ConfigStaleness {
 export interface ConfigDump {
   node: string;
   controller: ConfigStaleness;
-  workloads: Array<{
-    uid: string;
-    namespace: string;
-    name: string;
-    workloadName: string;
-    serviceAccount: string;
-    node: string;
-    ip: string;
-    captured: boolean;
-    waypoint?: string;
-  }>;
+  /** The agent's workload index as the controller streamed it (contract/mesh.ts), labels aside. */
+  workloads: Array<Omit<Workload, "labels"> & { waypoint?: string }>;
   services: Array<{
     namespace: string;
     name: string;
