@@ -184,7 +184,13 @@ export function startExec(
   control?.on("error", () => {});
   child.stdin?.on("error", () => {});
   const done = new Promise<ProcessResult>((resolve) => {
-    child.once("error", (err) => resolve({ error: `failed to start ${argv[0]}: ${err.message}` }));
+    child.once("error", (err) =>
+      resolve({
+        error: opts.tty
+          ? `failed to start the terminal helper (${full[0]}; a TTY needs python3): ${err.message}`
+          : `failed to start ${full[0]}: ${err.message}`,
+      }),
+    );
     child.once("exit", () => {
       const t = setTimeout(() => {
         for (const src of sources) src.destroy();
