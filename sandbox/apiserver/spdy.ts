@@ -1,11 +1,10 @@
 // SPDY/3.1 for Kubernetes' streaming protocols, server side: spdy-transport, adapted to the spdystream clients kubectl uses.
 import type { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
-// A static import, so the bundles (the ambit CLI runs the sandbox) carry it; it has no type declarations.
-// @ts-expect-error -- spdy-transport ships no types; the shape used is declared below.
-import spdyTransportModule from "spdy-transport";
+// A static import, so the CLI's bundle carries it (it runs where no node_modules is).
+import spdyTransport from "spdy-transport";
 
-/** The parts of spdy-transport (no type declarations of its own) this server uses, internals included. */
+/** The parts of spdy-transport's streams and connections this server uses, internals included. */
 export interface SpdyStream extends Duplex {
   readonly id: number;
   readonly headers: Record<string, string | string[] | undefined>;
@@ -25,25 +24,20 @@ export interface SpdyConnection extends EventEmitter {
   };
   _setDefaultWindow(settings: unknown): void;
   destroyStreams(err?: Error): void;
-  /** GOAWAY, then the socket goes once every stream has closed. */
-  end(callback?: () => void): void;
   on(event: "stream", fn: (stream: SpdyStream) => void): this;
   on(event: "error", fn: (err: Error) => void): this;
 }
-const spdyTransport = spdyTransportModule as {
-  connection: { create(socket: Duplex, options: { protocol: "spdy"; isServer: true; maxChunk?: number }): SpdyConnection };
-};
 
 /**
- * A SPDY server connection on `transport`: spdy-transport made a server for Kubernetes' SPDY clients (moby/spdystream), which differ from the HTTP-over-SPDY
- * spdy-transport was written for in two ways:
+ * A SPDY server connection on `transport`: spdy-transport made a server for Kubernetes' SPDY clients
+ * (moby/spdystream), which differ from the HTTP-over-SPDY spdy-transport was written for in two ways:
  * - their SYN_STREAMs carry only Kubernetes' headers (streamType, port, requestID), none of the `:method`/`:path`
  *   pseudo-headers spdy-transport requires (it refuses such a stream as a protocol error);
  * - spdystream does no flow control: it never sends WINDOW_UPDATE, so a stream would stall after spdy-transport's
  *   first 64 KiB window. Send windows are made unlimited, as they are between two spdystream peers.
  */
 export function spdyServer(transport: Duplex): SpdyConnection {
-  const conn = spdyTransport.connection.create(transport, { protocol: "spdy", isServer: true, maxChunk: 32 * 1024 });
+  const conn = spdyTransport.connection.create(transport, { protocol: "spdy", isServer: true, maxChunk: 32 * 1024 }) as SpdyConnection;
   const state = conn._spdyState;
   const parser = state.parser;
   const parseKVs = parser.parseKVs.bind(parser);

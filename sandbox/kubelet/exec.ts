@@ -184,7 +184,13 @@ export function startExec(
   control?.on("error", () => {});
   child.stdin?.on("error", () => {});
   const done = new Promise<ProcessResult>((resolve) => {
-    child.once("error", (err) => resolve({ error: `failed to start ${argv[0]}: ${err.message}` }));
+    child.once("error", (err) =>
+      resolve({
+        error: opts.tty
+          ? `failed to start the terminal helper (${full[0]}; a TTY needs python3): ${err.message}`
+          : `failed to start ${full[0]}: ${err.message}`,
+      }),
+    );
     child.once("exit", () => {
       const t = setTimeout(() => {
         for (const src of sources) src.destroy();
@@ -241,14 +247,17 @@ interface DialReply {
  */
 export class NetnsDialer {
   readonly #netns: string;
+  readonly #enter: string[];
   #child: ChildProcess | undefined;
   #ready: Promise<ChildProcess> | undefined;
   #nextId = 1;
   readonly #waiting = new Map<number, { resolve: (s: net.Socket) => void; reject: (e: Error) => void }>();
   #idle: NodeJS.Timeout | undefined;
 
-  constructor(netns: string) {
+  /** `enter` runs a command in the namespace (tests pass [] to dial in their own). */
+  constructor(netns: string, enter: string[] = ["nsenter", `--net=/run/netns/${netns}`, "--"]) {
     this.#netns = netns;
+    this.#enter = enter;
   }
 
   async dial(port: number): Promise<net.Socket> {
@@ -266,7 +275,8 @@ export class NetnsDialer {
   }
 
   #start(): Promise<ChildProcess> {
-    const child = spawn("nsenter", [`--net=/run/netns/${this.#netns}`, "--", process.execPath, DIALER_SCRIPT], {
+    const [program, ...args] = [...this.#enter, process.execPath, DIALER_SCRIPT];
+    const child = spawn(program!, args, {
       stdio: ["ignore", "ignore", "pipe", "ipc"],
       serialization: "json",
     });

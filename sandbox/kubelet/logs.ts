@@ -1,6 +1,6 @@
 // Container logs as the kubelet keeps and serves them: each run's output appended to <container>.log, with when each part was written.
 import fs from "node:fs/promises";
-import { createWriteStream, statSync, type WriteStream } from "node:fs";
+import { closeSync, createWriteStream, openSync, statSync, type WriteStream } from "node:fs";
 import { EventEmitter, once } from "node:events";
 import { Readable } from "node:stream";
 import type { LogOptions } from "../apiserver/index.ts";
@@ -117,13 +117,9 @@ export class ContainerLog {
 
   /** A new run, starting where the file ends now. */
   startRun(): LogRun {
-    let size = 0;
-    try {
-      size = statSync(this.file).size;
-    } catch {
-      // no file yet
-    }
-    const run = new LogRun(this.file, size);
+    // Created now, not when the run's write stream gets round to opening it: a reader may come first.
+    closeSync(openSync(this.file, "a"));
+    const run = new LogRun(this.file, statSync(this.file).size);
     this.#runs = [...this.#runs.slice(-1), run];
     return run;
   }
@@ -177,7 +173,12 @@ export function readRun(run: LogRun, opts: Pick<LogOptions, "follow" | "timestam
     run.on("appended", onAppend);
     try {
       const endNow = run.end;
-      let pos = opts.sinceMs !== undefined ? Math.max(run.start, run.offsetSince(opts.sinceMs)) : run.start;
+      let pos = run.start;
+      if (opts.sinceMs !== undefined) {
+        pos = Math.max(run.start, run.offsetSince(opts.sinceMs));
+        // A line belongs to the time of its first byte: one begun earlier and ended in a later chunk is left out.
+        if (pos > run.start && (await byteAt(fh, pos - 1)) !== 0x0a) pos = await nextLineStart(fh, pos, run.end);
+      }
       if (opts.tailLines !== undefined) pos = await tailStart(fh, pos, endNow, opts.tailLines);
       let budget = opts.limitBytes ?? Infinity;
       let atLineStart = pos === run.start || (await byteAt(fh, pos - 1)) === 0x0a;
@@ -255,6 +256,18 @@ export function readRun(run: LogRun, opts: Pick<LogOptions, "follow" | "timestam
     },
   });
   return readable;
+}
+
+/** Offset after the first newline at or after `from` (below `to`), or `to`. */
+async function nextLineStart(fh: fs.FileHandle, from: number, to: number): Promise<number> {
+  const buf = Buffer.alloc(READ_CHUNK);
+  for (let pos = from; pos < to; pos += READ_CHUNK) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(READ_CHUNK, to - pos), pos);
+    const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
+    if (nl >= 0) return pos + nl + 1;
+    if (bytesRead === 0) break;
+  }
+  return to;
 }
 
 async function byteAt(fh: fs.FileHandle, offset: number): Promise<number | undefined> {

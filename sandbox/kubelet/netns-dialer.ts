@@ -11,6 +11,9 @@ function connect(port: number): Promise<net.Socket> {
   const attempt = (host: string) =>
     new Promise<net.Socket>((resolve, reject) => {
       const s = net.connect({ host, port });
+      // Paused before it connects, so it never starts reading: bytes this process read would be lost to the kubelet
+      // (a sent socket's handle is closed here only once the kubelet acknowledged it, reading meanwhile).
+      s.pause();
       s.once("connect", () => resolve(s));
       s.once("error", reject);
     });
