@@ -2,7 +2,6 @@
 import http from "node:http";
 import net from "node:net";
 import { PortForward } from "@kubernetes/client-node";
-import { execa } from "execa";
 import { AGENT_ADMIN_PORT } from "../contract/agent-admin.ts";
 import { AGENT_POD_LABELS, DEFAULT_SYSTEM_NAMESPACE } from "../contract/install.ts";
 import { type KubeClient, type KubeObject, pathFor } from "../kube/client.ts";
@@ -159,38 +158,6 @@ export class PortForwardTransport implements AgentTransport {
     } finally {
       server.close();
     }
-  }
-
-  close(): void {}
-}
-
-/**
- * Development only (AMBIT_CLI_AGENT_NETNS=<template with {node}>, e.g. /run/netns/ambit-dev-{node}): reads the
- * admin API from inside the node's network namespace with nsenter and curl, for a sandbox whose API server cannot
- * port-forward. Needs root.
- */
-export class NetnsTransport implements AgentTransport {
-  readonly #kube: KubeClient;
-  readonly #template: string;
-
-  constructor(kube: KubeClient, template: string) {
-    this.#kube = kube;
-    this.#template = template;
-  }
-
-  agents(): Promise<AgentPod[]> {
-    return listAgentPods(this.#kube);
-  }
-
-  async get<T>(node: string, path: string): Promise<T> {
-    await agentPodOn(this.#kube, node);
-    const netns = this.#template.replace("{node}", node);
-    const r = await execa("nsenter", [`--net=${netns}`, "--", "curl", "-sf", "--max-time", "5", `http://127.0.0.1:${AGENT_ADMIN_PORT}${path}`], {
-      reject: false,
-    });
-    if (r.exitCode !== 0)
-      throw new CliError("AMBIT_E_AGENT_UNREACHABLE", `cannot read ${path} from the agent on ${node} in ${netns}: ${r.stderr || `curl exit ${r.exitCode}`}`);
-    return JSON.parse(r.stdout) as T;
   }
 
   close(): void {}

@@ -2,7 +2,7 @@
 import { KubeConfig } from "@kubernetes/client-node";
 import type { Argv } from "yargs";
 import { KubeClient } from "../kube/client.ts";
-import { type AgentTransport, NetnsTransport, PortForwardTransport } from "./agents.ts";
+import { type AgentTransport, PortForwardTransport } from "./agents.ts";
 import { CliError } from "./errors.ts";
 import { OUTPUT_FORMATS, type OutputFormat } from "./output.ts";
 
@@ -48,18 +48,24 @@ export function loadKubeConfig(args: Pick<CommonArgs, "kubeconfig" | "context">)
       throw new CliError("AMBIT_E_KUBECONFIG", `no context "${args.context}" in the kubeconfig; \`kubectl config get-contexts\` lists them`);
     kc.setCurrentContext(args.context);
   }
-  if (!kc.getCurrentCluster())
-    throw new CliError("AMBIT_E_KUBECONFIG", "the kubeconfig names no current cluster; pass --kubeconfig or --context, or set KUBECONFIG");
+  // With no kubeconfig anywhere, client-node (like kubectl) falls back to http://localhost:8080, which fails later with a
+  // TLS message that names none of this.
+  const cluster = kc.getCurrentCluster();
+  if (!args.kubeconfig && cluster?.server === "http://localhost:8080" && kc.getContexts().length <= 1 && !process.env.KUBECONFIG)
+    throw new CliError(
+      "AMBIT_E_KUBECONFIG",
+      "no kubeconfig found ($KUBECONFIG is unset, ~/.kube/config does not exist, and this is not a pod): pass --kubeconfig or set KUBECONFIG (for the sandbox: export KUBECONFIG=$(npx ambit dev kubeconfig))",
+    );
+  if (!cluster) throw new CliError("AMBIT_E_KUBECONFIG", "the kubeconfig names no current cluster; pass --kubeconfig or --context, or set KUBECONFIG");
   return kc;
 }
 
-/** The real environment: the API server from the kubeconfig, agents through port-forwards (or a node netns in development). */
+/** The real environment: the API server from the kubeconfig, agents through port-forwards. */
 export function openEnv(args: Pick<CommonArgs, "kubeconfig" | "context">): CliEnv {
   const kube = new KubeClient(loadKubeConfig(args));
-  const netns = process.env.AMBIT_CLI_AGENT_NETNS;
   return {
     kube,
-    agents: netns ? new NetnsTransport(kube, netns) : new PortForwardTransport(kube),
+    agents: new PortForwardTransport(kube),
     stdout: (t) => process.stdout.write(t),
     stderr: (t) => process.stderr.write(t),
     now: () => Date.now(),

@@ -1,8 +1,11 @@
 // `ambit dev ...`: the local sandbox commands.
 import type { Argv } from "yargs";
-import * as sandbox from "../sandbox/index.ts";
+import type * as Sandbox from "../sandbox/index.ts";
 
-function printStatus(s: sandbox.SandboxStatus): void {
+// Loaded when a dev command runs: the sandbox is most of the CLI's code, and the operator commands never need it.
+const loadSandbox = (): Promise<typeof Sandbox> => import("../sandbox/index.ts");
+
+function printStatus(s: Sandbox.SandboxStatus): void {
   if (!s.running) {
     console.log("The sandbox is not running. Start it with `npx ambit dev up`.");
     return;
@@ -37,20 +40,21 @@ export function devCommands(yargs: Argv, execCommand: string[]): Argv {
           .option("demo", { type: "boolean", default: true, describe: "deploy the demo application (--no-demo to skip)" })
           .option("mesh", { type: "boolean", default: false, describe: "deploy the Ambit agent and enroll the demo namespace" }),
       async (argv) => {
+        const sandbox = await loadSandbox();
         if (!Number.isInteger(argv.nodes) || argv.nodes < 1 || argv.nodes > 50)
           throw new sandbox.SandboxError("AMBIT_E_USAGE", "--nodes must be an integer from 1 to 50");
         await sandbox.up({ nodes: argv.nodes, demo: argv.demo, mesh: argv.mesh });
       },
     )
     .command("down", "remove every namespace, process, interface, rule and file of the sandbox", {}, async () => {
-      await sandbox.down();
+      await (await loadSandbox()).down();
     })
     .command(
       "status",
       "show nodes and pods of the sandbox",
       (y) => y.option("output", { alias: "o", choices: ["table", "json"] as const, default: "table" as const }),
       async (argv) => {
-        const s = await sandbox.status();
+        const s = await (await loadSandbox()).status();
         if (argv.output === "json") console.log(JSON.stringify(s, null, 2));
         else printStatus(s);
       },
@@ -60,6 +64,7 @@ export function devCommands(yargs: Argv, execCommand: string[]): Argv {
       "run a command inside a pod's netns and environment: ambit dev exec <pod> -- <command...>",
       (y) => y.positional("pod", { type: "string", demandOption: true, describe: "<namespace>/<pod>, or <namespace>/<deployment>" }),
       async (argv) => {
+        const sandbox = await loadSandbox();
         const command = execCommand;
         if (command.length === 0)
           throw new sandbox.SandboxError("AMBIT_E_USAGE", "no command given; e.g. ambit dev exec demo/client -- curl -s http://orders.demo/");
@@ -75,11 +80,11 @@ export function devCommands(yargs: Argv, execCommand: string[]): Argv {
           .option("container", { alias: "c", type: "string" })
           .option("follow", { alias: "f", type: "boolean", default: false }),
       async (argv) => {
-        await sandbox.logs(argv.pod, { ...(argv.container ? { container: argv.container } : {}), follow: argv.follow });
+        await (await loadSandbox()).logs(argv.pod, { ...(argv.container ? { container: argv.container } : {}), follow: argv.follow });
       },
     )
-    .command("kubeconfig", "print the path of the sandbox's kubeconfig", {}, () => {
-      console.log(sandbox.kubeconfigPath());
+    .command("kubeconfig", "print the path of the sandbox's kubeconfig", {}, async () => {
+      console.log((await loadSandbox()).kubeconfigPath());
     })
     .demandCommand(1, "name a dev command: up, down, status, exec, logs, kubeconfig");
 }
