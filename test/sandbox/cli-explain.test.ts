@@ -2,24 +2,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ROOT_REQUIRED, ambit, configDumpOf, freshSandboxWithMesh, isRoot, kubeconfig, kubectl } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
-
-/** As test/sandbox/control-plane.test.ts: nothing reaches demo workloads except orders -> payments. */
-const ALLOW_ORDERS_TO_PAYMENTS = `
-apiVersion: security.ambit.dev/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-nothing, namespace: demo}
-spec: {}
----
-apiVersion: security.ambit.dev/v1
-kind: AuthorizationPolicy
-metadata: {name: payments-from-orders, namespace: demo}
-spec:
-  selector: {matchLabels: {app: payments}}
-  action: ALLOW
-  rules:
-  - from:
-    - source: {principals: [cluster.local/ns/demo/sa/orders]}
-`;
+import { ALLOW_ORDERS_TO_PAYMENTS } from "../support/demo-mesh.ts";
 
 const explain = (...args: string[]) => ambit(["explain", ...args], { env: { KUBECONFIG: kubeconfig } });
 

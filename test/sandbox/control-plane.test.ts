@@ -19,6 +19,7 @@ import {
 } from "../support/sandbox.ts";
 import { sniff } from "../support/netns.ts";
 import { describeTier } from "../support/tiers.ts";
+import { ALLOW_ORDERS_TO_PAYMENTS } from "../support/demo-mesh.ts";
 
 const NODE = path.join(REPO_ROOT, "node_modules", "node", "bin", "node");
 
@@ -32,23 +33,6 @@ const applyYaml = (yaml: string) => kubectl(["apply", "-f", "-"], { input: yaml 
 const podState = async (ns: string, name: string) =>
   (await kubectl(["get", "pod", "-n", ns, name, "-o", "jsonpath={.status.phase}/{.metadata.annotations.ambit\\.dev/redirection}"])).stdout;
 const nodeOf = async (app: string) => (await kubectl(["get", "pods", "-n", "demo", "-l", `app=${app}`, "-o", "jsonpath={.items[0].spec.nodeName}"])).stdout;
-
-const ALLOW_ORDERS_TO_PAYMENTS = `
-apiVersion: security.ambit.dev/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-nothing, namespace: demo}
-spec: {}
----
-apiVersion: security.ambit.dev/v1
-kind: AuthorizationPolicy
-metadata: {name: payments-from-orders, namespace: demo}
-spec:
-  selector: {matchLabels: {app: payments}}
-  action: ALLOW
-  rules:
-  - from:
-    - source: {principals: [cluster.local/ns/demo/sa/orders]}
-`;
 
 describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
   beforeAll(async () => {

@@ -5,18 +5,9 @@ import type { InboundAttributes } from "../../agent/dataplane/index.ts";
 import type { Workload } from "../../agent/state/index.ts";
 import { MAX_POLICY_VALUES, compileAuthorizationPolicy, compilePeerAuthentication } from "../../controller/authorization/index.ts";
 import type { KubeObject } from "../../kube/client.ts";
+import { DEMO_PAYMENTS } from "../support/demo-mesh.ts";
 
-const payments: Workload = {
-  uid: "p",
-  namespace: "demo",
-  name: "payments-1",
-  workloadName: "payments",
-  serviceAccount: "payments",
-  node: "node-2",
-  ip: "10.244.2.3",
-  captured: true,
-  labels: { app: "payments" },
-};
+const payments: Workload = DEMO_PAYMENTS;
 const fraud: Workload = { ...payments, uid: "f", name: "fraud-1", workloadName: "fraud", serviceAccount: "fraud", ip: "10.244.2.4", labels: { app: "fraud" } };
 
 const ap = (namespace: string, name: string, spec: Record<string, unknown>, created = "2026-01-01T00:00:00Z"): KubeObject => ({

@@ -14,21 +14,12 @@ import type {
 } from "../../contract/authorization.ts";
 import { formatSpiffeId } from "../../contract/spiffe.ts";
 import { compileAuthorizationPolicy } from "../../controller/authorization/index.ts";
+import { DEMO_PAYMENTS } from "../support/demo-mesh.ts";
 
 const RUNS = { numRuns: 1000, seed: 20261206 };
 const ROOT = "ambit-system";
 
-const payments: Workload = {
-  uid: "p",
-  namespace: "demo",
-  name: "payments-1",
-  workloadName: "payments",
-  serviceAccount: "payments",
-  node: "node-2",
-  ip: "10.244.2.3",
-  captured: true,
-  labels: { app: "payments" },
-};
+const payments: Workload = DEMO_PAYMENTS;
 
 describe("explain", () => {
   const store = (authz: CompiledAuthorization[], peer: CompiledPeerAuthentication[] = []) => {
