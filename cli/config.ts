@@ -1,6 +1,7 @@
 // `ambit workloads|services|policies|certs`: one agent's view of the mesh, with the columns `istioctl ztunnel-config` shows.
 import type { Argv } from "yargs";
 import type { ConfigDump } from "../contract/agent-admin.ts";
+import { waypointKey } from "../contract/waypoint.ts";
 import { MESH_NAMESPACE } from "./agents.ts";
 import { type CliEnv, type CommonArgs, withCommonOptions, withEnv } from "./context.ts";
 import { CliError } from "./errors.ts";
@@ -87,7 +88,7 @@ export function workloadList(dump: ConfigDump, now: number, namespace?: string):
       address: w.ip,
       node: w.node,
       serviceAccount: w.serviceAccount,
-      waypoint: w.waypoint ?? null,
+      waypoint: w.waypoint ? waypointKey(w.waypoint) : null,
       protocol: w.captured ? ("HBONE" as const) : ("TCP" as const),
     }))
     .filter(inNamespace(namespace))
@@ -105,7 +106,7 @@ export function serviceList(dump: ConfigDump, now: number, namespace?: string): 
         namespace: s.namespace,
         name: s.name,
         vip: s.clusterIP,
-        waypoint: s.waypoint ?? null,
+        waypoint: s.waypoint ? waypointKey(s.waypoint) : null,
         endpoints: { ready: [...all.values()].filter(Boolean).length, total: all.size },
         ports: Object.keys(s.ports).sort((a, b) => Number(a) - Number(b)),
       };

@@ -1,6 +1,7 @@
 // Wire contract of the agent's admin API (127.0.0.1:15000) as the CLI reads it: GET /tunnels and GET /config_dump.
 import { AGENT_PORTS } from "./install.ts";
 import type { Workload } from "./mesh.ts";
+import type { WaypointRef } from "./waypoint.ts";
 
 export const AGENT_ADMIN_PORT = AGENT_PORTS.admin;
 
@@ -83,12 +84,12 @@ export interface ConfigDump {
   node: string;
   controller: ConfigStaleness;
   /** The agent's workload index as the controller streamed it (contract/mesh.ts), labels aside. */
-  workloads: Array<Omit<Workload, "labels"> & { waypoint?: string }>;
+  workloads: Array<Omit<Workload, "labels">>;
   services: Array<{
     namespace: string;
     name: string;
     clusterIP: string;
-    waypoint?: string;
+    waypoint?: WaypointRef;
     ports: Record<string, Array<{ ip: string; port: number; ready: boolean }>>;
   }>;
   policies: {

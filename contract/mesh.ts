@@ -1,4 +1,5 @@
 // Wire contract of the mesh's own resources in the config stream: workloads, services and the trust bundle.
+import type { WaypointRef } from "./waypoint.ts";
 
 /** Resource `type`s of the config stream (the `key` of each is described next to its value type). */
 export const RESOURCE_TYPES = {
@@ -29,6 +30,11 @@ export interface Workload {
   captured: boolean;
   /** Only sent for workloads on the receiving agent's node: policy selectors are matched where they are enforced. */
   labels: Record<string, string>;
+  /**
+   * Traffic addressed to this pod's own IP goes through this waypoint, and its agent accepts in-mesh traffic for it
+   * only from the waypoint (a waypoint for workloads; contract/waypoint.ts).
+   */
+  waypoint?: WaypointRef;
 }
 
 export interface ServiceEndpoint {
@@ -43,6 +49,8 @@ export interface ServiceSpec {
   name: string;
   clusterIP: string;
   ports: Array<{ port: number; endpoints: ServiceEndpoint[] }>;
+  /** Traffic addressed to the ClusterIP goes through this waypoint (a waypoint for services); absent: straight to an endpoint. */
+  waypoint?: WaypointRef;
 }
 
 /** Every root the mesh trusts; during a root rotation both the old and the new root. */

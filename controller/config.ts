@@ -33,6 +33,17 @@ export interface ControllerConfig {
   retryPeriodMs: number;
   /** AMBIT_LOG_LEVEL: pino level. */
   logLevel: string;
+  /** What a waypoint Gateway is deployed as (the chart's `waypoint.*`); waypoints reach the controller at controllerAddress. */
+  waypoint: {
+    /** AMBIT_WAYPOINT_IMAGE: image of the waypoint program. */
+    image: string;
+    /** AMBIT_WAYPOINT_PULL_POLICY: Always, IfNotPresent or Never. */
+    pullPolicy: string;
+    /** AMBIT_WAYPOINT_RESOURCES: its container's resources as JSON (`{"requests": {...}, "limits": {...}}`). */
+    resources: WaypointResources;
+    /** AMBIT_CONTROLLER_ADDRESS: this controller's Service as pods reach it (default ambit-controller.<namespace>.svc). */
+    controllerAddress: string;
+  };
   ports: { configStream: number; ca: number; monitoring: number };
 }
 
@@ -45,6 +56,37 @@ export class ControllerConfigError extends Error {
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export interface WaypointResources {
+  requests?: Record<string, string>;
+  limits?: Record<string, string>;
+}
+
+const DEFAULT_WAYPOINT_RESOURCES: WaypointResources = { requests: { cpu: "100m", memory: "64Mi" }, limits: { memory: "512Mi" } };
+
+/** The waypoint container's resources from JSON; a problem is recorded (and the default kept) when it is not a ResourceRequirements. */
+function waypointResources(raw: string | undefined, problems: string[]): WaypointResources {
+  if (!raw) return DEFAULT_WAYPOINT_RESOURCES;
+  const fail = (why: string) => {
+    problems.push(`AMBIT_WAYPOINT_RESOURCES=${JSON.stringify(raw)} ${why}`);
+    return DEFAULT_WAYPOINT_RESOURCES;
+  };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return fail("is not JSON");
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return fail('must be an object like {"requests": {"cpu": "100m"}}');
+  const out: WaypointResources = {};
+  for (const [key, list] of Object.entries(parsed)) {
+    if (key !== "requests" && key !== "limits") return fail(`has "${key}"; only requests and limits are allowed`);
+    if (typeof list !== "object" || list === null || Object.values(list).some((v) => typeof v !== "string"))
+      return fail(`${key} must map resource names to quantities as strings`);
+    out[key] = list as Record<string, string>;
+  }
+  return out;
+}
 
 export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): ControllerConfig {
   const problems: string[] = [];
@@ -86,12 +128,21 @@ export function loadControllerConfig(env: NodeJS.ProcessEnv = process.env): Cont
     renewDeadlineMs: int("AMBIT_RENEW_DEADLINE_MS", 10_000, 500, 600_000),
     retryPeriodMs: int("AMBIT_RETRY_PERIOD_MS", 2_000, 100, 60_000),
     logLevel,
+    waypoint: {
+      image: env.AMBIT_WAYPOINT_IMAGE ?? "ambit/waypoint:0.1.0",
+      pullPolicy: env.AMBIT_WAYPOINT_PULL_POLICY ?? "IfNotPresent",
+      resources: waypointResources(env.AMBIT_WAYPOINT_RESOURCES, problems),
+      controllerAddress: env.AMBIT_CONTROLLER_ADDRESS ?? `ambit-controller.${namespace}.svc`,
+    },
     ports: {
       configStream: int("AMBIT_CONFIG_STREAM_PORT", CONTROLLER_PORTS.configStream, 0, 65535),
       ca: int("AMBIT_CA_PORT", CONTROLLER_PORTS.ca, 0, 65535),
       monitoring: int("AMBIT_MONITORING_PORT", CONTROLLER_PORTS.monitoring, 0, 65535),
     },
   };
+  if (!["Always", "IfNotPresent", "Never"].includes(config.waypoint.pullPolicy))
+    problems.push(`AMBIT_WAYPOINT_PULL_POLICY="${config.waypoint.pullPolicy}" must be Always, IfNotPresent or Never`);
+  if (!config.waypoint.image.trim()) problems.push("AMBIT_WAYPOINT_IMAGE must name an image");
   if (config.renewDeadlineMs >= config.leaseDurationMs) problems.push("AMBIT_RENEW_DEADLINE_MS must be shorter than AMBIT_LEASE_DURATION_MS");
   if (problems.length > 0) throw new ControllerConfigError(`invalid controller configuration:\n  - ${problems.join("\n  - ")}`);
   return config;

@@ -15,6 +15,7 @@ import { LeaderElector, leaderIdentity } from "./leader/index.ts";
 import { AgentAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "./identity/index.ts";
 import { ConfigStreamServer } from "./stream/index.ts";
 import { MeshViews, type ScopedPolicy } from "./views/index.ts";
+import { type WaypointLookup, WaypointReconciler } from "./waypoints/index.ts";
 import { podNetworkOf } from "./state/index.ts";
 
 const config = loadControllerConfig();
@@ -31,8 +32,9 @@ for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total
   registry.removeSingleMetric(`ambit_controller_${name}`);
 
 // ---- cluster state and compiled policy.
-// Nodes give agents the pod network (pod CIDRs); ServiceAccounts and HTTPRoutes have no consumer yet (waypoints
-// will): they are cached so those can start from a synced view. HTTPRoute only when the Gateway API CRDs are installed.
+// Nodes give agents the pod network (pod CIDRs); ServiceAccounts and routes have no consumer yet (waypoints will):
+// they are cached so those can start from a synced view. Gateway API kinds only when its CRDs are installed: without
+// them there are no waypoints.
 const gatewayApi = await client.get("/apis/gateway.networking.k8s.io/v1").then(
   () => true,
   () => false,
@@ -46,12 +48,18 @@ const watched = [
   "serviceaccounts",
   "authorizationpolicies",
   "peerauthentications",
-  ...(gatewayApi ? (["httproutes"] as const) : []),
+  ...(gatewayApi ? (["httproutes", "grpcroutes", "gateways", "gatewayclasses"] as const) : []),
 ] as const;
 const informers = new SharedInformers(client, [...watched], (resource, err) =>
   log.warn({ resource, err: String(err) }, "watch failed; restarting with backoff"),
 );
 const compiled = new Map<string, { scoped: ScopedPolicy; condition: Condition; object: KubeObject; plural: string }>();
+
+/**
+ * The waypoint reconciler is set once the views exist (below); leadership may start before that, and then it
+ * reconciles on the first change. One pass at a time: a change during a pass asks for one more after it.
+ */
+const waypointWork: { reconciler?: WaypointReconciler; pass?: Promise<void>; again: boolean } = { again: false };
 
 // ---- leader election: the leader creates the CA root, publishes the trust bundle and writes policy status.
 const identity = leaderIdentity(config.podName);
@@ -71,6 +79,7 @@ const elector = new LeaderElector({
       .then(publishTrustBundle)
       .catch((err: unknown) => log.error({ err: String(err) }, "CA set-up as leader failed; retrying"));
     writeAllStatuses();
+    reconcileWaypoints();
   },
 });
 elector.start();
@@ -138,6 +147,10 @@ function writeAllStatuses(): void {
   }
 }
 
+const waypointLookup: WaypointLookup = {
+  namespace: (name) => informers.get("namespaces", name),
+  gateway: (namespace, name) => (gatewayApi ? informers.get("gateways", name, namespace) : undefined),
+};
 const views = new MeshViews({
   pods: () => informers.list("pods"),
   services: () => informers.list("services"),
@@ -146,7 +159,40 @@ const views = new MeshViews({
   trustBundle: () => ({ rootsPem: ca.trustBundle() }),
   podNetwork: () => podNetworkOf(informers.list("nodes")),
   rootNamespace: config.rootNamespace,
+  waypoints: waypointLookup,
 });
+
+// ---- waypoints: the leader deploys each ambit-waypoint Gateway and writes its status.
+waypointWork.reconciler = gatewayApi
+  ? new WaypointReconciler(
+      client,
+      {
+        gateways: () => informers.list("gateways"),
+        gatewayClasses: () => informers.list("gatewayclasses"),
+        pods: () => informers.list("pods"),
+        services: () => informers.list("services"),
+      },
+      { ...config.waypoint, trustDomain: config.trustDomain, logLevel: config.logLevel },
+      log,
+    )
+  : undefined;
+function reconcileWaypoints(opts: { resync?: boolean } = {}): void {
+  const { reconciler } = waypointWork;
+  if (!reconciler || !elector.isLeader()) return;
+  if (waypointWork.pass) {
+    waypointWork.again = true;
+    return;
+  }
+  waypointWork.pass = reconciler.reconcile(opts).finally(() => {
+    waypointWork.pass = undefined;
+    if (waypointWork.again) {
+      waypointWork.again = false;
+      reconcileWaypoints();
+    }
+  });
+}
+// Puts back what someone deleted or edited by hand; Gateway changes are handled as they come.
+setInterval(() => reconcileWaypoints({ resync: true }), 60_000).unref();
 
 // ---- serving certificate of both endpoints, renewed at half life (and whenever the root changes).
 const servingNames = [`ambit-controller.${config.namespace}.svc`, `ambit-controller.${config.namespace}.svc.cluster.local`, ...config.servingNames];
@@ -224,6 +270,18 @@ for (const r of ["pods", "services", "endpointslices", "namespaces", "nodes"] as
     stream.changed();
   });
 }
+// Gateways and namespace labels change which waypoint each Service and pod is bound to; pods and Services of
+// waypoints change their Gateways' status.
+if (gatewayApi) {
+  for (const r of ["gateways", "gatewayclasses"] as const) {
+    informers.on(r, () => {
+      views.invalidate();
+      stream.changed();
+      reconcileWaypoints();
+    });
+  }
+  for (const r of ["pods", "services"] as const) informers.on(r, () => reconcileWaypoints());
+}
 for (const r of ["authorizationpolicies", "peerauthentications"] as const) {
   informers.on(r, () => {
     recompilePolicies();
@@ -235,6 +293,7 @@ for (const r of ["authorizationpolicies", "peerauthentications"] as const) {
 await informers.start();
 recompilePolicies();
 writeAllStatuses();
+reconcileWaypoints();
 await publishTrustBundle().catch((err: unknown) => log.warn({ err: String(err) }, "could not publish the trust bundle yet"));
 
 const caAddress = await csrServer.listen(config.ports.ca);

@@ -15,6 +15,9 @@ export const RESOURCE_PATHS = {
   authorizationpolicies: "/apis/security.ambit.dev/v1/authorizationpolicies",
   peerauthentications: "/apis/security.ambit.dev/v1/peerauthentications",
   httproutes: "/apis/gateway.networking.k8s.io/v1/httproutes",
+  grpcroutes: "/apis/gateway.networking.k8s.io/v1/grpcroutes",
+  gateways: "/apis/gateway.networking.k8s.io/v1/gateways",
+  gatewayclasses: "/apis/gateway.networking.k8s.io/v1/gatewayclasses",
 } as const;
 
 export type Resource = keyof typeof RESOURCE_PATHS;

@@ -56,6 +56,8 @@ export interface UpOptions {
 /** The Helm chart, installed as `helm install ambit ./daemonset -n ambit-system --create-namespace` would. */
 export const CHART_DIR = path.join(REPO_ROOT, "daemonset");
 export const MESH_NAMESPACE = DEFAULT_SYSTEM_NAMESPACE;
+/** Gateway API's kinds as the sandbox serves them: installed before the mesh, as on a cluster with waypoints. */
+export const GATEWAY_API_DIR = path.join(REPO_ROOT, "sandbox", "gateway-api");
 /** The chart's values for the sandbox: image names its kubelet maps to the bundles. */
 export const SANDBOX_CHART_VALUES = path.join(REPO_ROOT, "sandbox", "chart-values.yaml");
 
@@ -103,6 +105,9 @@ export async function up(opts: UpOptions = {}): Promise<void> {
 /** Deploys the mesh (CRDs, controller, agent DaemonSet), waits for it, and enrolls the demo namespace (its pods are captured in place). */
 async function meshDemo(cfg: SandboxConfig, kc: KubeConfig, out: Output): Promise<void> {
   const chart = await renderMeshChart();
+  await timed(out, "install the Gateway API CRDs (sandbox/gateway-api; a cluster installs a Gateway API release)", async () =>
+    applyObjects(kc, await readManifestDir(GATEWAY_API_DIR)),
+  );
   await timed(out, "install the policy CRDs (daemonset/crds)", async () => applyObjects(kc, chart.crds));
   await timed(out, "install the Ambit chart (daemonset/, namespace ambit-system): controller and agent DaemonSet", async () =>
     applyObjects(kc, [{ apiVersion: "v1", kind: "Namespace", metadata: { name: MESH_NAMESPACE } }, ...chart.objects]),

@@ -3,6 +3,8 @@ import { type Resource, resourceId } from "../../contract/stream.ts";
 import { type PodNetwork, RESOURCE_TYPES, type ServiceSpec, type TrustBundle, type Workload } from "../../contract/mesh.ts";
 import type { KubeObject } from "../../kube/client.ts";
 import { serviceSpecOf, workloadFromPod } from "../state/index.ts";
+import { type WaypointRef, waypointKey } from "../../contract/waypoint.ts";
+import { type WaypointLookup, serviceWaypoint, workloadWaypoint } from "../waypoints/index.ts";
 
 /** A compiled policy (AuthorizationPolicy or PeerAuthentication) with the scope Istio gives it. */
 export interface ScopedPolicy {
@@ -22,12 +24,16 @@ export interface MeshViewSources {
   podNetwork(): PodNetwork;
   /** Policies here without a selector apply mesh-wide; with one, to matching workloads of every namespace. */
   rootNamespace: string;
+  /** Namespaces and Gateways, for the waypoint each Service and pod is bound to; absent: no waypoints (no Gateway API). */
+  waypoints?: WaypointLookup;
 }
 
 interface CachedWorkload {
   /** The view key, built once: every node's view of every recomputation reuses this very string. */
   id: string;
   resourceVersion: string | undefined;
+  /** The waypoint binding it was built with: a namespace label or a Gateway can change it while the pod does not change. */
+  waypoint: string;
   workload: Workload;
   /** Sent to the pod's own node. */
   local: Resource;
@@ -40,6 +46,8 @@ interface CachedService {
   version: string;
   resource: Resource;
 }
+
+const boundTo = (b: ReturnType<typeof serviceWaypoint>): WaypointRef | undefined => (b.bound ? b.waypoint : undefined);
 
 /** Whether `policy` applies to workload `w`, with Istio's scoping (root namespace, namespace, selector). */
 export function policySelects(policy: Pick<ScopedPolicy, "namespace" | "selector">, w: Pick<Workload, "namespace" | "labels">, rootNamespace: string): boolean {
@@ -156,17 +164,21 @@ export class MeshViews {
     const workloads = new Map<string, CachedWorkload>();
     for (const pod of this.#src.pods()) {
       const uid = pod.metadata.uid ?? "";
+      const waypoint = this.#src.waypoints ? boundTo(workloadWaypoint(pod, this.#src.waypoints)) : undefined;
+      const waypointId = waypoint ? waypointKey(waypoint) : "";
       const cached = this.#workloads.get(uid);
-      if (cached && cached.resourceVersion === pod.metadata.resourceVersion && cached.resourceVersion !== undefined) {
+      if (cached && cached.resourceVersion === pod.metadata.resourceVersion && cached.resourceVersion !== undefined && cached.waypoint === waypointId) {
         workloads.set(uid, cached);
         continue;
       }
-      const workload = workloadFromPod(pod);
-      if (!workload) continue;
+      const found = workloadFromPod(pod);
+      if (!found) continue;
+      const workload: Workload = waypoint ? { ...found, waypoint } : found;
       const local: Resource = { type: RESOURCE_TYPES.workload, key: uid, value: workload };
       workloads.set(uid, {
         id: resourceId(local),
         resourceVersion: pod.metadata.resourceVersion,
+        waypoint: waypointId,
         workload,
         local,
         remote: { type: RESOURCE_TYPES.workload, key: uid, value: { ...workload, labels: {} } },
@@ -184,14 +196,20 @@ export class MeshViews {
     for (const svc of this.#src.services()) {
       const key = `${svc.metadata.namespace}/${svc.metadata.name}`;
       const mine = slicesByService.get(key) ?? [];
-      const version = [svc.metadata.resourceVersion, ...mine.map((s) => `${s.metadata.name}@${s.metadata.resourceVersion}`)].join(",");
+      const waypoint = this.#src.waypoints ? boundTo(serviceWaypoint(svc, this.#src.waypoints)) : undefined;
+      const version = [
+        svc.metadata.resourceVersion,
+        waypoint ? `waypoint=${waypointKey(waypoint)}` : "",
+        ...mine.map((s) => `${s.metadata.name}@${s.metadata.resourceVersion}`),
+      ].join(",");
       const cached = this.#services.get(key);
       if (cached && cached.version === version) {
         services.set(key, cached);
         continue;
       }
-      const spec: ServiceSpec | undefined = serviceSpecOf(svc, mine);
-      if (!spec) continue;
+      const found: ServiceSpec | undefined = serviceSpecOf(svc, mine);
+      if (!found) continue;
+      const spec: ServiceSpec = waypoint ? { ...found, waypoint } : found;
       const resource: Resource = { type: RESOURCE_TYPES.service, key, value: spec };
       services.set(key, { id: resourceId(resource), version, resource });
     }

@@ -44,6 +44,11 @@ export class WaypointReconciler {
   readonly #sources: WaypointSources;
   readonly #settings: WaypointDeploymentSettings;
   readonly #log: Logger;
+  /**
+   * Gateways whose objects were last made to match, by uid, with the Gateway's generation then: pod and Service
+   * events (many) only recompute status; the objects are checked again when the Gateway changes or on `resync`.
+   */
+  readonly #ensured = new Map<string, string>();
 
   constructor(client: KubeClient, sources: WaypointSources, settings: WaypointDeploymentSettings, log: Logger) {
     this.#client = client;
@@ -52,8 +57,14 @@ export class WaypointReconciler {
     this.#log = log.child({ part: "waypoints" });
   }
 
-  /** One pass over every waypoint Gateway and the GatewayClass; errors are logged per Gateway, never thrown. */
-  async reconcile(): Promise<void> {
+  /**
+   * One pass over every waypoint Gateway and the GatewayClass; errors are logged per Gateway, never thrown.
+   * `resync` also checks the objects of Gateways that did not change (someone may have deleted or edited them).
+   */
+  async reconcile(opts: { resync?: boolean } = {}): Promise<void> {
+    if (opts.resync) this.#ensured.clear();
+    const live = new Set(this.#sources.gateways().map((g) => g.metadata.uid));
+    for (const uid of this.#ensured.keys()) if (!live.has(uid)) this.#ensured.delete(uid);
     try {
       await this.#acceptClass();
     } catch (err) {
@@ -113,10 +124,13 @@ export class WaypointReconciler {
     const name = gw.metadata.name;
     const accepted = waypointGatewayProblems(gw).length === 0;
     let blocked: string | undefined;
-    if (accepted) {
+    const uid = gw.metadata.uid ?? `${ns}/${name}`;
+    if (accepted && this.#ensured.get(uid) !== String(gw.metadata.generation)) {
       for (const desired of waypointObjects(gw, this.#settings)) {
         blocked ??= await this.#ensure(desired);
       }
+      // Blocked stays unremembered: the next pass looks again, so removing the foreign object is noticed.
+      if (!blocked) this.#ensured.set(uid, String(gw.metadata.generation));
     }
     const svc = this.#sources.services().find((s) => s.metadata.namespace === ns && s.metadata.name === name);
     const address = svc?.spec?.clusterIP && svc.spec.clusterIP !== "None" ? (svc.spec.clusterIP as string) : undefined;

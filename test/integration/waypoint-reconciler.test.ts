@@ -1,13 +1,11 @@
 // The controller's waypoint reconciler against the sandbox API server with the Gateway API CRDs: what it creates for a waypoint Gateway, the status it writes, and what it refuses to touch.
-import fs from "node:fs/promises";
-import path from "node:path";
 import pino from "pino";
-import { parseAllDocuments } from "yaml";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { DESIRED_HASH_ANNOTATION, WaypointReconciler, type WaypointDeploymentSettings } from "../../controller/waypoints/index.ts";
 import { GATEWAY_API_VERSION, WAYPOINT_CONTROLLER_NAME, WAYPOINT_GATEWAY_CLASS } from "../../contract/waypoint.ts";
 import { type KubeObject, isNotFound, pathFor } from "../../kube/client.ts";
-import { REPO_ROOT } from "../../sandbox/config.ts";
+import { GATEWAY_API_DIR } from "../../sandbox/index.ts";
+import { readManifestDir } from "../../sandbox/manifests.ts";
 import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts";
 
 const SETTINGS: WaypointDeploymentSettings = {
@@ -58,8 +56,7 @@ describe("waypoint reconciler", () => {
 
   beforeAll(async () => {
     t = await startTestApiServer();
-    const crds = parseAllDocuments(await fs.readFile(path.join(REPO_ROOT, "sandbox", "gateway-api", "crds.yaml"), "utf8")).map((d) => d.toJS() as KubeObject);
-    for (const crd of crds) await t.client.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd);
+    for (const crd of await readManifestDir(GATEWAY_API_DIR)) await t.client.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd);
     await t.client.request("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "shop" } });
   });
   afterAll(async () => {
@@ -144,6 +141,23 @@ describe("waypoint reconciler", () => {
     );
     await pass({ ...SETTINGS, image: "ambit.dev/waypoint:0.2" });
     expect((await get("apps/v1", "deployments", "waypoint")).metadata.annotations?.[DESIRED_HASH_ANNOTATION]).not.toBe("edited");
+  });
+
+  it("pod and Service events only recompute status; the objects are checked again when the Gateway changes or on resync", async () => {
+    const one = reconciler();
+    await refresh();
+    await one.reconcile();
+    const spy = vi.spyOn(t.client, "request");
+    try {
+      await one.reconcile();
+      expect(spy.mock.calls.filter(([method]) => method === "GET")).toEqual([]);
+      await t.client.request("DELETE", "/api/v1/namespaces/shop/serviceaccounts/waypoint");
+      await one.reconcile({ resync: true });
+      expect(spy.mock.calls.filter(([method]) => method === "GET").length).toBeGreaterThanOrEqual(3);
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await get("v1", "serviceaccounts", "waypoint")).metadata.ownerReferences).toHaveLength(1);
   });
 
   it("refuses a Gateway that is not a waypoint's shape, naming each field, and creates nothing for it", async () => {

@@ -219,7 +219,7 @@ describe("values.schema.json", () => {
     );
     expect((await refusal({ agnet: {} })).lines).toEqual([
       ...heading,
-      "- agnet: unknown key (the top level takes global, trustDomain, logLevel, agent, cni, controller, dashboards)",
+      "- agnet: unknown key (the top level takes global, trustDomain, logLevel, agent, cni, controller, waypoint, dashboards)",
     ]);
     expect((await refusal({ agent: { resources: { limits: { memroy: "1Gi" } } } })).lines[2]).toMatch(/^- agent\.resources\.limits\.memroy: unknown key/);
     expect((await refusal({ agent: { resources: { limits: { memory: "1 GB" } } } })).lines[2]).toMatch(
@@ -292,5 +292,30 @@ describe("values.schema.json", () => {
       // An empty TRUST_DOMAIN the program takes as unset; the schema refuses it.
       expect(trustDomain.test(td), td).toBe(td === "" ? false : program);
     }
+  });
+
+  it("gives the controller what it deploys for a waypoint: image, pull policy and resources, as the values say", async () => {
+    const controllerEnv = async (values: Record<string, unknown>) => {
+      const { objects } = await renderChartDir(CHART, { release: { name: "ambit", namespace: "ambit-system" }, values });
+      return envOf(find(objects, "Deployment", "ambit-controller")!.spec.template.spec.containers[0] as Container);
+    };
+    const defaults = loadControllerConfig(await controllerEnv({})).waypoint;
+    expect(defaults).toMatchObject({
+      image: "ambit/waypoint:0.1.0",
+      pullPolicy: "IfNotPresent",
+      resources: { requests: { cpu: "100m", memory: "64Mi" }, limits: { memory: "512Mi" } },
+    });
+    const custom = loadControllerConfig(
+      await controllerEnv({
+        waypoint: { image: { repository: "reg.example/waypoint", tag: "1.2", pullPolicy: "Always" }, resources: { limits: { memory: "1Gi" } } },
+      }),
+    ).waypoint;
+    expect(custom).toMatchObject({ image: "reg.example/waypoint:1.2", pullPolicy: "Always", resources: { limits: { memory: "1Gi" } } });
+    expect(() => loadControllerConfig({ AMBIT_WAYPOINT_RESOURCES: '{"limit": {}}' })).toThrow(
+      'AMBIT_WAYPOINT_RESOURCES="{\\"limit\\": {}}" has "limit"; only requests and limits are allowed',
+    );
+    expect(() => loadControllerConfig({ AMBIT_WAYPOINT_PULL_POLICY: "Sometimes" })).toThrow(
+      /AMBIT_WAYPOINT_PULL_POLICY="Sometimes" must be Always, IfNotPresent or Never/,
+    );
   });
 });
