@@ -239,7 +239,7 @@ function attachedPorts(ref: ParentReference, serviceNamespace: string, ctx: Comp
   if (service === undefined) return `Service ${serviceNamespace}/${ref.name} not found`;
   const ports = service.ports.filter((p) => (ref.port === undefined || p.port === ref.port) && (ref.sectionName === undefined || p.name === ref.sectionName));
   if (ports.length === 0) {
-    const wanted = [ref.port === undefined ? "" : `port ${ref.port}`, ref.sectionName === undefined ? "" : `a port named "${ref.sectionName}"`]
+    const wanted = [ref.port === undefined ? "" : `port ${ref.port}`, ref.sectionName === undefined ? "" : `port named "${ref.sectionName}"`]
       .filter(Boolean)
       .join(" and ");
     return `Service ${serviceNamespace}/${ref.name} has no ${wanted || "ports"}`;
