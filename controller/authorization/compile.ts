@@ -1,5 +1,4 @@
 // Validates AuthorizationPolicy and PeerAuthentication objects and compiles them to L4 rules, with status conditions saying what is enforced where.
-import net from "node:net";
 import type { KubeObject } from "../../kube/client.ts";
 import {
   type CompiledAuthorization,
@@ -12,6 +11,8 @@ import {
   type L4ConditionKey,
   type MtlsMode,
 } from "../../contract/authorization.ts";
+import { PolicyCompileError, PolicyErrorCode } from "./errors.ts";
+import { cidrList, isObject, onlyKnown, portList, principals, stringList } from "./fields.ts";
 
 export interface Condition {
   type: "Accepted";
@@ -25,6 +26,8 @@ export interface CompileResult<T> {
   /** Always present: an invalid policy compiles to its fail-closed form (see below), never to part of itself. */
   compiled: T;
   condition: Condition;
+  /** Present exactly when the condition is Invalid: the stable code and the field it names (the message starts with it). */
+  error?: { code: PolicyErrorCode; path: string };
 }
 
 const L7_SOURCE_FIELDS = ["requestPrincipals", "notRequestPrincipals"] as const;
@@ -54,49 +57,14 @@ const PEER_SPEC_FIELDS = ["selector", "mtls", "portLevelMtls"];
  */
 export const MAX_POLICY_VALUES = 50_000;
 
-class Invalid extends Error {}
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-
-/** Unknown fields are refused, not ignored: `rule:` for `rules:` would otherwise deny nothing, `frm:` allow everyone. */
-function onlyKnown(obj: Record<string, unknown>, known: readonly string[], path: string): void {
-  for (const k of Object.keys(obj)) if (!known.includes(k)) throw new Invalid(`${path}.${k}: unknown field (known: ${known.join(", ")})`);
-}
-
-function stringList(v: unknown, path: string): string[] {
-  if (!Array.isArray(v) || !v.every((s) => typeof s === "string" && s !== "")) throw new Invalid(`${path}: must be a list of non-empty strings`);
-  return v as string[];
-}
-
-function cidrList(v: unknown, path: string): string[] {
-  const list = stringList(v, path);
-  list.forEach((block, i) => {
-    const [ip, bits, extra] = block.split("/");
-    const family = net.isIP(ip ?? "");
-    const max = family === 6 ? 128 : 32;
-    if (!family || extra !== undefined || (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > max)))
-      throw new Invalid(`${path}[${i}]: "${block}" is not an IP address or CIDR block`);
-  });
-  return list;
-}
-
-function portList(v: unknown, path: string): number[] {
-  if (!Array.isArray(v)) throw new Invalid(`${path}: must be a list of port numbers`);
-  return v.map((p, i) => {
-    const n = typeof p === "number" ? p : /^\d+$/.test(String(p)) ? Number(p) : NaN;
-    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Invalid(`${path}[${i}]: "${String(p)}" is not a port number (1-65535)`);
-    return n;
-  });
-}
-
 function selectorOf(spec: Record<string, unknown>): Record<string, string> | undefined {
   if (spec.selector === undefined) return undefined;
-  if (!isObject(spec.selector)) throw new Invalid("spec.selector: must be an object with matchLabels");
+  if (!isObject(spec.selector)) throw new PolicyCompileError(PolicyErrorCode.selector, "spec.selector", "must be an object with matchLabels");
   onlyKnown(spec.selector, ["matchLabels"], "spec.selector");
   const labels = spec.selector.matchLabels;
   if (labels === undefined) return undefined;
   if (!isObject(labels) || !Object.values(labels).every((v) => typeof v === "string"))
-    throw new Invalid("spec.selector.matchLabels: must map label names to string values");
+    throw new PolicyCompileError(PolicyErrorCode.selector, "spec.selector.matchLabels", "must map label names to string values");
   return labels as Record<string, string>;
 }
 
@@ -136,15 +104,6 @@ function scopeOf(spec: Record<string, unknown>): Scope {
   }
 }
 
-/** Principals are written without the scheme; a pasted `spiffe://` prefix is a common mistake that would never match. */
-function principals(v: unknown, path: string): string[] {
-  const list = stringList(v, path);
-  list.forEach((p, i) => {
-    if (p.startsWith("spiffe://")) throw new Invalid(`${path}[${i}]: write principals without the spiffe:// scheme, e.g. "cluster.local/ns/default/sa/app"`);
-  });
-  return list;
-}
-
 interface RuleOutcome {
   rule: CompiledRule;
   /** L7 attributes the rule named (for the condition message). */
@@ -152,15 +111,15 @@ interface RuleOutcome {
 }
 
 function compileRule(raw: unknown, path: string): RuleOutcome {
-  if (!isObject(raw)) throw new Invalid(`${path}: must be an object`);
+  if (!isObject(raw)) throw new PolicyCompileError(PolicyErrorCode.badValue, path, "must be an object");
   onlyKnown(raw, RULE_FIELDS, path);
   const l7: string[] = [];
   const rule: CompiledRule = {};
   if (raw.from !== undefined) {
-    if (!Array.isArray(raw.from)) throw new Invalid(`${path}.from: must be a list`);
+    if (!Array.isArray(raw.from)) throw new PolicyCompileError(PolicyErrorCode.badValue, `${path}.from`, "must be a list");
     rule.from = raw.from.map((f, i) => {
       const p = `${path}.from[${i}].source`;
-      if (!isObject(f) || !isObject(f.source)) throw new Invalid(`${p}: required`);
+      if (!isObject(f) || !isObject(f.source)) throw new PolicyCompileError(PolicyErrorCode.badValue, p, "required");
       onlyKnown(f, ["source"], `${path}.from[${i}]`);
       const s = f.source;
       onlyKnown(s, [...L4_SOURCE_FIELDS, ...L7_SOURCE_FIELDS], p);
@@ -182,10 +141,10 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
     });
   }
   if (raw.to !== undefined) {
-    if (!Array.isArray(raw.to)) throw new Invalid(`${path}.to: must be a list`);
+    if (!Array.isArray(raw.to)) throw new PolicyCompileError(PolicyErrorCode.badValue, `${path}.to`, "must be a list");
     rule.to = raw.to.map((t, i) => {
       const p = `${path}.to[${i}].operation`;
-      if (!isObject(t) || !isObject(t.operation)) throw new Invalid(`${p}: required`);
+      if (!isObject(t) || !isObject(t.operation)) throw new PolicyCompileError(PolicyErrorCode.badValue, p, "required");
       onlyKnown(t, ["operation"], `${path}.to[${i}]`);
       const o = t.operation;
       onlyKnown(o, [...L4_OPERATION_FIELDS, ...L7_OPERATION_FIELDS], p);
@@ -201,15 +160,15 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
     });
   }
   if (raw.when !== undefined) {
-    if (!Array.isArray(raw.when)) throw new Invalid(`${path}.when: must be a list`);
+    if (!Array.isArray(raw.when)) throw new PolicyCompileError(PolicyErrorCode.badValue, `${path}.when`, "must be a list");
     const conditions: CompiledCondition[] = [];
     raw.when.forEach((w, i) => {
       const p = `${path}.when[${i}]`;
-      if (!isObject(w) || typeof w.key !== "string") throw new Invalid(`${p}.key: required`);
+      if (!isObject(w) || typeof w.key !== "string") throw new PolicyCompileError(PolicyErrorCode.badValue, `${p}.key`, "required");
       onlyKnown(w, CONDITION_FIELDS, p);
       const values = w.values !== undefined ? stringList(w.values, `${p}.values`) : undefined;
       const notValues = w.notValues !== undefined ? stringList(w.notValues, `${p}.notValues`) : undefined;
-      if (!values && !notValues) throw new Invalid(`${p}: needs values or notValues`);
+      if (!values && !notValues) throw new PolicyCompileError(PolicyErrorCode.badValue, p, "needs values or notValues");
       if (L4_CONDITION_KEYS.includes(w.key as L4ConditionKey)) {
         if (w.key.endsWith(".ip")) [values, notValues].forEach((list, j) => list && cidrList(list, `${p}.${j ? "notValues" : "values"}`));
         if (w.key === "destination.port") [values, notValues].forEach((list, j) => list && portList(list, `${p}.${j ? "notValues" : "values"}`));
@@ -217,7 +176,11 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
       } else if (/^(request\.|experimental\.|connection\.sni$|source\.user$)/.test(w.key)) {
         l7.push(`when ${w.key}`);
       } else {
-        throw new Invalid(`${p}.key: "${w.key}" is not a supported attribute (L4: ${L4_CONDITION_KEYS.join(", ")})`);
+        throw new PolicyCompileError(
+          PolicyErrorCode.unsupportedAttribute,
+          `${p}.key`,
+          `"${w.key}" is not a supported attribute (L4: ${L4_CONDITION_KEYS.join(", ")})`,
+        );
       }
     });
     if (conditions.length) rule.when = conditions;
@@ -257,29 +220,36 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
   const action = spec.action === undefined ? "ALLOW" : spec.action;
   const base = { namespace, name, ...scopeOf(spec) };
   try {
-    if (!isObject(obj.spec) && obj.spec !== undefined) throw new Invalid("spec: must be an object");
+    if (!isObject(obj.spec) && obj.spec !== undefined) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec", "must be an object");
     onlyKnown(spec, AUTHZ_SPEC_FIELDS, "spec");
     if (action !== "ALLOW" && action !== "DENY" && action !== "AUDIT") {
-      throw new Invalid(
-        `spec.action: "${String(action)}" is not enforced by Ambit (use ALLOW, DENY or AUDIT; CUSTOM needs an external authorizer Ambit does not have)`,
+      throw new PolicyCompileError(
+        PolicyErrorCode.unsupportedAction,
+        "spec.action",
+        `"${String(action)}" is not enforced by Ambit (use ALLOW, DENY or AUDIT; CUSTOM needs an external authorizer Ambit does not have)`,
       );
     }
-    if (spec.provider !== undefined) throw new Invalid("spec.provider: belongs to action CUSTOM, which Ambit does not enforce");
+    if (spec.provider !== undefined)
+      throw new PolicyCompileError(PolicyErrorCode.unsupportedAction, "spec.provider", "belongs to action CUSTOM, which Ambit does not enforce");
     selectorOf(spec);
     // A policy bound by targetRefs is meant for a waypoint. Reading it as namespace-wide would widen ALLOWs of
     // workloads that have other ALLOW policies, so it is refused (fail closed) until waypoints enforce it.
     for (const field of ["targetRef", "targetRefs"]) {
       if (spec[field] !== undefined)
-        throw new Invalid(
-          `spec.${field}: binds the policy to a waypoint, which Ambit does not enforce yet; use spec.selector for enforcement by the node agents`,
+        throw new PolicyCompileError(
+          PolicyErrorCode.forWaypoint,
+          `spec.${field}`,
+          "binds the policy to a waypoint, which Ambit does not enforce yet; use spec.selector for enforcement by the node agents",
         );
     }
-    if (spec.rules !== undefined && !Array.isArray(spec.rules)) throw new Invalid("spec.rules: must be a list");
+    if (spec.rules !== undefined && !Array.isArray(spec.rules)) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec.rules", "must be a list");
     const outcomes = ((spec.rules as unknown[] | undefined) ?? []).map((r, i) => compileRule(r, `spec.rules[${i}]`));
     const values = outcomes.reduce((n, o) => n + valueCount(o.rule), 0);
     if (values > MAX_POLICY_VALUES)
-      throw new Invalid(
-        `spec.rules: ${values} values (principals, namespaces, blocks, ports, conditions) in one policy, more than the ${MAX_POLICY_VALUES} an agent accepts; aggregate IP blocks into wider CIDRs or split the policy`,
+      throw new PolicyCompileError(
+        PolicyErrorCode.tooLarge,
+        "spec.rules",
+        `${values} values (principals, namespaces, blocks, ports, conditions) in one policy, more than the ${MAX_POLICY_VALUES} an agent accepts; aggregate IP blocks into wider CIDRs or split the policy`,
       );
     const notes: string[] = [];
     const rules: CompiledRule[] = [];
@@ -301,7 +271,7 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
       ? { compiled, condition: condition("True", "PartiallyEnforced", notes.join("; "), obj.metadata.generation) }
       : { compiled, condition: condition("True", "Accepted", accepted, obj.metadata.generation) };
   } catch (err) {
-    if (!(err instanceof Invalid)) throw err;
+    if (!(err instanceof PolicyCompileError)) throw err;
     const failed: CompiledAuthorization["action"] = action === "DENY" ? "DENY" : action === "AUDIT" ? "AUDIT" : "ALLOW";
     const scope = base.selector || base.selectorKeys ? "it could have selected" : "it selects";
     const outcome =
@@ -309,6 +279,7 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
     return {
       compiled: { ...base, action: failed, rules: failed === "DENY" ? [{}] : [] },
       condition: condition("False", "Invalid", `${err.message}; not applied as written: ${outcome} until fixed`, obj.metadata.generation),
+      error: { code: err.code, path: err.path },
     };
   }
 }
@@ -321,31 +292,39 @@ export function compilePeerAuthentication(obj: KubeObject): CompileResult<Compil
     onlyKnown(spec, PEER_SPEC_FIELDS, "spec");
     const selector = selectorOf(spec);
     const mtls = spec.mtls === undefined ? {} : spec.mtls;
-    if (!isObject(mtls)) throw new Invalid("spec.mtls: must be an object");
+    if (!isObject(mtls)) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec.mtls", "must be an object");
     onlyKnown(mtls, ["mode"], "spec.mtls");
     const mode = (mtls.mode ?? "UNSET") as MtlsMode;
-    if (!MODES.includes(mode)) throw new Invalid(`spec.mtls.mode: "${String(mtls.mode)}" must be one of ${MODES.join(", ")}`);
+    if (!MODES.includes(mode))
+      throw new PolicyCompileError(PolicyErrorCode.badValue, "spec.mtls.mode", `"${String(mtls.mode)}" must be one of ${MODES.join(", ")}`);
     const portLevel: Record<string, MtlsMode> = {};
     if (spec.portLevelMtls !== undefined) {
       // Istio refuses it too ("portLevelMtls requires selector"): target ports are a property of selected workloads.
-      if (!selector) throw new Invalid("spec.portLevelMtls: requires spec.selector (port-level modes apply to the workloads a selector picks)");
-      if (!isObject(spec.portLevelMtls)) throw new Invalid("spec.portLevelMtls: must map port numbers to {mode}");
+      if (!selector)
+        throw new PolicyCompileError(
+          PolicyErrorCode.badValue,
+          "spec.portLevelMtls",
+          "requires spec.selector (port-level modes apply to the workloads a selector picks)",
+        );
+      if (!isObject(spec.portLevelMtls)) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec.portLevelMtls", "must map port numbers to {mode}");
       for (const [port, value] of Object.entries(spec.portLevelMtls)) {
         portList([port], "spec.portLevelMtls");
         if (isObject(value)) onlyKnown(value, ["mode"], `spec.portLevelMtls.${port}`);
         const m = isObject(value) ? ((value.mode ?? "UNSET") as MtlsMode) : undefined;
-        if (!m || !MODES.includes(m)) throw new Invalid(`spec.portLevelMtls.${port}.mode: must be one of ${MODES.join(", ")}`);
+        if (!m || !MODES.includes(m))
+          throw new PolicyCompileError(PolicyErrorCode.badValue, `spec.portLevelMtls.${port}.mode`, `must be one of ${MODES.join(", ")}`);
         portLevel[port] = m;
       }
     }
     const compiled: CompiledPeerAuthentication = { namespace, name: obj.metadata.name, ...(selector ? { selector } : {}), mode, portLevel, createdAt };
     return { compiled, condition: condition("True", "Accepted", "enforced by the destination node agents", obj.metadata.generation) };
   } catch (err) {
-    if (!(err instanceof Invalid)) throw err;
+    if (!(err instanceof PolicyCompileError)) throw err;
     // Fail closed: an unreadable peer authentication demands mTLS for everything it selects or could have selected.
     return {
       compiled: { namespace, name: obj.metadata.name, ...scopeOf(spec), mode: "STRICT", portLevel: {}, createdAt },
       condition: condition("False", "Invalid", `${err.message}; not applied as written: STRICT until fixed`, obj.metadata.generation),
+      error: { code: err.code, path: err.path },
     };
   }
 }
