@@ -1,9 +1,8 @@
 // Validates AuthorizationPolicy and PeerAuthentication objects and compiles them to L4 rules, with status conditions saying what is enforced where.
 import type { KubeObject } from "../../kube/client.ts";
 import {
+  type AuthorizationAction,
   type CompiledAuthorization,
-  type CompiledCondition,
-  type CompiledOperation,
   type CompiledPeerAuthentication,
   type CompiledRule,
   type CompiledSource,
@@ -11,8 +10,9 @@ import {
   type L4ConditionKey,
   type MtlsMode,
 } from "../../contract/authorization.ts";
+import type { CompiledL7Condition, CompiledL7Operation, CompiledL7Rule } from "../../contract/l7-authorization.ts";
 import { PolicyCompileError, PolicyErrorCode } from "./errors.ts";
-import { cidrList, isObject, onlyKnown, portList, principals, stringList } from "./fields.ts";
+import { cidrList, headerNameOf, hostList, isObject, methodList, onlyKnown, pathList, portList, principals, stringList } from "./fields.ts";
 
 export interface Condition {
   type: "Accepted";
@@ -104,17 +104,47 @@ function scopeOf(spec: Record<string, unknown>): Scope {
   }
 }
 
-interface RuleOutcome {
-  rule: CompiledRule;
-  /** L7 attributes the rule named (for the condition message). */
+/** Where a policy is enforced: by the node agents (L4 attributes only) or by a waypoint (L7 attributes too). */
+export type Layer = "L4" | "L7";
+
+interface RuleOutcome<R> {
+  rule: R;
+  /** At L4: the L7 attributes the rule named (for the condition message). Always empty at L7. */
   l7: string[];
 }
 
-function compileRule(raw: unknown, path: string): RuleOutcome {
+const L7_OPERATION_READERS = { hosts: hostList, notHosts: hostList, methods: methodList, notMethods: methodList, paths: pathList, notPaths: pathList };
+/** What the waypoint evaluates in a `when`, besides the L4 keys. */
+const L7_CONDITION_HELP = `${L4_CONDITION_KEYS.join(", ")}, request.headers[<name>]`;
+
+function jwtUnsupported(path: string, what: string): PolicyCompileError {
+  return new PolicyCompileError(
+    PolicyErrorCode.jwtUnsupported,
+    path,
+    `${what} needs a validated JWT (RequestAuthentication), which Ambit does not do; use principals or namespaces (mTLS identities) instead`,
+  );
+}
+
+/**
+ * One rule, for either layer. At L4 the L7 parts are validated and reported in `l7` (the caller decides what dropping
+ * them means for its action); at L7 they are compiled, and the JWT attributes are refused (see `jwtUnsupported`).
+ */
+export function compileRule(raw: unknown, path: string, layer: "L4"): RuleOutcome<CompiledRule>;
+export function compileRule(raw: unknown, path: string, layer: "L7"): RuleOutcome<CompiledL7Rule>;
+export function compileRule(raw: unknown, path: string, layer: Layer): RuleOutcome<CompiledL7Rule> {
   if (!isObject(raw)) throw new PolicyCompileError(PolicyErrorCode.badValue, path, "must be an object");
   onlyKnown(raw, RULE_FIELDS, path);
   const l7: string[] = [];
-  const rule: CompiledRule = {};
+  const rule: CompiledL7Rule = {};
+  // Istio reads an empty list as an absent field (any value); the L4 compile has always read it as "no value". At L7
+  // neither reading is assumed: the list is refused, so a ported policy never silently means the opposite.
+  const notEmpty = (obj: Record<string, unknown>, at: string) => {
+    if (layer !== "L7") return;
+    for (const [k, v] of Object.entries(obj))
+      if (Array.isArray(v) && v.length === 0)
+        throw new PolicyCompileError(PolicyErrorCode.badValue, `${at}.${k}`, "is empty: remove the field (any value) or list the values it should match");
+  };
+  notEmpty(raw, path);
   if (raw.from !== undefined) {
     if (!Array.isArray(raw.from)) throw new PolicyCompileError(PolicyErrorCode.badValue, `${path}.from`, "must be a list");
     rule.from = raw.from.map((f, i) => {
@@ -123,8 +153,10 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
       onlyKnown(f, ["source"], `${path}.from[${i}]`);
       const s = f.source;
       onlyKnown(s, [...L4_SOURCE_FIELDS, ...L7_SOURCE_FIELDS], p);
+      notEmpty(s, p);
       for (const k of L7_SOURCE_FIELDS) {
         if (s[k] === undefined) continue;
+        if (layer === "L7") throw jwtUnsupported(`${p}.${k}`, k);
         stringList(s[k], `${p}.${k}`);
         l7.push(k);
       }
@@ -148,12 +180,17 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
       onlyKnown(t, ["operation"], `${path}.to[${i}]`);
       const o = t.operation;
       onlyKnown(o, [...L4_OPERATION_FIELDS, ...L7_OPERATION_FIELDS], p);
+      notEmpty(o, p);
+      const out: CompiledL7Operation = {};
       for (const k of L7_OPERATION_FIELDS) {
         if (o[k] === undefined) continue;
+        if (layer === "L7") {
+          out[k] = L7_OPERATION_READERS[k](o[k], `${p}.${k}`);
+          continue;
+        }
         stringList(o[k], `${p}.${k}`);
         l7.push(k);
       }
-      const out: CompiledOperation = {};
       if (o.ports !== undefined) out.ports = portList(o.ports, `${p}.ports`);
       if (o.notPorts !== undefined) out.notPorts = portList(o.notPorts, `${p}.notPorts`);
       return out;
@@ -161,11 +198,12 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
   }
   if (raw.when !== undefined) {
     if (!Array.isArray(raw.when)) throw new PolicyCompileError(PolicyErrorCode.badValue, `${path}.when`, "must be a list");
-    const conditions: CompiledCondition[] = [];
+    const conditions: CompiledL7Condition[] = [];
     raw.when.forEach((w, i) => {
       const p = `${path}.when[${i}]`;
       if (!isObject(w) || typeof w.key !== "string") throw new PolicyCompileError(PolicyErrorCode.badValue, `${p}.key`, "required");
       onlyKnown(w, CONDITION_FIELDS, p);
+      notEmpty(w, p);
       const values = w.values !== undefined ? stringList(w.values, `${p}.values`) : undefined;
       const notValues = w.notValues !== undefined ? stringList(w.notValues, `${p}.notValues`) : undefined;
       if (!values && !notValues) throw new PolicyCompileError(PolicyErrorCode.badValue, p, "needs values or notValues");
@@ -173,6 +211,16 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
         if (w.key.endsWith(".ip")) [values, notValues].forEach((list, j) => list && cidrList(list, `${p}.${j ? "notValues" : "values"}`));
         if (w.key === "destination.port") [values, notValues].forEach((list, j) => list && portList(list, `${p}.${j ? "notValues" : "values"}`));
         conditions.push({ key: w.key as L4ConditionKey, ...(values ? { values } : {}), ...(notValues ? { notValues } : {}) });
+      } else if (layer === "L7") {
+        if (w.key.startsWith("request.auth.")) throw jwtUnsupported(`${p}.key`, w.key);
+        if (!w.key.startsWith("request.headers"))
+          throw new PolicyCompileError(
+            PolicyErrorCode.unsupportedAttribute,
+            `${p}.key`,
+            `"${w.key}" is not a supported attribute (at a waypoint: ${L7_CONDITION_HELP})`,
+          );
+        const header = headerNameOf(w.key, `${p}.key`);
+        conditions.push({ key: "request.headers", header, ...(values ? { values } : {}), ...(notValues ? { notValues } : {}) });
       } else if (/^(request\.|experimental\.|connection\.sni$|source\.user$)/.test(w.key)) {
         l7.push(`when ${w.key}`);
       } else {
@@ -188,7 +236,7 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
   return { rule, l7 };
 }
 
-const condition = (status: Condition["status"], reason: Condition["reason"], message: string, generation: unknown): Condition => ({
+export const condition = (status: Condition["status"], reason: Condition["reason"], message: string, generation: unknown): Condition => ({
   type: "Accepted",
   status,
   reason,
@@ -197,12 +245,47 @@ const condition = (status: Condition["status"], reason: Condition["reason"], mes
 });
 
 /** How many values a compiled rule holds, for the size bound. */
-function valueCount(rule: CompiledRule): number {
+function valueCount(rule: CompiledL7Rule): number {
   let n = 0;
   for (const source of rule.from ?? []) for (const list of Object.values(source)) n += (list as unknown[]).length;
   for (const operation of rule.to ?? []) for (const list of Object.values(operation)) n += (list as unknown[]).length;
   for (const c of rule.when ?? []) n += (c.values?.length ?? 0) + (c.notValues?.length ?? 0);
   return Math.max(n, 1);
+}
+
+/** The spec's shape and action, the same for both layers: CUSTOM (and its `provider`) is refused, as no external authorizer exists. */
+export function checkSpec(raw: unknown, spec: Record<string, unknown>): AuthorizationAction {
+  if (!isObject(raw) && raw !== undefined) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec", "must be an object");
+  onlyKnown(spec, AUTHZ_SPEC_FIELDS, "spec");
+  const action = spec.action === undefined ? "ALLOW" : spec.action;
+  if (action !== "ALLOW" && action !== "DENY" && action !== "AUDIT") {
+    throw new PolicyCompileError(
+      PolicyErrorCode.unsupportedAction,
+      "spec.action",
+      `"${String(action)}" is not enforced by Ambit (use ALLOW, DENY or AUDIT; CUSTOM needs an external authorizer Ambit does not have)`,
+    );
+  }
+  if (spec.provider !== undefined)
+    throw new PolicyCompileError(PolicyErrorCode.unsupportedAction, "spec.provider", "belongs to action CUSTOM, which Ambit does not enforce");
+  return action;
+}
+
+/** `spec.rules` for one layer, within the size bound every enforcer relies on. */
+export function compileRules(spec: Record<string, unknown>, layer: "L4"): Array<RuleOutcome<CompiledRule>>;
+export function compileRules(spec: Record<string, unknown>, layer: "L7"): Array<RuleOutcome<CompiledL7Rule>>;
+export function compileRules(spec: Record<string, unknown>, layer: Layer): Array<RuleOutcome<CompiledL7Rule>> {
+  if (spec.rules !== undefined && !Array.isArray(spec.rules)) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec.rules", "must be a list");
+  const outcomes = ((spec.rules as unknown[] | undefined) ?? []).map((r, i) =>
+    layer === "L4" ? compileRule(r, `spec.rules[${i}]`, "L4") : compileRule(r, `spec.rules[${i}]`, "L7"),
+  );
+  const values = outcomes.reduce((n, o) => n + valueCount(o.rule), 0);
+  if (values > MAX_POLICY_VALUES)
+    throw new PolicyCompileError(
+      PolicyErrorCode.tooLarge,
+      "spec.rules",
+      `${values} values (principals, namespaces, blocks, ports, conditions) in one policy, more than the ${MAX_POLICY_VALUES} ${layer === "L4" ? "an agent" : "a waypoint"} accepts; aggregate IP blocks into wider CIDRs or split the policy`,
+    );
+  return outcomes;
 }
 
 /**
@@ -220,17 +303,7 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
   const action = spec.action === undefined ? "ALLOW" : spec.action;
   const base = { namespace, name, ...scopeOf(spec) };
   try {
-    if (!isObject(obj.spec) && obj.spec !== undefined) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec", "must be an object");
-    onlyKnown(spec, AUTHZ_SPEC_FIELDS, "spec");
-    if (action !== "ALLOW" && action !== "DENY" && action !== "AUDIT") {
-      throw new PolicyCompileError(
-        PolicyErrorCode.unsupportedAction,
-        "spec.action",
-        `"${String(action)}" is not enforced by Ambit (use ALLOW, DENY or AUDIT; CUSTOM needs an external authorizer Ambit does not have)`,
-      );
-    }
-    if (spec.provider !== undefined)
-      throw new PolicyCompileError(PolicyErrorCode.unsupportedAction, "spec.provider", "belongs to action CUSTOM, which Ambit does not enforce");
+    const checked = checkSpec(obj.spec, spec);
     selectorOf(spec);
     // A policy bound by targetRefs is meant for a waypoint. Reading it as namespace-wide would widen ALLOWs of
     // workloads that have other ALLOW policies, so it is refused (fail closed) until waypoints enforce it.
@@ -242,15 +315,7 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
           "binds the policy to a waypoint, which Ambit does not enforce yet; use spec.selector for enforcement by the node agents",
         );
     }
-    if (spec.rules !== undefined && !Array.isArray(spec.rules)) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec.rules", "must be a list");
-    const outcomes = ((spec.rules as unknown[] | undefined) ?? []).map((r, i) => compileRule(r, `spec.rules[${i}]`));
-    const values = outcomes.reduce((n, o) => n + valueCount(o.rule), 0);
-    if (values > MAX_POLICY_VALUES)
-      throw new PolicyCompileError(
-        PolicyErrorCode.tooLarge,
-        "spec.rules",
-        `${values} values (principals, namespaces, blocks, ports, conditions) in one policy, more than the ${MAX_POLICY_VALUES} an agent accepts; aggregate IP blocks into wider CIDRs or split the policy`,
-      );
+    const outcomes = compileRules(spec, "L4");
     const notes: string[] = [];
     const rules: CompiledRule[] = [];
     outcomes.forEach((o, i) => {
@@ -264,7 +329,7 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
         );
       }
     });
-    const compiled: CompiledAuthorization = { ...base, action, rules };
+    const compiled: CompiledAuthorization = { ...base, action: checked, rules };
     const accepted =
       action === "AUDIT" ? "audited at L4 by the destination node agents (logged, never changes a decision)" : "enforced at L4 by the destination node agents";
     return notes.length
