@@ -13,7 +13,7 @@ import {
   decideByActions,
   prepareL4Condition,
   preparePorts,
-  prepareSource,
+  prepareRule,
 } from "./match.ts";
 import { PolicyError } from "./policy-store.ts";
 
@@ -164,13 +164,7 @@ function prepareCondition(c: CompiledL7Condition): Predicate<L7Facts> {
   };
 }
 
-function prepareRule(r: CompiledL7Rule): PreparedRule<L7Facts> {
-  const out: PreparedRule<L7Facts> = {};
-  if (r.from) out.from = r.from.map(prepareSource);
-  if (r.to) out.to = r.to.map(prepareOperation);
-  if (r.when) out.when = r.when.map(prepareCondition);
-  return out;
-}
+const prepareL7Rule = (r: CompiledL7Rule): PreparedRule<L7Facts> => prepareRule(r, prepareOperation, prepareCondition);
 
 const isTarget = (t: unknown): t is PolicyTarget =>
   typeof t === "object" &&
@@ -219,7 +213,7 @@ export class L7PolicyStore {
       if (p.targets !== "namespace" && !(Array.isArray(p.targets) && p.targets.every(isTarget)))
         throw new PolicyError(`L7 authorization policy ${p.namespace}/${p.name} has no valid targets`);
       try {
-        next.push({ compiled: p, rules: p.rules.map(prepareRule) });
+        next.push({ compiled: p, rules: p.rules.map(prepareL7Rule) });
       } catch (err) {
         throw new PolicyError(`L7 authorization policy ${p.namespace}/${p.name}: ${(err as Error).message}`);
       }

@@ -68,7 +68,7 @@ export interface PreparedRule<F extends Facts> {
 
 const opt = <T, U>(v: T | undefined, f: (v: T) => U): U | undefined => (v === undefined ? undefined : f(v));
 
-export function prepareSource(s: CompiledSource): PreparedSource {
+function prepareSource(s: CompiledSource): PreparedSource {
   const out: PreparedSource = {};
   for (const k of ["principals", "notPrincipals", "namespaces", "notNamespaces"] as const) {
     const set = opt(s[k], (v) => new PatternSet(v));
@@ -127,6 +127,19 @@ export function prepareL4Condition(c: CompiledCondition): Predicate<Facts> {
       // A key this agent does not know (a newer controller's) matches no value, as it always has: `values` fail, `notValues` hold.
       return valuesAndNot(c.values, c.notValues, () => false);
   }
+}
+
+/** A compiled rule as predicates: sources are the same at every layer, operations and conditions are the layer's. */
+export function prepareRule<O, C, F extends Facts>(
+  r: { from?: CompiledSource[]; to?: O[]; when?: C[] },
+  operation: (o: O) => Predicate<F>,
+  condition: (c: C) => Predicate<F>,
+): PreparedRule<F> {
+  const out: PreparedRule<F> = {};
+  if (r.from) out.from = r.from.map(prepareSource);
+  if (r.to) out.to = r.to.map(operation);
+  if (r.when) out.when = r.when.map(condition);
+  return out;
 }
 
 function sourceMatches(s: PreparedSource, f: Facts): boolean {

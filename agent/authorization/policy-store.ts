@@ -20,7 +20,7 @@ import {
   decideByActions,
   prepareL4Condition,
   preparePorts,
-  prepareSource,
+  prepareRule,
 } from "./match.ts";
 
 export class PolicyError extends Error {
@@ -34,13 +34,7 @@ export class PolicyError extends Error {
 /** A policy as the store evaluates it: built once per config version, so a lookup's cost does not grow with its values. */
 type L4Policy = PreparedPolicy<CompiledOperation, CompiledCondition, Facts>;
 
-function prepareRule(r: CompiledRule): PreparedRule<Facts> {
-  const out: PreparedRule<Facts> = {};
-  if (r.from) out.from = r.from.map(prepareSource);
-  if (r.to) out.to = r.to.map(preparePorts);
-  if (r.when) out.when = r.when.map(prepareL4Condition);
-  return out;
-}
+const prepareL4Rule = (r: CompiledRule): PreparedRule<Facts> => prepareRule(r, preparePorts, prepareL4Condition);
 
 const selects = (p: { namespace: string; selector?: Record<string, string>; selectorKeys?: string[] }, w: Workload, rootNamespace: string): boolean =>
   (p.namespace === rootNamespace || p.namespace === w.namespace) &&
@@ -109,7 +103,7 @@ export class PolicyStore implements InboundPolicy {
         throw new PolicyError(`authorization policy ${p.namespace}/${p.name} has no valid action and rules`);
       let rules: Array<PreparedRule<Facts>>;
       try {
-        rules = p.rules.map(prepareRule);
+        rules = p.rules.map(prepareL4Rule);
       } catch (err) {
         throw new PolicyError(`authorization policy ${p.namespace}/${p.name}: ${(err as Error).message}`);
       }
