@@ -1,10 +1,8 @@
 // Validates AuthorizationPolicy and PeerAuthentication objects and compiles them to L4 rules, with status conditions saying what is enforced where.
-import net from "node:net";
 import type { KubeObject } from "../../kube/client.ts";
 import {
+  type AuthorizationAction,
   type CompiledAuthorization,
-  type CompiledCondition,
-  type CompiledOperation,
   type CompiledPeerAuthentication,
   type CompiledRule,
   type CompiledSource,
@@ -12,6 +10,9 @@ import {
   type L4ConditionKey,
   type MtlsMode,
 } from "../../contract/authorization.ts";
+import type { CompiledL7Condition, CompiledL7Operation, CompiledL7Rule } from "../../contract/l7-authorization.ts";
+import { PolicyCompileError, PolicyErrorCode } from "./errors.ts";
+import { cidrList, headerNameOf, hostList, isObject, methodList, onlyKnown, pathList, portList, principals, stringList } from "./fields.ts";
 
 export interface Condition {
   type: "Accepted";
@@ -25,6 +26,8 @@ export interface CompileResult<T> {
   /** Always present: an invalid policy compiles to its fail-closed form (see below), never to part of itself. */
   compiled: T;
   condition: Condition;
+  /** Present exactly when the condition is Invalid: the stable code and the field it names (the message starts with it). */
+  error?: { code: PolicyErrorCode; path: string };
 }
 
 const L7_SOURCE_FIELDS = ["requestPrincipals", "notRequestPrincipals"] as const;
@@ -54,49 +57,14 @@ const PEER_SPEC_FIELDS = ["selector", "mtls", "portLevelMtls"];
  */
 export const MAX_POLICY_VALUES = 50_000;
 
-class Invalid extends Error {}
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-
-/** Unknown fields are refused, not ignored: `rule:` for `rules:` would otherwise deny nothing, `frm:` allow everyone. */
-function onlyKnown(obj: Record<string, unknown>, known: readonly string[], path: string): void {
-  for (const k of Object.keys(obj)) if (!known.includes(k)) throw new Invalid(`${path}.${k}: unknown field (known: ${known.join(", ")})`);
-}
-
-function stringList(v: unknown, path: string): string[] {
-  if (!Array.isArray(v) || !v.every((s) => typeof s === "string" && s !== "")) throw new Invalid(`${path}: must be a list of non-empty strings`);
-  return v as string[];
-}
-
-function cidrList(v: unknown, path: string): string[] {
-  const list = stringList(v, path);
-  list.forEach((block, i) => {
-    const [ip, bits, extra] = block.split("/");
-    const family = net.isIP(ip ?? "");
-    const max = family === 6 ? 128 : 32;
-    if (!family || extra !== undefined || (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > max)))
-      throw new Invalid(`${path}[${i}]: "${block}" is not an IP address or CIDR block`);
-  });
-  return list;
-}
-
-function portList(v: unknown, path: string): number[] {
-  if (!Array.isArray(v)) throw new Invalid(`${path}: must be a list of port numbers`);
-  return v.map((p, i) => {
-    const n = typeof p === "number" ? p : /^\d+$/.test(String(p)) ? Number(p) : NaN;
-    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Invalid(`${path}[${i}]: "${String(p)}" is not a port number (1-65535)`);
-    return n;
-  });
-}
-
 function selectorOf(spec: Record<string, unknown>): Record<string, string> | undefined {
   if (spec.selector === undefined) return undefined;
-  if (!isObject(spec.selector)) throw new Invalid("spec.selector: must be an object with matchLabels");
+  if (!isObject(spec.selector)) throw new PolicyCompileError(PolicyErrorCode.selector, "spec.selector", "must be an object with matchLabels");
   onlyKnown(spec.selector, ["matchLabels"], "spec.selector");
   const labels = spec.selector.matchLabels;
   if (labels === undefined) return undefined;
   if (!isObject(labels) || !Object.values(labels).every((v) => typeof v === "string"))
-    throw new Invalid("spec.selector.matchLabels: must map label names to string values");
+    throw new PolicyCompileError(PolicyErrorCode.selector, "spec.selector.matchLabels", "must map label names to string values");
   return labels as Record<string, string>;
 }
 
@@ -136,36 +104,59 @@ function scopeOf(spec: Record<string, unknown>): Scope {
   }
 }
 
-/** Principals are written without the scheme; a pasted `spiffe://` prefix is a common mistake that would never match. */
-function principals(v: unknown, path: string): string[] {
-  const list = stringList(v, path);
-  list.forEach((p, i) => {
-    if (p.startsWith("spiffe://")) throw new Invalid(`${path}[${i}]: write principals without the spiffe:// scheme, e.g. "cluster.local/ns/default/sa/app"`);
-  });
-  return list;
-}
+/** Where a policy is enforced: by the node agents (L4 attributes only) or by a waypoint (L7 attributes too). */
+export type Layer = "L4" | "L7";
 
-interface RuleOutcome {
-  rule: CompiledRule;
-  /** L7 attributes the rule named (for the condition message). */
+interface RuleOutcome<R> {
+  rule: R;
+  /** At L4: the L7 attributes the rule named (for the condition message). Always empty at L7. */
   l7: string[];
 }
 
-function compileRule(raw: unknown, path: string): RuleOutcome {
-  if (!isObject(raw)) throw new Invalid(`${path}: must be an object`);
+const L7_OPERATION_READERS = { hosts: hostList, notHosts: hostList, methods: methodList, notMethods: methodList, paths: pathList, notPaths: pathList };
+/** What the waypoint evaluates in a `when`, besides the L4 keys. */
+const L7_CONDITION_HELP = `${L4_CONDITION_KEYS.join(", ")}, request.headers[<name>]`;
+
+function jwtUnsupported(path: string, what: string): PolicyCompileError {
+  return new PolicyCompileError(
+    PolicyErrorCode.jwtUnsupported,
+    path,
+    `${what} needs a validated JWT (RequestAuthentication), which Ambit does not do; use principals or namespaces (mTLS identities) instead`,
+  );
+}
+
+/**
+ * One rule, for either layer. At L4 the L7 parts are validated and reported in `l7` (the caller decides what dropping
+ * them means for its action); at L7 they are compiled, and the JWT attributes are refused (see `jwtUnsupported`).
+ */
+export function compileRule(raw: unknown, path: string, layer: "L4"): RuleOutcome<CompiledRule>;
+export function compileRule(raw: unknown, path: string, layer: "L7"): RuleOutcome<CompiledL7Rule>;
+export function compileRule(raw: unknown, path: string, layer: Layer): RuleOutcome<CompiledL7Rule> {
+  if (!isObject(raw)) throw new PolicyCompileError(PolicyErrorCode.badValue, path, "must be an object");
   onlyKnown(raw, RULE_FIELDS, path);
   const l7: string[] = [];
-  const rule: CompiledRule = {};
+  const rule: CompiledL7Rule = {};
+  // Istio reads an empty list as an absent field (any value); the L4 compile has always read it as "no value". At L7
+  // neither reading is assumed: the list is refused, so a ported policy never silently means the opposite.
+  const notEmpty = (obj: Record<string, unknown>, at: string) => {
+    if (layer !== "L7") return;
+    for (const [k, v] of Object.entries(obj))
+      if (Array.isArray(v) && v.length === 0)
+        throw new PolicyCompileError(PolicyErrorCode.badValue, `${at}.${k}`, "is empty: remove the field (any value) or list the values it should match");
+  };
+  notEmpty(raw, path);
   if (raw.from !== undefined) {
-    if (!Array.isArray(raw.from)) throw new Invalid(`${path}.from: must be a list`);
+    if (!Array.isArray(raw.from)) throw new PolicyCompileError(PolicyErrorCode.badValue, `${path}.from`, "must be a list");
     rule.from = raw.from.map((f, i) => {
       const p = `${path}.from[${i}].source`;
-      if (!isObject(f) || !isObject(f.source)) throw new Invalid(`${p}: required`);
+      if (!isObject(f) || !isObject(f.source)) throw new PolicyCompileError(PolicyErrorCode.badValue, p, "required");
       onlyKnown(f, ["source"], `${path}.from[${i}]`);
       const s = f.source;
       onlyKnown(s, [...L4_SOURCE_FIELDS, ...L7_SOURCE_FIELDS], p);
+      notEmpty(s, p);
       for (const k of L7_SOURCE_FIELDS) {
         if (s[k] === undefined) continue;
+        if (layer === "L7") throw jwtUnsupported(`${p}.${k}`, k);
         stringList(s[k], `${p}.${k}`);
         l7.push(k);
       }
@@ -182,42 +173,62 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
     });
   }
   if (raw.to !== undefined) {
-    if (!Array.isArray(raw.to)) throw new Invalid(`${path}.to: must be a list`);
+    if (!Array.isArray(raw.to)) throw new PolicyCompileError(PolicyErrorCode.badValue, `${path}.to`, "must be a list");
     rule.to = raw.to.map((t, i) => {
       const p = `${path}.to[${i}].operation`;
-      if (!isObject(t) || !isObject(t.operation)) throw new Invalid(`${p}: required`);
+      if (!isObject(t) || !isObject(t.operation)) throw new PolicyCompileError(PolicyErrorCode.badValue, p, "required");
       onlyKnown(t, ["operation"], `${path}.to[${i}]`);
       const o = t.operation;
       onlyKnown(o, [...L4_OPERATION_FIELDS, ...L7_OPERATION_FIELDS], p);
+      notEmpty(o, p);
+      const out: CompiledL7Operation = {};
       for (const k of L7_OPERATION_FIELDS) {
         if (o[k] === undefined) continue;
+        if (layer === "L7") {
+          out[k] = L7_OPERATION_READERS[k](o[k], `${p}.${k}`);
+          continue;
+        }
         stringList(o[k], `${p}.${k}`);
         l7.push(k);
       }
-      const out: CompiledOperation = {};
       if (o.ports !== undefined) out.ports = portList(o.ports, `${p}.ports`);
       if (o.notPorts !== undefined) out.notPorts = portList(o.notPorts, `${p}.notPorts`);
       return out;
     });
   }
   if (raw.when !== undefined) {
-    if (!Array.isArray(raw.when)) throw new Invalid(`${path}.when: must be a list`);
-    const conditions: CompiledCondition[] = [];
+    if (!Array.isArray(raw.when)) throw new PolicyCompileError(PolicyErrorCode.badValue, `${path}.when`, "must be a list");
+    const conditions: CompiledL7Condition[] = [];
     raw.when.forEach((w, i) => {
       const p = `${path}.when[${i}]`;
-      if (!isObject(w) || typeof w.key !== "string") throw new Invalid(`${p}.key: required`);
+      if (!isObject(w) || typeof w.key !== "string") throw new PolicyCompileError(PolicyErrorCode.badValue, `${p}.key`, "required");
       onlyKnown(w, CONDITION_FIELDS, p);
+      notEmpty(w, p);
       const values = w.values !== undefined ? stringList(w.values, `${p}.values`) : undefined;
       const notValues = w.notValues !== undefined ? stringList(w.notValues, `${p}.notValues`) : undefined;
-      if (!values && !notValues) throw new Invalid(`${p}: needs values or notValues`);
+      if (!values && !notValues) throw new PolicyCompileError(PolicyErrorCode.badValue, p, "needs values or notValues");
       if (L4_CONDITION_KEYS.includes(w.key as L4ConditionKey)) {
         if (w.key.endsWith(".ip")) [values, notValues].forEach((list, j) => list && cidrList(list, `${p}.${j ? "notValues" : "values"}`));
         if (w.key === "destination.port") [values, notValues].forEach((list, j) => list && portList(list, `${p}.${j ? "notValues" : "values"}`));
         conditions.push({ key: w.key as L4ConditionKey, ...(values ? { values } : {}), ...(notValues ? { notValues } : {}) });
+      } else if (layer === "L7") {
+        if (w.key.startsWith("request.auth.")) throw jwtUnsupported(`${p}.key`, w.key);
+        if (!w.key.startsWith("request.headers"))
+          throw new PolicyCompileError(
+            PolicyErrorCode.unsupportedAttribute,
+            `${p}.key`,
+            `"${w.key}" is not a supported attribute (at a waypoint: ${L7_CONDITION_HELP})`,
+          );
+        const header = headerNameOf(w.key, `${p}.key`);
+        conditions.push({ key: "request.headers", header, ...(values ? { values } : {}), ...(notValues ? { notValues } : {}) });
       } else if (/^(request\.|experimental\.|connection\.sni$|source\.user$)/.test(w.key)) {
         l7.push(`when ${w.key}`);
       } else {
-        throw new Invalid(`${p}.key: "${w.key}" is not a supported attribute (L4: ${L4_CONDITION_KEYS.join(", ")})`);
+        throw new PolicyCompileError(
+          PolicyErrorCode.unsupportedAttribute,
+          `${p}.key`,
+          `"${w.key}" is not a supported attribute (L4: ${L4_CONDITION_KEYS.join(", ")})`,
+        );
       }
     });
     if (conditions.length) rule.when = conditions;
@@ -225,7 +236,7 @@ function compileRule(raw: unknown, path: string): RuleOutcome {
   return { rule, l7 };
 }
 
-const condition = (status: Condition["status"], reason: Condition["reason"], message: string, generation: unknown): Condition => ({
+export const condition = (status: Condition["status"], reason: Condition["reason"], message: string, generation: unknown): Condition => ({
   type: "Accepted",
   status,
   reason,
@@ -234,12 +245,47 @@ const condition = (status: Condition["status"], reason: Condition["reason"], mes
 });
 
 /** How many values a compiled rule holds, for the size bound. */
-function valueCount(rule: CompiledRule): number {
+function valueCount(rule: CompiledL7Rule): number {
   let n = 0;
   for (const source of rule.from ?? []) for (const list of Object.values(source)) n += (list as unknown[]).length;
   for (const operation of rule.to ?? []) for (const list of Object.values(operation)) n += (list as unknown[]).length;
   for (const c of rule.when ?? []) n += (c.values?.length ?? 0) + (c.notValues?.length ?? 0);
   return Math.max(n, 1);
+}
+
+/** The spec's shape and action, the same for both layers: CUSTOM (and its `provider`) is refused, as no external authorizer exists. */
+export function checkSpec(raw: unknown, spec: Record<string, unknown>): AuthorizationAction {
+  if (!isObject(raw) && raw !== undefined) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec", "must be an object");
+  onlyKnown(spec, AUTHZ_SPEC_FIELDS, "spec");
+  const action = spec.action === undefined ? "ALLOW" : spec.action;
+  if (action !== "ALLOW" && action !== "DENY" && action !== "AUDIT") {
+    throw new PolicyCompileError(
+      PolicyErrorCode.unsupportedAction,
+      "spec.action",
+      `"${String(action)}" is not enforced by Ambit (use ALLOW, DENY or AUDIT; CUSTOM needs an external authorizer Ambit does not have)`,
+    );
+  }
+  if (spec.provider !== undefined)
+    throw new PolicyCompileError(PolicyErrorCode.unsupportedAction, "spec.provider", "belongs to action CUSTOM, which Ambit does not enforce");
+  return action;
+}
+
+/** `spec.rules` for one layer, within the size bound every enforcer relies on. */
+export function compileRules(spec: Record<string, unknown>, layer: "L4"): Array<RuleOutcome<CompiledRule>>;
+export function compileRules(spec: Record<string, unknown>, layer: "L7"): Array<RuleOutcome<CompiledL7Rule>>;
+export function compileRules(spec: Record<string, unknown>, layer: Layer): Array<RuleOutcome<CompiledL7Rule>> {
+  if (spec.rules !== undefined && !Array.isArray(spec.rules)) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec.rules", "must be a list");
+  const outcomes = ((spec.rules as unknown[] | undefined) ?? []).map((r, i) =>
+    layer === "L4" ? compileRule(r, `spec.rules[${i}]`, "L4") : compileRule(r, `spec.rules[${i}]`, "L7"),
+  );
+  const values = outcomes.reduce((n, o) => n + valueCount(o.rule), 0);
+  if (values > MAX_POLICY_VALUES)
+    throw new PolicyCompileError(
+      PolicyErrorCode.tooLarge,
+      "spec.rules",
+      `${values} values (principals, namespaces, blocks, ports, conditions) in one policy, more than the ${MAX_POLICY_VALUES} ${layer === "L4" ? "an agent" : "a waypoint"} accepts; aggregate IP blocks into wider CIDRs or split the policy`,
+    );
+  return outcomes;
 }
 
 /**
@@ -257,30 +303,19 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
   const action = spec.action === undefined ? "ALLOW" : spec.action;
   const base = { namespace, name, ...scopeOf(spec) };
   try {
-    if (!isObject(obj.spec) && obj.spec !== undefined) throw new Invalid("spec: must be an object");
-    onlyKnown(spec, AUTHZ_SPEC_FIELDS, "spec");
-    if (action !== "ALLOW" && action !== "DENY" && action !== "AUDIT") {
-      throw new Invalid(
-        `spec.action: "${String(action)}" is not enforced by Ambit (use ALLOW, DENY or AUDIT; CUSTOM needs an external authorizer Ambit does not have)`,
-      );
-    }
-    if (spec.provider !== undefined) throw new Invalid("spec.provider: belongs to action CUSTOM, which Ambit does not enforce");
+    const checked = checkSpec(obj.spec, spec);
     selectorOf(spec);
     // A policy bound by targetRefs is meant for a waypoint. Reading it as namespace-wide would widen ALLOWs of
     // workloads that have other ALLOW policies, so it is refused (fail closed) until waypoints enforce it.
     for (const field of ["targetRef", "targetRefs"]) {
       if (spec[field] !== undefined)
-        throw new Invalid(
-          `spec.${field}: binds the policy to a waypoint, which Ambit does not enforce yet; use spec.selector for enforcement by the node agents`,
+        throw new PolicyCompileError(
+          PolicyErrorCode.forWaypoint,
+          `spec.${field}`,
+          "binds the policy to a waypoint, which Ambit does not enforce yet; use spec.selector for enforcement by the node agents",
         );
     }
-    if (spec.rules !== undefined && !Array.isArray(spec.rules)) throw new Invalid("spec.rules: must be a list");
-    const outcomes = ((spec.rules as unknown[] | undefined) ?? []).map((r, i) => compileRule(r, `spec.rules[${i}]`));
-    const values = outcomes.reduce((n, o) => n + valueCount(o.rule), 0);
-    if (values > MAX_POLICY_VALUES)
-      throw new Invalid(
-        `spec.rules: ${values} values (principals, namespaces, blocks, ports, conditions) in one policy, more than the ${MAX_POLICY_VALUES} an agent accepts; aggregate IP blocks into wider CIDRs or split the policy`,
-      );
+    const outcomes = compileRules(spec, "L4");
     const notes: string[] = [];
     const rules: CompiledRule[] = [];
     outcomes.forEach((o, i) => {
@@ -294,14 +329,14 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
         );
       }
     });
-    const compiled: CompiledAuthorization = { ...base, action, rules };
+    const compiled: CompiledAuthorization = { ...base, action: checked, rules };
     const accepted =
       action === "AUDIT" ? "audited at L4 by the destination node agents (logged, never changes a decision)" : "enforced at L4 by the destination node agents";
     return notes.length
       ? { compiled, condition: condition("True", "PartiallyEnforced", notes.join("; "), obj.metadata.generation) }
       : { compiled, condition: condition("True", "Accepted", accepted, obj.metadata.generation) };
   } catch (err) {
-    if (!(err instanceof Invalid)) throw err;
+    if (!(err instanceof PolicyCompileError)) throw err;
     const failed: CompiledAuthorization["action"] = action === "DENY" ? "DENY" : action === "AUDIT" ? "AUDIT" : "ALLOW";
     const scope = base.selector || base.selectorKeys ? "it could have selected" : "it selects";
     const outcome =
@@ -309,6 +344,7 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
     return {
       compiled: { ...base, action: failed, rules: failed === "DENY" ? [{}] : [] },
       condition: condition("False", "Invalid", `${err.message}; not applied as written: ${outcome} until fixed`, obj.metadata.generation),
+      error: { code: err.code, path: err.path },
     };
   }
 }
@@ -321,31 +357,39 @@ export function compilePeerAuthentication(obj: KubeObject): CompileResult<Compil
     onlyKnown(spec, PEER_SPEC_FIELDS, "spec");
     const selector = selectorOf(spec);
     const mtls = spec.mtls === undefined ? {} : spec.mtls;
-    if (!isObject(mtls)) throw new Invalid("spec.mtls: must be an object");
+    if (!isObject(mtls)) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec.mtls", "must be an object");
     onlyKnown(mtls, ["mode"], "spec.mtls");
     const mode = (mtls.mode ?? "UNSET") as MtlsMode;
-    if (!MODES.includes(mode)) throw new Invalid(`spec.mtls.mode: "${String(mtls.mode)}" must be one of ${MODES.join(", ")}`);
+    if (!MODES.includes(mode))
+      throw new PolicyCompileError(PolicyErrorCode.badValue, "spec.mtls.mode", `"${String(mtls.mode)}" must be one of ${MODES.join(", ")}`);
     const portLevel: Record<string, MtlsMode> = {};
     if (spec.portLevelMtls !== undefined) {
       // Istio refuses it too ("portLevelMtls requires selector"): target ports are a property of selected workloads.
-      if (!selector) throw new Invalid("spec.portLevelMtls: requires spec.selector (port-level modes apply to the workloads a selector picks)");
-      if (!isObject(spec.portLevelMtls)) throw new Invalid("spec.portLevelMtls: must map port numbers to {mode}");
+      if (!selector)
+        throw new PolicyCompileError(
+          PolicyErrorCode.badValue,
+          "spec.portLevelMtls",
+          "requires spec.selector (port-level modes apply to the workloads a selector picks)",
+        );
+      if (!isObject(spec.portLevelMtls)) throw new PolicyCompileError(PolicyErrorCode.badValue, "spec.portLevelMtls", "must map port numbers to {mode}");
       for (const [port, value] of Object.entries(spec.portLevelMtls)) {
         portList([port], "spec.portLevelMtls");
         if (isObject(value)) onlyKnown(value, ["mode"], `spec.portLevelMtls.${port}`);
         const m = isObject(value) ? ((value.mode ?? "UNSET") as MtlsMode) : undefined;
-        if (!m || !MODES.includes(m)) throw new Invalid(`spec.portLevelMtls.${port}.mode: must be one of ${MODES.join(", ")}`);
+        if (!m || !MODES.includes(m))
+          throw new PolicyCompileError(PolicyErrorCode.badValue, `spec.portLevelMtls.${port}.mode`, `must be one of ${MODES.join(", ")}`);
         portLevel[port] = m;
       }
     }
     const compiled: CompiledPeerAuthentication = { namespace, name: obj.metadata.name, ...(selector ? { selector } : {}), mode, portLevel, createdAt };
     return { compiled, condition: condition("True", "Accepted", "enforced by the destination node agents", obj.metadata.generation) };
   } catch (err) {
-    if (!(err instanceof Invalid)) throw err;
+    if (!(err instanceof PolicyCompileError)) throw err;
     // Fail closed: an unreadable peer authentication demands mTLS for everything it selects or could have selected.
     return {
       compiled: { namespace, name: obj.metadata.name, ...scopeOf(spec), mode: "STRICT", portLevel: {}, createdAt },
       condition: condition("False", "Invalid", `${err.message}; not applied as written: STRICT until fixed`, obj.metadata.generation),
+      error: { code: err.code, path: err.path },
     };
   }
 }
