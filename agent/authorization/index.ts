@@ -6,7 +6,7 @@ export {
   type L7PolicyExplanation,
   type L7RuleMatch,
   RBAC_DENIED_RESPONSE,
-  type WaypointRequest,
+  type HttpAuthorizationRequest,
   normalizeRequestPath,
 } from "./l7-policy.ts";
 export { type ActionBasis, type PolicyRef, matchesPattern } from "./match.ts";

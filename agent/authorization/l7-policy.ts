@@ -25,7 +25,7 @@ export const RBAC_DENIED_RESPONSE = Object.freeze({
 });
 
 /** A request as the waypoint sees it, after HBONE and HTTP parsing. */
-export interface WaypointRequest {
+export interface HttpAuthorizationRequest {
   /** The Gateway (waypoint) handling the request: policies targeting it apply to everything it carries. */
   waypoint: { namespace: string; name: string };
   /** The Service the request is for (from the HBONE `:authority`); policies targeting it apply. Absent: addressed to a workload. */
@@ -173,7 +173,7 @@ const isTarget = (t: unknown): t is PolicyTarget =>
   typeof (t as PolicyTarget).name === "string";
 
 /** Whether a policy applies: it targets the request's waypoint or Service (in their namespace), or, invalid and unreadable, their namespace. */
-function applies(p: CompiledL7Authorization, r: WaypointRequest): boolean {
+function applies(p: CompiledL7Authorization, r: HttpAuthorizationRequest): boolean {
   const gateway = p.namespace === r.waypoint.namespace;
   const service = r.service !== undefined && p.namespace === r.service.namespace;
   if (p.targets === "namespace") return gateway || service;
@@ -181,7 +181,7 @@ function applies(p: CompiledL7Authorization, r: WaypointRequest): boolean {
 }
 
 /** Lower-cases header names once per request, and only when a rule asks about a header. */
-function headerLookup(headers: WaypointRequest["headers"]): (name: string) => string | undefined {
+function headerLookup(headers: HttpAuthorizationRequest["headers"]): (name: string) => string | undefined {
   let lowered: Map<string, string> | undefined;
   return (name) => {
     if (!lowered) {
@@ -222,7 +222,7 @@ export class L7PolicyStore {
   }
 
   /** The waypoint's question: the decision alone, taken by `explain` so the two can never disagree. */
-  check(request: WaypointRequest): L7Decision {
+  check(request: HttpAuthorizationRequest): L7Decision {
     const e = this.explain(request);
     return {
       allowed: e.allowed,
@@ -233,7 +233,7 @@ export class L7PolicyStore {
   }
 
   /** The decision with the policies that apply, the rule (and which `from`, `to` and `when`) that decided, and AUDIT matches. */
-  explain(request: WaypointRequest): L7PolicyExplanation {
+  explain(request: HttpAuthorizationRequest): L7PolicyExplanation {
     const applicable = this.#policies.filter((p) => applies(p.compiled, request));
     const principal = request.source ? formatSpiffeId(request.source).replace(/^spiffe:\/\//, "") : "";
     const path = normalizeRequestPath(request.path);

@@ -1,6 +1,6 @@
 // The waypoint's L7 decision with Istio's semantics: paths, hosts, methods, headers, targets, DENY before ALLOW, AUDIT, the 403, and agreement with the L4 store.
 import { describe, expect, it } from "vitest";
-import { L7PolicyStore, PolicyStore, RBAC_DENIED_RESPONSE, type WaypointRequest, normalizeRequestPath } from "../../agent/authorization/index.ts";
+import { L7PolicyStore, PolicyStore, RBAC_DENIED_RESPONSE, type HttpAuthorizationRequest, normalizeRequestPath } from "../../agent/authorization/index.ts";
 import type { InboundAttributes } from "../../agent/dataplane/index.ts";
 import type { Workload } from "../../agent/state/index.ts";
 import { compileAuthorizationPolicy, compileWaypointAuthorizationPolicy } from "../../controller/authorization/index.ts";
@@ -26,7 +26,7 @@ function store(...specs: Array<Record<string, unknown> | KubeObject>): L7PolicyS
   );
   return s;
 }
-const request = (over: Partial<WaypointRequest> = {}): WaypointRequest => ({
+const request = (over: Partial<HttpAuthorizationRequest> = {}): HttpAuthorizationRequest => ({
   waypoint: { namespace: "demo", name: "waypoint" },
   service: { namespace: "demo", name: "payments" },
   source: { trustDomain: "cluster.local", namespace: "demo", serviceAccount: "orders" },
@@ -40,9 +40,10 @@ const request = (over: Partial<WaypointRequest> = {}): WaypointRequest => ({
   ...over,
 });
 /** Whether an ALLOW with exactly this operation (or condition) lets the request through. */
-const allowsOp = (operation: Record<string, unknown>, over: Partial<WaypointRequest>) =>
+const allowsOp = (operation: Record<string, unknown>, over: Partial<HttpAuthorizationRequest>) =>
   store({ rules: [{ to: [{ operation }] }] }).check(request(over)).allowed;
-const allowsWhen = (when: Record<string, unknown>, over: Partial<WaypointRequest>) => store({ rules: [{ when: [when] }] }).check(request(over)).allowed;
+const allowsWhen = (when: Record<string, unknown>, over: Partial<HttpAuthorizationRequest>) =>
+  store({ rules: [{ when: [when] }] }).check(request(over)).allowed;
 
 describe("paths (Istio: exact, prefix*, *suffix, *; query ignored; normalized)", () => {
   it.each<[string[], string, boolean]>([
@@ -120,7 +121,7 @@ describe("hosts (case-insensitive; a pattern without a port ignores the request'
 });
 
 describe("methods (case-sensitive, Istio's wildcards) and ports", () => {
-  it.each<[Record<string, unknown>, Partial<WaypointRequest>, boolean]>([
+  it.each<[Record<string, unknown>, Partial<HttpAuthorizationRequest>, boolean]>([
     [{ methods: ["GET", "HEAD"] }, { method: "GET" }, true],
     [{ methods: ["GET"] }, { method: "get" }, false],
     [{ methods: ["GET"] }, { method: "POST" }, false],
@@ -146,7 +147,7 @@ describe("methods (case-sensitive, Istio's wildcards) and ports", () => {
 });
 
 describe("request.headers conditions", () => {
-  it.each<[Record<string, unknown>, WaypointRequest["headers"], boolean]>([
+  it.each<[Record<string, unknown>, HttpAuthorizationRequest["headers"], boolean]>([
     [{ key: "request.headers[x-tenant]", values: ["acme"] }, { "x-tenant": "acme" }, true],
     [{ key: "request.headers[x-tenant]", values: ["acme"] }, { "x-tenant": "ACME" }, false],
     [{ key: "request.headers[X-Tenant]", values: ["acme"] }, { "x-tenant": "acme" }, true],
@@ -171,7 +172,7 @@ describe("request.headers conditions", () => {
 
 describe("sources and L4 conditions at the waypoint use the agent's matching", () => {
   const from = (source: Record<string, unknown>) => store({ rules: [{ from: [{ source }] }] });
-  it.each<[Record<string, unknown>, Partial<WaypointRequest>, boolean]>([
+  it.each<[Record<string, unknown>, Partial<HttpAuthorizationRequest>, boolean]>([
     [{ principals: ["cluster.local/ns/demo/sa/orders"] }, {}, true],
     [{ principals: ["*/sa/orders"] }, {}, true],
     [{ principals: ["*"] }, { source: undefined }, false],
@@ -200,7 +201,7 @@ describe("Istio's order: DENY, then ALLOW; AUDIT never decides", () => {
   const denyPost = { action: "DENY", rules: [{ to: [{ operation: { methods: ["POST"] } }] }] };
   const auditAdmin = { action: "AUDIT", rules: [{ to: [{ operation: { paths: ["/admin*"] } }] }] };
   const legacy = { trustDomain: "cluster.local", namespace: "legacy", serviceAccount: "client" };
-  it.each<[string, Array<Record<string, unknown>>, Partial<WaypointRequest>, boolean, string, string[]]>([
+  it.each<[string, Array<Record<string, unknown>>, Partial<HttpAuthorizationRequest>, boolean, string, string[]]>([
     ["no policy: allowed", [], {}, true, "no-allow-policy", []],
     ["ALLOW without rules allows nothing", [{}], {}, false, "no-allow-match", []],
     ["a matching ALLOW", [allowOrders], {}, true, "allow", []],
@@ -263,7 +264,7 @@ describe("Istio's order: DENY, then ALLOW; AUDIT never decides", () => {
 
 describe("which policies apply: by Gateway, by Service, in their namespace", () => {
   const denyAll = (name: string, targetRefs: unknown, namespace = "demo") => ap(name, { action: "DENY", targetRefs, rules: [{}] }, namespace);
-  it.each<[string, KubeObject, Partial<WaypointRequest>, boolean]>([
+  it.each<[string, KubeObject, Partial<HttpAuthorizationRequest>, boolean]>([
     ["a Gateway policy covers every service through it", denyAll("gw", [gateway]), { service: { namespace: "demo", name: "fraud" } }, false],
     ["a Gateway policy covers requests to workloads", denyAll("gw", [gateway]), { service: undefined }, false],
     ["another waypoint's policy does not apply", denyAll("gw", [{ ...gateway, name: "other" }]), {}, true],
