@@ -31,6 +31,11 @@ export abstract class QueueController {
     }
   }
 
+  /** True while keys wait or are being reconciled: a caller can tell when the controller has caught up. */
+  get busy(): boolean {
+    return this.queue.busy;
+  }
+
   stop(): void {
     this.queue.stop();
   }

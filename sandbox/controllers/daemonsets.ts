@@ -3,22 +3,32 @@ import type { Logger } from "pino";
 import { type KubeClient, type KubeObject, pathFor } from "../../kube/client.ts";
 import { type SharedInformers, keyOf, splitKey } from "../../kube/informers.ts";
 import { QueueController } from "../../kube/controller.ts";
-import { randomSuffix, templateHash } from "./deployments.ts";
+import { EXPECTATION_TTL_MS, randomSuffix, templateHash } from "./deployments.ts";
 import { isControlledBy, isNodeReady, isPodReady, isPodTerminal } from "./pods.ts";
 import { EventRecorder } from "./events.ts";
 
 export class DaemonSetController extends QueueController {
   readonly #events: EventRecorder;
+  /**
+   * Pods created and not yet in the cache, per DaemonSet and node, as Kubernetes' controller expectations: a pass
+   * that runs before the created pod's first event would otherwise see the node empty and create a second pod.
+   */
+  readonly #expected = new Map<string, Map<string, { pod: string; at: number }>>();
 
   constructor(client: KubeClient, informers: SharedInformers, log: Logger) {
     super(client, informers, log, "daemonset-controller", "daemonset");
     this.#events = new EventRecorder(client, { component: "daemonset-controller" }, this.log);
     informers.on("daemonsets", (event, ds) => {
       if (event !== "delete") this.queue.add(keyOf(ds));
+      else this.#expected.delete(keyOf(ds));
     });
     informers.on("pods", (_event, pod) => {
       const owner = (pod.metadata.ownerReferences ?? []).find((r) => r.kind === "DaemonSet" && r.controller);
-      if (owner && pod.metadata.namespace) this.queue.add(`${pod.metadata.namespace}/${owner.name}`);
+      if (!owner || !pod.metadata.namespace) return;
+      const key = `${pod.metadata.namespace}/${owner.name}`;
+      const expected = this.#expected.get(key);
+      for (const [node, e] of expected ?? []) if (e.pod === pod.metadata.name) expected!.delete(node);
+      this.queue.add(key);
     });
     informers.on("nodes", () => {
       for (const ds of informers.list("daemonsets")) this.queue.add(keyOf(ds));
@@ -40,6 +50,11 @@ export class DaemonSetController extends QueueController {
       .filter((p) => isControlledBy(p, ds.metadata.uid) && !p.metadata.deletionTimestamp && !isPodTerminal(p));
     const maxSurge = maxSurgeOf(ds, nodes.length);
     const onNodeOf = (node: string) => owned.filter((p) => p.spec?.nodeName === node);
+    const expected = this.#expected.get(key);
+    const now = Date.now();
+    for (const [node, e] of expected ?? []) if (now - e.at > EXPECTATION_TTL_MS) expected!.delete(node);
+    /** A pod was created for the node and has not reached the cache yet: it counts as there. */
+    const awaited = (node: string) => expected?.has(node) === true;
     const isCurrent = (p: KubeObject) => p.metadata.labels?.["controller-revision-hash"] === hash;
     let surging = nodes.filter((n) => onNodeOf(n).some(isCurrent) && onNodeOf(n).some((p) => !isCurrent(p))).length;
     for (const node of nodes) {
@@ -49,8 +64,8 @@ export class DaemonSetController extends QueueController {
       if (maxSurge > 0 && old.length > 0) {
         // Surge: the new pod starts next to the old one, which goes only once the new one is Ready (a node agent
         // takes its listeners over without a gap this way).
-        if (current.length === 0 && surging < maxSurge) {
-          await this.#createPod(ds, node, hash);
+        if (current.length === 0 && !awaited(node) && surging < maxSurge) {
+          await this.#createPod(ds, key, node, hash);
           surging++;
         } else if (current.some(isPodReady)) {
           for (const p of old) await this.#deletePod(ds, p);
@@ -59,7 +74,10 @@ export class DaemonSetController extends QueueController {
       }
       // Replace one node's pod at a time: delete the old one, the next pass creates the new one.
       for (const p of old) await this.#deletePod(ds, p);
-      if (onNode.length === 0) await this.#createPod(ds, node, hash);
+      // More than one current pod on a node (made by an earlier controller, or by hand): keep the oldest, as Kubernetes does.
+      const byAge = current.slice().sort((a, b) => String(a.metadata.creationTimestamp).localeCompare(String(b.metadata.creationTimestamp)));
+      for (const extra of byAge.slice(1)) await this.#deletePod(ds, extra);
+      if (onNode.length === 0 && !awaited(node)) await this.#createPod(ds, key, node, hash);
     }
     for (const stray of owned.filter((p) => !nodes.includes(p.spec?.nodeName))) await this.#deletePod(ds, stray);
 
@@ -81,7 +99,7 @@ export class DaemonSetController extends QueueController {
     }
   }
 
-  async #createPod(ds: KubeObject, node: string, hash: string): Promise<void> {
+  async #createPod(ds: KubeObject, key: string, node: string, hash: string): Promise<void> {
     const template = ds.spec?.template ?? {};
     const namespace = ds.metadata.namespace as string;
     const name = `${ds.metadata.name}-${randomSuffix()}`;
@@ -100,9 +118,13 @@ export class DaemonSetController extends QueueController {
       // Bound directly, as the real DaemonSet controller does through node affinity.
       spec: { ...(template.spec ?? {}), nodeName: node },
     };
+    const expected = this.#expected.get(key) ?? new Map<string, { pod: string; at: number }>();
+    this.#expected.set(key, expected);
+    expected.set(node, { pod: name, at: Date.now() });
     try {
       await this.client.create(pathFor("v1", "pods", namespace), pod);
     } catch (err) {
+      expected.delete(node);
       this.#events.event(ds, "Warning", "FailedCreate", `Error creating: ${(err as Error).message}`);
       throw err;
     }

@@ -25,7 +25,7 @@ export const randomSuffix = (): string => {
 };
 
 /** How long a created pod counts before the informer shows it (Kubernetes uses 5 minutes; the sandbox is local). */
-const EXPECTATION_TTL_MS = 30_000;
+export const EXPECTATION_TTL_MS = 30_000;
 
 export class DeploymentController extends QueueController {
   /**

@@ -1,8 +1,9 @@
-// Sandbox scheduler and Deployment controller against a real API server: exact replica counts, replicas spread.
+// Sandbox scheduler, Deployment and DaemonSet controllers against a real API server: exact replica counts, replicas spread, one daemon pod per node.
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { pathFor } from "../../kube/client.ts";
 import { SharedInformers } from "../../kube/informers.ts";
+import { DaemonSetController } from "../../sandbox/controllers/daemonsets.ts";
 import { DeploymentController } from "../../sandbox/controllers/deployments.ts";
 import { Scheduler } from "../../sandbox/controllers/scheduler.ts";
 import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts";
@@ -12,6 +13,7 @@ describe("sandbox scheduler and Deployment controller", () => {
   let informers: SharedInformers;
   let scheduler: Scheduler;
   let deployments: DeploymentController;
+  let daemonsets: DaemonSetController;
   /** Every pod name the informer ever showed, per Deployment (app label). */
   const seen = new Map<string, Set<string>>();
 
@@ -52,7 +54,7 @@ describe("sandbox scheduler and Deployment controller", () => {
     await readyNode("node-1");
     await readyNode("node-2");
     const log = pino({ level: "silent" });
-    informers = new SharedInformers(t.client, ["deployments", "pods", "nodes"]);
+    informers = new SharedInformers(t.client, ["deployments", "daemonsets", "pods", "nodes"]);
     informers.on("pods", (_event, pod) => {
       const app = pod.metadata.labels?.app;
       if (!app) return;
@@ -63,13 +65,66 @@ describe("sandbox scheduler and Deployment controller", () => {
     // Constructed before start() so their handlers see the initial list, as in the supervisor.
     scheduler = new Scheduler(t.client, informers, log);
     deployments = new DeploymentController(t.client, informers, log);
+    daemonsets = new DaemonSetController(t.client, informers, log);
     await informers.start();
   });
   afterEach(async () => {
     scheduler.stop();
     deployments.stop();
+    daemonsets.stop();
     await informers.stop();
     await t.close();
+  });
+
+  it("a DaemonSet gets exactly one pod per node, even when passes run before the created pods reach the cache", async () => {
+    await t.client.create(pathFor("apps/v1", "daemonsets", "demo"), {
+      apiVersion: "apps/v1",
+      kind: "DaemonSet",
+      metadata: { name: "agent" },
+      spec: {
+        selector: { matchLabels: { app: "agent" } },
+        template: { metadata: { labels: { app: "agent" } }, spec: { containers: [{ name: "a", image: "agent" }] } },
+      },
+    });
+    // Node events queue the DaemonSet again and again while its first pods are being created.
+    for (let i = 0; i < 20; i++) await t.client.mergePatch(`${pathFor("v1", "nodes")}/node-${(i % 2) + 1}`, { metadata: { labels: { round: String(i) } } });
+    await expect.poll(() => placement("agent"), { timeout: 10_000 }).toEqual({ "node-1": 1, "node-2": 1 });
+    // Settled: no pass creates a third pod (and nothing had to be deleted).
+    for (let i = 0; i < 10; i++) await t.client.mergePatch(`${pathFor("v1", "nodes")}/node-1`, { metadata: { labels: { round: `again-${i}` } } });
+    await expect.poll(() => informers.get("nodes", "node-1")?.metadata.labels?.round, { timeout: 5_000 }).toBe("again-9");
+    await expect.poll(() => daemonsets.busy, { timeout: 5_000 }).toBe(false);
+    expect(seen.get("agent")?.size).toBe(2);
+  });
+
+  it("a DaemonSet with two current pods on a node (an earlier controller's) keeps the oldest", async () => {
+    const ds = await t.client.create(pathFor("apps/v1", "daemonsets", "demo"), {
+      apiVersion: "apps/v1",
+      kind: "DaemonSet",
+      metadata: { name: "agent" },
+      spec: {
+        selector: { matchLabels: { app: "agent" } },
+        template: { metadata: { labels: { app: "agent" } }, spec: { containers: [{ name: "a", image: "agent" }] } },
+      },
+    });
+    await expect.poll(() => placement("agent"), { timeout: 10_000 }).toEqual({ "node-1": 1, "node-2": 1 });
+    const [first] = (await t.client.get(`${pathFor("v1", "pods", "demo")}?fieldSelector=spec.nodeName%3Dnode-1`)).items as Array<{
+      metadata: { name: string; labels: Record<string, string> };
+    }>;
+    await t.client.create(pathFor("v1", "pods", "demo"), {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: {
+        name: "agent-extra",
+        labels: first!.metadata.labels,
+        ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name: "agent", uid: ds.metadata.uid, controller: true }],
+      },
+      spec: { nodeName: "node-1", containers: [{ name: "a", image: "agent" }] },
+    });
+    await expect.poll(() => placement("agent"), { timeout: 10_000 }).toEqual({ "node-1": 1, "node-2": 1 });
+    const left = (await t.client.get(`${pathFor("v1", "pods", "demo")}?fieldSelector=spec.nodeName%3Dnode-1`)).items as Array<{
+      metadata: { name: string; deletionTimestamp?: string };
+    }>;
+    expect(left.filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name)).toEqual([first!.metadata.name]);
   });
 
   it("creates exactly the replicas asked for, never a surplus to delete, and spreads them over the nodes", async () => {
