@@ -3,7 +3,7 @@ import path from "node:path";
 import { execa, type Options } from "execa";
 import { stringify as stringifyYaml } from "yaml";
 import { REPO_ROOT } from "../../sandbox/config.ts";
-import { MESH_NAMESPACE, renderMeshChart } from "../../sandbox/index.ts";
+import { GATEWAY_API_DIR, MESH_NAMESPACE, renderMeshChart } from "../../sandbox/index.ts";
 
 export const isRoot = process.getuid?.() === 0;
 export const ROOT_REQUIRED = "sandbox tests need root (network namespaces, iptables); run the suite as root, as CI does";
@@ -41,11 +41,18 @@ export function kubectl(args: string[], opts: Options = {}): Promise<CommandResu
   return run("kubectl", args, { timeout: 60_000, ...opts, env: { KUBECONFIG: kubeconfig, ...(opts.env ?? {}) } });
 }
 
-/** A fresh test sandbox (the previous one removed first) with the mesh deployed; `env` adds AMBIT_DEV_* settings. */
-export async function freshSandboxWithMesh(env: Record<string, string> = {}): Promise<void> {
+/**
+ * A fresh test sandbox (the previous one removed first) with the mesh deployed; `env` adds AMBIT_DEV_* settings.
+ * `gatewayApi` installs the Gateway API CRDs first, as a cluster with waypoints has them before the mesh starts.
+ */
+export async function freshSandboxWithMesh(env: Record<string, string> = {}, opts: { gatewayApi?: boolean } = {}): Promise<void> {
   await ambit(["dev", "down"]);
   const up = await ambit(["dev", "up"], { env });
   if (up.exitCode !== 0) throw new Error(`ambit dev up failed:\n${up.stdout}\n${up.stderr}`);
+  if (opts.gatewayApi) {
+    const crds = await kubectl(["apply", "-f", path.join(GATEWAY_API_DIR, "crds.yaml")]);
+    if (crds.exitCode !== 0) throw new Error(`kubectl apply of the Gateway API CRDs: ${crds.stderr}`);
+  }
   await deployMesh();
 }
 
