@@ -13,11 +13,12 @@ import type { InboundAttributes, InboundDecision, InboundPolicy } from "../datap
 import { formatSpiffeId } from "../identity/index.ts";
 import type { Workload } from "../state/index.ts";
 import { IpSet } from "./ip-set.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import { AGENT_ERRORS } from "../../contract/error-codes.ts";
 
-export class PolicyError extends Error {
-  readonly code = "AMBIT_E_POLICY_INVALID";
+export class PolicyError extends AmbitError<typeof AGENT_ERRORS.code.policyInvalid> {
   constructor(message: string) {
-    super(message);
+    super(AGENT_ERRORS.code.policyInvalid, message);
     this.name = "PolicyError";
   }
 }

@@ -10,16 +10,16 @@ import type { CarriedConnections } from "./carried.ts";
 import type { DataplaneOptions } from "./options.ts";
 import { type InboundAttributes, type Refusal, agentPortRefusal, decideInbound, hboneSourceAddress, inboundEnds, planInbound } from "./plan.ts";
 import { type ConnectionTelemetry, connectionReport, outcomeOfStatus } from "./telemetry.ts";
+import { AmbitError, type CodeOf } from "../../contract/errors.ts";
+import { DATAPLANE_ERRORS } from "../../contract/error-codes.ts";
 
 /** Why a connection failed, for its response flag and status. */
-export class OutboundFailure extends Error {
-  readonly code: string;
+export class OutboundFailure extends AmbitError<CodeOf<typeof DATAPLANE_ERRORS>> {
   readonly status: number | undefined;
   readonly refusal: Refusal | undefined;
-  constructor(code: string, message: string, opts: { status?: number; refusal?: Refusal } = {}) {
-    super(message);
+  constructor(code: CodeOf<typeof DATAPLANE_ERRORS>, message: string, opts: { status?: number; refusal?: Refusal } = {}) {
+    super(code, message);
     this.name = "OutboundFailure";
-    this.code = code;
     this.status = opts.status;
     this.refusal = opts.refusal;
   }
@@ -86,7 +86,7 @@ export class InboundPath {
    */
   deliver(ip: string, port: number): Promise<net.Socket> {
     const refusal = agentPortRefusal(port);
-    if (refusal) return Promise.reject(new OutboundFailure("AMBIT_E_AGENT_PORT", refusal, { status: 400, refusal: "agent_port" }));
+    if (refusal) return Promise.reject(new OutboundFailure(DATAPLANE_ERRORS.code.agentPort, refusal, { status: 400, refusal: "agent_port" }));
     const netns = this.#opts.localPodNetns(ip);
     if (!netns) return Promise.reject(new Error(`${ip} is not a pod on this node`));
     return connectMarked(ip, port, AGENT_SOCKET_MARK, netns);

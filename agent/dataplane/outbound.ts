@@ -11,12 +11,14 @@ import { type InboundPath, OutboundFailure } from "./inbound.ts";
 import type { DataplaneOptions } from "./options.ts";
 import { type OutboundPlan, type OutboundRefusal, outboundSource, planOutbound } from "./plan.ts";
 import { type ConnectionTelemetry, type Learned, connectionReport, withLearned } from "./telemetry.ts";
+import { type CodeOf } from "../../contract/errors.ts";
+import { DATAPLANE_ERRORS } from "../../contract/error-codes.ts";
 
 /** The error code of a refusal the plan made (no connection was attempted). */
-const REFUSAL_CODES: Record<OutboundRefusal, string> = {
-  no_endpoint: "AMBIT_E_NO_ENDPOINT",
-  self_connect: "AMBIT_E_SELF_CONNECT",
-  agent_port: "AMBIT_E_AGENT_PORT",
+const REFUSAL_CODES: Record<OutboundRefusal, CodeOf<typeof DATAPLANE_ERRORS>> = {
+  no_endpoint: DATAPLANE_ERRORS.code.noEndpoint,
+  self_connect: DATAPLANE_ERRORS.code.selfConnect,
+  agent_port: DATAPLANE_ERRORS.code.agentPort,
 };
 
 /** What opening the upstream gave: the stream or socket, and for the same-node path the inbound connection to forget at close. */
@@ -93,7 +95,7 @@ export class OutboundPath {
       case "refuse":
         throw new OutboundFailure(REFUSAL_CODES[plan.refusal], plan.reason, { refusal: plan.refusal });
       case "deny":
-        throw new OutboundFailure("AMBIT_E_POLICY_DENIED", `denied by policy: ${plan.reason}`, { status: 401 });
+        throw new OutboundFailure(DATAPLANE_ERRORS.code.policyDenied, `denied by policy: ${plan.reason}`, { status: 401 });
       case "same-node": {
         const upstream = await this.#inbound.deliver(plan.workload.ip, plan.port);
         return { upstream, untrack: this.#inbound.track(plan.inbound, conn.socket, upstream) };
