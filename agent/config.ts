@@ -1,5 +1,7 @@
 // Every configuration knob of the node agent, read from the environment once, with defaults and validation.
 import { AGENT_SERVICE_ACCOUNT, AGENT_PORTS, DEFAULT_SYSTEM_NAMESPACE } from "../contract/install.ts";
+import { AmbitError } from "../contract/errors.ts";
+import { CONFIG_ERRORS } from "../contract/error-codes.ts";
 
 /** Ports fixed by the design; defined in contract/ because the CLI and tests reach the agent on them too. */
 export const PORTS = AGENT_PORTS;
@@ -60,10 +62,9 @@ export interface AgentConfig {
   serviceAccount: string;
 }
 
-export class ConfigError extends Error {
-  readonly code = "AMBIT_E_CONFIG";
+export class ConfigError extends AmbitError<typeof CONFIG_ERRORS.code.invalid> {
   constructor(message: string) {
-    super(message);
+    super(CONFIG_ERRORS.code.invalid, message);
     this.name = "ConfigError";
   }
 }

@@ -1,27 +1,15 @@
-// Errors of the operator commands: a stable AMBIT_E_* code each (documented in cli/README.md) and a message that says what to check.
+// Errors of the operator commands: a stable AMBIT_E_* code each (documented in cli/README.md and docs/errors.md) and a message that says what to check.
 import { KubeRequestError } from "../kube/client.ts";
+import { AmbitError, type CodeOf } from "../contract/errors.ts";
+import type { CLI_ERRORS, DATAPLANE_ERRORS } from "../contract/error-codes.ts";
 
-export type CliErrorCode =
-  | "AMBIT_E_USAGE"
-  | "AMBIT_E_KUBECONFIG"
-  | "AMBIT_E_API_UNREACHABLE"
-  | "AMBIT_E_FORBIDDEN"
-  | "AMBIT_E_NO_MESH"
-  | "AMBIT_E_UNKNOWN_NODE"
-  | "AMBIT_E_UNKNOWN_POD"
-  | "AMBIT_E_UNKNOWN_NAMESPACE"
-  | "AMBIT_E_AGENT_UNREACHABLE"
-  | "AMBIT_E_NO_ENDPOINT"
-  | "AMBIT_E_AGENT_BAD_ANSWER"
-  | "AMBIT_E_TIMEOUT"
-  | "AMBIT_E_UNHEALTHY";
+/** The CLI's own codes, and the data path's "no endpoint" that `explain` reports as the agent would. */
+export type CliErrorCode = CodeOf<typeof CLI_ERRORS> | typeof DATAPLANE_ERRORS.code.noEndpoint;
 
-export class CliError extends Error {
-  readonly code: CliErrorCode;
+export class CliError extends AmbitError<CliErrorCode> {
   constructor(code: CliErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(code, message, options);
     this.name = "CliError";
-    this.code = code;
   }
 }
 

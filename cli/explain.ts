@@ -11,7 +11,8 @@ import { formatSpiffeId, parseSpiffeUri } from "../contract/spiffe.ts";
 import { compileAuthorizationPolicy } from "../controller/authorization/index.ts";
 import { type KubeObject, isNotFound, pathFor } from "../kube/client.ts";
 import { withEnv } from "./context.ts";
-import { fromKubeError } from "./errors.ts";
+import { type CliErrorCode, fromKubeError } from "./errors.ts";
+import { AmbitError } from "../contract/errors.ts";
 
 /** How the CLI reaches a node's agent admin API (localhost:15000 on that node): a port-forward, or anything a test provides. */
 export interface AgentTransport {
@@ -25,12 +26,10 @@ export interface KubeReader {
   list(path: string): Promise<KubeObject[]>;
 }
 
-export class ExplainError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
+export class ExplainError extends AmbitError<CliErrorCode> {
+  constructor(code: CliErrorCode, message: string) {
+    super(code, message);
     this.name = "ExplainError";
-    this.code = code;
   }
 }
 

@@ -6,9 +6,10 @@ import { configCommands } from "./config.ts";
 import { devCommands } from "./dev.ts";
 import { explainCommand } from "./explain.ts";
 import { enrollCommands } from "./enroll.ts";
-import { exitCodeFor } from "./errors.ts";
+import { CliError, exitCodeFor } from "./errors.ts";
 import { statusCommand } from "./status.ts";
 import { tunnelsCommand } from "./tunnels.ts";
+import { CLI_ERRORS } from "../contract/error-codes.ts";
 
 /** Prints an error the way every ambit command does: code first, then what to do. */
 function report(err: unknown): void {
@@ -46,7 +47,7 @@ export async function main(rawArgv: string[] = hideBin(process.argv), scriptName
       .strict()
       .help()
       .fail((msg, err) => {
-        throw err ?? Object.assign(new Error(msg), { code: "AMBIT_E_USAGE" });
+        throw err ?? new CliError(CLI_ERRORS.code.usage, msg);
       })
       .parseAsync();
   } catch (err) {

@@ -1,6 +1,6 @@
 // Entry point of the ambit-cni executable: stdin and CNI_* in, the result or the spec's error JSON out.
 import fs from "node:fs";
-import { type NetConf, PluginFailure, log, runPlugin } from "./plugin.ts";
+import { CODES, type NetConf, PluginFailure, log, runPlugin } from "./plugin.ts";
 
 async function main(): Promise<void> {
   const stdin = process.env.CNI_COMMAND === "VERSION" ? "" : fs.readFileSync(0, "utf8");
@@ -8,7 +8,7 @@ async function main(): Promise<void> {
     const out = await runPlugin(process.env, stdin);
     if (out !== undefined) process.stdout.write(out + "\n");
   } catch (err) {
-    const failure = err instanceof PluginFailure ? err : new PluginFailure(100, (err as Error).message);
+    const failure = err instanceof PluginFailure ? err : new PluginFailure(CODES.agentRefused, (err as Error).message);
     let version = "1.1.0";
     try {
       version = (JSON.parse(stdin) as NetConf).cniVersion ?? version;

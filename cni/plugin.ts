@@ -2,6 +2,8 @@
 import type { CniProtocolError } from "./protocol.ts";
 import { type CniRequest, sendCniRequest } from "./protocol.ts";
 import { lookupCaptureIntent } from "./enrollment-lookup.ts";
+import { AmbitError, type CodeOf } from "../contract/errors.ts";
+import { CNI_ERRORS } from "../contract/error-codes.ts";
 
 export const PLUGIN_TYPE = "ambit-cni";
 export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -9,23 +11,25 @@ const DEFAULT_SOCKET = "/var/run/ambit/cni.sock";
 /** Namespaces whose pods are never captured and never wait for the agent (the cluster's own plumbing). */
 const DEFAULT_EXCLUDED_NAMESPACES = ["kube-system"];
 
-/** Error codes from the CNI specification, plus Ambit's own (100+). */
-const CODES = {
-  incompatibleVersion: 1,
-  invalidEnvironment: 4,
-  decodeFailure: 6,
-  invalidConfig: 7,
-  tryAgainLater: 11,
-  pluginNotAvailable: 50,
-  agentRefused: 100,
+/** Error codes from the CNI specification, plus Ambit's own (100+), each with its AMBIT_E_* code. */
+export const CODES = {
+  incompatibleVersion: { cni: 1, code: CNI_ERRORS.code.incompatibleVersion },
+  invalidEnvironment: { cni: 4, code: CNI_ERRORS.code.invalidEnvironment },
+  decodeFailure: { cni: 6, code: CNI_ERRORS.code.decode },
+  invalidConfig: { cni: 7, code: CNI_ERRORS.code.invalidConfig },
+  tryAgainLater: { cni: 11, code: CNI_ERRORS.code.tryAgain },
+  pluginNotAvailable: { cni: 50, code: CNI_ERRORS.code.agentUnavailable },
+  agentRefused: { cni: 100, code: CNI_ERRORS.code.agentRefused },
 } as const;
 
-export class PluginFailure extends Error {
+/** A failure the plugin reports to the runtime as the spec's error JSON: `cniCode` is what the runtime reads. */
+export class PluginFailure extends AmbitError<CodeOf<typeof CNI_ERRORS>> {
   readonly cniCode: number;
   readonly details: string;
-  constructor(cniCode: number, msg: string, details = "") {
-    super(msg);
-    this.cniCode = cniCode;
+  constructor(kind: (typeof CODES)[keyof typeof CODES], msg: string, details = "") {
+    super(kind.code, msg);
+    this.name = "PluginFailure";
+    this.cniCode = kind.cni;
     this.details = details;
   }
 }

@@ -2,6 +2,8 @@
 import fs from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
+import { AmbitError, type CodeOf } from "../contract/errors.ts";
+import type { CNI_ERRORS } from "../contract/error-codes.ts";
 
 export type CniRequest =
   | { command: "ADD" | "CHECK"; containerId: string; netns: string; ifName: string; podNamespace: string; podName: string; podUid: string; ips: string[] }
@@ -12,12 +14,10 @@ export type CniRequest =
 /** `agent` answers STATUS: which agent instance serves the node's socket and whether it is ready (handover). */
 export type CniResponse = { ok: true; captured?: boolean; agent?: { instance: string; ready: boolean } } | { ok: false; code: string; message: string };
 
-export class CniProtocolError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
+export class CniProtocolError extends AmbitError<CodeOf<typeof CNI_ERRORS>> {
+  constructor(code: CodeOf<typeof CNI_ERRORS>, message: string) {
+    super(code, message);
     this.name = "CniProtocolError";
-    this.code = code;
   }
 }
 

@@ -1,4 +1,5 @@
 // Wire contract of the controller's CSR endpoint: path, audience, request and answer bodies, refusal codes.
+import { CA_ERRORS } from "./error-codes.ts";
 
 export const CSR_PATH = "/v1/certificates";
 /** Audience of the projected service-account token an agent presents to the CA (and the config stream). */
@@ -22,17 +23,17 @@ export interface CsrResponse {
 
 /** Stable codes of every refusal; the answer body is `{ code, message }`. */
 export const CaRefusalCode = {
-  unauthenticated: "AMBIT_E_CA_UNAUTHENTICATED",
-  notAnAgent: "AMBIT_E_CA_NOT_AN_AGENT",
-  noNode: "AMBIT_E_CA_NO_NODE",
-  notOnNode: "AMBIT_E_CA_IDENTITY_NOT_ON_NODE",
-  trustDomain: "AMBIT_E_CA_TRUST_DOMAIN",
-  badRequest: "AMBIT_E_CA_BAD_REQUEST",
-  badCsr: "AMBIT_E_CA_BAD_CSR",
-  tooLarge: "AMBIT_E_CA_TOO_LARGE",
-  notFound: "AMBIT_E_CA_NOT_FOUND",
-  notReady: "AMBIT_E_CA_NOT_READY",
-  internal: "AMBIT_E_CA_INTERNAL",
+  unauthenticated: CA_ERRORS.code.unauthenticated,
+  notAnAgent: CA_ERRORS.code.notAnAgent,
+  noNode: CA_ERRORS.code.noNode,
+  notOnNode: CA_ERRORS.code.notOnNode,
+  trustDomain: CA_ERRORS.code.trustDomain,
+  badRequest: CA_ERRORS.code.badRequest,
+  badCsr: CA_ERRORS.code.badCsr,
+  tooLarge: CA_ERRORS.code.tooLarge,
+  notFound: CA_ERRORS.code.notFound,
+  notReady: CA_ERRORS.code.notReady,
+  internal: CA_ERRORS.code.internal,
 } as const;
 export type CaRefusalCode = (typeof CaRefusalCode)[keyof typeof CaRefusalCode];
 

@@ -1,5 +1,7 @@
 // SPIFFE IDs for every component: the one parser (the SPIFFE ID spec's syntax, then Ambit's workload form spiffe://<td>/ns/<ns>/sa/<sa>).
 import type { X509Certificate } from "node:crypto";
+import { AmbitError } from "./errors.ts";
+import { IDENTITY_ERRORS } from "./error-codes.ts";
 
 export const SPIFFE_SCHEME = "spiffe://";
 /** The spec's bound on a SPIFFE ID (URI) in bytes; every character the syntax admits is ASCII, so also in characters. */
@@ -20,10 +22,9 @@ export interface ParsedSpiffeId {
   segments: string[];
 }
 
-export class IdentityError extends Error {
-  readonly code = "AMBIT_E_IDENTITY_INVALID";
+export class IdentityError extends AmbitError<typeof IDENTITY_ERRORS.code.invalid> {
   constructor(message: string) {
-    super(message);
+    super(IDENTITY_ERRORS.code.invalid, message);
     this.name = "IdentityError";
   }
 }

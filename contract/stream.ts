@@ -1,5 +1,7 @@
 // Wire contract of the controller→agent configuration stream: NDJSON messages both ways over one HTTP/2 POST.
 import { StringDecoder } from "node:string_decoder";
+import { AmbitError, type CodeOf } from "./errors.ts";
+import { CONFIG_STREAM_ERRORS } from "./error-codes.ts";
 
 export const CONFIG_STREAM_PATH = "/v1/config/stream";
 export const NDJSON_CONTENT_TYPE = "application/x-ndjson";
@@ -33,29 +35,15 @@ export type ServerMessage =
   | { kind: "ping" };
 
 /** Stable codes for every way the stream can fail; the error body of a non-200 answer is `{ code, message }`. */
-export const ConfigStreamErrorCode = {
-  protocol: "AMBIT_E_CONFIG_STREAM_PROTOCOL",
-  unauthenticated: "AMBIT_E_CONFIG_STREAM_UNAUTHENTICATED",
-  forbidden: "AMBIT_E_CONFIG_STREAM_FORBIDDEN",
-  helloTimeout: "AMBIT_E_CONFIG_STREAM_HELLO_TIMEOUT",
-  notFound: "AMBIT_E_CONFIG_STREAM_NOT_FOUND",
-  connect: "AMBIT_E_CONFIG_STREAM_CONNECT",
-  rejected: "AMBIT_E_CONFIG_STREAM_REJECTED",
-  closed: "AMBIT_E_CONFIG_STREAM_CLOSED",
-  idle: "AMBIT_E_CONFIG_STREAM_IDLE",
-  outOfOrder: "AMBIT_E_CONFIG_STREAM_OUT_OF_ORDER",
-  updateFailed: "AMBIT_E_CONFIG_STREAM_UPDATE_FAILED",
-} as const;
-export type ConfigStreamErrorCode = (typeof ConfigStreamErrorCode)[keyof typeof ConfigStreamErrorCode];
+export const ConfigStreamErrorCode = CONFIG_STREAM_ERRORS.code;
+export type ConfigStreamErrorCode = CodeOf<typeof CONFIG_STREAM_ERRORS>;
 
-export class ConfigStreamError extends Error {
-  readonly code: ConfigStreamErrorCode;
+export class ConfigStreamError extends AmbitError<ConfigStreamErrorCode> {
   /** The HTTP status the server answered, when the error is a refusal. */
   readonly status: number | undefined;
   constructor(code: ConfigStreamErrorCode, message: string, options: { status?: number; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(code, message, options);
     this.name = "ConfigStreamError";
-    this.code = code;
     this.status = options.status;
   }
 }

@@ -1,4 +1,6 @@
 // Every configuration knob of the controller, read from the environment once, with defaults and validation.
+import { AmbitError } from "../contract/errors.ts";
+import { CONFIG_ERRORS } from "../contract/error-codes.ts";
 
 /** Ports (Istio's istiod numbers where one exists). */
 export const CONTROLLER_PORTS = {
@@ -47,10 +49,9 @@ export interface ControllerConfig {
   ports: { configStream: number; ca: number; monitoring: number };
 }
 
-export class ControllerConfigError extends Error {
-  readonly code = "AMBIT_E_CONFIG";
+export class ControllerConfigError extends AmbitError<typeof CONFIG_ERRORS.code.invalid> {
   constructor(message: string) {
-    super(message);
+    super(CONFIG_ERRORS.code.invalid, message);
     this.name = "ControllerConfigError";
   }
 }

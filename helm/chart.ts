@@ -4,6 +4,8 @@ import path from "node:path";
 import { parse, parseAllDocuments } from "yaml";
 import { type ChartFiles, type RenderOptions, renderChart } from "./engine.ts";
 import { ValuesError } from "./schema.ts";
+import { AmbitError } from "../contract/errors.ts";
+import { CHART_ERRORS } from "../contract/error-codes.ts";
 
 export interface KubeManifest {
   apiVersion: string;
@@ -35,9 +37,7 @@ export async function loadChart(dir: string): Promise<ChartFiles> {
   // Helm leaves out what .helmignore names (from .Files and from the package); without that here, .Files would
   // differ from Helm's in silence.
   if (all[".helmignore"])
-    throw Object.assign(new Error(`${metadata.name}/.helmignore: not supported by this renderer; .Files would hold files Helm ignores`), {
-      code: "AMBIT_E_CHART_UNSUPPORTED",
-    });
+    throw new AmbitError(CHART_ERRORS.code.unsupported, `${metadata.name}/.helmignore: not supported by this renderer; .Files would hold files Helm ignores`);
   const schemaBytes = all["values.schema.json"];
   let schema: unknown;
   if (schemaBytes) {

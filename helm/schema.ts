@@ -1,19 +1,21 @@
 // A chart's values.schema.json checked against the merged values before rendering, as `helm install/template` do.
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { isMap } from "./template/index.ts";
+import { AmbitError } from "../contract/errors.ts";
+import type { CHART_ERRORS } from "../contract/error-codes.ts";
 
 /**
  * AMBIT_E_VALUES_INVALID: the values break the chart's schema (the user's mistake: a key, a type, a range).
  * AMBIT_E_VALUES_SCHEMA: the schema itself cannot be used (the chart's mistake).
  */
-export class ValuesError extends Error {
-  readonly code: "AMBIT_E_VALUES_INVALID" | "AMBIT_E_VALUES_SCHEMA";
+type ValuesErrorCode = (typeof CHART_ERRORS.code)["valuesInvalid" | "valuesSchema"];
+
+export class ValuesError extends AmbitError<ValuesErrorCode> {
   /** Each violation: the key path as `--set` spells it (`agent.image.pullPolicy`) and what is wrong there. */
   readonly problems: ReadonlyArray<{ path: string; message: string }>;
-  constructor(code: "AMBIT_E_VALUES_INVALID" | "AMBIT_E_VALUES_SCHEMA", message: string, problems: ReadonlyArray<{ path: string; message: string }> = []) {
-    super(message);
+  constructor(code: ValuesErrorCode, message: string, problems: ReadonlyArray<{ path: string; message: string }> = []) {
+    super(code, message);
     this.name = "ValuesError";
-    this.code = code;
     this.problems = problems;
   }
 }

@@ -1,6 +1,8 @@
 // Runs host commands (ip, iptables-restore, CNI plugins) as plain child processes, optionally inside a network namespace.
 import path from "node:path";
 import { execa } from "execa";
+import { AmbitError } from "../contract/errors.ts";
+import { SANDBOX_ERRORS } from "../contract/error-codes.ts";
 
 /** Where `ip netns add` mounts named network namespaces. */
 export const NETNS_DIR = "/run/netns";
@@ -28,8 +30,7 @@ export interface RunResult {
 }
 
 /** A command that could not be started, exited non-zero, or timed out. */
-export class SandboxCommandError extends Error {
-  readonly code = "AMBIT_E_SANDBOX_COMMAND";
+export class SandboxCommandError extends AmbitError<typeof SANDBOX_ERRORS.code.command> {
   readonly command: string;
   readonly exitCode: number | undefined;
   readonly stdout: string;
@@ -37,7 +38,7 @@ export class SandboxCommandError extends Error {
 
   constructor(command: string, exitCode: number | undefined, stdout: string, stderr: string, reason: string) {
     const detail = stderr.trim() || stdout.trim() || reason;
-    super(`command failed (${exitCode === undefined ? reason : `exit ${exitCode}`}): ${command}${detail ? `: ${detail}` : ""}`);
+    super(SANDBOX_ERRORS.code.command, `command failed (${exitCode === undefined ? reason : `exit ${exitCode}`}): ${command}${detail ? `: ${detail}` : ""}`);
     this.name = "SandboxCommandError";
     this.command = command;
     this.exitCode = exitCode;

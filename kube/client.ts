@@ -1,6 +1,8 @@
 // Minimal typed Kubernetes client (agent, controller, sandbox controllers): JSON requests authenticated from a KubeConfig.
 import https from "node:https";
 import { KubeConfig } from "@kubernetes/client-node";
+import { AmbitError } from "../contract/errors.ts";
+import { KUBE_ERRORS } from "../contract/error-codes.ts";
 
 export interface KubeObject {
   apiVersion: string;
@@ -27,12 +29,11 @@ export interface KubeObject {
 }
 
 /** An API answer other than 2xx; `status` is the HTTP code and `reason` the Kubernetes Status reason. */
-export class KubeRequestError extends Error {
-  readonly code = "AMBIT_E_KUBE_REQUEST";
+export class KubeRequestError extends AmbitError<typeof KUBE_ERRORS.code.request> {
   readonly status: number;
   readonly reason: string;
   constructor(status: number, reason: string, message: string) {
-    super(message);
+    super(KUBE_ERRORS.code.request, message);
     this.name = "KubeRequestError";
     this.status = status;
     this.reason = reason;

@@ -1,4 +1,6 @@
 // Minimal DER (ASN.1) writer and reader: exactly what workload certificates and PKCS#10 CSRs need, no more.
+import { AmbitError } from "../contract/errors.ts";
+import { PKI_ERRORS } from "../contract/error-codes.ts";
 
 /** A tag-length-value with its own bytes and, for constructed types, its content range. */
 export interface Tlv {
@@ -8,10 +10,9 @@ export interface Tlv {
   content: Buffer;
 }
 
-export class DerError extends Error {
-  readonly code = "AMBIT_E_DER";
+export class DerError extends AmbitError<typeof PKI_ERRORS.code.der> {
   constructor(message: string) {
-    super(message);
+    super(PKI_ERRORS.code.der, message);
     this.name = "DerError";
   }
 }

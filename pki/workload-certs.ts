@@ -20,6 +20,8 @@ import {
   tlv,
   unsignedInteger,
 } from "./der.ts";
+import { AmbitError } from "../contract/errors.ts";
+import { PKI_ERRORS } from "../contract/error-codes.ts";
 
 const OID = {
   ecPublicKey: "1.2.840.10045.2.1",
@@ -43,20 +45,19 @@ const URI_TAG = TAG.contextPrimitive(6);
 const DNS_TAG = TAG.contextPrimitive(2);
 const IP_TAG = TAG.contextPrimitive(7);
 
-export class CsrError extends Error {
-  readonly code: string;
-  constructor(code: "AMBIT_E_CSR_MALFORMED" | "AMBIT_E_CSR_KEY" | "AMBIT_E_CSR_SIGNATURE" | "AMBIT_E_CSR_SAN", message: string) {
-    super(message);
+type CsrErrorCode = (typeof PKI_ERRORS.code)["csrMalformed" | "csrKey" | "csrSignature" | "csrSan"];
+
+export class CsrError extends AmbitError<CsrErrorCode> {
+  constructor(code: CsrErrorCode, message: string) {
+    super(code, message);
     this.name = "CsrError";
-    this.code = code;
   }
 }
 
 /** A leaf request the certificate could not honestly carry (no name at all, or a SAN that is not what its type says). */
-export class LeafError extends Error {
-  readonly code = "AMBIT_E_LEAF_REQUEST";
+export class LeafError extends AmbitError<typeof PKI_ERRORS.code.leafRequest> {
   constructor(message: string) {
-    super(message);
+    super(PKI_ERRORS.code.leafRequest, message);
     this.name = "LeafError";
   }
 }

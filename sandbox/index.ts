@@ -19,18 +19,19 @@ import { releaseSharedMounts } from "./shared-mounts.ts";
 import { unmountAllUnder } from "./kubelet/netns-dir.ts";
 import { podCommand, readLaunchSpec } from "./kubelet/launcher.ts";
 import type { ProgressMessage } from "./supervisor/progress.ts";
+import { AmbitError } from "../contract/errors.ts";
+import type { AmbitErrorCode } from "../contract/error-codes.ts";
 
 export { loadSandboxConfig, PrerequisiteError };
 export type { SandboxConfig };
 
 export const DEMO_MANIFESTS = path.join(REPO_ROOT, "demo", "manifests");
 
-export class SandboxError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
+/** `ambit dev` failures; a supervisor's failure keeps the code of the error that stopped it. */
+export class SandboxError extends AmbitError<AmbitErrorCode> {
+  constructor(code: AmbitErrorCode, message: string) {
+    super(code, message);
     this.name = "SandboxError";
-    this.code = code;
   }
 }
 
@@ -167,7 +168,8 @@ function startSupervisor(cfg: SandboxConfig, out: Output): Promise<void> {
         settled = true;
         reject(
           new SandboxError(
-            msg.code ?? "AMBIT_E_SANDBOX_START",
+            // The supervisor forwards its failure's code as it was (usually an AMBIT_E_* one; a Node errno code passes too).
+            (msg.code as AmbitErrorCode | undefined) ?? "AMBIT_E_SANDBOX_START",
             `sandbox failed to start: ${msg.error} (details in ${paths.supervisorLog}; it has cleaned up after itself)`,
           ),
         );

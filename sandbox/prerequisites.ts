@@ -4,11 +4,12 @@ import net from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import type { SandboxConfig } from "./config.ts";
+import { AmbitError } from "../contract/errors.ts";
+import { SANDBOX_ERRORS } from "../contract/error-codes.ts";
 
-export class PrerequisiteError extends Error {
-  readonly code = "AMBIT_E_SANDBOX_PREREQ";
+export class PrerequisiteError extends AmbitError<typeof SANDBOX_ERRORS.code.prereq> {
   constructor(message: string) {
-    super(message);
+    super(SANDBOX_ERRORS.code.prereq, message);
     this.name = "PrerequisiteError";
   }
 }

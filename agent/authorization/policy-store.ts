@@ -22,11 +22,12 @@ import {
   preparePorts,
   prepareRule,
 } from "./match.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import { AGENT_ERRORS } from "../../contract/error-codes.ts";
 
-export class PolicyError extends Error {
-  readonly code = "AMBIT_E_POLICY_INVALID";
+export class PolicyError extends AmbitError<typeof AGENT_ERRORS.code.policyInvalid> {
   constructor(message: string) {
-    super(message);
+    super(AGENT_ERRORS.code.policyInvalid, message);
     this.name = "PolicyError";
   }
 }

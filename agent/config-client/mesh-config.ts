@@ -2,6 +2,8 @@
 import net from "node:net";
 import { type PodNetwork, RESOURCE_TYPES, type ServiceSpec, type TrustBundle, type Workload } from "../../contract/mesh.ts";
 import type { Resource } from "../../contract/stream.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import { AGENT_ERRORS } from "../../contract/error-codes.ts";
 
 /** What one config version holds for this node. Policies stay raw here: the policy store validates them. */
 export interface MeshConfig {
@@ -14,10 +16,9 @@ export interface MeshConfig {
   network: PodNetwork;
 }
 
-export class MeshConfigError extends Error {
-  readonly code = "AMBIT_E_CONFIG_INVALID";
+export class MeshConfigError extends AmbitError<typeof AGENT_ERRORS.code.configInvalid> {
   constructor(message: string) {
-    super(message);
+    super(AGENT_ERRORS.code.configInvalid, message);
     this.name = "MeshConfigError";
   }
 }

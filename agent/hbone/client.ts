@@ -9,18 +9,18 @@ import type { HboneConnectionInfo } from "../../contract/agent-admin.ts";
 import type { RelayCounts } from "../relay/index.ts";
 import { HBONE_SETTINGS } from "./protocol.ts";
 import { TrackedConnection, type TrackedStream } from "./tracking.ts";
+import { AmbitError, type CodeOf } from "../../contract/errors.ts";
+import type { HBONE_ERRORS } from "../../contract/error-codes.ts";
 
-export class HboneError extends Error {
-  readonly code: string;
+export class HboneError extends AmbitError<CodeOf<typeof HBONE_ERRORS>> {
   readonly status: number | undefined;
   /** The peer never processed the request (connection going away): sending it again is safe. */
   readonly retryable: boolean;
   /** Nothing listens on the HBONE port (the TCP connect was refused): the destination is not captured. */
   readonly connectRefused: boolean;
-  constructor(code: string, message: string, status?: number, retryable = false, connectRefused = false) {
-    super(message);
+  constructor(code: CodeOf<typeof HBONE_ERRORS>, message: string, status?: number, retryable = false, connectRefused = false) {
+    super(code, message);
     this.name = "HboneError";
-    this.code = code;
     this.status = status;
     this.retryable = retryable;
     this.connectRefused = connectRefused;

@@ -4,6 +4,8 @@ import type { Logger } from "pino";
 import type { CertificateChainEntry, CertificateSummary } from "../../contract/agent-admin.ts";
 import { type SpiffeId, formatSpiffeId } from "../../contract/spiffe.ts";
 import type { Credentials } from "./index.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import { AGENT_ERRORS } from "../../contract/error-codes.ts";
 
 export interface IssuedCertificate extends Credentials {
   identity: string;
@@ -136,7 +138,7 @@ export class CertificateManager {
 
   credentialsFor(id: SpiffeId): Credentials {
     const cert = this.#certs.get(formatSpiffeId(id));
-    if (!cert) throw Object.assign(new Error(`no certificate held for ${formatSpiffeId(id)}`), { code: "AMBIT_E_IDENTITY_MISSING" });
+    if (!cert) throw new AmbitError(AGENT_ERRORS.code.identityMissing, `no certificate held for ${formatSpiffeId(id)}`);
     return cert;
   }
 

@@ -5,6 +5,8 @@ import { CSR_PATH, type CaErrorBody, type CsrResponse } from "../../contract/cer
 import { buildCsr, derToPem, generateP256 } from "../../pki/index.ts";
 import type { CertificateIssuer, IssuedCertificate } from "./certificates.ts";
 import { type SpiffeId, formatSpiffeId } from "../../contract/spiffe.ts";
+import { AmbitError, type CodeOf } from "../../contract/errors.ts";
+import type { CA_ERRORS } from "../../contract/error-codes.ts";
 
 export interface ControllerCaOptions {
   /** host:port of the CSR endpoint. */
@@ -19,13 +21,12 @@ export interface ControllerCaOptions {
   timeoutMs?: number;
 }
 
-export class CaRequestError extends Error {
-  readonly code: string;
+/** A certificate the agent could not get: its own failures, or the CA's refusal with the CA's code. */
+export class CaRequestError extends AmbitError<CodeOf<typeof CA_ERRORS>> {
   readonly status: number | undefined;
-  constructor(code: string, message: string, status?: number) {
-    super(message);
+  constructor(code: CodeOf<typeof CA_ERRORS>, message: string, status?: number) {
+    super(code, message);
     this.name = "CaRequestError";
-    this.code = code;
     this.status = status;
   }
 }

@@ -1,6 +1,8 @@
 // Typed access to the agent's native addon: listeners inside pod netns, original destinations, marked sockets.
 import net from "node:net";
 import { createRequire } from "node:module";
+import { AmbitError, type CodeOf } from "../../contract/errors.ts";
+import type { NATIVE_ERRORS } from "../../contract/error-codes.ts";
 
 interface Binding {
   listenInNetns(netnsPath: string, host: string, port: number, reusePort: boolean, transparent: boolean, backlog: number): number;
@@ -10,14 +12,13 @@ interface Binding {
   releaseFreeMemory(): boolean;
 }
 
-export class NativeNetError extends Error {
-  readonly code: string;
+/** The addon's failures; the C side throws the same AMBIT_E_NATIVE_* codes (agent/native/src/ambit_net.c). */
+export class NativeNetError extends AmbitError<CodeOf<typeof NATIVE_ERRORS>> {
   readonly errno: number | undefined;
   readonly syscall: string | undefined;
-  constructor(code: string, message: string, errno?: number, syscall?: string) {
-    super(message);
+  constructor(code: CodeOf<typeof NATIVE_ERRORS>, message: string, errno?: number, syscall?: string) {
+    super(code, message);
     this.name = "NativeNetError";
-    this.code = code;
     this.errno = errno;
     this.syscall = syscall;
   }
@@ -44,7 +45,7 @@ function call<T>(fn: (b: Binding) => T): T {
   try {
     return fn(b);
   } catch (err) {
-    const e = err as Error & { code?: string; errno?: number; syscall?: string };
+    const e = err as Error & { code?: CodeOf<typeof NATIVE_ERRORS>; errno?: number; syscall?: string };
     throw new NativeNetError(e.code ?? "AMBIT_E_NATIVE_SOCKET", e.message, e.errno, e.syscall);
   }
 }

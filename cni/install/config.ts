@@ -1,6 +1,8 @@
 // Every knob of the CNI installer, read from the environment once, every problem reported together.
 import path from "node:path";
 import { type InClusterCredentials, PLUGIN_KUBECONFIG_FILE, inClusterCredentials } from "./plugin-kubeconfig.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import { CONFIG_ERRORS } from "../../contract/error-codes.ts";
 
 export interface InstallerConfig {
   /**
@@ -36,10 +38,9 @@ export interface InstallerConfig {
   logLevel: string;
 }
 
-export class InstallerConfigError extends Error {
-  readonly code = "AMBIT_E_CONFIG";
+export class InstallerConfigError extends AmbitError<typeof CONFIG_ERRORS.code.invalid> {
   constructor(message: string) {
-    super(message);
+    super(CONFIG_ERRORS.code.invalid, message);
     this.name = "InstallerConfigError";
   }
 }

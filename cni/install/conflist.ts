@@ -1,10 +1,11 @@
 // Chaining Ambit into a node's primary CNI network configuration, and taking it out again, as pure text transforms.
 import { PLUGIN_TYPE } from "../plugin.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import { CNI_ERRORS } from "../../contract/error-codes.ts";
 
-export class CniConfigError extends Error {
-  readonly code = "AMBIT_E_CNI_CONFIG";
+export class CniConfigError extends AmbitError<typeof CNI_ERRORS.code.config> {
   constructor(message: string) {
-    super(message);
+    super(CNI_ERRORS.code.config, message);
     this.name = "CniConfigError";
   }
 }

@@ -3,6 +3,8 @@ import { type KeyObject, X509Certificate, createPrivateKey, createPublicKey } fr
 import type { Logger } from "pino";
 import { type KubeClient, isConflict, isNotFound, pathFor } from "../../kube/client.ts";
 import { type IssuerInfo, createSelfSignedCa, derToPem, generateP256, issuerInfo, pemToDer, signLeaf } from "../../pki/index.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import type { CA_ERRORS } from "../../contract/error-codes.ts";
 
 /** Secret the controller keeps its own root in (created once, by the leader). */
 export const CA_SECRET = "ambit-ca";
@@ -10,12 +12,12 @@ export const CA_SECRET = "ambit-ca";
 export const PLUGIN_CA_SECRET = "cacerts";
 const ROOT_TTL_SECONDS = 10 * 365 * 24 * 3600;
 
-export class CaError extends Error {
-  readonly code: string;
-  constructor(code: "AMBIT_E_CA_PLUGIN" | "AMBIT_E_CA_SECRET" | "AMBIT_E_CA_NOT_READY", message: string) {
-    super(message);
+type CaErrorCode = (typeof CA_ERRORS.code)["plugin" | "secret" | "notReady"];
+
+export class CaError extends AmbitError<CaErrorCode> {
+  constructor(code: CaErrorCode, message: string) {
+    super(code, message);
     this.name = "CaError";
-    this.code = code;
   }
 }
 

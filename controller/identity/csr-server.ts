@@ -9,6 +9,7 @@ import { IdentityError, type SpiffeId, parseSpiffeId } from "../../contract/spif
 import { CsrError, DerError, parseCsr, pemToDer } from "../../pki/index.ts";
 import type { AgentAuthenticator } from "./agent-auth.ts";
 import type { MeshCa } from "./authority.ts";
+import { AmbitError } from "../../contract/errors.ts";
 
 export interface CsrServerOptions {
   ca: MeshCa;
@@ -23,13 +24,11 @@ export interface CsrServerOptions {
   registry: Registry;
 }
 
-class Refusal extends Error {
+class Refusal extends AmbitError<CaRefusalCode> {
   readonly status: number;
-  readonly code: CaRefusalCode;
   constructor(status: number, code: CaRefusalCode, message: string) {
-    super(message);
+    super(code, message);
     this.status = status;
-    this.code = code;
   }
 }
 

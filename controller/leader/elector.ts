@@ -6,19 +6,18 @@ import type { Logger } from "pino";
 import { Gauge, type Registry } from "prom-client";
 import { type KubeClient, type KubeObject, isConflict, isNotFound, pathFor } from "../../kube/client.ts";
 import { LEASE_API_VERSION, type LeaseRecord, microTime, readRecord, recordKey } from "./record.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import type { CONTROLLER_ERRORS } from "../../contract/error-codes.ts";
 
 /** The part of KubeClient the elector uses; a narrow type so tests can put a fault-injecting wrapper in front. */
 export type LeaseClient = Pick<KubeClient, "request">;
 
-export type LeaderElectionErrorCode =
-  "AMBIT_E_LEADER_CONFIG" | "AMBIT_E_LEADER_LEASE" | "AMBIT_E_LEADER_TIMEOUT" | "AMBIT_E_LEADER_RELEASE" | "AMBIT_E_LEADER_CALLBACK";
+export type LeaderElectionErrorCode = (typeof CONTROLLER_ERRORS.code)["leaderConfig" | "leaderLease" | "leaderTimeout" | "leaderRelease" | "leaderCallback"];
 
-export class LeaderElectionError extends Error {
-  readonly code: LeaderElectionErrorCode;
+export class LeaderElectionError extends AmbitError<LeaderElectionErrorCode> {
   constructor(code: LeaderElectionErrorCode, message: string) {
-    super(message);
+    super(code, message);
     this.name = "LeaderElectionError";
-    this.code = code;
   }
 }
 

@@ -1,11 +1,13 @@
 // Go text/template syntax, parsed into a tree: text, actions with trim markers, pipelines, control structures, defines.
+import { AmbitError } from "../../contract/errors.ts";
+import type { CHART_ERRORS } from "../../contract/error-codes.ts";
 
-export class TemplateError extends Error {
-  readonly code: "AMBIT_E_TEMPLATE_PARSE" | "AMBIT_E_TEMPLATE_EXEC";
-  constructor(code: "AMBIT_E_TEMPLATE_PARSE" | "AMBIT_E_TEMPLATE_EXEC", message: string) {
-    super(message);
+type TemplateErrorCode = (typeof CHART_ERRORS.code)["templateParse" | "templateExec"];
+
+export class TemplateError extends AmbitError<TemplateErrorCode> {
+  constructor(code: TemplateErrorCode, message: string) {
+    super(code, message);
     this.name = "TemplateError";
-    this.code = code;
   }
 }
 

@@ -1,6 +1,8 @@
 // Bound service-account tokens as Kubernetes issues them (TokenRequest) and checks them (TokenReview): ES256 JWTs.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, verify } from "node:crypto";
 import type { KeyObject } from "node:crypto";
+import { AmbitError } from "../../contract/errors.ts";
+import type { SANDBOX_ERRORS } from "../../contract/error-codes.ts";
 
 /** The API server's own audience, and the default issuer: what a TokenReview without audiences checks against. */
 export const API_SERVER_AUDIENCE = "https://kubernetes.default.svc.cluster.local";
@@ -37,12 +39,10 @@ export interface VerifiedToken {
 
 export type TokenVerification = { ok: true; token: VerifiedToken } | { ok: false; reason: string };
 
-export class TokenSignerError extends Error {
-  readonly code: string;
-  constructor(code: "AMBIT_E_TOKEN_KEY" | "AMBIT_E_TOKEN_CLAIMS", message: string) {
-    super(message);
+export class TokenSignerError extends AmbitError<typeof SANDBOX_ERRORS.code.tokenKey | typeof SANDBOX_ERRORS.code.tokenClaims> {
+  constructor(code: typeof SANDBOX_ERRORS.code.tokenKey | typeof SANDBOX_ERRORS.code.tokenClaims, message: string) {
+    super(code, message);
     this.name = "TokenSignerError";
-    this.code = code;
   }
 }
 

@@ -1,4 +1,6 @@
 // Shared shapes of the sandbox API server: stored objects and the error that becomes a metav1.Status answer.
+import { AmbitError, type CodeOf } from "../../contract/errors.ts";
+import { API_ERRORS, type ApiReason } from "../../contract/error-codes.ts";
 
 export interface OwnerReference {
   apiVersion: string;
@@ -51,26 +53,19 @@ export interface StatusDetails {
   causes?: StatusCause[];
 }
 
-/** "NotFound" -> "NOT_FOUND", so every Status reason gets its own stable error code. */
-function upperSnake(reason: string): string {
-  return reason.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase();
-}
-
-/** Error carrying the HTTP status and Kubernetes Status reason the server should answer with. */
-export class ApiError extends Error {
-  readonly code: string;
+/** Error carrying the HTTP status and Kubernetes Status reason the server should answer with; each reason has its own code. */
+export class ApiError extends AmbitError<CodeOf<typeof API_ERRORS>> {
   readonly httpStatus: number;
   /** Kubernetes Status reason, e.g. "NotFound", "Conflict", "Invalid". */
-  readonly reason: string;
+  readonly reason: ApiReason;
   readonly details: StatusDetails | undefined;
 
-  constructor(httpStatus: number, reason: string, message: string, details?: StatusDetails) {
-    super(message);
+  constructor(httpStatus: number, reason: ApiReason, message: string, details?: StatusDetails) {
+    super(API_ERRORS.code[reason], message);
     this.name = "ApiError";
     this.httpStatus = httpStatus;
     this.reason = reason;
     this.details = details;
-    this.code = `AMBIT_E_API_${upperSnake(reason)}`;
   }
 }
 

@@ -1,6 +1,8 @@
 // Container environment as Kubernetes builds it: service links, downward API, ConfigMap/Secret refs, $(VAR) expansion.
 import path from "node:path";
 import type { KubeObject } from "../../kube/client.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import { SANDBOX_ERRORS } from "../../contract/error-codes.ts";
 
 export interface EnvSources {
   /** Services of the pod's namespace (for service links) and the `kubernetes` service in `default`. */
@@ -10,10 +12,9 @@ export interface EnvSources {
   secret(namespace: string, name: string): Promise<KubeObject | undefined>;
 }
 
-export class EnvResolutionError extends Error {
-  readonly code = "AMBIT_E_SANDBOX_ENV";
+export class EnvResolutionError extends AmbitError<typeof SANDBOX_ERRORS.code.env> {
   constructor(message: string) {
-    super(message);
+    super(SANDBOX_ERRORS.code.env, message);
     this.name = "EnvResolutionError";
   }
 }

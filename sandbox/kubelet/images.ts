@@ -1,6 +1,8 @@
 // The sandbox's "images": names a Pod may use in `image:` and the local program each one runs.
 import path from "node:path";
 import { REPO_ROOT } from "../config.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import { SANDBOX_ERRORS } from "../../contract/error-codes.ts";
 
 /**
  * No container engine runs here, so the kubelet maps image names to programs of this checkout or of the
@@ -32,10 +34,10 @@ const IMAGES: Record<string, { entrypoint: string[]; description: string; env?: 
   },
 };
 
-export class UnknownImageError extends Error {
-  readonly code = "AMBIT_E_SANDBOX_IMAGE";
+export class UnknownImageError extends AmbitError<typeof SANDBOX_ERRORS.code.image> {
   constructor(image: string) {
     super(
+      SANDBOX_ERRORS.code.image,
       `image "${image}" is not available in the sandbox; use one of ${Object.keys(IMAGES).join(", ")} ` +
         `or set the container's command to a program installed on this machine`,
     );

@@ -3,6 +3,8 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import type { KubeObject } from "../../kube/client.ts";
 import { fieldRef } from "./env.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import { SANDBOX_ERRORS } from "../../contract/error-codes.ts";
 
 export interface VolumeMount {
   source: string;
@@ -10,10 +12,9 @@ export interface VolumeMount {
   readOnly: boolean;
 }
 
-export class VolumeError extends Error {
-  readonly code = "AMBIT_E_SANDBOX_VOLUME";
+export class VolumeError extends AmbitError<typeof SANDBOX_ERRORS.code.volume> {
   constructor(message: string) {
-    super(message);
+    super(SANDBOX_ERRORS.code.volume, message);
     this.name = "VolumeError";
   }
 }

@@ -2,6 +2,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { SandboxCommandError, run } from "../../host/exec.ts";
+import { AmbitError } from "../../contract/errors.ts";
+import { SANDBOX_ERRORS } from "../../contract/error-codes.ts";
 
 /** One entry of a conflist's `plugins`: `type` names the binary, the rest is the plugin's own config. */
 export interface CniPluginConfig {
@@ -49,14 +51,13 @@ const HOST_VIEW_SHELL = 'while [ "$1" != "--" ]; do mount --rbind "$1" "$2"; shi
 export type CniResult = Record<string, unknown>;
 
 /** A CNI operation failed; `cniCode`/`details` come from the plugin's error JSON when it printed one. */
-export class CniError extends Error {
-  readonly code = "AMBIT_E_CNI";
+export class CniError extends AmbitError<typeof SANDBOX_ERRORS.code.cni> {
   readonly plugin: string;
   readonly cniCode: number | undefined;
   readonly details: string | undefined;
 
   constructor(plugin: string, message: string, opts: { cniCode?: number; details?: string; cause?: unknown } = {}) {
-    super(`CNI plugin "${plugin}": ${message}`, { cause: opts.cause });
+    super(SANDBOX_ERRORS.code.cni, `CNI plugin "${plugin}": ${message}`, { cause: opts.cause });
     this.name = "CniError";
     this.plugin = plugin;
     this.cniCode = opts.cniCode;
