@@ -81,6 +81,12 @@ export const DATAPLANE_ERRORS = errorDomain("dataplane", "Connections the agent 
     meaning: "The Service has no such port, or no ready endpoint pod for it.",
     action: "Check `kubectl get endpointslices -l kubernetes.io/service-name=<service>` and the pods' readiness.",
   },
+  noWaypoint: {
+    code: "AMBIT_E_NO_WAYPOINT",
+    meaning:
+      "The destination is bound to a waypoint (ambit.dev/use-waypoint) that does not exist or has no ready pod: the connection is refused rather than sent around it.",
+    action: "Create the waypoint Gateway (class ambit-waypoint) or fix its pods (`kubectl get gateway -n <ns>`), or remove the label (`none` opts out).",
+  },
   policyDenied: {
     code: "AMBIT_E_POLICY_DENIED",
     meaning: "The destination's AuthorizationPolicy or PeerAuthentication denied the connection (response_flags DENIED).",

@@ -27,13 +27,17 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 const isString = (v: unknown): v is string => typeof v === "string";
 const isPort = (v: unknown): v is number => Number.isInteger(v) && (v as number) > 0 && (v as number) < 65536;
 
+/** Absent, or a Gateway's namespace and name: a malformed one must refuse the version, not drop the binding (fail closed). */
+const isWaypointRef = (v: unknown): boolean => v === undefined || (isObject(v) && isString(v.namespace) && isString(v.name) && v.name !== "");
+
 function checkWorkload(key: string, v: unknown): Workload {
   const ok =
     isObject(v) &&
     ["uid", "namespace", "name", "workloadName", "serviceAccount", "node", "ip"].every((f) => isString(v[f])) &&
     typeof v.captured === "boolean" &&
     isObject(v.labels) &&
-    Object.values(v.labels).every(isString);
+    Object.values(v.labels).every(isString) &&
+    isWaypointRef(v.waypoint);
   if (!ok) throw new MeshConfigError(`workload ${key} is malformed`);
   return v as unknown as Workload;
 }
@@ -44,6 +48,7 @@ function checkService(key: string, v: unknown): ServiceSpec {
     isString(v.namespace) &&
     isString(v.name) &&
     isString(v.clusterIP) &&
+    isWaypointRef(v.waypoint) &&
     Array.isArray(v.ports) &&
     v.ports.every(
       (p) =>

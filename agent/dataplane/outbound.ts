@@ -17,6 +17,7 @@ import { DATAPLANE_ERRORS } from "../../contract/error-codes.ts";
 /** The error code of a refusal the plan made (no connection was attempted). */
 const REFUSAL_CODES: Record<OutboundRefusal, CodeOf<typeof DATAPLANE_ERRORS>> = {
   no_endpoint: DATAPLANE_ERRORS.code.noEndpoint,
+  no_waypoint: DATAPLANE_ERRORS.code.noWaypoint,
   self_connect: DATAPLANE_ERRORS.code.selfConnect,
   agent_port: DATAPLANE_ERRORS.code.agentPort,
 };
@@ -102,6 +103,18 @@ export class OutboundPath {
       }
       case "hbone":
         return { upstream: await this.#openHbone(plan, plan.workload.ip, plan.port, plan.expectedIdentity), untrack: none };
+      case "waypoint":
+        // Addressed to what the client dialled; dialled at the waypoint pod, which must hold the waypoint's identity.
+        return {
+          upstream: await this.#pool.openStream({
+            source: plan.source.identity,
+            sourceAddress: plan.source.ip,
+            destination: { ip: plan.destination.ip, port: plan.destination.port },
+            dial: { host: plan.dial.ip, port: plan.dial.port },
+            expectedIdentity: plan.expectedIdentity,
+          }),
+          untrack: none,
+        };
       case "hbone-probe": {
         // No config names this address yet, but it is in the pod network: if an agent answers on its HBONE port
         // the pod is captured and the bytes go inside mTLS (any identity the trust bundle vouches for, as none

@@ -5,6 +5,8 @@ import { type SpiffeId, formatSpiffeId, sameIdentity } from "../identity/index.t
 import type { SourceAddressResult } from "../hbone/index.ts";
 import { peerAddressOnly } from "../hbone/index.ts";
 import { type Workload, type WorkloadIndex, resolveDestination } from "../state/index.ts";
+import { WAYPOINT_LISTENER, type WaypointRef, waypointIdentity, waypointKey } from "../../contract/waypoint.ts";
+import { parseSpiffeId } from "../../contract/spiffe.ts";
 
 /**
  * Ports the agent itself listens on inside every captured pod. Traffic to them is never mesh traffic: delivering
@@ -14,7 +16,7 @@ import { type Workload, type WorkloadIndex, resolveDestination } from "../state/
 export const AGENT_POD_PORTS: ReadonlySet<number> = new Set([PORTS.outbound, PORTS.inboundPlaintext, PORTS.hbone]);
 
 /** Why the agent refuses a connection before any policy runs (the `reason` label of `ambit_connections_refused_total`). */
-export type Refusal = "self_connect" | "agent_port" | "no_endpoint" | "source_address";
+export type Refusal = "self_connect" | "agent_port" | "no_endpoint" | "no_waypoint" | "source_address";
 
 /** How a connection crosses the network (Istio's `connection_security_policy`). */
 export type Security = "mutual_tls" | "none";
@@ -96,6 +98,11 @@ export type OutboundPlan = OutboundEnds &
         asDestination: ConnectionEnds;
         audit?: AuditMatch;
       }
+    /**
+     * Bound to a waypoint: a stream to a waypoint pod's HBONE port, addressed to what the client dialled (the Service
+     * VIP or pod IP and port, the destination's `ip`/`port`), so the waypoint routes it; the pod must be the waypoint.
+     */
+    | { route: "waypoint"; waypoint: WaypointRef; dial: { ip: string; port: number }; expectedIdentity: SpiffeId }
     /** A captured pod elsewhere: a stream on the pooled HBONE connection to its node's agent, which must be `expectedIdentity`. */
     | { route: "hbone"; workload: Workload; port: number; expectedIdentity: SpiffeId }
     /**
@@ -185,6 +192,7 @@ export function planOutbound(index: WorkloadIndex, facts: OutboundFacts): Outbou
       refusal: "no_endpoint",
       reason: `service ${dst.service.namespace}/${dst.service.name} has no ready endpoint for port ${dst.port}`,
     };
+  if (dst.kind === "waypoint") return planWaypoint(index, dst.waypoint, ends(dst.workload, undefined), trustDomain, facts.random);
   if (dst.kind === "passthrough") {
     if (facts.inPodNetwork(dst.ip)) return { ...ends(undefined, undefined), route: "hbone-probe", ip: dst.ip, port: dst.port };
     return { ...ends(undefined, "none"), route: "passthrough", ip: dst.ip, port: dst.port, reason: dst.reason };
@@ -222,6 +230,36 @@ export function planOutbound(index: WorkloadIndex, facts: OutboundFacts): Outbou
 }
 
 /**
+ * The waypoint route: one ready pod of the waypoint's Service, on its HBONE port. A waypoint that does not exist, or
+ * has no ready pod, refuses the connection (fail closed): the destination asked for L7 policy, and going around the
+ * waypoint would skip it.
+ */
+function planWaypoint(index: WorkloadIndex, waypoint: WaypointRef, ends: OutboundEnds, trustDomain: string, random: () => number = Math.random): OutboundPlan {
+  const name = waypointKey(waypoint);
+  const target = `${ends.destination.ip}:${ends.destination.port}`;
+  const service = index.serviceByName(waypoint.namespace, waypoint.name);
+  if (!service)
+    return { ...ends, route: "refuse", refusal: "no_waypoint", reason: `${target} is bound to waypoint ${name}, which does not exist (no Service ${name})` };
+  const ready = (service.ports.get(WAYPOINT_LISTENER.port) ?? []).filter((e) => e.ready);
+  if (ready.length === 0)
+    return {
+      ...ends,
+      route: "refuse",
+      refusal: "no_waypoint",
+      reason: `${target} is bound to waypoint ${name}, which has no ready pod on port ${WAYPOINT_LISTENER.port}`,
+    };
+  const pick = ready[Math.floor(random() * ready.length)]!;
+  return {
+    ...ends,
+    security: "mutual_tls",
+    route: "waypoint",
+    waypoint,
+    dial: { ip: pick.ip, port: pick.port },
+    expectedIdentity: parseSpiffeId(waypointIdentity(waypoint, trustDomain)),
+  };
+}
+
+/**
  * L4 policy of a local destination. An address neither the controller nor this agent knows as a workload is
  * refused (fail closed: its policy cannot be known); delivery itself only reaches pods whose netns the agent holds.
  */
@@ -231,6 +269,13 @@ export function decideInbound(
   attributes: Omit<InboundAttributes, "destination">,
 ): InboundVerdict {
   if (!workload) return { allowed: false, reason: `${attributes.destinationIp} is not a known workload, so its policy cannot be checked` };
+  // A pod bound to a waypoint takes traffic only from it: anything else would skip the L7 policy and routes it asked for.
+  const waypoint = workload.waypoint;
+  if (waypoint && !(attributes.source && attributes.source.namespace === waypoint.namespace && attributes.source.serviceAccount === waypoint.name))
+    return {
+      allowed: false,
+      reason: `${workload.namespace}/${workload.name} is bound to waypoint ${waypointKey(waypoint)} and accepts traffic only from it, not from ${attributes.source ? formatSpiffeId(attributes.source) : "a plaintext client"}`,
+    };
   if (!policy) return { allowed: true, reason: "no policy" };
   const full = { ...attributes, destination: workload };
   const { allowed, reason, audit } = policy.check(full);

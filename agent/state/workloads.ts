@@ -1,6 +1,7 @@
 // What the agent knows about workloads and services, indexed for the data path: pod by IP, service by ClusterIP:port.
 import net from "node:net";
 import type { ServiceEndpoint, ServiceSpec, Workload } from "../../contract/mesh.ts";
+import type { WaypointRef } from "../../contract/waypoint.ts";
 
 export type { ServiceEndpoint, Workload };
 
@@ -10,12 +11,16 @@ export interface ServiceEntry {
   clusterIP: string;
   /** Service port -> endpoints (target ports resolved by the EndpointSlices). */
   ports: Map<number, ServiceEndpoint[]>;
+  /** Traffic to the ClusterIP goes through this waypoint. */
+  waypoint?: WaypointRef;
 }
 
 /** Replaced wholesale from the controller's view of this node; lookups on the data path are map reads. */
 export class WorkloadIndex {
   #byIp = new Map<string, Workload>();
   #services = new Map<string, ServiceEntry>();
+  /** By namespace/name: a waypoint is found through its Service. */
+  #servicesByName = new Map<string, ServiceEntry>();
   #podNetwork = new net.BlockList();
   #podCidrs: string[] = [];
 
@@ -45,11 +50,21 @@ export class WorkloadIndex {
     const byIp = new Map<string, Workload>();
     for (const w of workloads) byIp.set(w.ip, w);
     const svcs = new Map<string, ServiceEntry>();
+    const byName = new Map<string, ServiceEntry>();
     for (const s of services) {
-      svcs.set(s.clusterIP, { namespace: s.namespace, name: s.name, clusterIP: s.clusterIP, ports: new Map(s.ports.map((p) => [p.port, p.endpoints])) });
+      const entry: ServiceEntry = {
+        namespace: s.namespace,
+        name: s.name,
+        clusterIP: s.clusterIP,
+        ports: new Map(s.ports.map((p) => [p.port, p.endpoints])),
+        ...(s.waypoint ? { waypoint: s.waypoint } : {}),
+      };
+      svcs.set(s.clusterIP, entry);
+      byName.set(`${s.namespace}/${s.name}`, entry);
     }
     this.#byIp = byIp;
     this.#services = svcs;
+    this.#servicesByName = byName;
   }
 
   workloadByIp(ip: string): Workload | undefined {
@@ -58,6 +73,10 @@ export class WorkloadIndex {
 
   serviceByIp(ip: string): ServiceEntry | undefined {
     return this.#services.get(ip);
+  }
+
+  serviceByName(namespace: string, name: string): ServiceEntry | undefined {
+    return this.#servicesByName.get(`${namespace}/${name}`);
   }
 
   get workloads(): Workload[] {
@@ -71,15 +90,19 @@ export class WorkloadIndex {
 
 export type Destination =
   | { kind: "workload"; workload: Workload; port: number; service?: ServiceEntry }
+  /** Bound to a waypoint: the connection goes there, addressed to what the client dialled (Service VIP or pod IP). */
+  | { kind: "waypoint"; waypoint: WaypointRef; port: number; service?: ServiceEntry; workload?: Workload }
   | { kind: "passthrough"; ip: string; port: number; reason: string }
   | { kind: "no-endpoint"; service: ServiceEntry; port: number };
 
 /**
- * Where an outbound connection to ip:port goes: a service ClusterIP picks one ready endpoint (random, as
- * kube-proxy does); a pod IP is that workload; anything else passes through untouched.
+ * Where an outbound connection to ip:port goes: a Service or pod bound to a waypoint goes to the waypoint; a service
+ * ClusterIP picks one ready endpoint (random, as kube-proxy does); a pod IP is that workload; anything else passes
+ * through untouched.
  */
 export function resolveDestination(index: WorkloadIndex, ip: string, port: number, random: () => number = Math.random): Destination {
   const service = index.serviceByIp(ip);
+  if (service?.waypoint) return { kind: "waypoint", waypoint: service.waypoint, port, service };
   if (service) {
     const ready = (service.ports.get(port) ?? []).filter((e) => e.ready);
     if (ready.length === 0) return { kind: "no-endpoint", service, port };
@@ -90,6 +113,7 @@ export function resolveDestination(index: WorkloadIndex, ip: string, port: numbe
     return { kind: "workload", workload, port: pick.port, service };
   }
   const workload = index.workloadByIp(ip);
+  if (workload?.waypoint) return { kind: "waypoint", waypoint: workload.waypoint, port, workload };
   if (workload) return { kind: "workload", workload, port };
   return { kind: "passthrough", ip, port, reason: "destination is outside the mesh" };
 }

@@ -377,3 +377,75 @@ describe("connection telemetry", () => {
     expect(lines[0]).toMatchObject({ status: 401, error: "deny", msg: "connection closed" });
   });
 });
+
+describe("waypoints in the plan", () => {
+  const WAYPOINT = { namespace: "demo", name: "waypoint" };
+  /** payments' Service is bound to the waypoint; `reviews` (a pod) is bound for workloads; the waypoint's pods as given. */
+  function boundIndex(waypointEndpoints: Array<{ ip: string; port: number; ready: boolean }> | undefined): WorkloadIndex {
+    const i = new WorkloadIndex();
+    i.replace(
+      [ORDERS, workload("payments", "10.244.2.3", "node-2"), { ...workload("reviews", "10.244.1.7", "node-1"), waypoint: WAYPOINT }],
+      [
+        {
+          namespace: "demo",
+          name: "payments",
+          clusterIP: "10.96.0.20",
+          ports: [{ port: 80, endpoints: [{ ip: "10.244.2.3", port: 8080, ready: true }] }],
+          waypoint: WAYPOINT,
+        },
+        ...(waypointEndpoints
+          ? [{ namespace: "demo", name: "waypoint", clusterIP: "10.96.0.30", ports: [{ port: 15008, endpoints: waypointEndpoints }] }]
+          : []),
+      ],
+    );
+    return i;
+  }
+
+  it("a Service bound to a ready waypoint: HBONE to a waypoint pod, addressed to the Service VIP:port, expecting the waypoint's identity", () => {
+    const plan = planOutbound(boundIndex([{ ip: "10.244.2.8", port: 15008, ready: true }]), facts("10.96.0.20", 80));
+    expect(plan).toMatchObject({
+      route: "waypoint",
+      waypoint: WAYPOINT,
+      dial: { ip: "10.244.2.8", port: 15008 },
+      destination: { ip: "10.96.0.20", port: 80 },
+      expectedIdentity: { trustDomain: TD, namespace: "demo", serviceAccount: "waypoint" },
+      security: "mutual_tls",
+    });
+  });
+
+  it("a pod bound for workloads, addressed by its IP (even on the same node), goes to the waypoint too", () => {
+    const plan = planOutbound(boundIndex([{ ip: "10.244.2.8", port: 15008, ready: true }]), facts("10.244.1.7", 9080, { isLocalPod: () => true }));
+    expect(plan).toMatchObject({ route: "waypoint", destination: { ip: "10.244.1.7", port: 9080 }, dial: { ip: "10.244.2.8" } });
+  });
+
+  it("a missing waypoint, or one with no ready pod, refuses the connection instead of going around it", () => {
+    expect(planOutbound(boundIndex(undefined), facts("10.96.0.20", 80))).toMatchObject({
+      route: "refuse",
+      refusal: "no_waypoint",
+      reason: "10.96.0.20:80 is bound to waypoint demo/waypoint, which does not exist (no Service demo/waypoint)",
+    });
+    expect(planOutbound(boundIndex([{ ip: "10.244.2.8", port: 15008, ready: false }]), facts("10.96.0.20", 80))).toMatchObject({
+      route: "refuse",
+      refusal: "no_waypoint",
+      reason: "10.96.0.20:80 is bound to waypoint demo/waypoint, which has no ready pod on port 15008",
+    });
+  });
+
+  it("a pod bound to a waypoint accepts mesh traffic only from the waypoint's identity, and no plaintext", () => {
+    const i = boundIndex([{ ip: "10.244.2.8", port: 15008, ready: true }]);
+    const inbound = (source: InboundFacts["source"]) =>
+      planInbound(i, {
+        ...(source ? { source } : {}),
+        sourceIp: "10.244.2.8",
+        destination: { ip: "10.244.1.7", port: 9080 },
+        workloadAt: (ip) => i.workloadByIp(ip),
+        trustDomain: TD,
+      });
+    expect(inbound({ trustDomain: TD, namespace: "demo", serviceAccount: "waypoint" })).toMatchObject({ route: "deliver" });
+    expect(inbound({ trustDomain: TD, namespace: "demo", serviceAccount: "orders" })).toMatchObject({
+      route: "deny",
+      reason: `demo/reviews is bound to waypoint demo/waypoint and accepts traffic only from it, not from ${spiffe("orders")}`,
+    });
+    expect(inbound(undefined)).toMatchObject({ route: "deny", reason: expect.stringContaining("not from a plaintext client") });
+  });
+});
