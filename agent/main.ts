@@ -2,7 +2,7 @@
 import { randomUUID } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { execa } from "execa";
+import { run } from "../host/exec.ts";
 import { KubeClient, pathFor } from "../kube/client.ts";
 import { ownerDaemonSetStays } from "../kube/owner.ts";
 import { inClusterConfig } from "../kube/credentials.ts";
@@ -309,7 +309,7 @@ async function raiseOpenFileLimit(): Promise<void> {
   const limits = await fs.readFile("/proc/self/limits", "utf8");
   const [, soft, hard] = /Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/.exec(limits) ?? [];
   if (!soft || !hard || soft === hard) return;
-  await execa("prlimit", ["--pid", String(process.pid), `--nofile=${hard}:${hard}`]).catch((err: Error) =>
+  await run("prlimit", ["--pid", String(process.pid), `--nofile=${hard}:${hard}`]).catch((err: Error) =>
     console.error(JSON.stringify({ level: 40, msg: "could not raise the open-file limit", soft, hard, err: err.message })),
   );
 }
