@@ -2,12 +2,12 @@
 import { randomUUID } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { execa } from "execa";
+import { run } from "../host/exec.ts";
 import { KubeClient, pathFor } from "../kube/client.ts";
 import { ownerDaemonSetStays } from "../kube/owner.ts";
 import { inClusterConfig } from "../kube/credentials.ts";
 import { startCniEventServer } from "../cni/index.ts";
-import { startAdminServers } from "./admin/index.ts";
+import { releaseUnusedMemory, startAdminServers } from "./admin/index.ts";
 import { PORTS, loadAgentConfig } from "./config.ts";
 import { Dataplane } from "./dataplane/index.ts";
 import { EnrollmentController, type CaptureDriver, type PodRef } from "./enrollment/index.ts";
@@ -214,6 +214,22 @@ async function markReady(file: string): Promise<void> {
   await fs.writeFile(file, `${process.pid}\n`);
   // From process start, module loading included: what a node with many pods waits after an agent restart.
   log.info({ capturedPods: inpod.capturedPods, startupMs: Math.round(process.uptime() * 1000) }, "agent ready");
+  setTimeout(releaseStartupMemory, RELEASE_AFTER_READY_MS).unref();
+}
+/**
+ * Start-up (compiling the bundle, the first lists and config snapshot, certificates, capturing the node's pods)
+ * leaves garbage in V8's heap and freed C heap that the process keeps mapped, and an idle agent allocates too
+ * little for either to be collected: one full collection and C heap trim once ready took the idle agent from
+ * about 78 to 67 MiB of RSS (sandbox, two nodes). One pause of tens of milliseconds, once.
+ */
+const RELEASE_AFTER_READY_MS = 5_000;
+function releaseStartupMemory(): void {
+  const before = process.memoryUsage.rss();
+  releaseUnusedMemory();
+  log.info(
+    { rssKiB: Math.round(process.memoryUsage.rss() / 1024), releasedKiB: Math.round((before - process.memoryUsage.rss()) / 1024) },
+    "released start-up memory",
+  );
 }
 
 /** False when this agent's DaemonSet is gone or being deleted: then no successor will come to hand over to. */
@@ -293,7 +309,7 @@ async function raiseOpenFileLimit(): Promise<void> {
   const limits = await fs.readFile("/proc/self/limits", "utf8");
   const [, soft, hard] = /Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/.exec(limits) ?? [];
   if (!soft || !hard || soft === hard) return;
-  await execa("prlimit", ["--pid", String(process.pid), `--nofile=${hard}:${hard}`]).catch((err: Error) =>
+  await run("prlimit", ["--pid", String(process.pid), `--nofile=${hard}:${hard}`]).catch((err: Error) =>
     console.error(JSON.stringify({ level: 40, msg: "could not raise the open-file limit", soft, hard, err: err.message })),
   );
 }

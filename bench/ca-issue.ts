@@ -8,7 +8,7 @@ import pino from "pino";
 import { Registry } from "prom-client";
 import { MeshCa } from "../controller/identity/index.ts";
 import { AgentAuthenticator, CsrServer } from "../controller/identity/index.ts";
-import { KubeClient } from "../kube/client.ts";
+import { kubeClientFromFile } from "../kube/kubeconfig.ts";
 import { buildCsr, derToPem, generateP256, parseCsr, pemToDer } from "../pki/index.ts";
 import { startApiServer } from "../sandbox/apiserver/index.ts";
 
@@ -24,7 +24,7 @@ const dir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-ca-bench-"));
 const api = await startApiServer({ host: "127.0.0.1", port: 0, pkiDir: path.join(dir, "pki"), serviceCidr: "10.96.0.0/16" });
 const kubeconfig = path.join(dir, "kubeconfig");
 await api.writeKubeconfig(kubeconfig);
-const client = KubeClient.fromFile(kubeconfig);
+const client = kubeClientFromFile(kubeconfig);
 try {
   for (const ns of ["ambit-system", "bench"]) await client.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
   await client.create("/api/v1/nodes", { apiVersion: "v1", kind: "Node", metadata: { name: "node-1" } });

@@ -10,7 +10,7 @@ import pino from "pino";
 import { ConfigStreamClient } from "../agent/config-client/index.ts";
 import { ControllerCaClient } from "../agent/identity/controller-ca.ts";
 import type { IssuedCertificate } from "../agent/identity/certificates.ts";
-import { KubeClient } from "../kube/client.ts";
+import { kubeClientFromFile } from "../kube/kubeconfig.ts";
 import { startApiServer } from "../sandbox/apiserver/index.ts";
 
 const PODS = Number(process.env.PODS ?? 10_000);
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   const api = await startApiServer({ host: "127.0.0.1", port: 0, pkiDir: path.join(dir, "pki"), serviceCidr: "10.96.0.0/16", watchHistorySize: 50_000 });
   const kubeconfig = path.join(dir, "kubeconfig");
   await api.writeKubeconfig(kubeconfig);
-  const client = KubeClient.fromFile(kubeconfig);
+  const client = kubeClientFromFile(kubeconfig);
   let controller: ReturnType<typeof fork> | undefined;
   const clients: ConfigStreamClient[] = [];
   try {

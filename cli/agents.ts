@@ -1,7 +1,7 @@
 // How the CLI reaches node agents: the agent pod of a node found through the Kubernetes API, its admin port (15000) through a port-forward.
 import http from "node:http";
 import net from "node:net";
-import { PortForward } from "@kubernetes/client-node";
+import { type KubeConfig, PortForward } from "@kubernetes/client-node";
 import { AGENT_ADMIN_PORT } from "../contract/agent-admin.ts";
 import { AGENT_POD_LABELS, DEFAULT_SYSTEM_NAMESPACE } from "../contract/install.ts";
 import { type KubeClient, type KubeObject, pathFor } from "../kube/client.ts";
@@ -122,11 +122,11 @@ function getJson<T>(port: number, path: string, timeoutMs: number): Promise<T> {
  * opens a local listener on an ephemeral port whose one connection is forwarded, then closes it.
  */
 export class PortForwardTransport implements AgentTransport {
-  readonly #kube: KubeClient;
+  readonly #kube: KubeClient<KubeConfig>;
   readonly #forward: PortForward;
   readonly #timeoutMs: number;
 
-  constructor(kube: KubeClient, timeoutMs = 10_000) {
+  constructor(kube: KubeClient<KubeConfig>, timeoutMs = 10_000) {
     this.#kube = kube;
     this.#forward = new PortForward(kube.kubeConfig);
     this.#timeoutMs = timeoutMs;

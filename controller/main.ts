@@ -2,9 +2,8 @@
 import http from "node:http";
 import { X509Certificate } from "node:crypto";
 import pino from "pino";
-import { KubeConfig } from "@kubernetes/client-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
-import { KubeClient, type KubeObject, pathFor } from "../kube/client.ts";
+import { type KubeAccess, KubeClient, type KubeObject, pathFor } from "../kube/client.ts";
 import { inClusterConfig } from "../kube/credentials.ts";
 import { SharedInformers } from "../kube/informers.ts";
 import { RESOURCE_TYPES } from "../contract/mesh.ts";
@@ -20,11 +19,8 @@ import { podNetworkOf } from "./state/index.ts";
 
 const config = loadControllerConfig();
 const log = pino({ level: config.logLevel, base: { component: "controller", pod: config.podName } });
-let kc: KubeConfig;
-if (process.env.KUBECONFIG) {
-  kc = new KubeConfig();
-  kc.loadFromFile(process.env.KUBECONFIG);
-} else kc = inClusterConfig();
+// client-node (behind ./kube/kubeconfig.ts) is loaded only for a kubeconfig file: in a cluster it is not needed.
+const kc: KubeAccess = process.env.KUBECONFIG ? (await import("../kube/kubeconfig.ts")).loadKubeconfig(process.env.KUBECONFIG) : inClusterConfig();
 const client = new KubeClient(kc);
 const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: "ambit_controller_" });

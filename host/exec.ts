@@ -1,6 +1,6 @@
 // Runs host commands (ip, iptables-restore, CNI plugins) as plain child processes, optionally inside a network namespace.
+import { spawn } from "node:child_process";
 import path from "node:path";
-import { execa } from "execa";
 import { AmbitError } from "../contract/errors.ts";
 import { SANDBOX_ERRORS } from "../contract/error-codes.ts";
 
@@ -51,21 +51,36 @@ export class SandboxCommandError extends AmbitError<typeof SANDBOX_ERRORS.code.c
  * Runs `cmd args` and resolves with its output, or rejects with a SandboxCommandError.
  * With `netns`, runs it through `nsenter --net=<path> --` rather than `ip netns exec`, which would
  * also unshare the mount namespace and remount /sys for every call.
+ * node:child_process rather than execa: the agent runs its iptables through here, and execa's module graph cost
+ * the idle agent 2 MiB of RSS (6.6 MiB on its own next to the built-ins the agent loads).
  */
-export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const [file, argv] = opts.netns === undefined ? [cmd, [...args]] : ["nsenter", [`--net=${netnsPath(opts.netns)}`, "--", cmd, ...args]];
-  const result = await execa(file, argv, {
-    input: opts.input ?? "",
-    env: opts.env,
-    extendEnv: !opts.cleanEnv,
-    timeout: opts.timeoutMs ?? 30_000,
-    killSignal: "SIGKILL",
-    reject: false,
-    stripFinalNewline: false,
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, argv, { env: opts.cleanEnv ? (opts.env ?? {}) : { ...process.env, ...opts.env }, stdio: "pipe" });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let failure: Error | undefined;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, timeoutMs);
+    child.stdout.on("data", (c: Buffer) => stdout.push(c));
+    child.stderr.on("data", (c: Buffer) => stderr.push(c));
+    // A command that exits without reading its input: EPIPE on stdin, which its exit status reports better.
+    child.stdin.on("error", () => {});
+    child.stdin.end(opts.input ?? "");
+    child.on("error", (err) => (failure = err));
+    // After "error" too when the command could not be started.
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const out = Buffer.concat(stdout).toString("utf8");
+      const err = Buffer.concat(stderr).toString("utf8");
+      if (code === 0 && !failure && !timedOut) return resolve({ stdout: out, stderr: err });
+      const reason = timedOut ? `timed out after ${timeoutMs} ms` : failure ? failure.message : signal ? `killed by ${signal}` : `exit ${code}`;
+      reject(new SandboxCommandError([file, ...argv].join(" "), failure || timedOut ? undefined : (code ?? undefined), out, err, reason));
+    });
   });
-  if (result.failed) {
-    const reason = result.timedOut ? `timed out after ${opts.timeoutMs ?? 30_000} ms` : (result.shortMessage ?? "failed");
-    throw new SandboxCommandError([file, ...argv].join(" "), result.exitCode, String(result.stdout ?? ""), String(result.stderr ?? ""), reason);
-  }
-  return { stdout: String(result.stdout), stderr: String(result.stderr) };
 }

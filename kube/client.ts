@@ -1,6 +1,6 @@
-// Minimal typed Kubernetes client (agent, controller, sandbox controllers): JSON requests authenticated from a KubeConfig.
+// Minimal typed Kubernetes client (agent, controller, sandbox controllers): JSON requests and watches over node:https.
+import type { IncomingMessage } from "node:http";
 import https from "node:https";
-import { KubeConfig } from "@kubernetes/client-node";
 import { AmbitError } from "../contract/errors.ts";
 import { KUBE_ERRORS } from "../contract/error-codes.ts";
 
@@ -52,22 +52,36 @@ export function pathFor(apiVersion: string, plural: string, namespace?: string, 
   return p;
 }
 
-export class KubeClient {
-  readonly kubeConfig: KubeConfig;
+/**
+ * Where the API server is and how to authenticate to it: the in-cluster configuration (./credentials.ts), or
+ * client-node's KubeConfig for kubeconfig files (./kubeconfig.ts), which has this shape. The agent's bundle holds
+ * only the former: client-node's module graph cost its idle process 20 MiB of RSS (31 MiB on its own next to nothing).
+ */
+export interface KubeAccess {
+  getCurrentCluster(): { server: string } | null;
+  /** Sets what every request needs (CA, client certificate, Authorization header); called for every request. */
+  applyToHTTPSOptions(opts: https.RequestOptions): Promise<void>;
+}
+
+/** A watch event: ADDED, MODIFIED, DELETED, BOOKMARK, or ERROR with a Status object. */
+export type WatchEventType = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+
+/** How a running watch ended: null when the server closed it, the error otherwise. */
+export type WatchEnd = null | Error;
+
+/** `Access` is what the client was made from: the CLI's port-forwards need client-node's KubeConfig itself. */
+export class KubeClient<Access extends KubeAccess = KubeAccess> {
+  readonly kubeConfig: Access;
   readonly #server: URL;
   readonly #agent = new https.Agent({ keepAlive: true, maxSockets: 16 });
+  /** Watches hold their connection for as long as they run: apart from the pooled requests', and as many as needed. */
+  readonly #watchAgent = new https.Agent({ keepAlive: false });
 
-  constructor(kubeConfig: KubeConfig) {
+  constructor(kubeConfig: Access) {
     this.kubeConfig = kubeConfig;
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error("kubeconfig has no current cluster");
     this.#server = new URL(cluster.server);
-  }
-
-  static fromFile(path: string): KubeClient {
-    const kc = new KubeConfig();
-    kc.loadFromFile(path);
-    return new KubeClient(kc);
   }
 
   /**
@@ -142,7 +156,101 @@ export class KubeClient {
     return this.request("DELETE", path, { apiVersion: "v1", kind: "DeleteOptions", ...options });
   }
 
+  /**
+   * Watches a collection (`path` may carry a label or field selector) from `resourceVersion` ("" for now): one
+   * JSON event per line, handed to `onEvent`. Resolves once the server answered 200; rejects when the request
+   * failed or the answer was another (`status` set: 410 Gone says `resourceVersion` is too old to resume from).
+   * Then `onDone` runs once when the watch ends, whether the server closed it (null) or it failed, but not after
+   * `abort()`.
+   * No timeout: a watch may see no event for a long time; TCP keepalive notices a peer that went away.
+   */
+  async watch(
+    path: string,
+    resourceVersion: string,
+    onEvent: (type: WatchEventType, object: KubeObject) => void,
+    onDone: (end: WatchEnd) => void,
+  ): Promise<{ abort(): void }> {
+    const base = await this.#baseOptions();
+    const url = new URL(path, "https://api.invalid");
+    url.searchParams.set("watch", "true");
+    if (resourceVersion) url.searchParams.set("resourceVersion", resourceVersion);
+    const req = https.request({
+      ...base,
+      agent: this.#watchAgent,
+      hostname: this.#server.hostname,
+      port: this.#server.port,
+      method: "GET",
+      path: url.pathname + url.search,
+      headers: { ...(base.headers ?? {}), accept: "application/json" },
+    });
+    req.on("socket", (socket) => socket.setKeepAlive(true, 30_000));
+    let failed: (err: Error) => void = () => {};
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      failed = reject;
+      req.on("error", failed);
+      req.on("response", (res) => {
+        if (res.statusCode === 200) return resolve(res);
+        const status = res.statusCode ?? 0;
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", reject);
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let message = text.slice(0, 300);
+          try {
+            message = (JSON.parse(text) as { message?: string }).message ?? message;
+          } catch {
+            // not a Status object: the text itself
+          }
+          reject(Object.assign(new Error(`watch ${path}: ${status} ${message}`), { status }));
+        });
+      });
+      req.end();
+    });
+    let finished = false;
+    const finish = (end: WatchEnd) => {
+      if (finished) return;
+      finished = true;
+      req.destroy();
+      onDone(end);
+    };
+    req.off("error", failed);
+    req.on("error", (err) => finish(err));
+    res.setEncoding("utf8");
+    let partial = "";
+    res.on("data", (chunk: string) => {
+      const last = chunk.lastIndexOf("\n");
+      if (last < 0) {
+        partial += chunk;
+        return;
+      }
+      const lines = (partial + chunk.slice(0, last)).split("\n");
+      partial = chunk.slice(last + 1);
+      for (const line of lines) {
+        if (finished) return;
+        if (!line.trim()) continue;
+        let event: { type?: WatchEventType; object?: KubeObject };
+        try {
+          event = JSON.parse(line) as typeof event;
+        } catch {
+          continue; // as client-node's watch: a line that is not JSON is skipped
+        }
+        if (event.type && event.object) onEvent(event.type, event.object);
+      }
+    });
+    res.on("error", (err) => finish(err));
+    res.on("end", () => finish(null));
+    res.on("close", () => finish(null));
+    return {
+      abort: () => {
+        finished = true;
+        req.destroy();
+      },
+    };
+  }
+
   close(): void {
     this.#agent.destroy();
+    this.#watchAgent.destroy();
   }
 }

@@ -10,7 +10,8 @@ import { type SandboxConfig, REPO_ROOT, loadSandboxConfig, sandboxPaths } from "
 import { findMissingPrerequisites, PrerequisiteError } from "./prerequisites.ts";
 import { isSupervisorAlive, readState } from "./state.ts";
 import { listSandboxNetns, teardownAllNetworks } from "./network/index.ts";
-import { KubeClient, type KubeObject } from "../kube/client.ts";
+import type { KubeClient, KubeObject } from "../kube/client.ts";
+import { kubeClientFromFile } from "../kube/kubeconfig.ts";
 import { DATAPLANE_MODE_AMBIENT, DATAPLANE_MODE_LABEL, REDIRECTION_ANNOTATION } from "../contract/capture-intent.ts";
 import { AGENT_DAEMONSET, DEFAULT_SYSTEM_NAMESPACE } from "../contract/install.ts";
 import { applyObjects, readManifestDir } from "./manifests.ts";
@@ -186,7 +187,7 @@ async function client(cfg: SandboxConfig): Promise<KubeClient> {
   if (!state || !(await isSupervisorAlive(state))) {
     throw new SandboxError("AMBIT_E_SANDBOX_NOT_RUNNING", "the sandbox is not running; start it with `npx ambit dev up`");
   }
-  return KubeClient.fromFile(state.kubeconfig);
+  return kubeClientFromFile(state.kubeconfig);
 }
 
 async function waitForDeployments(cfg: SandboxConfig, namespaces: string[], timeoutMs: number): Promise<void> {
@@ -255,7 +256,7 @@ export async function status(): Promise<SandboxStatus> {
   const cfg = loadSandboxConfig();
   const state = await readState(cfg.stateDir);
   if (!state || !(await isSupervisorAlive(state))) return { running: false, nodes: [], pods: [] };
-  const kube = KubeClient.fromFile(state.kubeconfig);
+  const kube = kubeClientFromFile(state.kubeconfig);
   try {
     const pods = await kube.list("/api/v1/pods");
     return {

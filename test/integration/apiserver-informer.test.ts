@@ -1,6 +1,7 @@
-// @kubernetes/client-node informers against the sandbox API server: events, resumption, and relist on 410 Gone.
-import { makeInformer, type KubernetesObject, type KubernetesListObject } from "@kubernetes/client-node";
+// The informers' list+watch (kube/informers.ts) against the sandbox API server: events, resumption, and relist on 410 Gone.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { KubeObject } from "../../kube/client.ts";
+import { ListWatch } from "../../kube/informers.ts";
 import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts";
 
 const pod = (name: string, labels: Record<string, string>) => ({
@@ -10,27 +11,23 @@ const pod = (name: string, labels: Record<string, string>) => ({
   spec: { containers: [{ name: "c", image: "ambit.dev/toolbox:0.1" }] },
 });
 
-describe("client-node informer", () => {
+describe("list+watch informer", () => {
   let t: TestApiServer;
   let lists = 0;
-  let informer: ReturnType<typeof makeInformer<KubernetesObject>>;
+  let informer: ListWatch;
   const events: string[] = [];
 
   beforeEach(async () => {
     t = await startTestApiServer();
     lists = 0;
     events.length = 0;
-    informer = makeInformer<KubernetesObject>(
-      t.kubeConfig,
-      "/api/v1/namespaces/default/pods",
-      () => {
-        lists++;
-        return t.client.request<KubernetesListObject<KubernetesObject>>("GET", "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb");
-      },
-      "app=web",
-    );
-    for (const verb of ["add", "update", "delete"] as const) informer.on(verb, (obj) => events.push(`${verb} ${obj.metadata?.name}`));
-    // client-node stops an informer on error; restarting it is the documented pattern (and relists).
+    const path = "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb";
+    informer = new ListWatch(t.client, path, () => {
+      lists++;
+      return t.client.request<{ items: KubeObject[] }>("GET", path);
+    });
+    for (const verb of ["add", "update", "delete"] as const) informer.on(verb, (obj) => events.push(`${verb} ${obj.metadata.name}`));
+    // An informer stops on error; its owner starts it again (SharedInformers, with backoff).
     informer.on("error", () => setTimeout(() => void informer.start(), 100));
   });
 
@@ -50,7 +47,7 @@ describe("client-node informer", () => {
     await t.client.create("/api/v1/namespaces/default/pods", pod("b", { app: "web" }));
     await t.client.mergePatch("/api/v1/namespaces/default/pods/b", { metadata: { labels: { app: "db" } } });
     await expect.poll(() => events.slice(3).join(","), { timeout: 5000 }).toBe("add b,delete b");
-    expect(informer.list().map((p) => p.metadata?.name)).toEqual([]);
+    expect(informer.list().map((p) => p.metadata.name)).toEqual([]);
   });
 
   it("resumes from its resourceVersion after a dropped watch without relisting", async () => {
@@ -80,7 +77,7 @@ describe("client-node informer", () => {
         () =>
           informer
             .list()
-            .map((p) => p.metadata?.name)
+            .map((p) => p.metadata.name)
             .join(","),
         { timeout: 8000 },
       )
