@@ -12,7 +12,7 @@ import { formatSpiffeId, spiffeIdFromCertificate } from "../contract/spiffe.ts";
 import { compileAuthorizationPolicy, compilePeerAuthentication, type Condition } from "./authorization/index.ts";
 import { loadControllerConfig } from "./config.ts";
 import { LeaderElector, leaderIdentity } from "./leader/index.ts";
-import { AgentAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "./identity/index.ts";
+import { CallerAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "./identity/index.ts";
 import { ConfigStreamServer } from "./stream/index.ts";
 import { MeshViews, type ScopedPolicy } from "./views/index.ts";
 import { type WaypointLookup, WaypointReconciler } from "./waypoints/index.ts";
@@ -198,7 +198,9 @@ setInterval(() => reconcileWaypoints({ resync: true }), 60_000).unref();
 const servingNames = [`ambit-controller.${config.namespace}.svc`, `ambit-controller.${config.namespace}.svc.cluster.local`, ...config.servingNames];
 let serving = ca.issueServing(servingNames, 24 * 3600);
 
-const authenticator = new AgentAuthenticator(client, config.agentServiceAccounts);
+const authenticator = new CallerAuthenticator(client, config.agentServiceAccounts, {
+  cachedPod: (namespace, name) => informers.get("pods", name, namespace),
+});
 const csrServer = new CsrServer({
   ca,
   authenticator,
@@ -234,7 +236,7 @@ const stream = new ConfigStreamServer({
       return { error: `client certificate refused: ${(err as Error).message}`, status: 403 };
     }
     if (!agentIdentities.has(uri)) return { error: `client certificate ${uri} is not an agent identity`, status: 403 };
-    const auth = await authenticator.authenticate(headers.authorization);
+    const auth = await authenticator.authenticateAgent(headers.authorization);
     return auth.ok ? { node: auth.node } : { error: auth.reason, status: auth.status };
   },
 });
