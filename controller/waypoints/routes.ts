@@ -1,9 +1,11 @@
 // Gateway API routes in the controller: compiled from the informer caches for waypoints, and the status.parents the leader writes for Services bound to an ambit waypoint.
-import type { KubeObject } from "../../kube/client.ts";
+import type { Logger } from "pino";
+import { type KubeClient, type KubeObject, pathFor } from "../../kube/client.ts";
 import { stableStringify } from "../stream/index.ts";
-import { WAYPOINT_CONTROLLER_NAME } from "../../contract/waypoint.ts";
+import { GATEWAY_API_VERSION, WAYPOINT_CONTROLLER_NAME } from "../../contract/waypoint.ts";
 import { type MeshRoute, type RouteCompileResult, type RouteParentStatus, type ServiceInfo, compileRoutes } from "../../waypoint/routing/index.ts";
 import type { ServicePortRoutes } from "../../contract/routes.ts";
+import { type WaypointLookup, serviceWaypoint } from "./binding.ts";
 
 /** What the route compiler knows of a Service: its ports and their names (a parentRef's sectionName). */
 export function serviceInfo(svc: KubeObject): ServiceInfo {
@@ -64,4 +66,46 @@ export function nextRouteParents(
   });
   const next = [...theirs, ...ours];
   return stableStringify(next) === stableStringify(existing) ? undefined : next;
+}
+
+const ROUTE_PLURALS: Record<string, string> = { HTTPRoute: "httproutes", GRPCRoute: "grpcroutes" };
+
+/**
+ * Writes every route's status.parents that differs from what `nextRouteParents` says (the leader's duty). Each write is
+ * conditional on the resourceVersion the cache holds: a concurrent write by another implementation makes it fail
+ * (409), and the watch event that follows brings the newer object to compute from again.
+ */
+export async function writeRouteStatuses(
+  client: KubeClient,
+  compiled: CompiledMeshRoutes,
+  bound: (routeNamespace: string, parent: RouteParentStatus) => boolean,
+  log: Logger,
+  now: () => string = () => new Date().toISOString(),
+): Promise<number> {
+  let written = 0;
+  await Promise.all(
+    compiled.routes.map(async (route, i) => {
+      const namespace = route.metadata.namespace ?? "";
+      const parents = nextRouteParents(route, compiled.results[i]!.parents, (p) => bound(namespace, p), now());
+      if (!parents) return;
+      const path = pathFor(GATEWAY_API_VERSION, ROUTE_PLURALS[route.kind]!, namespace, route.metadata.name, "status");
+      try {
+        await client.mergePatch(path, { metadata: { resourceVersion: route.metadata.resourceVersion }, status: { parents } });
+        written++;
+      } catch (err) {
+        log.warn({ route: `${route.kind} ${namespace}/${route.metadata.name}`, err: String(err) }, "could not write route status; retrying on its next change");
+      }
+    }),
+  );
+  return written;
+}
+
+/** Whether a route's Service parent is bound to an existing ambit waypoint: the parents whose status is ours to write. */
+export function boundToAmbitWaypoint(service: (namespace: string, name: string) => KubeObject | undefined, lookup: WaypointLookup) {
+  return (routeNamespace: string, parent: RouteParentStatus): boolean => {
+    const svc = service(parent.parentRef.namespace ?? routeNamespace, parent.parentRef.name ?? "");
+    if (!svc) return false;
+    const binding = serviceWaypoint(svc, lookup);
+    return binding.bound && binding.gateway !== undefined;
+  };
 }
