@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { Registry } from "prom-client";
 import { MeshCa } from "../controller/identity/index.ts";
-import { AgentAuthenticator, CsrServer } from "../controller/identity/index.ts";
+import { CallerAuthenticator, CsrServer } from "../controller/identity/index.ts";
 import { kubeClientFromFile } from "../kube/kubeconfig.ts";
 import { buildCsr, derToPem, generateP256, parseCsr, pemToDer } from "../pki/index.ts";
 import { startApiServer } from "../sandbox/apiserver/index.ts";
@@ -64,7 +64,7 @@ try {
   const pods = [appPod];
   const server = new CsrServer({
     ca,
-    authenticator: new AgentAuthenticator(client, ["ambit-system/ambit-agent"]),
+    authenticator: new CallerAuthenticator(client, ["ambit-system/ambit-agent"]),
     trustDomain: "cluster.local",
     hasPodOnNode: async (node, ns, sa) => pods.some((p) => p.spec?.nodeName === node && p.metadata.namespace === ns && p.spec?.serviceAccountName === sa),
     defaultTtlSeconds: 86400,

@@ -198,6 +198,27 @@ export const CA_ERRORS = errorDomain("ca", "The controller's CA: its signing roo
     meaning: "No pod with that identity runs on the agent's node, so the CA will not sign it.",
     action: "Usually a pod not yet known to the controller; it is retried. If it persists, check the pod's node and service account.",
   },
+  notPodBound: {
+    code: "AMBIT_E_CA_TOKEN_NOT_POD_BOUND",
+    meaning:
+      "A caller that is not an agent presented a token without the pod claims (a TokenRequest without boundObjectRef, a Secret token): it proves no pod.",
+    action: "Mount a projected service-account token with audience ambit-ca (as the waypoint Deployment does).",
+  },
+  podNotLive: {
+    code: "AMBIT_E_CA_POD_NOT_LIVE",
+    meaning: "The token's pod is gone (or replaced by another with the same name), terminating, or finished.",
+    action: "Nothing for a pod being replaced; otherwise check that the pod runs (`kubectl get pod`).",
+  },
+  podServiceAccount: {
+    code: "AMBIT_E_CA_POD_SERVICE_ACCOUNT",
+    meaning: "The token's service account is not the one its pod runs as.",
+    action: "Use the pod's own projected token, not one of another service account.",
+  },
+  notOwnIdentity: {
+    code: "AMBIT_E_CA_NOT_OWN_IDENTITY",
+    meaning: "A pod that is not an agent asked for an identity other than its own (spiffe://<td>/ns/<its namespace>/sa/<its service account>).",
+    action: "Ask for the pod's own identity; only node agents may obtain identities of other pods, those on their node.",
+  },
   trustDomain: {
     code: "AMBIT_E_CA_TRUST_DOMAIN",
     meaning: "The identity asked for is in another trust domain than the CA's.",

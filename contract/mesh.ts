@@ -1,4 +1,5 @@
-// Wire contract of the mesh's own resources in the config stream: workloads, services and the trust bundle.
+// Wire contract of the mesh's own resources in the config stream: workloads, services, the trust bundle, and what waypoints get.
+import { ROUTES_RESOURCE_TYPE } from "./routes.ts";
 import type { WaypointRef } from "./waypoint.ts";
 
 /** Resource `type`s of the config stream (the `key` of each is described next to its value type). */
@@ -15,6 +16,16 @@ export const RESOURCE_TYPES = {
   trustBundle: "trustbundle",
   /** key: "default". */
   network: "network",
+  /**
+   * Waypoints only. key: `<namespace>/<service>:<port>` (contract/routes.ts routesKey); value: ServicePortRoutes, the
+   * producer and consumer routes of one port of a Service bound to the waypoint.
+   */
+  routes: ROUTES_RESOURCE_TYPE,
+  /**
+   * Waypoints only. key: namespace/name of the AuthorizationPolicy; value: CompiledL7Authorization
+   * (contract/l7-authorization.ts), for policies targeting the waypoint's Gateway or a Service bound to it.
+   */
+  l7Authorization: "l7authorization",
 } as const;
 
 export interface Workload {

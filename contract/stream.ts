@@ -21,7 +21,10 @@ export interface ResourceRef {
 /** The id a view is keyed by: `type + "/" + key`. */
 export const resourceId = (r: ResourceRef): string => `${r.type}/${r.key}`;
 
-/** Agent → server. `hello` is the first line; with the epoch and version it last applied it asks to resume. */
+/**
+ * Agent → server. `hello` is the first line; with the epoch and version it last applied it asks to resume. `node` is
+ * the agent's node; a waypoint names its Gateway there as `<namespace>/<name>` (no node name holds a '/').
+ */
 export type AgentMessage =
   { kind: "hello"; node: string; epoch?: string; version?: number } | { kind: "ack"; version: number } | { kind: "nack"; version: number; error: string };
 

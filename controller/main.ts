@@ -1,4 +1,4 @@
-// The controller program: watches the cluster, runs the CA and its CSR endpoint, compiles policy, streams each node its view.
+// The controller program: watches the cluster, runs the CA and its CSR endpoint, compiles policy and routes, streams each node and waypoint its view.
 import http from "node:http";
 import { X509Certificate } from "node:crypto";
 import pino from "pino";
@@ -7,14 +7,22 @@ import { type KubeAccess, KubeClient, type KubeObject, pathFor } from "../kube/c
 import { inClusterConfig } from "../kube/credentials.ts";
 import { SharedInformers } from "../kube/informers.ts";
 import { RESOURCE_TYPES } from "../contract/mesh.ts";
-import { formatSpiffeId, spiffeIdFromCertificate } from "../contract/spiffe.ts";
-import { compileAuthorizationPolicy, compilePeerAuthentication, type Condition } from "./authorization/index.ts";
+import type { CompiledL7Authorization } from "../contract/l7-authorization.ts";
+import { compileForEnforcers, compilePeerAuthentication, type Condition } from "./authorization/index.ts";
 import { loadControllerConfig } from "./config.ts";
 import { LeaderElector, leaderIdentity } from "./leader/index.ts";
-import { AgentAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "./identity/index.ts";
-import { ConfigStreamServer } from "./stream/index.ts";
-import { MeshViews, type ScopedPolicy } from "./views/index.ts";
-import { type WaypointLookup, WaypointReconciler } from "./waypoints/index.ts";
+import { CallerAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "./identity/index.ts";
+import { ConfigStreamServer, meshStreamAuthenticator } from "./stream/index.ts";
+import { MeshViews, type ScopedPolicy, WaypointViews } from "./views/index.ts";
+import {
+  type CompiledMeshRoutes,
+  type WaypointLookup,
+  WaypointReconciler,
+  boundToAmbitWaypoint,
+  compileMeshRoutes,
+  isWaypointGateway,
+  writeRouteStatuses,
+} from "./waypoints/index.ts";
 import { podNetworkOf } from "./state/index.ts";
 
 const config = loadControllerConfig();
@@ -28,9 +36,8 @@ for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total
   registry.removeSingleMetric(`ambit_controller_${name}`);
 
 // ---- cluster state and compiled policy.
-// Nodes give agents the pod network (pod CIDRs); ServiceAccounts and routes have no consumer yet (waypoints will):
-// they are cached so those can start from a synced view. Gateway API kinds only when its CRDs are installed: without
-// them there are no waypoints.
+// Nodes give agents the pod network (pod CIDRs); routes are compiled for waypoints; ServiceAccounts have no consumer
+// yet. Gateway API kinds only when its CRDs are installed: without them there are no waypoints.
 const gatewayApi = await client.get("/apis/gateway.networking.k8s.io/v1").then(
   () => true,
   () => false,
@@ -49,7 +56,11 @@ const watched = [
 const informers = new SharedInformers(client, [...watched], (resource, err) =>
   log.warn({ resource, err: String(err) }, "watch failed; restarting with backoff"),
 );
-const compiled = new Map<string, { scoped: ScopedPolicy; condition: Condition; object: KubeObject; plural: string }>();
+/** Every policy with its status; `scoped` is what node agents enforce (absent for a waypoint's policy), `l7` what waypoints do. */
+const compiled = new Map<string, { scoped?: ScopedPolicy; l7?: CompiledL7Authorization; condition: Condition; object: KubeObject; plural: string }>();
+/** A new array on every recompilation: waypoint views rebuild their resources only then. */
+let l7Policies: CompiledL7Authorization[] = [];
+let meshRoutes: CompiledMeshRoutes = { routes: [], results: [], servicePorts: [] };
 
 /**
  * The waypoint reconciler is set once the views exist (below); leadership may start before that, and then it
@@ -75,6 +86,7 @@ const elector = new LeaderElector({
       .then(publishTrustBundle)
       .catch((err: unknown) => log.error({ err: String(err) }, "CA set-up as leader failed; retrying"));
     writeAllStatuses();
+    writeRouteStatus();
     reconcileWaypoints();
   },
 });
@@ -99,11 +111,20 @@ setInterval(() => void ca.refresh().catch((err: unknown) => log.warn({ err: Stri
 function recompilePolicies(): void {
   compiled.clear();
   for (const obj of informers.list("authorizationpolicies")) {
-    const r = compileAuthorizationPolicy(obj);
+    const { l4, l7, condition } = compileForEnforcers(obj);
     const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
     compiled.set(`a/${key}`, {
-      scoped: { resource: { type: RESOURCE_TYPES.authorization, key, value: r.compiled }, namespace: r.compiled.namespace, selector: r.compiled.selector },
-      condition: r.condition,
+      ...(l4
+        ? {
+            scoped: {
+              resource: { type: RESOURCE_TYPES.authorization, key, value: l4.compiled },
+              namespace: l4.compiled.namespace,
+              selector: l4.compiled.selector,
+            },
+          }
+        : {}),
+      ...(l7 ? { l7: l7.compiled } : {}),
+      condition,
       object: obj,
       plural: "authorizationpolicies",
     });
@@ -118,6 +139,34 @@ function recompilePolicies(): void {
       plural: "peerauthentications",
     });
   }
+  l7Policies = [...compiled.values()].flatMap((c) => (c.l7 ? [c.l7] : []));
+}
+
+/** Routes depend on Services too (parent ports, backends): recompiled on either, a new result each time. */
+function recompileRoutes(): void {
+  if (!gatewayApi) return;
+  meshRoutes = compileMeshRoutes(informers.list("httproutes"), informers.list("grpcroutes"), (namespace, name) => informers.get("services", name, namespace));
+}
+
+/**
+ * The leader records on each route, for its parents bound to an ambit waypoint, what the route engine says. One pass at
+ * a time (two would send the same conditional write twice, and one would fail): a change during a pass asks for one more.
+ */
+const routeStatusWork: { pass?: Promise<unknown>; again: boolean } = { again: false };
+function writeRouteStatus(): void {
+  if (!gatewayApi || !elector.isLeader()) return;
+  if (routeStatusWork.pass) {
+    routeStatusWork.again = true;
+    return;
+  }
+  const bound = boundToAmbitWaypoint((namespace, name) => informers.get("services", name, namespace), waypointLookup);
+  routeStatusWork.pass = writeRouteStatuses(client, meshRoutes, bound, log).finally(() => {
+    routeStatusWork.pass = undefined;
+    if (routeStatusWork.again) {
+      routeStatusWork.again = false;
+      writeRouteStatus();
+    }
+  });
 }
 
 /** The leader records on each policy what is enforced where (Accepted / PartiallyEnforced / Invalid). */
@@ -151,12 +200,13 @@ const views = new MeshViews({
   pods: () => informers.list("pods"),
   services: () => informers.list("services"),
   endpointSlices: () => informers.list("endpointslices"),
-  policies: () => [...compiled.values()].map((c) => c.scoped),
+  policies: () => [...compiled.values()].flatMap((c) => (c.scoped ? [c.scoped] : [])),
   trustBundle: () => ({ rootsPem: ca.trustBundle() }),
   podNetwork: () => podNetworkOf(informers.list("nodes")),
   rootNamespace: config.rootNamespace,
   waypoints: waypointLookup,
 });
+const waypointViews = new WaypointViews({ shared: () => views.shared(), routes: () => meshRoutes.servicePorts, l7Policies: () => l7Policies });
 
 // ---- waypoints: the leader deploys each ambit-waypoint Gateway and writes its status.
 waypointWork.reconciler = gatewayApi
@@ -194,7 +244,9 @@ setInterval(() => reconcileWaypoints({ resync: true }), 60_000).unref();
 const servingNames = [`ambit-controller.${config.namespace}.svc`, `ambit-controller.${config.namespace}.svc.cluster.local`, ...config.servingNames];
 let serving = ca.issueServing(servingNames, 24 * 3600);
 
-const authenticator = new AgentAuthenticator(client, config.agentServiceAccounts);
+const authenticator = new CallerAuthenticator(client, config.agentServiceAccounts, {
+  cachedPod: (namespace, name) => informers.get("pods", name, namespace),
+});
 const csrServer = new CsrServer({
   ca,
   authenticator,
@@ -206,12 +258,6 @@ const csrServer = new CsrServer({
   hasPodOnNode: podOnNodeCheck(client, (namespace) => informers.list("pods", namespace)),
 });
 
-const agentIdentities = new Set(
-  config.agentServiceAccounts.map((sa) => {
-    const [namespace = "", serviceAccount = ""] = sa.split("/");
-    return formatSpiffeId({ trustDomain: config.trustDomain, namespace, serviceAccount });
-  }),
-);
 const stream = new ConfigStreamServer({
   credentials: serving,
   trustBundlePem: ca.trustBundle().join(""),
@@ -219,20 +265,16 @@ const stream = new ConfigStreamServer({
   log,
   registry,
   viewFor: (node) => views.viewFor(node),
-  // Both proofs: a mesh certificate of an agent identity (mTLS) and a node-bound token saying which node.
-  authenticate: async ({ peerCertificate, headers }) => {
-    // Strict: exactly one URI SAN, a valid workload SPIFFE ID, and one of the agents' identities.
-    let uri: string;
-    try {
-      if (!peerCertificate) throw new Error("no client certificate");
-      uri = formatSpiffeId(spiffeIdFromCertificate(peerCertificate));
-    } catch (err) {
-      return { error: `client certificate refused: ${(err as Error).message}`, status: 403 };
-    }
-    if (!agentIdentities.has(uri)) return { error: `client certificate ${uri} is not an agent identity`, status: 403 };
-    const auth = await authenticator.authenticate(headers.authorization);
-    return auth.ok ? { node: auth.node } : { error: auth.reason, status: auth.status };
-  },
+  waypointViewFor: (waypoint) => waypointViews.viewFor(waypoint),
+  authenticate: meshStreamAuthenticator({
+    trustDomain: config.trustDomain,
+    agentServiceAccounts: config.agentServiceAccounts,
+    authenticator,
+    isWaypoint: (namespace, name) => {
+      const gateway = waypointLookup.gateway(namespace, name);
+      return gateway !== undefined && isWaypointGateway(gateway);
+    },
+  }),
 });
 
 const refreshServing = () => {
@@ -277,6 +319,14 @@ if (gatewayApi) {
     });
   }
   for (const r of ["pods", "services"] as const) informers.on(r, () => reconcileWaypoints());
+  // Routes and Services change what is compiled; Services, Namespaces and Gateways which parents are bound to a waypoint.
+  for (const r of ["httproutes", "grpcroutes", "services"] as const) {
+    informers.on(r, () => {
+      recompileRoutes();
+      stream.changed();
+    });
+  }
+  for (const r of ["httproutes", "grpcroutes", "services", "namespaces", "gateways"] as const) informers.on(r, () => writeRouteStatus());
 }
 for (const r of ["authorizationpolicies", "peerauthentications"] as const) {
   informers.on(r, () => {
@@ -288,7 +338,9 @@ for (const r of ["authorizationpolicies", "peerauthentications"] as const) {
 }
 await informers.start();
 recompilePolicies();
+recompileRoutes();
 writeAllStatuses();
+writeRouteStatus();
 reconcileWaypoints();
 await publishTrustBundle().catch((err: unknown) => log.warn({ err: String(err) }, "could not publish the trust bundle yet"));
 
@@ -342,7 +394,7 @@ const monitoring = http.createServer((req, res) => {
           ca: { source: ca.source, roots: ca.trustBundle().length, rootNotAfter: root.validTo },
           agents: stream.status(),
           policies: [...compiled.values()].map((c) => ({
-            key: `${c.scoped.namespace}/${c.object.metadata.name}`,
+            key: `${c.object.metadata.namespace}/${c.object.metadata.name}`,
             kind: c.object.kind,
             condition: c.condition,
           })),

@@ -1,7 +1,8 @@
 // Compiles AuthorizationPolicies bound by targetRefs (to a waypoint Gateway or a Service) into the L7 rules a waypoint enforces.
 import type { KubeObject } from "../../kube/client.ts";
 import { type CompiledL7Authorization, GATEWAY_API_GROUP, type PolicyTarget } from "../../contract/l7-authorization.ts";
-import { type CompileResult, checkSpec, compileRules, condition } from "./compile.ts";
+import type { CompiledAuthorization } from "../../contract/authorization.ts";
+import { type CompileResult, type Condition, checkSpec, compileAuthorizationPolicy, compileRules, condition } from "./compile.ts";
 import { PolicyCompileError, PolicyErrorCode } from "./errors.ts";
 import { isObject, onlyKnown } from "./fields.ts";
 
@@ -115,4 +116,28 @@ export function compileWaypointAuthorizationPolicy(obj: KubeObject): CompileResu
       error: { code: err.code, path: err.path },
     };
   }
+}
+
+/** One AuthorizationPolicy compiled for the enforcers it belongs to, with the one condition its status carries. */
+export interface EnforcedPolicy {
+  /** For the destination node agents (selector or namespace/mesh-wide); absent for a policy bound by targetRefs alone. */
+  l4?: CompileResult<CompiledAuthorization>;
+  /** For waypoints (targetRef / targetRefs). */
+  l7?: CompileResult<CompiledL7Authorization>;
+  condition: Condition;
+}
+
+/**
+ * Routes a policy to its enforcers. A targetRef'd policy goes to waypoints only: node agents never see it, so it can
+ * neither widen nor narrow what they enforce. One with a selector as well is Invalid at both points (as in Istio), each
+ * failing closed for what it covers; its status is the waypoint's verdict, which names both fields.
+ */
+export function compileForEnforcers(obj: KubeObject): EnforcedPolicy {
+  if (!isWaypointPolicy(obj)) {
+    const l4 = compileAuthorizationPolicy(obj);
+    return { l4, condition: l4.condition };
+  }
+  const l7 = compileWaypointAuthorizationPolicy(obj);
+  const withSelector = isObject(obj.spec) && obj.spec.selector !== undefined;
+  return withSelector ? { l4: compileAuthorizationPolicy(obj), l7, condition: l7.condition } : { l7, condition: l7.condition };
 }

@@ -305,14 +305,14 @@ export function compileAuthorizationPolicy(obj: KubeObject): CompileResult<Compi
   try {
     const checked = checkSpec(obj.spec, spec);
     selectorOf(spec);
-    // A policy bound by targetRefs is meant for a waypoint. Reading it as namespace-wide would widen ALLOWs of
-    // workloads that have other ALLOW policies, so it is refused (fail closed) until waypoints enforce it.
+    // A policy bound by targetRefs is meant for a waypoint (compileForEnforcers never hands it here alone). Reading it
+    // as namespace-wide would widen ALLOWs of workloads that have other ALLOW policies, so it is refused (fail closed).
     for (const field of ["targetRef", "targetRefs"]) {
       if (spec[field] !== undefined)
         throw new PolicyCompileError(
           PolicyErrorCode.forWaypoint,
           `spec.${field}`,
-          "binds the policy to a waypoint, which Ambit does not enforce yet; use spec.selector for enforcement by the node agents",
+          "binds the policy to a waypoint, which enforces it (compileWaypointAuthorizationPolicy); node agents never do: use spec.selector for enforcement by the node agents",
         );
     }
     const outcomes = compileRules(spec, "L4");

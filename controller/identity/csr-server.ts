@@ -1,19 +1,19 @@
-// The CSR endpoint: signs a workload certificate for an agent only for identities of pods on that agent's own node.
+// The CSR endpoint: signs a workload certificate for an agent only for identities of pods on its own node, for any other pod only its own identity.
 import https from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type net from "node:net";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { CSR_PATH, type CaErrorBody, CaRefusalCode, type CsrRequest, type CsrResponse, MAX_CSR_REQUEST_BYTES } from "../../contract/certificates.ts";
-import { IdentityError, type SpiffeId, parseSpiffeId } from "../../contract/spiffe.ts";
+import { IdentityError, type SpiffeId, formatSpiffeId, parseSpiffeId } from "../../contract/spiffe.ts";
 import { CsrError, DerError, parseCsr, pemToDer } from "../../pki/index.ts";
-import type { AgentAuthenticator } from "./agent-auth.ts";
+import type { CallerAuthenticator } from "./caller-auth.ts";
 import type { MeshCa } from "./authority.ts";
 import { AmbitError } from "../../contract/errors.ts";
 
 export interface CsrServerOptions {
   ca: MeshCa;
-  authenticator: AgentAuthenticator;
+  authenticator: CallerAuthenticator;
   trustDomain: string;
   /** Whether a non-terminated pod with service account `ns/sa` runs on `node` (the informer cache, then the API). */
   hasPodOnNode(node: string, namespace: string, serviceAccount: string): Promise<boolean>;
@@ -139,11 +139,19 @@ export class CsrServer {
     const { trustDomain, namespace, serviceAccount } = id;
     if (trustDomain !== this.#opts.trustDomain)
       throw new Refusal(403, CaRefusalCode.trustDomain, `trust domain ${trustDomain} is not this mesh's (${this.#opts.trustDomain})`);
-    if (!(await this.#opts.hasPodOnNode(auth.node, namespace, serviceAccount))) {
+    if ("agent" in auth) {
+      if (!(await this.#opts.hasPodOnNode(auth.agent.node, namespace, serviceAccount))) {
+        throw new Refusal(
+          403,
+          CaRefusalCode.notOnNode,
+          `no pod with service account ${namespace}/${serviceAccount} runs on node ${auth.agent.node}; an agent may only obtain identities of its own node's pods`,
+        );
+      }
+    } else if (namespace !== auth.pod.namespace || serviceAccount !== auth.pod.serviceAccount) {
       throw new Refusal(
         403,
-        CaRefusalCode.notOnNode,
-        `no pod with service account ${namespace}/${serviceAccount} runs on node ${auth.node}; an agent may only obtain identities of its own node's pods`,
+        CaRefusalCode.notOwnIdentity,
+        `pod ${auth.pod.namespace}/${auth.pod.pod} runs as ${auth.pod.namespace}/${auth.pod.serviceAccount} and may only obtain its own identity ${formatSpiffeId({ trustDomain, namespace: auth.pod.namespace, serviceAccount: auth.pod.serviceAccount })}, not ${uri}`,
       );
     }
     const ttl = Math.min(
@@ -152,7 +160,8 @@ export class CsrServer {
     );
     const issued = this.#opts.ca.issueWorkload(csr.spki, uri, ttl);
     this.#signing.observe((performance.now() - started) / 1000);
-    this.#opts.log.info({ identity: uri, node: auth.node, notAfter: issued.notAfter.toISOString() }, "certificate issued");
+    const caller = "agent" in auth ? { node: auth.agent.node } : { pod: `${auth.pod.namespace}/${auth.pod.pod}` };
+    this.#opts.log.info({ identity: uri, ...caller, notAfter: issued.notAfter.toISOString() }, "certificate issued");
     return { certChain: issued.certChainPem, trustBundle: this.#opts.ca.trustBundle(), notAfter: issued.notAfter.toISOString() };
   }
 }

@@ -1,4 +1,5 @@
 // Public surface of the config stream server: what the controller wires up and what the admin page reads.
+export { type MeshStreamAuthOptions, meshStreamAuthenticator } from "./mesh-auth.ts";
 export {
   type AgentConnectionStatus,
   type AuthenticationRequest,
@@ -6,3 +7,4 @@ export {
   ConfigStreamServer,
   type ConfigStreamServerOptions,
 } from "./server.ts";
+export { stableStringify } from "./view.ts";

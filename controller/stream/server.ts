@@ -1,4 +1,4 @@
-// Config stream server: pushes each connected agent a snapshot, then debounced per-node deltas, over mTLS HTTP/2.
+// Config stream server: pushes each connected agent (or waypoint) a snapshot, then debounced deltas of its own view, over mTLS HTTP/2.
 import { type X509Certificate, randomUUID } from "node:crypto";
 import http2 from "node:http2";
 import type net from "node:net";
@@ -17,6 +17,7 @@ import {
   encodeMessage,
   parseAgentMessage,
 } from "../../contract/stream.ts";
+import { type WaypointRef, waypointKey } from "../../contract/waypoint.ts";
 import { NodeView } from "./view.ts";
 
 export interface AuthenticationRequest {
@@ -26,8 +27,11 @@ export interface AuthenticationRequest {
   remoteAddress: string | undefined;
 }
 
-/** `status` defaults to 401; use 403 for a caller that is known but not allowed. */
-export type AuthenticationResult = { node: string } | { error: string; status?: 401 | 403 };
+/**
+ * Whose view the caller gets: a node's (an agent) or a waypoint's. `status` defaults to 401; use 403 for a caller that
+ * is known but not allowed.
+ */
+export type AuthenticationResult = { node: string } | { waypoint: WaypointRef } | { error: string; status?: 401 | 403 };
 
 export interface ConfigStreamServerOptions {
   /** The controller's serving certificate chain and key (PEM). */
@@ -38,6 +42,8 @@ export interface ConfigStreamServerOptions {
   authenticate(req: AuthenticationRequest): Promise<AuthenticationResult>;
   /** Everything `node` should hold, keyed by `type/key`; called only for nodes with a connected agent. */
   viewFor(node: string): ReadonlyMap<string, Resource>;
+  /** Everything a waypoint should hold; called only for waypoints that are connected. Absent: waypoints are refused. */
+  waypointViewFor?(waypoint: WaypointRef): ReadonlyMap<string, Resource>;
   log: Logger;
   registry: Registry;
   /** Longest a change waits before it is pushed; changes within the window share one recomputation. Default 100. */
@@ -53,7 +59,9 @@ export interface ConfigStreamServerOptions {
 }
 
 export interface AgentConnectionStatus {
+  /** An agent's node, or a waypoint's Gateway as `<namespace>/<name>` (what its hello named). */
   node: string;
+  kind: "agent" | "waypoint";
   id: string;
   remoteAddress: string | undefined;
   connectedSince: string;
@@ -67,6 +75,7 @@ export interface AgentConnectionStatus {
 interface AgentConnection {
   id: string;
   node: string;
+  kind: "agent" | "waypoint";
   stream: http2.ServerHttp2Stream;
   remoteAddress: string | undefined;
   connectedSince: Date;
@@ -75,7 +84,10 @@ interface AgentConnection {
   lastNack?: { version: number; error: string };
 }
 
+/** One subscriber's view (a node's or a waypoint's), shared by its connections. */
 interface NodeState {
+  kind: "agent" | "waypoint";
+  compute(): ReadonlyMap<string, Resource>;
   view: NodeView;
   connections: Set<AgentConnection>;
 }
@@ -84,10 +96,11 @@ interface NodeState {
 const MAX_AGENT_LINE_BYTES = 64 * 1024;
 
 export class ConfigStreamServer {
-  readonly #opts: Required<ConfigStreamServerOptions>;
+  readonly #opts: Required<Omit<ConfigStreamServerOptions, "waypointViewFor">> & Pick<ConfigStreamServerOptions, "waypointViewFor">;
   /** Names this process's version history: an agent holding another epoch's version gets a snapshot. */
   readonly epoch = randomUUID();
   readonly #server: http2.Http2SecureServer;
+  /** By node name; waypoints by `waypoint:<namespace>/<name>` (a node name holds no ':'). */
   readonly #nodes = new Map<string, NodeState>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #sockets = new Set<tls.TLSSocket>();
@@ -169,7 +182,7 @@ export class ConfigStreamServer {
     if (this.#debounce || this.#closing) return;
     this.#debounce = setTimeout(() => {
       this.#debounce = undefined;
-      for (const [node, state] of this.#nodes) if (state.connections.size > 0) this.#recompute(node, state);
+      for (const state of this.#nodes.values()) if (state.connections.size > 0) this.#recompute(state);
     }, this.#opts.debounceMs);
   }
 
@@ -179,6 +192,7 @@ export class ConfigStreamServer {
       for (const c of state.connections) {
         out.push({
           node: c.node,
+          kind: c.kind,
           id: c.id,
           remoteAddress: c.remoteAddress,
           connectedSince: c.connectedSince.toISOString(),
@@ -199,7 +213,7 @@ export class ConfigStreamServer {
     if (this.#debounce) {
       clearTimeout(this.#debounce);
       this.#debounce = undefined;
-      for (const [node, state] of this.#nodes) if (state.connections.size > 0) this.#recompute(node, state);
+      for (const state of this.#nodes.values()) if (state.connections.size > 0) this.#recompute(state);
     }
     this.#closing = true;
     clearInterval(this.#heartbeat);
@@ -232,7 +246,11 @@ export class ConfigStreamServer {
       const status = auth.status ?? 401;
       return this.#refuse(stream, status, status === 403 ? ConfigStreamErrorCode.forbidden : ConfigStreamErrorCode.unauthenticated, auth.error);
     }
-    const node = auth.node;
+    // A waypoint names its Gateway in hello's `node` field as <namespace>/<name>: the protocol stays the agents'.
+    const node = "node" in auth ? auth.node : waypointKey(auth.waypoint);
+    const kind = "node" in auth ? "agent" : "waypoint";
+    if (!("node" in auth) && !this.#opts.waypointViewFor)
+      return this.#refuse(stream, 403, ConfigStreamErrorCode.forbidden, `this controller serves no waypoint views (waypoint ${node})`);
     let hello: Extract<AgentMessage, { kind: "hello" }>;
     try {
       hello = await this.#readHello(stream);
@@ -245,11 +263,15 @@ export class ConfigStreamServer {
         stream,
         403,
         ConfigStreamErrorCode.forbidden,
-        `this agent authenticated as node "${node}" but asked for the config of node "${hello.node}"`,
+        kind === "agent"
+          ? `this agent authenticated as node "${node}" but asked for the config of node "${hello.node}"`
+          : `this waypoint authenticated as ${node} but asked for the config of "${hello.node}" (a waypoint's hello names its Gateway as <namespace>/<name>)`,
       );
     }
     if (this.#closing || stream.destroyed) return;
-    this.#attach(stream, node, hello, remoteAddress);
+    const waypoint = "waypoint" in auth ? auth.waypoint : undefined;
+    const compute = waypoint ? () => this.#opts.waypointViewFor!(waypoint) : () => this.#opts.viewFor(node);
+    this.#attach(stream, kind, node, compute, hello, remoteAddress);
   }
 
   #readHello(stream: http2.ServerHttp2Stream): Promise<Extract<AgentMessage, { kind: "hello" }>> {
@@ -289,17 +311,31 @@ export class ConfigStreamServer {
     stream.end(JSON.stringify({ code, message }));
   }
 
-  #attach(stream: http2.ServerHttp2Stream, node: string, hello: Extract<AgentMessage, { kind: "hello" }>, remoteAddress: string | undefined): void {
-    let state = this.#nodes.get(node);
+  #attach(
+    stream: http2.ServerHttp2Stream,
+    kind: "agent" | "waypoint",
+    node: string,
+    compute: () => ReadonlyMap<string, Resource>,
+    hello: Extract<AgentMessage, { kind: "hello" }>,
+    remoteAddress: string | undefined,
+  ): void {
+    const stateKey = kind === "agent" ? node : `waypoint:${node}`;
+    let state = this.#nodes.get(stateKey);
     if (!state) {
-      state = { view: new NodeView({ maxVersions: this.#opts.historyVersions, maxRefs: this.#opts.historyResources }), connections: new Set() };
-      this.#nodes.set(node, state);
+      state = {
+        kind,
+        compute,
+        view: new NodeView({ maxVersions: this.#opts.historyVersions, maxRefs: this.#opts.historyResources }),
+        connections: new Set(),
+      };
+      this.#nodes.set(stateKey, state);
     }
     // Nodes without agents are not recomputed on changes, so catch up now; an existing agent gets this as a delta.
-    this.#recompute(node, state);
+    this.#recompute(state);
     const conn: AgentConnection = {
       id: randomUUID(),
       node,
+      kind,
       stream,
       remoteAddress,
       connectedSince: new Date(),
@@ -316,8 +352,14 @@ export class ConfigStreamServer {
     else if (resumed) this.#send(conn, { kind: "delta", epoch: this.epoch, version: view.version, fromVersion: hello.version!, ...resumed });
     else this.#send(conn, { kind: "snapshot", epoch: this.epoch, version: view.version, resources: view.resources() });
     this.#opts.log.info(
-      { node, connection: conn.id, remote: remoteAddress, version: view.version, resumedFrom: resumed ? hello.version : undefined },
-      "agent connected to the config stream",
+      {
+        [kind === "agent" ? "node" : "waypoint"]: node,
+        connection: conn.id,
+        remote: remoteAddress,
+        version: view.version,
+        resumedFrom: resumed ? hello.version : undefined,
+      },
+      `${kind} connected to the config stream`,
     );
 
     const splitter = new NdjsonLineSplitter(MAX_AGENT_LINE_BYTES);
@@ -358,8 +400,8 @@ export class ConfigStreamServer {
     }
   }
 
-  #recompute(node: string, state: NodeState): void {
-    const change = state.view.update(this.#opts.viewFor(node));
+  #recompute(state: NodeState): void {
+    const change = state.view.update(state.compute());
     if (!change || state.connections.size === 0) return;
     const { view } = state;
     const line = encodeMessage({ kind: "delta", epoch: this.epoch, version: view.version, fromVersion: view.version - 1, ...change });

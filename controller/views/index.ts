@@ -1,2 +1,3 @@
-// Public surface of the per-node views: what the config stream pushes to each agent.
+// Public surface of the views: what the config stream pushes to each agent (per node) and to each waypoint.
 export { MeshViews, type MeshViewSources, type ScopedPolicy, policySelects } from "./node-views.ts";
+export { WaypointViews, type WaypointViewSources } from "./waypoint-views.ts";

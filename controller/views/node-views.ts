@@ -63,7 +63,7 @@ export function policySelects(policy: Pick<ScopedPolicy, "namespace" | "selector
  * a fresh 10,000-entry Map per node on every change made large-object garbage V8 held on to (controller RSS at
  * 10,000 pods, bench/controller-scale.ts).
  */
-class NodeViewMap implements ReadonlyMap<string, Resource> {
+export class NodeViewMap implements ReadonlyMap<string, Resource> {
   readonly #shared: ReadonlyMap<string, Resource>;
   readonly #own: ReadonlyMap<string, Resource>;
   readonly #added: ReadonlyMap<string, Resource>;
@@ -135,6 +135,12 @@ export class MeshViews {
    */
   invalidate(what: "all" | "policies" = "all"): void {
     if (what === "all") this.#dirty = true;
+  }
+
+  /** What every node's view holds alike (workloads without labels, services, trust bundle, pod network): the base of waypoints' views too. */
+  shared(): ReadonlyMap<string, Resource> {
+    this.#refresh();
+    return this.#shared;
   }
 
   /** All workloads of the cluster, as last refreshed. */

@@ -3,3 +3,4 @@ export { type Binding, type WaypointLookup, isWaypointGateway, serviceWaypoint, 
 export { MANAGED_BY, MANAGED_BY_LABEL, WAYPOINT_PORTS, type WaypointDeploymentSettings, waypointObjects } from "./deployment.ts";
 export { DESIRED_HASH_ANNOTATION, WaypointReconciler, type WaypointSources } from "./reconciler.ts";
 export { type GatewayCondition, waypointGatewayProblems, waypointGatewayStatus } from "./status.ts";
+export { type CompiledMeshRoutes, boundToAmbitWaypoint, compileMeshRoutes, nextRouteParents, serviceInfo, writeRouteStatuses } from "./routes.ts";

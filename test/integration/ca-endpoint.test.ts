@@ -1,4 +1,4 @@
-// The controller's CSR endpoint over real TLS against the sandbox API server: real bound tokens, TokenReview, node authorization.
+// The controller's CSR endpoint over real TLS against the sandbox API server: real bound tokens, TokenReview, node authorization for agents, own identity for other pods.
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -10,12 +10,13 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { CaRequestError } from "../../agent/identity/controller-ca.ts";
 import { ControllerCaClient } from "../../agent/identity/controller-ca.ts";
-import { AgentAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "../../controller/identity/index.ts";
+import { CallerAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "../../controller/identity/index.ts";
 import { buildCsr, derToPem, generateP256 } from "../../pki/index.ts";
 import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts";
 
 const SERVER_NAME = "ambit-controller.ambit-system.svc";
-const log = pino({ level: "silent" });
+const lines: string[] = [];
+const log = pino({ level: "warn" }, { write: (s: string) => void lines.push(s) });
 
 describe("CSR endpoint", () => {
   let t: TestApiServer;
@@ -57,13 +58,15 @@ describe("CSR endpoint", () => {
   beforeAll(async () => {
     t = await startTestApiServer();
     dir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-ca-"));
-    for (const ns of ["ambit-system", "demo"]) await t.client.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    for (const ns of ["ambit-system", "demo", "shop"])
+      await t.client.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
     for (const node of ["node-1", "node-2"]) await t.client.create("/api/v1/nodes", { apiVersion: "v1", kind: "Node", metadata: { name: node } });
     for (const [ns, sa] of [
       ["ambit-system", "ambit-agent"],
       ["demo", "orders"],
       ["demo", "payments"],
       ["demo", "intruder"],
+      ["shop", "waypoint"],
     ]) {
       await t.client.create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: sa } });
     }
@@ -73,6 +76,8 @@ describe("CSR endpoint", () => {
       ["demo", "orders-1", "orders", "node-1"],
       ["demo", "payments-1", "payments", "node-2"],
       ["demo", "intruder-1", "intruder", "node-1"],
+      ["shop", "waypoint-1", "waypoint", "node-2"],
+      ["shop", "waypoint-2", "waypoint", "node-2"],
     ];
     for (const [ns, name, sa, node] of pods) {
       const p = await t.client.create(`/api/v1/namespaces/${ns}/pods`, {
@@ -87,7 +92,7 @@ describe("CSR endpoint", () => {
     await ca.refresh();
     server = new CsrServer({
       ca,
-      authenticator: new AgentAuthenticator(t.client, ["ambit-system/ambit-agent"]),
+      authenticator: new CallerAuthenticator(t.client, ["ambit-system/ambit-agent"]),
       trustDomain: "cluster.local",
       hasPodOnNode: podOnNodeCheck(t.client),
       defaultTtlSeconds: 86400,
@@ -127,8 +132,39 @@ describe("CSR endpoint", () => {
     expect(await refusal(other, "demo", "payments")).toBe("issued");
   });
 
+  it("gives a pod that is not an agent its own identity and no other; an agent is unaffected", async () => {
+    // A waypoint: its ServiceAccount is named after its Gateway.
+    const waypoint = await clientWith(await token("shop", "waypoint", "waypoint-1"));
+    const issued = await waypoint.issue({ trustDomain: "cluster.local", namespace: "shop", serviceAccount: "waypoint" });
+    expect(new X509Certificate(issued.certChainPem).subjectAltName).toBe("URI:spiffe://cluster.local/ns/shop/sa/waypoint");
+    // Not the identity of a pod on its node, not another SA of its namespace, not an agent's.
+    expect(await refusal(waypoint, "demo", "orders")).toBe("403 AMBIT_E_CA_NOT_OWN_IDENTITY");
+    expect(await refusal(waypoint, "shop", "default")).toBe("403 AMBIT_E_CA_NOT_OWN_IDENTITY");
+    expect(await refusal(waypoint, "ambit-system", "ambit-agent")).toBe("403 AMBIT_E_CA_NOT_OWN_IDENTITY");
+    const refused = lines.map((l) => JSON.parse(l) as { code?: string; reason?: string }).find((l) => l.code === "AMBIT_E_CA_NOT_OWN_IDENTITY");
+    expect(refused?.reason).toContain(
+      "pod shop/waypoint-1 runs as shop/waypoint and may only obtain its own identity spiffe://cluster.local/ns/shop/sa/waypoint",
+    );
+    // The agent of node-1 still gets what its node runs, and not the waypoint's (which runs on node-2).
+    const agent = await clientWith(await token("ambit-system", "ambit-agent", "agent-1"));
+    expect(await refusal(agent, "demo", "orders")).toBe("issued");
+    expect(await refusal(agent, "shop", "waypoint")).toBe("403 AMBIT_E_CA_IDENTITY_NOT_ON_NODE");
+    expect(await counter("refused", "AMBIT_E_CA_NOT_OWN_IDENTITY")).toBe(3);
+  });
+
+  it("refuses a pod token once its pod is terminating, and a token bound to no pod", async () => {
+    const tok = await token("shop", "waypoint", "waypoint-2");
+    await t.client.request("DELETE", "/api/v1/namespaces/shop/pods/waypoint-2", { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 30 });
+    expect(await refusal(await clientWith(tok), "shop", "waypoint")).toBe("403 AMBIT_E_CA_POD_NOT_LIVE");
+    const unbound = await t.client.create<{ apiVersion: string; kind: string; metadata: { name: string }; status: { token: string } }>(
+      "/api/v1/namespaces/shop/serviceaccounts/waypoint/token",
+      { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { audiences: ["ambit-ca"], expirationSeconds: 3600 } },
+    );
+    expect(await refusal(await clientWith(unbound.status.token), "shop", "waypoint")).toBe("403 AMBIT_E_CA_TOKEN_NOT_POD_BOUND");
+  });
+
   it("refuses a token of another service account, a token for another audience, and an expired token", async () => {
-    expect(await refusal(await clientWith(await token("demo", "intruder", "intruder-1")), "demo", "intruder")).toBe("403 AMBIT_E_CA_NOT_AN_AGENT");
+    expect(await refusal(await clientWith(await token("demo", "intruder", "intruder-1")), "demo", "orders")).toBe("403 AMBIT_E_CA_NOT_OWN_IDENTITY");
     expect(
       await refusal(await clientWith(await token("ambit-system", "ambit-agent", "agent-1", "https://kubernetes.default.svc.cluster.local")), "demo", "orders"),
     ).toBe("401 AMBIT_E_CA_UNAUTHENTICATED");
@@ -143,7 +179,7 @@ describe("CSR endpoint", () => {
     }
     expect(await refusal(await clientWith("garbage"), "demo", "orders")).toBe("401 AMBIT_E_CA_UNAUTHENTICATED");
     expect(await counter("refused", "AMBIT_E_CA_UNAUTHENTICATED")).toBe(3);
-    expect(await counter("refused", "AMBIT_E_CA_NOT_AN_AGENT")).toBe(1);
+    expect(await counter("refused", "AMBIT_E_CA_NOT_OWN_IDENTITY")).toBe(4);
   });
 
   it("answers malformed JSON or CSRs, a non-workload URI, a foreign trust domain and an oversized body with clear refusals", async () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { PolicyStore, matchesPattern } from "../../agent/authorization/index.ts";
 import type { InboundAttributes } from "../../agent/dataplane/index.ts";
 import type { Workload } from "../../agent/state/index.ts";
-import { MAX_POLICY_VALUES, compileAuthorizationPolicy, compilePeerAuthentication } from "../../controller/authorization/index.ts";
+import { MAX_POLICY_VALUES, compileAuthorizationPolicy, compileForEnforcers, compilePeerAuthentication } from "../../controller/authorization/index.ts";
 import type { KubeObject } from "../../kube/client.ts";
 import { DEMO_PAYMENTS } from "../support/demo-mesh.ts";
 
@@ -187,7 +187,7 @@ describe("compilation", () => {
     }
   });
 
-  it("refuses a policy bound to a waypoint by targetRefs instead of widening it to the whole namespace", () => {
+  it("never enforces a policy bound to a waypoint by targetRefs at L4 (no widening to the namespace); its status is the waypoint's", () => {
     // payments already has an ALLOW for orders only; a waypoint-bound ALLOW for legacy must not let legacy in.
     const onlyOrders = ap("demo", "orders-only", {
       selector: { matchLabels: { app: "payments" } },
@@ -197,13 +197,40 @@ describe("compilation", () => {
       targetRefs: [{ kind: "Service", group: "", name: "payments" }],
       rules: [{ from: [{ source: { namespaces: ["legacy"] } }] }],
     });
+    /** What the controller hands the node agents: the L4 side of each policy, when it has one. */
+    const agentStore = (policies: KubeObject[]) => {
+      const s = new PolicyStore({ rootNamespace: "ambit-system" });
+      s.replace(
+        policies.flatMap((p) => compileForEnforcers(p).l4?.compiled ?? []),
+        [],
+      );
+      return s;
+    };
     const legacy = conn({ source: { trustDomain: "cluster.local", namespace: "legacy", serviceAccount: "client" } });
-    expect(allowed(store([onlyOrders]), legacy)).toBe(false);
-    expect(allowed(store([onlyOrders, forWaypoint]), legacy)).toBe(false);
+    expect(allowed(agentStore([onlyOrders]), legacy)).toBe(false);
+    expect(allowed(agentStore([onlyOrders, forWaypoint]), legacy)).toBe(false);
+    // Nor does it narrow anything: fraud has no ALLOW of its own, and the waypoint policy gives it none.
+    expect(allowed(agentStore([forWaypoint]), conn({ destination: fraud, destinationIp: fraud.ip }))).toBe(true);
+    const enforced = compileForEnforcers(forWaypoint);
+    expect(enforced.l4).toBeUndefined();
+    expect(enforced.l7?.compiled).toMatchObject({ targets: [{ kind: "Service", name: "payments" }], action: "ALLOW" });
+    expect(enforced.condition).toMatchObject({ status: "True", reason: "Accepted", message: "enforced at L7 by the waypoint for Service demo/payments" });
+    // Read alone for the node agents (never done by the controller), it stays refused rather than namespace-wide.
     expect(compileAuthorizationPolicy(forWaypoint).condition).toMatchObject({
       reason: "Invalid",
       message: expect.stringContaining("spec.targetRefs: binds the policy to a waypoint"),
     });
+  });
+
+  it("a policy with both a selector and targetRefs is Invalid at both enforcers, each failing closed for what it covers", () => {
+    const both = compileForEnforcers(
+      ap("demo", "both", { selector: { matchLabels: { app: "payments" } }, targetRefs: [{ kind: "Service", group: "", name: "payments" }] }),
+    );
+    expect(both.l4?.compiled).toMatchObject({ action: "ALLOW", rules: [], selector: { app: "payments" } });
+    expect(both.l7?.compiled).toMatchObject({ action: "ALLOW", rules: [], targets: [{ kind: "Service", name: "payments" }] });
+    expect(both.condition).toMatchObject({ reason: "Invalid", message: expect.stringContaining("only one of selector, targetRef and targetRefs") });
+    const selectorOnly = compileForEnforcers(ap("demo", "l4", { selector: { matchLabels: { app: "payments" } } }));
+    expect([selectorOnly.l7, selectorOnly.condition.reason]).toEqual([undefined, "Accepted"]);
   });
 });
 

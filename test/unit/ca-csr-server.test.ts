@@ -4,7 +4,7 @@ import { X509Certificate, createPublicKey, sign } from "node:crypto";
 import pino from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AgentAuthenticator, CsrServer, MeshCa } from "../../controller/identity/index.ts";
+import { CallerAuthenticator, CsrServer, MeshCa } from "../../controller/identity/index.ts";
 import { fakeSecretsClient } from "../support/fake-secrets-client.ts";
 // DER writers are pki internals: this test builds malformed CSRs with them.
 import { TAG, bitString, boolean, octetString, oid, sequence, set, smallInteger, tlv } from "../../pki/der.ts";
@@ -79,7 +79,7 @@ describe("CsrServer", () => {
     await ca.refresh();
     server = new CsrServer({
       ca,
-      authenticator: new AgentAuthenticator(fakeClient(), ["ambit-system/ambit-agent"]),
+      authenticator: new CallerAuthenticator(fakeClient(), ["ambit-system/ambit-agent"]),
       trustDomain: "cluster.local",
       hasPodOnNode: async (node, ns, sa) => node === "node-1" && onNode1.has(`${ns}/${sa}`),
       defaultTtlSeconds: DAY,
