@@ -8,7 +8,7 @@ import { AGENT_POD_LABELS, AGENT_PORTS, POLICY_API_VERSION, POLICY_PLURALS } fro
 import type { Workload } from "../contract/mesh.ts";
 import { workloadFromPod, workloadNameOf } from "../contract/pods.ts";
 import { formatSpiffeId, parseSpiffeUri } from "../contract/spiffe.ts";
-import { compileAuthorizationPolicy } from "../controller/authorization/index.ts";
+import { compileForEnforcers } from "../controller/authorization/index.ts";
 import { type KubeObject, isNotFound, pathFor } from "../kube/client.ts";
 import { withEnv } from "./context.ts";
 import { type CliErrorCode, fromKubeError } from "./errors.ts";
@@ -280,7 +280,7 @@ async function policyStatuses(kube: KubeReader, selecting: PolicyRef[]): Promise
       const written = ((obj.status?.conditions ?? []) as Array<{ type: string; reason: string; message: string }>).find((c) => c.type === "Accepted");
       if (written) return { ...p, status: written.reason, message: written.message, statusFrom: "controller" };
       // The controller's leader writes status; until it has, the same compiler says what it will write.
-      const { condition } = compileAuthorizationPolicy(obj);
+      const { condition } = compileForEnforcers(obj);
       return { ...p, status: condition.reason, message: condition.message, statusFrom: "computed" };
     }),
   );
