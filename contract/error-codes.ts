@@ -705,6 +705,33 @@ export const ROUTE_ERRORS = errorDomain(
   },
 );
 
+export const WAYPOINT_ERRORS = errorDomain(
+  "waypoint",
+  "The waypoint's data path: CONNECT streams it refuses and requests it cannot carry to a backend (logged with the request's access line).",
+  {
+    unknownDestination: {
+      code: "AMBIT_E_WAYPOINT_UNKNOWN_DESTINATION",
+      meaning: "A CONNECT stream named an address that is neither a Service port nor a workload bound to this waypoint; it is answered 400.",
+      action: "Check the Service's or pod's `ambit.dev/use-waypoint` binding and that the waypoint's config is current (`/config_dump`).",
+    },
+    noEndpoint: {
+      code: "AMBIT_E_WAYPOINT_NO_ENDPOINT",
+      meaning: "The backend Service port has no ready endpoint in the mesh (or its endpoint is not a captured pod); the request is answered 503.",
+      action: "Check the backend's pods are ready and enrolled (`kubectl get endpointslices`), and the route's backendRefs.",
+    },
+    upstream: {
+      code: "AMBIT_E_WAYPOINT_UPSTREAM",
+      meaning: "The HBONE stream or HTTP exchange with the backend's agent failed before a response; the request is answered 503.",
+      action: "Check the destination agent's logs and that port 15008 is reachable from the waypoint.",
+    },
+    timeout: {
+      code: "AMBIT_E_WAYPOINT_TIMEOUT",
+      meaning: "The backend did not answer within the route's request or backendRequest timeout; the request is answered 504.",
+      action: "Check the backend's latency, or raise the HTTPRoute rule's `timeouts`.",
+    },
+  },
+);
+
 export const ERROR_DOMAINS = [
   CONFIG_ERRORS,
   CLI_ERRORS,
@@ -724,6 +751,7 @@ export const ERROR_DOMAINS = [
   API_ERRORS,
   POLICY_ERRORS,
   ROUTE_ERRORS,
+  WAYPOINT_ERRORS,
 ] as const;
 
 /** Any code Ambit raises. */
