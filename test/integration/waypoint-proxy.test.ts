@@ -1,0 +1,305 @@
+// The waypoint's data path in process over real mTLS: HBONE in from a client, L7 policy and routes, HBONE out to test agents in front of HTTP backends.
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { L7PolicyStore } from "../../agent/authorization/index.ts";
+import { HboneConnectionPool, HboneServer } from "../../agent/hbone/index.ts";
+import type { SpiffeId } from "../../agent/identity/index.ts";
+import { WorkloadIndex } from "../../agent/state/index.ts";
+import type { ServiceSpec, Workload } from "../../contract/mesh.ts";
+import { type HTTPRoute, RoutingTable, compileRoutes } from "../../waypoint/routing/index.ts";
+import { WaypointProxy, asSocket } from "../../waypoint/proxy/index.ts";
+import { TestCa } from "../support/test-ca.ts";
+
+const id = (sa: string): SpiffeId => ({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: sa });
+const ORDERS = id("orders");
+const WAYPOINT_REF = { namespace: "demo", name: "waypoint" };
+const WAYPOINT = id("waypoint");
+const log = pino({ level: "silent" });
+
+/** Backend pods: name (also its service account), pod IP, and whether it speaks HTTP/2 only (h2c). */
+const PODS = [
+  { name: "reviews-v1", ip: "10.244.1.10" },
+  { name: "reviews-v2", ip: "10.244.1.11" },
+  { name: "flaky", ip: "10.244.1.12" },
+  { name: "h2", ip: "10.244.1.13", h2: true },
+];
+/** Service VIPs; each Service selects the pod of the same name, except `reviews`, which selects reviews-v1. */
+const VIPS: Record<string, string> = { reviews: "10.96.0.10", "reviews-v1": "10.96.0.11", "reviews-v2": "10.96.0.12", flaky: "10.96.0.13", h2: "10.96.0.14" };
+const APP_PORT = 8080;
+
+describe("waypoint proxy", () => {
+  const ca = TestCa.create();
+  const cleanups: Array<() => void> = [];
+  /** Endpoint pod IP -> loopback port of the test HBONE server standing for its node agent. */
+  const agentPorts = new Map<string, number>();
+  const policies = new L7PolicyStore();
+  let proxy: WaypointProxy;
+  let waypointPort: number;
+  let client: HboneConnectionPool;
+  let flakyCalls = 0;
+
+  async function listen(server: net.Server): Promise<number> {
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => server.close());
+    return (server.address() as net.AddressInfo).port;
+  }
+
+  /** What a backend answers: who it is and what it received, so tests see the request as the waypoint forwarded it. */
+  function answer(name: string, method: string, url: string, headers: http.IncomingHttpHeaders, send: (status: number, body: string) => void) {
+    if (name === "flaky" && ++flakyCalls <= 2) return send(503, "try again");
+    const reply = () => send(200, JSON.stringify({ backend: name, method, url, headers }));
+    if (url.startsWith("/slow")) setTimeout(reply, 1_000);
+    else reply();
+  }
+
+  async function startBackend(pod: (typeof PODS)[number]) {
+    const app = pod.h2
+      ? http2.createServer().on("stream", (stream, h) =>
+          answer(pod.name, String(h[":method"]), String(h[":path"]), h, (status, body) => {
+            stream.respond({ ":status": status, "x-protocol": "h2" });
+            stream.end(body);
+          }),
+        )
+      : http.createServer((req, res) =>
+          answer(pod.name, req.method!, req.url!, req.headers, (status, body) => {
+            res.writeHead(status, { "content-type": "application/json" });
+            res.end(body);
+          }),
+        );
+    const appPort = await listen(app);
+    const agent = new HboneServer({
+      trustBundlePem: ca.rootPem,
+      authorize: () => ({ allow: true }),
+      connectUpstream: (dst) =>
+        new Promise((resolve, reject) => {
+          expect(dst).toEqual({ ip: pod.ip, port: APP_PORT });
+          const s = net.connect({ host: "127.0.0.1", port: appPort });
+          s.once("connect", () => resolve(s)).once("error", reject);
+        }),
+      log,
+    });
+    const credentials = ca.issue(id(pod.name));
+    agentPorts.set(pod.ip, await listen(net.createServer((s) => agent.acceptConnection(s, credentials))));
+    cleanups.push(() => agent.close());
+  }
+
+  function routes(): RoutingTable {
+    const route: HTTPRoute = {
+      apiVersion: "gateway.networking.k8s.io/v1",
+      kind: "HTTPRoute",
+      metadata: { namespace: "demo", name: "reviews", creationTimestamp: "2026-01-01T00:00:00Z" },
+      spec: {
+        parentRefs: [{ group: "", kind: "Service", name: "reviews", port: 80 }],
+        rules: [
+          {
+            matches: [{ path: { type: "PathPrefix", value: "/split" } }],
+            filters: [
+              { type: "RequestHeaderModifier", requestHeaderModifier: { set: [{ name: "x-via", value: "waypoint" }], remove: ["x-secret"] } },
+              { type: "ResponseHeaderModifier", responseHeaderModifier: { add: [{ name: "x-route", value: "split" }] } },
+            ],
+            backendRefs: [
+              { name: "reviews-v1", port: 80, weight: 90 },
+              { name: "reviews-v2", port: 80, weight: 10 },
+            ],
+          },
+          { matches: [{ path: { type: "PathPrefix", value: "/slow" } }], backendRefs: [{ name: "reviews-v1", port: 80 }], timeouts: { request: "200ms" } },
+          {
+            matches: [{ path: { type: "Exact", value: "/" } }, { path: { type: "PathPrefix", value: "/admin" } }],
+            backendRefs: [{ name: "reviews-v1", port: 80 }],
+          },
+        ],
+      },
+    };
+    const flaky: HTTPRoute = {
+      apiVersion: "gateway.networking.k8s.io/v1",
+      kind: "HTTPRoute",
+      metadata: { namespace: "demo", name: "flaky", creationTimestamp: "2026-01-01T00:00:00Z" },
+      spec: {
+        parentRefs: [{ group: "", kind: "Service", name: "flaky", port: 80 }],
+        rules: [{ backendRefs: [{ name: "flaky", port: 80 }], retry: { codes: [503], attempts: 2, backoff: "10ms" } }],
+      },
+    };
+    const { servicePorts, results } = compileRoutes([route, flaky], {
+      getService: (ns, name) => (ns === "demo" && name in VIPS ? { ports: [{ port: 80 }] } : undefined),
+    });
+    expect(results.flatMap((r) => r.errors)).toEqual([]);
+    return new RoutingTable(servicePorts);
+  }
+
+  beforeAll(async () => {
+    for (const pod of PODS) await startBackend(pod);
+    const workloads: Workload[] = PODS.map((p) => ({
+      uid: p.name,
+      namespace: "demo",
+      name: p.name,
+      workloadName: p.name,
+      serviceAccount: p.name,
+      node: "node-1",
+      ip: p.ip,
+      captured: true,
+      labels: {},
+    }));
+    const services: ServiceSpec[] = Object.entries(VIPS).map(([name, clusterIP]) => ({
+      namespace: "demo",
+      name,
+      clusterIP,
+      ports: [{ port: 80, endpoints: [{ ip: PODS.find((p) => p.name === (name === "reviews" ? "reviews-v1" : name))!.ip, port: APP_PORT, ready: true }] }],
+      waypoint: WAYPOINT_REF,
+    }));
+    const index = new WorkloadIndex();
+    index.replace(workloads, services);
+    const waypointCredentials = ca.issue(WAYPOINT);
+    const upstream = new HboneConnectionPool({
+      getClientCredentials: () => waypointCredentials,
+      trustBundlePem: ca.rootPem,
+      // Every pod's agent is a loopback listener here; the waypoint dials podIP:15008 in a cluster.
+      connect: (host) =>
+        new Promise((resolve, reject) => {
+          const s = net.connect({ host: "127.0.0.1", port: agentPorts.get(host)! });
+          s.once("connect", () => resolve(s)).once("error", reject);
+        }),
+    });
+    proxy = new WaypointProxy({
+      credentials: waypointCredentials,
+      trustBundlePem: ca.rootPem,
+      waypoint: WAYPOINT_REF,
+      identity: WAYPOINT,
+      index,
+      routes: routes(),
+      policies,
+      hbone: upstream,
+      log,
+      detectTimeoutMs: 200,
+    });
+    waypointPort = await listen(net.createServer((s) => proxy.acceptConnection(s)));
+    client = new HboneConnectionPool({ getClientCredentials: () => ca.issue(ORDERS), trustBundlePem: ca.rootPem });
+    cleanups.push(() => {
+      proxy.close();
+      upstream.close();
+      client.close();
+    });
+  });
+  afterAll(() => {
+    for (const c of cleanups.splice(0).reverse()) c();
+  });
+
+  /** A CONNECT stream from demo/orders to the waypoint, addressed to `vip`:80, as the source agent opens it. */
+  const connect = (vip: string) =>
+    client.openStream({ source: ORDERS, destination: { ip: vip, port: 80 }, dial: { host: "127.0.0.1", port: waypointPort }, expectedIdentity: WAYPOINT });
+
+  /** An HTTP/1.1 client whose connections are CONNECT streams to the waypoint; counts the connections it opened. */
+  function clientAgent(vip: string) {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 }) as http.Agent & { opened: number };
+    agent.opened = 0;
+    agent.createConnection = (_o, callback) => {
+      agent.opened++;
+      connect(vip).then(
+        (s) => callback?.(null, asSocket(s)),
+        (err: Error) => callback?.(err, undefined as unknown as net.Socket),
+      );
+      return undefined as unknown as net.Socket;
+    };
+    cleanups.push(() => agent.destroy());
+    return agent;
+  }
+
+  async function request(agent: http.Agent, path: string, opts: { method?: string; headers?: Record<string, string> } = {}) {
+    return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+      const req = http.request({ agent, host: "reviews.demo", path, method: opts.method ?? "GET", headers: opts.headers ?? {} }, (res) => {
+        let body = "";
+        res.on("data", (d: Buffer) => (body += d));
+        res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      });
+      req.on("error", reject);
+      req.end();
+    });
+  }
+  const json = (body: string) => JSON.parse(body) as { backend: string; url: string; headers: Record<string, string> };
+
+  it("passes a request through to the addressed service when no route is attached", async () => {
+    const res = await request(clientAgent(VIPS["reviews-v2"]!), "/anything");
+    expect(res.status).toBe(200);
+    expect(json(res.body)).toMatchObject({ backend: "reviews-v2", url: "/anything" });
+  });
+
+  it("splits /split 90/10 over two backends, with request and response header modifiers", async () => {
+    const agent = clientAgent(VIPS.reviews!);
+    const seen: Record<string, number> = {};
+    for (let i = 0; i < 200; i++) {
+      const res = await request(agent, `/split/${i}`, { headers: { "x-secret": "s3cret" } });
+      expect(res.status).toBe(200);
+      expect(res.headers["x-route"]).toBe("split");
+      const body = json(res.body);
+      expect(body.headers["x-via"]).toBe("waypoint");
+      expect(body.headers["x-secret"]).toBeUndefined();
+      seen[body.backend] = (seen[body.backend] ?? 0) + 1;
+    }
+    // 180 expected on v1; the band is wide enough that a fair coin of p=0.9 leaves it about once in 10^6 runs.
+    expect(seen["reviews-v1"]).toBeGreaterThan(160);
+    expect(seen["reviews-v2"]).toBeGreaterThan(3);
+    // Keep-alive end to end: one client connection carried all 200 requests.
+    expect(agent.opened).toBe(1);
+  });
+
+  it("answers 404 to a request that matches no rule of the attached route", async () => {
+    const res = await request(clientAgent(VIPS.reviews!), "/nothing-here");
+    expect(res.status).toBe(404);
+  });
+
+  it("denies POST /admin with Istio's 403 and lets GET / pass; a DENY installed on a live connection denies its next request", async () => {
+    policies.replace([
+      {
+        namespace: "demo",
+        name: "deny-admin",
+        targets: [{ kind: "Service", name: "reviews" }],
+        action: "DENY",
+        rules: [{ to: [{ methods: ["POST"], paths: ["/admin"] }] }],
+      },
+    ]);
+    const agent = clientAgent(VIPS.reviews!);
+    const denied = await request(agent, "/admin", { method: "POST" });
+    expect(denied).toMatchObject({ status: 403, body: "RBAC: access denied" });
+    expect((await request(agent, "/")).status).toBe(200);
+    policies.replace([
+      { namespace: "demo", name: "deny-all", targets: [{ kind: "Service", name: "reviews" }], action: "DENY", rules: [{ to: [{ paths: ["/"] }] }] },
+    ]);
+    expect((await request(agent, "/")).status).toBe(403);
+    expect(agent.opened).toBe(1);
+    policies.replace([]);
+  });
+
+  it("retries a backend that answers 503 twice and returns its 200", async () => {
+    flakyCalls = 0;
+    const res = await request(clientAgent(VIPS.flaky!), "/");
+    expect(res.status).toBe(200);
+    expect(json(res.body).backend).toBe("flaky");
+    expect(flakyCalls).toBe(3);
+  });
+
+  it("answers 504 when the backend does not answer within the route's request timeout", async () => {
+    const res = await request(clientAgent(VIPS.reviews!), "/slow");
+    expect(res).toMatchObject({ status: 504, body: "upstream request timeout" });
+  });
+
+  it("serves HTTP/2 with prior knowledge (h2c) and forwards it as HTTP/2", async () => {
+    const stream = await connect(VIPS.h2!);
+    const session = http2.connect("http://h2.demo", { createConnection: () => asSocket(stream) });
+    cleanups.push(() => session.destroy());
+    const res = await new Promise<{ status: number; protocol: unknown; body: string }>((resolve, reject) => {
+      const req = session.request({ ":path": "/hello", "content-type": "application/grpc" });
+      let body = "";
+      let status = 0;
+      let protocol: unknown;
+      req.on("response", (h) => ((status = Number(h[":status"])), (protocol = h["x-protocol"])));
+      req.on("data", (d: Buffer) => (body += d));
+      req.on("end", () => resolve({ status, protocol, body }));
+      req.on("error", reject);
+      req.end();
+    });
+    expect(res).toMatchObject({ status: 200, protocol: "h2" });
+    expect(json(res.body)).toMatchObject({ backend: "h2", url: "/hello" });
+  });
+});

@@ -1,0 +1,81 @@
+// Terminates HBONE for the waypoint: mTLS with its own certificate, CONNECT streams handed on with the client's proven identity.
+import http2 from "node:http2";
+import type net from "node:net";
+import type tls from "node:tls";
+import type { Logger } from "pino";
+import { HBONE_SETTINGS, parseAuthority } from "../../agent/hbone/index.ts";
+import { type Credentials, type SpiffeId, spiffeIdFromCertificate } from "../../agent/identity/index.ts";
+
+/** One accepted CONNECT stream: who sent it (their certificate), from where, and what they dialled. */
+export interface ConnectStream {
+  stream: http2.ServerHttp2Stream;
+  source: SpiffeId;
+  sourceAddress: string | undefined;
+  target: { ip: string; port: number };
+}
+
+/** Whether the waypoint serves a target: undefined to accept, else the reason answered with 400. */
+export type AcceptTarget = (target: { ip: string; port: number }) => string | undefined;
+
+/**
+ * The agent's HboneServer relays every stream to a socket it opens; the waypoint instead serves HTTP on the stream
+ * itself, so it needs the stream and the peer's identity together. The TLS and CONNECT checks are the same.
+ */
+export class WaypointHboneListener {
+  readonly #server: http2.Http2SecureServer;
+  readonly #sockets = new Set<net.Socket>();
+
+  constructor(opts: { credentials: Credentials; trustBundlePem: string; accept: AcceptTarget; onStream(connect: ConnectStream): void; log: Logger }) {
+    this.#server = http2.createSecureServer({
+      cert: opts.credentials.certChainPem,
+      key: opts.credentials.keyPem,
+      ca: opts.trustBundlePem,
+      minVersion: "TLSv1.3",
+      requestCert: true,
+      rejectUnauthorized: true,
+      settings: HBONE_SETTINGS.settings,
+    });
+    this.#server.on("tlsClientError", (err, socket) => {
+      opts.log.debug({ remote: socket.remoteAddress, reason: err.message }, "HBONE connection refused");
+      socket.destroy();
+    });
+    this.#server.on("session", (session) => {
+      session.on("connect", () => session.setLocalWindowSize(HBONE_SETTINGS.connectionWindow));
+      session.on("error", () => session.destroy());
+    });
+    this.#server.on("stream", (stream, headers) => {
+      // A session failure is emitted on every stream: without a listener it would take the waypoint down.
+      stream.on("error", (err) => opts.log.debug({ err: err.message }, "HBONE stream error"));
+      const reply = (status: number, reason: string) => stream.respond({ ":status": status, "x-ambit-reason": reason }, { endStream: true });
+      const socket = stream.session?.socket as tls.TLSSocket | undefined;
+      let source: SpiffeId;
+      try {
+        const cert = socket?.getPeerX509Certificate();
+        if (!cert) return reply(401, "unauthenticated peer");
+        source = spiffeIdFromCertificate(cert);
+      } catch (err) {
+        return reply(401, `client certificate has no valid SPIFFE ID: ${(err as Error).message}`);
+      }
+      if (headers[":method"] !== "CONNECT") return reply(400, "HBONE accepts only CONNECT");
+      const target = parseAuthority(headers[":authority"]);
+      if (!target) return reply(400, "authority must be <ipv4>:<port>");
+      const refused = opts.accept(target);
+      if (refused) return reply(400, refused);
+      stream.respond({ ":status": 200 });
+      opts.onStream({ stream, source, sourceAddress: socket?.remoteAddress?.replace(/^::ffff:/, ""), target });
+    });
+  }
+
+  /** Serves one accepted TCP connection (from the waypoint's listener on 15008, or a test's). */
+  acceptConnection(socket: net.Socket): void {
+    socket.allowHalfOpen = false;
+    this.#sockets.add(socket);
+    socket.once("close", () => this.#sockets.delete(socket));
+    this.#server.emit("connection", socket);
+  }
+
+  close(): void {
+    for (const s of this.#sockets) s.destroy();
+    this.#server.close();
+  }
+}

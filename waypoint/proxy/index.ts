@@ -1,0 +1,5 @@
+// Public surface of the waypoint's data path: the proxy that serves HBONE CONNECT streams at L7, and its errors.
+export { WaypointProxy, type WaypointProxyOptions } from "./proxy.ts";
+export { WaypointError, WaypointErrorCode } from "./errors.ts";
+export { type Endpoint, HBONE_PORT, UpstreamPool, asSocket } from "./upstream.ts";
+export { type DetectedProtocol, classify, detectProtocol } from "./sniff.ts";

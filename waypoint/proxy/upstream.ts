@@ -1,0 +1,166 @@
+// Connections from the waypoint to backends: HBONE streams to each endpoint's agent, pooled per endpoint as HTTP/1.1 keep-alive or one HTTP/2 session.
+import http from "node:http";
+import http2 from "node:http2";
+import type net from "node:net";
+import type { Duplex, Readable } from "node:stream";
+import type { HboneConnectionPool } from "../../agent/hbone/index.ts";
+import type { SpiffeId } from "../../agent/identity/index.ts";
+
+/** Where a request goes: an endpoint pod, reached through its node agent on 15008, which must present `identity`. */
+export interface Endpoint {
+  ip: string;
+  port: number;
+  identity: SpiffeId;
+}
+
+/** The HBONE port every captured pod's agent listens on. */
+export const HBONE_PORT = 15008;
+
+/** A backend's answer, the same shape whichever HTTP version carried it. */
+export interface UpstreamResponse {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: Readable;
+}
+
+export interface UpstreamRequest {
+  method: string;
+  path: string;
+  authority: string;
+  headers: Record<string, string | string[]>;
+  /** Sent whole (a buffered body, so a retry can send it again) or streamed (no retry possible). */
+  body: Buffer | Readable;
+}
+
+/**
+ * http.Agent and http.Server call socket methods an HTTP/2 stream lacks (keep-alive probes, Nagle, event-loop refs);
+ * on a tunnelled stream they have nothing to do, as the TLS connection beneath holds those settings.
+ */
+export function asSocket(stream: Duplex): net.Socket {
+  const s = stream as Duplex & Partial<net.Socket>;
+  s.setKeepAlive ??= () => s as net.Socket;
+  s.setNoDelay ??= () => s as net.Socket;
+  s.ref ??= () => s as net.Socket;
+  s.unref ??= () => s as net.Socket;
+  return s as net.Socket;
+}
+
+const endpointKey = (e: Endpoint) => `${e.ip}:${e.port}`;
+
+/** Hop-by-hop headers (RFC 9110 7.6.1) and HTTP/2 pseudo-headers: never forwarded, each hop sets its own. */
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "host", "http2-settings"]);
+
+/** Headers fit for the next hop: pseudo-headers and hop-by-hop ones removed (`te: trailers` kept, gRPC needs it). */
+export function forwardableHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name.startsWith(":")) continue;
+    if (HOP_BY_HOP.has(name) && !(name === "te" && value === "trailers")) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * One pool per waypoint: an http.Agent per endpoint whose connections are HBONE streams (so a client's keep-alive
+ * connection reuses one upstream connection per endpoint), and one HTTP/2 session per endpoint for HTTP/2 clients.
+ */
+export class UpstreamPool {
+  readonly #hbone: HboneConnectionPool;
+  readonly #source: SpiffeId;
+  readonly #agents = new Map<string, http.Agent>();
+  readonly #sessions = new Map<string, Promise<http2.ClientHttp2Session>>();
+
+  constructor(hbone: HboneConnectionPool, source: SpiffeId) {
+    this.#hbone = hbone;
+    this.#source = source;
+  }
+
+  /** An HBONE stream to the endpoint's agent, addressed to the endpoint itself. */
+  openStream(endpoint: Endpoint): Promise<Duplex> {
+    return this.#hbone.openStream({
+      source: this.#source,
+      destination: { ip: endpoint.ip, port: endpoint.port },
+      dial: { host: endpoint.ip, port: HBONE_PORT },
+      expectedIdentity: endpoint.identity,
+    });
+  }
+
+  #agentFor(endpoint: Endpoint): http.Agent {
+    const key = endpointKey(endpoint);
+    let agent = this.#agents.get(key);
+    if (agent) return agent;
+    agent = new http.Agent({ keepAlive: true });
+    // Asynchronous createConnection: returning nothing makes the Agent wait for the callback.
+    agent.createConnection = (_options, callback) => {
+      this.openStream(endpoint).then(
+        (stream) => callback?.(null, asSocket(stream)),
+        (err: Error) => callback?.(err, undefined as unknown as net.Socket),
+      );
+      return undefined as unknown as net.Socket;
+    };
+    this.#agents.set(key, agent);
+    return agent;
+  }
+
+  #sessionFor(endpoint: Endpoint): Promise<http2.ClientHttp2Session> {
+    const key = endpointKey(endpoint);
+    let session = this.#sessions.get(key);
+    if (session) return session;
+    session = this.openStream(endpoint).then((stream) => {
+      const s = http2.connect(`http://${key}`, { createConnection: () => asSocket(stream) });
+      const forget = () => this.#sessions.delete(key);
+      s.once("close", forget);
+      s.once("goaway", forget);
+      s.on("error", () => s.destroy());
+      return s;
+    });
+    session.catch(() => this.#sessions.delete(key));
+    this.#sessions.set(key, session);
+    return session;
+  }
+
+  /** One exchange with one endpoint, in the client's HTTP version; `signal` abandons it. */
+  async send(endpoint: Endpoint, version: "http1" | "http2", request: UpstreamRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+    if (version === "http2") {
+      const session = await this.#sessionFor(endpoint);
+      const stream = session.request({ ":method": request.method, ":path": request.path, ":authority": request.authority, ...request.headers }, { signal });
+      const response = new Promise<UpstreamResponse>((resolve, reject) => {
+        stream.once("response", (h) => resolve({ status: Number(h[":status"]), headers: forwardableHeaders(h), body: stream }));
+        stream.once("error", reject);
+        stream.once("close", () => reject(new Error(`stream closed before a response (code ${stream.rstCode})`)));
+      });
+      writeBody(stream, request.body);
+      return response;
+    }
+    const req = http.request({
+      agent: this.#agentFor(endpoint),
+      method: request.method,
+      path: request.path,
+      headers: { ...request.headers, host: request.authority },
+      signal,
+    });
+    const response = new Promise<UpstreamResponse>((resolve, reject) => {
+      req.once("response", (res) => resolve({ status: res.statusCode ?? 502, headers: forwardableHeaders(res.headers), body: res }));
+      req.once("error", reject);
+    });
+    writeBody(req, request.body);
+    return response;
+  }
+
+  close(): void {
+    for (const agent of this.#agents.values()) agent.destroy();
+    for (const session of this.#sessions.values())
+      void session.then(
+        (s) => s.destroy(),
+        () => {},
+      );
+    this.#agents.clear();
+    this.#sessions.clear();
+  }
+}
+
+function writeBody(to: NodeJS.WritableStream & { end(chunk?: Buffer): unknown }, body: Buffer | Readable): void {
+  if (Buffer.isBuffer(body)) to.end(body.length ? body : undefined);
+  else body.pipe(to);
+}
