@@ -18,6 +18,9 @@ const ORDERS = id("orders");
 const WAYPOINT_REF = { namespace: "demo", name: "waypoint" };
 const WAYPOINT = id("waypoint");
 const log = pino({ level: "silent" });
+/** The waypoint's own log lines, parsed: the access log is part of what it must produce. */
+const accessLines: Array<Record<string, unknown>> = [];
+const accessLog = pino({ level: "info" }, { write: (line: string) => void accessLines.push(JSON.parse(line) as Record<string, unknown>) });
 
 /** Backend pods: name (also its service account), pod IP, and whether it speaks HTTP/2 only (h2c). */
 const PODS = [
@@ -171,7 +174,7 @@ describe("waypoint proxy", () => {
       routes: routes(),
       policies,
       hbone: upstream,
-      log,
+      log: accessLog,
       detectTimeoutMs: 200,
     });
     waypointPort = await listen(net.createServer((s) => proxy.acceptConnection(s)));
@@ -223,6 +226,36 @@ describe("waypoint proxy", () => {
     const res = await request(clientAgent(VIPS["reviews-v2"]!), "/anything");
     expect(res.status).toBe(200);
     expect(json(res.body)).toMatchObject({ backend: "reviews-v2", url: "/anything" });
+    expect(accessLines.find((l) => l.path === "/anything")).toMatchObject({
+      msg: "request",
+      method: "GET",
+      status: 200,
+      source: "spiffe://cluster.local/ns/demo/sa/orders",
+      destination: `${VIPS["reviews-v2"]}:80`,
+      upstream: `10.244.1.11:${APP_PORT}`,
+      policy: "no ALLOW policy applies to demo/reviews-v2",
+    });
+  });
+
+  it("carries bytes that are not HTTP at L4 to an endpoint of the addressed service", async () => {
+    const stream = await connect(VIPS["reviews-v2"]!);
+    let reply = "";
+    stream.on("data", (d: Buffer) => (reply += d));
+    stream.write("not http at all\r\n\r\n");
+    // The backend is an HTTP server: its own 400 proves the bytes reached it untouched by the waypoint.
+    await expect.poll(() => reply).toMatch(/^HTTP\/1\.1 400 Bad Request/);
+    stream.destroy();
+  });
+
+  it("refuses a CONNECT to an address not bound to it", async () => {
+    await expect(
+      client.openStream({
+        source: ORDERS,
+        destination: { ip: "10.96.9.9", port: 80 },
+        dial: { host: "127.0.0.1", port: waypointPort },
+        expectedIdentity: WAYPOINT,
+      }),
+    ).rejects.toMatchObject({ code: "AMBIT_E_HBONE_REJECTED", status: 400 });
   });
 
   it("splits /split 90/10 over two backends, with request and response header modifiers", async () => {
@@ -282,6 +315,11 @@ describe("waypoint proxy", () => {
   it("answers 504 when the backend does not answer within the route's request timeout", async () => {
     const res = await request(clientAgent(VIPS.reviews!), "/slow");
     expect(res).toMatchObject({ status: 504, body: "upstream request timeout" });
+    expect(accessLines.find((l) => l.path === "/slow")).toMatchObject({
+      status: 504,
+      code: "AMBIT_E_WAYPOINT_TIMEOUT",
+      route: "HTTPRoute demo/reviews rule 1",
+    });
   });
 
   it("serves HTTP/2 with prior knowledge (h2c) and forwards it as HTTP/2", async () => {

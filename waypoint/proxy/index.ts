@@ -3,3 +3,4 @@ export { WaypointProxy, type WaypointProxyOptions } from "./proxy.ts";
 export { WaypointError, WaypointErrorCode } from "./errors.ts";
 export { type Endpoint, HBONE_PORT, UpstreamPool, asSocket } from "./upstream.ts";
 export { type DetectedProtocol, classify, detectProtocol } from "./sniff.ts";
+export { DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_BACKOFF_MS, backoffMs } from "./forward.ts";
