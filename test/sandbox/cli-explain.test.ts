@@ -1,6 +1,6 @@
 // End to end on the sandbox: `ambit explain` through the API server (port-forward to the destination agent) agrees with the traffic.
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ROOT_REQUIRED, ambit, configDumpOf, freshSandboxWithMesh, isRoot, kubeconfig, kubectl } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, ambit, configDumpOf, enrollDemo, freshSandboxWithMesh, isRoot, kubeconfig, kubectl } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
 import { ALLOW_ORDERS_TO_PAYMENTS } from "../support/demo-mesh.ts";
 
@@ -16,13 +16,7 @@ async function reach(from: string, url: string): Promise<string> {
 describeTier(isRoot, ROOT_REQUIRED)("ambit explain on the sandbox", () => {
   beforeAll(async () => {
     await freshSandboxWithMesh();
-    expect((await kubectl(["label", "ns", "demo", "ambit.dev/dataplane-mode=ambient"])).exitCode).toBe(0);
-    for (let i = 0; ; i++) {
-      const marks = (await kubectl(["get", "pods", "-n", "demo", "-o", "jsonpath={.items[*].metadata.annotations.ambit\\.dev/redirection}"])).stdout;
-      if (marks === Array(5).fill("enabled").join(" ")) break;
-      if (i > 100) throw new Error(`demo pods not captured: ${marks}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await enrollDemo();
     expect((await kubectl(["apply", "-f", "-"], { input: ALLOW_ORDERS_TO_PAYMENTS })).exitCode).toBe(0);
     // Every agent that holds a payments pod has the policy before explain reads its config.
     const nodes = [

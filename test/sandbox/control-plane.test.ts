@@ -11,6 +11,7 @@ import {
   ambit,
   configDump,
   configDumpOf,
+  enrollDemo,
   freshSandboxWithMesh,
   fromAgent,
   isRoot,
@@ -37,13 +38,7 @@ const nodeOf = async (app: string) => (await kubectl(["get", "pods", "-n", "demo
 describeTier(isRoot, ROOT_REQUIRED)("control plane on the sandbox", () => {
   beforeAll(async () => {
     await freshSandboxWithMesh();
-    expect((await kubectl(["label", "ns", "demo", "ambit.dev/dataplane-mode=ambient"])).exitCode).toBe(0);
-    for (let i = 0; ; i++) {
-      const marks = (await kubectl(["get", "pods", "-n", "demo", "-o", "jsonpath={.items[*].metadata.annotations.ambit\\.dev/redirection}"])).stdout;
-      if (marks === Array(5).fill("enabled").join(" ")) break;
-      if (i > 100) throw new Error(`demo pods not captured: ${marks}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await enrollDemo();
   }, 180_000);
 
   afterAll(async () => {

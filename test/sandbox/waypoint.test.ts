@@ -1,6 +1,6 @@
 // End to end on the sandbox: waypoint Gateways are deployed by the controller, and a destination bound to a waypoint that cannot take traffic fails closed.
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ROOT_REQUIRED, ambit, freshSandboxWithMesh, fromAgent, isRoot, kubeconfig, kubectl } from "../support/sandbox.ts";
+import { ROOT_REQUIRED, ambit, enrollDemo, freshSandboxWithMesh, fromAgent, isRoot, kubeconfig, kubectl } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
 
 /** What `from` gets back from `url`: the answering service's name, or the curl failure. */
@@ -42,13 +42,7 @@ describeTier(isRoot, ROOT_REQUIRED)("waypoints on the sandbox", () => {
 
   beforeAll(async () => {
     await freshSandboxWithMesh({}, { gatewayApi: true });
-    expect((await kubectl(["label", "ns", "demo", "ambit.dev/dataplane-mode=ambient"])).exitCode).toBe(0);
-    for (let i = 0; ; i++) {
-      const marks = (await kubectl(["get", "pods", "-n", "demo", "-o", "jsonpath={.items[*].metadata.annotations.ambit\\.dev/redirection}"])).stdout;
-      if (marks === Array(5).fill("enabled").join(" ")) break;
-      if (i > 150) throw new Error(`demo pods not captured: ${marks}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await enrollDemo();
     ordersNode = (await kubectl(["get", "pods", "-n", "demo", "-l", "app=orders", "-o", "jsonpath={.items[0].spec.nodeName}"])).stdout;
   }, 240_000);
 

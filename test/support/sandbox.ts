@@ -56,6 +56,18 @@ export async function freshSandboxWithMesh(env: Record<string, string> = {}, opt
   await deployMesh();
 }
 
+/** Labels the demo namespace for the mesh and waits (bounded, for hooks) until its five pods are captured. */
+export async function enrollDemo(): Promise<void> {
+  const labelled = await kubectl(["label", "ns", "demo", "ambit.dev/dataplane-mode=ambient"]);
+  if (labelled.exitCode !== 0) throw new Error(`kubectl label ns demo: ${labelled.stderr}`);
+  for (let i = 0; ; i++) {
+    const marks = (await kubectl(["get", "pods", "-n", "demo", "-o", "jsonpath={.items[*].metadata.annotations.ambit\\.dev/redirection}"])).stdout;
+    if (marks === Array(5).fill("enabled").join(" ")) return;
+    if (i > 150) throw new Error(`demo pods not captured within 30 s: ${marks}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 /** The chart rendered for the sandbox and applied with kubectl: CRDs, then its namespace and objects. */
 export async function applyMeshChart(): Promise<void> {
   const chart = await renderMeshChart();
