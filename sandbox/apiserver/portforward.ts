@@ -1,8 +1,9 @@
 // port-forward, server side: the WebSocket channel protocol (@kubernetes/client-node) and SPDY/3.1 streams (kubectl), plain or tunnelled in a WebSocket.
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
-import type { RawData, WebSocket } from "ws";
+import type { WebSocket } from "ws";
 import { type SpdyStream, headerOf, spdyServer } from "./spdy.ts";
+import { WebSocketChannels } from "./ws-channels.ts";
 
 /** kubectl 1.31+ (KEP-4006): SPDY frames carried in binary WebSocket messages, this subprotocol negotiated. */
 export const SPDY_TUNNEL_PROTOCOL = "SPDY/3.1+portforward.k8s.io";
@@ -20,8 +21,6 @@ export const WEBSOCKET_PORT_FORWARD_PROTOCOLS = [
   "base64.channel.k8s.io",
 ];
 
-/** Data waiting in the WebSocket beyond this pauses reading from the pod. */
-const HIGH_WATER_BYTES = 1024 * 1024;
 /** kubelet's streamCreationTimeout: how long the second stream of a pair may take to arrive. */
 const STREAM_PAIR_TIMEOUT_MS = 30_000;
 
@@ -31,29 +30,10 @@ export interface Closer {
   close(): void;
 }
 
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
-}
-
 /** The WebSocket protocol: one connection to each requested port, for as long as the WebSocket lasts. */
 export function serveWebSocketPortForward(ws: WebSocket, protocol: string, ports: number[], dial: Dial, describe: Describe, log: Logger | undefined): Closer {
-  const base64 = protocol.includes("base64");
-  let inFlight = 0;
-  const paused = new Set<Duplex>();
-  const send = (channel: number, data: Buffer) => {
-    if (ws.readyState !== ws.OPEN) return;
-    inFlight += data.length;
-    const frame = base64 ? String.fromCharCode(48 + channel) + data.toString("base64") : Buffer.concat([Buffer.of(channel), data]);
-    ws.send(frame, { binary: !base64 }, () => {
-      inFlight -= data.length;
-      if (inFlight < HIGH_WATER_BYTES / 2) {
-        for (const s of paused) s.resume();
-        paused.clear();
-      }
-    });
-  };
+  const channels = new WebSocketChannels(ws, protocol);
+  const send = (channel: number, data: Buffer) => channels.send(channel, data);
   const conns = ports.map(() => ({ socket: undefined as Duplex | undefined, pending: [] as Buffer[], done: false }));
   let remaining = ports.length;
   let closed = false;
@@ -78,10 +58,7 @@ export function serveWebSocketPortForward(ws: WebSocket, protocol: string, ports
         for (const b of c.pending.splice(0)) socket.write(b);
         socket.on("data", (chunk: Buffer) => {
           send(2 * i, chunk);
-          if (inFlight > HIGH_WATER_BYTES) {
-            socket.pause();
-            paused.add(socket);
-          }
+          channels.throttle(socket);
         });
         socket.on("error", (err) => {
           send(2 * i + 1, Buffer.from(describe(port, err)));
@@ -98,10 +75,9 @@ export function serveWebSocketPortForward(ws: WebSocket, protocol: string, ports
   });
 
   ws.on("message", (raw) => {
-    const buf = toBuffer(raw);
-    if (buf.length === 0) return;
-    const channel = base64 ? buf[0]! - 48 : buf[0]!;
-    const payload = base64 ? Buffer.from(buf.subarray(1).toString("latin1"), "base64") : buf.subarray(1);
+    const message = channels.decode(raw);
+    if (!message) return;
+    const { channel, payload } = message;
     // Only data channels are the client's to write; anything else is ignored, as by the kubelet.
     if (channel % 2 !== 0 || channel / 2 >= conns.length) return;
     const c = conns[channel / 2]!;

@@ -1,9 +1,10 @@
 // exec and attach, server side: Kubernetes' WebSocket channel protocols (channel.k8s.io up to v5.channel.k8s.io), and SPDY streams.
 import type { Duplex, Readable } from "node:stream";
 import type { Logger } from "pino";
-import type { RawData, WebSocket } from "ws";
+import type { WebSocket } from "ws";
 import type { ProcessOptions, ProcessResult, ProcessSession } from "./streams.ts";
 import { type SpdyStream, headerOf, spdyServer } from "./spdy.ts";
+import { WebSocketChannels } from "./ws-channels.ts";
 
 /**
  * The kubelet's subprotocols, in the order it prefers them. Each message starts with its channel: 0 stdin, 1 stdout,
@@ -19,14 +20,6 @@ const STDERR = 2;
 const ERROR = 3;
 const RESIZE = 4;
 const CLOSE = 255;
-/** Output waiting in the socket beyond this pauses the process's output until the client has read it. */
-const HIGH_WATER_BYTES = 1024 * 1024;
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
-}
 
 /** What the error channel carries at the end: v4/v5 a Status (Success too), older protocols only a failure's text. */
 export function finalStatus(result: ProcessResult, command: string[], statusJson: boolean): string | undefined {
@@ -56,34 +49,16 @@ export function finalStatus(result: ProcessResult, command: string[], statusJson
 
 /** Runs the channel protocol on an upgraded WebSocket until the session ends or the client goes away. */
 export function serveRemoteCommand(ws: WebSocket, protocol: string, session: ProcessSession, opts: ProcessOptions, log: Logger | undefined): void {
-  const base64 = protocol.includes("base64");
+  const channels = new WebSocketChannels(ws, protocol);
   const statusJson = protocol.startsWith("v4.") || protocol.startsWith("v5.");
   const closeSignal = protocol.startsWith("v5.");
-  let inFlight = 0;
-  const paused = new Set<Readable>();
-  const resumeAll = () => {
-    for (const r of paused) r.resume();
-    paused.clear();
-  };
-
-  const send = (channel: number, data: Buffer) => {
-    if (ws.readyState !== ws.OPEN) return;
-    inFlight += data.length;
-    const frame = base64 ? String.fromCharCode(48 + channel) + data.toString("base64") : Buffer.concat([Buffer.of(channel), data]);
-    ws.send(frame, { binary: !base64 }, () => {
-      inFlight -= data.length;
-      if (inFlight < HIGH_WATER_BYTES / 2) resumeAll();
-    });
-  };
+  const send = (channel: number, data: Buffer) => channels.send(channel, data);
   const pump = (source: Readable | undefined, channel: number): Promise<void> =>
     new Promise((resolve) => {
       if (!source) return resolve();
       source.on("data", (chunk: Buffer) => {
         send(channel, chunk);
-        if (inFlight > HIGH_WATER_BYTES && ws.readyState === ws.OPEN) {
-          source.pause();
-          paused.add(source);
-        }
+        channels.throttle(source);
       });
       source.once("end", resolve);
       source.once("close", resolve);
@@ -98,14 +73,9 @@ export function serveRemoteCommand(ws: WebSocket, protocol: string, session: Pro
   stdin?.on("error", (err) => log?.debug({ err: String(err) }, "stdin of the process closed"));
   stdin?.on("close", () => ws.resume());
   ws.on("message", (raw) => {
-    const buf = toBuffer(raw);
-    if (buf.length === 0) return;
-    let channel = buf[0]!;
-    let payload = buf.subarray(1);
-    if (base64) {
-      channel -= 48;
-      payload = Buffer.from(payload.toString("latin1"), "base64");
-    }
+    const message = channels.decode(raw);
+    if (!message) return;
+    const { channel, payload } = message;
     if (channel === STDIN) {
       if (!stdin || stdin.writableEnded || stdin.destroyed) return;
       if (!stdin.write(payload)) {
@@ -130,7 +100,7 @@ export function serveRemoteCommand(ws: WebSocket, protocol: string, session: Pro
   ws.once("close", () => {
     session.close();
     // Nothing reads the output any more: let it drain so the process is not left blocked writing.
-    resumeAll();
+    channels.resumeAll();
   });
 
   void Promise.all([session.done, outputs]).then(([result]) => {
