@@ -1,7 +1,7 @@
 // Wire contract of compiled L7 policy: AuthorizationPolicy bound by targetRefs to a waypoint (Gateway) or a Service, as the waypoint enforces it.
 import type { AuthorizationAction, CompiledCondition, CompiledOperation, CompiledSource } from "./authorization.ts";
 
-export const GATEWAY_API_GROUP = "gateway.networking.k8s.io";
+export { GATEWAY_API_GROUP } from "./waypoint.ts";
 
 /**
  * What a `targetRefs` entry binds a policy to, always in the policy's own namespace: a Gateway (a waypoint: the policy

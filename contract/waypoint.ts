@@ -1,5 +1,5 @@
 // Vocabulary of waypoints shared by controller, agents, waypoints and the CLI: binding labels, the GatewayClass, the listener, the identity.
-import { formatSpiffeId } from "./spiffe.ts";
+import type { SpiffeId } from "./spiffe.ts";
 
 /** On a Namespace, Service or Pod: the waypoint (a Gateway in the same namespace) its traffic goes through; `none` opts out. */
 export const USE_WAYPOINT_LABEL = "ambit.dev/use-waypoint";
@@ -34,8 +34,8 @@ export interface WaypointRef {
  * The identity a waypoint runs as: the ServiceAccount named after its Gateway, as Istio does. A bound destination's
  * agent accepts in-mesh traffic for it from this identity only.
  */
-export function waypointIdentity(ref: WaypointRef, trustDomain: string): string {
-  return formatSpiffeId({ trustDomain, namespace: ref.namespace, serviceAccount: ref.name });
+export function waypointIdentity(ref: WaypointRef, trustDomain: string): SpiffeId {
+  return { trustDomain, namespace: ref.namespace, serviceAccount: ref.name };
 }
 
 export const waypointKey = (ref: WaypointRef): string => `${ref.namespace}/${ref.name}`;

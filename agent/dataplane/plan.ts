@@ -6,7 +6,6 @@ import type { SourceAddressResult } from "../hbone/index.ts";
 import { peerAddressOnly } from "../hbone/index.ts";
 import { type Workload, type WorkloadIndex, resolveDestination } from "../state/index.ts";
 import { WAYPOINT_LISTENER, type WaypointRef, waypointIdentity, waypointKey } from "../../contract/waypoint.ts";
-import { parseSpiffeId } from "../../contract/spiffe.ts";
 
 /**
  * Ports the agent itself listens on inside every captured pod. Traffic to them is never mesh traffic: delivering
@@ -255,7 +254,7 @@ function planWaypoint(index: WorkloadIndex, waypoint: WaypointRef, ends: Outboun
     route: "waypoint",
     waypoint,
     dial: { ip: pick.ip, port: pick.port },
-    expectedIdentity: parseSpiffeId(waypointIdentity(waypoint, trustDomain)),
+    expectedIdentity: waypointIdentity(waypoint, trustDomain),
   };
 }
 

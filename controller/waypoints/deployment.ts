@@ -2,10 +2,11 @@
 import { GATEWAY_API_VERSION, GATEWAY_NAME_LABEL, WAYPOINT_LISTENER } from "../../contract/waypoint.ts";
 import { DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE } from "../../contract/capture-intent.ts";
 import { CA_TOKEN_AUDIENCE } from "../../contract/certificates.ts";
+import { AGENT_PORTS } from "../../contract/install.ts";
 import type { KubeObject } from "../../kube/client.ts";
 
 /** Ports of a waypoint pod besides HBONE: Istio's numbers, as on the agent. */
-export const WAYPOINT_PORTS = { hbone: WAYPOINT_LISTENER.port, metrics: 15020, readiness: 15021 } as const;
+export const WAYPOINT_PORTS = { hbone: WAYPOINT_LISTENER.port, metrics: AGENT_PORTS.metrics, readiness: AGENT_PORTS.readiness } as const;
 
 /** Marks what the controller made for a Gateway, so it only ever updates or deletes its own objects. */
 export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";

@@ -5,6 +5,7 @@ import type net from "node:net";
 import type { Duplex, Readable } from "node:stream";
 import type { HboneConnectionPool } from "../../agent/hbone/index.ts";
 import type { SpiffeId } from "../../agent/identity/index.ts";
+import { AGENT_PORTS } from "../../contract/install.ts";
 
 /** Where a request goes: an endpoint pod, reached through its node agent on 15008, which must present `identity`. */
 export interface Endpoint {
@@ -13,8 +14,8 @@ export interface Endpoint {
   identity: SpiffeId;
 }
 
-/** The HBONE port every captured pod's agent listens on. */
-export const HBONE_PORT = 15008;
+/** The HBONE port every captured pod's agent listens on (contract/install.ts). */
+export const HBONE_PORT = AGENT_PORTS.hbone;
 
 /** A backend's answer, the same shape whichever HTTP version carried it. */
 export interface UpstreamResponse {

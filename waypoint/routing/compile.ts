@@ -1,12 +1,11 @@
 // Compiles HTTPRoutes and GRPCRoutes attached to Services (GAMMA) into the wire form waypoints route by, and the status the controller writes back.
 import { routesKey, type CompiledRoute, type ServicePortRoutes, type UnresolvedReason } from "../../contract/routes.ts";
+import { WAYPOINT_CONTROLLER_NAME } from "../../contract/waypoint.ts";
 import { acceptedReasonFor, RouteErrorCode, RouteValidationError } from "./errors.ts";
 import { isObject, listAt, type Report } from "./fields.ts";
 import type { GRPCRouteRule, HTTPRouteRule, MeshRoute, ParentReference, RouteCondition, RouteParentStatus } from "./gateway-api.ts";
 import { routeAgeOrder } from "./match.ts";
 import { compileGrpcRule, compileHttpRule, type ResolveBackend } from "./rules.ts";
-
-export const DEFAULT_CONTROLLER_NAME = "ambit.dev/waypoint-controller";
 
 export interface ServicePort {
   port: number;
@@ -27,7 +26,7 @@ export interface CompileContext {
    * Absent: always, since mesh routes only reach Services the client could reach anyway (GEP-1294 needs no ReferenceGrant).
    */
   referencePermitted?(from: { kind: MeshRoute["kind"]; namespace: string }, to: { namespace: string; name: string }): boolean;
-  /** `status.parents[].controllerName`; default DEFAULT_CONTROLLER_NAME. */
+  /** `status.parents[].controllerName`; default WAYPOINT_CONTROLLER_NAME (contract/waypoint.ts). */
   controllerName?: string;
 }
 
@@ -115,7 +114,7 @@ export function compileRoute(route: MeshRoute, ctx: CompileContext): RouteCompil
       } as CompiledRoute)
     : undefined;
 
-  const controllerName = ctx.controllerName ?? DEFAULT_CONTROLLER_NAME;
+  const controllerName = ctx.controllerName ?? WAYPOINT_CONTROLLER_NAME;
   const generation = typeof meta.generation === "number" ? { observedGeneration: meta.generation } : {};
   const condition = (type: RouteCondition["type"], ok: boolean, reason: string, text: string): RouteCondition => ({
     type,

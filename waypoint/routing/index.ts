@@ -1,5 +1,5 @@
 // Public surface of the waypoint's L7 route engine: compile Gateway API routes (controller side), plan each request (waypoint side).
-export { compileRoute, compileRoutes, DEFAULT_CONTROLLER_NAME } from "./compile.ts";
+export { compileRoute, compileRoutes } from "./compile.ts";
 export type { CompileContext, RouteAttachment, RouteCompileResult, ServiceInfo, ServicePort } from "./compile.ts";
 export { RouteErrorCode, RouteValidationError } from "./errors.ts";
 export { applyHeaderModifier, replacePrefix } from "./filters.ts";
