@@ -5,7 +5,7 @@ import { GATEWAY_API_VERSION, GATEWAY_NAME_LABEL, WAYPOINT_CONTROLLER_NAME, WAYP
 import { type KubeClient, type KubeObject, isNotFound, pathFor } from "../../kube/client.ts";
 import { isWaypointGateway } from "./binding.ts";
 import { MANAGED_BY, MANAGED_BY_LABEL, type WaypointDeploymentSettings, waypointObjects } from "./deployment.ts";
-import { type GatewayCondition, waypointGatewayProblems, waypointGatewayStatus } from "./status.ts";
+import { type GatewayCondition, carryTransitions, waypointGatewayProblems, waypointGatewayStatus } from "./status.ts";
 
 /** On what the controller made: a hash of what it asked for, so a change of settings (or a hand edit of the hash) is put right. */
 export const DESIRED_HASH_ANNOTATION = "ambit.dev/desired-hash";
@@ -28,14 +28,6 @@ const hashOf = (obj: KubeObject): string =>
 const isReady = (pod: KubeObject): boolean =>
   !pod.metadata.deletionTimestamp &&
   ((pod.status?.conditions ?? []) as Array<{ type: string; status: string }>).some((c) => c.type === "Ready" && c.status === "True");
-
-/** Keeps lastTransitionTime of conditions whose status did not change, as Gateway API asks. */
-function carryTransitions(next: GatewayCondition[], previous: GatewayCondition[] | undefined, now: string): GatewayCondition[] {
-  return next.map((c) => {
-    const before = previous?.find((p) => p.type === c.type);
-    return { ...c, lastTransitionTime: before && before.status === c.status && before.lastTransitionTime ? before.lastTransitionTime : now };
-  });
-}
 
 const withoutTimes = (status: unknown): string => JSON.stringify(status, (k, v: unknown) => (k === "lastTransitionTime" ? undefined : v));
 

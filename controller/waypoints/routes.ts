@@ -6,6 +6,7 @@ import { GATEWAY_API_VERSION, WAYPOINT_CONTROLLER_NAME } from "../../contract/wa
 import { type MeshRoute, type RouteCompileResult, type RouteParentStatus, type ServiceInfo, compileRoutes } from "../../waypoint/routing/index.ts";
 import type { ServicePortRoutes } from "../../contract/routes.ts";
 import { type WaypointLookup, serviceWaypoint } from "./binding.ts";
+import { carryTransitions } from "./status.ts";
 
 /** What the route compiler knows of a Service: its ports and their names (a parentRef's sectionName). */
 export function serviceInfo(svc: KubeObject): ServiceInfo {
@@ -58,10 +59,7 @@ export function nextRouteParents(
     const before = oursBefore.find((o) => stableStringify(o.parentRef) === stableStringify(p.parentRef));
     return {
       ...p,
-      conditions: p.conditions.map((c) => {
-        const old = before?.conditions.find((o) => o.type === c.type);
-        return { ...c, lastTransitionTime: old && old.status === c.status && old.lastTransitionTime ? old.lastTransitionTime : now };
-      }),
+      conditions: carryTransitions(p.conditions, before?.conditions, now),
     };
   });
   const next = [...theirs, ...ours];

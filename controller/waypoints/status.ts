@@ -11,6 +11,21 @@ export interface GatewayCondition {
   lastTransitionTime?: string;
 }
 
+/**
+ * Conditions to write, each keeping the lastTransitionTime it had while its status holds (Gateway API asks for
+ * the time the status last changed), else `now`: for Gateway, GatewayClass and route conditions alike.
+ */
+export function carryTransitions<C extends { type: string; status: string }>(
+  next: readonly C[],
+  previous: ReadonlyArray<{ type: string; status: string; lastTransitionTime?: string }> | undefined,
+  now: string,
+): Array<C & { lastTransitionTime: string }> {
+  return next.map((c) => {
+    const before = previous?.find((p) => p.type === c.type);
+    return { ...c, lastTransitionTime: before && before.status === c.status && before.lastTransitionTime ? before.lastTransitionTime : now };
+  });
+}
+
 interface Listener {
   name?: string;
   port?: number;
