@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { GATEWAY_API_VERSION, GATEWAY_NAME_LABEL, WAYPOINT_CONTROLLER_NAME, WAYPOINT_GATEWAY_CLASS } from "../../contract/waypoint.ts";
 import { type KubeClient, type KubeObject, isNotFound, pathFor } from "../../kube/client.ts";
+import { stableStringify } from "../stream/index.ts";
 import { isWaypointGateway } from "./binding.ts";
 import { MANAGED_BY, MANAGED_BY_LABEL, type WaypointDeploymentSettings, waypointObjects } from "./deployment.ts";
 import { type GatewayCondition, carryTransitions, waypointGatewayProblems, waypointGatewayStatus } from "./status.ts";
@@ -29,7 +30,12 @@ const isReady = (pod: KubeObject): boolean =>
   !pod.metadata.deletionTimestamp &&
   ((pod.status?.conditions ?? []) as Array<{ type: string; status: string }>).some((c) => c.type === "Ready" && c.status === "True");
 
-const withoutTimes = (status: unknown): string => JSON.stringify(status, (k, v: unknown) => (k === "lastTransitionTime" ? undefined : v));
+/**
+ * Status as compared with what the server holds: key order aside (kube-apiserver returns a custom resource's fields
+ * sorted, as Go's JSON does with maps) and without lastTransitionTime, which carryTransitions takes from it.
+ */
+const withoutTimes = (status: unknown): string =>
+  stableStringify(JSON.parse(JSON.stringify(status, (k, v: unknown) => (k === "lastTransitionTime" ? undefined : v)) ?? "null"));
 
 export class WaypointReconciler {
   readonly #client: KubeClient;

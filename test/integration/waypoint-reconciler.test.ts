@@ -125,6 +125,29 @@ describe("waypoint reconciler", () => {
     expect(after.metadata.resourceVersion).toBe(before.metadata.resourceVersion);
   });
 
+  it("reads the status back whatever its key order (kube-apiserver returns a custom resource's fields sorted) and writes nothing", async () => {
+    const sorted = (v: unknown): unknown =>
+      Array.isArray(v)
+        ? v.map(sorted)
+        : v !== null && typeof v === "object"
+          ? Object.fromEntries(
+              Object.keys(v)
+                .sort()
+                .map((k) => [k, sorted((v as Record<string, unknown>)[k])]),
+            )
+          : v;
+    await refresh();
+    cache.gateways = cache.gateways.map((g) => ({ ...g, status: sorted(g.status) }));
+    cache.gatewayClasses = cache.gatewayClasses.map((c) => ({ ...c, status: sorted(c.status) }));
+    const spy = vi.spyOn(t.client, "request");
+    try {
+      await reconciler().reconcile();
+      expect(spy.mock.calls.filter(([method, path]) => method === "PUT" && String(path).endsWith("/status"))).toEqual([]);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it("puts the Deployment right when settings change or someone edits it, and leaves it alone otherwise", async () => {
     const version = (await get("apps/v1", "deployments", "waypoint")).metadata.resourceVersion;
     await pass();
