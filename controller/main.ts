@@ -7,6 +7,7 @@ import { type KubeAccess, KubeClient, type KubeObject, pathFor } from "../kube/c
 import { inClusterConfig } from "../kube/credentials.ts";
 import { SharedInformers } from "../kube/informers.ts";
 import { RESOURCE_TYPES } from "../contract/mesh.ts";
+import { GATEWAY_NAME_LABEL } from "../contract/waypoint.ts";
 import type { CompiledL7Authorization } from "../contract/l7-authorization.ts";
 import { compileForEnforcers, compilePeerAuthentication, type Condition } from "./authorization/index.ts";
 import { loadControllerConfig } from "./config.ts";
@@ -318,7 +319,11 @@ if (gatewayApi) {
       reconcileWaypoints();
     });
   }
-  for (const r of ["pods", "services"] as const) informers.on(r, () => reconcileWaypoints());
+  // Only a waypoint's own pods and Service change a Gateway's status: other pod churn starts no pass.
+  for (const r of ["pods", "services"] as const)
+    informers.on(r, (_event, obj) => {
+      if (obj.metadata.labels?.[GATEWAY_NAME_LABEL]) reconcileWaypoints();
+    });
   // Routes and Services change what is compiled; Services, Namespaces and Gateways which parents are bound to a waypoint.
   for (const r of ["httproutes", "grpcroutes", "services"] as const) {
     informers.on(r, () => {
