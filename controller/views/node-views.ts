@@ -4,7 +4,7 @@ import { type PodNetwork, RESOURCE_TYPES, type ServiceSpec, type TrustBundle, ty
 import type { KubeObject } from "../../kube/client.ts";
 import { serviceSpecOf, workloadFromPod } from "../state/index.ts";
 import { type WaypointRef, waypointKey } from "../../contract/waypoint.ts";
-import { type WaypointLookup, serviceWaypoint, workloadWaypoint } from "../waypoints/index.ts";
+import { type Binding, type WaypointLookup, serviceWaypoint, workloadWaypoint } from "../waypoints/index.ts";
 
 /** A compiled policy (AuthorizationPolicy or PeerAuthentication) with the scope Istio gives it. */
 export interface ScopedPolicy {
@@ -47,7 +47,7 @@ interface CachedService {
   resource: Resource;
 }
 
-const boundTo = (b: ReturnType<typeof serviceWaypoint>): WaypointRef | undefined => (b.bound ? b.waypoint : undefined);
+const boundTo = (b: Binding): WaypointRef | undefined => (b.bound ? b.waypoint : undefined);
 
 /** Whether `policy` applies to workload `w`, with Istio's scoping (root namespace, namespace, selector). */
 export function policySelects(policy: Pick<ScopedPolicy, "namespace" | "selector">, w: Pick<Workload, "namespace" | "labels">, rootNamespace: string): boolean {

@@ -35,6 +35,17 @@ describe("sandbox scheduler and Deployment controller", () => {
         template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: "app", image: "demo" }] } },
       },
     });
+  /** A DaemonSet "agent" of one container, on every node. */
+  const agentDaemonSet = () =>
+    t.client.create(pathFor("apps/v1", "daemonsets", "demo"), {
+      apiVersion: "apps/v1",
+      kind: "DaemonSet",
+      metadata: { name: "agent" },
+      spec: {
+        selector: { matchLabels: { app: "agent" } },
+        template: { metadata: { labels: { app: "agent" } }, spec: { containers: [{ name: "a", image: "agent" }] } },
+      },
+    });
   /** Live pods of one Deployment, by node (unscheduled under ""); terminating ones stay, as no kubelet runs here. */
   const placement = async (app: string) => {
     const list = await t.client.get(`${pathFor("v1", "pods", "demo")}?labelSelector=app%3D${app}`);
@@ -77,15 +88,7 @@ describe("sandbox scheduler and Deployment controller", () => {
   });
 
   it("a DaemonSet gets exactly one pod per node, even when passes run before the created pods reach the cache", async () => {
-    await t.client.create(pathFor("apps/v1", "daemonsets", "demo"), {
-      apiVersion: "apps/v1",
-      kind: "DaemonSet",
-      metadata: { name: "agent" },
-      spec: {
-        selector: { matchLabels: { app: "agent" } },
-        template: { metadata: { labels: { app: "agent" } }, spec: { containers: [{ name: "a", image: "agent" }] } },
-      },
-    });
+    await agentDaemonSet();
     // Node events queue the DaemonSet again and again while its first pods are being created.
     for (let i = 0; i < 20; i++) await t.client.mergePatch(`${pathFor("v1", "nodes")}/node-${(i % 2) + 1}`, { metadata: { labels: { round: String(i) } } });
     await expect.poll(() => placement("agent"), { timeout: 10_000 }).toEqual({ "node-1": 1, "node-2": 1 });
@@ -97,15 +100,7 @@ describe("sandbox scheduler and Deployment controller", () => {
   });
 
   it("a DaemonSet with two current pods on a node (an earlier controller's) keeps the oldest", async () => {
-    const ds = await t.client.create(pathFor("apps/v1", "daemonsets", "demo"), {
-      apiVersion: "apps/v1",
-      kind: "DaemonSet",
-      metadata: { name: "agent" },
-      spec: {
-        selector: { matchLabels: { app: "agent" } },
-        template: { metadata: { labels: { app: "agent" } }, spec: { containers: [{ name: "a", image: "agent" }] } },
-      },
-    });
+    const ds = await agentDaemonSet();
     await expect.poll(() => placement("agent"), { timeout: 10_000 }).toEqual({ "node-1": 1, "node-2": 1 });
     const [first] = (await t.client.get(`${pathFor("v1", "pods", "demo")}?fieldSelector=spec.nodeName%3Dnode-1`)).items as Array<{
       metadata: { name: string; labels: Record<string, string> };
