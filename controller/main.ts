@@ -220,6 +220,7 @@ waypointWork.reconciler = gatewayApi
         services: () => informers.list("services"),
       },
       { ...config.waypoint, trustDomain: config.trustDomain, logLevel: config.logLevel },
+      () => ca.trustBundle().join(""),
       log,
     )
   : undefined;

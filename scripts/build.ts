@@ -15,6 +15,7 @@ export const DIST = path.join(ROOT, "dist");
 export const PROGRAMS: Record<string, string> = {
   "agent/main.ts": "agent.mjs",
   "controller/main.ts": "controller.mjs",
+  "waypoint/main.ts": "waypoint.mjs",
   "cni/main.ts": "ambit-cni.mjs",
   "bin/ambit.ts": "ambit.mjs",
   "cni/install/main.ts": "ambit-cni-install.mjs",

@@ -4,11 +4,16 @@ import type { AddressInfo } from "node:net";
 import v8 from "node:v8";
 import vm from "node:vm";
 import type { Logger } from "pino";
-import type { AgentMetrics } from "../metrics/index.ts";
 import { releaseFreeMemory } from "../native/index.ts";
 
+/** What /metrics serves: the agent's AgentMetrics, or any registry in Prometheus' text format (the waypoint's). */
+export interface MetricsSource {
+  text(): Promise<string>;
+  readonly contentType: string;
+}
+
 export interface AdminSources {
-  metrics: AgentMetrics;
+  metrics: MetricsSource;
   /** Ready only when certificates and configuration are in place; the reason is shown when not. */
   readiness(): { ready: true } | { ready: false; reason: string };
   /** Everything the agent knows, without private keys: workloads, services, policies, certificates, tunnels. */

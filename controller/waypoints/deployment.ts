@@ -1,4 +1,4 @@
-// What the controller creates for a waypoint Gateway: its ServiceAccount (the waypoint's identity), Deployment and Service, owned by the Gateway.
+// What the controller creates for a waypoint Gateway: its ServiceAccount (the waypoint's identity), trust roots, Deployment and Service, owned by the Gateway.
 import { GATEWAY_API_VERSION, GATEWAY_NAME_LABEL, WAYPOINT_LISTENER } from "../../contract/waypoint.ts";
 import { DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE } from "../../contract/capture-intent.ts";
 import { CA_TOKEN_AUDIENCE } from "../../contract/certificates.ts";
@@ -42,12 +42,19 @@ function ownedBy(gateway: KubeObject): KubeObject["metadata"] {
   };
 }
 
-/** The three objects of one waypoint, in the order they must exist (the pods need the ServiceAccount). */
-export function waypointObjects(gateway: KubeObject, s: WaypointDeploymentSettings): KubeObject[] {
+/** The key of the trust roots in a waypoint's ConfigMap, as in the agents' ambit-ca-root. */
+export const TRUST_ROOTS_KEY = "root-cert.pem";
+
+/**
+ * The four objects of one waypoint, in the order they must exist (the pods need the ServiceAccount and the roots).
+ * `trustRootsPem`: the CA's roots, copied into the Gateway's namespace (a waypoint may not read the controller's).
+ */
+export function waypointObjects(gateway: KubeObject, s: WaypointDeploymentSettings, trustRootsPem: string): KubeObject[] {
   const name = gateway.metadata.name;
   const meta = ownedBy(gateway);
   const podLabels = { [GATEWAY_NAME_LABEL]: name };
   const serviceAccount: KubeObject = { apiVersion: "v1", kind: "ServiceAccount", metadata: meta };
+  const roots: KubeObject = { apiVersion: "v1", kind: "ConfigMap", metadata: meta, data: { [TRUST_ROOTS_KEY]: trustRootsPem } };
   const deployment: KubeObject = {
     apiVersion: "apps/v1",
     kind: "Deployment",
@@ -71,7 +78,6 @@ export function waypointObjects(gateway: KubeObject, s: WaypointDeploymentSettin
               name: "waypoint",
               image: s.image,
               imagePullPolicy: s.pullPolicy,
-              args: ["waypoint"],
               env: [
                 { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
                 { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
@@ -86,7 +92,7 @@ export function waypointObjects(gateway: KubeObject, s: WaypointDeploymentSettin
                 { name: "metrics", containerPort: WAYPOINT_PORTS.metrics, protocol: "TCP" },
                 { name: "readiness", containerPort: WAYPOINT_PORTS.readiness, protocol: "TCP" },
               ],
-              readinessProbe: { httpGet: { path: "/ready", port: WAYPOINT_PORTS.readiness }, periodSeconds: 2, failureThreshold: 3 },
+              readinessProbe: { httpGet: { path: "/healthz/ready", port: WAYPOINT_PORTS.readiness }, periodSeconds: 2, failureThreshold: 3 },
               resources: s.resources,
               securityContext: {
                 allowPrivilegeEscalation: false,
@@ -95,7 +101,10 @@ export function waypointObjects(gateway: KubeObject, s: WaypointDeploymentSettin
                 runAsUser: 1337,
                 capabilities: { drop: ["ALL"] },
               },
-              volumeMounts: [{ name: "ca-token", mountPath: "/var/run/secrets/tokens/ambit-ca", readOnly: true }],
+              volumeMounts: [
+                { name: "ca-token", mountPath: "/var/run/secrets/tokens/ambit-ca", readOnly: true },
+                { name: "ca-root", mountPath: "/var/run/secrets/ambit/ca-root", readOnly: true },
+              ],
             },
           ],
           volumes: [
@@ -103,6 +112,8 @@ export function waypointObjects(gateway: KubeObject, s: WaypointDeploymentSettin
               name: "ca-token",
               projected: { sources: [{ serviceAccountToken: { audience: CA_TOKEN_AUDIENCE, expirationSeconds: 3600, path: "token" } }] },
             },
+            // The roots the controller's certificate chains to, for the waypoint's first connection to it.
+            { name: "ca-root", configMap: { name, items: [{ key: TRUST_ROOTS_KEY, path: TRUST_ROOTS_KEY }] } },
           ],
         },
       },
@@ -117,5 +128,5 @@ export function waypointObjects(gateway: KubeObject, s: WaypointDeploymentSettin
       ports: [{ name: "mesh", port: WAYPOINT_LISTENER.port, targetPort: WAYPOINT_PORTS.hbone, protocol: "TCP", appProtocol: "all" }],
     },
   };
-  return [serviceAccount, deployment, service];
+  return [serviceAccount, roots, deployment, service];
 }

@@ -11,7 +11,7 @@ import { type GatewayCondition, carryTransitions, waypointGatewayProblems, waypo
 /** On what the controller made: a hash of what it asked for, so a change of settings (or a hand edit of the hash) is put right. */
 export const DESIRED_HASH_ANNOTATION = "ambit.dev/desired-hash";
 
-const PLURALS: Record<string, string> = { ServiceAccount: "serviceaccounts", Deployment: "deployments", Service: "services" };
+const PLURALS: Record<string, string> = { ServiceAccount: "serviceaccounts", ConfigMap: "configmaps", Deployment: "deployments", Service: "services" };
 
 export interface WaypointSources {
   gateways(): readonly KubeObject[];
@@ -22,7 +22,7 @@ export interface WaypointSources {
 
 const hashOf = (obj: KubeObject): string =>
   createHash("sha256")
-    .update(JSON.stringify({ labels: obj.metadata.labels, owners: obj.metadata.ownerReferences, spec: obj.spec }))
+    .update(JSON.stringify({ labels: obj.metadata.labels, owners: obj.metadata.ownerReferences, spec: obj.spec, data: obj.data }))
     .digest("hex")
     .slice(0, 16);
 
@@ -43,13 +43,17 @@ export class WaypointReconciler {
   readonly #settings: WaypointDeploymentSettings;
   readonly #log: Logger;
   /**
-   * Gateways whose objects were last made to match, by uid, with the Gateway's generation then: pod and Service
+   * Gateways whose objects were last made to match, by uid, with the Gateway's generation and the roots' hash then: pod and Service
    * events (many) only recompute status; the objects are checked again when the Gateway changes or on `resync`.
    */
   readonly #ensured = new Map<string, string>();
 
-  constructor(client: KubeClient, sources: WaypointSources, settings: WaypointDeploymentSettings, log: Logger) {
+  readonly #trustRoots: () => string;
+
+  /** `trustRoots`: the CA's current roots (PEM), copied to each waypoint's namespace; a change updates every waypoint's copy. */
+  constructor(client: KubeClient, sources: WaypointSources, settings: WaypointDeploymentSettings, trustRoots: () => string, log: Logger) {
     this.#client = client;
+    this.#trustRoots = trustRoots;
     this.#sources = sources;
     this.#settings = settings;
     this.#log = log.child({ part: "waypoints" });
@@ -123,12 +127,14 @@ export class WaypointReconciler {
     const accepted = waypointGatewayProblems(gw).length === 0;
     let blocked: string | undefined;
     const uid = gw.metadata.uid ?? `${ns}/${name}`;
-    if (accepted && this.#ensured.get(uid) !== String(gw.metadata.generation)) {
-      for (const desired of waypointObjects(gw, this.#settings)) {
+    const roots = this.#trustRoots();
+    const ensuredAs = `${String(gw.metadata.generation)}/${createHash("sha256").update(roots).digest("hex").slice(0, 16)}`;
+    if (accepted && this.#ensured.get(uid) !== ensuredAs) {
+      for (const desired of waypointObjects(gw, this.#settings, roots)) {
         blocked ??= await this.#ensure(desired);
       }
       // Blocked stays unremembered: the next pass looks again, so removing the foreign object is noticed.
-      if (!blocked) this.#ensured.set(uid, String(gw.metadata.generation));
+      if (!blocked) this.#ensured.set(uid, ensuredAs);
     }
     const svc = this.#sources.services().find((s) => s.metadata.namespace === ns && s.metadata.name === name);
     const address = svc?.spec?.clusterIP && svc.spec.clusterIP !== "None" ? (svc.spec.clusterIP as string) : undefined;
@@ -172,7 +178,7 @@ export class WaypointReconciler {
       return `a ${desired.kind} ${ns}/${desired.metadata.name} exists that the Ambit controller did not create; delete or rename it`;
     if (existing.metadata.annotations?.[DESIRED_HASH_ANNOTATION] === hash) return undefined;
     // A merge patch replaces the lists it names (containers, ports) and keeps what the API server filled in (clusterIP).
-    await this.#client.request("PATCH", path, { metadata: body.metadata, spec: body.spec }, "application/merge-patch+json");
+    await this.#client.request("PATCH", path, { metadata: body.metadata, spec: body.spec, data: body.data }, "application/merge-patch+json");
     this.#log.info({ kind: desired.kind, object: `${ns}/${desired.metadata.name}` }, "updated for waypoint");
     return undefined;
   }

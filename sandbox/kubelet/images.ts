@@ -22,6 +22,10 @@ const IMAGES: Record<string, { entrypoint: string[]; description: string; env?: 
     entrypoint: [process.execPath, path.join(REPO_ROOT, "dist", "controller.mjs")],
     description: "the Ambit controller (Deployment): CA, policy, per-node config stream",
   },
+  "ambit.dev/waypoint": {
+    entrypoint: [process.execPath, path.join(REPO_ROOT, "dist", "waypoint.mjs")],
+    description: "the Ambit waypoint (a Deployment per waypoint Gateway): L7 routing, resilience and policy",
+  },
   "ambit.dev/cni": {
     entrypoint: [process.execPath, path.join(REPO_ROOT, "dist", "ambit-cni-install.mjs")],
     description: "the Ambit CNI installer (a container of the agent's pod) and the plugin executable it installs",

@@ -38,11 +38,14 @@ describe("waypoint reconciler", () => {
       services: await list("v1", "services"),
     };
   };
+  /** The CA's roots as the controller would pass them; a test changes them to see every waypoint's copy follow. */
+  let roots = "-----BEGIN CERTIFICATE-----\nroot-1\n-----END CERTIFICATE-----\n";
   const reconciler = (settings = SETTINGS) =>
     new WaypointReconciler(
       t.client,
       { gateways: () => cache.gateways, gatewayClasses: () => cache.gatewayClasses, pods: () => cache.pods, services: () => cache.services },
       settings,
+      () => roots,
       log,
     );
   const pass = async (settings = SETTINGS) => {
@@ -71,7 +74,7 @@ describe("waypoint reconciler", () => {
     expect(condition(await get(GATEWAY_API_VERSION, "gatewayclasses", WAYPOINT_GATEWAY_CLASS, null), "Accepted")).toMatchObject({ status: "True" });
   });
 
-  it("deploys a waypoint Gateway as its ServiceAccount, Deployment and Service, owned by the Gateway; Programmed once a pod is ready", async () => {
+  it("deploys a waypoint Gateway as its ServiceAccount, trust roots, Deployment and Service, owned by the Gateway; Programmed once a pod is ready", async () => {
     const gw = await t.client.request<KubeObject>("POST", pathFor(GATEWAY_API_VERSION, "gateways", "shop"), gateway("waypoint"));
     await pass();
     // The Service it created reaches the informers after this pass; the next one (on that event) sees its ClusterIP.
@@ -79,6 +82,7 @@ describe("waypoint reconciler", () => {
     await pass();
     for (const [apiVersion, plural] of [
       ["v1", "serviceaccounts"],
+      ["v1", "configmaps"],
       ["apps/v1", "deployments"],
       ["v1", "services"],
     ] as const) {
@@ -90,6 +94,9 @@ describe("waypoint reconciler", () => {
     expect(pod.metadata.labels).toEqual({ "gateway.networking.k8s.io/gateway-name": "waypoint", "ambit.dev/dataplane-mode": "none" });
     expect(pod.spec.serviceAccountName).toBe("waypoint");
     expect(pod.spec.containers[0].image).toBe("ambit.dev/waypoint:0.1");
+    // The waypoint's first connection to the controller trusts the roots mounted from its own namespace's copy.
+    expect((await get("v1", "configmaps", "waypoint")).data).toEqual({ "root-cert.pem": roots });
+    expect(pod.spec.volumes).toContainEqual({ name: "ca-root", configMap: { name: "waypoint", items: [{ key: "root-cert.pem", path: "root-cert.pem" }] } });
     expect((await get("v1", "services", "waypoint")).spec.ports).toEqual([expect.objectContaining({ port: 15008, targetPort: 15008 })]);
 
     let status = await get(GATEWAY_API_VERSION, "gateways", "waypoint");
@@ -183,6 +190,20 @@ describe("waypoint reconciler", () => {
     expect((await get("v1", "serviceaccounts", "waypoint")).metadata.ownerReferences).toHaveLength(1);
   });
 
+  it("copies new CA roots to each waypoint's ConfigMap on the next pass, without waiting for a resync", async () => {
+    const one = reconciler();
+    await refresh();
+    await one.reconcile();
+    const before = roots;
+    roots = before + "-----BEGIN CERTIFICATE-----\nroot-2\n-----END CERTIFICATE-----\n";
+    try {
+      await one.reconcile();
+      expect((await get("v1", "configmaps", "waypoint")).data).toEqual({ "root-cert.pem": roots });
+    } finally {
+      roots = before;
+    }
+  });
+
   it("refuses a Gateway that is not a waypoint's shape, naming each field, and creates nothing for it", async () => {
     await t.client.request("POST", pathFor(GATEWAY_API_VERSION, "gateways", "shop"), gateway("web", { name: "http", port: 80, protocol: "HTTP" }));
     await pass();
@@ -224,6 +245,7 @@ describe("waypoint reconciler", () => {
     await t.client.request("DELETE", pathFor(GATEWAY_API_VERSION, "gateways", "shop", "waypoint"));
     for (const [apiVersion, plural] of [
       ["v1", "serviceaccounts"],
+      ["v1", "configmaps"],
       ["apps/v1", "deployments"],
       ["v1", "services"],
     ] as const)

@@ -24,6 +24,8 @@ export type AcceptTarget = (target: { ip: string; port: number }) => string | un
 export class WaypointHboneListener {
   readonly #server: http2.Http2SecureServer;
   readonly #sockets = new Set<net.Socket>();
+  /** Sessions, so drain() can send each its GOAWAY. */
+  readonly #sessions = new Set<http2.ServerHttp2Session>();
 
   constructor(opts: { credentials: Credentials; trustBundlePem: string; accept: AcceptTarget; onStream(connect: ConnectStream): void; log: Logger }) {
     this.#server = http2.createSecureServer({
@@ -40,6 +42,8 @@ export class WaypointHboneListener {
       socket.destroy();
     });
     this.#server.on("session", (session) => {
+      this.#sessions.add(session);
+      session.once("close", () => this.#sessions.delete(session));
       session.on("connect", () => session.setLocalWindowSize(HBONE_SETTINGS.connectionWindow));
       session.on("error", () => session.destroy());
     });
@@ -72,6 +76,29 @@ export class WaypointHboneListener {
     this.#sockets.add(socket);
     socket.once("close", () => this.#sockets.delete(socket));
     this.#server.emit("connection", socket);
+  }
+
+  /** New certificate or roots (renewal at half life, root rotation): connections made from now on use them. */
+  updateCredentials(credentials: Credentials, trustBundlePem: string): void {
+    this.#server.setSecureContext({ cert: credentials.certChainPem, key: credentials.keyPem, ca: trustBundlePem });
+  }
+
+  /** Open client connections (each an HBONE session). */
+  get connections(): number {
+    return this.#sockets.size;
+  }
+
+  /**
+   * Asks every client to stop sending new streams (HTTP/2 GOAWAY) and resolves once their connections have closed or
+   * `deadlineMs` has passed, whichever comes first; what is left is then cut. Streams already open may finish.
+   */
+  async drain(deadlineMs: number): Promise<number> {
+    for (const session of this.#sessions) session.close();
+    const end = Date.now() + deadlineMs;
+    while (this.#sessions.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, Math.min(100, end - Date.now())));
+    const cut = this.#sessions.size;
+    this.close();
+    return cut;
   }
 
   close(): void {

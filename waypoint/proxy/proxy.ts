@@ -100,6 +100,23 @@ export class WaypointProxy {
     this.#listener.acceptConnection(socket);
   }
 
+  /** A renewed certificate or new roots: new client connections get them; upstream asks its pool per connection. */
+  updateCredentials(credentials: Credentials, trustBundlePem: string): void {
+    this.#listener.updateCredentials(credentials, trustBundlePem);
+  }
+
+  /** Open client HBONE connections. */
+  get connections(): number {
+    return this.#listener.connections;
+  }
+
+  /** GOAWAY to every client; resolves with how many connections were cut at the deadline. Then close(). */
+  async drain(deadlineMs: number): Promise<number> {
+    const cut = await this.#listener.drain(deadlineMs);
+    this.close();
+    return cut;
+  }
+
   close(): void {
     this.#listener.close();
     this.#upstream.close();

@@ -1,0 +1,161 @@
+// The waypoint program: its identity from the controller's CA, its config stream (services, routes, L7 policy), the HBONE listener on 15008, metrics and readiness.
+import fs from "node:fs/promises";
+import net from "node:net";
+import { Registry, collectDefaultMetrics } from "prom-client";
+import { startAdminServers } from "../agent/admin/index.ts";
+import { L7PolicyStore } from "../agent/authorization/index.ts";
+import { ConfigStreamClient } from "../agent/config-client/index.ts";
+import { HboneConnectionPool } from "../agent/hbone/index.ts";
+import { CertificateManager, ControllerCaClient, type SpiffeId, formatSpiffeId } from "../agent/identity/index.ts";
+import { createLogger } from "../agent/logging/index.ts";
+import { WorkloadIndex } from "../agent/state/index.ts";
+import { waypointKey } from "../contract/waypoint.ts";
+import { loadWaypointConfig } from "./config.ts";
+import { waypointConfigFromView } from "./config-view.ts";
+import { WaypointProxy } from "./proxy/index.ts";
+import { RoutingTable } from "./routing/index.ts";
+
+const config = loadWaypointConfig();
+const me = waypointKey(config.waypoint);
+const log = createLogger({ level: config.logLevel, base: { component: "waypoint", waypoint: me, pod: config.podName } });
+const identity: SpiffeId = { trustDomain: config.trustDomain, namespace: config.waypoint.namespace, serviceAccount: config.serviceAccount };
+const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+// Roots first from the mounted ConfigMap (to trust the controller at all), then from every config version.
+let trustBundlePem = await retryUntil(`the trust roots in ${config.trustRootsFile}`, async () => {
+  const pem = await fs.readFile(config.trustRootsFile, "utf8");
+  if (!pem.includes("BEGIN CERTIFICATE")) throw new Error(`${config.trustRootsFile} holds no PEM certificate`);
+  return pem;
+});
+const caClient = new ControllerCaClient({
+  host: config.controllerAddress,
+  port: config.caPort,
+  serverName: config.controllerAddress,
+  trustBundlePem: () => trustBundlePem,
+  tokenFile: config.caTokenFile,
+});
+// Made once the first config arrives; certificate renewals before then have nothing to update.
+let proxy: WaypointProxy | undefined = undefined;
+const certificates = new CertificateManager(caClient, log, () => proxy?.updateCredentials(certificates.credentialsFor(identity), trustBundlePem));
+// The CA gives a pod exactly its own identity (its pod-bound token, its ServiceAccount): the Gateway's.
+await retryUntil(`the certificate of ${formatSpiffeId(identity)} from the controller's CA`, () => certificates.ensure(identity));
+
+const index = new WorkloadIndex();
+const policies = new L7PolicyStore();
+let routes = new RoutingTable([]);
+let configApplied = false;
+let firstConfigApplied: () => void = () => {};
+const firstConfig = new Promise<void>((resolve) => (firstConfigApplied = resolve));
+const configClient = new ConfigStreamClient({
+  url: `https://${config.controllerAddress}:${config.configStreamPort}`,
+  ca: () => trustBundlePem,
+  credentials: () => certificates.credentialsFor(identity),
+  token: async () => (await fs.readFile(config.caTokenFile, "utf8")).trim(),
+  // The controller answers a waypoint's hello with that waypoint's view.
+  node: me,
+  log,
+  registry,
+  // Whole or not at all: everything is built and checked before anything is replaced, so a nack leaves the previous version.
+  onUpdate: (view) => {
+    const parsed = waypointConfigFromView(view);
+    const table = new RoutingTable(parsed.routes);
+    policies.replace(parsed.l7Authorizations);
+    index.replace(parsed.workloads, parsed.services);
+    index.setPodNetwork(parsed.network.podCidrs);
+    routes = table;
+    proxy?.setRoutes(table);
+    const roots = parsed.trustBundle.rootsPem.join("");
+    if (roots !== trustBundlePem) {
+      trustBundlePem = roots;
+      proxy?.updateCredentials(certificates.credentialsFor(identity), trustBundlePem);
+    }
+    configApplied = true;
+    firstConfigApplied();
+  },
+});
+configClient.start();
+log.info("waiting for the first configuration from the controller");
+await firstConfig;
+
+const upstream = new HboneConnectionPool({
+  getClientCredentials: () => certificates.credentialsFor(identity),
+  trustBundlePem: () => trustBundlePem,
+});
+proxy = new WaypointProxy({
+  credentials: certificates.credentialsFor(identity),
+  trustBundlePem,
+  waypoint: config.waypoint,
+  identity,
+  index,
+  routes,
+  policies,
+  hbone: upstream,
+  log,
+});
+const hboneProxy = proxy;
+const listener = net.createServer((socket) => hboneProxy.acceptConnection(socket));
+await new Promise<void>((resolve, reject) => {
+  listener.once("error", reject);
+  listener.listen(config.ports.hbone, () => resolve());
+});
+let stopping = false;
+
+const admin = await startAdminServers(
+  {
+    metrics: { text: () => registry.metrics(), contentType: registry.contentType },
+    readiness: () => {
+      if (stopping) return { ready: false, reason: "stopping" };
+      if (!configApplied) return { ready: false, reason: "no configuration from the controller yet" };
+      return { ready: true };
+    },
+    configDump: () => ({
+      waypoint: me,
+      identity: formatSpiffeId(identity),
+      controller: configClient.staleness(),
+      services: index.services.filter((s) => s.waypoint && waypointKey(s.waypoint) === me).map((s) => `${s.namespace}/${s.name}`),
+      l7Policies: policies.dump(),
+      certificates: certificates.summary(),
+      connections: hboneProxy.connections,
+    }),
+    tunnels: () => ({ waypoint: me, connections: hboneProxy.connections }),
+    log,
+  },
+  // Metrics and readiness on every address of the pod (Prometheus and the kubelet), the admin API on localhost only.
+  { admin: config.ports.admin, metrics: config.ports.metrics, readiness: config.ports.readiness, host: "0.0.0.0" },
+);
+log.info({ identity: formatSpiffeId(identity), hbonePort: config.ports.hbone }, "waypoint started");
+
+const shutdown = async (signal: string) => {
+  if (stopping) return;
+  // Unready first: the Service's endpoints drop this pod, so agents send new connections to the other replicas.
+  stopping = true;
+  log.info({ signal, connections: hboneProxy.connections }, "waypoint stopping; draining client connections");
+  listener.close();
+  const cut = await hboneProxy.drain(config.drainDeadlineMs);
+  log.info({ cutAtDeadline: cut, deadlineMs: config.drainDeadlineMs }, "connections drained");
+  await configClient.close();
+  upstream.close();
+  await admin.close();
+  certificates.stop();
+  process.exit(0);
+};
+const shutdownFailed = (err: unknown) => {
+  log.fatal({ err: String(err) }, "shutdown failed");
+  process.exit(1);
+};
+process.on("SIGTERM", () => void shutdown("SIGTERM").catch(shutdownFailed));
+process.on("SIGINT", () => void shutdown("SIGINT").catch(shutdownFailed));
+
+/** Retries with backoff (0.5 s doubling to 15 s) until `step` succeeds, logging each failure with what is awaited. */
+async function retryUntil<T>(what: string, step: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      const delayMs = Math.min(15_000, 500 * 2 ** attempt);
+      log.warn({ err: (err as Error).message, retryMs: delayMs }, `waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
+  }
+}
