@@ -231,14 +231,18 @@ function reconcileWaypoints(opts: { resync?: boolean } = {}): void {
     waypointWork.again = true;
     return;
   }
-  waypointWork.pass = reconciler.reconcile(opts).finally(() => {
+  waypointWork.pass = reconciler.reconcile(opts).then(({ failures }) => {
     waypointWork.pass = undefined;
     if (waypointWork.again) {
       waypointWork.again = false;
       reconcileWaypoints();
+    } else if (failures > 0) {
+      // Without this a Gateway whose status write lost a race (409) would wait for the next event or the resync.
+      setTimeout(() => reconcileWaypoints(), WAYPOINT_RETRY_MS).unref();
     }
   });
 }
+const WAYPOINT_RETRY_MS = 2_000;
 // Puts back what someone deleted or edited by hand; Gateway changes are handled as they come.
 setInterval(() => reconcileWaypoints({ resync: true }), 60_000).unref();
 

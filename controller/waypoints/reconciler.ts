@@ -60,32 +60,31 @@ export class WaypointReconciler {
   }
 
   /**
-   * One pass over every waypoint Gateway and the GatewayClass; errors are logged per Gateway, never thrown.
+   * One pass over every waypoint Gateway and the GatewayClass; errors are logged per Gateway and counted, never
+   * thrown (a status write that lost a race with another writer, 409, is the common one: the caller passes again).
    * `resync` also checks the objects of Gateways that did not change (someone may have deleted or edited them).
    */
-  async reconcile(opts: { resync?: boolean } = {}): Promise<void> {
+  async reconcile(opts: { resync?: boolean } = {}): Promise<{ failures: number }> {
+    let failures = 0;
     if (opts.resync) this.#ensured.clear();
     const live = new Set(this.#sources.gateways().map((g) => g.metadata.uid));
     for (const uid of this.#ensured.keys()) if (!live.has(uid)) this.#ensured.delete(uid);
     try {
       await this.#acceptClass();
     } catch (err) {
-      this.#log.warn(
-        { gatewayClass: WAYPOINT_GATEWAY_CLASS, err: String(err) },
-        "could not create or accept the waypoint GatewayClass; retrying on the next change",
-      );
+      failures++;
+      this.#log.warn({ gatewayClass: WAYPOINT_GATEWAY_CLASS, err: String(err) }, "could not create or accept the waypoint GatewayClass; retrying");
     }
     for (const gw of this.#sources.gateways()) {
       if (!isWaypointGateway(gw) || gw.metadata.deletionTimestamp) continue;
       try {
         await this.#reconcileGateway(gw);
       } catch (err) {
-        this.#log.warn(
-          { gateway: `${gw.metadata.namespace}/${gw.metadata.name}`, err: String(err) },
-          "could not reconcile waypoint; retrying on the next change",
-        );
+        failures++;
+        this.#log.warn({ gateway: `${gw.metadata.namespace}/${gw.metadata.name}`, err: String(err) }, "could not reconcile waypoint; retrying");
       }
     }
+    return { failures };
   }
 
   /** Creates the ambit-waypoint GatewayClass when it is missing (as istiod does for its classes) and marks it Accepted. */
