@@ -4,3 +4,4 @@ export { WaypointError, WaypointErrorCode } from "./errors.ts";
 export { type Endpoint, HBONE_PORT, UpstreamPool, asSocket } from "./upstream.ts";
 export { type DetectedProtocol, classify, detectProtocol } from "./sniff.ts";
 export { DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_BACKOFF_MS, backoffMs } from "./forward.ts";
+export { RESPONSE_FLAGS, type ResponseFlag, ResponseFlags } from "./flags.ts";
