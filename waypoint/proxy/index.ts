@@ -5,3 +5,16 @@ export { type Endpoint, HBONE_PORT, UpstreamPool, asSocket } from "./upstream.ts
 export { type DetectedProtocol, classify, detectProtocol } from "./sniff.ts";
 export { DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_BACKOFF_MS, backoffMs } from "./forward.ts";
 export { RESPONSE_FLAGS, type ResponseFlag, ResponseFlags } from "./flags.ts";
+export {
+  type B3Context,
+  NEW_TRACE_SAMPLED,
+  type TraceHop,
+  type TraceParent,
+  type TraceRandom,
+  formatTraceparent,
+  parseB3Multi,
+  parseB3Single,
+  parseTraceparent,
+  traceHop,
+  withTrace,
+} from "./tracing.ts";
