@@ -1,31 +1,9 @@
 // Waypoint request metrics under Istio's names, labels and buckets (reporter="waypoint"), so Istio's HTTP dashboards read them.
 import { Counter, Histogram, Registry } from "prom-client";
-import { collectProcessMetrics } from "../../agent/metrics/index.ts";
+import { TCP_LABELS, collectProcessMetrics } from "../../agent/metrics/index.ts";
 
-/** The labels of Istio's standard request metrics, in Istio's order. */
-export const REQUEST_LABELS = [
-  "reporter",
-  "source_workload",
-  "source_workload_namespace",
-  "source_principal",
-  "source_app",
-  "source_version",
-  "source_cluster",
-  "destination_workload",
-  "destination_workload_namespace",
-  "destination_principal",
-  "destination_app",
-  "destination_version",
-  "destination_service",
-  "destination_service_name",
-  "destination_service_namespace",
-  "destination_cluster",
-  "request_protocol",
-  "response_code",
-  "grpc_response_status",
-  "response_flags",
-  "connection_security_policy",
-] as const;
+/** The labels of Istio's standard request metrics: its TCP labels (as the agent reports them) and the response's codes. */
+export const REQUEST_LABELS = [...TCP_LABELS, "response_code", "grpc_response_status"] as const;
 
 export type RequestLabelName = (typeof REQUEST_LABELS)[number];
 export type RequestLabels = Partial<Record<RequestLabelName, string>>;
