@@ -36,6 +36,17 @@ function complete(labels: TcpLabels): Record<TcpLabelName, string> {
   return out;
 }
 
+/** prom-client's process and Node.js metrics under a program's prefix (`ambit_agent_`, `ambit_waypoint_`). */
+export function collectProcessMetrics(registry: Registry, prefix: string): void {
+  // Event loop delay sampled every 100 ms rather than prom-client's 10 ms: its timer would wake an idle process
+  // 100 times a second. Stalls that matter (tens of milliseconds) still show in the histogram.
+  collectDefaultMetrics({ register: registry, prefix, eventLoopMonitoringPrecision: 100 });
+  // prom-client names these gauges *_total, which Prometheus' own lint (promtool) rejects.
+  for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+    registry.removeSingleMetric(`${prefix}${name}`);
+  }
+}
+
 type TcpCount = "opened" | "closed" | "sent" | "received";
 
 /** One TCP series: Istio's full label set, what the data path counted, and what was handed to the counters. */
@@ -117,13 +128,7 @@ export class AgentMetrics {
       labelNames: ["direction", "reason"],
       registers,
     });
-    // Event loop delay sampled every 100 ms rather than prom-client's 10 ms: its timer would wake an idle agent
-    // 100 times a second. Stalls that matter (tens of milliseconds) still show in the histogram.
-    collectDefaultMetrics({ register: this.registry, prefix: "ambit_agent_", eventLoopMonitoringPrecision: 100 });
-    // prom-client names these gauges *_total, which Prometheus' own lint (promtool) rejects.
-    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
-      this.registry.removeSingleMetric(`ambit_agent_${name}`);
-    }
+    collectProcessMetrics(this.registry, "ambit_agent_");
   }
 
   connectionOpened(labels: TcpLabels): void {

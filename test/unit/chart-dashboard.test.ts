@@ -47,6 +47,8 @@ async function registeredMetrics(): Promise<Set<string>> {
     // The agent's Istio counters go through one helper, tcp(name, help, count).
     for (const m of text.matchAll(/\btcp\(\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"/g)) names.add(m[1]!);
     for (const m of text.matchAll(/collectDefaultMetrics\(\{[^}]*prefix:\s*"([^"]+)"/g)) prefixes.add(m[1]!);
+    // The agent's process metrics go through agent/metrics' collectProcessMetrics(registry, prefix).
+    for (const m of text.matchAll(/collectProcessMetrics\([^,()]+,\s*"([^"]+)"\)/g)) prefixes.add(m[1]!);
   }
   for (const prefix of prefixes) {
     const registry = new Registry();

@@ -2,7 +2,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { RouteRetry, RouteTimeouts } from "../../contract/routes.ts";
 import { WaypointError, WaypointErrorCode } from "./errors.ts";
-import type { Endpoint, UpstreamPool, UpstreamRequest, UpstreamResponse } from "./upstream.ts";
+import type { ResponseFlag } from "./flags.ts";
+import { type Endpoint, UpstreamConnectError, type UpstreamPool, type UpstreamRequest, type UpstreamResponse } from "./upstream.ts";
 
 /** Istio's defaults when a route asks for retries without saying how many or how long to wait. */
 export const DEFAULT_RETRY_ATTEMPTS = 2;
@@ -14,6 +15,8 @@ export interface ForwardResult {
   /** The endpoint of the last attempt. */
   endpoint: Endpoint | undefined;
   attempts: number;
+  /** Envoy's flags for how the attempts ended: UH, UF, UC or UT for the last failure, URX when retries ran out. */
+  flags: ResponseFlag[];
 }
 
 /** Envoy's backoff: doubling from the base, capped at ten times it, with jitter so retrying clients spread out. */
@@ -34,26 +37,39 @@ export async function forward(opts: {
   retry: RouteRetry | undefined;
   timeouts: RouteTimeouts | undefined;
   random: () => number;
+  /** Aborted when the client goes away: nothing is left to answer, so the attempt stops and no retry follows. */
+  cancel?: AbortSignal;
 }): Promise<ForwardResult> {
   const { retry, timeouts } = opts;
   const retries = retry ? (retry.attempts ?? DEFAULT_RETRY_ATTEMPTS) : 0;
   const whole = timeouts?.requestMs ? AbortSignal.timeout(timeouts.requestMs) : undefined;
   let endpoint: Endpoint | undefined;
+  // A retriable answer on the last allowed attempt: Envoy flags it URX whatever the answer was.
+  const exhausted = (attempt: number, flags: ResponseFlag[]): ResponseFlag[] => (retries > 0 && attempt >= retries ? [...flags, "URX"] : flags);
   for (let attempt = 0; ; attempt++) {
     const picked = opts.pick();
-    if (picked instanceof WaypointError) return { outcome: { error: picked }, endpoint, attempts: attempt };
+    if (picked instanceof WaypointError) return { outcome: { error: picked }, endpoint, attempts: attempt, flags: ["UH"] };
     endpoint = picked;
     const perTry = timeouts?.backendRequestMs ? AbortSignal.timeout(timeouts.backendRequestMs) : undefined;
-    const signals = [whole, perTry].filter((s) => s !== undefined);
+    const signals = [whole, perTry, opts.cancel].filter((s) => s !== undefined);
     const signal = signals.length ? AbortSignal.any(signals) : new AbortController().signal;
     let failure: WaypointError;
     try {
       const response = await opts.upstream.send(endpoint, opts.version, opts.request, signal);
-      if (attempt >= retries || !retry?.codes.includes(response.status)) return { outcome: { response }, endpoint, attempts: attempt + 1 };
+      const retriable = retry?.codes.includes(response.status) ?? false;
+      if (attempt >= retries || !retriable) return { outcome: { response }, endpoint, attempts: attempt + 1, flags: retriable ? exhausted(attempt, []) : [] };
       // Drained, so the keep-alive connection under it can carry the retry or the next request.
       response.body.resume();
       failure = new WaypointError(WaypointErrorCode.upstream, 503, `backend answered ${response.status}`);
     } catch (err) {
+      // The client's own leaving is no upstream failure: its request reports DC alone, as Envoy's does.
+      if (opts.cancel?.aborted)
+        return {
+          outcome: { error: new WaypointError(WaypointErrorCode.upstream, 503, "the client went away", { cause: err }) },
+          endpoint,
+          attempts: attempt + 1,
+          flags: [],
+        };
       failure = whole?.aborted
         ? new WaypointError(WaypointErrorCode.timeout, 504, `no response within the route's request timeout of ${timeouts?.requestMs} ms`, { cause: err })
         : perTry?.aborted
@@ -61,7 +77,10 @@ export async function forward(opts: {
               cause: err,
             })
           : new WaypointError(WaypointErrorCode.upstream, 503, `${endpoint.ip}:${endpoint.port}: ${(err as Error).message}`, { cause: err });
-      if (whole?.aborted || attempt >= retries) return { outcome: { error: failure }, endpoint, attempts: attempt + 1 };
+      // Envoy's UC is a connection lost after it was made; one never made is UF.
+      const flag: ResponseFlag = whole?.aborted || perTry?.aborted ? "UT" : err instanceof UpstreamConnectError ? "UF" : "UC";
+      if (whole?.aborted) return { outcome: { error: failure }, endpoint, attempts: attempt + 1, flags: [flag] };
+      if (attempt >= retries) return { outcome: { error: failure }, endpoint, attempts: attempt + 1, flags: exhausted(attempt, [flag]) };
     }
     await sleep(backoffMs(retry?.backoffMs ?? DEFAULT_RETRY_BACKOFF_MS, attempt + 1, opts.random));
   }

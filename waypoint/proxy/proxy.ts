@@ -2,7 +2,7 @@
 import http from "node:http";
 import http2 from "node:http2";
 import type net from "node:net";
-import type { Duplex, Readable } from "node:stream";
+import { type Duplex, type Readable, Transform, pipeline } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import type { Logger } from "pino";
 import type { L7PolicyStore } from "../../agent/authorization/index.ts";
@@ -15,9 +15,13 @@ import type { BackendTarget } from "../../contract/routes.ts";
 import { type WaypointRef, waypointKey } from "../../contract/waypoint.ts";
 import { applyHeaderModifier, type RoutePlan, type RoutingTable } from "../routing/index.ts";
 import { WaypointError, WaypointErrorCode } from "./errors.ts";
+import { ResponseFlags } from "./flags.ts";
 import { forward } from "./forward.ts";
 import { type ConnectStream, WaypointHboneListener } from "./hbone-listener.ts";
+import { type RequestLabels, WaypointMetrics } from "./metrics.ts";
 import { detectProtocol } from "./sniff.ts";
+import { type RequestDestination, destinationLabels, grpcStatus, requestProtocol, sourceLabels, streamSource } from "./telemetry.ts";
+import { type TraceRandom, cryptoRandom, traceHop, withTrace } from "./tracing.ts";
 import { type Endpoint, UpstreamPool, type UpstreamResponse, asSocket, forwardableHeaders } from "./upstream.ts";
 
 export interface WaypointProxyOptions {
@@ -37,6 +41,10 @@ export interface WaypointProxyOptions {
   random?: () => number;
   /** How long a client may stay silent before its stream is taken for a server-first protocol and carried at L4. */
   detectTimeoutMs?: number;
+  /** Where requests are counted (Istio's request metrics); a private instance when absent. */
+  metrics?: WaypointMetrics;
+  /** New trace, span and request ids. */
+  traceRandom?: TraceRandom;
 }
 
 /** What a CONNECT stream addressed: a Service port (by its VIP) or one workload. */
@@ -45,6 +53,22 @@ type Addressed = { kind: "service"; service: ServiceEntry; port: number } | { ki
 interface StreamContext {
   connect: ConnectStream;
   addressed: Addressed;
+  /** The source's request labels, looked up once per stream: every request on it comes from the same pod. */
+  source: RequestLabels;
+}
+
+/** How sending a response ended, for the flags, the status reported and the response size. */
+interface Delivered {
+  /** Body bytes sent to the client. */
+  bytes: number;
+  /** False when the client went away before the response headers: Envoy then reports status 0. */
+  headersSent: boolean;
+  /** The client went away before the response was complete (DC). */
+  downstreamClosed: boolean;
+  /** The backend's response ended before its body did (UC); the client's response is reset. */
+  upstreamClosed: boolean;
+  /** The backend's gRPC status, from its trailers (or headers, for a trailers-only response). */
+  grpcStatus: string | undefined;
 }
 
 /** One HTTP request, whichever version carried it. */
@@ -55,7 +79,10 @@ interface Call {
   authority: string;
   headers: Record<string, string | string[] | undefined>;
   body: Readable;
-  respond(status: number, headers: Record<string, string | string[]>, body: string | UpstreamResponse): void;
+  /** Aborted when the client goes away before its response is complete. */
+  gone: AbortSignal;
+  /** Sends the response; resolves once it was delivered in full or the exchange ended early. */
+  respond(status: number, headers: Record<string, string | string[]>, body: string | UpstreamResponse): Promise<Delivered>;
 }
 
 /** Envoy's bodies, so clients and scripts written against Istio read the same. */
@@ -65,6 +92,7 @@ const MAX_RETRY_BODY = 1024 * 1024;
 
 export class WaypointProxy {
   readonly #opts: Required<Omit<WaypointProxyOptions, "routes">>;
+  readonly #metrics: WaypointMetrics;
   #routes: RoutingTable;
   readonly #listener: WaypointHboneListener;
   readonly #upstream: UpstreamPool;
@@ -74,7 +102,8 @@ export class WaypointProxy {
   readonly #me: string;
 
   constructor(opts: WaypointProxyOptions) {
-    this.#opts = { random: Math.random, detectTimeoutMs: 1_000, ...opts };
+    this.#opts = { random: Math.random, detectTimeoutMs: 1_000, traceRandom: cryptoRandom, ...opts, metrics: opts.metrics ?? new WaypointMetrics() };
+    this.#metrics = this.#opts.metrics;
     this.#routes = opts.routes;
     this.#me = waypointKey(opts.waypoint);
     this.#upstream = new UpstreamPool(opts.hbone, opts.identity);
@@ -142,7 +171,11 @@ export class WaypointProxy {
   async #onStream(connect: ConnectStream): Promise<void> {
     const addressed = this.#resolve(connect.target);
     if (addressed instanceof WaypointError) return void connect.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
-    const context: StreamContext = { connect, addressed };
+    const context: StreamContext = {
+      connect,
+      addressed,
+      source: sourceLabels(streamSource(this.#opts.index, connect.source, connect.sourceAddress)),
+    };
     const protocol = await detectProtocol(connect.stream, this.#opts.detectTimeoutMs);
     if (protocol === "tcp") return this.#carryL4(context);
     const socket = asSocket(connect.stream);
@@ -155,13 +188,16 @@ export class WaypointProxy {
     session.on("error", () => session.destroy());
     session.on("stream", (stream, headers) => {
       stream.on("error", () => {});
-      void this.#handle(context, http2Call(stream, headers, connect.target));
+      this.#serve(context, http2Call(stream, headers, connect.target));
     });
   }
 
   #onHttp1(req: http.IncomingMessage, res: http.ServerResponse): void {
     const context = this.#contexts.get(req.socket);
     if (!context) return void res.destroy();
+    // Listened to from the start: a client that leaves while its request is forwarded is gone when the answer comes.
+    const gone = new AbortController();
+    res.once("close", () => gone.abort());
     const call: Call = {
       version: "http1",
       method: req.method ?? "GET",
@@ -169,13 +205,42 @@ export class WaypointProxy {
       authority: req.headers.host ?? `${context.connect.target.ip}:${context.connect.target.port}`,
       headers: req.headers,
       body: req,
-      respond: (status, headers, body) => {
-        res.writeHead(status, headers);
-        if (typeof body === "string") res.end(body);
-        else body.body.pipe(res);
-      },
+      gone: gone.signal,
+      respond: (status, headers, body) =>
+        new Promise((resolve) => {
+          let bytes = 0;
+          let upstreamClosed = false;
+          const settle = () => {
+            const downstreamClosed = !res.writableFinished && !upstreamClosed;
+            if (downstreamClosed && typeof body !== "string") body.body.destroy();
+            resolve({ bytes, headersSent: res.headersSent, downstreamClosed, upstreamClosed, grpcStatus: undefined });
+          };
+          if (gone.signal.aborted) return settle();
+          res.once("close", settle);
+          res.writeHead(status, headers);
+          if (typeof body === "string") {
+            bytes = Buffer.byteLength(body);
+            return void res.end(body);
+          }
+          pipeBody(
+            body.body,
+            res,
+            (n) => (bytes += n),
+            () => {
+              upstreamClosed = true;
+              res.destroy();
+            },
+          );
+        }),
     };
-    void this.#handle(context, call);
+    this.#serve(context, call);
+  }
+
+  /** A request the handler failed on unexpectedly is logged: an unhandled rejection would end the waypoint. */
+  #serve(context: StreamContext, call: Call): void {
+    this.#handle(context, call).catch((err: unknown) =>
+      this.#opts.log.error({ method: call.method, path: call.path, err: (err as Error).message }, "request failed in the waypoint"),
+    );
   }
 
   /** Not HTTP: bytes to the addressed Service's endpoint (or pod) through its agent, as the source agent would have sent them. */
@@ -206,15 +271,58 @@ export class WaypointProxy {
     const started = performance.now();
     const { connect, addressed } = context;
     const service = addressed.kind === "service" ? { namespace: addressed.service.namespace, name: addressed.service.name } : undefined;
+    const requestBody = countBytes(call.body);
+    const hop = traceHop(call.headers, this.#opts.traceRandom);
+    const protocol = requestProtocol(call.headers["content-type"]);
+    const flags = new ResponseFlags();
+    /** The routed Service replaces the addressed one; the endpoint is the last attempt's. */
+    const destination: RequestDestination = { service, endpoint: undefined };
     const line: Record<string, unknown> = {
       method: call.method,
       path: call.path,
+      authority: call.authority,
       protocol: call.version,
       source: formatSpiffeId(connect.source),
       destination: `${connect.target.ip}:${connect.target.port}`,
+      traceId: hop.traceId,
+      requestId: hop.requestId,
     };
-    const finish = (status: number, extra: Record<string, unknown> = {}) =>
-      this.#opts.log.info({ ...line, status, durationMs: Math.round((performance.now() - started) * 10) / 10, ...extra }, "request");
+
+    /** The one place a request is counted and logged, once, whether the waypoint or a backend answered it. */
+    const report = (status: number, delivered: Delivered, extra: Record<string, unknown> = {}) => {
+      if (delivered.upstreamClosed) flags.add("UC");
+      if (delivered.downstreamClosed) flags.add("DC");
+      const code = delivered.headersSent ? status : 0;
+      const durationMs = performance.now() - started;
+      const responseFlags = flags.toString();
+      this.#metrics.request(
+        {
+          reporter: "waypoint",
+          ...context.source,
+          ...destinationLabels(destination),
+          request_protocol: protocol,
+          response_code: String(code),
+          grpc_response_status: protocol === "grpc" ? grpcStatus(code, delivered.grpcStatus) : undefined,
+          response_flags: responseFlags,
+          connection_security_policy: "mutual_tls",
+        },
+        { durationMs, requestBytes: requestBody.bytes(), responseBytes: delivered.bytes },
+      );
+      this.#opts.log.info(
+        {
+          ...line,
+          status: code,
+          responseFlags,
+          durationMs: Math.round(durationMs * 10) / 10,
+          bytesReceived: requestBody.bytes(),
+          bytesSent: delivered.bytes,
+          ...extra,
+        },
+        "request",
+      );
+    };
+    const answer = async (status: number, headers: Record<string, string | string[]>, body: string | UpstreamResponse, extra?: Record<string, unknown>) =>
+      report(status, await call.respond(status, headers, body), extra);
 
     const decision = this.#opts.policies.check({
       waypoint: this.#opts.waypoint,
@@ -230,9 +338,8 @@ export class WaypointProxy {
     });
     line.policy = decision.reason;
     if (!decision.allowed && decision.response) {
-      call.body.resume();
-      call.respond(decision.response.status, { ...decision.response.headers }, decision.response.body);
-      return finish(decision.response.status);
+      requestBody.body.resume();
+      return answer(decision.response.status, { ...decision.response.headers }, decision.response.body);
     }
 
     const headers = forwardableHeaders(call.headers);
@@ -251,15 +358,14 @@ export class WaypointProxy {
     if ("route" in plan && plan.route)
       line.route = `${plan.route.kind} ${plan.route.namespace}/${plan.route.name} rule ${plan.route.ruleName ?? plan.route.ruleIndex}`;
     if (plan.action === "respond") {
-      call.body.resume();
-      call.respond(plan.status, {}, "");
-      return finish(plan.status, { reason: plan.reason });
+      requestBody.body.resume();
+      flags.add("NR");
+      return answer(plan.status, {}, "", { reason: plan.reason });
     }
     if (plan.action === "redirect") {
-      call.body.resume();
+      requestBody.body.resume();
       const responseHeaders = plan.responseModifiers.reduce(applyHeaderModifier, { location: plan.location });
-      call.respond(plan.status, responseHeaders, "");
-      return finish(plan.status);
+      return answer(plan.status, responseHeaders, "");
     }
 
     const forwarding =
@@ -272,33 +378,37 @@ export class WaypointProxy {
             timeouts: undefined,
             modifiers: [],
           };
-    let body: Buffer | Readable = call.body;
+    if (plan.action === "forward") destination.service = { namespace: plan.backend.namespace, name: plan.backend.service };
+    let body: Buffer | Readable = requestBody.body;
     if (forwarding.retry) {
-      body = await buffer(call.body);
-      if (body.length > MAX_RETRY_BODY) {
-        call.respond(413, {}, "");
-        return finish(413);
+      try {
+        body = await buffer(requestBody.body);
+      } catch {
+        return report(0, CLIENT_GONE);
       }
+      if (body.length > MAX_RETRY_BODY) return answer(413, {}, "");
     }
     const result = await forward({
       upstream: this.#upstream,
       pick: forwarding.pick,
       version: call.version,
-      request: { ...forwarding.request, headers: forwardableHeaders(forwarding.request.headers), body },
+      request: { ...forwarding.request, headers: withTrace(forwardableHeaders(forwarding.request.headers), hop), body },
       retry: forwarding.retry,
       timeouts: forwarding.timeouts,
       random: this.#opts.random,
+      cancel: call.gone,
     });
+    destination.endpoint = result.endpoint;
+    flags.add(...result.flags);
     const upstream = result.endpoint ? `${result.endpoint.ip}:${result.endpoint.port}` : undefined;
     if ("error" in result.outcome) {
       const { error } = result.outcome;
-      call.respond(error.status, { "content-type": "text/plain" }, error.code === WaypointErrorCode.timeout ? "upstream request timeout" : NO_HEALTHY_UPSTREAM);
-      return finish(error.status, { upstream, attempts: result.attempts, code: error.code, error: error.message });
+      const text = error.code === WaypointErrorCode.timeout ? "upstream request timeout" : NO_HEALTHY_UPSTREAM;
+      return answer(error.status, { "content-type": "text/plain" }, text, { upstream, attempts: result.attempts, code: error.code, error: error.message });
     }
     const { response } = result.outcome;
     response.headers = forwarding.modifiers.reduce(applyHeaderModifier, response.headers);
-    call.respond(response.status, response.headers, response);
-    finish(response.status, { upstream, attempts: result.attempts });
+    return answer(response.status, response.headers, response, { upstream, attempts: result.attempts });
   }
 
   /** An endpoint of the addressed Service port (ready, at random, as kube-proxy picks), or the addressed pod itself. */
@@ -326,12 +436,14 @@ export class WaypointProxy {
         `pod ${workload.namespace}/${workload.name} is not captured, so no agent can take HBONE for it`,
       );
     const identity = { trustDomain: this.#opts.identity.trustDomain, namespace: workload.namespace, serviceAccount: workload.serviceAccount };
-    return { ip: workload.ip, port, identity };
+    return { ip: workload.ip, port, identity, workload };
   }
 }
 
 /** An HTTP/2 request on the core API; gRPC's trailers are passed on from the backend's stream. */
 function http2Call(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, target: { ip: string; port: number }): Call {
+  const gone = new AbortController();
+  stream.once("close", () => gone.abort());
   return {
     version: "http2",
     method: String(headers[":method"] ?? "GET"),
@@ -339,18 +451,71 @@ function http2Call(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
     authority: String(headers[":authority"] ?? headers.host ?? `${target.ip}:${target.port}`),
     headers,
     body: stream,
-    respond: (status, responseHeaders, body) => {
-      if (stream.destroyed) return;
-      if (typeof body === "string") {
-        stream.respond({ ":status": status, ...responseHeaders }, { endStream: body === "" });
-        if (body !== "") stream.end(body);
-        return;
-      }
-      let trailers: http2.OutgoingHttpHeaders = {};
-      body.body.once("trailers", (t: http2.IncomingHttpHeaders) => (trailers = forwardableHeaders(t)));
-      stream.respond({ ":status": status, ...responseHeaders }, { waitForTrailers: true });
-      stream.once("wantTrailers", () => stream.sendTrailers(trailers));
-      body.body.pipe(stream);
-    },
+    gone: gone.signal,
+    respond: (status, responseHeaders, body) =>
+      new Promise((resolve) => {
+        let bytes = 0;
+        let upstreamClosed = false;
+        let grpc = typeof body === "string" ? undefined : first(body.headers["grpc-status"]);
+        const settle = () => {
+          // A stream the client reset (or whose connection dropped) closes with another code than NO_ERROR.
+          const downstreamClosed = !upstreamClosed && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR;
+          if (downstreamClosed && typeof body !== "string") body.body.destroy();
+          resolve({ bytes, headersSent: stream.headersSent, downstreamClosed, upstreamClosed, grpcStatus: grpc });
+        };
+        if (stream.destroyed) return settle();
+        stream.once("close", settle);
+        if (typeof body === "string") {
+          bytes = Buffer.byteLength(body);
+          stream.respond({ ":status": status, ...responseHeaders }, { endStream: body === "" });
+          if (body !== "") stream.end(body);
+          return;
+        }
+        let trailers: http2.OutgoingHttpHeaders = {};
+        body.body.once("trailers", (t: http2.IncomingHttpHeaders) => {
+          trailers = forwardableHeaders(t);
+          grpc = first(trailers["grpc-status"] as string | string[] | undefined) ?? grpc;
+        });
+        stream.respond({ ":status": status, ...responseHeaders }, { waitForTrailers: true });
+        stream.once("wantTrailers", () => stream.sendTrailers(trailers));
+        pipeBody(
+          body.body,
+          stream,
+          (n) => (bytes += n),
+          () => {
+            upstreamClosed = true;
+            stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+          },
+        );
+      }),
   };
+}
+
+const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+
+/** What a request whose client left before it could be answered reports: status 0 and DC, as Envoy does. */
+const CLIENT_GONE: Delivered = { bytes: 0, headersSent: false, downstreamClosed: true, upstreamClosed: false, grpcStatus: undefined };
+
+/** The request body as whoever consumes it reads it, counted on the way (Istio's request size). */
+function countBytes(body: Readable): { body: Readable; bytes(): number } {
+  let bytes = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      bytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  pipeline(body, counter, () => {});
+  return { body: counter, bytes: () => bytes };
+}
+
+/** A backend's body to the client, counted; `cut` when the backend's stream ends before its body did (Envoy's UC). */
+function pipeBody(from: Readable, to: NodeJS.WritableStream, count: (bytes: number) => void, cut: () => void): void {
+  from.pipe(to);
+  from.on("data", (chunk: Buffer) => count(chunk.length));
+  // A reset backend stream is seen by its close below; listened to so its error is not thrown.
+  from.on("error", () => {});
+  from.once("close", () => {
+    if (!from.readableEnded) cut();
+  });
 }

@@ -5,6 +5,7 @@ import type net from "node:net";
 import type { Duplex, Readable } from "node:stream";
 import type { HboneConnectionPool } from "../../agent/hbone/index.ts";
 import type { SpiffeId } from "../../agent/identity/index.ts";
+import type { Workload } from "../../agent/state/index.ts";
 import { AGENT_PORTS } from "../../contract/install.ts";
 
 /** Where a request goes: an endpoint pod, reached through its node agent on 15008, which must present `identity`. */
@@ -12,6 +13,8 @@ export interface Endpoint {
   ip: string;
   port: number;
   identity: SpiffeId;
+  /** The pod behind the endpoint, for the request metrics' destination labels. */
+  workload?: Workload;
 }
 
 /** The HBONE port every captured pod's agent listens on (contract/install.ts). */
@@ -46,6 +49,14 @@ export function asSocket(stream: Duplex): net.Socket {
   return s as net.Socket;
 }
 
+/** Opening the HBONE stream to an endpoint failed: nothing reached the backend (Envoy's UF, not UC). */
+export class UpstreamConnectError extends Error {
+  constructor(cause: unknown) {
+    super((cause as Error).message, { cause });
+    this.name = "UpstreamConnectError";
+  }
+}
+
 const endpointKey = (e: Endpoint) => `${e.ip}:${e.port}`;
 
 /** Hop-by-hop headers (RFC 9110 7.6.1) and HTTP/2 pseudo-headers: never forwarded, each hop sets its own. */
@@ -77,14 +88,18 @@ export class UpstreamPool {
     this.#source = source;
   }
 
-  /** An HBONE stream to the endpoint's agent, addressed to the endpoint itself. */
+  /** An HBONE stream to the endpoint's agent, addressed to the endpoint itself; failing with an UpstreamConnectError. */
   openStream(endpoint: Endpoint): Promise<Duplex> {
-    return this.#hbone.openStream({
-      source: this.#source,
-      destination: { ip: endpoint.ip, port: endpoint.port },
-      dial: { host: endpoint.ip, port: HBONE_PORT },
-      expectedIdentity: endpoint.identity,
-    });
+    return this.#hbone
+      .openStream({
+        source: this.#source,
+        destination: { ip: endpoint.ip, port: endpoint.port },
+        dial: { host: endpoint.ip, port: HBONE_PORT },
+        expectedIdentity: endpoint.identity,
+      })
+      .catch((err: unknown) => {
+        throw new UpstreamConnectError(err);
+      });
   }
 
   #agentFor(endpoint: Endpoint): http.Agent {
