@@ -9,3 +9,4 @@ export {
   compileTrafficPolicies,
 } from "./attach.ts";
 export { nextPolicyAncestors, writeTrafficPolicyStatuses } from "./status.ts";
+export { type TrafficPolicySources, TrafficPolicyState } from "./state.ts";
