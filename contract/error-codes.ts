@@ -732,6 +732,44 @@ export const WAYPOINT_ERRORS = errorDomain(
   },
 );
 
+export const TRAFFIC_POLICY_ERRORS = errorDomain(
+  "traffic-policy",
+  "BackendTrafficPolicy (networking.ambit.dev) fields the controller refuses; the policy's status says Accepted=False, reason Invalid, with the field path, and none of it applies.",
+  {
+    malformed: {
+      code: "AMBIT_E_TRAFFIC_POLICY_MALFORMED",
+      meaning: "A field has the wrong JSON type, a required field is missing, or two fields that exclude each other are both set.",
+      action: "Correct the named field (docs/traffic-policy.md shows every field).",
+    },
+    unknownField: {
+      code: "AMBIT_E_TRAFFIC_POLICY_UNKNOWN_FIELD",
+      meaning: "A field this version does not know, often a misspelling (`maxConnection` for `maxConnections`).",
+      action: "Fix the spelling, or remove the field: a policy is refused whole rather than applied without it.",
+    },
+    outOfRange: {
+      code: "AMBIT_E_TRAFFIC_POLICY_OUT_OF_RANGE",
+      meaning: "A number outside its range: a negative limit, a percentage over 100, an abort status outside 200-599 or a gRPC status outside 0-16.",
+      action: "Use a value in the range the message gives.",
+    },
+    invalidDuration: {
+      code: "AMBIT_E_TRAFFIC_POLICY_INVALID_DURATION",
+      meaning: "A duration that is not a Gateway API duration (GEP-2257), or one of zero where time must pass.",
+      action: 'Write durations such as "30s", "500ms" or "1m30s".',
+    },
+    unsupportedValue: {
+      code: "AMBIT_E_TRAFFIC_POLICY_UNSUPPORTED_VALUE",
+      meaning: "An enum value this version does not implement, such as a load balancer type other than RoundRobin, LeastRequest or Random.",
+      action: "Use one of the values the message lists.",
+    },
+    targetRef: {
+      code: "AMBIT_E_TRAFFIC_POLICY_TARGET_REF",
+      meaning:
+        'A targetRefs entry that is not a Service (group "") or an HTTPRoute/GRPCRoute (group gateway.networking.k8s.io) of the policy\'s namespace, or no entry at all.',
+      action: "Target a Service, HTTPRoute or GRPCRoute in the policy's own namespace.",
+    },
+  },
+);
+
 export const ERROR_DOMAINS = [
   CONFIG_ERRORS,
   CLI_ERRORS,
@@ -752,6 +790,7 @@ export const ERROR_DOMAINS = [
   POLICY_ERRORS,
   ROUTE_ERRORS,
   WAYPOINT_ERRORS,
+  TRAFFIC_POLICY_ERRORS,
 ] as const;
 
 /** Any code Ambit raises. */

@@ -1,5 +1,6 @@
 // Wire contract of the mesh's own resources in the config stream: workloads, services, the trust bundle, and what waypoints get.
 import { ROUTES_RESOURCE_TYPE } from "./routes.ts";
+import { TRAFFIC_POLICY_RESOURCE_TYPE } from "./traffic-policy.ts";
 import type { WaypointRef } from "./waypoint.ts";
 
 /** Resource `type`s of the config stream (the `key` of each is described next to its value type). */
@@ -26,6 +27,11 @@ export const RESOURCE_TYPES = {
    * (contract/l7-authorization.ts), for policies targeting the waypoint's Gateway or a Service bound to it.
    */
   l7Authorization: "l7authorization",
+  /**
+   * Waypoints only. key: namespace/name of the BackendTrafficPolicy; value: CompiledTrafficPolicy
+   * (contract/traffic-policy.ts), for policies in effect on a Service the waypoint serves or sends to, or on a route of one.
+   */
+  trafficPolicy: TRAFFIC_POLICY_RESOURCE_TYPE,
 } as const;
 
 export interface Workload {

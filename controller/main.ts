@@ -25,6 +25,7 @@ import {
   writeRouteStatuses,
 } from "./waypoints/index.ts";
 import { podNetworkOf } from "./state/index.ts";
+import { TrafficPolicyState } from "./traffic-policy/index.ts";
 
 const config = loadControllerConfig();
 const log = pino({ level: config.logLevel, base: { component: "controller", pod: config.podName } });
@@ -43,6 +44,11 @@ const gatewayApi = await client.get("/apis/gateway.networking.k8s.io/v1").then(
   () => true,
   () => false,
 );
+// BackendTrafficPolicy (networking.ambit.dev) only when its CRD is served: a cluster may run the chart's older CRDs.
+const trafficPolicyApi = await client.get("/apis/networking.ambit.dev/v1alpha1").then(
+  () => true,
+  () => false,
+);
 const watched = [
   "pods",
   "services",
@@ -53,9 +59,25 @@ const watched = [
   "authorizationpolicies",
   "peerauthentications",
   ...(gatewayApi ? (["httproutes", "grpcroutes", "gateways", "gatewayclasses"] as const) : []),
+  ...(trafficPolicyApi ? (["backendtrafficpolicies"] as const) : []),
 ] as const;
 const informers = new SharedInformers(client, [...watched], (resource, err) =>
   log.warn({ resource, err: String(err) }, "watch failed; restarting with backoff"),
+);
+/** BackendTrafficPolicies for waypoints; their targets are Services and routes, whose existence decides TargetNotFound. */
+const trafficPolicies = new TrafficPolicyState(
+  client,
+  {
+    policies: () => (trafficPolicyApi ? informers.list("backendtrafficpolicies") : []),
+    exists: (namespace, t) =>
+      (t.kind === "Service"
+        ? informers.get("services", t.name, namespace)
+        : gatewayApi
+          ? informers.get(t.kind === "HTTPRoute" ? "httproutes" : "grpcroutes", t.name, namespace)
+          : undefined) !== undefined,
+    isLeader: () => elector.isLeader(),
+  },
+  log,
 );
 /** Every policy with its status; `scoped` is what node agents enforce (absent for a waypoint's policy), `l7` what waypoints do. */
 const compiled = new Map<string, { scoped?: ScopedPolicy; l7?: CompiledL7Authorization; condition: Condition; object: KubeObject; plural: string }>();
@@ -88,6 +110,7 @@ const elector = new LeaderElector({
       .catch((err: unknown) => log.error({ err: String(err) }, "CA set-up as leader failed; retrying"));
     writeAllStatuses();
     writeRouteStatus();
+    trafficPolicies.writeStatus();
     reconcileWaypoints();
   },
 });
@@ -207,7 +230,12 @@ const views = new MeshViews({
   rootNamespace: config.rootNamespace,
   waypoints: waypointLookup,
 });
-const waypointViews = new WaypointViews({ shared: () => views.shared(), routes: () => meshRoutes.servicePorts, l7Policies: () => l7Policies });
+const waypointViews = new WaypointViews({
+  shared: () => views.shared(),
+  routes: () => meshRoutes.servicePorts,
+  l7Policies: () => l7Policies,
+  trafficPolicies: () => trafficPolicies.policies(),
+});
 
 // ---- waypoints: the leader deploys each ambit-waypoint Gateway and writes its status.
 waypointWork.reconciler = gatewayApi
@@ -346,11 +374,21 @@ for (const r of ["authorizationpolicies", "peerauthentications"] as const) {
     writeAllStatuses();
   });
 }
+if (trafficPolicyApi)
+  for (const r of ["backendtrafficpolicies", "services", ...(gatewayApi ? (["httproutes", "grpcroutes"] as const) : [])] as const) {
+    informers.on(r, () => {
+      trafficPolicies.recompile();
+      stream.changed();
+      trafficPolicies.writeStatus();
+    });
+  }
 await informers.start();
 recompilePolicies();
 recompileRoutes();
+trafficPolicies.recompile();
 writeAllStatuses();
 writeRouteStatus();
+trafficPolicies.writeStatus();
 reconcileWaypoints();
 await publishTrustBundle().catch((err: unknown) => log.warn({ err: String(err) }, "could not publish the trust bundle yet"));
 

@@ -17,6 +17,7 @@ export const RESOURCE_PATHS = {
   grpcroutes: "/apis/gateway.networking.k8s.io/v1/grpcroutes",
   gateways: "/apis/gateway.networking.k8s.io/v1/gateways",
   gatewayclasses: "/apis/gateway.networking.k8s.io/v1/gatewayclasses",
+  backendtrafficpolicies: "/apis/networking.ambit.dev/v1alpha1/backendtrafficpolicies",
 } as const;
 
 export type Resource = keyof typeof RESOURCE_PATHS;

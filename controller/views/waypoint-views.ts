@@ -1,5 +1,6 @@
-// Per-waypoint views for the config stream: every workload and service as agents get them, the trust bundle, and the routes and L7 policies of what the waypoint serves.
+// Per-waypoint views for the config stream: every workload and service as agents get them, the trust bundle, and the routes, L7 policies and traffic policies of what the waypoint serves.
 import type { CompiledL7Authorization } from "../../contract/l7-authorization.ts";
+import { type CompiledTrafficPolicy, trafficPolicyKey } from "../../contract/traffic-policy.ts";
 import { RESOURCE_TYPES, type ServiceSpec } from "../../contract/mesh.ts";
 import { type ServicePortRoutes, routesKey } from "../../contract/routes.ts";
 import { type Resource, resourceId } from "../../contract/stream.ts";
@@ -17,6 +18,8 @@ export interface WaypointViewSources {
   routes(): readonly ServicePortRoutes[];
   /** Every targetRef'd AuthorizationPolicy compiled for waypoints; a new array when anything changed. */
   l7Policies(): readonly CompiledL7Authorization[];
+  /** Every BackendTrafficPolicy in effect somewhere (controller/traffic-policy); a new array when anything changed. Absent: none. */
+  trafficPolicies?(): readonly CompiledTrafficPolicy[];
 }
 
 const EMPTY: ReadonlyMap<string, Resource> = new Map();
@@ -28,8 +31,9 @@ const EMPTY: ReadonlyMap<string, Resource> = new Map();
 export class WaypointViews {
   readonly #src: WaypointViewSources;
   #bindings: { of: ReadonlyMap<string, Resource>; byService: Map<string, string> } | undefined;
-  #routes: { of: readonly ServicePortRoutes[]; resources: Array<{ service: string; resource: Resource }> } | undefined;
+  #routes: { of: readonly ServicePortRoutes[]; resources: Array<{ service: string; routes: ServicePortRoutes; resource: Resource }> } | undefined;
   #policies: { of: readonly CompiledL7Authorization[]; resources: Array<{ policy: CompiledL7Authorization; resource: Resource }> } | undefined;
+  #trafficPolicies: { of: readonly CompiledTrafficPolicy[]; resources: Array<{ policy: CompiledTrafficPolicy; resource: Resource }> } | undefined;
 
   constructor(sources: WaypointViewSources) {
     this.#src = sources;
@@ -40,8 +44,11 @@ export class WaypointViews {
     const byService = this.#bindingsOf(shared);
     const me = waypointKey(waypoint);
     const added = new Map<string, Resource>();
-    for (const { service, resource } of this.#routeResources()) if (byService.get(service) === me) added.set(resourceId(resource), resource);
+    const mine = this.#routeResources().filter(({ service }) => byService.get(service) === me);
+    for (const { resource } of mine) added.set(resourceId(resource), resource);
     for (const { policy, resource } of this.#policyResources()) if (appliesTo(policy, waypoint, me, byService)) added.set(resourceId(resource), resource);
+    const reach = trafficReach(me, byService, mine);
+    for (const { policy, resource } of this.#trafficPolicyResources()) if (trafficPolicyApplies(policy, reach)) added.set(resourceId(resource), resource);
     return new NodeViewMap(shared, EMPTY, added);
   }
 
@@ -63,9 +70,23 @@ export class WaypointViews {
     if (this.#routes?.of !== routes)
       this.#routes = {
         of: routes,
-        resources: routes.map((r) => ({ service: `${r.namespace}/${r.service}`, resource: { type: RESOURCE_TYPES.routes, key: routesKey(r), value: r } })),
+        resources: routes.map((r) => ({
+          service: `${r.namespace}/${r.service}`,
+          routes: r,
+          resource: { type: RESOURCE_TYPES.routes, key: routesKey(r), value: r },
+        })),
       };
     return this.#routes.resources;
+  }
+
+  #trafficPolicyResources() {
+    const policies = this.#src.trafficPolicies?.() ?? [];
+    if (this.#trafficPolicies?.of !== policies)
+      this.#trafficPolicies = {
+        of: policies,
+        resources: policies.map((p) => ({ policy: p, resource: { type: RESOURCE_TYPES.trafficPolicy, key: trafficPolicyKey(p), value: p } })),
+      };
+    return this.#trafficPolicies.resources;
   }
 
   #policyResources() {
@@ -91,4 +112,32 @@ function appliesTo(policy: CompiledL7Authorization, waypoint: WaypointRef, me: s
   if (policy.namespace === waypoint.namespace) return true;
   for (const [service, bound] of byService) if (bound === me && service.startsWith(`${policy.namespace}/`)) return true;
   return false;
+}
+
+/** `namespace/name` of Services and `namespace/kind/name` of routes whose traffic policies a waypoint applies. */
+interface TrafficReach {
+  services: Set<string>;
+  routes: Set<string>;
+}
+
+/**
+ * A waypoint applies traffic policies where it routes: the Services bound to it, the routes attached to those, and
+ * the backends those routes send to (as Istio applies a DestinationRule wherever its host is the destination).
+ */
+function trafficReach(me: string, byService: ReadonlyMap<string, string>, mine: ReadonlyArray<{ routes: ServicePortRoutes }>): TrafficReach {
+  const services = new Set<string>();
+  for (const [service, bound] of byService) if (bound === me) services.add(service);
+  const routes = new Set<string>();
+  for (const { routes: port } of mine)
+    for (const route of [...port.producer, ...port.consumer]) {
+      routes.add(`${route.namespace}/${route.kind}/${route.name}`);
+      for (const rule of route.rules) for (const b of rule.backends) services.add(`${b.namespace}/${b.service}`);
+    }
+  return { services, routes };
+}
+
+function trafficPolicyApplies(policy: CompiledTrafficPolicy, reach: TrafficReach): boolean {
+  return policy.targets.some((t) =>
+    t.kind === "Service" ? reach.services.has(`${policy.namespace}/${t.name}`) : reach.routes.has(`${policy.namespace}/${t.kind}/${t.name}`),
+  );
 }

@@ -1,4 +1,4 @@
-// What the controller gives a waypoint, against the sandbox API server and over real TLS: its own identity from the CA, its config stream (routes and L7 policies of what it serves, and only those), route status.
+// What the controller gives a waypoint, against the sandbox API server and over real TLS: its own identity from the CA, its config stream (routes, L7 and traffic policies of what it serves, and only those), route and traffic policy status.
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -11,6 +11,7 @@ import type { Credentials } from "../../agent/identity/index.ts";
 import { compileForEnforcers } from "../../controller/authorization/index.ts";
 import { CallerAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "../../controller/identity/index.ts";
 import { ConfigStreamServer, meshStreamAuthenticator } from "../../controller/stream/index.ts";
+import { TrafficPolicyState } from "../../controller/traffic-policy/index.ts";
 import { MeshViews, WaypointViews } from "../../controller/views/index.ts";
 import {
   type CompiledMeshRoutes,
@@ -25,6 +26,8 @@ import type { Resource } from "../../contract/stream.ts";
 import { GATEWAY_API_VERSION, USE_WAYPOINT_LABEL, WAYPOINT_CONTROLLER_NAME, WAYPOINT_GATEWAY_CLASS } from "../../contract/waypoint.ts";
 import { SharedInformers } from "../../kube/informers.ts";
 import { type KubeObject, pathFor } from "../../kube/client.ts";
+import { TRAFFIC_POLICY_VERSION } from "../../contract/traffic-policy.ts";
+import { REPO_ROOT } from "../../sandbox/config.ts";
 import { GATEWAY_API_DIR } from "../../sandbox/index.ts";
 import { readManifestDir } from "../../sandbox/manifests.ts";
 import { type TestApiServer, startTestApiServer } from "../support/apiserver.ts";
@@ -68,6 +71,7 @@ describe("a waypoint's identity and config", () => {
   const uids: Record<string, string> = {};
   const clients: ConfigStreamClient[] = [];
   let meshRoutes: CompiledMeshRoutes = { routes: [], results: [], servicePorts: [] };
+  let trafficPolicies: TrafficPolicyState;
   const l7Policies: CompiledL7Authorization[] = [
     authorizationPolicy("at-waypoint", [{ group: "gateway.networking.k8s.io", kind: "Gateway", name: "waypoint" }]),
     authorizationPolicy("for-reviews", [{ group: "", kind: "Service", name: "reviews" }]),
@@ -120,7 +124,8 @@ describe("a waypoint's identity and config", () => {
   beforeAll(async () => {
     t = await startTestApiServer();
     dir = await fs.mkdtemp(path.join(os.tmpdir(), "ambit-wp-"));
-    for (const crd of await readManifestDir(GATEWAY_API_DIR)) await t.client.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd);
+    for (const crd of [...(await readManifestDir(GATEWAY_API_DIR)), ...(await readManifestDir(path.join(REPO_ROOT, "daemonset", "crds")))])
+      await t.client.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd);
     for (const [name, labels] of [
       ["ambit-system", {}],
       ["shop", { [USE_WAYPOINT_LABEL]: "waypoint" }],
@@ -173,7 +178,28 @@ describe("a waypoint's identity and config", () => {
     await t.client.create(pathFor(GATEWAY_API_VERSION, "httproutes", "shop"), httpRoute("shop", "ratings-route", "ratings"));
 
     // The controller's parts, wired as controller/main.ts wires them.
-    informers = new SharedInformers(t.client, ["pods", "services", "endpointslices", "namespaces", "nodes", "httproutes", "grpcroutes", "gateways"]);
+    informers = new SharedInformers(t.client, [
+      "pods",
+      "services",
+      "endpointslices",
+      "namespaces",
+      "nodes",
+      "httproutes",
+      "grpcroutes",
+      "gateways",
+      "backendtrafficpolicies",
+    ]);
+    trafficPolicies = new TrafficPolicyState(
+      t.client,
+      {
+        policies: () => informers.list("backendtrafficpolicies"),
+        exists: (namespace, target) =>
+          informers.get(target.kind === "Service" ? "services" : target.kind === "HTTPRoute" ? "httproutes" : "grpcroutes", target.name, namespace) !==
+          undefined,
+        isLeader: () => true,
+      },
+      log,
+    );
     const lookup: WaypointLookup = {
       namespace: (name) => informers.get("namespaces", name),
       gateway: (namespace, name) => informers.get("gateways", name, namespace),
@@ -190,7 +216,12 @@ describe("a waypoint's identity and config", () => {
       rootNamespace: "ambit-system",
       waypoints: lookup,
     });
-    const waypointViews = new WaypointViews({ shared: () => views.shared(), routes: () => meshRoutes.servicePorts, l7Policies: () => l7Policies });
+    const waypointViews = new WaypointViews({
+      shared: () => views.shared(),
+      routes: () => meshRoutes.servicePorts,
+      l7Policies: () => l7Policies,
+      trafficPolicies: () => trafficPolicies.policies(),
+    });
     const recompile = () =>
       (meshRoutes = compileMeshRoutes(informers.list("httproutes"), informers.list("grpcroutes"), (namespace, name) =>
         informers.get("services", name, namespace),
@@ -237,8 +268,15 @@ describe("a waypoint's identity and config", () => {
         recompile();
         stream.changed();
       });
+    for (const r of ["backendtrafficpolicies", "services", "httproutes", "grpcroutes"] as const)
+      informers.on(r, () => {
+        trafficPolicies.recompile();
+        stream.changed();
+        trafficPolicies.writeStatus();
+      });
     await informers.start();
     recompile();
+    trafficPolicies.recompile();
     caPort = (await csr.listen(0, "127.0.0.1")).port;
     streamPort = (await stream.listen(0, "127.0.0.1")).port;
   });
@@ -366,5 +404,45 @@ describe("a waypoint's identity and config", () => {
     // Nothing changed: the next pass (on the cache's newer objects) writes nothing.
     await waitFor("status in the cache", () => meshRoutes.routes.every((r) => r.status?.parents !== undefined));
     expect(await writeRouteStatuses(t.client, meshRoutes, bound, log)).toBe(0);
+  });
+
+  it("a BackendTrafficPolicy reaches the waypoint of its Service and no other; the leader writes Accepted, and Conflicted on a younger one", async () => {
+    const tok = await token("shop", "waypoint", "waypoint-1");
+    const identity = await (await caClient(tok)).issue({ trustDomain: "cluster.local", namespace: "shop", serviceAccount: "waypoint" });
+    const wp = connect(identity, tok, "shop/waypoint");
+    const otherTok = await token("shop", "other-wp", "other-wp-1");
+    const otherIdentity = await (await caClient(otherTok)).issue({ trustDomain: "cluster.local", namespace: "shop", serviceAccount: "other-wp" });
+    const other = connect(otherIdentity, otherTok, "shop/other-wp");
+    await waitFor("both snapshots", () => wp.updates.length > 0 && other.updates.length > 0);
+    const btp = (name: string) => ({
+      apiVersion: TRAFFIC_POLICY_VERSION,
+      kind: "BackendTrafficPolicy",
+      metadata: { name },
+      spec: {
+        targetRefs: [{ group: "", kind: "Service", name: "reviews" }],
+        circuitBreaker: { maxPendingRequests: 5 },
+        loadBalancer: { type: "LeastRequest" },
+      },
+    });
+    await t.client.create(pathFor(TRAFFIC_POLICY_VERSION, "backendtrafficpolicies", "shop"), btp("reviews-resilience"));
+    await waitFor("the policy in the waypoint's stream", () => wp.latest()?.has("trafficpolicy/shop/reviews-resilience") === true);
+    expect(wp.latest()!.get("trafficpolicy/shop/reviews-resilience")?.value).toMatchObject({
+      targets: [{ kind: "Service", name: "reviews" }],
+      circuitBreaker: { maxConnections: 1024, maxPendingRequests: 5, maxParallelRequests: 1024 },
+      loadBalancer: { type: "LeastRequest" },
+    });
+    expect([...other.latest()!.keys()].filter((k) => k.startsWith("trafficpolicy/"))).toEqual([]);
+
+    const policyPath = (name: string) => pathFor(TRAFFIC_POLICY_VERSION, "backendtrafficpolicies", "shop", name);
+    const reasonOf = async (name: string) =>
+      ((await t.client.get(policyPath(name))).status?.ancestors as Array<{ conditions: Array<{ reason: string }> }> | undefined)?.[0]?.conditions[0]?.reason;
+    await waitFor("Accepted in status", () => informers.get("backendtrafficpolicies", "reviews-resilience", "shop")?.status !== undefined);
+    expect(await reasonOf("reviews-resilience")).toBe("Accepted");
+
+    // Created later, or in the same second (timestamps have one-second resolution) and after it alphabetically: it loses.
+    await t.client.create(pathFor(TRAFFIC_POLICY_VERSION, "backendtrafficpolicies", "shop"), btp("younger"));
+    await waitFor("Conflicted in status", () => informers.get("backendtrafficpolicies", "younger", "shop")?.status !== undefined);
+    expect(await reasonOf("younger")).toBe("Conflicted");
+    expect(wp.latest()!.has("trafficpolicy/shop/younger")).toBe(false);
   });
 });

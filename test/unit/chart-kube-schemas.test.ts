@@ -90,7 +90,7 @@ async function expectValid(values: Record<string, unknown>) {
 describe("the chart's objects against Kubernetes' schemas (kubernetes-models, strict about unknown fields)", () => {
   it("with the defaults: every object, the CRDs as apiextensions.k8s.io/v1 CustomResourceDefinitions", async () => {
     const { crds, objects } = await expectValid({});
-    expect(crds.length).toBe(2);
+    expect(crds.length).toBe(3);
     expect(new Set(objects.map((o) => o.kind))).toEqual(
       new Set(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "DaemonSet", "Service", "Deployment", "PodDisruptionBudget"]),
     );

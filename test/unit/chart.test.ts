@@ -23,7 +23,11 @@ const envOf = (c: Container) => Object.fromEntries(c.env.filter((e) => e.value !
 describe("the Ambit chart", () => {
   it("renders with its defaults: every namespaced object in the release namespace, CRDs apart, the next step in NOTES", async () => {
     const { crds, objects, notes } = await renderChartDir(CHART, { release: { name: "ambit", namespace: "ambit-system" } });
-    expect(crds.map((c) => c.metadata.name).sort()).toEqual(["authorizationpolicies.security.ambit.dev", "peerauthentications.security.ambit.dev"]);
+    expect(crds.map((c) => c.metadata.name).sort()).toEqual([
+      "authorizationpolicies.security.ambit.dev",
+      "backendtrafficpolicies.networking.ambit.dev",
+      "peerauthentications.security.ambit.dev",
+    ]);
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(
       [
         "ClusterRole/ambit-agent",

@@ -5,6 +5,7 @@ import { MeshViews, WaypointViews } from "../../controller/views/index.ts";
 import { type WaypointLookup, compileMeshRoutes } from "../../controller/waypoints/index.ts";
 import type { CompiledL7Authorization } from "../../contract/l7-authorization.ts";
 import type { ServicePortRoutes } from "../../contract/routes.ts";
+import type { CompiledTrafficPolicy, TrafficPolicyTarget } from "../../contract/traffic-policy.ts";
 import { GATEWAY_API_VERSION, USE_WAYPOINT_LABEL, WAYPOINT_FOR_LABEL, WAYPOINT_GATEWAY_CLASS } from "../../contract/waypoint.ts";
 import type { KubeObject } from "../../kube/client.ts";
 
@@ -99,9 +100,15 @@ function cluster() {
       policy("demo", "for-orders", [toService("orders")]),
       policy("demo", "unreadable-demo", [{ kind: 7 }]),
     ],
+    trafficPolicies: [] as CompiledTrafficPolicy[],
   };
   let compiled: ServicePortRoutes[] = compileMeshRoutes(state.routes, [], svc).servicePorts;
-  const views = new WaypointViews({ shared: () => meshViews.shared(), routes: () => compiled, l7Policies: () => state.policies });
+  const views = new WaypointViews({
+    shared: () => meshViews.shared(),
+    routes: () => compiled,
+    l7Policies: () => state.policies,
+    trafficPolicies: () => state.trafficPolicies,
+  });
   const recompile = () => (compiled = compileMeshRoutes(state.routes, [], svc).servicePorts);
   return { views, meshViews, state, recompile };
 }
@@ -169,5 +176,46 @@ describe("WaypointViews", () => {
     expect(views.viewFor({ namespace: "shop", name: "waypoint" }).get("routes/shop/reviews:9080")?.value).toMatchObject({ consumer: [] });
     // Unchanged resources are the very same objects (their hashes are reused by the stream).
     expect(views.viewFor({ namespace: "shop", name: "other-wp" }).get("routes/shop/ratings:9080")?.value).toEqual(other.get("routes/shop/ratings:9080")?.value);
+  });
+});
+
+const trafficPolicy = (namespace: string, name: string, ...targets: TrafficPolicyTarget[]): CompiledTrafficPolicy => ({
+  namespace,
+  name,
+  creationTimestamp: "2026-01-01T00:00:00Z",
+  targets,
+  loadBalancer: { type: "LeastRequest" },
+});
+
+describe("WaypointViews: BackendTrafficPolicies", () => {
+  it("a waypoint gets the policies of its Services, of the routes attached to them, and of those routes' backends", () => {
+    const { views, state, recompile } = cluster();
+    state.routes = [
+      ...state.routes,
+      {
+        ...route("shop", "reviews-to-plain", { name: "reviews" }),
+        spec: { parentRefs: [{ group: "", kind: "Service", name: "reviews" }], rules: [{ backendRefs: [{ name: "plain", port: 9080 }] }] },
+      },
+    ];
+    recompile();
+    state.trafficPolicies = [
+      trafficPolicy("shop", "for-reviews", { kind: "Service", name: "reviews" }),
+      trafficPolicy("shop", "for-producer-route", { kind: "HTTPRoute", name: "reviews-producer" }),
+      trafficPolicy("demo", "for-consumer-route", { kind: "HTTPRoute", name: "reviews-consumer" }),
+      trafficPolicy("shop", "for-plain-backend", { kind: "Service", name: "plain" }),
+      trafficPolicy("shop", "for-ratings", { kind: "Service", name: "ratings" }),
+      trafficPolicy("demo", "for-orders", { kind: "Service", name: "orders" }),
+      trafficPolicy("shop", "grpc-of-same-name", { kind: "GRPCRoute", name: "reviews-producer" }),
+    ];
+    const keys = (waypoint: { namespace: string; name: string }) => [...views.viewFor(waypoint).keys()].filter((k) => k.startsWith("trafficpolicy/")).sort();
+    expect(keys({ namespace: "shop", name: "waypoint" })).toEqual([
+      "trafficpolicy/demo/for-consumer-route",
+      "trafficpolicy/shop/for-plain-backend",
+      "trafficpolicy/shop/for-producer-route",
+      "trafficpolicy/shop/for-reviews",
+    ]);
+    expect(keys({ namespace: "shop", name: "other-wp" })).toEqual(["trafficpolicy/shop/for-ratings"]);
+    expect(keys({ namespace: "shop", name: "workload-wp" })).toEqual([]);
+    expect(views.viewFor({ namespace: "shop", name: "waypoint" }).get("trafficpolicy/shop/for-reviews")?.value).toBe(state.trafficPolicies[0]);
   });
 });

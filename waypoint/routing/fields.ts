@@ -54,14 +54,18 @@ export function checkRegex(value: string, path: string, report: Report): boolean
   }
 }
 
-/** Milliseconds of a Gateway API duration (GEP-2257: up to four `<1-5 digits><h|m|s|ms>` parts). */
-export function parseDuration(value: unknown, path: string, report: Report): number | undefined {
-  if (typeof value !== "string" || !DURATION.test(value)) {
-    report(RouteErrorCode.invalidDuration, path, `must be a duration such as "1h", "10s" or "1m30s500ms" (got ${JSON.stringify(value)})`);
-    return undefined;
-  }
+/** Milliseconds of a Gateway API duration (GEP-2257: up to four `<1-5 digits><h|m|s|ms>` parts); undefined if it is not one. */
+export function durationMs(value: unknown): number | undefined {
+  if (typeof value !== "string" || !DURATION.test(value)) return undefined;
   let ms = 0;
   for (const [, amount, unit] of value.matchAll(DURATION_PART)) ms += Number(amount) * (UNIT_MS[unit as string] as number);
+  return ms;
+}
+
+/** `durationMs`, reporting a value that is not a duration. */
+export function parseDuration(value: unknown, path: string, report: Report): number | undefined {
+  const ms = durationMs(value);
+  if (ms === undefined) report(RouteErrorCode.invalidDuration, path, `must be a duration such as "1h", "10s" or "1m30s500ms" (got ${JSON.stringify(value)})`);
   return ms;
 }
 

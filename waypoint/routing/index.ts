@@ -3,6 +3,7 @@ export { compileRoute, compileRoutes } from "./compile.ts";
 export type { CompileContext, RouteAttachment, RouteCompileResult, ServiceInfo, ServicePort } from "./compile.ts";
 export { RouteErrorCode, RouteValidationError } from "./errors.ts";
 export { applyHeaderModifier, replacePrefix } from "./filters.ts";
+export { durationMs } from "./fields.ts";
 export type { ForwardRequest } from "./filters.ts";
 export type { GRPCRoute, HTTPRoute, MeshRoute, ParentReference, RouteCondition, RouteParentStatus } from "./gateway-api.ts";
 export type { HeaderMap, RandomSource } from "./match.ts";
