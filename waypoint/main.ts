@@ -1,7 +1,6 @@
 // The waypoint program: its identity from the controller's CA, its config stream (services, routes, L7 policy), the HBONE listener on 15008, metrics and readiness.
 import fs from "node:fs/promises";
 import net from "node:net";
-import { Registry, collectDefaultMetrics } from "prom-client";
 import { startAdminServers } from "../agent/admin/index.ts";
 import { L7PolicyStore } from "../agent/authorization/index.ts";
 import { ConfigStreamClient } from "../agent/config-client/index.ts";
@@ -12,15 +11,16 @@ import { WorkloadIndex } from "../agent/state/index.ts";
 import { waypointKey } from "../contract/waypoint.ts";
 import { loadWaypointConfig } from "./config.ts";
 import { waypointConfigFromView } from "./config-view.ts";
-import { WaypointProxy } from "./proxy/index.ts";
+import { WaypointMetrics, WaypointProxy } from "./proxy/index.ts";
 import { RoutingTable } from "./routing/index.ts";
 
 const config = loadWaypointConfig();
 const me = waypointKey(config.waypoint);
 const log = createLogger({ level: config.logLevel, base: { component: "waypoint", waypoint: me, pod: config.podName } });
 const identity: SpiffeId = { trustDomain: config.trustDomain, namespace: config.waypoint.namespace, serviceAccount: config.serviceAccount };
-const registry = new Registry();
-collectDefaultMetrics({ register: registry });
+// Request metrics, process metrics and the config stream's, on one registry served at :15020/metrics.
+const metrics = new WaypointMetrics();
+const registry = metrics.registry;
 
 // Roots first from the mounted ConfigMap (to trust the controller at all), then from every config version.
 let trustBundlePem = await retryUntil(`the trust roots in ${config.trustRootsFile}`, async () => {
@@ -91,6 +91,7 @@ proxy = new WaypointProxy({
   routes,
   policies,
   hbone: upstream,
+  metrics,
   log,
 });
 const hboneProxy = proxy;

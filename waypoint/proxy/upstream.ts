@@ -59,6 +59,9 @@ export class UpstreamConnectError extends Error {
 
 const endpointKey = (e: Endpoint) => `${e.ip}:${e.port}`;
 
+/** How long an idle upstream HTTP/1.1 connection is kept for the next request. */
+export const FREE_SOCKET_TIMEOUT_MS = 4_000;
+
 /** Hop-by-hop headers (RFC 9110 7.6.1) and HTTP/2 pseudo-headers: never forwarded, each hop sets its own. */
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "host", "http2-settings"]);
 
@@ -106,11 +109,18 @@ export class UpstreamPool {
     const key = endpointKey(endpoint);
     let agent = this.#agents.get(key);
     if (agent) return agent;
-    agent = new http.Agent({ keepAlive: true });
+    // An idle connection is dropped after FREE_SOCKET_TIMEOUT_MS, before a backend's own keep-alive timeout (Node's
+    // servers: 5 s) can close it under a request the waypoint just sent on it, as Node's global agent does.
+    agent = new http.Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS });
     // Asynchronous createConnection: returning nothing makes the Agent wait for the callback.
     agent.createConnection = (_options, callback) => {
       this.openStream(endpoint).then(
-        (stream) => callback?.(null, asSocket(stream)),
+        (stream) => {
+          // A TCP socket closes when its peer's data ends (allowHalfOpen false); an HBONE stream stays half open,
+          // and http.Agent would keep it as a free connection a next request is written into and never answered.
+          stream.once("end", () => stream.destroy());
+          callback?.(null, asSocket(stream));
+        },
         (err: Error) => callback?.(err, undefined as unknown as net.Socket),
       );
       return undefined as unknown as net.Socket;
