@@ -1,6 +1,7 @@
 // Turns the controller's view for this waypoint into typed parts, refusing the whole version if any record is malformed.
 import { RESOURCE_TYPES } from "../contract/mesh.ts";
 import type { ServicePortRoutes } from "../contract/routes.ts";
+import type { CompiledTrafficPolicy } from "../contract/traffic-policy.ts";
 import type { Resource } from "../contract/stream.ts";
 import { type MeshConfig, MeshConfigError, meshConfigFromView } from "../agent/config-client/index.ts";
 
@@ -8,6 +9,7 @@ import { type MeshConfig, MeshConfigError, meshConfigFromView } from "../agent/c
 export interface WaypointConfigView extends MeshConfig {
   routes: ServicePortRoutes[];
   l7Authorizations: unknown[];
+  trafficPolicies: CompiledTrafficPolicy[];
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -26,13 +28,28 @@ function checkRoutes(key: string, v: unknown): ServicePortRoutes {
   return v as unknown as ServicePortRoutes;
 }
 
+/** The outline: what ResiliencePolicies indexes by must be there; the settings are the controller's compiled form. */
+function checkTrafficPolicy(key: string, v: unknown): CompiledTrafficPolicy {
+  const ok =
+    isObject(v) &&
+    typeof v.namespace === "string" &&
+    typeof v.name === "string" &&
+    typeof v.creationTimestamp === "string" &&
+    Array.isArray(v.targets) &&
+    v.targets.every((t) => isObject(t) && typeof t.kind === "string" && typeof t.name === "string");
+  if (!ok) throw new MeshConfigError(`traffic policy ${key} is malformed`);
+  return v as unknown as CompiledTrafficPolicy;
+}
+
 export function waypointConfigFromView(view: ReadonlyMap<string, Resource>): WaypointConfigView {
   const mesh = meshConfigFromView(view);
   const routes: ServicePortRoutes[] = [];
   const l7Authorizations: unknown[] = [];
+  const trafficPolicies: CompiledTrafficPolicy[] = [];
   for (const r of view.values()) {
     if (r.type === RESOURCE_TYPES.routes) routes.push(checkRoutes(r.key, r.value));
     else if (r.type === RESOURCE_TYPES.l7Authorization) l7Authorizations.push(r.value);
+    else if (r.type === RESOURCE_TYPES.trafficPolicy) trafficPolicies.push(checkTrafficPolicy(r.key, r.value));
   }
-  return { ...mesh, routes, l7Authorizations };
+  return { ...mesh, routes, l7Authorizations, trafficPolicies };
 }

@@ -12,6 +12,7 @@ import { waypointKey } from "../contract/waypoint.ts";
 import { loadWaypointConfig } from "./config.ts";
 import { waypointConfigFromView } from "./config-view.ts";
 import { WaypointMetrics, WaypointProxy } from "./proxy/index.ts";
+import { ResiliencePolicies } from "./resilience/index.ts";
 import { RoutingTable } from "./routing/index.ts";
 
 const config = loadWaypointConfig();
@@ -44,6 +45,8 @@ await retryUntil(`the certificate of ${formatSpiffeId(identity)} from the contro
 const index = new WorkloadIndex();
 const policies = new L7PolicyStore();
 let routes = new RoutingTable([]);
+// One instance for the program's life: update() keeps breaker counts and ejections of policies that stay.
+const resilience = new ResiliencePolicies([]);
 let configApplied = false;
 let firstConfigApplied: () => void = () => {};
 const firstConfig = new Promise<void>((resolve) => (firstConfigApplied = resolve));
@@ -63,6 +66,7 @@ const configClient = new ConfigStreamClient({
     policies.replace(parsed.l7Authorizations);
     index.replace(parsed.workloads, parsed.services);
     index.setPodNetwork(parsed.network.podCidrs);
+    resilience.update(parsed.trafficPolicies);
     routes = table;
     proxy?.setRoutes(table);
     const roots = parsed.trustBundle.rootsPem.join("");
@@ -92,6 +96,7 @@ proxy = new WaypointProxy({
   policies,
   hbone: upstream,
   metrics,
+  resilience,
   log,
 });
 const hboneProxy = proxy;

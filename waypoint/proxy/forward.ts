@@ -29,6 +29,9 @@ export function backoffMs(base: number, retry: number, random: () => number): nu
  * `pick` chooses an endpoint per attempt (a retry may land on another one). Without a retry policy nothing is sent
  * twice, since a streamed body cannot be replayed.
  */
+/** How one attempt ended, as outlier detection counts it: a backend's status, or no connection at all. */
+export type AttemptOutcome = { status: number } | { connectFailure: true };
+
 export async function forward(opts: {
   upstream: UpstreamPool;
   pick: () => Endpoint | WaypointError;
@@ -39,11 +42,20 @@ export async function forward(opts: {
   random: () => number;
   /** Aborted when the client goes away: nothing is left to answer, so the attempt stops and no retry follows. */
   cancel?: AbortSignal;
+  /** Told how each attempt ended, for passive outlier detection. */
+  observe?(endpoint: Endpoint, outcome: AttemptOutcome): void;
+  /**
+   * Asked before each retry (a retry budget): a release to call when the retry has ended, or undefined to refuse it,
+   * and then the last answer stands.
+   */
+  retryAllowed?(): (() => void) | undefined;
 }): Promise<ForwardResult> {
   const { retry, timeouts } = opts;
   const retries = retry ? (retry.attempts ?? DEFAULT_RETRY_ATTEMPTS) : 0;
   const whole = timeouts?.requestMs ? AbortSignal.timeout(timeouts.requestMs) : undefined;
   let endpoint: Endpoint | undefined;
+  /** The retry budget's slot of the retry under way, given back when that attempt has an answer. */
+  let releaseRetry: (() => void) | undefined;
   // A retriable answer on the last allowed attempt: Envoy flags it URX whatever the answer was.
   const exhausted = (attempt: number, flags: ResponseFlag[]): ResponseFlag[] => (retries > 0 && attempt >= retries ? [...flags, "URX"] : flags);
   for (let attempt = 0; ; attempt++) {
@@ -55,9 +67,13 @@ export async function forward(opts: {
     const signal = signals.length ? AbortSignal.any(signals) : new AbortController().signal;
     let failure: WaypointError;
     try {
-      const response = await opts.upstream.send(endpoint, opts.version, opts.request, signal);
+      const response = await opts.upstream.send(endpoint, opts.version, opts.request, signal).finally(() => releaseRetry?.());
+      opts.observe?.(endpoint, { status: response.status });
       const retriable = retry?.codes.includes(response.status) ?? false;
       if (attempt >= retries || !retriable) return { outcome: { response }, endpoint, attempts: attempt + 1, flags: retriable ? exhausted(attempt, []) : [] };
+      releaseRetry = opts.retryAllowed ? opts.retryAllowed() : () => {};
+      // The budget is spent: this answer stands, as Envoy's does.
+      if (!releaseRetry) return { outcome: { response }, endpoint, attempts: attempt + 1, flags: [] };
       // Drained, so the keep-alive connection under it can carry the retry or the next request.
       response.body.resume();
       failure = new WaypointError(WaypointErrorCode.upstream, 503, `backend answered ${response.status}`);
@@ -79,8 +95,11 @@ export async function forward(opts: {
           : new WaypointError(WaypointErrorCode.upstream, 503, `${endpoint.ip}:${endpoint.port}: ${(err as Error).message}`, { cause: err });
       // Envoy's UC is a connection lost after it was made; one never made is UF.
       const flag: ResponseFlag = whole?.aborted || perTry?.aborted ? "UT" : err instanceof UpstreamConnectError ? "UF" : "UC";
+      opts.observe?.(endpoint, flag === "UF" ? { connectFailure: true } : { status: failure.status });
       if (whole?.aborted) return { outcome: { error: failure }, endpoint, attempts: attempt + 1, flags: [flag] };
       if (attempt >= retries) return { outcome: { error: failure }, endpoint, attempts: attempt + 1, flags: exhausted(attempt, [flag]) };
+      releaseRetry = opts.retryAllowed ? opts.retryAllowed() : () => {};
+      if (!releaseRetry) return { outcome: { error: failure }, endpoint, attempts: attempt + 1, flags: [flag] };
     }
     await sleep(backoffMs(retry?.backoffMs ?? DEFAULT_RETRY_BACKOFF_MS, attempt + 1, opts.random));
   }

@@ -13,6 +13,7 @@ import { relay } from "../../agent/relay/index.ts";
 import type { ServiceEntry, Workload, WorkloadIndex } from "../../agent/state/index.ts";
 import type { BackendTarget } from "../../contract/routes.ts";
 import { type WaypointRef, waypointKey } from "../../contract/waypoint.ts";
+import { type CircuitBreaker, type ResiliencePolicies, type ServiceResilience } from "../resilience/index.ts";
 import { applyHeaderModifier, type RoutePlan, type RoutingTable } from "../routing/index.ts";
 import { WaypointError, WaypointErrorCode } from "./errors.ts";
 import { ResponseFlags } from "./flags.ts";
@@ -39,6 +40,8 @@ export interface WaypointProxyOptions {
   hbone: HboneConnectionPool;
   log: Logger;
   random?: () => number;
+  /** BackendTrafficPolicies of this config version (faults, circuit breaking, outlier detection, load balancing, retry budget). */
+  resilience?: ResiliencePolicies;
   /** How long a client may stay silent before its stream is taken for a server-first protocol and carried at L4. */
   detectTimeoutMs?: number;
   /** Where requests are counted (Istio's request metrics); a private instance when absent. */
@@ -91,7 +94,7 @@ const NO_HEALTHY_UPSTREAM = "no healthy upstream";
 const MAX_RETRY_BODY = 1024 * 1024;
 
 export class WaypointProxy {
-  readonly #opts: Required<Omit<WaypointProxyOptions, "routes">>;
+  readonly #opts: Required<Omit<WaypointProxyOptions, "routes" | "resilience">> & Pick<WaypointProxyOptions, "resilience">;
   readonly #metrics: WaypointMetrics;
   #routes: RoutingTable;
   readonly #listener: WaypointHboneListener;
@@ -100,6 +103,8 @@ export class WaypointProxy {
   /** The CONNECT stream each HTTP/1.1 connection arrived on (http.Server hands requests their socket, the stream). */
   readonly #contexts = new WeakMap<object, StreamContext>();
   readonly #me: string;
+  /** Requests waiting for a connection slot of a circuit breaker, oldest first. */
+  readonly #pendingByBreaker = new WeakMap<CircuitBreaker, Array<() => void>>();
 
   constructor(opts: WaypointProxyOptions) {
     this.#opts = { random: Math.random, detectTimeoutMs: 1_000, traceRandom: cryptoRandom, ...opts, metrics: opts.metrics ?? new WaypointMetrics() };
@@ -117,6 +122,51 @@ export class WaypointProxy {
       },
       onStream: (connect) => void this.#onStream(connect),
     });
+  }
+
+  /**
+   * Circuit breaking as Envoy's HTTP connection pool: every request takes a parallel-request slot; an HTTP/1.1 request
+   * also needs a connection slot (one request per connection) and waits for one as a pending request. Past the
+   * parallel or pending limit it overflows (503, UO). Resolves with the release, "overflow", or "gone".
+   */
+  async #admit(breaker: CircuitBreaker, version: "http1" | "http2", gone: AbortSignal): Promise<(() => void) | "overflow" | "gone"> {
+    const request = breaker.tryAcquire("request");
+    if (!request.admitted) return "overflow";
+    if (version === "http2") return request.release;
+    let connection = breaker.tryAcquire("connection");
+    if (!connection.admitted) {
+      const pending = breaker.tryAcquire("pending");
+      if (!pending.admitted) {
+        request.release();
+        return "overflow";
+      }
+      const waiters = this.#pendingByBreaker.get(breaker) ?? [];
+      this.#pendingByBreaker.set(breaker, waiters);
+      while (!connection.admitted && !gone.aborted) {
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve);
+          gone.addEventListener("abort", () => resolve(), { once: true });
+        });
+        connection = breaker.tryAcquire("connection");
+      }
+      pending.release();
+      if (!connection.admitted) {
+        request.release();
+        return "gone";
+      }
+    }
+    const slot = connection;
+    return () => {
+      slot.release();
+      request.release();
+      // The longest-waiting pending request takes the freed connection.
+      this.#pendingByBreaker.get(breaker)?.shift()?.();
+    };
+  }
+
+  /** The policies of a new config version; breakers, ejections and budgets of unchanged policies carry on. */
+  setResilience(policies: ResiliencePolicies): void {
+    this.#opts.resilience = policies;
   }
 
   /** A new config version's routes; requests already being forwarded keep the plan they got. */
@@ -370,58 +420,115 @@ export class WaypointProxy {
 
     const forwarding =
       plan.action === "forward"
-        ? { pick: () => this.#pickBackend(plan.backend), request: plan.request, retry: plan.retry, timeouts: plan.timeouts, modifiers: plan.responseModifiers }
+        ? {
+            pick: (r: ServiceResilience | undefined) => this.#pickBackend(plan.backend, r),
+            request: plan.request,
+            retry: plan.retry,
+            timeouts: plan.timeouts,
+            modifiers: plan.responseModifiers,
+          }
         : {
-            pick: () => this.#pickAddressed(addressed),
+            pick: (r: ServiceResilience | undefined) => this.#pickAddressed(addressed, r),
             request: { method: call.method, path: call.path, authority: call.authority, headers },
             retry: undefined,
             timeouts: undefined,
             modifiers: [],
           };
     if (plan.action === "forward") destination.service = { namespace: plan.backend.namespace, name: plan.backend.service };
-    let body: Buffer | Readable = requestBody.body;
-    if (forwarding.retry) {
-      try {
-        body = await buffer(requestBody.body);
-      } catch {
-        return report(0, CLIENT_GONE);
+    const backend =
+      plan.action === "forward"
+        ? { namespace: plan.backend.namespace, name: plan.backend.service }
+        : addressed.kind === "service"
+          ? { namespace: addressed.service.namespace, name: addressed.service.name }
+          : undefined;
+    const routeRef = "route" in plan && plan.route ? { kind: plan.route.kind, namespace: plan.route.namespace, name: plan.route.name } : undefined;
+    const resilience = backend ? this.#opts.resilience?.forService(backend.namespace, backend.name, routeRef) : undefined;
+    if (resilience) line.trafficPolicy = resilience.policy;
+
+    // Faults first, as Envoy's fault filter runs before the router: a delay, then an abort instead of forwarding.
+    const fault = resilience?.faults?.decide();
+    if (fault?.delayMs) {
+      flags.add("DI");
+      if (!(await waitUnlessGone(fault.delayMs, call.gone))) return report(0, CLIENT_GONE);
+    }
+    if (fault?.abort) {
+      requestBody.body.resume();
+      flags.add("FI");
+      if ("httpStatus" in fault.abort) return answer(fault.abort.httpStatus, { "content-type": "text/plain" }, FAULT_ABORT);
+      return answer(200, { "content-type": "application/grpc", "grpc-status": String(fault.abort.grpcStatus), "grpc-message": FAULT_ABORT }, "");
+    }
+    const admitted = resilience?.breaker ? await this.#admit(resilience.breaker, call.version, call.gone) : () => {};
+    if (admitted === "gone") return report(0, CLIENT_GONE);
+    if (admitted === "overflow") {
+      requestBody.body.resume();
+      flags.add("UO");
+      return answer(503, { "content-type": "text/plain", "x-envoy-overloaded": "true" }, OVERFLOW);
+    }
+    const budget = resilience?.retryBudget?.requestStarted();
+    try {
+      let body: Buffer | Readable = requestBody.body;
+      if (forwarding.retry) {
+        try {
+          body = await buffer(requestBody.body);
+        } catch {
+          return report(0, CLIENT_GONE);
+        }
+        if (body.length > MAX_RETRY_BODY) return answer(413, {}, "");
       }
-      if (body.length > MAX_RETRY_BODY) return answer(413, {}, "");
+      /** The load balancer's count of requests active on the endpoint of the attempt under way (least request). */
+      let attemptEnded: (() => void) | undefined;
+      const result = await forward({
+        upstream: this.#upstream,
+        pick: () => {
+          const picked = forwarding.pick(resilience);
+          if (!(picked instanceof WaypointError)) attemptEnded = resilience?.loadBalancer?.begin(endpointKey(picked));
+          return picked;
+        },
+        observe: (endpoint, outcome) => {
+          attemptEnded?.();
+          attemptEnded = undefined;
+          resilience?.outlier?.report(endpointKey(endpoint), outcome);
+        },
+        ...(resilience?.retryBudget ? { retryAllowed: () => resilience.retryBudget!.tryAcquireRetry() } : {}),
+        version: call.version,
+        request: { ...forwarding.request, headers: withTrace(forwardableHeaders(forwarding.request.headers), hop), body },
+        retry: forwarding.retry,
+        timeouts: forwarding.timeouts,
+        random: this.#opts.random,
+        cancel: call.gone,
+      });
+      destination.endpoint = result.endpoint;
+      flags.add(...result.flags);
+      const upstream = result.endpoint ? `${result.endpoint.ip}:${result.endpoint.port}` : undefined;
+      if ("error" in result.outcome) {
+        const { error } = result.outcome;
+        const text = error.code === WaypointErrorCode.timeout ? "upstream request timeout" : NO_HEALTHY_UPSTREAM;
+        return answer(error.status, { "content-type": "text/plain" }, text, { upstream, attempts: result.attempts, code: error.code, error: error.message });
+      }
+      const { response } = result.outcome;
+      response.headers = forwarding.modifiers.reduce(applyHeaderModifier, response.headers);
+      return answer(response.status, response.headers, response, { upstream, attempts: result.attempts });
+    } finally {
+      admitted();
+      budget?.();
     }
-    const result = await forward({
-      upstream: this.#upstream,
-      pick: forwarding.pick,
-      version: call.version,
-      request: { ...forwarding.request, headers: withTrace(forwardableHeaders(forwarding.request.headers), hop), body },
-      retry: forwarding.retry,
-      timeouts: forwarding.timeouts,
-      random: this.#opts.random,
-      cancel: call.gone,
-    });
-    destination.endpoint = result.endpoint;
-    flags.add(...result.flags);
-    const upstream = result.endpoint ? `${result.endpoint.ip}:${result.endpoint.port}` : undefined;
-    if ("error" in result.outcome) {
-      const { error } = result.outcome;
-      const text = error.code === WaypointErrorCode.timeout ? "upstream request timeout" : NO_HEALTHY_UPSTREAM;
-      return answer(error.status, { "content-type": "text/plain" }, text, { upstream, attempts: result.attempts, code: error.code, error: error.message });
-    }
-    const { response } = result.outcome;
-    response.headers = forwarding.modifiers.reduce(applyHeaderModifier, response.headers);
-    return answer(response.status, response.headers, response, { upstream, attempts: result.attempts });
   }
 
   /** An endpoint of the addressed Service port (ready, at random, as kube-proxy picks), or the addressed pod itself. */
-  #pickAddressed(addressed: Addressed): Endpoint | WaypointError {
+  #pickAddressed(addressed: Addressed, resilience?: ServiceResilience): Endpoint | WaypointError {
     if (addressed.kind === "workload") return this.#endpointOf(addressed.workload, addressed.port);
-    return this.#pickBackend({ namespace: addressed.service.namespace, service: addressed.service.name, port: addressed.port });
+    return this.#pickBackend({ namespace: addressed.service.namespace, service: addressed.service.name, port: addressed.port }, resilience);
   }
 
-  #pickBackend(backend: BackendTarget): Endpoint | WaypointError {
+  /** A ready endpoint: outlier detection leaves ejected ones out, then the policy's load balancer (else at random, as kube-proxy). */
+  #pickBackend(backend: BackendTarget, resilience?: ServiceResilience): Endpoint | WaypointError {
     const name = `${backend.namespace}/${backend.service}:${backend.port}`;
     const ready = (this.#opts.index.serviceByName(backend.namespace, backend.service)?.ports.get(backend.port) ?? []).filter((e) => e.ready);
     if (ready.length === 0) return new WaypointError(WaypointErrorCode.noEndpoint, 503, `${name} has no ready endpoint`);
-    const pick = ready[Math.floor(this.#opts.random() * ready.length)]!;
+    const keys = ready.map(endpointKey);
+    const candidates = resilience?.outlier ? resilience.outlier.available(keys) : keys;
+    const chosen = resilience?.loadBalancer ? resilience.loadBalancer.pick(candidates) : candidates[Math.floor(this.#opts.random() * candidates.length)];
+    const pick = ready.find((e) => endpointKey(e) === chosen) ?? ready[Math.floor(this.#opts.random() * ready.length)]!;
     const workload = this.#opts.index.workloadByIp(pick.ip);
     if (!workload) return new WaypointError(WaypointErrorCode.noEndpoint, 503, `endpoint ${pick.ip} of ${name} is not a known pod`);
     return this.#endpointOf(workload, pick.port);
@@ -494,6 +601,28 @@ function http2Call(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
 const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
 /** What a request whose client left before it could be answered reports: status 0 and DC, as Envoy does. */
+/** Envoy's bodies for a fault abort and a circuit breaker overflow. */
+const FAULT_ABORT = "fault filter abort";
+const OVERFLOW = "upstream connect error or disconnect/reset before headers. reset reason: overflow";
+
+const endpointKey = (e: { ip: string; port: number }): string => `${e.ip}:${e.port}`;
+
+/** Waits `ms`; false when the client went away meanwhile. */
+function waitUnlessGone(ms: number, gone: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (gone.aborted) return resolve(false);
+    const timer = setTimeout(() => resolve(true), ms);
+    gone.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        resolve(false);
+      },
+      { once: true },
+    );
+  });
+}
+
 const CLIENT_GONE: Delivered = { bytes: 0, headersSent: false, downstreamClosed: true, upstreamClosed: false, grpcStatus: undefined };
 
 /** The request body as whoever consumes it reads it, counted on the way (Istio's request size). */
