@@ -8,7 +8,7 @@ import { CliError } from "./errors.ts";
 import { CLI_API_VERSION, formatDocument } from "./output.ts";
 import { CERT_WARNING_SECONDS, collectStatus } from "./status.ts";
 
-export const MESH_CRDS = ["authorizationpolicies.security.ambit.dev", "peerauthentications.security.ambit.dev"];
+export const MESH_CRDS = ["authorizationpolicies.security.ambit.dev", "peerauthentications.security.ambit.dev", "backendtrafficpolicies.networking.ambit.dev"];
 /** More than this between this machine's clock and the controller's breaks certificate validity windows. */
 export const MAX_CLOCK_SKEW_SECONDS = 5;
 

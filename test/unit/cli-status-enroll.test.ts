@@ -142,6 +142,7 @@ describe("ambit check", () => {
       "/version": { gitVersion: "v1.32.0" },
       "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/authorizationpolicies.security.ambit.dev": { metadata: {} },
       "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/peerauthentications.security.ambit.dev": { metadata: {} },
+      "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/backendtrafficpolicies.networking.ambit.dev": { metadata: {} },
     };
     kube.get = (async (p: string) => extra[p] ?? get(p)) as typeof kube.get;
     kube.request = (async (_m: string, p: string) => kube.get(p)) as typeof kube.request;
