@@ -178,7 +178,7 @@ const admin = await startAdminServers(
       rootNamespace: config.systemNamespace,
       controller: configClient.staleness(),
       workloads: index.workloads,
-      services: index.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports) })),
+      services: index.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports), appProtocols: Object.fromEntries(s.appProtocols) })),
       policies: policy.dump(),
       trustBundle: { roots: trustBundlePem.match(/BEGIN CERTIFICATE/g)?.length ?? 0, certificates: describeChain(trustBundlePem) },
       enrollment: enrollment.snapshot(),

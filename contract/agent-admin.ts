@@ -91,6 +91,8 @@ export interface ConfigDump {
     clusterIP: string;
     waypoint?: WaypointRef;
     ports: Record<string, Array<{ ip: string; port: number; ready: boolean }>>;
+    /** Service port -> declared protocol (appProtocol or the port name's prefix), for ports that declare one. */
+    appProtocols?: Record<string, string>;
   }>;
   policies: {
     authorizations: Array<{ namespace: string; name: string; action: string; selector?: Record<string, string>; selectorKeys?: string[] }>;

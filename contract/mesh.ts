@@ -65,7 +65,12 @@ export interface ServiceSpec {
   namespace: string;
   name: string;
   clusterIP: string;
-  ports: Array<{ port: number; endpoints: ServiceEndpoint[] }>;
+  /**
+   * `appProtocol`: the port's declared protocol, from its `appProtocol` or else Istio's port-name convention
+   * (`<protocol>[-<suffix>]`); absent when neither declares one. Waypoints serve declared HTTP ports as HTTP and carry
+   * other declared protocols at L4 without looking at the bytes (contract/app-protocol.ts).
+   */
+  ports: Array<{ port: number; endpoints: ServiceEndpoint[]; appProtocol?: string }>;
   /** Traffic addressed to the ClusterIP goes through this waypoint (a waypoint for services); absent: straight to an endpoint. */
   waypoint?: WaypointRef;
 }

@@ -54,6 +54,7 @@ function checkService(key: string, v: unknown): ServiceSpec {
       (p) =>
         isObject(p) &&
         isPort(p.port) &&
+        (p.appProtocol === undefined || isString(p.appProtocol)) &&
         Array.isArray(p.endpoints) &&
         p.endpoints.every((e) => isObject(e) && isString(e.ip) && isPort(e.port) && typeof e.ready === "boolean"),
     );

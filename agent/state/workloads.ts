@@ -11,6 +11,8 @@ export interface ServiceEntry {
   clusterIP: string;
   /** Service port -> endpoints (target ports resolved by the EndpointSlices). */
   ports: Map<number, ServiceEndpoint[]>;
+  /** Service port -> its declared protocol, for the ports that declare one (waypoints). */
+  appProtocols: Map<number, string>;
   /** Traffic to the ClusterIP goes through this waypoint. */
   waypoint?: WaypointRef;
 }
@@ -57,6 +59,7 @@ export class WorkloadIndex {
         name: s.name,
         clusterIP: s.clusterIP,
         ports: new Map(s.ports.map((p) => [p.port, p.endpoints])),
+        appProtocols: new Map(s.ports.flatMap((p) => (p.appProtocol ? [[p.port, p.appProtocol] as const] : []))),
         ...(s.waypoint ? { waypoint: s.waypoint } : {}),
       };
       svcs.set(s.clusterIP, entry);

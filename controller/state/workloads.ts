@@ -2,6 +2,7 @@
 import type { KubeObject } from "../../kube/client.ts";
 import type { PodNetwork, ServiceEndpoint, ServiceSpec, Workload } from "../../contract/mesh.ts";
 import { workloadFromPod } from "../../contract/pods.ts";
+import { declaredAppProtocol } from "../../contract/app-protocol.ts";
 
 /** The Service with its TCP ports resolved to endpoints through its EndpointSlices; undefined for headless ones. */
 export function serviceSpecOf(svc: KubeObject, slices: readonly KubeObject[]): ServiceSpec | undefined {
@@ -10,7 +11,7 @@ export function serviceSpecOf(svc: KubeObject, slices: readonly KubeObject[]): S
   const namespace = svc.metadata.namespace ?? "";
   const mine = slices.filter((s) => s.metadata.namespace === namespace && s.metadata.labels?.["kubernetes.io/service-name"] === svc.metadata.name);
   const ports: ServiceSpec["ports"] = [];
-  for (const sp of (svc.spec?.ports ?? []) as Array<{ name?: string; port: number; protocol?: string }>) {
+  for (const sp of (svc.spec?.ports ?? []) as Array<{ name?: string; port: number; protocol?: string; appProtocol?: string }>) {
     if ((sp.protocol ?? "TCP") !== "TCP") continue;
     const endpoints: ServiceEndpoint[] = [];
     for (const slice of mine) {
@@ -20,7 +21,8 @@ export function serviceSpecOf(svc: KubeObject, slices: readonly KubeObject[]): S
         for (const ip of ep.addresses) endpoints.push({ ip, port, ready: ep.conditions?.ready !== false });
       }
     }
-    ports.push({ port: sp.port, endpoints });
+    const appProtocol = declaredAppProtocol(sp);
+    ports.push({ port: sp.port, endpoints, ...(appProtocol ? { appProtocol } : {}) });
   }
   return { namespace, name: svc.metadata.name, clusterIP, ports };
 }

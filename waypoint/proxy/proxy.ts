@@ -20,6 +20,7 @@ import { ResponseFlags } from "./flags.ts";
 import { forward } from "./forward.ts";
 import { type ConnectStream, WaypointHboneListener } from "./hbone-listener.ts";
 import { type RequestLabels, WaypointMetrics } from "./metrics.ts";
+import { portProtocol } from "../../contract/app-protocol.ts";
 import { detectProtocol } from "./sniff.ts";
 import { type RequestDestination, destinationLabels, grpcStatus, requestProtocol, sourceLabels, streamSource } from "./telemetry.ts";
 import { type TraceRandom, cryptoRandom, traceHop, withTrace } from "./tracing.ts";
@@ -226,7 +227,18 @@ export class WaypointProxy {
       addressed,
       source: sourceLabels(streamSource(this.#opts.index, connect.source, connect.sourceAddress)),
     };
-    const protocol = await detectProtocol(connect.stream, this.#opts.detectTimeoutMs);
+    const declared = addressed.kind === "service" ? portProtocol(addressed.service.appProtocols.get(addressed.port)) : "detect";
+    // A port declared as something else than HTTP is carried at L4 unread, whatever its bytes look like.
+    if (declared === "opaque") return this.#carryL4(context);
+    // A declared HTTP port waits for its client however long (HTTP speaks first); a silent one is not taken for L4.
+    const protocol = await detectProtocol(connect.stream, declared === "http" ? DECLARED_HTTP_WAIT_MS : this.#opts.detectTimeoutMs);
+    if (protocol === "tcp" && declared === "http") {
+      this.#opts.log.info(
+        { source: formatSpiffeId(connect.source), destination: `${connect.target.ip}:${connect.target.port}` },
+        "bytes that are not HTTP on a port declared as HTTP (appProtocol): stream reset",
+      );
+      return void connect.stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+    }
     if (protocol === "tcp") return this.#carryL4(context);
     const socket = asSocket(connect.stream);
     if (protocol === "http1") {
@@ -601,6 +613,9 @@ function http2Call(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
 const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
 /** What a request whose client left before it could be answered reports: status 0 and DC, as Envoy does. */
+/** How long a client of a port declared as HTTP may stay silent before its stream is closed (Envoy's idle timeout is 1 h; a declared HTTP client that says nothing for a minute is gone). */
+const DECLARED_HTTP_WAIT_MS = 60_000;
+
 /** Envoy's bodies for a fault abort and a circuit breaker overflow. */
 const FAULT_ABORT = "fault filter abort";
 const OVERFLOW = "upstream connect error or disconnect/reset before headers. reset reason: overflow";
