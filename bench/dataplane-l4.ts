@@ -3,7 +3,8 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { REPO_ROOT } from "../sandbox/config.ts";
-import { cpuTimes, median, rssKiB } from "./tools/process-stats.ts";
+import { LOAD, NODE, SERVER, benchPod as pod, benchSandbox, sleep, waitFor } from "./tools/bench-sandbox.ts";
+import { cpuSeconds, cpuTimes, median, rssKiB } from "./tools/process-stats.ts";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const RATE = Number(process.env.RATE ?? 1000);
@@ -11,64 +12,13 @@ const SECONDS = Number(process.env.SECONDS ?? 10);
 const IDLE_PODS = Number(process.env.IDLE_PODS ?? 100);
 const HELD_CONNECTIONS = Number(process.env.HELD_CONNECTIONS ?? 10_000);
 const ENV = { AMBIT_DEV_NAME_PREFIX: "ambit-bench", AMBIT_DEV_STATE_DIR: "/run/ambit-bench", AMBIT_DEV_API_PORT: "16446" };
-const KUBECONFIG = `${ENV.AMBIT_DEV_STATE_DIR}/kubeconfig`;
-const NODE = path.join(REPO_ROOT, "node_modules", "node", "bin", "node");
-const LOAD = path.join(REPO_ROOT, "bench", "tools", "http-load.ts");
-
-const ambit = (args: string[]) => execa(NODE, [path.join(REPO_ROOT, "bin", "ambit.ts"), ...args], { env: ENV, timeout: 300_000 });
-const kubectl = (args: string[], input?: string) => execa("kubectl", args, { env: { KUBECONFIG }, timeout: 120_000, ...(input ? { input } : {}) });
-
-/** The mesh from its chart, rendered for the sandbox and applied with kubectl (as `helm template | kubectl apply`). */
-async function deployMesh(): Promise<void> {
-  const { MESH_NAMESPACE, renderMeshChart } = await import("../sandbox/index.ts");
-  const { stringify } = await import("yaml");
-  const chart = await renderMeshChart();
-  await kubectl(["apply", "-f", "-"], chart.crds.map((o) => stringify(o)).join("---\n"));
-  await kubectl(
-    ["apply", "-f", "-"],
-    [{ apiVersion: "v1", kind: "Namespace", metadata: { name: MESH_NAMESPACE } }, ...chart.objects].map((o) => stringify(o)).join("---\n"),
-  );
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(300);
-  }
-}
-
-const pod = (name: string, node: string, container: Record<string, unknown>, labels: Record<string, string> = {}) => ({
-  apiVersion: "v1",
-  kind: "Pod",
-  metadata: { name, namespace: "bench", labels: { app: name, ...labels } },
-  spec: { nodeName: node, containers: [{ name: "c", ...container }] },
-});
-
-async function agentPids(): Promise<Record<string, number>> {
-  const pods = JSON.parse((await kubectl(["get", "pods", "-n", "ambit-system", "-l", "app=ambit-agent", "-o", "json"])).stdout).items as Array<{
-    spec: { nodeName: string };
-    status: { containerStatuses?: Array<{ containerID?: string }> };
-  }>;
-  return Object.fromEntries(pods.map((p) => [p.spec.nodeName, Number(p.status.containerStatuses?.[0]?.containerID?.replace("sandbox://", ""))]));
-}
-
-const cpuSeconds = async (pid: number) => {
-  const t = await cpuTimes(pid);
-  return t.user + t.kernel;
-};
+const { ambit, kubectl, deployMesh, agentPids, load } = benchSandbox(ENV);
 
 /** An agent's memory after a full collection (its `POST /memory/gc`), in KiB. */
 interface AgentMemory {
   rssKiB: number;
   heapUsedKiB: number;
   externalKiB: number;
-}
-
-async function load(mode: string, extra: string[]): Promise<Record<string, number>> {
-  const { stdout } = await ambit(["dev", "exec", "bench/client", "--", NODE, LOAD, "--mode", mode, "--target", "server.bench:8080", ...extra]);
-  return JSON.parse(stdout.trim().split("\n").at(-1)!) as Record<string, number>;
 }
 
 async function setEnrolled(enrolled: boolean): Promise<void> {
@@ -119,12 +69,7 @@ async function main(): Promise<void> {
     await kubectl(["wait", "-n", "ambit-system", "--for=condition=Ready", "pod", "-l", "app=ambit-agent", "--timeout=90s"]);
     const objects = [
       { apiVersion: "v1", kind: "Namespace", metadata: { name: "bench" } },
-      pod(
-        "server",
-        "node-2",
-        { image: "bench", command: [NODE, path.join(REPO_ROOT, "bench", "tools", "http-server.ts")], ports: [{ containerPort: 8080 }] },
-        { role: "measured" },
-      ),
+      pod("server", "node-2", { image: "bench", command: [NODE, SERVER], ports: [{ containerPort: 8080 }] }, { role: "measured" }),
       pod("client", "node-1", { image: "ambit.dev/toolbox:0.1" }, { role: "measured" }),
       {
         apiVersion: "v1",

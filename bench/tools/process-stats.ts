@@ -18,3 +18,9 @@ export function median(xs: number[]): number {
   const m = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
   return Number(m.toFixed(4));
 }
+
+/** User plus kernel CPU time of a process in seconds. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const t = await cpuTimes(pid);
+  return t.user + t.kernel;
+}
