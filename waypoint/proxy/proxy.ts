@@ -24,7 +24,7 @@ import { portProtocol } from "../../contract/app-protocol.ts";
 import { detectProtocol } from "./sniff.ts";
 import { type RequestDestination, destinationLabels, grpcStatus, requestProtocol, sourceLabels, streamSource } from "./telemetry.ts";
 import { type TraceRandom, cryptoRandom, traceHop, withTrace } from "./tracing.ts";
-import { type Endpoint, UpstreamPool, type UpstreamResponse, asSocket, forwardableHeaders } from "./upstream.ts";
+import { type Endpoint, UpstreamPool, type UpstreamRequest, type UpstreamResponse, asSocket, forwardableHeaders } from "./upstream.ts";
 
 export interface WaypointProxyOptions {
   /** The waypoint pod's own certificate (its SPIFFE identity, from the controller's CA) and the roots clients chain to. */
@@ -479,7 +479,9 @@ export class WaypointProxy {
     const budget = resilience?.retryBudget?.requestStarted();
     try {
       let body: Buffer | Readable = requestBody.body;
-      if (forwarding.retry) {
+      const mirrors = plan.action === "forward" ? plan.mirrors : [];
+      // A body sent more than once (retries, mirrors) is kept whole; otherwise it streams.
+      if (forwarding.retry || mirrors.length > 0) {
         try {
           body = await buffer(requestBody.body);
         } catch {
@@ -487,6 +489,8 @@ export class WaypointProxy {
         }
         if (body.length > MAX_RETRY_BODY) return answer(413, {}, "");
       }
+      const forwardedHeaders = withTrace(forwardableHeaders(forwarding.request.headers), hop);
+      for (const mirror of mirrors) this.#mirror(mirror, call.version, { ...forwarding.request, headers: forwardedHeaders, body: body as Buffer });
       /** The load balancer's count of requests active on the endpoint of the attempt under way (least request). */
       let attemptEnded: (() => void) | undefined;
       const result = await forward({
@@ -503,7 +507,7 @@ export class WaypointProxy {
         },
         ...(resilience?.retryBudget ? { retryAllowed: () => resilience.retryBudget!.tryAcquireRetry() } : {}),
         version: call.version,
-        request: { ...forwarding.request, headers: withTrace(forwardableHeaders(forwarding.request.headers), hop), body },
+        request: { ...forwarding.request, headers: forwardedHeaders, body },
         retry: forwarding.retry,
         timeouts: forwarding.timeouts,
         random: this.#opts.random,
@@ -524,6 +528,21 @@ export class WaypointProxy {
       admitted();
       budget?.();
     }
+  }
+
+  /**
+   * RequestMirror: a copy to the mirror's Service, fire and forget, with Envoy's `-shadow` suffix on the authority so
+   * the mirror can tell copies apart; its answer and failures never touch the client's request.
+   */
+  #mirror(target: BackendTarget, version: "http1" | "http2", request: UpstreamRequest & { body: Buffer }): void {
+    const endpoint = this.#pickBackend(target);
+    const name = `${target.namespace}/${target.service}:${target.port}`;
+    if (endpoint instanceof WaypointError) return void this.#opts.log.debug({ mirror: name, reason: endpoint.message }, "request not mirrored");
+    const authority = request.authority.replace(/^([^:]+)/, "$1-shadow");
+    this.#upstream.send(endpoint, version, { ...request, authority }, AbortSignal.timeout(MIRROR_TIMEOUT_MS)).then(
+      (response) => response.body.resume(),
+      (err: unknown) => this.#opts.log.debug({ mirror: name, err: (err as Error).message }, "mirrored request failed"),
+    );
   }
 
   /** An endpoint of the addressed Service port (ready, at random, as kube-proxy picks), or the addressed pod itself. */
@@ -615,6 +634,9 @@ const first = (value: string | string[] | undefined) => (Array.isArray(value) ? 
 /** What a request whose client left before it could be answered reports: status 0 and DC, as Envoy does. */
 /** How long a client of a port declared as HTTP may stay silent before its stream is closed (Envoy's idle timeout is 1 h; a declared HTTP client that says nothing for a minute is gone). */
 const DECLARED_HTTP_WAIT_MS = 60_000;
+
+/** A mirrored request that takes longer is abandoned (its answer is never used anyway). */
+const MIRROR_TIMEOUT_MS = 30_000;
 
 /** Envoy's bodies for a fault abort and a circuit breaker overflow. */
 const FAULT_ABORT = "fault filter abort";
