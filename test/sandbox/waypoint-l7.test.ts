@@ -1,125 +1,37 @@
 // End to end on the sandbox: a waypoint Gateway's pod routes, retries, times out and authorizes HTTP for the Services bound to it (issue 13's Must-show).
-import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { REPO_ROOT } from "../../sandbox/config.ts";
 import { ROOT_REQUIRED, ambit, enrollDemo, freshSandboxWithMesh, isRoot, kubectl } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
-
-const APPS = path.join(REPO_ROOT, "test", "fixtures", "apps");
-/** Pods run programs of this machine in the sandbox; Node 24 is the one running the tests. */
-const NODE = process.execPath;
+import {
+  WAYPOINT_GATEWAY,
+  apply,
+  boundService,
+  curl,
+  echoDeployment,
+  grpcCall,
+  load,
+  route,
+  routeAccepted,
+  serviceAccount,
+  waitForWaypointAndPods,
+  waypointPod,
+} from "../support/waypoint.ts";
 
 /** reviews-v1 and reviews-v2 (the echo backend), a Service for each and `reviews` selecting both. */
 function reviewsManifests(): string {
-  const deployment = (version: string, env: Record<string, string> = {}) => `
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: reviews-${version}, namespace: demo}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: reviews, version: ${version}}}
-  template:
-    metadata: {labels: {app: reviews, version: ${version}}}
-    spec:
-      serviceAccountName: reviews
-      containers:
-      - name: app
-        image: ambit.dev/toolbox
-        command: ["${NODE}", "${path.join(APPS, "echo-backend.ts")}"]
-        env:
-        - {name: VERSION, value: ${version}}
-        - name: POD_NAME
-          valueFrom: {fieldRef: {fieldPath: metadata.name}}
-${Object.entries(env)
-  .map(([k, v]) => `        - {name: ${k}, value: "${v}"}`)
-  .join("\n")}
-`;
-  const service = (name: string, selector: string) => `
-apiVersion: v1
-kind: Service
-metadata: {name: ${name}, namespace: demo, labels: {ambit.dev/use-waypoint: waypoint}}
-spec:
-  selector: ${selector}
-  ports: [{name: http, port: 80, targetPort: 8080}]
-`;
   // One Service per test, so each test's routes and policies meet no other's.
   const v1Only = ["retries", "authz", "faults", "breaker", "counted", "grpc"];
   return [
-    "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: reviews, namespace: demo}\n",
-    deployment("v1"),
-    deployment("v2"),
-    service("reviews", "{app: reviews}"),
-    service("reviews-v1", "{app: reviews, version: v1}"),
-    service("reviews-v2", "{app: reviews, version: v2}"),
-    service("outlier", "{app: reviews}"),
-    ...v1Only.map((name) => service(name, "{app: reviews, version: v1}")),
-    `
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: demo}
-spec:
-  gatewayClassName: ambit-waypoint
-  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
-`,
+    serviceAccount("reviews"),
+    echoDeployment("reviews", "v1", "reviews"),
+    echoDeployment("reviews", "v2", "reviews"),
+    boundService("reviews", "{app: reviews}"),
+    boundService("reviews-v1", "{app: reviews, version: v1}"),
+    boundService("reviews-v2", "{app: reviews, version: v2}"),
+    boundService("outlier", "{app: reviews}"),
+    ...v1Only.map((name) => boundService(name, "{app: reviews, version: v1}")),
+    WAYPOINT_GATEWAY,
   ].join("---\n");
-}
-
-interface LoadSummary {
-  count: number;
-  statuses: Record<string, number>;
-  versions: Record<string, number>;
-  p50: number;
-  p99: number;
-  sequence?: number[];
-  connections: number;
-  errors: string[];
-}
-
-/** Runs the load client in demo/orders (a meshed pod): `count` requests over keep-alive connections. */
-async function load(url: string, opts: string[] = []): Promise<LoadSummary> {
-  const r = await ambit(["dev", "exec", "demo/orders", "--", NODE, path.join(APPS, "http-load.ts"), url, ...opts], { timeout: 120_000 });
-  if (r.exitCode !== 0) throw new Error(`http-load ${url} failed (${r.exitCode}): ${r.stderr || r.stdout}`);
-  return JSON.parse(r.stdout.trim().split("\n").at(-1)!) as LoadSummary;
-}
-
-/** One request from demo/orders with curl: status, headers and body as the client saw them. */
-async function curl(url: string, args: string[] = []): Promise<{ status: number; headers: string; body: string }> {
-  const r = await ambit(["dev", "exec", "demo/orders", "--", "curl", "-s", "-i", "--max-time", "8", ...args, url]);
-  const [head = "", ...rest] = r.stdout.split(/\r?\n\r?\n/);
-  return { status: Number(/^HTTP\/[\d.]+ (\d+)/.exec(head)?.[1] ?? 0), headers: head, body: rest.join("\n\n") };
-}
-
-const apply = async (yaml: string) => {
-  const r = await kubectl(["apply", "-f", "-"], { input: yaml });
-  if (r.exitCode !== 0) throw new Error(`kubectl apply: ${r.stderr}`);
-};
-
-/** An HTTPRoute attached to Service `parent` port 80, with the given rules (YAML, indented as under `rules:`). */
-const route = (name: string, parent: string, rules: string) => `
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: ${name}, namespace: demo}
-spec:
-  parentRefs: [{group: "", kind: Service, name: ${parent}, port: 80}]
-  rules:
-${rules}
-`;
-
-/** Waits until the route's status says the waypoint accepted it (it is then in the waypoint's config within a moment). */
-async function routeAccepted(name: string): Promise<void> {
-  await expect
-    .poll(
-      async () =>
-        (await kubectl(["get", "httproute", "-n", "demo", name, "-o", 'jsonpath={.status.parents[0].conditions[?(@.type=="Accepted")].status}'])).stdout,
-      { timeout: 20_000 },
-    )
-    .toBe("True");
-}
-
-/** The waypoint pod's name (one replica). */
-async function waypointPod(): Promise<string> {
-  return (await kubectl(["get", "pods", "-n", "demo", "-l", "gateway.networking.k8s.io/gateway-name=waypoint", "-o", "jsonpath={.items[0].metadata.name}"]))
-    .stdout;
 }
 
 /** istio_requests_total of the waypoint for one destination Service, summed by "code/flags". */
@@ -163,15 +75,7 @@ describeTier(isRoot, ROOT_REQUIRED)("waypoint L7 on the sandbox", () => {
     await freshSandboxWithMesh({}, { gatewayApi: true });
     await enrollDemo();
     await apply(reviewsManifests());
-    for (let i = 0; ; i++) {
-      const ready = (await kubectl(["get", "gateway", "-n", "demo", "waypoint", "-o", 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}'])).stdout;
-      const pods = (
-        await kubectl(["get", "pods", "-n", "demo", "-l", "app=reviews", "-o", "jsonpath={.items[*].metadata.annotations.ambit\\.dev/redirection}"])
-      ).stdout;
-      if (ready === "True" && pods === "enabled enabled") break;
-      if (i > 300) throw new Error(`waypoint or reviews pods not ready within 60 s (Programmed=${ready}, reviews capture: ${pods})`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitForWaypointAndPods("app=reviews", 2);
   }, 300_000);
 
   afterAll(async () => {
@@ -400,16 +304,7 @@ spec:
     backendRefs: [{name: reviews-v2, port: 80}]
   - backendRefs: [{name: reviews-v1, port: 80}]
 `);
-    const call = async (method: string) => {
-      const r = await ambit(["dev", "exec", "demo/orders", "--", NODE, path.join(APPS, "grpc-call.ts"), "grpc.demo:80", method, "hi"]);
-      return JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "{}") as {
-        status?: number;
-        grpcStatus?: string;
-        messages?: string[];
-        version?: string;
-        error?: string;
-      };
-    };
+    const call = (method: string) => grpcCall("grpc.demo:80", method, "hi");
     await expect.poll(async () => (await call("test.Echo/Stream")).version, { timeout: 20_000 }).toBe("v2");
     expect(await call("test.Echo/Stream")).toMatchObject({ status: 200, grpcStatus: "0", messages: ["v2:hi:1", "v2:hi:2", "v2:hi:3"] });
     expect(await call("test.Echo/Unary")).toMatchObject({ status: 200, grpcStatus: "0", messages: ["v1:hi"], version: "v1" });
