@@ -609,13 +609,13 @@ function http2Call(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
           if (body !== "") stream.end(body);
           return;
         }
-        let trailers: http2.OutgoingHttpHeaders = {};
-        body.body.once("trailers", (t: http2.IncomingHttpHeaders) => {
-          trailers = forwardableHeaders(t);
-          grpc = first(trailers["grpc-status"] as string | string[] | undefined) ?? grpc;
-        });
         stream.respond({ ":status": status, ...responseHeaders }, { waitForTrailers: true });
-        stream.once("wantTrailers", () => stream.sendTrailers(trailers));
+        // Asked once the body has ended, so the backend's trailers (gRPC's status) have arrived by then.
+        stream.once("wantTrailers", () => {
+          const trailers = forwardableHeaders(body.trailers?.() ?? {});
+          grpc = first(trailers["grpc-status"]) ?? grpc;
+          stream.sendTrailers(trailers);
+        });
         pipeBody(
           body.body,
           stream,
@@ -631,7 +631,6 @@ function http2Call(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
 
 const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
-/** What a request whose client left before it could be answered reports: status 0 and DC, as Envoy does. */
 /** How long a client of a port declared as HTTP may stay silent before its stream is closed (Envoy's idle timeout is 1 h; a declared HTTP client that says nothing for a minute is gone). */
 const DECLARED_HTTP_WAIT_MS = 60_000;
 
@@ -660,6 +659,7 @@ function waitUnlessGone(ms: number, gone: AbortSignal): Promise<boolean> {
   });
 }
 
+/** What a request whose client left before it could be answered reports: status 0 and DC, as Envoy does. */
 const CLIENT_GONE: Delivered = { bytes: 0, headersSent: false, downstreamClosed: true, upstreamClosed: false, grpcStatus: undefined };
 
 /** The request body as whoever consumes it reads it, counted on the way (Istio's request size). */

@@ -25,6 +25,11 @@ export interface UpstreamResponse {
   status: number;
   headers: Record<string, string | string[]>;
   body: Readable;
+  /**
+   * An HTTP/2 backend's trailers once its body has ended (gRPC's status). Kept from the moment the stream opens: they
+   * can arrive with the last data, before whoever forwards the response has listened for them.
+   */
+  trailers?(): http2.IncomingHttpHeaders | undefined;
 }
 
 export interface UpstreamRequest {
@@ -151,8 +156,10 @@ export class UpstreamPool {
     if (version === "http2") {
       const session = await this.#sessionFor(endpoint);
       const stream = session.request({ ":method": request.method, ":path": request.path, ":authority": request.authority, ...request.headers }, { signal });
+      let trailers: http2.IncomingHttpHeaders | undefined;
+      stream.once("trailers", (t) => (trailers = t));
       const response = new Promise<UpstreamResponse>((resolve, reject) => {
-        stream.once("response", (h) => resolve({ status: Number(h[":status"]), headers: forwardableHeaders(h), body: stream }));
+        stream.once("response", (h) => resolve({ status: Number(h[":status"]), headers: forwardableHeaders(h), body: stream, trailers: () => trailers }));
         stream.once("error", reject);
         stream.once("close", () => reject(new Error(`stream closed before a response (code ${stream.rstCode})`)));
       });
