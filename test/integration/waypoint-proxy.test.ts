@@ -28,9 +28,18 @@ const PODS = [
   { name: "reviews-v2", ip: "10.244.1.11" },
   { name: "flaky", ip: "10.244.1.12" },
   { name: "h2", ip: "10.244.1.13", h2: true },
+  // Ends an idle keep-alive connection after 50 ms and reads no more from it (a half-close): the waypoint must not reuse it.
+  { name: "short-idle", ip: "10.244.1.15", halfCloseAfterMs: 50 },
 ];
 /** Service VIPs; each Service selects the pod of the same name, except `reviews`, which selects reviews-v1. */
-const VIPS: Record<string, string> = { reviews: "10.96.0.10", "reviews-v1": "10.96.0.11", "reviews-v2": "10.96.0.12", flaky: "10.96.0.13", h2: "10.96.0.14" };
+const VIPS: Record<string, string> = {
+  reviews: "10.96.0.10",
+  "reviews-v1": "10.96.0.11",
+  "reviews-v2": "10.96.0.12",
+  flaky: "10.96.0.13",
+  h2: "10.96.0.14",
+  "short-idle": "10.96.0.15",
+};
 const APP_PORT = 8080;
 
 describe("waypoint proxy", () => {
@@ -43,6 +52,8 @@ describe("waypoint proxy", () => {
   let waypointPort: number;
   let client: HboneConnectionPool;
   let flakyCalls = 0;
+  /** Connections each backend closed, by pod name. */
+  const backendClosed = new Map<string, number>();
 
   async function listen(server: net.Server): Promise<number> {
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -56,6 +67,33 @@ describe("waypoint proxy", () => {
     const reply = () => send(200, JSON.stringify({ backend: name, method, url, headers }));
     if (url.startsWith("/slow")) setTimeout(reply, 1_000);
     else reply();
+  }
+
+  /**
+   * An HTTP/1.1 server as a raw socket: answers each request, then after `idleMs` without one sends FIN and answers
+   * nothing more, keeping its side open (a backend behind a proxy that half-closes; the destination agent relays the
+   * FIN as END_STREAM and leaves the stream open).
+   */
+  function halfClosingBackend(name: string, idleMs: number): net.Server {
+    return net.createServer({ allowHalfOpen: true }, (socket) => {
+      let idle: NodeJS.Timeout | undefined;
+      let ended = false;
+      const arm = () => {
+        clearTimeout(idle);
+        idle = setTimeout(() => {
+          ended = true;
+          socket.end();
+          backendClosed.set(name, (backendClosed.get(name) ?? 0) + 1);
+        }, idleMs);
+      };
+      socket.on("data", (d: Buffer) => {
+        if (ended || !d.includes("\r\n\r\n")) return;
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}`);
+        arm();
+      });
+      socket.on("error", () => {});
+      socket.on("close", () => clearTimeout(idle));
+    });
   }
 
   async function startBackend(pod: (typeof PODS)[number]) {
@@ -72,7 +110,8 @@ describe("waypoint proxy", () => {
             res.end(body);
           }),
         );
-    const appPort = await listen(app);
+    const halfClosing = "halfCloseAfterMs" in pod && pod.halfCloseAfterMs ? halfClosingBackend(pod.name, pod.halfCloseAfterMs) : undefined;
+    const appPort = await listen(halfClosing ?? app);
     const agent = new HboneServer({
       trustBundlePem: ca.rootPem,
       authorize: () => ({ allow: true }),
@@ -275,6 +314,35 @@ describe("waypoint proxy", () => {
     expect(seen["reviews-v2"]).toBeGreaterThan(3);
     // Keep-alive end to end: one client connection carried all 200 requests.
     expect(agent.opened).toBe(1);
+  });
+
+  it("does not reuse an upstream keep-alive connection the backend has closed: the next request opens a new one", async () => {
+    const agent = clientAgent(VIPS["short-idle"]!);
+    expect((await request(agent, "/first")).status).toBe(200);
+    // The backend ends its idle connection; the destination agent ends the HBONE stream the waypoint pooled.
+    await expect.poll(() => backendClosed.get("short-idle") ?? 0, { timeout: 5_000 }).toBe(1);
+    // Its END_STREAM still has to cross the agent and the HBONE connection: a request sent before it reaches the
+    // waypoint goes out on the old stream (socket hang up, 503 UC), a race no proxy can see coming.
+    await new Promise((r) => setTimeout(r, 200));
+    const second = await Promise.race([
+      request(agent, "/second"),
+      new Promise<{ status: number }>((resolve) => setTimeout(() => resolve({ status: -1 }), 3_000)),
+    ]);
+    expect(second.status).toBe(200);
+  });
+
+  it("sends a backend's content-length response (head, body and end in one read) to the client byte for byte", async () => {
+    // Node's Http2Stream freed the head's bytes before sending them when the writev behind them ended with an empty
+    // chunk, as http.ServerResponse's end() writes in the tick of the body's only write.
+    const stream = await connect(VIPS["short-idle"]!);
+    let reply = "";
+    stream.on("data", (d: Buffer) => (reply += d.toString("latin1")));
+    stream.write("GET /exact HTTP/1.1\r\nhost: short-idle.demo\r\n\r\n");
+    await expect.poll(() => reply).toMatch(/\r\n\r\n\{\}$/);
+    expect(reply.replace(/\r\nDate: [^\r]*/, "")).toBe(
+      "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n{}",
+    );
+    stream.destroy();
   });
 
   it("answers 404 to a request that matches no rule of the attached route", async () => {

@@ -41,9 +41,22 @@ export interface UpstreamRequest {
   body: Buffer | Readable;
 }
 
+type WritevChunks = Array<{ chunk: unknown; encoding: BufferEncoding }> & { allBuffers?: boolean };
+/** Streams whose writev already drops empty chunks (asSocket may see a stream twice). */
+const WITHOUT_EMPTY_CHUNKS = new WeakSet<Duplex>();
+
 /**
  * http.Agent and http.Server call socket methods an HTTP/2 stream lacks (keep-alive probes, Nagle, event-loop refs);
  * on a tunnelled stream they have nothing to do, as the TLS connection beneath holds those settings.
+ *
+ * Empty chunks are also kept out of the stream's writev. Node's Http2Stream (24.x) ties a writev's completion, which
+ * frees the copy it made of the writev's strings, to its last chunk only. An empty last chunk is left behind when
+ * the session takes the others into a DATA frame, and completed by the session's next read of the stream, in the
+ * same send round, before those chunks reach the socket: the peer gets freed memory in place of their first bytes
+ * (the HTTP/1.1 status line replaced by binary).
+ * http.ServerResponse and http.ClientRequest write that empty last chunk: end() in the tick of a write (a body
+ * read whole with its end, as a `content-length` response in one packet) sends `''` while the message is still
+ * corked, behind its head and body.
  */
 export function asSocket(stream: Duplex): net.Socket {
   const s = stream as Duplex & Partial<net.Socket>;
@@ -51,6 +64,16 @@ export function asSocket(stream: Duplex): net.Socket {
   s.setNoDelay ??= () => s as net.Socket;
   s.ref ??= () => s as net.Socket;
   s.unref ??= () => s as net.Socket;
+  const writev = s._writev;
+  if (writev && !WITHOUT_EMPTY_CHUNKS.has(s)) {
+    WITHOUT_EMPTY_CHUNKS.add(s);
+    s._writev = function (chunks, callback) {
+      const kept: WritevChunks = chunks.filter((c) => (c.chunk as Buffer | string).length > 0);
+      // Writable's flag that every chunk is a Buffer (Http2Stream reads it); dropping chunks keeps it true.
+      kept.allBuffers = (chunks as WritevChunks).allBuffers;
+      writev.call(this, kept.length > 0 ? kept : chunks, callback);
+    };
+  }
   return s as net.Socket;
 }
 
