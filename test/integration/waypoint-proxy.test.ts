@@ -41,6 +41,9 @@ const VIPS: Record<string, string> = {
   "short-idle": "10.96.0.15",
 };
 const APP_PORT = 8080;
+/** Services whose port 80 declares its protocol (appProtocol), both in front of reviews-v2's pod. */
+const DECLARED: Record<string, string> = { "declared-tcp": "tcp", "declared-http": "http" };
+const DECLARED_VIPS: Record<string, string> = { "declared-tcp": "10.96.0.30", "declared-http": "10.96.0.31" };
 
 describe("waypoint proxy", () => {
   const ca = TestCa.create();
@@ -52,6 +55,8 @@ describe("waypoint proxy", () => {
   let waypointPort: number;
   let client: HboneConnectionPool;
   let flakyCalls = 0;
+  /** Every request a backend received, in order. */
+  const received: Array<{ backend: string; method: string; url: string; host: string }> = [];
   /** Connections each backend closed, by pod name. */
   const backendClosed = new Map<string, number>();
 
@@ -63,6 +68,7 @@ describe("waypoint proxy", () => {
 
   /** What a backend answers: who it is and what it received, so tests see the request as the waypoint forwarded it. */
   function answer(name: string, method: string, url: string, headers: http.IncomingHttpHeaders, send: (status: number, body: string) => void) {
+    received.push({ backend: name, method, url, host: String(headers.host ?? headers[":authority"]) });
     if (name === "flaky" && ++flakyCalls <= 2) return send(503, "try again");
     const reply = () => send(200, JSON.stringify({ backend: name, method, url, headers }));
     if (url.startsWith("/slow")) setTimeout(reply, 1_000);
@@ -100,7 +106,10 @@ describe("waypoint proxy", () => {
     const app = pod.h2
       ? http2.createServer().on("stream", (stream, h) =>
           answer(pod.name, String(h[":method"]), String(h[":path"]), h, (status, body) => {
-            stream.respond({ ":status": status, "x-protocol": "h2" });
+            // /grpc-status: gRPC's shape, the status in trailers written together with the last data.
+            const trailers = String(h[":path"]).startsWith("/grpc-status");
+            stream.respond({ ":status": status, "x-protocol": "h2" }, { waitForTrailers: trailers });
+            if (trailers) stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
             stream.end(body);
           }),
         )
@@ -149,6 +158,11 @@ describe("waypoint proxy", () => {
           },
           { matches: [{ path: { type: "PathPrefix", value: "/slow" } }], backendRefs: [{ name: "reviews-v1", port: 80 }], timeouts: { request: "200ms" } },
           {
+            matches: [{ path: { type: "PathPrefix", value: "/mirror" } }],
+            filters: [{ type: "RequestMirror", requestMirror: { backendRef: { name: "reviews-v2", port: 80 } } }],
+            backendRefs: [{ name: "reviews-v1", port: 80 }],
+          },
+          {
             matches: [{ path: { type: "Exact", value: "/" } }, { path: { type: "PathPrefix", value: "/admin" } }],
             backendRefs: [{ name: "reviews-v1", port: 80 }],
           },
@@ -191,6 +205,15 @@ describe("waypoint proxy", () => {
       ports: [{ port: 80, endpoints: [{ ip: PODS.find((p) => p.name === (name === "reviews" ? "reviews-v1" : name))!.ip, port: APP_PORT, ready: true }] }],
       waypoint: WAYPOINT_REF,
     }));
+    // Port 80 of reviews-v2's pod again, declared: as TCP (the waypoint must not read it) and as HTTP.
+    for (const [name, appProtocol] of Object.entries(DECLARED))
+      services.push({
+        namespace: "demo",
+        name,
+        clusterIP: DECLARED_VIPS[name]!,
+        ports: [{ port: 80, appProtocol, endpoints: [{ ip: PODS[1]!.ip, port: APP_PORT, ready: true }] }],
+        waypoint: WAYPOINT_REF,
+      });
     const index = new WorkloadIndex();
     index.replace(workloads, services);
     const waypointCredentials = ca.issue(WAYPOINT);
@@ -286,6 +309,28 @@ describe("waypoint proxy", () => {
     stream.destroy();
   });
 
+  it("carries a port declared as TCP at L4 unread, even when its bytes are HTTP", async () => {
+    const before = accessLines.length;
+    const stream = await connect(DECLARED_VIPS["declared-tcp"]!);
+    let reply = "";
+    stream.on("data", (d: Buffer) => (reply += d));
+    stream.write("GET /declared HTTP/1.1\r\nhost: x\r\nx-secret: kept\r\n\r\n");
+    // The backend's own answer, with the header a waypoint would not have touched anyway: no L7 hop in between.
+    await expect.poll(() => reply, { timeout: 5_000 }).toMatch(/"url":"\/declared"/);
+    expect(accessLines.slice(before).filter((l) => l.msg === "request")).toEqual([]);
+    stream.destroy();
+  });
+
+  it("serves a port declared as HTTP as HTTP and resets a stream whose bytes are not HTTP", async () => {
+    expect((await request(clientAgent(DECLARED_VIPS["declared-http"]!), "/declared")).status).toBe(200);
+    const stream = await connect(DECLARED_VIPS["declared-http"]!);
+    const closed = new Promise<number | undefined>((resolve) => stream.once("close", () => resolve((stream as { rstCode?: number }).rstCode)));
+    stream.on("error", () => {});
+    stream.on("data", () => {});
+    stream.write("\x16\x03\x01 not http\r\n\r\n");
+    expect(await closed).toBe(1);
+  });
+
   it("refuses a CONNECT to an address not bound to it", async () => {
     await expect(
       client.openStream({
@@ -343,6 +388,14 @@ describe("waypoint proxy", () => {
       "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n{}",
     );
     stream.destroy();
+  });
+
+  it("mirrors a request to the mirror's Service with a -shadow authority and answers with the backend's response only", async () => {
+    const res = await request(clientAgent(VIPS.reviews!), "/mirror/one", { method: "POST" });
+    expect(json(res.body)).toMatchObject({ backend: "reviews-v1", url: "/mirror/one" });
+    await expect
+      .poll(() => received.filter((r) => r.url === "/mirror/one").map((r) => `${r.backend} ${r.method} ${r.host}`), { timeout: 5_000 })
+      .toEqual(expect.arrayContaining(["reviews-v1 POST reviews.demo", "reviews-v2 POST reviews.demo-shadow"]));
   });
 
   it("answers 404 to a request that matches no rule of the attached route", async () => {
@@ -407,5 +460,24 @@ describe("waypoint proxy", () => {
     });
     expect(res).toMatchObject({ status: 200, protocol: "h2" });
     expect(json(res.body)).toMatchObject({ backend: "h2", url: "/hello" });
+  });
+
+  it("passes on every gRPC status trailer, also when the backend sends it with the last data", async () => {
+    const stream = await connect(VIPS.h2!);
+    const session = http2.connect("http://h2.demo", { createConnection: () => asSocket(stream) });
+    cleanups.push(() => session.destroy());
+    const call = () =>
+      new Promise<string | undefined>((resolve, reject) => {
+        const req = session.request({ ":method": "POST", ":path": "/grpc-status", "content-type": "application/grpc", te: "trailers" });
+        let status: string | undefined;
+        req.on("trailers", (t) => (status = String(t["grpc-status"])));
+        req.on("data", () => {});
+        req.on("end", () => resolve(status));
+        req.on("error", reject);
+        req.end();
+      });
+    const statuses: Array<string | undefined> = [];
+    for (let i = 0; i < 50; i++) statuses.push(await call());
+    expect(statuses).toEqual(Array(50).fill("0"));
   });
 });
