@@ -362,8 +362,12 @@ export class EnrollmentController {
       tracked = { uid: pod.metadata.uid as string, captured: false, reason: "", ips: [], serviceAccount: "default" };
       this.#pods.set(key, tracked);
     }
-    tracked.ips = (pod.status?.podIPs ?? []).map((p: { ip: string }) => p.ip);
-    if (tracked.ips.length === 0 && pod.status?.podIP) tracked.ips = [pod.status.podIP];
+    // At CNI ADD the pod's status has no address yet (the kubelet reports it after the network is set up): the
+    // addresses CNI gave are kept until the status names its own. A pod captured with none could not be told apart
+    // from others as a source, and every HBONE connection it opened failed (no netns known for its address).
+    const statusIps = (pod.status?.podIPs ?? []).map((p: { ip: string }) => p.ip);
+    if (statusIps.length === 0 && pod.status?.podIP) statusIps.push(pod.status.podIP as string);
+    if (statusIps.length > 0) tracked.ips = statusIps;
     tracked.reason = intent.reason;
     tracked.serviceAccount = pod.spec?.serviceAccountName ?? "default";
     if (intent.capture !== tracked.captured) {

@@ -9,8 +9,11 @@ class RecordingDriver implements CaptureDriver {
   readonly calls: string[] = [];
   inspect?: (pod: PodRef) => Promise<"captured" | "broken" | "gone">;
   readonly captured = new Set<string>();
+  /** The addresses each pod was captured with: the source address of everything it sends. */
+  readonly ips = new Map<string, string[]>();
   async capture(pod: PodRef) {
     this.calls.push(`capture ${pod.namespace}/${pod.name} ${pod.netnsPath}`);
+    this.ips.set(`${pod.namespace}/${pod.name}`, pod.ips);
     this.captured.add(`${pod.namespace}/${pod.name}`);
   }
   async release(pod: PodRef) {
@@ -106,6 +109,9 @@ describe("EnrollmentController", () => {
     });
     expect(intent.capture).toBe(true);
     expect(driver.calls).toContain("capture demo/fresh /run/netns/from-cni");
+    // The pod's status has no address yet at CNI ADD: the one CNI gave is what it is captured with.
+    expect(pod.status?.podIP).toBeUndefined();
+    expect(driver.ips.get("demo/fresh")).toEqual(["10.244.1.7"]);
     const del = (over: { uid?: string; containerId?: string } = {}) =>
       controller.cniDeleted({ namespace: "demo", name: "fresh", uid, containerId: "ctr-1", ...over });
 
