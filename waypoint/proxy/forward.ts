@@ -64,7 +64,8 @@ export async function forward(opts: {
     endpoint = picked;
     const perTry = timeouts?.backendRequestMs ? AbortSignal.timeout(timeouts.backendRequestMs) : undefined;
     const signals = [whole, perTry, opts.cancel].filter((s) => s !== undefined);
-    const signal = signals.length ? AbortSignal.any(signals) : new AbortController().signal;
+    // One signal is used as it is: combining signals has a cost on every request.
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : (signals[0] ?? new AbortController().signal);
     let failure: WaypointError;
     try {
       const response = await opts.upstream.send(endpoint, opts.version, opts.request, signal).finally(() => releaseRetry?.());

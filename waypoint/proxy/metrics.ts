@@ -37,6 +37,15 @@ export class WaypointMetrics {
   readonly #duration: Histogram<RequestLabelName>;
   readonly #requestBytes: Histogram<RequestLabelName>;
   readonly #responseBytes: Histogram<RequestLabelName>;
+  readonly #series = new Map<
+    string,
+    {
+      requests: Counter.Internal;
+      duration: Histogram.Internal<RequestLabelName>;
+      requestBytes: Histogram.Internal<RequestLabelName>;
+      responseBytes: Histogram.Internal<RequestLabelName>;
+    }
+  >();
 
   constructor() {
     const registers = [this.registry];
@@ -56,10 +65,29 @@ export class WaypointMetrics {
 
   /** One client request, however many attempts it took: counted once, when its response ended. */
   request(labels: RequestLabels, measures: RequestMeasures): void {
-    const all = complete(labels);
-    this.#requests.inc(all);
-    this.#duration.observe(all, measures.durationMs);
-    this.#requestBytes.observe(all, measures.requestBytes);
-    this.#responseBytes.observe(all, measures.responseBytes);
+    const series = this.#seriesOf(complete(labels));
+    series.requests.inc();
+    series.duration.observe(measures.durationMs);
+    series.requestBytes.observe(measures.requestBytes);
+    series.responseBytes.observe(measures.responseBytes);
+  }
+
+  /**
+   * The four metrics' children for one label set, made once: prom-client checks and hashes 21 labels on every call
+   * otherwise, four times per request (a visible share of the waypoint's CPU). There are as many entries as series.
+   */
+  #seriesOf(all: Record<RequestLabelName, string>) {
+    const key = REQUEST_LABELS.map((l) => all[l]).join("\u0000");
+    let series = this.#series.get(key);
+    if (!series) {
+      series = {
+        requests: this.#requests.labels(all),
+        duration: this.#duration.labels(all),
+        requestBytes: this.#requestBytes.labels(all),
+        responseBytes: this.#responseBytes.labels(all),
+      };
+      this.#series.set(key, series);
+    }
+    return series;
   }
 }
