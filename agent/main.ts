@@ -15,7 +15,7 @@ import { CertificateManager, ControllerCaClient, describeChain } from "./identit
 import { PolicyStore } from "./authorization/index.ts";
 import { ConfigStreamClient, meshConfigFromView } from "./config-client/index.ts";
 import { InPodCaptureDriver, PodNetnsFinder } from "./inpod/index.ts";
-import { awaitSuccessor } from "./lifecycle/index.ts";
+import { awaitSuccessor, retryUntil, stopOnSignals } from "./lifecycle/index.ts";
 import { captureState } from "./capture/index.ts";
 import { createLogger } from "./logging/index.ts";
 import { AgentMetrics } from "./metrics/index.ts";
@@ -55,7 +55,7 @@ const certificates = new CertificateManager(caClient, log, (certs) => {
 });
 // The agent's own identity authenticates it to the config stream (with its node-bound token).
 const agentIdentity = { trustDomain: config.trustDomain, namespace: config.systemNamespace, serviceAccount: config.serviceAccount };
-await retryUntil("the agent's own certificate from the controller's CA", () => certificates.ensure(agentIdentity));
+await retryUntil(log, "the agent's own certificate from the controller's CA", () => certificates.ensure(agentIdentity));
 
 const index = new WorkloadIndex();
 const policy = new PolicyStore({ rootNamespace: config.systemNamespace });
@@ -273,36 +273,17 @@ const shutdown = async (signal: string) => {
   client.close();
   process.exit(0);
 };
-/** A step of shutdown that fails leaves the agent half stopped (and deaf to further signals): log it and exit. */
-const shutdownFailed = (err: unknown) => {
-  log.fatal({ err: String(err) }, "shutdown failed");
-  process.exit(1);
-};
-process.on("SIGTERM", () => void shutdown("SIGTERM").catch(shutdownFailed));
-process.on("SIGINT", () => void shutdown("SIGINT").catch(shutdownFailed));
+stopOnSignals(log, shutdown);
 
 /** Reads the trust bundle the controller publishes; waits for it (the controller may start after the agents). */
 async function waitForTrustBundle(): Promise<string> {
   let pem = "";
-  await retryUntil("the trust bundle (configmap ambit-ca-root)", async () => {
+  await retryUntil(log, "the trust bundle (configmap ambit-ca-root)", async () => {
     const cm = await client.get(pathFor("v1", "configmaps", config.systemNamespace, "ambit-ca-root"));
     pem = (cm.data as Record<string, string> | undefined)?.["root-cert.pem"] ?? "";
     if (!pem.includes("BEGIN CERTIFICATE")) throw new Error("configmap ambit-ca-root has no root-cert.pem yet");
   });
   return pem;
-}
-
-/** Retries with backoff (0.5 s doubling to 15 s) until `step` succeeds, logging each failure with what is awaited. */
-async function retryUntil(what: string, step: () => Promise<void>): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await step();
-    } catch (err) {
-      const delayMs = Math.min(15_000, 500 * 2 ** attempt);
-      log.warn({ err: (err as Error).message, retryMs: delayMs }, `waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, delayMs));
-    }
-  }
 }
 
 async function raiseOpenFileLimit(): Promise<void> {

@@ -6,6 +6,7 @@ import { L7PolicyStore } from "../agent/authorization/index.ts";
 import { ConfigStreamClient } from "../agent/config-client/index.ts";
 import { HboneConnectionPool } from "../agent/hbone/index.ts";
 import { CertificateManager, ControllerCaClient, type SpiffeId, formatSpiffeId } from "../agent/identity/index.ts";
+import { retryUntil, stopOnSignals } from "../agent/lifecycle/index.ts";
 import { createLogger } from "../agent/logging/index.ts";
 import { WorkloadIndex } from "../agent/state/index.ts";
 import { waypointKey } from "../contract/waypoint.ts";
@@ -24,7 +25,7 @@ const metrics = new WaypointMetrics();
 const registry = metrics.registry;
 
 // Roots first from the mounted ConfigMap (to trust the controller at all), then from every config version.
-let trustBundlePem = await retryUntil(`the trust roots in ${config.trustRootsFile}`, async () => {
+let trustBundlePem = await retryUntil(log, `the trust roots in ${config.trustRootsFile}`, async () => {
   const pem = await fs.readFile(config.trustRootsFile, "utf8");
   if (!pem.includes("BEGIN CERTIFICATE")) throw new Error(`${config.trustRootsFile} holds no PEM certificate`);
   return pem;
@@ -40,7 +41,7 @@ const caClient = new ControllerCaClient({
 let proxy: WaypointProxy | undefined = undefined;
 const certificates = new CertificateManager(caClient, log, () => proxy?.updateCredentials(certificates.credentialsFor(identity), trustBundlePem));
 // The CA gives a pod exactly its own identity (its pod-bound token, its ServiceAccount): the Gateway's.
-await retryUntil(`the certificate of ${formatSpiffeId(identity)} from the controller's CA`, () => certificates.ensure(identity));
+await retryUntil(log, `the certificate of ${formatSpiffeId(identity)} from the controller's CA`, () => certificates.ensure(identity));
 
 const index = new WorkloadIndex();
 const policies = new L7PolicyStore();
@@ -146,22 +147,4 @@ const shutdown = async (signal: string) => {
   certificates.stop();
   process.exit(0);
 };
-const shutdownFailed = (err: unknown) => {
-  log.fatal({ err: String(err) }, "shutdown failed");
-  process.exit(1);
-};
-process.on("SIGTERM", () => void shutdown("SIGTERM").catch(shutdownFailed));
-process.on("SIGINT", () => void shutdown("SIGINT").catch(shutdownFailed));
-
-/** Retries with backoff (0.5 s doubling to 15 s) until `step` succeeds, logging each failure with what is awaited. */
-async function retryUntil<T>(what: string, step: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await step();
-    } catch (err) {
-      const delayMs = Math.min(15_000, 500 * 2 ** attempt);
-      log.warn({ err: (err as Error).message, retryMs: delayMs }, `waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, delayMs));
-    }
-  }
-}
+stopOnSignals(log, shutdown);

@@ -1,2 +1,3 @@
-// Public surface of the agent's lifecycle: handing the node over to the next agent when this one stops.
+// Public surface of the agent's lifecycle: handing the node over to the next agent when this one stops; start and stop helpers the waypoint shares.
 export { type HandoverOptions, type HandoverOutcome, awaitSuccessor } from "./handover.ts";
+export { retryUntil, stopOnSignals } from "./process.ts";
