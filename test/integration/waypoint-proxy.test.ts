@@ -425,6 +425,24 @@ describe("waypoint proxy", () => {
     policies.replace([]);
   });
 
+  it("marks requests an AUDIT policy matches in their access line and decides them as without it", async () => {
+    policies.replace([
+      { namespace: "demo", name: "audit-admin", targets: [{ kind: "Service", name: "reviews" }], action: "AUDIT", rules: [{ to: [{ paths: ["/admin"] }] }] },
+    ]);
+    try {
+      const agent = clientAgent(VIPS.reviews!);
+      expect((await request(agent, "/admin", { method: "POST" })).status).toBe(200);
+      expect((await request(agent, "/")).status).toBe(200);
+      const lines = accessLines.filter((l) => l.msg === "request").slice(-2);
+      expect(lines.map((l) => [l.path, l.audit])).toEqual([
+        ["/admin", ["demo/audit-admin"]],
+        ["/", undefined],
+      ]);
+    } finally {
+      policies.replace([]);
+    }
+  });
+
   it("retries a backend that answers 503 twice and returns its 200", async () => {
     flakyCalls = 0;
     const res = await request(clientAgent(VIPS.flaky!), "/");

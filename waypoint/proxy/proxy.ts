@@ -403,6 +403,8 @@ export class WaypointProxy {
       headers: call.headers,
     });
     line.policy = decision.reason;
+    // AUDIT marks the request in its access line and never changes the decision.
+    if (decision.audit) line.audit = decision.audit;
     if (!decision.allowed && decision.response) {
       requestBody.body.resume();
       return answer(decision.response.status, { ...decision.response.headers }, decision.response.body);
