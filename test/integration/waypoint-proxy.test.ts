@@ -5,18 +5,12 @@ import net from "node:net";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { L7PolicyStore } from "../../agent/authorization/index.ts";
-import { HboneConnectionPool, HboneServer } from "../../agent/hbone/index.ts";
-import type { SpiffeId } from "../../agent/identity/index.ts";
 import { WorkloadIndex } from "../../agent/state/index.ts";
 import type { ServiceSpec, Workload } from "../../contract/mesh.ts";
 import { type HTTPRoute, RoutingTable, compileRoutes } from "../../waypoint/routing/index.ts";
-import { WaypointProxy, asSocket } from "../../waypoint/proxy/index.ts";
-import { TestCa } from "../support/test-ca.ts";
+import { asSocket } from "../../waypoint/proxy/index.ts";
+import { WAYPOINT_REF, WaypointHarness, request } from "../support/waypoint-harness.ts";
 
-const id = (sa: string): SpiffeId => ({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: sa });
-const ORDERS = id("orders");
-const WAYPOINT_REF = { namespace: "demo", name: "waypoint" };
-const WAYPOINT = id("waypoint");
 const log = pino({ level: "silent" });
 /** The waypoint's own log lines, parsed: the access log is part of what it must produce. */
 const accessLines: Array<Record<string, unknown>> = [];
@@ -46,25 +40,13 @@ const DECLARED: Record<string, string> = { "declared-tcp": "tcp", "declared-http
 const DECLARED_VIPS: Record<string, string> = { "declared-tcp": "10.96.0.30", "declared-http": "10.96.0.31" };
 
 describe("waypoint proxy", () => {
-  const ca = TestCa.create();
-  const cleanups: Array<() => void> = [];
-  /** Endpoint pod IP -> loopback port of the test HBONE server standing for its node agent. */
-  const agentPorts = new Map<string, number>();
+  const harness = new WaypointHarness(log);
   const policies = new L7PolicyStore();
-  let proxy: WaypointProxy;
-  let waypointPort: number;
-  let client: HboneConnectionPool;
   let flakyCalls = 0;
   /** Every request a backend received, in order. */
   const received: Array<{ backend: string; method: string; url: string; host: string }> = [];
   /** Connections each backend closed, by pod name. */
   const backendClosed = new Map<string, number>();
-
-  async function listen(server: net.Server): Promise<number> {
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    cleanups.push(() => server.close());
-    return (server.address() as net.AddressInfo).port;
-  }
 
   /** What a backend answers: who it is and what it received, so tests see the request as the waypoint forwarded it. */
   function answer(name: string, method: string, url: string, headers: http.IncomingHttpHeaders, send: (status: number, body: string) => void) {
@@ -120,21 +102,8 @@ describe("waypoint proxy", () => {
           }),
         );
     const halfClosing = "halfCloseAfterMs" in pod && pod.halfCloseAfterMs ? halfClosingBackend(pod.name, pod.halfCloseAfterMs) : undefined;
-    const appPort = await listen(halfClosing ?? app);
-    const agent = new HboneServer({
-      trustBundlePem: ca.rootPem,
-      authorize: () => ({ allow: true }),
-      connectUpstream: (dst) =>
-        new Promise((resolve, reject) => {
-          expect(dst).toEqual({ ip: pod.ip, port: APP_PORT });
-          const s = net.connect({ host: "127.0.0.1", port: appPort });
-          s.once("connect", () => resolve(s)).once("error", reject);
-        }),
-      log,
-    });
-    const credentials = ca.issue(id(pod.name));
-    agentPorts.set(pod.ip, await listen(net.createServer((s) => agent.acceptConnection(s, credentials))));
-    cleanups.push(() => agent.close());
+    const appPort = await harness.listen(halfClosing ?? app);
+    await harness.agentFor(pod, appPort, (dst) => expect(dst).toEqual({ ip: pod.ip, port: APP_PORT }));
   }
 
   function routes(): RoutingTable {
@@ -216,72 +185,12 @@ describe("waypoint proxy", () => {
       });
     const index = new WorkloadIndex();
     index.replace(workloads, services);
-    const waypointCredentials = ca.issue(WAYPOINT);
-    const upstream = new HboneConnectionPool({
-      getClientCredentials: () => waypointCredentials,
-      trustBundlePem: ca.rootPem,
-      // Every pod's agent is a loopback listener here; the waypoint dials podIP:15008 in a cluster.
-      connect: (host) =>
-        new Promise((resolve, reject) => {
-          const s = net.connect({ host: "127.0.0.1", port: agentPorts.get(host)! });
-          s.once("connect", () => resolve(s)).once("error", reject);
-        }),
-    });
-    proxy = new WaypointProxy({
-      credentials: waypointCredentials,
-      trustBundlePem: ca.rootPem,
-      waypoint: WAYPOINT_REF,
-      identity: WAYPOINT,
-      index,
-      routes: routes(),
-      policies,
-      hbone: upstream,
-      log: accessLog,
-      detectTimeoutMs: 200,
-    });
-    waypointPort = await listen(net.createServer((s) => proxy.acceptConnection(s)));
-    client = new HboneConnectionPool({ getClientCredentials: () => ca.issue(ORDERS), trustBundlePem: ca.rootPem });
-    cleanups.push(() => {
-      proxy.close();
-      upstream.close();
-      client.close();
-    });
+    await harness.start({ index, routes: routes(), policies, accessLog });
   });
-  afterAll(() => {
-    for (const c of cleanups.splice(0).reverse()) c();
-  });
+  afterAll(() => harness.close());
 
-  /** A CONNECT stream from demo/orders to the waypoint, addressed to `vip`:80, as the source agent opens it. */
-  const connect = (vip: string) =>
-    client.openStream({ source: ORDERS, destination: { ip: vip, port: 80 }, dial: { host: "127.0.0.1", port: waypointPort }, expectedIdentity: WAYPOINT });
-
-  /** An HTTP/1.1 client whose connections are CONNECT streams to the waypoint; counts the connections it opened. */
-  function clientAgent(vip: string) {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 }) as http.Agent & { opened: number };
-    agent.opened = 0;
-    agent.createConnection = (_o, callback) => {
-      agent.opened++;
-      connect(vip).then(
-        (s) => callback?.(null, asSocket(s)),
-        (err: Error) => callback?.(err, undefined as unknown as net.Socket),
-      );
-      return undefined as unknown as net.Socket;
-    };
-    cleanups.push(() => agent.destroy());
-    return agent;
-  }
-
-  async function request(agent: http.Agent, path: string, opts: { method?: string; headers?: Record<string, string> } = {}) {
-    return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
-      const req = http.request({ agent, host: "reviews.demo", path, method: opts.method ?? "GET", headers: opts.headers ?? {} }, (res) => {
-        let body = "";
-        res.on("data", (d: Buffer) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-      });
-      req.on("error", reject);
-      req.end();
-    });
-  }
+  const connect = (vip: string) => harness.connect(vip);
+  const clientAgent = (vip: string) => harness.clientAgent(vip);
   const json = (body: string) => JSON.parse(body) as { backend: string; url: string; headers: Record<string, string> };
 
   it("passes a request through to the addressed service when no route is attached", async () => {
@@ -332,14 +241,7 @@ describe("waypoint proxy", () => {
   });
 
   it("refuses a CONNECT to an address not bound to it", async () => {
-    await expect(
-      client.openStream({
-        source: ORDERS,
-        destination: { ip: "10.96.9.9", port: 80 },
-        dial: { host: "127.0.0.1", port: waypointPort },
-        expectedIdentity: WAYPOINT,
-      }),
-    ).rejects.toMatchObject({ code: "AMBIT_E_HBONE_REJECTED", status: 400 });
+    await expect(harness.connect("10.96.9.9")).rejects.toMatchObject({ code: "AMBIT_E_HBONE_REJECTED", status: 400 });
   });
 
   it("splits /split 90/10 over two backends, with request and response header modifiers", async () => {
@@ -464,7 +366,7 @@ describe("waypoint proxy", () => {
   it("serves HTTP/2 with prior knowledge (h2c) and forwards it as HTTP/2", async () => {
     const stream = await connect(VIPS.h2!);
     const session = http2.connect("http://h2.demo", { createConnection: () => asSocket(stream) });
-    cleanups.push(() => session.destroy());
+    harness.defer(() => session.destroy());
     const res = await new Promise<{ status: number; protocol: unknown; body: string }>((resolve, reject) => {
       const req = session.request({ ":path": "/hello", "content-type": "application/grpc" });
       let body = "";
@@ -483,7 +385,7 @@ describe("waypoint proxy", () => {
   it("passes on every gRPC status trailer, also when the backend sends it with the last data", async () => {
     const stream = await connect(VIPS.h2!);
     const session = http2.connect("http://h2.demo", { createConnection: () => asSocket(stream) });
-    cleanups.push(() => session.destroy());
+    harness.defer(() => session.destroy());
     const call = () =>
       new Promise<string | undefined>((resolve, reject) => {
         const req = session.request({ ":method": "POST", ":path": "/grpc-status", "content-type": "application/grpc", te: "trailers" });

@@ -4,18 +4,12 @@ import net from "node:net";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { L7PolicyStore } from "../../agent/authorization/index.ts";
-import { HboneConnectionPool, HboneServer } from "../../agent/hbone/index.ts";
-import type { SpiffeId } from "../../agent/identity/index.ts";
 import { WorkloadIndex } from "../../agent/state/index.ts";
 import type { ServiceSpec, Workload } from "../../contract/mesh.ts";
 import { type HTTPRoute, RoutingTable, compileRoutes } from "../../waypoint/routing/index.ts";
-import { WaypointMetrics, WaypointProxy, asSocket } from "../../waypoint/proxy/index.ts";
-import { TestCa } from "../support/test-ca.ts";
+import { WaypointMetrics } from "../../waypoint/proxy/index.ts";
+import { WAYPOINT_REF, WaypointHarness, request } from "../support/waypoint-harness.ts";
 
-const id = (sa: string): SpiffeId => ({ trustDomain: "cluster.local", namespace: "demo", serviceAccount: sa });
-const ORDERS = id("orders");
-const WAYPOINT_REF = { namespace: "demo", name: "waypoint" };
-const WAYPOINT = id("waypoint");
 const log = pino({ level: "silent" });
 const accessLines: Array<Record<string, unknown>> = [];
 const accessLog = pino({ level: "info" }, { write: (line: string) => void accessLines.push(JSON.parse(line) as Record<string, unknown>) });
@@ -54,23 +48,12 @@ function samples(text: string, metric: string): Sample[] {
 }
 
 describe("waypoint telemetry", () => {
-  const ca = TestCa.create();
-  const cleanups: Array<() => void> = [];
-  const agentPorts = new Map<string, number>();
+  const harness = new WaypointHarness(log);
   const policies = new L7PolicyStore();
   const metrics = new WaypointMetrics();
   /** What each backend received, for the trace headers the waypoint sent on. */
   const received: http.IncomingHttpHeaders[] = [];
-  let proxy: WaypointProxy;
-  let waypointPort: number;
-  let client: HboneConnectionPool;
   let flakyCalls = 0;
-
-  async function listen(server: net.Server): Promise<number> {
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    cleanups.push(() => server.close());
-    return (server.address() as net.AddressInfo).port;
-  }
 
   async function startBackend(pod: (typeof PODS)[number]) {
     const app = http.createServer((req, res) => {
@@ -84,20 +67,7 @@ describe("waypoint telemetry", () => {
         send(200, `${pod.name} got ${body.length} bytes for ${req.url}`);
       });
     });
-    const appPort = await listen(app);
-    const agent = new HboneServer({
-      trustBundlePem: ca.rootPem,
-      authorize: () => ({ allow: true }),
-      connectUpstream: () =>
-        new Promise((resolve, reject) => {
-          const s = net.connect({ host: "127.0.0.1", port: appPort });
-          s.once("connect", () => resolve(s)).once("error", reject);
-        }),
-      log,
-    });
-    const credentials = ca.issue(id(pod.name));
-    agentPorts.set(pod.ip, await listen(net.createServer((s) => agent.acceptConnection(s, credentials))));
-    cleanups.push(() => agent.close());
+    await harness.agentFor(pod, await harness.listen(app));
   }
 
   function routes(): RoutingTable {
@@ -138,7 +108,7 @@ describe("waypoint telemetry", () => {
     const closed = net.createServer();
     const downPort = await new Promise<number>((r) => closed.listen(0, "127.0.0.1", () => r((closed.address() as net.AddressInfo).port)));
     closed.close();
-    agentPorts.set("10.244.1.14", downPort);
+    harness.agentPorts.set("10.244.1.14", downPort);
 
     const pod = (name: string, ip: string, labels: Record<string, string>): Workload => ({
       uid: name,
@@ -170,73 +140,12 @@ describe("waypoint telemetry", () => {
     policies.replace([
       { namespace: "demo", name: "deny-admin", targets: [{ kind: "Service", name: "reviews" }], action: "DENY", rules: [{ to: [{ paths: ["/admin"] }] }] },
     ]);
-    const waypointCredentials = ca.issue(WAYPOINT);
-    const upstream = new HboneConnectionPool({
-      getClientCredentials: () => waypointCredentials,
-      trustBundlePem: ca.rootPem,
-      connect: (host) =>
-        new Promise((resolve, reject) => {
-          const s = net.connect({ host: "127.0.0.1", port: agentPorts.get(host)! });
-          s.once("connect", () => resolve(s)).once("error", reject);
-        }),
-    });
-    proxy = new WaypointProxy({
-      credentials: waypointCredentials,
-      trustBundlePem: ca.rootPem,
-      waypoint: WAYPOINT_REF,
-      identity: WAYPOINT,
-      index,
-      routes: routes(),
-      policies,
-      hbone: upstream,
-      log: accessLog,
-      detectTimeoutMs: 200,
-      metrics,
-    });
-    waypointPort = await listen(net.createServer((s) => proxy.acceptConnection(s)));
-    client = new HboneConnectionPool({ getClientCredentials: () => ca.issue(ORDERS), trustBundlePem: ca.rootPem });
-    cleanups.push(() => {
-      proxy.close();
-      upstream.close();
-      client.close();
-    });
+    await harness.start({ index, routes: routes(), policies, accessLog, metrics });
   });
-  afterAll(() => {
-    for (const c of cleanups.splice(0).reverse()) c();
-  });
+  afterAll(() => harness.close());
 
   /** An HTTP/1.1 client whose one connection is a CONNECT stream from demo/orders to the waypoint, addressed to `service`:80. */
-  function clientFor(service: string) {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    agent.createConnection = (_o, callback) => {
-      client
-        .openStream({
-          source: ORDERS,
-          destination: { ip: VIPS[service]!, port: 80 },
-          dial: { host: "127.0.0.1", port: waypointPort },
-          expectedIdentity: WAYPOINT,
-        })
-        .then(
-          (s) => callback?.(null, asSocket(s)),
-          (err: Error) => callback?.(err, undefined as unknown as net.Socket),
-        );
-      return undefined as unknown as net.Socket;
-    };
-    cleanups.push(() => agent.destroy());
-    return agent;
-  }
-
-  function request(agent: http.Agent, path: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}) {
-    return new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = http.request({ agent, host: "reviews.demo", path, method: opts.method ?? "GET", headers: opts.headers ?? {} }, (res) => {
-        let body = "";
-        res.on("data", (d: Buffer) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode!, body }));
-      });
-      req.on("error", reject);
-      req.end(opts.body);
-    });
-  }
+  const clientFor = (service: string) => harness.clientAgent(VIPS[service]!);
 
   /** Response bodies the client got from backends that answered 200 on `reviews`. */
   const okBodies: string[] = [];
