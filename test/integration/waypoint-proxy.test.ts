@@ -9,6 +9,7 @@ import { WorkloadIndex } from "../../agent/state/index.ts";
 import type { ServiceSpec, Workload } from "../../contract/mesh.ts";
 import { type HTTPRoute, RoutingTable, compileRoutes } from "../../waypoint/routing/index.ts";
 import { asSocket } from "../../waypoint/proxy/index.ts";
+import { ResiliencePolicies } from "../../waypoint/resilience/index.ts";
 import { WAYPOINT_REF, WaypointHarness, request } from "../support/waypoint-harness.ts";
 
 const log = pino({ level: "silent" });
@@ -38,10 +39,21 @@ const APP_PORT = 8080;
 /** Services whose port 80 declares its protocol (appProtocol), both in front of reviews-v2's pod. */
 const DECLARED: Record<string, string> = { "declared-tcp": "tcp", "declared-http": "http" };
 const DECLARED_VIPS: Record<string, string> = { "declared-tcp": "10.96.0.30", "declared-http": "10.96.0.31" };
+/** A Service in front of reviews-v1's pod whose BackendTrafficPolicy allows one connection and two pending requests. */
+const BREAKER_VIP = "10.96.0.32";
 
 describe("waypoint proxy", () => {
   const harness = new WaypointHarness(log);
   const policies = new L7PolicyStore();
+  const resilience = new ResiliencePolicies([
+    {
+      namespace: "demo",
+      name: "breaker",
+      creationTimestamp: "2026-01-01T00:00:00Z",
+      targets: [{ kind: "Service", name: "breaker" }],
+      circuitBreaker: { maxConnections: 1, maxPendingRequests: 2, maxParallelRequests: 1024 },
+    },
+  ]);
   let flakyCalls = 0;
   /** Every request a backend received, in order. */
   const received: Array<{ backend: string; method: string; url: string; host: string }> = [];
@@ -183,9 +195,16 @@ describe("waypoint proxy", () => {
         ports: [{ port: 80, appProtocol, endpoints: [{ ip: PODS[1]!.ip, port: APP_PORT, ready: true }] }],
         waypoint: WAYPOINT_REF,
       });
+    services.push({
+      namespace: "demo",
+      name: "breaker",
+      clusterIP: BREAKER_VIP,
+      ports: [{ port: 80, endpoints: [{ ip: PODS[0]!.ip, port: APP_PORT, ready: true }] }],
+      waypoint: WAYPOINT_REF,
+    });
     const index = new WorkloadIndex();
     index.replace(workloads, services);
-    await harness.start({ index, routes: routes(), policies, accessLog });
+    await harness.start({ index, routes: routes(), policies, accessLog, resilience });
   });
   afterAll(() => harness.close());
 
@@ -298,6 +317,25 @@ describe("waypoint proxy", () => {
     await expect
       .poll(() => received.filter((r) => r.url === "/mirror/one").map((r) => `${r.backend} ${r.method} ${r.host}`), { timeout: 5_000 })
       .toEqual(expect.arrayContaining(["reviews-v1 POST reviews.demo", "reviews-v2 POST reviews.demo-shadow"]));
+  });
+
+  it("a pending request whose client leaves gives up its place: the next one waiting gets the freed connection", async () => {
+    const breaker = resilience.forService("demo", "breaker")!.breaker!;
+    // The only connection, held for a second by the backend.
+    const first = request(harness.clientAgent(BREAKER_VIP), "/slow/holds");
+    await expect.poll(() => breaker.counts().connection, { timeout: 5_000 }).toBe(1);
+    const leaving = http.request({ agent: harness.clientAgent(BREAKER_VIP), host: "breaker.demo", path: "/slow/leaves" });
+    leaving.on("error", () => {});
+    leaving.end();
+    await expect.poll(() => breaker.counts().pending, { timeout: 5_000 }).toBe(1);
+    leaving.destroy();
+    await expect.poll(() => breaker.counts().pending, { timeout: 5_000 }).toBe(0);
+    const waiting = request(harness.clientAgent(BREAKER_VIP), "/after");
+    await expect.poll(() => breaker.counts().pending, { timeout: 5_000 }).toBe(1);
+    expect((await first).status).toBe(200);
+    const after = await Promise.race([waiting, new Promise<{ status: number }>((resolve) => setTimeout(() => resolve({ status: -1 }), 5_000))]);
+    expect(after.status).toBe(200);
+    expect(received.filter((r) => r.url === "/slow/leaves")).toEqual([]);
   });
 
   it("answers 404 to a request that matches no rule of the attached route", async () => {

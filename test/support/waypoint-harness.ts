@@ -7,6 +7,7 @@ import type { L7PolicyStore } from "../../agent/authorization/index.ts";
 import { HboneConnectionPool, HboneServer } from "../../agent/hbone/index.ts";
 import type { SpiffeId } from "../../agent/identity/index.ts";
 import type { WorkloadIndex } from "../../agent/state/index.ts";
+import type { ResiliencePolicies } from "../../waypoint/resilience/index.ts";
 import type { RoutingTable } from "../../waypoint/routing/index.ts";
 import { type WaypointMetrics, WaypointProxy, asSocket } from "../../waypoint/proxy/index.ts";
 import { TestCa } from "./test-ca.ts";
@@ -72,7 +73,14 @@ export class WaypointHarness {
   }
 
   /** The waypoint itself, dialling every endpoint's agent on loopback (in a cluster: podIP:15008). */
-  async start(opts: { index: WorkloadIndex; routes: RoutingTable; policies: L7PolicyStore; accessLog: Logger; metrics?: WaypointMetrics }): Promise<void> {
+  async start(opts: {
+    index: WorkloadIndex;
+    routes: RoutingTable;
+    policies: L7PolicyStore;
+    accessLog: Logger;
+    metrics?: WaypointMetrics;
+    resilience?: ResiliencePolicies;
+  }): Promise<void> {
     const credentials = this.ca.issue(WAYPOINT);
     const upstream = new HboneConnectionPool({
       getClientCredentials: () => credentials,
@@ -95,6 +103,7 @@ export class WaypointHarness {
       log: opts.accessLog,
       detectTimeoutMs: 200,
       ...(opts.metrics ? { metrics: opts.metrics } : {}),
+      ...(opts.resilience ? { resilience: opts.resilience } : {}),
     });
     this.#proxy = proxy;
     this.#waypointPort = await this.listen(net.createServer((s) => proxy.acceptConnection(s)));

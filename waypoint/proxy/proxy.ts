@@ -144,9 +144,18 @@ export class WaypointProxy {
       const waiters = this.#pendingByBreaker.get(breaker) ?? [];
       this.#pendingByBreaker.set(breaker, waiters);
       while (!connection.admitted && !gone.aborted) {
+        // A waiter whose client leaves takes itself out of the queue: a freed slot must wake one that still waits.
         await new Promise<void>((resolve) => {
-          waiters.push(resolve);
-          gone.addEventListener("abort", () => resolve(), { once: true });
+          const wake = () => {
+            gone.removeEventListener("abort", leave);
+            resolve();
+          };
+          const leave = () => {
+            waiters.splice(waiters.indexOf(wake), 1);
+            resolve();
+          };
+          waiters.push(wake);
+          gone.addEventListener("abort", leave, { once: true });
         });
         connection = breaker.tryAcquire("connection");
       }
