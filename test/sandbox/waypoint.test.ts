@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ROOT_REQUIRED, ambit, enrollDemo, freshSandboxWithMesh, fromAgent, isRoot, kubeconfig, kubectl } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
+import { WAYPOINT_GATEWAY } from "../support/waypoint.ts";
 
 /** What `from` gets back from `url`: the answering service's name, or the curl failure. */
 async function reach(from: string, url: string): Promise<string> {
@@ -27,15 +28,6 @@ const refusedNoWaypoint = async (node: string) =>
   Number(
     /^ambit_connections_refused_total\{[^}]*reason="no_waypoint"[^}]*\} (\d+)/m.exec(await fromAgent(node, (ip) => `http://${ip}:15020/metrics`))?.[1] ?? 0,
   );
-
-const WAYPOINT_GATEWAY = `
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: demo}
-spec:
-  gatewayClassName: ambit-waypoint
-  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
-`;
 
 describeTier(isRoot, ROOT_REQUIRED)("waypoints on the sandbox", () => {
   let ordersNode = "";
