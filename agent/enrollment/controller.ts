@@ -143,7 +143,19 @@ export class EnrollmentController {
       serviceAccount: "default",
       ...(req.containerId ? { containerId: req.containerId } : {}),
     });
-    return this.#apply(key, pod, namespace);
+    try {
+      return await this.#apply(key, pod, namespace);
+    } catch (err) {
+      // A failed ADD's network is torn down by the runtime, and its retry may get another address: the pod's
+      // watch events must not capture it with this attempt's address and netns (they did, once the CA was back,
+      // and the pod's connections left from an address it no longer had).
+      const tracked = this.#pods.get(key);
+      if (tracked?.uid === req.uid && !tracked.captured) {
+        tracked.ips = [];
+        delete tracked.netnsPath;
+      }
+      throw err;
+    }
   }
 
   /**

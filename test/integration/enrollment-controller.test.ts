@@ -146,6 +146,50 @@ describe("EnrollmentController", () => {
     expect(driver.captured.has("demo/p")).toBe(true);
   });
 
+  it("a failed CNI ADD leaves nothing behind: the pod's watch events do not capture it with that attempt's address; the ADD that succeeds does", async () => {
+    await label("demo", "ambient");
+    const driver = new RecordingDriver();
+    const capture = driver.capture.bind(driver);
+    let caDown = true;
+    driver.capture = async (pod) => {
+      if (caDown) throw new Error("cannot reach the CA");
+      return capture(pod);
+    };
+    // As the agent's: a pod's netns is found by its addresses, and one without any is not found.
+    const retrying = new EnrollmentController({
+      client: t.client,
+      nodeName: "node-1",
+      driver,
+      resolveNetns: async (_pod, ips) => (ips.length > 0 ? `/run/netns/by-address-${ips[0]}` : undefined),
+      log: pino({ level: "silent" }),
+    });
+    await retrying.start();
+    try {
+      await t.client.create("/api/v1/namespaces/demo/pods", {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "retried" },
+        spec: { nodeName: "node-1", containers: [{ name: "c", image: "i" }] },
+      });
+      const uid = (await t.client.get("/api/v1/namespaces/demo/pods/retried")).metadata.uid as string;
+      const add = (attempt: number, ip: string) =>
+        retrying.podAdded({ namespace: "demo", name: "retried", uid, netnsPath: `/run/netns/attempt-${attempt}`, ips: [ip], containerId: `ctr-${attempt}` });
+      await expect(add(1, "10.244.1.5")).rejects.toThrow("cannot reach the CA");
+      caDown = false;
+      // A watch event for the pod once the CA is back: it waits for the pod's network instead of capturing attempt 1's.
+      await t.client.mergePatch("/api/v1/namespaces/demo/pods/retried", { metadata: { labels: { touched: "yes" } } });
+      await expect
+        .poll(() => retrying.snapshot().find((p) => p.name === "retried")?.reason ?? "", { timeout: 5_000 })
+        .toContain("waiting for the pod's network namespace");
+      expect(driver.calls).toEqual([]);
+      await add(2, "10.244.1.6");
+      expect(driver.calls).toEqual(["capture demo/retried /run/netns/attempt-2"]);
+      expect(driver.ips.get("demo/retried")).toEqual(["10.244.1.6"]);
+    } finally {
+      await retrying.stop();
+    }
+  });
+
   it("verifies captured pods: repairs missing rules or listeners, forgets pods whose netns is gone", async () => {
     const states = new Map<string, "captured" | "broken" | "gone">();
     driver.inspect = async (pod: PodRef) => states.get(pod.name) ?? "captured";
