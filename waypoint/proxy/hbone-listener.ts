@@ -6,16 +6,25 @@ import type { Logger } from "pino";
 import { HBONE_SETTINGS, parseAuthority } from "../../agent/hbone/index.ts";
 import { type Credentials, type SpiffeId, spiffeIdFromCertificate } from "../../agent/identity/index.ts";
 
-/** One accepted CONNECT stream: who sent it (their certificate), from where, and what they dialled. */
+/**
+ * One accepted stream: who sent it (their certificate), from where, and what they dialled. A CONNECT stream for the
+ * waypoint and a sidecar's inbound; a sidecar's outbound passes the app's own captured socket, its pod as the source.
+ */
 export interface ConnectStream {
-  stream: http2.ServerHttp2Stream;
+  stream: http2.ServerHttp2Stream | net.Socket;
   source: SpiffeId;
   sourceAddress: string | undefined;
   target: { ip: string; port: number };
 }
 
-/** Whether the waypoint serves a target: undefined to accept, else the reason answered with 400. */
-export type AcceptTarget = (target: { ip: string; port: number }) => string | undefined;
+/**
+ * Whether a target is served to this peer: undefined to accept, else the reason answered with 400, or a status and
+ * reason (a sidecar's policy refusal: 401 without mTLS proof it accepts, 403 denied).
+ */
+export type AcceptTarget = (
+  target: { ip: string; port: number },
+  peer: { source: SpiffeId; sourceAddress: string | undefined },
+) => string | { status: number; reason: string } | undefined;
 
 /**
  * The agent's HboneServer relays every stream to a socket it opens; the waypoint instead serves HTTP on the stream
@@ -63,10 +72,12 @@ export class WaypointHboneListener {
       if (headers[":method"] !== "CONNECT") return reply(400, "HBONE accepts only CONNECT");
       const target = parseAuthority(headers[":authority"]);
       if (!target) return reply(400, "authority must be <ipv4>:<port>");
-      const refused = opts.accept(target);
-      if (refused) return reply(400, refused);
+      const sourceAddress = socket?.remoteAddress?.replace(/^::ffff:/, "");
+      const refused = opts.accept(target, { source, sourceAddress });
+      if (typeof refused === "string") return reply(400, refused);
+      if (refused) return reply(refused.status, refused.reason);
       stream.respond({ ":status": 200 });
-      opts.onStream({ stream, source, sourceAddress: socket?.remoteAddress?.replace(/^::ffff:/, ""), target });
+      opts.onStream({ stream, source, sourceAddress, target });
     });
   }
 

@@ -1,7 +1,8 @@
-// Public surface of the waypoint's data path: the proxy that serves HBONE CONNECT streams at L7, its errors, metrics, flags and tracing.
-export { WaypointProxy, type WaypointProxyOptions } from "./proxy.ts";
+// Public surface of the L7 data path the waypoint and the sidecar share: the proxy that serves streams at L7 (roles), its errors, metrics, flags and tracing.
+export { type Addressed, type ProxyRole, WaypointProxy, type WaypointProxyOptions } from "./proxy.ts";
+export { type AcceptTarget, type ConnectStream } from "./hbone-listener.ts";
 export { WaypointError, WaypointErrorCode } from "./errors.ts";
-export { type Endpoint, HBONE_PORT, UpstreamPool, asSocket } from "./upstream.ts";
+export { type Endpoint, HBONE_PORT, type OpenUpstream, UpstreamPool, asSocket, hboneOpener } from "./upstream.ts";
 export { type DetectedProtocol, classify, detectProtocol } from "./sniff.ts";
 export { DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_BACKOFF_MS, backoffMs } from "./forward.ts";
 export { DURATION_BUCKETS_MS, REQUEST_LABELS, type RequestLabels, SIZE_BUCKETS_BYTES, WaypointMetrics } from "./metrics.ts";

@@ -47,7 +47,8 @@ export class WaypointMetrics {
     }
   >();
 
-  constructor() {
+  /** `processPrefix`: of the process metrics (CPU, memory) this program adds, e.g. `ambit_sidecar_` for the sidecar. */
+  constructor(processPrefix = "ambit_waypoint_") {
     const registers = [this.registry];
     const labelNames = REQUEST_LABELS;
     this.#requests = new Counter({ name: "istio_requests_total", help: "Total requests", labelNames, registers });
@@ -60,7 +61,7 @@ export class WaypointMetrics {
     });
     this.#requestBytes = new Histogram({ name: "istio_request_bytes", help: "Request body sizes", labelNames, buckets: SIZE_BUCKETS_BYTES, registers });
     this.#responseBytes = new Histogram({ name: "istio_response_bytes", help: "Response body sizes", labelNames, buckets: SIZE_BUCKETS_BYTES, registers });
-    collectProcessMetrics(this.registry, "ambit_waypoint_");
+    collectProcessMetrics(this.registry, processPrefix);
   }
 
   /** One client request, however many attempts it took: counted once, when its response ended. */

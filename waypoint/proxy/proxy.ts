@@ -18,13 +18,22 @@ import { applyHeaderModifier, type RoutePlan, type RoutingTable } from "../routi
 import { WaypointError, WaypointErrorCode } from "./errors.ts";
 import { ResponseFlags } from "./flags.ts";
 import { forward } from "./forward.ts";
-import { type ConnectStream, WaypointHboneListener } from "./hbone-listener.ts";
+import { type AcceptTarget, type ConnectStream, WaypointHboneListener } from "./hbone-listener.ts";
 import { type RequestLabels, WaypointMetrics } from "./metrics.ts";
 import { portProtocol } from "../../contract/app-protocol.ts";
 import { detectProtocol } from "./sniff.ts";
 import { type RequestDestination, destinationLabels, grpcStatus, requestProtocol, sourceLabels, streamSource } from "./telemetry.ts";
 import { type TraceRandom, cryptoRandom, traceHop, withTrace } from "./tracing.ts";
-import { type Endpoint, UpstreamPool, type UpstreamRequest, type UpstreamResponse, asSocket, forwardableHeaders } from "./upstream.ts";
+import {
+  type Endpoint,
+  type OpenUpstream,
+  UpstreamPool,
+  type UpstreamRequest,
+  type UpstreamResponse,
+  asSocket,
+  forwardableHeaders,
+  hboneOpener,
+} from "./upstream.ts";
 
 export interface WaypointProxyOptions {
   /** The waypoint pod's own certificate (its SPIFFE identity, from the controller's CA) and the roots clients chain to. */
@@ -49,10 +58,33 @@ export interface WaypointProxyOptions {
   metrics?: WaypointMetrics;
   /** New trace, span and request ids. */
   traceRandom?: TraceRandom;
+  /** What this proxy is: the waypoint (the default) or one end of a sidecar, which serves the same engine differently. */
+  role?: ProxyRole;
+}
+
+/**
+ * A sidecar runs this engine at both ends of its pod: as the client's (`source`: what the app dialled, any Service or
+ * pod of the mesh, with routes) and as the server's (`destination`: its own pod only, the app on localhost).
+ */
+export interface ProxyRole {
+  /** Istio's `reporter` label of the request metrics. */
+  reporter: "waypoint" | "source" | "destination";
+  /** What a stream addressed, or why it is refused; the waypoint's default accepts only what is bound to it. */
+  resolve?(target: { ip: string; port: number }): Addressed | WaypointError;
+  /** How a request reaches a pod; the waypoint's default: HBONE to a captured pod, which must prove its identity. */
+  endpointOf?(workload: Workload, port: number): Endpoint | WaypointError;
+  /** How an endpoint is dialled; the default is HBONE from `identity` (the waypoint's, the sidecar client's). */
+  openUpstream?: OpenUpstream;
+  /** Istio's `connection_security_policy` for the request metrics. */
+  connectionSecurity?(connect: ConnectStream): "mutual_tls" | "none" | "unknown";
+  /** Whether an HBONE stream is accepted at all (before 200); the default accepts what `resolve` does. */
+  admit?: AcceptTarget;
+  /** Whether L7 authorization runs per request (the waypoint's targetRef'd policies); a sidecar checks L4 policy per connection instead. */
+  l7Authorization?: boolean;
 }
 
 /** What a CONNECT stream addressed: a Service port (by its VIP) or one workload. */
-type Addressed = { kind: "service"; service: ServiceEntry; port: number } | { kind: "workload"; workload: Workload; port: number };
+export type Addressed = { kind: "service"; service: ServiceEntry; port: number } | { kind: "workload"; workload: Workload; port: number };
 
 interface StreamContext {
   connect: ConnectStream;
@@ -95,7 +127,7 @@ const NO_HEALTHY_UPSTREAM = "no healthy upstream";
 const MAX_RETRY_BODY = 1024 * 1024;
 
 export class WaypointProxy {
-  readonly #opts: Required<Omit<WaypointProxyOptions, "routes" | "resilience">> & Pick<WaypointProxyOptions, "resilience">;
+  readonly #opts: Required<Omit<WaypointProxyOptions, "routes" | "resilience" | "role">> & Pick<WaypointProxyOptions, "resilience">;
   readonly #metrics: WaypointMetrics;
   #routes: RoutingTable;
   readonly #listener: WaypointHboneListener;
@@ -106,22 +138,33 @@ export class WaypointProxy {
   readonly #me: string;
   /** Requests waiting for a connection slot of a circuit breaker, oldest first. */
   readonly #pendingByBreaker = new WeakMap<CircuitBreaker, Array<() => void>>();
+  readonly #role: Required<Omit<ProxyRole, "openUpstream" | "admit">>;
 
   constructor(opts: WaypointProxyOptions) {
     this.#opts = { random: Math.random, detectTimeoutMs: 1_000, traceRandom: cryptoRandom, ...opts, metrics: opts.metrics ?? new WaypointMetrics() };
     this.#metrics = this.#opts.metrics;
     this.#routes = opts.routes;
     this.#me = waypointKey(opts.waypoint);
-    this.#upstream = new UpstreamPool(opts.hbone, opts.identity);
+    const role = opts.role ?? { reporter: "waypoint" };
+    this.#role = {
+      reporter: role.reporter,
+      resolve: role.resolve ?? ((target) => this.#resolveBound(target)),
+      endpointOf: role.endpointOf ?? ((workload, port) => this.#capturedEndpoint(workload, port)),
+      connectionSecurity: role.connectionSecurity ?? (() => "mutual_tls"),
+      l7Authorization: role.l7Authorization ?? true,
+    };
+    this.#upstream = new UpstreamPool(role.openUpstream ?? hboneOpener(opts.hbone, opts.identity));
     this.#listener = new WaypointHboneListener({
       credentials: opts.credentials,
       trustBundlePem: opts.trustBundlePem,
       log: opts.log,
-      accept: (target) => {
-        const addressed = this.#resolve(target);
-        return addressed instanceof WaypointError ? addressed.message : undefined;
-      },
-      onStream: (connect) => void this.#onStream(connect),
+      accept:
+        role.admit ??
+        ((target) => {
+          const addressed = this.#role.resolve(target);
+          return addressed instanceof WaypointError ? addressed.message : undefined;
+        }),
+      onStream: (connect) => this.serveStream(connect),
     });
   }
 
@@ -212,8 +255,16 @@ export class WaypointProxy {
     this.#http1.close();
   }
 
+  /**
+   * Serves one stream already accepted: for a sidecar, a CONNECT stream its own HBONE server checked (inbound), or a
+   * socket its pod's app opened (outbound). What it addressed is resolved again by the role; a refusal resets it.
+   */
+  serveStream(connect: ConnectStream): void {
+    void this.#onStream(connect);
+  }
+
   /** Only what is bound to this waypoint: the waypoint is no open proxy into the mesh for any certificate holder. */
-  #resolve(target: { ip: string; port: number }): Addressed | WaypointError {
+  #resolveBound(target: { ip: string; port: number }): Addressed | WaypointError {
     const { index } = this.#opts;
     const service = index.serviceByIp(target.ip);
     const unknown = (why: string) => new WaypointError(WaypointErrorCode.unknownDestination, 400, `${target.ip}:${target.port} ${why}`);
@@ -229,8 +280,8 @@ export class WaypointProxy {
   }
 
   async #onStream(connect: ConnectStream): Promise<void> {
-    const addressed = this.#resolve(connect.target);
-    if (addressed instanceof WaypointError) return void connect.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    const addressed = this.#role.resolve(connect.target);
+    if (addressed instanceof WaypointError) return resetStream(connect.stream, http2.constants.NGHTTP2_REFUSED_STREAM);
     const context: StreamContext = {
       connect,
       addressed,
@@ -246,7 +297,7 @@ export class WaypointProxy {
         { source: formatSpiffeId(connect.source), destination: `${connect.target.ip}:${connect.target.port}` },
         "bytes that are not HTTP on a port declared as HTTP (appProtocol): stream reset",
       );
-      return void connect.stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+      return resetStream(connect.stream, http2.constants.NGHTTP2_PROTOCOL_ERROR);
     }
     if (protocol === "tcp") return this.#carryL4(context);
     const socket = asSocket(connect.stream);
@@ -325,7 +376,7 @@ export class WaypointProxy {
     const line = { source: formatSpiffeId(connect.source), destination: `${connect.target.ip}:${connect.target.port}`, protocol: "tcp" };
     if (endpoint instanceof WaypointError) {
       this.#opts.log.info({ ...line, code: endpoint.code, error: endpoint.message }, "connection");
-      return void connect.stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+      return resetStream(connect.stream, http2.constants.NGHTTP2_CONNECT_ERROR);
     }
     let upstream: Duplex;
     try {
@@ -335,7 +386,7 @@ export class WaypointProxy {
         { ...line, upstream: `${endpoint.ip}:${endpoint.port}`, code: WaypointErrorCode.upstream, error: (err as Error).message },
         "connection",
       );
-      return void connect.stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+      return resetStream(connect.stream, http2.constants.NGHTTP2_CONNECT_ERROR);
     }
     relay(connect.stream, upstream, (counts) =>
       this.#opts.log.info({ ...line, upstream: `${endpoint.ip}:${endpoint.port}`, bytesReceived: counts.aToB, bytesSent: counts.bToA }, "connection"),
@@ -372,14 +423,14 @@ export class WaypointProxy {
       const responseFlags = flags.toString();
       this.#metrics.request(
         {
-          reporter: "waypoint",
+          reporter: this.#role.reporter,
           ...context.source,
           ...destinationLabels(destination),
           request_protocol: protocol,
           response_code: String(code),
           grpc_response_status: protocol === "grpc" ? grpcStatus(code, delivered.grpcStatus) : undefined,
           response_flags: responseFlags,
-          connection_security_policy: "mutual_tls",
+          connection_security_policy: this.#role.connectionSecurity(connect),
         },
         { durationMs, requestBytes: requestBody.bytes(), responseBytes: delivered.bytes },
       );
@@ -399,7 +450,9 @@ export class WaypointProxy {
     const answer = async (status: number, headers: Record<string, string | string[]>, body: string | UpstreamResponse, extra?: Record<string, unknown>) =>
       report(status, await call.respond(status, headers, body), extra);
 
-    const decision = this.#opts.policies.check({
+    const decision = !this.#role.l7Authorization
+      ? { allowed: true, reason: "L4 policy, checked per connection", audit: undefined, response: undefined }
+      : this.#opts.policies.check({
       waypoint: this.#opts.waypoint,
       ...(service ? { service } : {}),
       source: connect.source,
@@ -562,7 +615,7 @@ export class WaypointProxy {
 
   /** An endpoint of the addressed Service port (ready, at random, as kube-proxy picks), or the addressed pod itself. */
   #pickAddressed(addressed: Addressed, resilience?: ServiceResilience): Endpoint | WaypointError {
-    if (addressed.kind === "workload") return this.#endpointOf(addressed.workload, addressed.port);
+    if (addressed.kind === "workload") return this.#role.endpointOf(addressed.workload, addressed.port);
     return this.#pickBackend({ namespace: addressed.service.namespace, service: addressed.service.name, port: addressed.port }, resilience);
   }
 
@@ -577,11 +630,11 @@ export class WaypointProxy {
     const pick = ready.find((e) => endpointKey(e) === chosen) ?? ready[Math.floor(this.#opts.random() * ready.length)]!;
     const workload = this.#opts.index.workloadByIp(pick.ip);
     if (!workload) return new WaypointError(WaypointErrorCode.noEndpoint, 503, `endpoint ${pick.ip} of ${name} is not a known pod`);
-    return this.#endpointOf(workload, pick.port);
+    return this.#role.endpointOf(workload, pick.port);
   }
 
   /** The pod must be captured: its agent terminates HBONE and proves the pod's identity, which the waypoint expects. */
-  #endpointOf(workload: Workload, port: number): Endpoint | WaypointError {
+  #capturedEndpoint(workload: Workload, port: number): Endpoint | WaypointError {
     if (!workload.captured)
       return new WaypointError(
         WaypointErrorCode.noEndpoint,
@@ -645,6 +698,12 @@ function http2Call(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
         );
       }),
   };
+}
+
+/** Refuses a stream: an HTTP/2 stream is reset with `code`, a plain socket (a sidecar's app) with a TCP RST. */
+function resetStream(stream: http2.ServerHttp2Stream | net.Socket, code: number): void {
+  if ("rstCode" in stream) stream.close(code);
+  else stream.resetAndDestroy();
 }
 
 const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);

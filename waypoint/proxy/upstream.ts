@@ -15,7 +15,12 @@ export interface Endpoint {
   identity: SpiffeId;
   /** The pod behind the endpoint, for the request metrics' destination labels. */
   workload?: Workload;
+  /** Reached without HBONE (a sidecar's own app, or a pod outside the mesh): `identity` is then only what it runs as. */
+  plaintext?: boolean;
 }
+
+/** Opens the byte stream a request to an endpoint travels on; the waypoint's is HBONE to the endpoint's agent. */
+export type OpenUpstream = (endpoint: Endpoint) => Promise<Duplex>;
 
 /** The HBONE port every captured pod's agent listens on (contract/install.ts). */
 export const HBONE_PORT = AGENT_PORTS.hbone;
@@ -77,6 +82,17 @@ export function asSocket(stream: Duplex): net.Socket {
   return s as net.Socket;
 }
 
+/** HBONE to the endpoint's own address on 15008 (its agent, or its sidecar), addressed to the endpoint, proving `source`. */
+export function hboneOpener(hbone: HboneConnectionPool, source: SpiffeId): OpenUpstream {
+  return (endpoint) =>
+    hbone.openStream({
+      source,
+      destination: { ip: endpoint.ip, port: endpoint.port },
+      dial: { host: endpoint.ip, port: HBONE_PORT },
+      expectedIdentity: endpoint.identity,
+    });
+}
+
 /** Opening the HBONE stream to an endpoint failed: nothing reached the backend (Envoy's UF, not UC). */
 export class UpstreamConnectError extends Error {
   constructor(cause: unknown) {
@@ -109,28 +125,20 @@ export function forwardableHeaders(headers: Record<string, string | string[] | u
  * connection reuses one upstream connection per endpoint), and one HTTP/2 session per endpoint for HTTP/2 clients.
  */
 export class UpstreamPool {
-  readonly #hbone: HboneConnectionPool;
-  readonly #source: SpiffeId;
+  readonly #open: OpenUpstream;
   readonly #agents = new Map<string, http.Agent>();
   readonly #sessions = new Map<string, Promise<http2.ClientHttp2Session>>();
 
-  constructor(hbone: HboneConnectionPool, source: SpiffeId) {
-    this.#hbone = hbone;
-    this.#source = source;
+  /** `open`: how a connection to an endpoint is made; by default an HBONE stream from `source` (hboneOpener). */
+  constructor(open: OpenUpstream) {
+    this.#open = open;
   }
 
-  /** An HBONE stream to the endpoint's agent, addressed to the endpoint itself; failing with an UpstreamConnectError. */
+  /** A stream to the endpoint; failing with an UpstreamConnectError. */
   openStream(endpoint: Endpoint): Promise<Duplex> {
-    return this.#hbone
-      .openStream({
-        source: this.#source,
-        destination: { ip: endpoint.ip, port: endpoint.port },
-        dial: { host: endpoint.ip, port: HBONE_PORT },
-        expectedIdentity: endpoint.identity,
-      })
-      .catch((err: unknown) => {
-        throw new UpstreamConnectError(err);
-      });
+    return this.#open(endpoint).catch((err: unknown) => {
+      throw new UpstreamConnectError(err);
+    });
   }
 
   #agentFor(endpoint: Endpoint): http.Agent {
