@@ -43,7 +43,7 @@ export interface Workload {
   serviceAccount: string;
   node: string;
   ip: string;
-  /** The destination agent will terminate HBONE for it (its pod is captured). */
+  /** HBONE to its IP on 15008 reaches it: its node's agent captures it, or its own sidecar (contract/sidecar.ts) terminates HBONE. */
   captured: boolean;
   /** Only sent for workloads on the receiving agent's node: policy selectors are matched where they are enforced. */
   labels: Record<string, string>;

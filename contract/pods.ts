@@ -2,6 +2,7 @@
 // (its own pods, before the controller's view names them).
 import type { KubeObject } from "../kube/client.ts";
 import type { Workload } from "./mesh.ts";
+import { hasSidecar } from "./sidecar.ts";
 
 /** Annotation the agent sets on every pod of its node: `enabled` while its traffic is captured. */
 export const REDIRECTION_ANNOTATION = "ambit.dev/redirection";
@@ -28,7 +29,8 @@ export function workloadFromPod(pod: KubeObject): Workload | undefined {
     serviceAccount: pod.spec?.serviceAccountName ?? "default",
     node: pod.spec?.nodeName ?? "",
     ip,
-    captured: pod.metadata.annotations?.[REDIRECTION_ANNOTATION] === "enabled",
+    // Either its node's agent captures it, or its own sidecar terminates HBONE on 15008: peers reach both the same way.
+    captured: pod.metadata.annotations?.[REDIRECTION_ANNOTATION] === "enabled" || hasSidecar(pod),
     labels: pod.metadata.labels ?? {},
   };
 }

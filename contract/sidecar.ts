@@ -1,9 +1,6 @@
 // Sidecar mode's contract: the namespace label, the injected containers' names, ports, user and annotation, shared by `ambit inject`, the controller and the sidecar.
-import { DATAPLANE_MODE_LABEL } from "./capture-intent.ts";
-
 /** `ambit.dev/dataplane-mode=sidecar` on a Namespace: its new pods get a sidecar (the sandbox injects; elsewhere `ambit inject`). */
 export const DATAPLANE_MODE_SIDECAR = "sidecar";
-export { DATAPLANE_MODE_LABEL };
 
 /**
  * Set on every injected pod (as Istio's `sidecar.istio.io/status`): JSON naming what was added. The controller reads it

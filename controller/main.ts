@@ -12,9 +12,10 @@ import type { CompiledL7Authorization } from "../contract/l7-authorization.ts";
 import { compileForEnforcers, compilePeerAuthentication, type Condition } from "./authorization/index.ts";
 import { loadControllerConfig } from "./config.ts";
 import { LeaderElector, leaderIdentity } from "./leader/index.ts";
-import { CallerAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "./identity/index.ts";
+import { CallerAuthenticator, CsrServer, MeshCa, TrustRootsPublisher, podOnNodeCheck } from "./identity/index.ts";
 import { ConfigStreamServer, meshStreamAuthenticator } from "./stream/index.ts";
-import { MeshViews, type ScopedPolicy, WaypointViews } from "./views/index.ts";
+import { MeshViews, type ScopedPolicy, SidecarViews, WaypointViews } from "./views/index.ts";
+import { hasSidecar } from "../contract/sidecar.ts";
 import {
   type CompiledMeshRoutes,
   type WaypointLookup,
@@ -236,6 +237,7 @@ const waypointViews = new WaypointViews({
   l7Policies: () => l7Policies,
   trafficPolicies: () => trafficPolicies.policies(),
 });
+const sidecarViews = new SidecarViews(views, waypointViews);
 
 // ---- waypoints: the leader deploys each ambit-waypoint Gateway and writes its status.
 waypointWork.reconciler = gatewayApi
@@ -300,6 +302,7 @@ const stream = new ConfigStreamServer({
   registry,
   viewFor: (node) => views.viewFor(node),
   waypointViewFor: (waypoint) => waypointViews.viewFor(waypoint),
+  sidecarViewFor: (pod) => sidecarViews.viewFor(pod),
   authenticate: meshStreamAuthenticator({
     trustDomain: config.trustDomain,
     agentServiceAccounts: config.agentServiceAccounts,
@@ -307,6 +310,10 @@ const stream = new ConfigStreamServer({
     isWaypoint: (namespace, name) => {
       const gateway = waypointLookup.gateway(namespace, name);
       return gateway !== undefined && isWaypointGateway(gateway);
+    },
+    isSidecarPod: (namespace, name) => {
+      const pod = informers.get("pods", name, namespace);
+      return pod !== undefined && hasSidecar(pod);
     },
   }),
 });
@@ -327,6 +334,7 @@ ca.onChange(() => {
 /** Agents read the roots from this ConfigMap before their first connection (Istio's istio-ca-root-cert). */
 async function publishTrustBundle(): Promise<void> {
   if (!elector.isLeader() || !ca.ready) return;
+  await publishNamespaceRoots();
   const data = { "root-cert.pem": ca.trustBundle().join("") };
   const path = pathFor("v1", "configmaps", config.namespace, "ambit-ca-root");
   const existing = await client.get(path).catch(() => undefined);
@@ -335,6 +343,21 @@ async function publishTrustBundle(): Promise<void> {
   else await client.create(pathFor("v1", "configmaps", config.namespace), { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "ambit-ca-root" }, data });
   log.info({ roots: ca.trustBundle().length }, "published the trust bundle (configmap ambit-ca-root)");
 }
+
+/** Sidecars mount their namespace's copy (pods mount only their own namespace's ConfigMaps); new namespaces get one too. */
+const rootsPublisher = new TrustRootsPublisher(client, log);
+let rootsPublishing: Promise<void> = Promise.resolve();
+function publishNamespaceRoots(): Promise<void> {
+  // One pass at a time: two passes racing would both create a namespace's ConfigMap and one would fail with 409.
+  rootsPublishing = rootsPublishing.then(async () => {
+    if (!elector.isLeader() || !ca.ready) return;
+    // The system namespace's copy is the agents' (written above with its own labels).
+    const namespaces = informers.list("namespaces").filter((ns) => ns.metadata.name !== config.namespace);
+    await rootsPublisher.publish(namespaces, ca.trustBundle().join(""));
+  });
+  return rootsPublishing;
+}
+informers.on("namespaces", () => void publishNamespaceRoots());
 
 for (const r of ["pods", "services", "endpointslices", "namespaces", "nodes"] as const) {
   informers.on(r, () => {

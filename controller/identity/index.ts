@@ -10,3 +10,4 @@ export {
 export { CA_SECRET, CaError, MeshCa, type MeshCaOptions, PLUGIN_CA_SECRET, loadPluginCa } from "./authority.ts";
 export { CsrServer, type CsrServerOptions } from "./csr-server.ts";
 export { podOnNodeCheck } from "./pod-lookup.ts";
+export { TrustRootsPublisher } from "./roots-publisher.ts";

@@ -6,5 +6,7 @@ export {
   type AuthenticationResult,
   ConfigStreamServer,
   type ConfigStreamServerOptions,
+  type SidecarRef,
+  type SubscriberKind,
 } from "./server.ts";
 export { stableStringify } from "./view.ts";

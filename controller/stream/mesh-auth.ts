@@ -1,4 +1,4 @@
-// Who may hold a config stream: an agent (agent certificate + node-bound token: its node's view) or a waypoint (its own certificate + its pod's token: its view).
+// Who may hold a config stream: an agent (agent certificate + node-bound token: its node's view), a waypoint or a sidecar (its own certificate + its pod's token: its view).
 import { formatSpiffeId, spiffeIdFromCertificate, type SpiffeId } from "../../contract/spiffe.ts";
 import type { CallerAuthenticator } from "../identity/index.ts";
 import type { AuthenticationRequest, AuthenticationResult } from "./server.ts";
@@ -10,6 +10,8 @@ export interface MeshStreamAuthOptions {
   authenticator: Pick<CallerAuthenticator, "authenticate" | "authenticateAgent">;
   /** Whether `namespace/name` is a Gateway of class ambit-waypoint: its waypoint runs as the ServiceAccount of that name. */
   isWaypoint(namespace: string, name: string): boolean;
+  /** Whether the pod `namespace/name` carries Ambit's sidecar (its injection status annotation). Absent: no sidecars. */
+  isSidecarPod?(namespace: string, name: string): boolean;
 }
 
 /**
@@ -37,7 +39,10 @@ export function meshStreamAuthenticator(opts: MeshStreamAuthOptions): (req: Auth
       const auth = await opts.authenticator.authenticateAgent(headers.authorization);
       return auth.ok ? { node: auth.node } : { error: auth.reason, status: auth.status };
     }
-    if (id.trustDomain !== opts.trustDomain || !opts.isWaypoint(id.namespace, id.serviceAccount))
+    if (id.trustDomain !== opts.trustDomain)
+      return { error: `client certificate ${uri} is of trust domain ${id.trustDomain}, not ${opts.trustDomain}`, status: 403 };
+    const waypoint = opts.isWaypoint(id.namespace, id.serviceAccount);
+    if (!waypoint && !opts.isSidecarPod)
       return {
         error: `client certificate ${uri} is neither an agent identity nor a waypoint's (the ServiceAccount named after an ambit-waypoint Gateway of its namespace)`,
         status: 403,
@@ -46,8 +51,16 @@ export function meshStreamAuthenticator(opts: MeshStreamAuthOptions): (req: Auth
     if (!auth.ok) return { error: auth.reason, status: auth.status };
     if (!("pod" in auth) || auth.pod.namespace !== id.namespace || auth.pod.serviceAccount !== id.serviceAccount) {
       const who = "pod" in auth ? `pod ${auth.pod.namespace}/${auth.pod.pod} (service account ${auth.pod.serviceAccount})` : "an agent";
-      return { error: `the token is ${who}'s, not a pod of waypoint ${id.namespace}/${id.serviceAccount} as the client certificate says`, status: 403 };
+      const claimed = waypoint ? `a pod of waypoint ${id.namespace}/${id.serviceAccount}` : `a pod running as ${uri}`;
+      return { error: `the token is ${who}'s, not ${claimed} as the client certificate says`, status: 403 };
     }
-    return { waypoint: { namespace: id.namespace, name: id.serviceAccount } };
+    if (waypoint) return { waypoint: { namespace: id.namespace, name: id.serviceAccount } };
+    // Any other workload identity: only the sidecar of the very pod the token is bound to gets a view (its own).
+    if (!opts.isSidecarPod?.(auth.pod.namespace, auth.pod.pod))
+      return {
+        error: `client certificate ${uri} is not an agent's or a waypoint's, and pod ${auth.pod.namespace}/${auth.pod.pod} carries no Ambit sidecar`,
+        status: 403,
+      };
+    return { sidecar: { namespace: auth.pod.namespace, pod: auth.pod.pod } };
   };
 }

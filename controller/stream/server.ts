@@ -31,7 +31,20 @@ export interface AuthenticationRequest {
  * Whose view the caller gets: a node's (an agent) or a waypoint's. `status` defaults to 401; use 403 for a caller that
  * is known but not allowed.
  */
-export type AuthenticationResult = { node: string } | { waypoint: WaypointRef } | { error: string; status?: 401 | 403 };
+export type AuthenticationResult =
+  | { node: string }
+  | { waypoint: WaypointRef }
+  | { sidecar: SidecarRef }
+  | { error: string; status?: 401 | 403 };
+
+/** A pod that runs Ambit's sidecar: it gets its own view (its policies, every route), named `<namespace>/<pod>` in its hello. */
+export interface SidecarRef {
+  namespace: string;
+  pod: string;
+}
+
+/** Who holds a config stream. */
+export type SubscriberKind = "agent" | "waypoint" | "sidecar";
 
 export interface ConfigStreamServerOptions {
   /** The controller's serving certificate chain and key (PEM). */
@@ -44,6 +57,8 @@ export interface ConfigStreamServerOptions {
   viewFor(node: string): ReadonlyMap<string, Resource>;
   /** Everything a waypoint should hold; called only for waypoints that are connected. Absent: waypoints are refused. */
   waypointViewFor?(waypoint: WaypointRef): ReadonlyMap<string, Resource>;
+  /** Everything a sidecar should hold; called only for sidecars that are connected. Absent: sidecars are refused. */
+  sidecarViewFor?(sidecar: SidecarRef): ReadonlyMap<string, Resource>;
   log: Logger;
   registry: Registry;
   /** Longest a change waits before it is pushed; changes within the window share one recomputation. Default 100. */
@@ -61,7 +76,7 @@ export interface ConfigStreamServerOptions {
 export interface AgentConnectionStatus {
   /** An agent's node, or a waypoint's Gateway as `<namespace>/<name>` (what its hello named). */
   node: string;
-  kind: "agent" | "waypoint";
+  kind: SubscriberKind;
   id: string;
   remoteAddress: string | undefined;
   connectedSince: string;
@@ -75,7 +90,7 @@ export interface AgentConnectionStatus {
 interface AgentConnection {
   id: string;
   node: string;
-  kind: "agent" | "waypoint";
+  kind: SubscriberKind;
   stream: http2.ServerHttp2Stream;
   remoteAddress: string | undefined;
   connectedSince: Date;
@@ -86,7 +101,7 @@ interface AgentConnection {
 
 /** One subscriber's view (a node's or a waypoint's), shared by its connections. */
 interface NodeState {
-  kind: "agent" | "waypoint";
+  kind: SubscriberKind;
   compute(): ReadonlyMap<string, Resource>;
   view: NodeView;
   connections: Set<AgentConnection>;
@@ -96,11 +111,12 @@ interface NodeState {
 const MAX_AGENT_LINE_BYTES = 64 * 1024;
 
 export class ConfigStreamServer {
-  readonly #opts: Required<Omit<ConfigStreamServerOptions, "waypointViewFor">> & Pick<ConfigStreamServerOptions, "waypointViewFor">;
+  readonly #opts: Required<Omit<ConfigStreamServerOptions, "waypointViewFor" | "sidecarViewFor">> &
+    Pick<ConfigStreamServerOptions, "waypointViewFor" | "sidecarViewFor">;
   /** Names this process's version history: an agent holding another epoch's version gets a snapshot. */
   readonly epoch = randomUUID();
   readonly #server: http2.Http2SecureServer;
-  /** By node name; waypoints by `waypoint:<namespace>/<name>` (a node name holds no ':'). */
+  /** By node name; waypoints by `waypoint:<namespace>/<name>`, sidecars by `sidecar:<namespace>/<pod>` (a node name holds no ':'). */
   readonly #nodes = new Map<string, NodeState>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #sockets = new Set<tls.TLSSocket>();
@@ -246,11 +262,13 @@ export class ConfigStreamServer {
       const status = auth.status ?? 401;
       return this.#refuse(stream, status, status === 403 ? ConfigStreamErrorCode.forbidden : ConfigStreamErrorCode.unauthenticated, auth.error);
     }
-    // A waypoint names its Gateway in hello's `node` field as <namespace>/<name>: the protocol stays the agents'.
-    const node = "node" in auth ? auth.node : waypointKey(auth.waypoint);
-    const kind = "node" in auth ? "agent" : "waypoint";
-    if (!("node" in auth) && !this.#opts.waypointViewFor)
+    // A waypoint names its Gateway in hello's `node` field as <namespace>/<name>, a sidecar its pod: the protocol stays the agents'.
+    const node = "node" in auth ? auth.node : "waypoint" in auth ? waypointKey(auth.waypoint) : `${auth.sidecar.namespace}/${auth.sidecar.pod}`;
+    const kind: SubscriberKind = "node" in auth ? "agent" : "waypoint" in auth ? "waypoint" : "sidecar";
+    if (kind === "waypoint" && !this.#opts.waypointViewFor)
       return this.#refuse(stream, 403, ConfigStreamErrorCode.forbidden, `this controller serves no waypoint views (waypoint ${node})`);
+    if (kind === "sidecar" && !this.#opts.sidecarViewFor)
+      return this.#refuse(stream, 403, ConfigStreamErrorCode.forbidden, `this controller serves no sidecar views (pod ${node})`);
     let hello: Extract<AgentMessage, { kind: "hello" }>;
     try {
       hello = await this.#readHello(stream);
@@ -265,12 +283,18 @@ export class ConfigStreamServer {
         ConfigStreamErrorCode.forbidden,
         kind === "agent"
           ? `this agent authenticated as node "${node}" but asked for the config of node "${hello.node}"`
-          : `this waypoint authenticated as ${node} but asked for the config of "${hello.node}" (a waypoint's hello names its Gateway as <namespace>/<name>)`,
+          : kind === "waypoint"
+            ? `this waypoint authenticated as ${node} but asked for the config of "${hello.node}" (a waypoint's hello names its Gateway as <namespace>/<name>)`
+            : `this sidecar authenticated as pod ${node} but asked for the config of "${hello.node}" (a sidecar's hello names its pod as <namespace>/<name>)`,
       );
     }
     if (this.#closing || stream.destroyed) return;
-    const waypoint = "waypoint" in auth ? auth.waypoint : undefined;
-    const compute = waypoint ? () => this.#opts.waypointViewFor!(waypoint) : () => this.#opts.viewFor(node);
+    const compute =
+      "waypoint" in auth
+        ? () => this.#opts.waypointViewFor!(auth.waypoint)
+        : "sidecar" in auth
+          ? () => this.#opts.sidecarViewFor!(auth.sidecar)
+          : () => this.#opts.viewFor(node);
     this.#attach(stream, kind, node, compute, hello, remoteAddress);
   }
 
@@ -313,13 +337,13 @@ export class ConfigStreamServer {
 
   #attach(
     stream: http2.ServerHttp2Stream,
-    kind: "agent" | "waypoint",
+    kind: SubscriberKind,
     node: string,
     compute: () => ReadonlyMap<string, Resource>,
     hello: Extract<AgentMessage, { kind: "hello" }>,
     remoteAddress: string | undefined,
   ): void {
-    const stateKey = kind === "agent" ? node : `waypoint:${node}`;
+    const stateKey = kind === "agent" ? node : `${kind}:${node}`;
     let state = this.#nodes.get(stateKey);
     if (!state) {
       state = {
@@ -353,7 +377,7 @@ export class ConfigStreamServer {
     else this.#send(conn, { kind: "snapshot", epoch: this.epoch, version: view.version, resources: view.resources() });
     this.#opts.log.info(
       {
-        [kind === "agent" ? "node" : "waypoint"]: node,
+        [kind === "agent" ? "node" : kind]: node,
         connection: conn.id,
         remote: remoteAddress,
         version: view.version,

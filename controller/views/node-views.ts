@@ -164,6 +164,22 @@ export class MeshViews {
     return new NodeViewMap(this.#shared, own, policies);
   }
 
+  /**
+   * One pod's view, for its sidecar: what every node shares, the pod's own record with its labels, and the policies
+   * that select it (a sidecar enforces exactly those). Undefined while the pod is not a workload (no IP yet).
+   */
+  viewForPod(namespace: string, name: string): { own: ReadonlyMap<string, Resource>; policies: Map<string, Resource>; shared: ReadonlyMap<string, Resource> } {
+    this.#refresh();
+    const own = new Map<string, Resource>();
+    const policies = new Map<string, Resource>();
+    const mine = [...this.#workloads.values()].find((c) => c.workload.namespace === namespace && c.workload.name === name);
+    if (mine) {
+      own.set(mine.id, mine.local);
+      for (const p of this.#src.policies()) if (policySelects(p, mine.workload, this.#src.rootNamespace)) policies.set(resourceId(p.resource), p.resource);
+    }
+    return { own, policies, shared: this.#shared };
+  }
+
   #refresh(): void {
     if (!this.#dirty) return;
     this.#dirty = false;

@@ -52,6 +52,14 @@ export class WaypointViews {
     return new NodeViewMap(shared, EMPTY, added);
   }
 
+  /**
+   * Every route and every traffic policy, for sidecars: a sidecar routes whatever its pod calls, as Istio's sidecars
+   * apply every VirtualService and DestinationRule of the mesh. The same resource objects as the waypoints' views.
+   */
+  everyRouteAndTrafficPolicy(): Resource[] {
+    return [...this.#routeResources().map((r) => r.resource), ...this.#trafficPolicyResources().map((p) => p.resource)];
+  }
+
   /** `namespace/service` → `namespace/name` of the waypoint its ClusterIP traffic goes through. */
   #bindingsOf(shared: ReadonlyMap<string, Resource>): Map<string, string> {
     if (this.#bindings?.of === shared) return this.#bindings.byService;
