@@ -18,6 +18,7 @@ import { type StructuralSchema, checkCustomResource } from "./schema.ts";
 import { type RbacSource, forbiddenMessage, rbacAllows, verbOf } from "./rbac.ts";
 import { type EventType, ObjectStore, type StoreEvent, type Watcher } from "./store.ts";
 import { ClusterIpAllocator, applyDefaults, invalid, validate } from "./defaults.ts";
+import { admitPod } from "./sidecar-injection.ts";
 import { openApiV3GroupVersion, openApiV3Root } from "./openapi.ts";
 import { decodeProtobufObject } from "./protobuf.ts";
 import { isScalable, scaleDiscoveryEntry, scaled, toScale } from "./scale.ts";
@@ -651,7 +652,8 @@ export class ApiCore {
         );
       }
     }
-    return this.#createObject(r, obj, route.namespace, dryRun, fv);
+    const admitted = r.kind === "Pod" ? admitPod(obj, this.store.get("v1/namespaces", undefined, route.namespace!)) : obj;
+    return this.#createObject(r, admitted, route.namespace, dryRun, fv);
   }
 
   #createObject(r: ResourceType, obj: KubeObject, namespace: string | undefined, dryRun = false, fv?: FieldValidation): KubeObject {

@@ -26,6 +26,10 @@ const IMAGES: Record<string, { entrypoint: string[]; description: string; env?: 
     entrypoint: [process.execPath, path.join(REPO_ROOT, "dist", "waypoint.mjs")],
     description: "the Ambit waypoint (a Deployment per waypoint Gateway): L7 routing, resilience and policy",
   },
+  "ambit.dev/sidecar": {
+    entrypoint: [process.execPath, path.join(REPO_ROOT, "dist", "sidecar.mjs")],
+    description: "the Ambit sidecar (injected into pods of sidecar-mode namespaces): `init` installs the capture rules, `proxy` is the pod's proxy",
+  },
   "ambit.dev/cni": {
     entrypoint: [process.execPath, path.join(REPO_ROOT, "dist", "ambit-cni-install.mjs")],
     description: "the Ambit CNI installer (a container of the agent's pod) and the plugin executable it installs",

@@ -71,6 +71,10 @@ interface PodRuntime {
   ip: string;
   hostNetwork: boolean;
   containers: ContainerRuntime[];
+  /** `spec.initContainers`, run to completion in order before `containers` start. */
+  initContainers: ContainerRuntime[];
+  /** Every init container has succeeded (or there were none). */
+  initialized: boolean;
   /** Token refreshes (default token and projected tokens). */
   timers: NodeJS.Timeout[];
   stopping: boolean;
@@ -206,7 +210,7 @@ export class Kubelet implements PodStreams {
     await fs.writeFile(path.join(spec.serviceAccountDir, "ca.crt"), this.#caPem);
     await fs.writeFile(path.join(spec.serviceAccountDir, "namespace"), namespace);
 
-    const runtime: PodRuntime = { uid, key, podDir, spec, ip, hostNetwork, containers: [], timers: [], stopping: false, phase: "Running", sessions: new Set() };
+    const runtime: PodRuntime = { uid, key, podDir, spec, ip, hostNetwork, containers: [], initContainers: [], initialized: false, timers: [], stopping: false, phase: "Running", sessions: new Set() };
     this.#pods.set(key, runtime);
     try {
       const configMap = (ns: string, n: string) => this.#getOptional(pathFor("v1", "configmaps", ns, n));
@@ -230,9 +234,9 @@ export class Kubelet implements PodStreams {
         configMap,
         secret,
       };
-      for (const c of pod.spec?.containers ?? []) {
+      const build = async (c: KubeObject["spec"], into: ContainerRuntime[]) => {
         const env = { ...imageEnv(c), ...(await containerEnv(withIp, c, sources)) };
-        runtime.spec.env = { ...runtime.spec.env, ...env };
+        if (into === runtime.containers) runtime.spec.env = { ...runtime.spec.env, ...env };
         const mounts = await containerMounts(
           c,
           volumes.dirs,
@@ -241,10 +245,10 @@ export class Kubelet implements PodStreams {
               this.#log.warn({ dir, err: String(err) }, "cannot record a mount point created for a pod; the last sandbox to go down will not remove it"),
             ),
         );
-        if (runtime.containers.length === 0) spec.mounts = mounts;
-        runtime.containers.push({
+        if (runtime.containers.length === 0 && into === runtime.containers) spec.mounts = mounts;
+        into.push({
           name: c.name,
-          argv: containerArgv(c),
+          argv: asUser(containerArgv(c), c, pod),
           env,
           mounts,
           stdin: c.stdin === true,
@@ -257,7 +261,9 @@ export class Kubelet implements PodStreams {
           consecutive: { success: 0, failure: 0 },
           liveFailures: 0,
         });
-      }
+      };
+      for (const c of pod.spec?.initContainers ?? []) await build(c, runtime.initContainers);
+      for (const c of pod.spec?.containers ?? []) await build(c, runtime.containers);
     } catch (err) {
       // A pod that cannot start reports why, like CreateContainerConfigError on a real node.
       this.#log.warn({ pod: key, err: String(err) }, "pod cannot start");
@@ -274,9 +280,64 @@ export class Kubelet implements PodStreams {
       throw err;
     }
     await writeLaunchSpec(podDir, spec);
+    if (runtime.initContainers.length > 0) {
+      // Init containers run one after another, each to success, before any container starts (in the background, so
+      // one that keeps failing holds only its own pod).
+      await this.#reportStatus(runtime);
+      void this.#runInitContainers(runtime, pod).then((done) => {
+        if (!done) return;
+        runtime.initialized = true;
+        for (const c of runtime.containers) this.#startContainer(runtime, c, pod);
+        void this.#reportStatus(runtime).catch(() => {});
+      });
+      this.#log.info({ pod: key, ip, netns }, "pod initializing");
+      return;
+    }
+    runtime.initialized = true;
     for (const c of runtime.containers) this.#startContainer(runtime, c, pod);
     await this.#reportStatus(runtime);
     this.#log.info({ pod: key, ip, netns }, "pod started");
+  }
+
+  /** Runs each init container to completion in order; a failure is retried with back-off (restartPolicy Never: the pod fails). False if the pod stopped first. */
+  async #runInitContainers(runtime: PodRuntime, pod: KubeObject): Promise<boolean> {
+    for (const c of runtime.initContainers) {
+      for (;;) {
+        if (runtime.stopping || this.#stopped) return false;
+        const event = (type: EventType, reason: string, message: string) => this.#events.event(pod, type, reason, message, containerFieldPath(c.name));
+        event("Normal", "Started", `Started container ${c.name}`);
+        const run = c.log.startRun();
+        const [program, ...args] = podCommand(runtime.spec, c.argv, c.mounts);
+        const child = execa(program!, args, { env: c.env, extendEnv: false, detached: true, reject: false, stdio: ["ignore", "pipe", "pipe"], buffer: false });
+        c.process = child;
+        c.startedAt = new Date().toISOString();
+        c.waitingReason = undefined;
+        void this.#reportStatus(runtime).catch(() => {});
+        const outputs = [this.#tapOutput(c, run, child.stdout, "stdout"), this.#tapOutput(c, run, child.stderr, "stderr")];
+        const result = await child;
+        await Promise.all(outputs);
+        await run.finish();
+        c.process = undefined;
+        const exitCode = result.exitCode ?? (result.signal ? 128 : 1);
+        c.lastTermination = { exitCode, finishedAt: new Date().toISOString(), reason: exitCode === 0 ? "Completed" : "Error" };
+        if (exitCode === 0) break;
+        this.#log.info({ pod: runtime.key, initContainer: c.name, exitCode }, "init container failed");
+        if ((pod.spec?.restartPolicy ?? "Always") === "Never") {
+          runtime.phase = "Failed";
+          void this.#reportStatus(runtime).catch(() => {});
+          return false;
+        }
+        c.restartCount++;
+        c.waitingReason = "Init:CrashLoopBackOff";
+        event("Warning", "BackOff", `Back-off restarting failed container ${c.name} in pod ${pod.metadata.name}_${pod.metadata.namespace}(${pod.metadata.uid})`);
+        void this.#reportStatus(runtime).catch(() => {});
+        await new Promise((resolve) => {
+          c.backoffTimer = setTimeout(resolve, Math.min(1000 * 2 ** Math.min(c.restartCount - 1, 5), 30_000));
+        });
+        c.backoffTimer = undefined;
+      }
+    }
+    return true;
   }
 
   #startContainer(runtime: PodRuntime, c: ContainerRuntime, pod: KubeObject): void {
@@ -371,7 +432,7 @@ export class Kubelet implements PodStreams {
 
   async logs(pod: PodRef, opts: LogOptions): Promise<Readable> {
     const runtime = this.#pods.get(`${pod.namespace}/${pod.name}`);
-    const c = runtime?.uid === pod.uid ? runtime.containers.find((x) => x.name === opts.container) : undefined;
+    const c = runtime?.uid === pod.uid ? [...runtime.containers, ...runtime.initContainers].find((x) => x.name === opts.container) : undefined;
     if (!c) {
       // Not started (or its pod could not start): the reason its status gives, as the kubelet says it.
       const status = (this.#informers.get("pods", pod.name, pod.namespace)?.status?.containerStatuses ?? []) as Array<{
@@ -544,11 +605,27 @@ export class Kubelet implements PodStreams {
       startTime: pod.status?.startTime ?? now,
       conditions: [
         cond("PodReadyToStartContainers", true),
-        cond("Initialized", true),
+        cond("Initialized", runtime.initialized),
         cond("Ready", allReady),
         cond("ContainersReady", allReady),
         cond("PodScheduled", true),
       ],
+      ...(runtime.initContainers.length > 0
+        ? {
+            initContainerStatuses: runtime.initContainers.map((c) => ({
+              name: c.name,
+              image: (pod.spec?.initContainers ?? []).find((s: { name: string }) => s.name === c.name)?.image ?? "",
+              imageID: "",
+              ready: c.lastTermination?.exitCode === 0,
+              restartCount: c.restartCount,
+              state: c.process
+                ? { running: { startedAt: c.startedAt } }
+                : c.lastTermination && !c.waitingReason
+                  ? { terminated: { exitCode: c.lastTermination.exitCode, reason: c.lastTermination.reason, finishedAt: c.lastTermination.finishedAt } }
+                  : { waiting: { reason: c.waitingReason ?? "PodInitializing" } },
+            })),
+          }
+        : {}),
       containerStatuses: runtime.containers.map((c) => ({
         name: c.name,
         image: (pod.spec?.containers ?? []).find((s: { name: string }) => s.name === c.name)?.image ?? "",
@@ -665,7 +742,7 @@ export class Kubelet implements PodStreams {
       this.#dialers.delete(runtime.spec.netns);
     }
     const exits: Array<Promise<unknown>> = [];
-    for (const c of runtime.containers) {
+    for (const c of [...runtime.initContainers, ...runtime.containers]) {
       clearTimeout(c.backoffTimer);
       clearTimeout(c.probeTimer);
       clearTimeout(c.livenessTimer);
@@ -675,7 +752,7 @@ export class Kubelet implements PodStreams {
       }
     }
     const deadline = setTimeout(() => {
-      for (const c of runtime.containers) if (c.process) killGroup(c.process, "SIGKILL");
+      for (const c of [...runtime.initContainers, ...runtime.containers]) if (c.process) killGroup(c.process, "SIGKILL");
     }, graceMs);
     await Promise.all(exits);
     clearTimeout(deadline);
@@ -759,4 +836,17 @@ function waitingStatuses(pod: KubeObject, waiting: { reason: string; message?: s
     restartCount: 0,
     state: { waiting },
   }));
+}
+
+/**
+ * `runAsUser`/`runAsGroup` (the container's, else the pod's) and the pod's `fsGroup` as a supplementary group, as a
+ * runtime applies them: the pod's mounts are made as root, then `setpriv` drops to the user before the program runs.
+ */
+function asUser(argv: string[], container: { securityContext?: { runAsUser?: number; runAsGroup?: number } }, pod: KubeObject): string[] {
+  const podContext = (pod.spec?.securityContext ?? {}) as { runAsUser?: number; runAsGroup?: number; fsGroup?: number };
+  const user = container.securityContext?.runAsUser ?? podContext.runAsUser;
+  if (user === undefined || user === 0) return argv;
+  const group = container.securityContext?.runAsGroup ?? podContext.runAsGroup ?? user;
+  const groups = podContext.fsGroup !== undefined ? [`--groups=${podContext.fsGroup}`] : ["--clear-groups"];
+  return ["setpriv", `--reuid=${user}`, `--regid=${group}`, ...groups, "--", ...argv];
 }

@@ -43,9 +43,10 @@ export interface RefreshingFile {
 }
 
 /** Write-then-rename, so a process reading the file never sees half of it. */
-async function writeAtomic(file: string, content: string | Buffer, mode: number): Promise<void> {
+async function writeAtomic(file: string, content: string | Buffer, mode: number, group?: number): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   await fs.writeFile(`${file}.tmp`, content, { mode });
+  if (group !== undefined) await fs.chown(`${file}.tmp`, 0, group);
   await fs.rename(`${file}.tmp`, file);
 }
 
@@ -126,9 +127,11 @@ export async function materializeVolumes(
           const t = source.serviceAccountToken as { audience?: string; expirationSeconds?: number; path: string };
           const file = safeRelative(dir, t.path);
           const expiration = Math.max(600, t.expirationSeconds ?? 3600);
+          // As the kubelet does for fsGroup: the token is group-readable by it (a sidecar running as another user reads it so).
+          const fsGroup = (pod.spec?.securityContext as { fsGroup?: number } | undefined)?.fsGroup;
           const refresh = async () => {
             const issued = await sources.token(t.audience, expiration);
-            await writeAtomic(file, issued.token, 0o600);
+            await writeAtomic(file, issued.token, fsGroup === undefined ? 0o600 : 0o640, fsGroup);
             return { lifetimeSeconds: issued.lifetimeSeconds };
           };
           refreshing.push({ ...(await refresh()), refresh });

@@ -11,14 +11,14 @@ export const NODE = process.execPath;
 export const CLIENT = "demo/orders";
 
 /**
- * A Deployment `<app>-<version>` (one replica) running the echo backend in namespace demo, labelled {app, version}.
+ * A Deployment `<app>-<version>` (one replica) running the echo backend in `namespace` (demo), labelled {app, version}.
  * `env` adds environment variables (the backend's VERSION and POD_NAME are always set).
  */
-export function echoDeployment(app: string, version: string, serviceAccount: string, env: Record<string, string> = {}): string {
+export function echoDeployment(app: string, version: string, serviceAccount: string, env: Record<string, string> = {}, namespace = "demo"): string {
   return `
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: ${app}-${version}, namespace: demo}
+metadata: {name: ${app}-${version}, namespace: ${namespace}}
 spec:
   replicas: 1
   selector: {matchLabels: {app: ${app}, version: ${version}}}
