@@ -16,6 +16,7 @@ export const PROGRAMS: Record<string, string> = {
   "agent/main.ts": "agent.mjs",
   "controller/main.ts": "controller.mjs",
   "waypoint/main.ts": "waypoint.mjs",
+  "sidecar/main.ts": "sidecar.mjs",
   "cni/main.ts": "ambit-cni.mjs",
   "bin/ambit.ts": "ambit.mjs",
   "cni/install/main.ts": "ambit-cni-install.mjs",

@@ -12,7 +12,8 @@ import { compileForEnforcers } from "../../controller/authorization/index.ts";
 import { CallerAuthenticator, CsrServer, MeshCa, podOnNodeCheck } from "../../controller/identity/index.ts";
 import { ConfigStreamServer, meshStreamAuthenticator } from "../../controller/stream/index.ts";
 import { TrafficPolicyState } from "../../controller/traffic-policy/index.ts";
-import { MeshViews, WaypointViews } from "../../controller/views/index.ts";
+import { MeshViews, SidecarViews, WaypointViews } from "../../controller/views/index.ts";
+import { SIDECAR_STATUS_ANNOTATION, hasSidecar } from "../../contract/sidecar.ts";
 import {
   type CompiledMeshRoutes,
   type WaypointLookup,
@@ -137,6 +138,7 @@ describe("a waypoint's identity and config", () => {
       ["shop", "waypoint"],
       ["shop", "other-wp"],
       ["shop", "reviews"],
+      ["shop", "client"],
     ])
       await t.client.create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: sa } });
     for (const [ns, name, sa] of [
@@ -144,11 +146,13 @@ describe("a waypoint's identity and config", () => {
       ["shop", "waypoint-1", "waypoint"],
       ["shop", "other-wp-1", "other-wp"],
       ["shop", "reviews-1", "reviews"],
+      ["shop", "client-1", "client"],
     ]) {
       const p = await t.client.create(`/api/v1/namespaces/${ns}/pods`, {
         apiVersion: "v1",
         kind: "Pod",
-        metadata: { name, labels: { app: sa } },
+        // client-1 carries a sidecar (what injection records on the pod).
+        metadata: { name, labels: { app: sa }, ...(sa === "client" ? { annotations: { [SIDECAR_STATUS_ANNOTATION]: '{"version":1}' } } : {}) },
         spec: { nodeName: "node-1", serviceAccountName: sa, containers: [{ name: "c", image: "ambit.dev/toolbox:0.1" }] },
       });
       uids[name!] = p.metadata.uid!;
@@ -222,6 +226,7 @@ describe("a waypoint's identity and config", () => {
       l7Policies: () => l7Policies,
       trafficPolicies: () => trafficPolicies.policies(),
     });
+    const sidecarViews = new SidecarViews(views, waypointViews);
     const recompile = () =>
       (meshRoutes = compileMeshRoutes(informers.list("httproutes"), informers.list("grpcroutes"), (namespace, name) =>
         informers.get("services", name, namespace),
@@ -248,6 +253,7 @@ describe("a waypoint's identity and config", () => {
       registry: new Registry(),
       viewFor: (node) => views.viewFor(node),
       waypointViewFor: (waypoint) => waypointViews.viewFor(waypoint),
+      sidecarViewFor: (pod) => sidecarViews.viewFor(pod),
       authenticate: meshStreamAuthenticator({
         trustDomain: "cluster.local",
         agentServiceAccounts: ["ambit-system/ambit-agent"],
@@ -255,6 +261,10 @@ describe("a waypoint's identity and config", () => {
         isWaypoint: (namespace, name) => {
           const gw = lookup.gateway(namespace, name);
           return gw !== undefined && isWaypointGateway(gw);
+        },
+        isSidecarPod: (namespace, name) => {
+          const pod = informers.get("pods", name, namespace);
+          return pod !== undefined && hasSidecar(pod);
         },
       }),
     });
@@ -352,8 +362,37 @@ describe("a waypoint's identity and config", () => {
       [0, 403],
     ]);
     expect(attempts[0]!.client.staleness().lastError?.message).toContain("not a pod of waypoint shop/waypoint");
-    expect(attempts[1]!.client.staleness().lastError?.message).toContain("neither an agent identity nor a waypoint's");
+    expect(attempts[1]!.client.staleness().lastError?.message).toContain("pod shop/reviews-1 carries no Ambit sidecar");
     await Promise.all(attempts.map((a) => a.client.close()));
+  });
+
+  it("a sidecar's stream holds its own pod's record with labels, every route and no waypoint's L7 policy; only its own pod gets one", async () => {
+    const tok = await token("shop", "client", "client-1");
+    const identity = await (await caClient(tok)).issue({ trustDomain: "cluster.local", namespace: "shop", serviceAccount: "client" });
+    const sidecar = connect(identity, tok, "shop/client-1");
+    await waitFor("the sidecar's snapshot", () => sidecar.updates.length > 0);
+    const view = sidecar.latest()!;
+    // Every route (a sidecar routes whatever its pod calls), no L7 policy (those are the waypoints').
+    expect(own(view)).toEqual(["routes/shop/ratings:9080", "routes/shop/reviews:9080"]);
+    expect(view.has("trustbundle/default")).toBe(true);
+    const workloads = [...view.values()].filter((r) => r.type === "workload").map((r) => r.value as { name: string; labels: Record<string, string>; captured: boolean });
+    expect(workloads).toHaveLength(5);
+    // Labels only for its own pod (selectors are matched where they are enforced), and it counts as reachable over HBONE.
+    expect(workloads.filter((w) => Object.keys(w.labels).length > 0).map((w) => w.name)).toEqual(["client-1"]);
+    expect(workloads.find((w) => w.name === "client-1")?.captured).toBe(true);
+
+    // Its certificate with its token, naming another pod in hello: refused; a plain pod's certificate gets no view.
+    const otherPod = connect(identity, tok, "shop/reviews-1");
+    const reviewsTok = await token("shop", "reviews", "reviews-1");
+    const reviewsIdentity = await (await caClient(reviewsTok)).issue({ trustDomain: "cluster.local", namespace: "shop", serviceAccount: "reviews" });
+    const plain = connect(reviewsIdentity, reviewsTok, "shop/reviews-1");
+    await waitFor("two refusals", () => [otherPod, plain].every((a) => a.client.staleness().lastError !== undefined));
+    expect([otherPod, plain].map((a) => [a.updates.length, a.client.staleness().lastError?.status])).toEqual([
+      [0, 403],
+      [0, 403],
+    ]);
+    expect(otherPod.client.staleness().lastError?.message).toContain('this sidecar authenticated as pod shop/client-1 but asked for the config of "shop/reviews-1"');
+    expect(plain.client.staleness().lastError?.message).toContain("carries no Ambit sidecar");
   });
 
   it("an agent is unaffected: its node view holds no routes and no L7 policies", async () => {
