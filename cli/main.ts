@@ -6,6 +6,7 @@ import { configCommands } from "./config.ts";
 import { devCommands } from "./dev.ts";
 import { explainCommand } from "./explain.ts";
 import { enrollCommands } from "./enroll.ts";
+import { injectCommand } from "./inject.ts";
 import { CliError, exitCodeFor } from "./errors.ts";
 import { statusCommand } from "./status.ts";
 import { tunnelsCommand } from "./tunnels.ts";
@@ -31,9 +32,9 @@ function splitExec(argv: string[]): { argv: string[]; command?: string[] } {
   return { argv: argv.slice(0, podIndex + 1), command: rest[0] === "--" ? rest.slice(1) : rest };
 }
 
-/** The commands an operator runs against a cluster with the mesh installed (through the Kubernetes API). */
+/** The commands an operator runs against a cluster with the mesh installed (through the Kubernetes API), and `inject`, which needs none. */
 function operatorCommands(y: Argv): Argv {
-  return explainCommand(checkCommand(enrollCommands(statusCommand(configCommands(tunnelsCommand(y))))));
+  return injectCommand(explainCommand(checkCommand(enrollCommands(statusCommand(configCommands(tunnelsCommand(y)))))));
 }
 
 export async function main(rawArgv: string[] = hideBin(process.argv), scriptName = "ambit"): Promise<void> {

@@ -770,6 +770,35 @@ export const TRAFFIC_POLICY_ERRORS = errorDomain(
   },
 );
 
+export const INJECT_ERRORS = errorDomain(
+  "inject",
+  "Sidecar injection (`ambit inject`): objects it cannot read, and pod templates it refuses to add the sidecar to.",
+  {
+    input: {
+      code: "AMBIT_E_INJECT_INPUT",
+      meaning:
+        "The input cannot be injected: a YAML document does not parse or is not an object, a workload has no pod template or containers, or an `ambit.dev/exclude-inbound-ports` / `ambit.dev/exclude-outbound-cidrs` annotation is malformed; nothing is written.",
+      action: "Fix the document, object or annotation the message names (ports 1-65535 and CIDRs such as 10.0.0.0/8, comma-separated), then run it again.",
+    },
+    conflict: {
+      code: "AMBIT_E_INJECT_CONFLICT",
+      meaning:
+        "The pod template already has a container, init container or volume with a name injection adds (ambit-proxy, ambit-init, ambit-ca-token, ambit-ca-root) but no `ambit.dev/sidecar-status` annotation.",
+      action: "Rename the application's container or volume, or remove the remains of an earlier injection before injecting again.",
+    },
+    portConflict: {
+      code: "AMBIT_E_INJECT_PORT_CONFLICT",
+      meaning: "An application container declares a containerPort the sidecar uses inside the pod (15000, 15001, 15006, 15008, 15020, 15021).",
+      action: 'Move the application to another port, or keep that workload out of the mesh with the pod annotation `ambit.dev/inject: "false"`.',
+    },
+    output: {
+      code: "AMBIT_E_INJECT_OUTPUT",
+      meaning: "`ambit inject -o <file>`: the injected manifest could not be written to the file (the reason is in the message).",
+      action: "Check that the file's directory exists and is writable, or leave out `-o` to write to stdout.",
+    },
+  },
+);
+
 export const ERROR_DOMAINS = [
   CONFIG_ERRORS,
   CLI_ERRORS,
@@ -791,6 +820,7 @@ export const ERROR_DOMAINS = [
   ROUTE_ERRORS,
   WAYPOINT_ERRORS,
   TRAFFIC_POLICY_ERRORS,
+  INJECT_ERRORS,
 ] as const;
 
 /** Any code Ambit raises. */

@@ -10,10 +10,11 @@ import { ConfigError } from "../../agent/config.ts";
 import { HboneError } from "../../agent/hbone/index.ts";
 import { KubeRequestError } from "../../kube/client.ts";
 import { ApiError } from "../../sandbox/apiserver/index.ts";
+import { InjectError } from "../../sidecar/index.ts";
 import { CATALOGUE, renderErrorCatalogue } from "../../scripts/error-catalogue.ts";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 
-const SOURCE_DIRS = ["agent", "controller", "cni", "kube", "contract", "pki", "host", "cli", "helm", "sandbox", "scripts", "bin"];
+const SOURCE_DIRS = ["agent", "controller", "cni", "kube", "contract", "pki", "host", "cli", "helm", "sandbox", "sidecar", "scripts", "bin"];
 
 async function sources(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -74,6 +75,7 @@ describe("error codes", () => {
       [new KubeRequestError(404, "NotFound", "pods x not found"), KubeRequestError, "KubeRequestError", "AMBIT_E_KUBE_REQUEST"],
       [new ApiError(409, "Conflict", "changed"), ApiError, "ApiError", "AMBIT_E_API_CONFLICT"],
       [new ConfigStreamError(ConfigStreamErrorCode.connect, "refused", { cause }), ConfigStreamError, "ConfigStreamError", "AMBIT_E_CONFIG_STREAM_CONNECT"],
+      [new InjectError("AMBIT_E_INJECT_CONFLICT", "taken"), InjectError, "InjectError", "AMBIT_E_INJECT_CONFLICT"],
     ];
     for (const [err, cls, name, code] of cases) {
       expect(err).toBeInstanceOf(cls);
