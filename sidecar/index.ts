@@ -1,4 +1,4 @@
-// Sidecar mode's injection: what `ambit inject` and the sandbox's API server add to pods of sidecar namespaces.
+// Public surface of sidecar mode: injection (what `ambit inject` and the sandbox's API server add to pods), the capture rules and the typed configuration.
 export { InjectError, type InjectErrorCode, type InjectionReport, type InjectionResult, injectPod, injectSidecar } from "./inject.ts";
 export {
   DEFAULT_CONTAINER_ANNOTATION,
@@ -14,3 +14,5 @@ export {
   type SidecarInjectionSettings,
   defaultInjectionSettings,
 } from "./template.ts";
+export { SIDECAR_CHAINS, installSidecarCapture, renderSidecarCapture } from "./capture.ts";
+export { type SidecarConfig, SidecarConfigError, type SidecarInitConfig, loadSidecarConfig, loadSidecarInitConfig } from "./config.ts";

@@ -3,7 +3,7 @@ import { isIP } from "node:net";
 import { DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE } from "../contract/capture-intent.ts";
 import { INJECT_ERRORS } from "../contract/error-codes.ts";
 import { AmbitError, type CodeOf } from "../contract/errors.ts";
-import { SIDECAR_CONTAINER, SIDECAR_INIT_CONTAINER, SIDECAR_PORTS, SIDECAR_STATUS_ANNOTATION } from "../contract/sidecar.ts";
+import { SIDECAR_CONTAINER, SIDECAR_INIT_CONTAINER, SIDECAR_PORTS, SIDECAR_STATUS_ANNOTATION, SIDECAR_UID } from "../contract/sidecar.ts";
 import {
   type CaptureExclusions,
   DEFAULT_CONTAINER_ANNOTATION,
@@ -189,6 +189,10 @@ function injectTemplate(template: Json, s: SidecarInjectionSettings, id: Identit
   // First, so the kubelet starts the proxy before the application's containers.
   spec.containers = [proxyContainer(s), ...containers];
   spec.volumes = [...volumes, ...sidecarVolumes()];
+  // The kubelet makes projected tokens readable by the pod's fsGroup only: the proxy (uid 1337) reads its CA token so,
+  // as Istio's injection sets it. A pod that chose an fsGroup keeps it (the proxy then needs that group).
+  const podSecurity = (spec.securityContext ?? {}) as Record<string, unknown>;
+  if (podSecurity.fsGroup === undefined) spec.securityContext = { ...podSecurity, fsGroup: SIDECAR_UID };
   annotations[SIDECAR_STATUS_ANNOTATION] = JSON.stringify(SIDECAR_STATUS);
   // A pod that says how it is scraped keeps its own annotations, all three.
   if (!Object.keys(PROMETHEUS_ANNOTATIONS).some((k) => annotations[k] !== undefined)) Object.assign(annotations, PROMETHEUS_ANNOTATIONS);

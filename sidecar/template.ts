@@ -59,6 +59,8 @@ export const INIT_ENV = {
   excludeInboundPorts: "AMBIT_EXCLUDE_INBOUND_PORTS",
   /** Copied from EXCLUDE_OUTBOUND_CIDRS_ANNOTATION, normalised ("10.0.0.0/8,fd00::/8"); absent when the pod has none. */
   excludeOutboundCidrs: "AMBIT_EXCLUDE_OUTBOUND_CIDRS",
+  /** The node's address (downward API status.hostIP). */
+  hostIp: "HOST_IP",
 } as const;
 
 /** The sidecar's scrape annotations, added only when the pod sets none of the three itself. */
@@ -89,7 +91,11 @@ const resourcesOf = (s: SidecarInjectionSettings) => structuredClone(s.resources
 
 /** Sets the pod's capture rules, then exits; the app containers start after it. */
 export function initContainer(s: SidecarInjectionSettings, exclusions: CaptureExclusions): Record<string, unknown> {
-  const env: Array<{ name: string; value: string }> = [{ name: INIT_ENV.proxyUid, value: String(SIDECAR_UID) }];
+  const env: Array<Record<string, unknown>> = [
+    { name: INIT_ENV.proxyUid, value: String(SIDECAR_UID) },
+    // The node's address: kubelet probes come from it and reach the app directly, as on an ambient pod.
+    { name: INIT_ENV.hostIp, valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } },
+  ];
   if (exclusions.inboundPorts) env.push({ name: INIT_ENV.excludeInboundPorts, value: exclusions.inboundPorts });
   if (exclusions.outboundCidrs) env.push({ name: INIT_ENV.excludeOutboundCidrs, value: exclusions.outboundCidrs });
   return {

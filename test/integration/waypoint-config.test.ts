@@ -318,7 +318,7 @@ describe("a waypoint's identity and config", () => {
       "service/shop/ratings",
       "service/shop/reviews",
     ]);
-    expect([...wp.latest()!.keys()].filter((k) => k.startsWith("workload/"))).toHaveLength(4);
+    expect([...wp.latest()!.keys()].filter((k) => k.startsWith("workload/"))).toHaveLength(5);
     expect(wp.latest()!.has("trustbundle/default")).toBe(true);
     expect(wp.latest()!.get("routes/shop/reviews:9080")?.value).toMatchObject({
       producer: [{ name: "reviews-route", rules: [{ matches: [{ path: { value: "/" } }] }] }],

@@ -1,7 +1,7 @@
 // The sidecar's capture rules (rendered for iptables-restore) and its typed configuration: what must be captured, what must not, and bad settings refused whole.
 import { describe, expect, it } from "vitest";
-import { SIDECAR_CHAINS, renderSidecarCapture } from "../../sidecar/capture.ts";
-import { SidecarConfigError, loadSidecarConfig, loadSidecarInitConfig } from "../../sidecar/config.ts";
+import { SIDECAR_CHAINS, renderSidecarCapture } from "../../sidecar/index.ts";
+import { SidecarConfigError, loadSidecarConfig, loadSidecarInitConfig } from "../../sidecar/index.ts";
 
 const base = { proxyUid: 1337, excludeInboundPorts: [], excludeOutboundCidrs: [], hostIp: undefined };
 

@@ -139,7 +139,10 @@ describe("injectSidecar: every workload kind", () => {
       name: "ambit-init",
       image: "ambit.dev/sidecar",
       args: ["init"],
-      env: [{ name: "AMBIT_PROXY_UID", value: "1337" }],
+      env: [
+        { name: "AMBIT_PROXY_UID", value: "1337" },
+        { name: "HOST_IP", valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } },
+      ],
       securityContext: { runAsUser: 0, runAsNonRoot: false, allowPrivilegeEscalation: false, capabilities: { add: ["NET_ADMIN", "NET_RAW"], drop: ["ALL"] } },
     });
     expect(spec.volumes).toEqual([
@@ -148,19 +151,28 @@ describe("injectSidecar: every workload kind", () => {
     ]);
   });
 
+  it("makes the proxy's CA token readable through the pod's fsGroup (1337 unless the pod chose one)", () => {
+    expect(templateOf(inject(deployment()).object).spec.securityContext).toEqual({ fsGroup: 1337 });
+    expect(templateOf(inject(deployment({ securityContext: { fsGroup: 2000, runAsNonRoot: true } })).object).spec.securityContext).toEqual({
+      fsGroup: 2000,
+      runAsNonRoot: true,
+    });
+  });
+
   it("the pod's own init containers and volumes stay, after the init container and before the sidecar's volumes", async () => {
     const d = deployment({ initContainers: [{ name: "migrate", image: "migrate:1" }], volumes: [{ name: "data", emptyDir: {} }] });
     const { object } = inject(d);
     const spec = templateOf(object).spec;
     expect(spec.initContainers.map((c: Obj) => c.name)).toEqual(["ambit-init", "migrate"]);
     expect(spec.volumes.map((v: Obj) => v.name)).toEqual(["data", "ambit-ca-token", "ambit-ca-root"]);
-    expect(Object.keys(spec)).toEqual(["containers", "initContainers", "volumes"]);
+    expect(Object.keys(spec)).toEqual(["containers", "initContainers", "volumes", "securityContext"]);
     // A template without init containers gets them just before its containers.
     expect(Object.keys(templateOf(inject(deployment({ restartPolicy: "Always" })).object).spec)).toEqual([
       "initContainers",
       "containers",
       "restartPolicy",
       "volumes",
+      "securityContext",
     ]);
     expect(await problems(object)).toEqual([]);
   });
@@ -300,6 +312,7 @@ describe("injectSidecar: the rules", () => {
     );
     expect(templateOf(inject(d).object).spec.initContainers[0].env).toEqual([
       { name: "AMBIT_PROXY_UID", value: "1337" },
+      { name: "HOST_IP", valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } },
       { name: "AMBIT_EXCLUDE_INBOUND_PORTS", value: "9090,8081" },
       { name: "AMBIT_EXCLUDE_OUTBOUND_CIDRS", value: "10.0.0.0/8,fd00::/8" },
     ]);
