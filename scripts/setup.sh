@@ -24,6 +24,11 @@ for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
 done
 [ -x /usr/lib/cni/ptp ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
+# The nginx-sidecar bench baseline (bench/tools/nginx-sidecar.ts, tested by test/integration/nginx-sidecar.test.ts):
+# nginx with its stream module doing mutual TLS. Debian's plain nginx and the stream module are the lightest pair with
+# both (nginx-light only adds an HTTP echo module); nginx itself is in /usr/sbin, outside a non-root PATH.
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
