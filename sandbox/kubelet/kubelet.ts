@@ -149,7 +149,9 @@ export class Kubelet implements PodStreams {
     const paths = sandboxPaths(this.#cfg.stateDir);
     const podDir = path.join(paths.pods, uid);
     const logDir = path.join(paths.logs, "pods", `${namespace}_${pod.metadata.name}_${uid}`);
-    await fs.mkdir(path.join(podDir, "serviceaccount"), { recursive: true, mode: 0o700 });
+    await fs.mkdir(podDir, { recursive: true, mode: 0o700 });
+    // Bind-mounted into containers that may run as any user (runAsUser): traversable, as the kubelet's volume dirs are.
+    await fs.mkdir(path.join(podDir, "serviceaccount"), { recursive: true, mode: 0o755 });
     await fs.mkdir(logDir, { recursive: true });
     const startedAt = new Date().toISOString();
 
@@ -210,7 +212,21 @@ export class Kubelet implements PodStreams {
     await fs.writeFile(path.join(spec.serviceAccountDir, "ca.crt"), this.#caPem);
     await fs.writeFile(path.join(spec.serviceAccountDir, "namespace"), namespace);
 
-    const runtime: PodRuntime = { uid, key, podDir, spec, ip, hostNetwork, containers: [], initContainers: [], initialized: false, timers: [], stopping: false, phase: "Running", sessions: new Set() };
+    const runtime: PodRuntime = {
+      uid,
+      key,
+      podDir,
+      spec,
+      ip,
+      hostNetwork,
+      containers: [],
+      initContainers: [],
+      initialized: false,
+      timers: [],
+      stopping: false,
+      phase: "Running",
+      sessions: new Set(),
+    };
     this.#pods.set(key, runtime);
     try {
       const configMap = (ns: string, n: string) => this.#getOptional(pathFor("v1", "configmaps", ns, n));
@@ -220,7 +236,7 @@ export class Kubelet implements PodStreams {
       await this.#keepFresh(runtime, {
         refresh: async () => {
           const issued = await token(undefined, TOKEN_EXPIRATION_SECONDS);
-          await writeSecretFile(defaultToken, issued.token);
+          await writeSecretFile(defaultToken, issued.token, (pod.spec?.securityContext as { fsGroup?: number } | undefined)?.fsGroup);
           return issued;
         },
       });
@@ -329,7 +345,11 @@ export class Kubelet implements PodStreams {
         }
         c.restartCount++;
         c.waitingReason = "Init:CrashLoopBackOff";
-        event("Warning", "BackOff", `Back-off restarting failed container ${c.name} in pod ${pod.metadata.name}_${pod.metadata.namespace}(${pod.metadata.uid})`);
+        event(
+          "Warning",
+          "BackOff",
+          `Back-off restarting failed container ${c.name} in pod ${pod.metadata.name}_${pod.metadata.namespace}(${pod.metadata.uid})`,
+        );
         void this.#reportStatus(runtime).catch(() => {});
         await new Promise((resolve) => {
           c.backoffTimer = setTimeout(resolve, Math.min(1000 * 2 ** Math.min(c.restartCount - 1, 5), 30_000));
@@ -802,8 +822,13 @@ export class Kubelet implements PodStreams {
 }
 
 /** Write-then-rename with mode 0600: readers never see half a token. */
-async function writeSecretFile(file: string, content: string): Promise<void> {
-  await fs.writeFile(`${file}.tmp`, content, { mode: 0o600 });
+/**
+ * The service-account token as the kubelet writes its projected volume (kube-api-access, defaultMode 0644): readable
+ * by a container of any user, or, with the pod's fsGroup, by that group only (0640).
+ */
+async function writeSecretFile(file: string, content: string, fsGroup: number | undefined): Promise<void> {
+  await fs.writeFile(`${file}.tmp`, content, { mode: fsGroup === undefined ? 0o644 : 0o640 });
+  if (fsGroup !== undefined) await fs.chown(`${file}.tmp`, 0, fsGroup);
   await fs.rename(`${file}.tmp`, file);
 }
 

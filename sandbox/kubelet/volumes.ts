@@ -127,11 +127,12 @@ export async function materializeVolumes(
           const t = source.serviceAccountToken as { audience?: string; expirationSeconds?: number; path: string };
           const file = safeRelative(dir, t.path);
           const expiration = Math.max(600, t.expirationSeconds ?? 3600);
-          // As the kubelet does for fsGroup: the token is group-readable by it (a sidecar running as another user reads it so).
+          // As the kubelet writes it: the volume's defaultMode (0644), or with the pod's fsGroup 0600 made group-readable
+          // by that group (0640), which is how a sidecar running as another user than the app reads its token.
           const fsGroup = (pod.spec?.securityContext as { fsGroup?: number } | undefined)?.fsGroup;
           const refresh = async () => {
             const issued = await sources.token(t.audience, expiration);
-            await writeAtomic(file, issued.token, fsGroup === undefined ? 0o600 : 0o640, fsGroup);
+            await writeAtomic(file, issued.token, fsGroup === undefined ? (projected.defaultMode ?? 0o644) : 0o640, fsGroup);
             return { lifetimeSeconds: issued.lifetimeSeconds };
           };
           refreshing.push({ ...(await refresh()), refresh });
