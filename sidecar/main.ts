@@ -113,7 +113,18 @@ const hbone = new HboneConnectionPool({
   getClientCredentials: () => certificates.credentialsFor(identity),
   trustBundlePem: () => trustBundlePem,
 });
-const common = { credentials: certificates.credentialsFor(identity), trustBundlePem, identity, index, routes, policies: noL7Policies, hbone, metrics, resilience, log };
+const common = {
+  credentials: certificates.credentialsFor(identity),
+  trustBundlePem,
+  identity,
+  index,
+  routes,
+  policies: noL7Policies,
+  hbone,
+  metrics,
+  resilience,
+  log,
+};
 // `waypoint` names the engine's owner in its logs; a sidecar is bound to no waypoint.
 const owner = { namespace: config.pod.namespace, name: `sidecar:${config.pod.name}` };
 const client = new WaypointProxy({ ...common, waypoint: owner, role: clientRole({ index, me: identity, hbone }) });
@@ -132,6 +143,10 @@ function dialled(socket: net.Socket): { ip: string; port: number } | undefined {
   }
 }
 
+/** The sidecar's own ports; the pod reaches them on loopback or its own address, never through the mesh. */
+const OWN_PORTS = new Set<number>(Object.values(config.ports));
+const isOwnListener = (t: { ip: string; port: number }) => OWN_PORTS.has(t.port) && (t.ip.startsWith("127.") || t.ip === config.podIp);
+
 const plainRelay = (from: net.Socket, to: net.Socket, line: Record<string, unknown>) =>
   relay(from, to, (counts) => log.info({ ...line, bytesSent: counts.aToB, bytesReceived: counts.bToA }, "connection"));
 
@@ -141,6 +156,12 @@ const outbound = net.createServer({ noDelay: true }, (socket) => {
   const target = dialled(socket);
   if (!target) return;
   const line = { direction: "outbound", destination: `${target.ip}:${target.port}` };
+  // The pod dialling the sidecar's own listeners (loopback or its own address is not redirected): passing that on
+  // would reach this very listener again, without end.
+  if (isOwnListener(target)) {
+    log.info({ ...line, code: "AMBIT_E_SELF_CONNECT" }, "connection refused: it was made to the sidecar's own listener");
+    return socket.resetAndDestroy();
+  }
   const dst = resolveDestination(index, target.ip, target.port);
   if (dst.kind === "waypoint") {
     // The destination asked for its waypoint's L7 policy: carried there unread, as an ambient agent does; no ready pod fails closed.
@@ -158,7 +179,8 @@ const outbound = net.createServer({ noDelay: true }, (socket) => {
         expectedIdentity: waypointIdentity(dst.waypoint, config.trustDomain),
       })
       .then(
-        (stream) => relay(socket, stream, (c) => log.info({ ...line, waypoint: waypointKey(dst.waypoint), bytesSent: c.aToB, bytesReceived: c.bToA }, "connection")),
+        (stream) =>
+          relay(socket, stream, (c) => log.info({ ...line, waypoint: waypointKey(dst.waypoint), bytesSent: c.aToB, bytesReceived: c.bToA }, "connection")),
         (err: unknown) => {
           log.info({ ...line, waypoint: waypointKey(dst.waypoint), error: (err as Error).message }, "connection failed");
           socket.resetAndDestroy();
@@ -184,6 +206,12 @@ const inboundPlain = net.createServer({ noDelay: true }, (socket) => {
   if (!target) return;
   const sourceIp = socket.remoteAddress?.replace(/^::ffff:/, "");
   const line = { direction: "inbound", source: sourceIp, destination: `${target.ip}:${target.port}`, security: "none" };
+  // A peer dialling the sidecar's capture ports: delivering it would come straight back here (the proxy's own
+  // connections are not captured), a loop that ends only when descriptors run out.
+  if (OWN_PORTS.has(target.port)) {
+    log.info({ ...line, code: "AMBIT_E_SELF_CONNECT" }, "connection refused: it was made to the sidecar's own port");
+    return socket.resetAndDestroy();
+  }
   const decision = decideInbound(policy, me(), { ...(sourceIp ? { sourceIp } : {}), destinationIp: target.ip, destinationPort: target.port });
   if (!decision.allowed || target.ip !== config.podIp) {
     log.info({ ...line, reason: decision.allowed ? "not addressed to this pod" : decision.reason }, "connection denied");
