@@ -117,7 +117,8 @@ export function loadSidecarInitConfig(env: NodeJS.ProcessEnv = process.env): Sid
   });
   // IPv6 blocks are accepted and left out: only IPv4 is captured (no ip6tables rules), so there is nothing to exclude them from.
   const excludeOutboundCidrs = list("AMBIT_EXCLUDE_OUTBOUND_CIDRS").filter((c) => !(c.includes(":") && net.isIPv6(c.split("/")[0]!)));
-  for (const c of excludeOutboundCidrs) if (!CIDR.test(c) || !net.isIPv4(c.split("/")[0]!)) problems.push(`AMBIT_EXCLUDE_OUTBOUND_CIDRS: "${c}" is not an IPv4 CIDR`);
+  for (const c of excludeOutboundCidrs)
+    if (!CIDR.test(c) || !net.isIPv4(c.split("/")[0]!)) problems.push(`AMBIT_EXCLUDE_OUTBOUND_CIDRS: "${c}" is not an IPv4 CIDR`);
   const hostIp = env.HOST_IP || undefined;
   if (hostIp !== undefined && !net.isIPv4(hostIp)) problems.push(`HOST_IP="${hostIp}" must be the node's IPv4 address (downward API: status.hostIP)`);
   if (problems.length > 0) throw new SidecarConfigError(`invalid sidecar init configuration:\n  - ${problems.join("\n  - ")}`);

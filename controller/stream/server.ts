@@ -31,11 +31,7 @@ export interface AuthenticationRequest {
  * Whose view the caller gets: a node's (an agent) or a waypoint's. `status` defaults to 401; use 403 for a caller that
  * is known but not allowed.
  */
-export type AuthenticationResult =
-  | { node: string }
-  | { waypoint: WaypointRef }
-  | { sidecar: SidecarRef }
-  | { error: string; status?: 401 | 403 };
+export type AuthenticationResult = { node: string } | { waypoint: WaypointRef } | { sidecar: SidecarRef } | { error: string; status?: 401 | 403 };
 
 /** A pod that runs Ambit's sidecar: it gets its own view (its policies, every route), named `<namespace>/<pod>` in its hello. */
 export interface SidecarRef {

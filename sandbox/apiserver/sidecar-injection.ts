@@ -15,10 +15,6 @@ export function admitPod(pod: KubeObject, namespace: KubeObject | undefined): Ku
     return injectPod(pod, defaultInjectionSettings()).object;
   } catch (err) {
     const e = err as Error & { code?: string };
-    throw new ApiError(
-      400,
-      "BadRequest",
-      `admission webhook "sidecar-injector.ambit.dev" denied the request: ${e.code ? `[${e.code}] ` : ""}${e.message}`,
-    );
+    throw new ApiError(400, "BadRequest", `admission webhook "sidecar-injector.ambit.dev" denied the request: ${e.code ? `[${e.code}] ` : ""}${e.message}`);
   }
 }

@@ -375,7 +375,9 @@ describe("a waypoint's identity and config", () => {
     // Every route (a sidecar routes whatever its pod calls), no L7 policy (those are the waypoints').
     expect(own(view)).toEqual(["routes/shop/ratings:9080", "routes/shop/reviews:9080"]);
     expect(view.has("trustbundle/default")).toBe(true);
-    const workloads = [...view.values()].filter((r) => r.type === "workload").map((r) => r.value as { name: string; labels: Record<string, string>; captured: boolean });
+    const workloads = [...view.values()]
+      .filter((r) => r.type === "workload")
+      .map((r) => r.value as { name: string; labels: Record<string, string>; captured: boolean });
     expect(workloads).toHaveLength(5);
     // Labels only for its own pod (selectors are matched where they are enforced), and it counts as reachable over HBONE.
     expect(workloads.filter((w) => Object.keys(w.labels).length > 0).map((w) => w.name)).toEqual(["client-1"]);
@@ -391,7 +393,9 @@ describe("a waypoint's identity and config", () => {
       [0, 403],
       [0, 403],
     ]);
-    expect(otherPod.client.staleness().lastError?.message).toContain('this sidecar authenticated as pod shop/client-1 but asked for the config of "shop/reviews-1"');
+    expect(otherPod.client.staleness().lastError?.message).toContain(
+      'this sidecar authenticated as pod shop/client-1 but asked for the config of "shop/reviews-1"',
+    );
     expect(plain.client.staleness().lastError?.message).toContain("carries no Ambit sidecar");
   });
 

@@ -453,17 +453,17 @@ export class WaypointProxy {
     const decision = !this.#role.l7Authorization
       ? { allowed: true, reason: "L4 policy, checked per connection", audit: undefined, response: undefined }
       : this.#opts.policies.check({
-      waypoint: this.#opts.waypoint,
-      ...(service ? { service } : {}),
-      source: connect.source,
-      ...(connect.sourceAddress ? { sourceIp: connect.sourceAddress } : {}),
-      destinationIp: connect.target.ip,
-      destinationPort: connect.target.port,
-      method: call.method,
-      path: call.path,
-      host: call.authority,
-      headers: call.headers,
-    });
+          waypoint: this.#opts.waypoint,
+          ...(service ? { service } : {}),
+          source: connect.source,
+          ...(connect.sourceAddress ? { sourceIp: connect.sourceAddress } : {}),
+          destinationIp: connect.target.ip,
+          destinationPort: connect.target.port,
+          method: call.method,
+          path: call.path,
+          host: call.authority,
+          headers: call.headers,
+        });
     line.policy = decision.reason;
     // AUDIT marks the request in its access line and never changes the decision.
     if (decision.audit) line.audit = decision.audit;
