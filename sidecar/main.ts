@@ -48,6 +48,8 @@ const caClient = new ControllerCaClient({
   tokenFile: config.caTokenFile,
 });
 const proxies: WaypointProxy[] = [];
+/** The server end, once the first config has arrived (policy changes before then have no stream to re-check). */
+let server: WaypointProxy | undefined = undefined;
 const certificates = new CertificateManager(caClient, log, () => {
   for (const p of proxies) p.updateCredentials(certificates.credentialsFor(identity), trustBundlePem);
 });
@@ -78,6 +80,9 @@ const configClient = new ConfigStreamClient({
     const table = new RoutingTable(parsed.routes);
     policy.replace(parsed.authorizations, parsed.peerAuthentications);
     index.replace(parsed.workloads, parsed.services);
+    // Streams open before this version are admitted again: one its policies now refuse is closed, as the agent does.
+    const closed = server?.recheckStreams() ?? 0;
+    if (closed > 0) log.info({ closed }, "closed connections the new policy denies");
     index.setPodNetwork(parsed.network.podCidrs);
     resilience.update(parsed.trafficPolicies);
     routes = table;
@@ -128,8 +133,9 @@ const common = {
 // `waypoint` names the engine's owner in its logs; a sidecar is bound to no waypoint.
 const owner = { namespace: config.pod.namespace, name: `sidecar:${config.pod.name}` };
 const client = new WaypointProxy({ ...common, waypoint: owner, role: clientRole({ index, me: identity, hbone }) });
-const server = new WaypointProxy({ ...common, waypoint: owner, role: serverRole({ me, podIp: config.podIp, identity, policy }) });
-proxies.push(client, server);
+const serverProxy = new WaypointProxy({ ...common, waypoint: owner, role: serverRole({ me, podIp: config.podIp, identity, policy }) });
+server = serverProxy;
+proxies.push(client, serverProxy);
 
 /** What the app dialled, before REDIRECT sent it here; undefined (and the socket reset) when the kernel has no record. */
 function dialled(socket: net.Socket): { ip: string; port: number } | undefined {
@@ -224,7 +230,7 @@ const inboundPlain = net.createServer({ noDelay: true }, (socket) => {
 });
 
 /** HBONE from ambient agents, waypoints and other sidecars (15008), served by the server role. */
-const hboneListener = net.createServer((socket) => server.acceptConnection(socket));
+const hboneListener = net.createServer((socket) => serverProxy.acceptConnection(socket));
 
 const listen = (srv: net.Server, port: number, host = "0.0.0.0") =>
   new Promise<void>((resolve, reject) => {
@@ -252,9 +258,9 @@ const admin = await startAdminServers(
       services: index.services.length,
       policies: policy.dump(),
       certificates: certificates.summary(),
-      connections: server.connections,
+      connections: serverProxy.connections,
     }),
-    tunnels: () => ({ sidecar: podKey, connections: server.connections }),
+    tunnels: () => ({ sidecar: podKey, connections: serverProxy.connections }),
     log,
   },
   // Metrics and readiness on every address of the pod (Prometheus and the kubelet), the admin API on localhost only.
@@ -269,7 +275,7 @@ const shutdown = async (signal: string) => {
   outbound.close();
   inboundPlain.close();
   hboneListener.close();
-  await server.drain(config.drainDeadlineMs);
+  await serverProxy.drain(config.drainDeadlineMs);
   client.close();
   await configClient.close();
   hbone.close();

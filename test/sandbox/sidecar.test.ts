@@ -1,10 +1,11 @@
 // End to end on the sandbox: sidecar mode (issue 14) passes what ambient passes: mTLS between nodes by capture, identity attribution, a policy refusal, an HTTPRoute split, and HBONE both ways with ambient pods.
 import fs from "node:fs/promises";
+import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { sniff } from "../support/netns.ts";
 import { ROOT_REQUIRED, TEST_SANDBOX_ENV, ambit, freshSandboxWithMesh, fromAgent, isRoot, kubectl } from "../support/sandbox.ts";
 import { describeTier } from "../support/tiers.ts";
-import { apply, echoDeployment, serviceAccount } from "../support/waypoint.ts";
+import { APPS, NODE, apply, echoDeployment, serviceAccount } from "../support/waypoint.ts";
 
 const PREFIX = TEST_SANDBOX_ENV.AMBIT_DEV_NAME_PREFIX;
 
@@ -228,6 +229,47 @@ spec:
     await expect
       .poll(async () => (await get("amb/shopper", `http://${remoteReview.status.podIP}:8080/again`)).status, { timeout: 15_000, interval: 500 })
       .toBe(200);
+  });
+
+  it("closes a connection that is already open when a new policy denies it, as the agent does", async () => {
+    // One keep-alive connection from the client's app, a request every 100 ms; its sidecar keeps one upstream HBONE
+    // stream to the server's sidecar. Once the DENY applies, the server's sidecar closes that stream, and the client's
+    // sidecar, refused a new one (401), answers 503. Left open, the stream would keep carrying requests with 200.
+    const live = ambit(
+      [
+        "dev",
+        "exec",
+        "side/client",
+        "--",
+        NODE,
+        path.join(APPS, "http-load.ts"),
+        `http://${remoteReview.status.podIP}:8080/live`,
+        "--until-status",
+        "503",
+        "--interval-ms",
+        "100",
+        "--timeout-ms",
+        "20000",
+      ],
+      { timeout: 60_000 },
+    );
+    const server = async () => (await kubectl(["logs", "-n", "side", remoteReview.metadata.name, "-c", "ambit-proxy", "--tail", "50"])).stdout;
+    await expect.poll(async () => (await server()).includes('"path":"/live"'), { timeout: 15_000 }).toBe(true);
+    await apply(`
+apiVersion: security.ambit.dev/v1
+kind: AuthorizationPolicy
+metadata: {name: no-live-client, namespace: side}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: DENY
+  rules: [{from: [{source: {principals: ["cluster.local/ns/side/sa/client"]}}]}]
+`);
+    const run = JSON.parse((await live).stdout.trim().split("\n").at(-1)!) as { sequence: number[]; connections: number };
+    expect(run.sequence.at(-1)).toBe(503);
+    expect(run.sequence.filter((code) => code === 200).length).toBeGreaterThan(0);
+    expect(run.connections).toBe(1);
+    expect(await server()).toContain("closed connections the new policy denies");
+    expect((await kubectl(["delete", "authorizationpolicy", "no-live-client", "-n", "side"])).exitCode).toBe(0);
   });
 
   it("applies an HTTPRoute at the client's sidecar: a header match and a weighted split", async () => {

@@ -35,6 +35,8 @@ export class WaypointHboneListener {
   readonly #sockets = new Set<net.Socket>();
   /** Sessions, so drain() can send each its GOAWAY. */
   readonly #sessions = new Set<http2.ServerHttp2Session>();
+  /** Streams being served, so recheck() can close those a new policy refuses. */
+  readonly #live = new Set<ConnectStream>();
 
   constructor(opts: { credentials: Credentials; trustBundlePem: string; accept: AcceptTarget; onStream(connect: ConnectStream): void; log: Logger }) {
     this.#server = http2.createSecureServer({
@@ -77,7 +79,10 @@ export class WaypointHboneListener {
       if (typeof refused === "string") return reply(400, refused);
       if (refused) return reply(refused.status, refused.reason);
       stream.respond({ ":status": 200 });
-      opts.onStream({ stream, source, sourceAddress, target });
+      const connect: ConnectStream = { stream, source, sourceAddress, target };
+      this.#live.add(connect);
+      stream.once("close", () => this.#live.delete(connect));
+      opts.onStream(connect);
     });
   }
 
@@ -92,6 +97,21 @@ export class WaypointHboneListener {
   /** New certificate or roots (renewal at half life, root rotation): connections made from now on use them. */
   updateCredentials(credentials: Credentials, trustBundlePem: string): void {
     this.#server.setSecureContext({ cert: credentials.certChainPem, key: credentials.keyPem, ca: trustBundlePem });
+  }
+
+  /**
+   * Asks `accept` again for every stream being served and closes those it now refuses (a policy change applies to
+   * connections already open, as the agent's does). Returns how many were closed.
+   */
+  recheck(accept: AcceptTarget): number {
+    let closed = 0;
+    for (const c of this.#live) {
+      if (accept(c.target, { source: c.source, sourceAddress: c.sourceAddress }) === undefined) continue;
+      this.#live.delete(c);
+      (c.stream as http2.ServerHttp2Stream).close(http2.constants.NGHTTP2_CANCEL);
+      closed++;
+    }
+    return closed;
   }
 
   /** Open client connections (each an HBONE session). */

@@ -139,6 +139,7 @@ export class WaypointProxy {
   /** Requests waiting for a connection slot of a circuit breaker, oldest first. */
   readonly #pendingByBreaker = new WeakMap<CircuitBreaker, Array<() => void>>();
   readonly #role: Required<Omit<ProxyRole, "openUpstream" | "admit">>;
+  readonly #admitStream: AcceptTarget;
 
   constructor(opts: WaypointProxyOptions) {
     this.#opts = { random: Math.random, detectTimeoutMs: 1_000, traceRandom: cryptoRandom, ...opts, metrics: opts.metrics ?? new WaypointMetrics() };
@@ -154,16 +155,17 @@ export class WaypointProxy {
       l7Authorization: role.l7Authorization ?? true,
     };
     this.#upstream = new UpstreamPool(role.openUpstream ?? hboneOpener(opts.hbone, opts.identity));
+    this.#admitStream =
+      role.admit ??
+      ((target) => {
+        const addressed = this.#role.resolve(target);
+        return addressed instanceof WaypointError ? addressed.message : undefined;
+      });
     this.#listener = new WaypointHboneListener({
       credentials: opts.credentials,
       trustBundlePem: opts.trustBundlePem,
       log: opts.log,
-      accept:
-        role.admit ??
-        ((target) => {
-          const addressed = this.#role.resolve(target);
-          return addressed instanceof WaypointError ? addressed.message : undefined;
-        }),
+      accept: this.#admitStream,
       onStream: (connect) => this.serveStream(connect),
     });
   }
@@ -235,6 +237,14 @@ export class WaypointProxy {
   /** A renewed certificate or new roots: new client connections get them; upstream asks its pool per connection. */
   updateCredentials(credentials: Credentials, trustBundlePem: string): void {
     this.#listener.updateCredentials(credentials, trustBundlePem);
+  }
+
+  /**
+   * Admits every stream being served again (the role's `admit`, else what `resolve` accepts) and closes those now
+   * refused: a sidecar calls it when its pod's policies change. Returns how many were closed.
+   */
+  recheckStreams(): number {
+    return this.#listener.recheck(this.#admitStream);
   }
 
   /** Open client HBONE connections. */
