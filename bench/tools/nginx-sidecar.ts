@@ -73,6 +73,8 @@ export interface NginxSidecarConf {
   listen: string;
   /** `host:port`: client, the peer's server sidecar; server, the app (e.g. 127.0.0.1:8080). */
   upstream: string;
+  /** More listen/upstream pairs with the same role and certificates (a pod with several ports): one server block each. */
+  extra?: Array<{ listen: string; upstream: string }>;
   /** This sidecar's certificate (PEM) and its key: the server's serving certificate, the client's client certificate. */
   certFile: string;
   keyFile: string;
@@ -148,11 +150,9 @@ export function renderNginxSidecarConf(conf: NginxSidecarConf): string {
   }
   if (conf.loadModule && !/^load_module [^\s;"$]+;$/.test(conf.loadModule))
     throw new Error(`nginx sidecar: loadModule ${JSON.stringify(conf.loadModule)} is not one load_module line`);
-  const listen = hostPort("listen", conf.listen, true);
-  const upstream = hostPort("upstream", conf.upstream, false);
   const file = (what: keyof NginxSidecarConf) => quoted(what, String(conf[what]));
 
-  let server: string[];
+  let serverBlock: (listen: string, upstream: string) => string[];
   if (conf.role === "client") {
     if (!conf.expectedPeerSan) {
       throw new Error(
@@ -164,7 +164,7 @@ export function renderNginxSidecarConf(conf: NginxSidecarConf): string {
         `nginx sidecar: expectedPeerSan ${JSON.stringify(conf.expectedPeerSan)} must be a DNS name: nginx's stream module cannot check a URI (SPIFFE) SAN`,
       );
     }
-    server = [
+    serverBlock = (listen, upstream) => [
       `listen ${listen};`,
       `proxy_pass ${upstream};`,
       "proxy_ssl on;",
@@ -183,7 +183,7 @@ export function renderNginxSidecarConf(conf: NginxSidecarConf): string {
         "nginx sidecar: the server role cannot check a client certificate's names (nginx's stream module has no such check); leave expectedPeerSan out",
       );
     }
-    server = [
+    serverBlock = (listen, upstream) => [
       `listen ${listen} ssl;`,
       `proxy_pass ${upstream};`,
       `ssl_certificate ${file("certFile")};`,
@@ -218,9 +218,11 @@ export function renderNginxSidecarConf(conf: NginxSidecarConf): string {
     "    access_log off;",
     "    proxy_connect_timeout 5s;",
     "    tcp_nodelay on;",
-    "    server {",
-    ...server.map((l) => `        ${l}`),
-    "    }",
+    ...[{ listen: conf.listen, upstream: conf.upstream }, ...(conf.extra ?? [])].flatMap((pair) => [
+      "    server {",
+      ...serverBlock(hostPort("listen", pair.listen, true), hostPort("upstream", pair.upstream, false)).map((l) => `        ${l}`),
+      "    }",
+    ]),
     "}",
     "",
   ].join("\n");
