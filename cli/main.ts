@@ -1,15 +1,8 @@
 // The `ambit` command line: argument parsing and error reporting shared by every subcommand.
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
-import { checkCommand } from "./check.ts";
-import { configCommands } from "./config.ts";
 import { devCommands } from "./dev.ts";
-import { explainCommand } from "./explain.ts";
-import { enrollCommands } from "./enroll.ts";
-import { injectCommand } from "./inject.ts";
 import { CliError, exitCodeFor } from "./errors.ts";
-import { statusCommand } from "./status.ts";
-import { tunnelsCommand } from "./tunnels.ts";
 import { CLI_ERRORS } from "../contract/error-codes.ts";
 
 /** Prints an error the way every ambit command does: code first, then what to do. */
@@ -32,8 +25,23 @@ function splitExec(argv: string[]): { argv: string[]; command?: string[] } {
   return { argv: argv.slice(0, podIndex + 1), command: rest[0] === "--" ? rest.slice(1) : rest };
 }
 
-/** The commands an operator runs against a cluster with the mesh installed (through the Kubernetes API), and `inject`, which needs none. */
-function operatorCommands(y: Argv): Argv {
+/**
+ * The commands an operator runs against a cluster with the mesh installed (through the Kubernetes API), and `inject`,
+ * which needs none. Loaded only when the command line may name one: their Kubernetes client costs half a second at
+ * start, which every `ambit dev exec` (the sandbox's most frequent command, hundreds of times per test run) paid for
+ * nothing.
+ */
+async function operatorCommands(y: Argv): Promise<Argv> {
+  const [{ checkCommand }, { configCommands }, { explainCommand }, { enrollCommands }, { injectCommand }, { statusCommand }, { tunnelsCommand }] =
+    await Promise.all([
+      import("./check.ts"),
+      import("./config.ts"),
+      import("./explain.ts"),
+      import("./enroll.ts"),
+      import("./inject.ts"),
+      import("./status.ts"),
+      import("./tunnels.ts"),
+    ]);
   return injectCommand(explainCommand(checkCommand(enrollCommands(statusCommand(configCommands(tunnelsCommand(y)))))));
 }
 
@@ -43,7 +51,9 @@ export async function main(rawArgv: string[] = hideBin(process.argv), scriptName
     const parser = yargs(argv)
       .scriptName(scriptName)
       .command("dev", "run Ambit on a local sandbox cluster made of network namespaces", (y) => devCommands(y, command ?? []));
-    await operatorCommands(parser)
+    // `ambit dev ...` names no operator command: yargs is not told of them (`ambit --help` still lists them all).
+    const full = argv[0] === "dev" ? parser : await operatorCommands(parser);
+    await full
       .demandCommand(1, "name a command, e.g. `ambit dev up`")
       .strict()
       .help()

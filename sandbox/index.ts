@@ -2,25 +2,23 @@
 import fs from "node:fs/promises";
 import { fork } from "node:child_process";
 import path from "node:path";
-import { execa } from "execa";
-import { KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import { parse as parseYaml } from "yaml";
 import { renderChartDir } from "../helm/chart.ts";
 import { type SandboxConfig, REPO_ROOT, loadSandboxConfig, sandboxPaths } from "./config.ts";
 import { findMissingPrerequisites, PrerequisiteError } from "./prerequisites.ts";
 import { isSupervisorAlive, readState } from "./state.ts";
 import { listSandboxNetns, teardownAllNetworks } from "./network/index.ts";
-import type { KubeClient, KubeObject } from "../kube/client.ts";
-import { kubeClientFromFile } from "../kube/kubeconfig.ts";
+import type { KubeClient } from "../kube/client.ts";
 import { DATAPLANE_MODE_AMBIENT, DATAPLANE_MODE_LABEL, REDIRECTION_ANNOTATION } from "../contract/capture-intent.ts";
 import { AGENT_DAEMONSET, DEFAULT_SYSTEM_NAMESPACE } from "../contract/install.ts";
 import { applyObjects, readManifestDir } from "./manifests.ts";
-import { NETNS_ANNOTATION } from "./kubelet/kubelet.ts";
 import { releaseSharedMounts } from "./shared-mounts.ts";
 import { unmountAllUnder } from "./kubelet/netns-dir.ts";
-import { podCommand, readLaunchSpec } from "./kubelet/launcher.ts";
 import type { ProgressMessage } from "./supervisor/progress.ts";
-import { AmbitError } from "../contract/errors.ts";
+import { SandboxError } from "./errors.ts";
+import { execCapture, sandboxClient } from "./pods.ts";
+import { NETNS_ANNOTATION } from "./kubelet/launcher.ts";
 import type { AmbitErrorCode } from "../contract/error-codes.ts";
 
 export { loadSandboxConfig, PrerequisiteError };
@@ -28,13 +26,8 @@ export type { SandboxConfig };
 
 export const DEMO_MANIFESTS = path.join(REPO_ROOT, "demo", "manifests");
 
-/** `ambit dev` failures; a supervisor's failure keeps the code of the error that stopped it. */
-export class SandboxError extends AmbitError<AmbitErrorCode> {
-  constructor(code: AmbitErrorCode, message: string) {
-    super(code, message);
-    this.name = "SandboxError";
-  }
-}
+export { SandboxError } from "./errors.ts";
+export { exec, logs, resolvePod } from "./pods.ts";
 
 export type Output = (line: string) => void;
 
@@ -88,6 +81,8 @@ export async function up(opts: UpOptions = {}): Promise<void> {
   out(`Starting the Ambit sandbox with ${cfg.nodes} nodes`);
   await startSupervisor(cfg, out);
   if (opts.demo !== false) {
+    // client-node only here (half a second to load): `ambit dev exec` and `status`, run far more often, go without it.
+    const { KubeConfig } = await import("@kubernetes/client-node");
     const kc = new KubeConfig();
     kc.loadFromFile(sandboxPaths(cfg.stateDir).kubeconfig);
     await timed(out, "apply demo manifests (demo/manifests)", async () => applyObjects(kc, await readManifestDir(DEMO_MANIFESTS)));
@@ -183,11 +178,7 @@ function startSupervisor(cfg: SandboxConfig, out: Output): Promise<void> {
 }
 
 async function client(cfg: SandboxConfig): Promise<KubeClient> {
-  const state = await readState(cfg.stateDir);
-  if (!state || !(await isSupervisorAlive(state))) {
-    throw new SandboxError("AMBIT_E_SANDBOX_NOT_RUNNING", "the sandbox is not running; start it with `npx ambit dev up`");
-  }
-  return kubeClientFromFile(state.kubeconfig);
+  return sandboxClient(cfg);
 }
 
 async function waitForDeployments(cfg: SandboxConfig, namespaces: string[], timeoutMs: number): Promise<void> {
@@ -256,7 +247,7 @@ export async function status(): Promise<SandboxStatus> {
   const cfg = loadSandboxConfig();
   const state = await readState(cfg.stateDir);
   if (!state || !(await isSupervisorAlive(state))) return { running: false, nodes: [], pods: [] };
-  const kube = kubeClientFromFile(state.kubeconfig);
+  const kube = await sandboxClient(cfg);
   try {
     const pods = await kube.list("/api/v1/pods");
     return {
@@ -277,71 +268,6 @@ export async function status(): Promise<SandboxStatus> {
   } finally {
     kube.close();
   }
-}
-
-/**
- * Finds the pod meant by `<ns>/<name>`: the pod of that name, or else a running pod of the Deployment
- * (or `app` label) of that name, so `demo/client` works without knowing the generated pod name.
- */
-export async function resolvePod(cfg: SandboxConfig, ref: string): Promise<KubeObject> {
-  const match = /^([a-z0-9-]+)\/([a-z0-9.-]+)$/.exec(ref);
-  if (!match) throw new SandboxError("AMBIT_E_SANDBOX_POD_REF", `"${ref}" is not a pod reference; use <namespace>/<pod>, e.g. demo/client`);
-  const [, namespace, name] = match as unknown as [string, string, string];
-  const kube = await client(cfg);
-  try {
-    const pods = await kube.list(`/api/v1/namespaces/${namespace}/pods`);
-    const live = pods.filter((p) => !p.metadata.deletionTimestamp && p.metadata.annotations?.[NETNS_ANNOTATION]);
-    const found =
-      live.find((p) => p.metadata.name === name) ??
-      live.find((p) => p.metadata.ownerReferences?.some((o) => o.kind === "Deployment" && o.name === name) && p.status?.phase === "Running") ??
-      live.find((p) => p.metadata.labels?.app === name && p.status?.phase === "Running");
-    if (!found)
-      throw new SandboxError(
-        "AMBIT_E_SANDBOX_POD_NOT_FOUND",
-        `no running pod "${name}" in namespace "${namespace}" (see \`kubectl get pods -n ${namespace}\`)`,
-      );
-    return found;
-  } finally {
-    kube.close();
-  }
-}
-
-async function launchFor(cfg: SandboxConfig, ref: string) {
-  const pod = await resolvePod(cfg, ref);
-  try {
-    return await readLaunchSpec(path.join(sandboxPaths(cfg.stateDir).pods, pod.metadata.uid as string));
-  } catch {
-    throw new SandboxError("AMBIT_E_SANDBOX_POD_NOT_READY", `pod ${ref} has not started yet; try again in a moment`);
-  }
-}
-
-/** Runs a command inside a pod's netns and environment with the terminal attached; resolves to its exit code. */
-export async function exec(ref: string, command: string[]): Promise<number> {
-  const cfg = loadSandboxConfig();
-  const spec = await launchFor(cfg, ref);
-  const [program, ...args] = podCommand(spec, command);
-  const result = await execa(program!, args, { env: spec.env, extendEnv: false, stdio: "inherit", reject: false });
-  return result.exitCode ?? 1;
-}
-
-async function execCapture(cfg: SandboxConfig, ref: string, command: string[]) {
-  const spec = await launchFor(cfg, ref);
-  const [program, ...args] = podCommand(spec, command);
-  return execa(program!, args, { env: spec.env, extendEnv: false, reject: false, timeout: 15_000 });
-}
-
-export async function logs(ref: string, opts: { container?: string; follow?: boolean } = {}): Promise<void> {
-  const cfg = loadSandboxConfig();
-  const spec = await launchFor(cfg, ref);
-  const files = (await fs.readdir(spec.logDir)).filter((f) => f.endsWith(".log"));
-  const file = opts.container ? `${opts.container}.log` : files[0];
-  if (!file || !files.includes(file)) {
-    throw new SandboxError(
-      "AMBIT_E_SANDBOX_NO_LOGS",
-      `no logs for container "${opts.container ?? ""}" of ${ref}; containers: ${files.map((f) => f.replace(/\.log$/, "")).join(", ")}`,
-    );
-  }
-  await execa("tail", [opts.follow ? "-f" : "-n+1", path.join(spec.logDir, file)], { stdio: "inherit", reject: false });
 }
 
 export function kubeconfigPath(): string {

@@ -14,7 +14,7 @@ import { type NodeNetwork, addPodNetwork, createPodNetns, deleteNetns, pidsInNet
 import { renderHostsFile } from "../kubeproxy/index.ts";
 import { containerArgv, imageEnv } from "./images.ts";
 import { containerEnv } from "./env.ts";
-import { type PodLaunchSpec, podCommand, writeLaunchSpec } from "./launcher.ts";
+import { NETNS_ANNOTATION, type PodLaunchSpec, podCommand, writeLaunchSpec } from "./launcher.ts";
 import { type Probe, probe } from "./probes.ts";
 import { type VolumeMount, containerMounts, materializeVolumes } from "./volumes.ts";
 import { recordSharedMountPoint } from "../shared-mounts.ts";
@@ -24,8 +24,7 @@ import { ApiError, type LogOptions, type PodRef, type PodStreams, type ProcessOp
 import { ContainerLog, type LogRun, readRun } from "./logs.ts";
 import { NetnsDialer, ptyArgv, startExec, writeSize } from "./exec.ts";
 
-/** Annotation telling tools (ambit dev status/exec) which netns holds the pod. */
-export const NETNS_ANNOTATION = "sandbox.ambit.dev/netns";
+export { NETNS_ANNOTATION };
 const TOKEN_EXPIRATION_SECONDS = 3607;
 /** File in the state directory listing mount points created on the host, one per line. */
 

@@ -3,6 +3,9 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import type { VolumeMount } from "./volumes.ts";
 
+/** Annotation telling tools (ambit dev status/exec) which netns holds the pod. */
+export const NETNS_ANNOTATION = "sandbox.ambit.dev/netns";
+
 /** Where Kubernetes mounts the service-account token; bind-mounted per pod in a private mount namespace. */
 export const SERVICE_ACCOUNT_MOUNT = "/run/secrets/kubernetes.io/serviceaccount";
 
