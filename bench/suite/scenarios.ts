@@ -257,7 +257,20 @@ export class Scenarios {
     }
   }
 
-  async target(name: ScenarioName): Promise<ScenarioTarget> {
+  readonly #targets = new Map<ScenarioName, Promise<ScenarioTarget>>();
+
+  /** What the scenario's client dials (looked up once: pods and Services do not change during a run). */
+  target(name: ScenarioName): Promise<ScenarioTarget> {
+    let t = this.#targets.get(name);
+    if (!t) {
+      t = this.#lookUpTarget(name);
+      this.#targets.set(name, t);
+      t.catch(() => this.#targets.delete(name));
+    }
+    return t;
+  }
+
+  async #lookUpTarget(name: ScenarioName): Promise<ScenarioTarget> {
     const ns = namespaceOf[name];
     const clientNetns = await this.#netnsOf(ns, "client");
     if (name === "nginx-sidecar")
