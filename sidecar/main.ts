@@ -5,8 +5,8 @@ import { startAdminServers } from "../agent/admin/index.ts";
 import { L7PolicyStore, PolicyStore } from "../agent/authorization/index.ts";
 import { ConfigStreamClient } from "../agent/config-client/index.ts";
 import { HboneConnectionPool } from "../agent/hbone/index.ts";
-import { CertificateManager, ControllerCaClient, type SpiffeId, formatSpiffeId } from "../agent/identity/index.ts";
-import { retryUntil, stopOnSignals } from "../agent/lifecycle/index.ts";
+import { PodIdentity, type SpiffeId, formatSpiffeId } from "../agent/identity/index.ts";
+import { stopOnSignals } from "../agent/lifecycle/index.ts";
 import { createLogger } from "../agent/logging/index.ts";
 import { originalDst, socketFd } from "../agent/native/index.ts";
 import { relay } from "../agent/relay/index.ts";
@@ -35,26 +35,22 @@ const identity: SpiffeId = { trustDomain: config.trustDomain, namespace: config.
 const metrics = new WaypointMetrics("ambit_sidecar_");
 const registry = metrics.registry;
 
-let trustBundlePem = await retryUntil(log, `the trust roots in ${config.trustRootsFile}`, async () => {
-  const pem = await fs.readFile(config.trustRootsFile, "utf8");
-  if (!pem.includes("BEGIN CERTIFICATE")) throw new Error(`${config.trustRootsFile} holds no PEM certificate`);
-  return pem;
-});
-const caClient = new ControllerCaClient({
-  host: config.controllerAddress,
-  port: config.caPort,
-  serverName: config.controllerAddress,
-  trustBundlePem: () => trustBundlePem,
-  tokenFile: config.caTokenFile,
-});
 const proxies: WaypointProxy[] = [];
 /** The server end, once the first config has arrived (policy changes before then have no stream to re-check). */
 let server: WaypointProxy | undefined = undefined;
-const certificates = new CertificateManager(caClient, log, () => {
-  for (const p of proxies) p.updateCredentials(certificates.credentialsFor(identity), trustBundlePem);
+// The pod's identity: the roots its namespace's ambit-ca-root holds, its certificate with its pod-bound token.
+const pod = await PodIdentity.start({
+  identity,
+  trustRootsFile: config.trustRootsFile,
+  controllerAddress: config.controllerAddress,
+  caPort: config.caPort,
+  caTokenFile: config.caTokenFile,
+  log,
+  onChange: () => {
+    for (const p of proxies) p.updateCredentials(pod.credentials(), pod.trustBundlePem);
+  },
 });
-// The CA gives a pod exactly its own identity (its pod-bound token, its ServiceAccount).
-await retryUntil(log, `the certificate of ${formatSpiffeId(identity)} from the controller's CA`, () => certificates.ensure(identity));
+const { certificates } = pod;
 
 const index = new WorkloadIndex();
 const policy = new PolicyStore({ rootNamespace: config.rootNamespace });
@@ -67,8 +63,8 @@ let firstConfigApplied: () => void = () => {};
 const firstConfig = new Promise<void>((resolve) => (firstConfigApplied = resolve));
 const configClient = new ConfigStreamClient({
   url: `https://${config.controllerAddress}:${config.configStreamPort}`,
-  ca: () => trustBundlePem,
-  credentials: () => certificates.credentialsFor(identity),
+  ca: () => pod.trustBundlePem,
+  credentials: () => pod.credentials(),
   token: async () => (await fs.readFile(config.caTokenFile, "utf8")).trim(),
   // The controller answers a sidecar's hello with its pod's view.
   node: podKey,
@@ -87,11 +83,7 @@ const configClient = new ConfigStreamClient({
     resilience.update(parsed.trafficPolicies);
     routes = table;
     for (const p of proxies) p.setRoutes(table);
-    const roots = parsed.trustBundle.rootsPem.join("");
-    if (roots !== trustBundlePem) {
-      trustBundlePem = roots;
-      for (const p of proxies) p.updateCredentials(certificates.credentialsFor(identity), trustBundlePem);
-    }
+    pod.setTrustBundle(parsed.trustBundle.rootsPem.join(""));
     configApplied = true;
     firstConfigApplied();
   },
@@ -115,12 +107,12 @@ const me = (): Workload =>
   };
 
 const hbone = new HboneConnectionPool({
-  getClientCredentials: () => certificates.credentialsFor(identity),
-  trustBundlePem: () => trustBundlePem,
+  getClientCredentials: () => pod.credentials(),
+  trustBundlePem: () => pod.trustBundlePem,
 });
 const common = {
-  credentials: certificates.credentialsFor(identity),
-  trustBundlePem,
+  credentials: pod.credentials(),
+  trustBundlePem: pod.trustBundlePem,
   identity,
   index,
   routes,

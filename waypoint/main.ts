@@ -5,8 +5,8 @@ import { startAdminServers } from "../agent/admin/index.ts";
 import { L7PolicyStore } from "../agent/authorization/index.ts";
 import { ConfigStreamClient } from "../agent/config-client/index.ts";
 import { HboneConnectionPool } from "../agent/hbone/index.ts";
-import { CertificateManager, ControllerCaClient, type SpiffeId, formatSpiffeId } from "../agent/identity/index.ts";
-import { retryUntil, stopOnSignals } from "../agent/lifecycle/index.ts";
+import { PodIdentity, type SpiffeId, formatSpiffeId } from "../agent/identity/index.ts";
+import { stopOnSignals } from "../agent/lifecycle/index.ts";
 import { createLogger } from "../agent/logging/index.ts";
 import { WorkloadIndex } from "../agent/state/index.ts";
 import { waypointKey } from "../contract/waypoint.ts";
@@ -24,24 +24,19 @@ const identity: SpiffeId = { trustDomain: config.trustDomain, namespace: config.
 const metrics = new WaypointMetrics();
 const registry = metrics.registry;
 
-// Roots first from the mounted ConfigMap (to trust the controller at all), then from every config version.
-let trustBundlePem = await retryUntil(log, `the trust roots in ${config.trustRootsFile}`, async () => {
-  const pem = await fs.readFile(config.trustRootsFile, "utf8");
-  if (!pem.includes("BEGIN CERTIFICATE")) throw new Error(`${config.trustRootsFile} holds no PEM certificate`);
-  return pem;
-});
-const caClient = new ControllerCaClient({
-  host: config.controllerAddress,
-  port: config.caPort,
-  serverName: config.controllerAddress,
-  trustBundlePem: () => trustBundlePem,
-  tokenFile: config.caTokenFile,
-});
 // Made once the first config arrives; certificate renewals before then have nothing to update.
 let proxy: WaypointProxy | undefined = undefined;
-const certificates = new CertificateManager(caClient, log, () => proxy?.updateCredentials(certificates.credentialsFor(identity), trustBundlePem));
-// The CA gives a pod exactly its own identity (its pod-bound token, its ServiceAccount): the Gateway's.
-await retryUntil(log, `the certificate of ${formatSpiffeId(identity)} from the controller's CA`, () => certificates.ensure(identity));
+// The Gateway's identity: its roots from the ConfigMap the controller makes, its certificate with its pod's token.
+const pod = await PodIdentity.start({
+  identity,
+  trustRootsFile: config.trustRootsFile,
+  controllerAddress: config.controllerAddress,
+  caPort: config.caPort,
+  caTokenFile: config.caTokenFile,
+  log,
+  onChange: () => proxy?.updateCredentials(pod.credentials(), pod.trustBundlePem),
+});
+const { certificates } = pod;
 
 const index = new WorkloadIndex();
 const policies = new L7PolicyStore();
@@ -53,8 +48,8 @@ let firstConfigApplied: () => void = () => {};
 const firstConfig = new Promise<void>((resolve) => (firstConfigApplied = resolve));
 const configClient = new ConfigStreamClient({
   url: `https://${config.controllerAddress}:${config.configStreamPort}`,
-  ca: () => trustBundlePem,
-  credentials: () => certificates.credentialsFor(identity),
+  ca: () => pod.trustBundlePem,
+  credentials: () => pod.credentials(),
   token: async () => (await fs.readFile(config.caTokenFile, "utf8")).trim(),
   // The controller answers a waypoint's hello with that waypoint's view.
   node: me,
@@ -70,11 +65,7 @@ const configClient = new ConfigStreamClient({
     resilience.update(parsed.trafficPolicies);
     routes = table;
     proxy?.setRoutes(table);
-    const roots = parsed.trustBundle.rootsPem.join("");
-    if (roots !== trustBundlePem) {
-      trustBundlePem = roots;
-      proxy?.updateCredentials(certificates.credentialsFor(identity), trustBundlePem);
-    }
+    pod.setTrustBundle(parsed.trustBundle.rootsPem.join(""));
     configApplied = true;
     firstConfigApplied();
   },
@@ -84,12 +75,12 @@ log.info("waiting for the first configuration from the controller");
 await firstConfig;
 
 const upstream = new HboneConnectionPool({
-  getClientCredentials: () => certificates.credentialsFor(identity),
-  trustBundlePem: () => trustBundlePem,
+  getClientCredentials: () => pod.credentials(),
+  trustBundlePem: () => pod.trustBundlePem,
 });
 proxy = new WaypointProxy({
-  credentials: certificates.credentialsFor(identity),
-  trustBundlePem,
+  credentials: pod.credentials(),
+  trustBundlePem: pod.trustBundlePem,
   waypoint: config.waypoint,
   identity,
   index,

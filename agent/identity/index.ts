@@ -9,3 +9,4 @@ export interface Credentials {
   certChainPem: string;
   keyPem: string;
 }
+export { PodIdentity, type PodIdentityOptions } from "./pod-identity.ts";
