@@ -30,7 +30,8 @@ export interface SidecarInjectionSettings {
 
 export function defaultInjectionSettings(): SidecarInjectionSettings {
   return {
-    image: "ambit.dev/sidecar",
+    // The product's image (daemonset/images/Dockerfile.sidecar), named as the chart names its others, at its version.
+    image: "ambit/sidecar:0.1.0",
     pullPolicy: "IfNotPresent",
     trustDomain: "cluster.local",
     controllerAddress: "ambit-controller.ambit-system.svc",

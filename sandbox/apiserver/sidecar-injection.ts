@@ -4,6 +4,8 @@ import { DATAPLANE_MODE_SIDECAR } from "../../contract/sidecar.ts";
 import { defaultInjectionSettings, injectPod } from "../../sidecar/index.ts";
 import { ApiError, type KubeObject } from "./types.ts";
 
+export const SANDBOX_SIDECAR_IMAGE = "ambit.dev/sidecar:0.1";
+
 /**
  * The sandbox's cluster has no webhook server, so its API server applies the same injection `ambit inject -f` does
  * (sidecar/inject.ts) at admission: a pod created through the API (a Deployment's or `kubectl run`) is stored with the
@@ -12,7 +14,8 @@ import { ApiError, type KubeObject } from "./types.ts";
 export function admitPod(pod: KubeObject, namespace: KubeObject | undefined): KubeObject {
   if (namespace?.metadata.labels?.[DATAPLANE_MODE_LABEL] !== DATAPLANE_MODE_SIDECAR) return pod;
   try {
-    return injectPod(pod, defaultInjectionSettings()).object;
+    // The sandbox's image name for the same program (its kubelet maps ambit.dev/* images to the bundles in dist/).
+    return injectPod(pod, { ...defaultInjectionSettings(), image: SANDBOX_SIDECAR_IMAGE }).object;
   } catch (err) {
     const e = err as Error & { code?: string };
     throw new ApiError(400, "BadRequest", `admission webhook "sidecar-injector.ambit.dev" denied the request: ${e.code ? `[${e.code}] ` : ""}${e.message}`);

@@ -97,7 +97,7 @@ describe("injectSidecar: every workload kind", () => {
     const proxy = templateOf(inject(WORKLOADS.Deployment!()).object).spec.containers[0];
     expect(proxy).toEqual({
       name: "ambit-proxy",
-      image: "ambit.dev/sidecar",
+      image: "ambit/sidecar:0.1.0",
       imagePullPolicy: "IfNotPresent",
       args: ["proxy"],
       env: [
@@ -137,7 +137,7 @@ describe("injectSidecar: every workload kind", () => {
     const spec = templateOf(inject(WORKLOADS.Deployment!()).object).spec;
     expect(spec.initContainers[0]).toMatchObject({
       name: "ambit-init",
-      image: "ambit.dev/sidecar",
+      image: "ambit/sidecar:0.1.0",
       args: ["init"],
       env: [
         { name: "AMBIT_PROXY_UID", value: "1337" },
