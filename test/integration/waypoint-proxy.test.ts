@@ -420,6 +420,24 @@ describe("waypoint proxy", () => {
     expect(json(res.body)).toMatchObject({ backend: "h2", url: "/hello" });
   });
 
+  it("bounds an HTTP/2 client connection to 100 requests in flight, so a client past its capacity waits instead of filling the heap", async () => {
+    const stream = await connect(VIPS.h2!);
+    const session = http2.connect("http://h2.demo", { createConnection: () => asSocket(stream) });
+    harness.defer(() => session.destroy());
+    await new Promise<void>((resolve) => session.once("remoteSettings", () => resolve()));
+    expect(session.remoteSettings.maxConcurrentStreams).toBe(100);
+    // 150 calls at once all answered: the 50 beyond the bound waited for a slot, none was refused.
+    const call = () =>
+      new Promise<number>((resolve, reject) => {
+        const req = session.request({ ":path": "/hello" });
+        req.on("response", (h) => resolve(Number(h[":status"])));
+        req.on("data", () => {});
+        req.on("error", reject);
+        req.end();
+      });
+    expect(await Promise.all(Array.from({ length: 150 }, call))).toEqual(Array(150).fill(200));
+  });
+
   it("passes on every gRPC status trailer, also when the backend sends it with the last data", async () => {
     const stream = await connect(VIPS.h2!);
     const session = http2.connect("http://h2.demo", { createConnection: () => asSocket(stream) });
