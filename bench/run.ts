@@ -45,7 +45,14 @@ const WARMUP_SECONDS = Number(process.env.WARMUP_SECONDS ?? 2);
 const POLICY_ROUNDS = Number(process.env.POLICY_ROUNDS ?? (quick ? 5 : 30));
 const HELD = Number(process.env.HELD_CONNECTIONS ?? (quick ? 500 : 5000));
 const ENV = { AMBIT_DEV_NAME_PREFIX: "ambit-perf", AMBIT_DEV_STATE_DIR: "/run/ambit-perf", AMBIT_DEV_API_PORT: "16447" };
-const LOADS = quick ? loads(RATE).slice(0, 1) : loads(RATE);
+/** `LOADS` (comma-separated names) picks loads of the full list, e.g. to look at one again. */
+const LOADS = process.env.LOADS ? loads(RATE).filter((l) => process.env.LOADS!.split(",").includes(l.name)) : quick ? loads(RATE).slice(0, 1) : loads(RATE);
+if (LOADS.length === 0)
+  throw new Error(
+    `LOADS="${process.env.LOADS}" names no load; loads: ${loads(RATE)
+      .map((l) => l.name)
+      .join(", ")}`,
+  );
 
 const t0 = performance.now();
 const progress = (line: string) => console.log(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}`);

@@ -148,8 +148,10 @@ const isOwnListener = (t: { ip: string; port: number }) => OWN_PORTS.has(t.port)
 const plainRelay = (from: net.Socket, to: net.Socket, line: Record<string, unknown>) =>
   relay(from, to, (counts) => log.info({ ...line, bytesSent: counts.aToB, bytesReceived: counts.bToA }, "connection"));
 
+// Both listeners keep a socket half open (allowHalfOpen): a client that ends its side (a request written whole) still
+// gets the answer, which an auto-closed socket would cut off; the relay and HBONE carry the half-close through.
 /** The app's outbound connections (15001): the mesh at L7 through the client role, a waypoint at L4, the rest straight out. */
-const outbound = net.createServer({ noDelay: true }, (socket) => {
+const outbound = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
   socket.on("error", () => {});
   const target = dialled(socket);
   if (!target) return;
@@ -198,7 +200,7 @@ const outbound = net.createServer({ noDelay: true }, (socket) => {
 });
 
 /** Plaintext from outside the mesh (15006): the pod's policies decide (STRICT refuses it), then straight to the app at L4. */
-const inboundPlain = net.createServer({ noDelay: true }, (socket) => {
+const inboundPlain = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
   socket.on("error", () => {});
   const target = dialled(socket);
   if (!target) return;

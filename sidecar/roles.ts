@@ -14,7 +14,8 @@ const identityOf = (w: Workload, trustDomain: string): SpiffeId => ({ trustDomai
 /** A plain TCP connection, resolved once it is established (or failed). */
 export function connectPlain(host: string, port: number, timeoutMs = 5_000): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port, noDelay: true });
+    // Half open allowed: the peer's end of its side must not end ours before the relay has carried the rest.
+    const socket = net.connect({ host, port, noDelay: true, allowHalfOpen: true });
     const timer = setTimeout(() => socket.destroy(new Error(`connect ${host}:${port} timed out after ${timeoutMs} ms`)), timeoutMs);
     socket.once("connect", () => {
       clearTimeout(timer);

@@ -217,6 +217,8 @@ export function renderNginxSidecarConf(conf: NginxSidecarConf): string {
     "    # No access log: one line per connection would be the sidecar's main cost at these rates.",
     "    access_log off;",
     "    proxy_connect_timeout 5s;",
+    "    # A client that ends its side still gets the answer (without it nginx closes both ways at the first FIN).",
+    "    proxy_half_close on;",
     "    tcp_nodelay on;",
     ...[{ listen: conf.listen, upstream: conf.upstream }, ...(conf.extra ?? [])].flatMap((pair) => [
       "    server {",
