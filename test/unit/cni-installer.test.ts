@@ -9,6 +9,9 @@ import { CniConfigError, CniInstaller, PLUGIN_FILE, PLUGIN_KUBECONFIG_FILE, hasA
 import { loadInstallerConfig } from "../../cni/install/config.ts";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 
+/** Each poll's bound: the installer rescans every 100 ms, but the suite's first minutes load both cores (a 5 s bound failed once in CI). */
+const POLL_MS = 15_000;
+
 const AMBIT = { agentSocket: "/var/run/ambit/cni.sock", kubeconfig: "/etc/cni/net.d/ambit-kubeconfig", timeoutMs: 10_000 };
 const flannelConf = { cniVersion: "0.3.1", name: "cbr0", type: "flannel", delegate: { hairpinMode: true } };
 const calicoList = {
@@ -187,7 +190,7 @@ describe("CNI installer", () => {
               (s) => s.mode & 0o777,
               () => 0,
             ),
-          { timeout: 5_000 },
+          { timeout: POLL_MS },
         )
         .toBe(0o600);
       expect(await exists(ready)).toBe(false);
@@ -198,12 +201,12 @@ describe("CNI installer", () => {
       // A .kubeconfig is never taken for the primary network.
       expect(primaryConfig(await fs.readdir(conf))).toBeUndefined();
       await write("10-calico.conflist", calicoList);
-      await expect.poll(() => exists(ready), { timeout: 5_000 }).toBe(true);
+      await expect.poll(() => exists(ready), { timeout: POLL_MS }).toBe(true);
       expect((await read("10-calico.conflist")).plugins.at(-1).kubeconfig).toBe(kubeconfig);
       await fs.writeFile(path.join(sa, "token"), "token-2\n");
-      await expect.poll(async () => JSON.parse(await fs.readFile(kubeconfig, "utf8")).users[0].user.token, { timeout: 5_000 }).toBe("token-2");
+      await expect.poll(async () => JSON.parse(await fs.readFile(kubeconfig, "utf8")).users[0].user.token, { timeout: POLL_MS }).toBe("token-2");
       await fs.rm(path.join(conf, "10-calico.conflist"));
-      await expect.poll(() => exists(ready), { timeout: 5_000 }).toBe(false);
+      await expect.poll(() => exists(ready), { timeout: POLL_MS }).toBe(false);
     } finally {
       stop.abort();
       await running;

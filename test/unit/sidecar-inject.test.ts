@@ -109,7 +109,7 @@ describe("injectSidecar: every workload kind", () => {
         { name: "TRUST_DOMAIN", value: "cluster.local" },
         { name: "AMBIT_CONTROLLER_ADDRESS", value: "ambit-controller.ambit-system.svc" },
         { name: "AMBIT_LOG_LEVEL", value: "info" },
-        { name: "NODE_OPTIONS", value: "--max-old-space-size=64" },
+        { name: "NODE_OPTIONS", value: "--max-old-space-size=96" },
       ],
       ports: [
         { name: "ambit-hbone", containerPort: 15008, protocol: "TCP" },
