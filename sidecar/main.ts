@@ -19,7 +19,7 @@ import { ResiliencePolicies } from "../waypoint/resilience/index.ts";
 import { RoutingTable } from "../waypoint/routing/index.ts";
 import { installSidecarCapture } from "./capture.ts";
 import { loadSidecarConfig, loadSidecarInitConfig } from "./config.ts";
-import { clientRole, connectPlain, serverRole } from "./roles.ts";
+import { clientRole, connectPlain, isSidecarPort, serverRole } from "./roles.ts";
 
 if (process.argv[2] === "init") {
   // The init container: install the rules and exit; a failure fails the pod's start (the runtime retries it).
@@ -141,9 +141,8 @@ function dialled(socket: net.Socket): { ip: string; port: number } | undefined {
   }
 }
 
-/** The sidecar's own ports; the pod reaches them on loopback or its own address, never through the mesh. */
-const OWN_PORTS = new Set<number>(Object.values(config.ports));
-const isOwnListener = (t: { ip: string; port: number }) => OWN_PORTS.has(t.port) && (t.ip.startsWith("127.") || t.ip === config.podIp);
+/** The sidecar's own listeners, which the pod reaches on loopback or its own address, never through the mesh. */
+const isOwnListener = (t: { ip: string; port: number }) => isSidecarPort(t.port) && (t.ip.startsWith("127.") || t.ip === config.podIp);
 
 const plainRelay = (from: net.Socket, to: net.Socket, line: Record<string, unknown>) =>
   relay(from, to, (counts) => log.info({ ...line, bytesSent: counts.aToB, bytesReceived: counts.bToA }, "connection"));
@@ -208,7 +207,7 @@ const inboundPlain = net.createServer({ noDelay: true, allowHalfOpen: true }, (s
   const line = { direction: "inbound", source: sourceIp, destination: `${target.ip}:${target.port}`, security: "none" };
   // A peer dialling the sidecar's capture ports: delivering it would come straight back here (the proxy's own
   // connections are not captured), a loop that ends only when descriptors run out.
-  if (OWN_PORTS.has(target.port)) {
+  if (isSidecarPort(target.port)) {
     log.info({ ...line, code: "AMBIT_E_SELF_CONNECT" }, "connection refused: it was made to the sidecar's own port");
     return socket.resetAndDestroy();
   }

@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { decideInbound } from "../agent/dataplane/index.ts";
 import type { PolicyStore } from "../agent/authorization/index.ts";
 import type { HboneConnectionPool } from "../agent/hbone/index.ts";
-import { type SpiffeId, formatSpiffeId } from "../agent/identity/index.ts";
+import type { SpiffeId } from "../agent/identity/index.ts";
 import type { Workload, WorkloadIndex } from "../agent/state/index.ts";
 import { SIDECAR_PORTS } from "../contract/sidecar.ts";
 import { type Addressed, type Endpoint, HBONE_PORT, type ProxyRole, WaypointError, WaypointErrorCode } from "../waypoint/proxy/index.ts";
@@ -31,6 +31,7 @@ export function connectPlain(host: string, port: number, timeoutMs = 5_000): Pro
 
 /** The sidecar's own ports: nothing is delivered to them through the mesh (as the agent's in captured pods). */
 const OWN_PORTS = new Set<number>(Object.values(SIDECAR_PORTS));
+export const isSidecarPort = (port: number): boolean => OWN_PORTS.has(port);
 
 /**
  * The client end: the app's captured connection to a Service port or a pod of the mesh, with routes and resilience.
@@ -78,7 +79,7 @@ export function serverRole(opts: { me: () => Workload; podIp: string; identity: 
     reporter: "destination",
     admit(target, peer) {
       if (target.ip !== podIp) return `${target.ip}:${target.port} is not this pod (${podIp}): a sidecar serves its own pod only`;
-      if (OWN_PORTS.has(target.port)) return `port ${target.port} is the sidecar's own; nothing is delivered to it`;
+      if (isSidecarPort(target.port)) return `port ${target.port} is the sidecar's own; nothing is delivered to it`;
       const decision = decideInbound(policy, opts.me(), {
         source: peer.source,
         ...(peer.sourceAddress ? { sourceIp: peer.sourceAddress } : {}),
@@ -94,6 +95,3 @@ export function serverRole(opts: { me: () => Workload; podIp: string; identity: 
     l7Authorization: false,
   };
 }
-
-/** For access lines: who a peer is. */
-export const describePeer = (source: SpiffeId | undefined): string => (source ? formatSpiffeId(source) : "plaintext");

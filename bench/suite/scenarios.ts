@@ -2,6 +2,7 @@
 import os from "node:os";
 import path from "node:path";
 import fs from "node:fs/promises";
+import { execa } from "execa";
 import { REPO_ROOT } from "../../sandbox/config.ts";
 import type { ScenarioName } from "../report/index.ts";
 import type { benchSandbox } from "../tools/bench-sandbox.ts";
@@ -163,11 +164,18 @@ export class Scenarios {
     return (JSON.parse((await this.#sb.kubectl(args)).stdout).items as PodJson[]).filter((p) => !p.metadata.deletionTimestamp);
   }
 
+  /** The sandbox's pods and their netns, read once every scenario pod is ready (bench pods do not change after). */
+  #status: Promise<{ pods: Array<{ namespace: string; name: string; netns: string }> }> | undefined;
+
   async #netnsOf(ns: string, pod: string): Promise<string> {
-    const status = JSON.parse((await this.#sb.ambit(["dev", "status", "-o", "json"])).stdout) as {
-      pods: Array<{ namespace: string; name: string; netns: string }>;
-    };
-    const found = status.pods.find((p) => p.namespace === ns && p.name === pod);
+    this.#status ??= this.#sb
+      .ambit(["dev", "status", "-o", "json"])
+      .then((r) => JSON.parse(r.stdout) as { pods: Array<{ namespace: string; name: string; netns: string }> })
+      .catch((err: unknown) => {
+        this.#status = undefined;
+        throw err;
+      });
+    const found = (await this.#status).pods.find((p) => p.namespace === ns && p.name === pod);
     if (!found) throw new Error(`no netns known for pod ${ns}/${pod}`);
     return found.netns;
   }
@@ -215,7 +223,6 @@ export class Scenarios {
     for (const ns of ["b-direct", "b-ambient", "b-waypoint", "b-sidecar", "b-nginx"])
       for (const p of await this.#pods(ns)) {
         if (p.metadata.labels?.["gateway.networking.k8s.io/gateway-name"]) continue;
-        const { execa } = await import("execa");
         await execa("ip", ["netns", "exec", await this.#netnsOf(ns, p.metadata.name), "sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1"]);
       }
     progress("nginx sidecars (client and server pods of b-nginx)");
