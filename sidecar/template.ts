@@ -1,5 +1,6 @@
 // What injection adds to a pod: the capture init container, the proxy container, their volumes and the pod's annotations and label.
 import { CA_TOKEN_AUDIENCE } from "../contract/certificates.ts";
+import { PROXY_OLD_SPACE_MIB, proxyNodeOptions } from "../contract/proxy-heap.ts";
 import {
   CA_ROOT_CONFIGMAP,
   CA_ROOT_KEY,
@@ -24,7 +25,7 @@ export interface SidecarInjectionSettings {
   logLevel: string;
   /** Resources of both injected containers (default: requests cpu 10m, memory 40Mi). */
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  /** The proxy's V8 old-generation cap in MiB (default 64). */
+  /** The proxy's V8 old-generation cap in MiB (default 96; the young generation is sized from it). */
   oldSpaceMiB?: number;
 }
 
@@ -40,8 +41,8 @@ export function defaultInjectionSettings(): SidecarInjectionSettings {
 }
 
 export const DEFAULT_SIDECAR_RESOURCES = { requests: { cpu: "10m", memory: "40Mi" } } as const;
-/** As the waypoint's (same engine, same measured budget): 64 MiB left a sidecar under load at 1,000 req/s collecting non-stop. */
-export const DEFAULT_SIDECAR_OLD_SPACE_MIB = 96;
+/** As the waypoint's (same engine, same measured budget). */
+export const DEFAULT_SIDECAR_OLD_SPACE_MIB = PROXY_OLD_SPACE_MIB;
 
 /** The volumes injection adds, by what they hold. */
 export const SIDECAR_VOLUMES = { caToken: "ambit-ca-token", caRoot: "ambit-ca-root" } as const;
@@ -145,8 +146,8 @@ export function proxyContainer(s: SidecarInjectionSettings): Record<string, unkn
       { name: "TRUST_DOMAIN", value: s.trustDomain },
       { name: "AMBIT_CONTROLLER_ADDRESS", value: s.controllerAddress },
       { name: "AMBIT_LOG_LEVEL", value: s.logLevel },
-      // One proxy per pod: a cap well above what it holds live keeps its garbage from growing to V8's default limit.
-      { name: "NODE_OPTIONS", value: `--max-old-space-size=${s.oldSpaceMiB ?? DEFAULT_SIDECAR_OLD_SPACE_MIB}` },
+      // One proxy per pod: caps well above what it holds live keep its garbage from growing to V8's default limits.
+      { name: "NODE_OPTIONS", value: proxyNodeOptions(s.oldSpaceMiB ?? DEFAULT_SIDECAR_OLD_SPACE_MIB) },
     ],
     ports: [
       { name: "ambit-hbone", containerPort: SIDECAR_PORTS.hbone, protocol: "TCP" },

@@ -3,13 +3,11 @@ import { GATEWAY_API_VERSION, GATEWAY_NAME_LABEL, WAYPOINT_LISTENER } from "../.
 import { DATAPLANE_MODE_LABEL, DATAPLANE_MODE_NONE } from "../../contract/capture-intent.ts";
 import { CA_TOKEN_AUDIENCE } from "../../contract/certificates.ts";
 import { AGENT_PORTS } from "../../contract/install.ts";
+import { proxyNodeOptions } from "../../contract/proxy-heap.ts";
 import type { KubeObject } from "../../kube/client.ts";
 
 /** Ports of a waypoint pod besides HBONE: Istio's numbers, as on the agent. */
 export const WAYPOINT_PORTS = { hbone: WAYPOINT_LISTENER.port, metrics: AGENT_PORTS.metrics, readiness: AGENT_PORTS.readiness } as const;
-
-/** The waypoint's V8 old-generation cap (MiB): about 8x what it holds live at 1,000 req/s. */
-export const WAYPOINT_OLD_SPACE_MIB = 96;
 
 /** Marks what the controller made for a Gateway, so it only ever updates or deletes its own objects. */
 export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
@@ -89,10 +87,8 @@ export function waypointObjects(gateway: KubeObject, s: WaypointDeploymentSettin
                 { name: "TRUST_DOMAIN", value: s.trustDomain },
                 { name: "AMBIT_CONTROLLER_ADDRESS", value: s.controllerAddress },
                 { name: "AMBIT_LOG_LEVEL", value: s.logLevel },
-                // V8 lets the old generation of a busy waypoint grow to about 200 MiB of garbage before collecting
-                // it (1,000 req/s, bench/dataplane-l7.ts: 257 MiB RSS, 13 MiB live after a full GC). A cap well above
-                // what is live makes it collect sooner at no measured CPU cost (about 104 MiB RSS at 64 MiB).
-                { name: "NODE_OPTIONS", value: `--max-old-space-size=${WAYPOINT_OLD_SPACE_MIB}` },
+                // Old and young generation capped (contract/proxy-heap.ts says why each).
+                { name: "NODE_OPTIONS", value: proxyNodeOptions() },
               ],
               ports: [
                 { name: "hbone", containerPort: WAYPOINT_PORTS.hbone, protocol: "TCP" },

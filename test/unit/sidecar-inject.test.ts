@@ -109,7 +109,7 @@ describe("injectSidecar: every workload kind", () => {
         { name: "TRUST_DOMAIN", value: "cluster.local" },
         { name: "AMBIT_CONTROLLER_ADDRESS", value: "ambit-controller.ambit-system.svc" },
         { name: "AMBIT_LOG_LEVEL", value: "info" },
-        { name: "NODE_OPTIONS", value: "--max-old-space-size=96" },
+        { name: "NODE_OPTIONS", value: "--max-old-space-size=96 --max-semi-space-size=16" },
       ],
       ports: [
         { name: "ambit-hbone", containerPort: 15008, protocol: "TCP" },
@@ -194,7 +194,7 @@ describe("injectSidecar: every workload kind", () => {
       TRUST_DOMAIN: "corp.example",
       AMBIT_CONTROLLER_ADDRESS: "ctl.mesh.svc",
       AMBIT_LOG_LEVEL: "debug",
-      NODE_OPTIONS: "--max-old-space-size=128",
+      NODE_OPTIONS: "--max-old-space-size=128 --max-semi-space-size=16",
     });
     // The injected containers have their own copy of the resources.
     expect(proxy.resources).not.toBe(s.resources);
