@@ -70,7 +70,7 @@ interface PooledConnection {
 
 const defaultConnect = (host: string, port: number, timeoutMs: number) =>
   new Promise<net.Socket>((resolve, reject) => {
-    const socket = net.connect({ host, port });
+    const socket = net.connect({ host, port, noDelay: true });
     const timer = setTimeout(() => socket.destroy(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`)), timeoutMs);
     socket.once("connect", () => {
       clearTimeout(timer);

@@ -69,7 +69,10 @@ export class InPodCaptureDriver implements CaptureDriver {
     this.#pods.set(pod.uid, { servers, netns });
     try {
       const serve = (host: string, port: number, onConnection: (socket: net.Socket) => void) => {
-        const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => {
+        // TCP_NODELAY: the relay writes what it read, at once. With Nagle, an HTTP/2 peer's second small frame
+        // waits for the ACK of the first, which the receiver delays: gRPC at 1,000 calls/s through two agents
+        // took p50 4.3 ms against 0.7 ms direct, 1.05 ms with it (HTTP/1.1, one write per message, was not hit).
+        const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => {
           try {
             onConnection(socket);
           } catch (err) {

@@ -7,6 +7,7 @@ import type { NATIVE_ERRORS } from "../../contract/error-codes.ts";
 interface Binding {
   listenInNetns(netnsPath: string, host: string, port: number, reusePort: boolean, transparent: boolean, backlog: number): number;
   originalDst(fd: number): { address: string; port: number };
+  tcpNoDelay(fd: number): boolean;
   createMarkedSocket(mark: number, netnsPath: string): number;
   closeFd(fd: number): void;
   releaseFreeMemory(): boolean;
@@ -70,6 +71,11 @@ export function originalDst(fd: number): { address: string; port: number } {
   return call((b) => b.originalDst(fd));
 }
 
+/** Whether a TCP socket sends each write at once (TCP_NODELAY), as every socket the agent relays on must. */
+export function tcpNoDelay(fd: number): boolean {
+  return call((b) => b.tcpNoDelay(fd));
+}
+
 /** A new unconnected TCP socket carrying SO_MARK, created inside `netnsPath` when given. Needs CAP_NET_ADMIN. */
 export function createMarkedSocket(mark: number, netnsPath?: string): number {
   return call((b) => b.createMarkedSocket(mark, netnsPath ?? ""));
@@ -111,6 +117,8 @@ export function connectMarked(host: string, port: number, mark: number, netnsPat
   // Half-open allowed: the relay propagates each direction's end on its own, so an app that finishes sending
   // first still receives the rest of what its client sends.
   const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+  // Relayed writes go out at once (TCP_NODELAY), as the client wrote them: see NO_DELAY in ../inpod/driver.ts.
+  socket.setNoDelay(true);
   return new Promise((resolve, reject) => {
     // Both listeners stay for the socket's life (the error one does nothing once connected): removing a
     // listener deletes a key of the socket's listener table, which turns it into a dictionary of ~450 bytes,

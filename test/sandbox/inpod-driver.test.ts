@@ -5,7 +5,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { InPodCaptureDriver } from "../../agent/inpod/index.ts";
 import { captureState } from "../../agent/capture/index.ts";
-import { connectMarked, listenInNetns } from "../../agent/native/index.ts";
+import { connectMarked, listenInNetns, socketFd, tcpNoDelay } from "../../agent/native/index.ts";
 import { run } from "../../host/exec.ts";
 import { requestFrom } from "../support/netns.ts";
 import { ROOT_REQUIRED, isRoot } from "../support/sandbox.ts";
@@ -28,13 +28,24 @@ const read = (s: net.Socket) =>
 
 describeTier(isRoot, ROOT_REQUIRED)("in-pod capture driver", () => {
   const servers: net.Server[] = [];
+  /** Whether each handler's socket had TCP_NODELAY (the relay must send what it read at once). */
+  const noDelay: Record<string, boolean> = {};
   const driver = new InPodCaptureDriver({
     probeSourceIps: [NODE_IP],
     log: pino({ level: "silent" }),
     handlers: {
-      outbound: (c) => c.socket.end(`outbound ${c.pod.name} -> ${c.originalDestination.address}:${c.originalDestination.port}`),
-      inboundPlaintext: (c) => c.socket.end(`inbound ${c.originalDestination.address}:${c.originalDestination.port} from ${c.socket.remoteAddress}`),
-      hbone: (p, s) => s.end(`hbone for ${p.name}`),
+      outbound: (c) => {
+        noDelay.outbound = tcpNoDelay(socketFd(c.socket));
+        c.socket.end(`outbound ${c.pod.name} -> ${c.originalDestination.address}:${c.originalDestination.port}`);
+      },
+      inboundPlaintext: (c) => {
+        noDelay.inboundPlaintext = tcpNoDelay(socketFd(c.socket));
+        c.socket.end(`inbound ${c.originalDestination.address}:${c.originalDestination.port} from ${c.socket.remoteAddress}`);
+      },
+      hbone: (p, s) => {
+        noDelay.hbone = tcpNoDelay(socketFd(s));
+        s.end(`hbone for ${p.name}`);
+      },
     },
   });
 
@@ -73,6 +84,13 @@ describeTier(isRoot, ROOT_REQUIRED)("in-pod capture driver", () => {
     expect(await requestFrom(NODE, POD_IP, 8080, CLIENT_IP)).toBe(`inbound ${POD_IP}:8080 from ${CLIENT_IP}`);
     expect(await requestFrom(NODE, POD_IP, 15008, CLIENT_IP)).toBe("hbone for orders-1");
     expect(await requestFrom(NODE, POD_IP, 8080, NODE_IP)).toBe("app");
+    // Every socket the agent relays on sends each write at once: the captured ones and the ones it opens.
+    expect(noDelay).toEqual({ outbound: true, inboundPlaintext: true, hbone: true });
+    const opened = await connectMarked(NODE_IP, 9000, 0, pod.netnsPath);
+    expect(tcpNoDelay(socketFd(opened))).toBe(true);
+    expect(await read(opened)).toBe(`outbound orders-1 -> ${NODE_IP}:9000`);
+    // Half-open allowed on the agent's sockets: close this side too, or the pod's later reset hits the handler's end.
+    opened.end();
     // Capturing again (e.g. a reconcile) keeps one set of listeners and rules.
     await driver.capture(pod);
     expect(driver.capturedPods).toBe(1);

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <sched.h>
 #include <stdio.h>
@@ -156,6 +157,21 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// tcpNoDelay(fd: number): boolean — whether TCP_NODELAY is set (the relay's sockets must send each write at once).
+static napi_value tcp_no_delay(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return throw_type(env, "tcpNoDelay(fd): fd must be a number");
+  int on = 0;
+  socklen_t len = sizeof on;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) != 0) return throw_errno(env, "AMBIT_E_NATIVE_SOCKET", "getsockopt(TCP_NODELAY)", errno, NULL);
+  napi_value result;
+  napi_get_boolean(env, on != 0, &result);
+  return result;
+}
+
 // createMarkedSocket(mark: number, netnsPath: string | ""): number — unconnected, non-blocking TCP socket.
 static napi_value create_marked_socket(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -215,6 +231,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"listenInNetns", NULL, listen_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
       {"originalDst", NULL, original_dst, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tcpNoDelay", NULL, tcp_no_delay, NULL, NULL, NULL, napi_enumerable, NULL},
       {"createMarkedSocket", NULL, create_marked_socket, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"releaseFreeMemory", NULL, release_free_memory, NULL, NULL, NULL, napi_enumerable, NULL},
