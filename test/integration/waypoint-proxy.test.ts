@@ -306,7 +306,7 @@ describe("waypoint proxy", () => {
     stream.write("GET /exact HTTP/1.1\r\nhost: short-idle.demo\r\n\r\n");
     await expect.poll(() => reply).toMatch(/\r\n\r\n\{\}$/);
     expect(reply.replace(/\r\nDate: [^\r]*/, "")).toBe(
-      "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n{}",
+      "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=3600\r\n\r\n{}",
     );
     stream.destroy();
   });
@@ -456,4 +456,84 @@ describe("waypoint proxy", () => {
     for (let i = 0; i < 50; i++) statuses.push(await call());
     expect(statuses).toEqual(Array(50).fill("0"));
   });
+});
+
+describe("waypoint proxy at its limits", () => {
+  const harness = new WaypointHarness(log);
+  const lines: Array<Record<string, unknown>> = [];
+  const linesLog = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const pod = { name: "held", ip: "10.244.1.20" };
+  const vip = "10.96.0.40";
+  /** Responses of /hold requests, sent when the test says so. */
+  const holding: Array<() => void> = [];
+
+  beforeAll(async () => {
+    const app = http.createServer((req, res) => {
+      const reply = () => res.end(req.url);
+      if (req.url?.startsWith("/hold")) holding.push(reply);
+      else reply();
+    });
+    await harness.agentFor(pod, await harness.listen(app));
+    const index = new WorkloadIndex();
+    index.replace(
+      [
+        {
+          uid: pod.name,
+          namespace: "demo",
+          name: pod.name,
+          workloadName: pod.name,
+          serviceAccount: pod.name,
+          node: "node-1",
+          ip: pod.ip,
+          captured: true,
+          labels: {},
+        },
+      ],
+      [
+        {
+          namespace: "demo",
+          name: pod.name,
+          clusterIP: vip,
+          ports: [{ port: 80, endpoints: [{ ip: pod.ip, port: APP_PORT, ready: true }] }],
+          waypoint: WAYPOINT_REF,
+        },
+      ],
+    );
+    await harness.start({ index, routes: new RoutingTable([]), policies: new L7PolicyStore(), accessLog: linesLog, maxActiveRequests: 2 });
+  });
+  afterAll(() => harness.close());
+
+  /** Polls `check` every 10 ms until it holds, failing after `timeoutMs`. */
+  async function until(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  it("answers 503 with Envoy's overload flag past its request limit, and serves again once requests end", async () => {
+    const held = [request(harness.clientAgent(vip), "/hold-1"), request(harness.clientAgent(vip), "/hold-2")];
+    await until("both held requests at the backend", () => holding.length === 2);
+    const refused = await request(harness.clientAgent(vip), "/third");
+    expect(refused).toMatchObject({ status: 503, body: "envoy overloaded" });
+    expect(refused.headers["x-envoy-overloaded"]).toBe("true");
+    expect(lines.find((l) => l.path === "/third")).toMatchObject({ msg: "request", status: 503, responseFlags: "OM" });
+    for (const reply of holding.splice(0)) reply();
+    expect((await Promise.all(held)).map((r) => [r.status, r.body])).toEqual([
+      [200, "/hold-1"],
+      [200, "/hold-2"],
+    ]);
+    // The slots were given back: the limit counts requests in flight, not requests ever served.
+    expect(await request(harness.clientAgent(vip), "/after")).toMatchObject({ status: 200, body: "/after" });
+  });
+
+  it("keeps an idle client keep-alive connection past Node's 5 s default, as Envoy keeps it for an hour", async () => {
+    const agent = harness.clientAgent(vip);
+    expect(await request(agent, "/first")).toMatchObject({ status: 200 });
+    // The behaviour under test is an idle period longer than Node's default keep-alive timeout (5 s).
+    await new Promise((r) => setTimeout(r, 6_000));
+    expect(await request(agent, "/second")).toMatchObject({ status: 200, body: "/second" });
+    expect(agent.opened).toBe(1);
+  }, 15_000);
 });

@@ -80,6 +80,7 @@ export class WaypointHarness {
     accessLog: Logger;
     metrics?: WaypointMetrics;
     resilience?: ResiliencePolicies;
+    maxActiveRequests?: number;
   }): Promise<void> {
     const credentials = this.ca.issue(WAYPOINT);
     const upstream = new HboneConnectionPool({
@@ -104,6 +105,7 @@ export class WaypointHarness {
       detectTimeoutMs: 200,
       ...(opts.metrics ? { metrics: opts.metrics } : {}),
       ...(opts.resilience ? { resilience: opts.resilience } : {}),
+      ...(opts.maxActiveRequests ? { maxActiveRequests: opts.maxActiveRequests } : {}),
     });
     this.#proxy = proxy;
     this.#waypointPort = await this.listen(net.createServer((s) => proxy.acceptConnection(s)));

@@ -1,7 +1,7 @@
 // The L7 proxies' V8 heap flags: the young generation they allow must be one the old-generation cap can absorb.
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { PROXY_OLD_SPACE_MIB, proxyNodeOptions } from "../../contract/proxy-heap.ts";
+import { PROXY_OLD_SPACE_MIB, maxActiveRequests, proxyNodeOptions } from "../../contract/proxy-heap.ts";
 import { waypointObjects } from "../../controller/waypoints/index.ts";
 import { defaultInjectionSettings, injectPod } from "../../sidecar/index.ts";
 
@@ -44,6 +44,13 @@ describe("proxy heap flags", () => {
       expect(oldSpaceMiB).toBe(PROXY_OLD_SPACE_MIB);
       expect(youngMiB).toBeLessThanOrEqual(oldSpaceMiB / 2);
     }
+  });
+
+  it("sizes the requests a proxy serves at once from its heap limit", () => {
+    // The default cap's heap limit (96 MiB old + 48 MiB young): 64 KiB each, twice what one took in flight.
+    expect(maxActiveRequests(144 * 2 ** 20)).toBe(2304);
+    expect(maxActiveRequests(4288 * 2 ** 20)).toBe(68608);
+    expect(maxActiveRequests(1 * 2 ** 20)).toBe(64);
   });
 
   it("refuses a cap too small to run a proxy", () => {

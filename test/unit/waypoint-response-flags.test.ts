@@ -10,6 +10,7 @@ describe("ResponseFlags", () => {
 
   it("prints several in Envoy's order, whatever order they were set in, each once", () => {
     expect(new ResponseFlags(["URX", "UF"]).toString()).toBe("UF,URX");
+    expect(new ResponseFlags(["OM", "DC"]).toString()).toBe("DC,OM");
     expect(new ResponseFlags().add("DC", "UT", "UT").toString()).toBe("UT,DC");
     expect(new ResponseFlags(["NR"]).has("NR")).toBe(true);
   });

@@ -15,6 +15,7 @@ export const RESPONSE_FLAGS = {
   FI: "aborted by a fault policy",
   DC: "downstream connection termination: the client went away before the response was complete",
   URX: "retries exhausted: the last attempt's answer was retriable but no attempt was left",
+  OM: "overload: the proxy was serving as many requests as its heap allows and refused this one (503)",
 } as const;
 
 export type ResponseFlag = keyof typeof RESPONSE_FLAGS;

@@ -21,6 +21,7 @@ import { forward } from "./forward.ts";
 import { type AcceptTarget, type ConnectStream, WaypointHboneListener } from "./hbone-listener.ts";
 import { type RequestLabels, WaypointMetrics } from "./metrics.ts";
 import { portProtocol } from "../../contract/app-protocol.ts";
+import { maxActiveRequests } from "../../contract/proxy-heap.ts";
 import { detectProtocol } from "./sniff.ts";
 import { type RequestDestination, destinationLabels, grpcStatus, requestProtocol, sourceLabels, streamSource } from "./telemetry.ts";
 import { type TraceRandom, cryptoRandom, traceHop, withTrace } from "./tracing.ts";
@@ -60,6 +61,8 @@ export interface WaypointProxyOptions {
   traceRandom?: TraceRandom;
   /** What this proxy is: the waypoint (the default) or one end of a sidecar, which serves the same engine differently. */
   role?: ProxyRole;
+  /** Requests served at once; past it a request is answered 503 (flag OM). Default: what the heap limit allows (contract/proxy-heap.ts). */
+  maxActiveRequests?: number;
 }
 
 /**
@@ -131,11 +134,15 @@ const MAX_RETRY_BODY = 1024 * 1024;
 
 export class WaypointProxy {
   readonly #opts: Required<Omit<WaypointProxyOptions, "routes" | "resilience" | "role">> & Pick<WaypointProxyOptions, "resilience">;
+  /** Requests being served now, against `maxActiveRequests`. */
+  #activeRequests = 0;
   readonly #metrics: WaypointMetrics;
   #routes: RoutingTable;
   readonly #listener: WaypointHboneListener;
   readonly #upstream: UpstreamPool;
-  readonly #http1 = http.createServer((req, res) => this.#onHttp1(req, res));
+  // Envoy's idle timeout (1 h), not Node's 5 s: a client's idle keep-alive connection lasts as long as it would to
+  // the app itself, and a client reusing one just after 5 s does not race the proxy closing it.
+  readonly #http1 = http.createServer({ keepAliveTimeout: CLIENT_IDLE_TIMEOUT_MS }, (req, res) => this.#onHttp1(req, res));
   /** The CONNECT stream each HTTP/1.1 connection arrived on (http.Server hands requests their socket, the stream). */
   readonly #contexts = new WeakMap<object, StreamContext>();
   readonly #me: string;
@@ -145,7 +152,14 @@ export class WaypointProxy {
   readonly #admitStream: AcceptTarget;
 
   constructor(opts: WaypointProxyOptions) {
-    this.#opts = { random: Math.random, detectTimeoutMs: 1_000, traceRandom: cryptoRandom, ...opts, metrics: opts.metrics ?? new WaypointMetrics() };
+    this.#opts = {
+      random: Math.random,
+      detectTimeoutMs: 1_000,
+      traceRandom: cryptoRandom,
+      maxActiveRequests: maxActiveRequests(),
+      ...opts,
+      metrics: opts.metrics ?? new WaypointMetrics(),
+    };
     this.#metrics = this.#opts.metrics;
     this.#routes = opts.routes;
     this.#me = waypointKey(opts.waypoint);
@@ -380,9 +394,13 @@ export class WaypointProxy {
 
   /** A request the handler failed on unexpectedly is logged: an unhandled rejection would end the waypoint. */
   #serve(context: StreamContext, call: Call): void {
-    this.#handle(context, call).catch((err: unknown) =>
-      this.#opts.log.error({ method: call.method, path: call.path, err: (err as Error).message }, "request failed in the waypoint"),
-    );
+    const overloaded = this.#activeRequests >= this.#opts.maxActiveRequests;
+    if (!overloaded) this.#activeRequests++;
+    this.#handle(context, call, overloaded)
+      .catch((err: unknown) => this.#opts.log.error({ method: call.method, path: call.path, err: (err as Error).message }, "request failed in the waypoint"))
+      .finally(() => {
+        if (!overloaded) this.#activeRequests--;
+      });
   }
 
   /** Not HTTP: bytes to the addressed Service's endpoint (or pod) through its agent, as the source agent would have sent them. */
@@ -409,7 +427,8 @@ export class WaypointProxy {
     );
   }
 
-  async #handle(context: StreamContext, call: Call): Promise<void> {
+  /** Serves one request; `overloaded`: the proxy is at its limit, and answers 503 at once (counted and logged like any other). */
+  async #handle(context: StreamContext, call: Call, overloaded: boolean): Promise<void> {
     const started = performance.now();
     const { connect, addressed } = context;
     const service = addressed.kind === "service" ? { namespace: addressed.service.namespace, name: addressed.service.name } : undefined;
@@ -466,6 +485,11 @@ export class WaypointProxy {
     const answer = async (status: number, headers: Record<string, string | string[]>, body: string | UpstreamResponse, extra?: Record<string, unknown>) =>
       report(status, await call.respond(status, headers, body), extra);
 
+    if (overloaded) {
+      requestBody.body.resume();
+      flags.add("OM");
+      return answer(503, { "content-type": "text/plain", "x-envoy-overloaded": "true" }, OVERLOADED);
+    }
     const decision = !this.#role.l7Authorization
       ? { allowed: true, reason: "L4 policy, checked per connection", audit: undefined, response: undefined }
       : this.#opts.policies.check({
@@ -730,6 +754,10 @@ const DECLARED_HTTP_WAIT_MS = 60_000;
 /** A mirrored request that takes longer is abandoned (its answer is never used anyway). */
 const MIRROR_TIMEOUT_MS = 30_000;
 
+/** How long a client's HTTP/1.1 keep-alive connection may stay idle (Envoy's default idle_timeout). */
+export const CLIENT_IDLE_TIMEOUT_MS = 3_600_000;
+/** Envoy's body for a request its overload manager refused. */
+const OVERLOADED = "envoy overloaded";
 /** Envoy's bodies for a fault abort and a circuit breaker overflow. */
 const FAULT_ABORT = "fault filter abort";
 const OVERFLOW = "upstream connect error or disconnect/reset before headers. reset reason: overflow";
