@@ -15,7 +15,7 @@ import { CertificateManager, ControllerCaClient, describeChain } from "./identit
 import { PolicyStore } from "./authorization/index.ts";
 import { ConfigStreamClient, meshConfigFromView } from "./config-client/index.ts";
 import { InPodCaptureDriver, PodNetnsFinder } from "./inpod/index.ts";
-import { awaitSuccessor, retryUntil, stopOnSignals } from "./lifecycle/index.ts";
+import { IdleMemoryReleaser, awaitSuccessor, retryUntil, stopOnSignals } from "./lifecycle/index.ts";
 import { captureState } from "./capture/index.ts";
 import { createLogger } from "./logging/index.ts";
 import { AgentMetrics } from "./metrics/index.ts";
@@ -230,6 +230,14 @@ function releaseStartupMemory(): void {
     { rssKiB: Math.round(process.memoryUsage.rss() / 1024), releasedKiB: Math.round((before - process.memoryUsage.rss()) / 1024) },
     "released start-up memory",
   );
+  // From here on, the same after each burst, once the agent is idle again.
+  const releaser = new IdleMemoryReleaser({
+    release: releaseUnusedMemory,
+    onRelease: (beforeBytes, afterBytes) =>
+      log.info({ rssKiB: Math.round(afterBytes / 1024), releasedKiB: Math.round((beforeBytes - afterBytes) / 1024) }, "released memory after a burst"),
+  });
+  releaser.resetBaseline();
+  releaser.start();
 }
 
 /** False when this agent's DaemonSet is gone or being deleted: then no successor will come to hand over to. */
