@@ -224,20 +224,17 @@ async function markReady(file: string): Promise<void> {
  */
 const RELEASE_AFTER_READY_MS = 5_000;
 function releaseStartupMemory(): void {
-  const before = process.memoryUsage.rss();
-  releaseUnusedMemory();
-  log.info(
-    { rssKiB: Math.round(process.memoryUsage.rss() / 1024), releasedKiB: Math.round((before - process.memoryUsage.rss()) / 1024) },
-    "released start-up memory",
-  );
-  // From here on, the same after each burst, once the agent is idle again.
-  const releaser = new IdleMemoryReleaser({
+  const memory = new IdleMemoryReleaser({
     release: releaseUnusedMemory,
-    onRelease: (beforeBytes, afterBytes) =>
-      log.info({ rssKiB: Math.round(afterBytes / 1024), releasedKiB: Math.round((beforeBytes - afterBytes) / 1024) }, "released memory after a burst"),
+    onRelease: (beforeBytes, afterBytes, reason) =>
+      log.info(
+        { rssKiB: Math.round(afterBytes / 1024), releasedKiB: Math.round((beforeBytes - afterBytes) / 1024) },
+        reason === "idle" ? "released memory after a burst" : "released start-up memory",
+      ),
   });
-  releaser.resetBaseline();
-  releaser.start();
+  memory.releaseNow();
+  // From here on, the same after each burst, once the agent is idle again.
+  memory.start();
 }
 
 /** False when this agent's DaemonSet is gone or being deleted: then no successor will come to hand over to. */

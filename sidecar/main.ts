@@ -223,7 +223,7 @@ const inboundPlain = net.createServer({ noDelay: true, allowHalfOpen: true }, (s
 });
 
 /** HBONE from ambient agents, waypoints and other sidecars (15008), served by the server role. */
-const hboneListener = net.createServer({ noDelay: true }, (socket) => serverProxy.acceptConnection(socket));
+const hboneListener = net.createServer((socket) => serverProxy.acceptConnection(socket));
 
 const listen = (srv: net.Server, port: number, host = "0.0.0.0") =>
   new Promise<void>((resolve, reject) => {

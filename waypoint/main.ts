@@ -92,8 +92,7 @@ proxy = new WaypointProxy({
   log,
 });
 const hboneProxy = proxy;
-// TCP_NODELAY, as on the agents (agent/inpod/driver.ts says why).
-const listener = net.createServer({ noDelay: true }, (socket) => hboneProxy.acceptConnection(socket));
+const listener = net.createServer((socket) => hboneProxy.acceptConnection(socket));
 await new Promise<void>((resolve, reject) => {
   listener.once("error", reject);
   listener.listen(config.ports.hbone, () => resolve());

@@ -7,11 +7,14 @@ export interface MemorySample {
   rssBytes: number;
 }
 
+/** Why memory was released: asked for once (after start-up), or found idle after a burst. */
+export type ReleaseReason = "asked" | "idle";
+
 export interface IdleMemoryOptions {
   /** Gives unused memory back (a full collection and a C heap trim: a pause of tens of milliseconds). */
   release(): void;
-  /** Told what a release gave back. */
-  onRelease?(beforeBytes: number, afterBytes: number): void;
+  /** Told what a release gave back, and why it ran. */
+  onRelease?(beforeBytes: number, afterBytes: number, reason: ReleaseReason): void;
   /** The process's event-loop utilization since the previous call and its RSS; the real process's by default. */
   sample?(): MemorySample;
   /** Below this event-loop utilization over a whole interval the agent counts as idle (default 0.02). */
@@ -20,6 +23,8 @@ export interface IdleMemoryOptions {
   growthBytes?: number;
   /** How often to look (default 30 s). */
   intervalMs?: number;
+  /** The RSS growth is measured from until the first release (default: the process's RSS now). */
+  baselineBytes?: number;
 }
 
 /**
@@ -30,18 +35,20 @@ export interface IdleMemoryOptions {
  * growth: a busy agent is never paused, an idle one is not paused again until it has grown again.
  */
 export class IdleMemoryReleaser {
-  readonly #opts: Required<Omit<IdleMemoryOptions, "onRelease">> & Pick<IdleMemoryOptions, "onRelease">;
+  readonly #opts: Required<Omit<IdleMemoryOptions, "onRelease" | "baselineBytes">> & Pick<IdleMemoryOptions, "onRelease">;
   /** RSS right after the last release (or at start): growth is measured from here. */
   #baselineBytes: number;
 
   constructor(opts: IdleMemoryOptions) {
-    this.#opts = { sample: processSampler(), idleUtilization: 0.02, growthBytes: 32 * 1024 * 1024, intervalMs: 30_000, ...opts };
-    this.#baselineBytes = process.memoryUsage.rss();
+    const { baselineBytes, ...rest } = opts;
+    this.#opts = { sample: processSampler(), idleUtilization: 0.02, growthBytes: 32 * 1024 * 1024, intervalMs: 30_000, ...rest };
+    this.#baselineBytes = baselineBytes ?? process.memoryUsage.rss();
   }
 
-  /** Sets the baseline to the RSS now (call after a release done elsewhere, e.g. the one after start-up). */
-  resetBaseline(rssBytes: number = process.memoryUsage.rss()): void {
-    this.#baselineBytes = rssBytes;
+  /** Releases now, whatever the load (e.g. once after start-up), and measures later growth from what is left. */
+  releaseNow(reason: ReleaseReason = "asked"): void {
+    const before = this.#opts.sample().rssBytes;
+    this.#release(before, reason);
   }
 
   /** Takes a sample and releases if the agent was idle and has grown; returns whether it released. */
@@ -50,11 +57,14 @@ export class IdleMemoryReleaser {
     // Memory given back by other means (the kernel, a release on the admin API) lowers the mark.
     if (rssBytes < this.#baselineBytes) this.#baselineBytes = rssBytes;
     if (utilization >= this.#opts.idleUtilization || rssBytes - this.#baselineBytes < this.#opts.growthBytes) return false;
-    this.#opts.release();
-    const after = this.#opts.sample().rssBytes;
-    this.#baselineBytes = after;
-    this.#opts.onRelease?.(rssBytes, after);
+    this.#release(rssBytes, "idle");
     return true;
+  }
+
+  #release(beforeBytes: number, reason: ReleaseReason): void {
+    this.#opts.release();
+    this.#baselineBytes = this.#opts.sample().rssBytes;
+    this.#opts.onRelease?.(beforeBytes, this.#baselineBytes, reason);
   }
 
   /** Looks every interval until the returned function is called; the timer does not keep the process alive. */

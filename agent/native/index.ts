@@ -117,7 +117,7 @@ export function connectMarked(host: string, port: number, mark: number, netnsPat
   // Half-open allowed: the relay propagates each direction's end on its own, so an app that finishes sending
   // first still receives the rest of what its client sends.
   const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
-  // Relayed writes go out at once (TCP_NODELAY), as the client wrote them: see NO_DELAY in ../inpod/driver.ts.
+  // Relayed writes go out at once (TCP_NODELAY), as the client wrote them: the in-pod listeners (../inpod/driver.ts) say why.
   socket.setNoDelay(true);
   return new Promise((resolve, reject) => {
     // Both listeners stay for the socket's life (the error one does nothing once connected): removing a

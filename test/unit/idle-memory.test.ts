@@ -11,6 +11,7 @@ function scripted(samples: MemorySample[], floor = 90 * MiB) {
   let justReleased = false;
   const queue = [...samples];
   const releases: Array<[number, number]> = [];
+  const reasons: string[] = [];
   const releaser = new IdleMemoryReleaser({
     sample: () => {
       if (justReleased) {
@@ -25,10 +26,13 @@ function scripted(samples: MemorySample[], floor = 90 * MiB) {
       rss = floor;
       justReleased = true;
     },
-    onRelease: (before, after) => releases.push([before / MiB, after / MiB]),
+    onRelease: (before, after, reason) => {
+      releases.push([before / MiB, after / MiB]);
+      reasons.push(reason);
+    },
+    baselineBytes: 80 * MiB,
   });
-  releaser.resetBaseline(80 * MiB);
-  return { releaser, releases };
+  return { releaser, releases, reasons };
 }
 
 describe("IdleMemoryReleaser", () => {
@@ -56,6 +60,21 @@ describe("IdleMemoryReleaser", () => {
       [260, 90],
       [130, 90],
     ]);
+  });
+
+  it("releases when asked whatever the load, and measures later growth from what it left", () => {
+    const { releaser, releases, reasons } = scripted([
+      { utilization: 0.5, rssBytes: 150 * MiB }, // start-up, busy: released anyway, down to 90
+      { utilization: 0, rssBytes: 115 * MiB }, // idle, +25 over 90: not yet
+      { utilization: 0, rssBytes: 125 * MiB }, // +35 over 90: again
+    ]);
+    releaser.releaseNow();
+    expect([releaser.check(), releaser.check()]).toEqual([false, true]);
+    expect(releases).toEqual([
+      [150, 90],
+      [125, 90],
+    ]);
+    expect(reasons).toEqual(["asked", "idle"]);
   });
 
   it("does not release for growth below the threshold, and takes a lower RSS as the new mark", () => {

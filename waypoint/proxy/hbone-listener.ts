@@ -89,6 +89,8 @@ export class WaypointHboneListener {
   /** Serves one accepted TCP connection (from the waypoint's listener on 15008, or a test's). */
   acceptConnection(socket: net.Socket): void {
     socket.allowHalfOpen = false;
+    // Each write goes out at once (TCP_NODELAY), as on the agents' sockets (agent/inpod/driver.ts says why).
+    socket.setNoDelay(true);
     this.#sockets.add(socket);
     socket.once("close", () => this.#sockets.delete(socket));
     this.#server.emit("connection", socket);
